@@ -1,0 +1,60 @@
+"""What loading produces and compiling consumes: rules with fully resolved conditions.
+
+`rules.collect` (files -> items -> lists substituted, macros inlined, exceptions appended) returns a
+`LoadResult`; `rules.compiler` turns each `LoadedRule` into generated code. Nothing here evaluates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rules.ast import Expr
+from rules.errors import Location
+from rules.priority import Priority
+
+
+@dataclass(frozen=True, slots=True)
+class LoadWarning:
+    """A non-fatal finding, e.g. an unused macro; `code` is Falco's name (LOAD_UNUSED_MACRO...)."""
+
+    code: str
+    message: str
+    location: Location = field(default_factory=Location)
+
+    def render(self) -> str:
+        where = self.location.describe()
+        return f"{where}: warning {self.code}: {self.message}" if where else f"warning {self.code}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedRule:
+    """One rule after loading all files in order: its condition AST is self-contained (no macro
+    identifiers, lists already substituted, exceptions already appended)."""
+
+    name: str
+    condition: Expr
+    condition_text: str  # the condition as written (after append/override), for errors and listing
+    output: str
+    priority: Priority
+    tags: tuple[str, ...]
+    desc: str
+    enabled: bool
+    source: str  # "syscall" for every rule Peregrine evaluates
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
+class FileCounts:
+    """How many items of each kind one file defined (redefinitions included)."""
+
+    path: str
+    rules: int
+    macros: int
+    lists: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    rules: tuple[LoadedRule, ...]  # definition order, disabled ones included
+    warnings: tuple[LoadWarning, ...]
+    files: tuple[FileCounts, ...]
