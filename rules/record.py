@@ -77,7 +77,8 @@ P_ENV: Final = 25  # list[str] or None: environment, when captured (proc.env)
 P_CONTAINER_ID: Final = 26  # str: 64-hex container id, or "host"
 P_PARENT: Final = 27  # wire: int index of the parent's record in the batch or -1; in memory: Process or None
 P_CONTAINER: Final = 28  # Container record or None; filled by enrichment, always None on the wire
-PROCESS_LEN: Final = 29
+P_NODE: Final = 29  # str: the node (host) name the process runs on (evt.hostname)
+PROCESS_LEN: Final = 30
 
 HOST_CONTAINER_ID: Final = "host"
 
