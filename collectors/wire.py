@@ -1,0 +1,172 @@
+"""The wire format of `peregrine.events`: a versioned, self-contained msgpack batch.
+
+One Kafka message = one batch from one node::
+
+    {"v": SCHEMA_VERSION, "node": str, "boot_id": str, "seq": int, "t_first": int, "t_last": int,
+     "procs": [process, ...], "events": [event, ...]}
+
+Events and processes are the positional arrays of `rules.record`. Events reference processes by
+their index in ``procs`` and processes reference their parent the same way (``-1``: not in the
+batch), so any worker can evaluate any batch with no state carried between messages. ``seq``
+increases by one per batch and per (node, boot_id), which lets consumers count gaps.
+
+`decode_batch` checks everything a worker relies on before evaluating (types, lengths, references)
+and raises `WireError` naming the offending field; it never raises anything else, whatever the
+bytes. Decoding resolves references in place: ``EV_PROC`` and ``P_PARENT`` become the records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgpack
+
+from rules.record import (
+    EV_PROC,
+    EV_TYPE,
+    EVENT_LEN,
+    EVENT_TYPES,
+    P_CONTAINER,
+    P_PARENT,
+    PROCESS_LEN,
+    SCHEMA_VERSION,
+    Event,
+    Process,
+)
+
+# Kafka's default message.max.bytes is ~1 MiB; a batch this large means a bug upstream, and
+# refusing it bounds the memory a hostile message can make a worker allocate.
+MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
+_KEYS: Final = ("v", "node", "boot_id", "seq", "t_first", "t_last", "procs", "events")
+_N_TYPES: Final = len(EVENT_TYPES)
+
+
+class WireError(ValueError):
+    """A batch that cannot be decoded; `reason` is short and stable (it becomes the DLQ reason)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+@dataclass(slots=True)
+class Batch:
+    node: str
+    boot_id: str
+    seq: int
+    t_first: int
+    t_last: int
+    procs: list[Process] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    v: int = SCHEMA_VERSION
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """Pack a batch whose events/processes hold indexes (not resolved references)."""
+    packed: bytes = msgpack.packb(
+        {
+            "v": batch.v,
+            "node": batch.node,
+            "boot_id": batch.boot_id,
+            "seq": batch.seq,
+            "t_first": batch.t_first,
+            "t_last": batch.t_last,
+            "procs": batch.procs,
+            "events": batch.events,
+        },
+        use_bin_type=True,
+    )
+    return packed
+
+
+def decode_batch(data: bytes) -> Batch:
+    """Unpack and validate a batch, resolving process references. Raises only WireError."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise WireError("not bytes", type(data).__name__)
+    if len(data) > MAX_BATCH_BYTES:
+        raise WireError("batch too large", f"{len(data)} bytes > {MAX_BATCH_BYTES}")
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except msgpack.ExtraData as exc:
+        raise WireError("trailing bytes", str(exc)) from None
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+        # msgpack signals truncation with ValueError subclasses, bad UTF-8 with UnicodeDecodeError
+        raise WireError("malformed msgpack", f"{type(exc).__name__}: {exc}") from None
+    return _validate(obj)
+
+
+def _validate(obj: Any) -> Batch:
+    if not isinstance(obj, dict):
+        raise WireError("envelope is not a map", type(obj).__name__)
+    version = obj.get("v")
+    if version != SCHEMA_VERSION:
+        raise WireError("unsupported schema version", f"v={version!r}, this build reads v={SCHEMA_VERSION}")
+    missing = [k for k in _KEYS if k not in obj]
+    if missing:
+        raise WireError("missing envelope field", ", ".join(missing))
+    node, boot_id = obj["node"], obj["boot_id"]
+    if not isinstance(node, str) or not node:
+        raise WireError("bad envelope field", "node must be a non-empty string")
+    if not isinstance(boot_id, str):
+        raise WireError("bad envelope field", "boot_id must be a string")
+    for key in ("seq", "t_first", "t_last"):
+        if type(obj[key]) is not int:
+            raise WireError("bad envelope field", f"{key} must be an integer")
+    procs, events = obj["procs"], obj["events"]
+    if not isinstance(procs, list):
+        raise WireError("bad envelope field", "procs must be an array")
+    if not isinstance(events, list):
+        raise WireError("bad envelope field", "events must be an array")
+
+    n_procs = len(procs)
+    for i, p in enumerate(procs):
+        if type(p) is not list or len(p) != PROCESS_LEN:
+            raise WireError("bad process record", f"procs[{i}] must be an array of {PROCESS_LEN}")
+        parent = p[P_PARENT]
+        if type(parent) is not int or not -1 <= parent < n_procs or parent == i:
+            raise WireError("bad process reference", f"procs[{i}] parent {parent!r} of {n_procs} processes")
+        if p[P_CONTAINER] is not None:
+            raise WireError("bad process record", f"procs[{i}] carries container metadata on the wire")
+    _reject_parent_cycles(procs)
+    for p in procs:
+        parent = p[P_PARENT]
+        p[P_PARENT] = None if parent == -1 else procs[parent]
+
+    for i, ev in enumerate(events):
+        if type(ev) is not list or len(ev) != EVENT_LEN:
+            raise WireError("bad event record", f"events[{i}] must be an array of {EVENT_LEN}")
+        etype, proc = ev[EV_TYPE], ev[EV_PROC]
+        if type(etype) is not int or not 0 <= etype < _N_TYPES:
+            raise WireError("unknown event type", f"events[{i}] type {etype!r}")
+        if type(proc) is not int or not 0 <= proc < n_procs:
+            raise WireError("bad process reference", f"events[{i}] process {proc!r} of {n_procs}")
+        ev[EV_PROC] = procs[proc]
+    return Batch(
+        node=node,
+        boot_id=boot_id,
+        seq=obj["seq"],
+        t_first=obj["t_first"],
+        t_last=obj["t_last"],
+        procs=procs,
+        events=events,
+        v=version,
+    )
+
+
+def _reject_parent_cycles(procs: list[Process]) -> None:
+    """Parent indexes must form a forest: a cycle would make ancestor walks loop. Linear time, so a
+    hostile batch of long chains cannot make a worker hang."""
+    state = [0] * len(procs)  # 0 unseen, 1 on the current path, 2 known to reach a root
+    for start in range(len(procs)):
+        path = []
+        cur = start
+        while cur != -1 and state[cur] == 0:
+            state[cur] = 1
+            path.append(cur)
+            cur = procs[cur][P_PARENT]
+        if cur != -1 and state[cur] == 1:
+            raise WireError("bad process reference", f"procs[{start}] has a cycle in its parent chain")
+        for i in path:
+            state[i] = 2
