@@ -1,0 +1,75 @@
+"""One OpenTelemetry setup for every Peregrine role.
+
+Components create their instruments through the OpenTelemetry *API*
+(``opentelemetry.metrics.get_meter("peregrine.<component>")``), which is a no-op until a process
+installs the SDK. The `peregrine` CLI calls `setup_telemetry` once at the start of each
+long-running role, so every role exports the same way: a Prometheus endpoint (scraped by
+Prometheus, shown in Grafana) and, when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, OTLP over HTTP.
+
+Resource attributes are limited to the service name and role on purpose: pod and host names as
+labels would multiply series by the number of pods (DESIGN.md: no per-pod labels).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Final
+
+log = logging.getLogger("peregrine.telemetry")
+
+# One default port per role so a node running several roles exposes them side by side.
+DEFAULT_PORTS: Final = {"collect": 9464, "worker": 9465, "sink": 9466, "k8s-meta": 9467}
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    role: str
+    prometheus_port: int | None  # None: no Prometheus endpoint
+    prometheus_addr: str
+    otlp_endpoint: str | None
+    export_interval_ms: int
+
+    @classmethod
+    def from_env(cls, role: str) -> TelemetryConfig:
+        raw_port = os.environ.get("PEREGRINE_METRICS_PORT", str(DEFAULT_PORTS.get(role, 0)))
+        port = int(raw_port)
+        return cls(
+            role=role,
+            prometheus_port=port if port > 0 else None,
+            prometheus_addr=os.environ.get("PEREGRINE_METRICS_ADDR", "0.0.0.0"),
+            otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            export_interval_ms=int(os.environ.get("PEREGRINE_METRICS_EXPORT_MS", "10000")),
+        )
+
+
+def setup_telemetry(role: str, config: TelemetryConfig | None = None) -> None:
+    """Install the SDK meter provider for this process (call once, at the start of a role)."""
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    cfg = config or TelemetryConfig.from_env(role)
+    readers: list[MetricReader] = []
+    if cfg.prometheus_port is not None:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(cfg.prometheus_port, addr=cfg.prometheus_addr)
+            readers.append(PrometheusMetricReader())
+        except OSError as exc:
+            log.warning(
+                "metrics endpoint not started",
+                extra={"port": cfg.prometheus_port, "error": str(exc), "hint": "set PEREGRINE_METRICS_PORT"},
+            )
+    if cfg.otlp_endpoint is not None:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        readers.append(
+            PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=cfg.export_interval_ms)
+        )
+    resource = Resource.create({"service.name": "peregrine", "peregrine.role": cfg.role})
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
