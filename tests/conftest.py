@@ -1,0 +1,107 @@
+"""Session-wide real Kafka brokers for the tests, and the markers' policy.
+
+* `kafka_bootstrap`: one real single-node KRaft broker for the whole session.
+* `kafka_cluster`: three real KRaft nodes (replication 3, min.insync.replicas 2) for failure tests;
+  the fixture hands out the `streams.localkafka.Cluster`, so tests can kill and restart nodes.
+* `unique_topic`: random topic (and group) names, so tests never see each other's data.
+
+Logs of a broker are kept (their directory is printed) when any test of the session failed.
+`--require=kafka,root,...` turns skips for those markers into failures, which CI uses so that a
+missing broker or missing root can never pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from streams import localkafka
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require",
+        default=os.environ.get("PEREGRINE_REQUIRE", ""),
+        help="comma-separated markers whose skips must fail instead (e.g. kafka,root)",
+    )
+
+
+def _required(config: pytest.Config) -> set[str]:
+    return {m.strip() for m in str(config.getoption("--require")).split(",") if m.strip()}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    required = _required(item.config)
+    if report.skipped and required:
+        marks = {m.name for m in item.iter_markers()} & required
+        if marks:
+            report.outcome = "failed"
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            report.longrepr = f"required marker(s) {sorted(marks)} but the test was skipped: {reason}"
+    if report.failed:
+        item.session.peregrine_failed = True  # type: ignore[attr-defined]
+
+
+def _session_failed(request: pytest.FixtureRequest) -> bool:
+    return bool(getattr(request.session, "peregrine_failed", False))
+
+
+def _broker_root(name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"peregrine-{name}-"))
+
+
+def _start_or_skip(root: Path, n: int) -> localkafka.Cluster:
+    try:
+        return localkafka.start(root, n=n)
+    except localkafka.KafkaError as exc:
+        if "run ./scripts/setup" in str(exc) or "java not found" in str(exc):
+            pytest.skip(f"no Kafka here: {exc}")
+        raise
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(request: pytest.FixtureRequest) -> Iterator[localkafka.Cluster]:
+    root = _broker_root("kafka")
+    cluster = _start_or_skip(root, 1)
+    yield cluster
+    localkafka.stop(cluster)
+    if _session_failed(request):
+        print(f"\nKafka broker logs kept in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: localkafka.Cluster) -> str:
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[localkafka.Cluster]:
+    root = _broker_root("cluster")
+    cluster = _start_or_skip(root, 3)
+    yield cluster
+    localkafka.stop(cluster)
+    if _session_failed(request):
+        print(f"\nKafka cluster logs kept in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def unique_topic() -> Callable[[str], str]:
+    """`unique_topic("events")` -> "events-3f2a9c1e"; also good for consumer group ids."""
+
+    def make(prefix: str = "t") -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+    return make
