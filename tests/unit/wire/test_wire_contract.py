@@ -66,7 +66,10 @@ def batches(draw: st.DrawFn) -> Batch:
 def _unresolve(batch: Batch) -> tuple[list[list[object]], list[list[object]]]:
     """Turn decoded references back into indexes, to compare with what was encoded."""
     index = {id(p): i for i, p in enumerate(batch.procs)}
-    procs = [[*p[:P_PARENT], -1 if p[P_PARENT] is None else index[id(p[P_PARENT])], *p[P_PARENT + 1 :]] for p in batch.procs]
+    procs = [
+        [*p[:P_PARENT], -1 if p[P_PARENT] is None else index[id(p[P_PARENT])], *p[P_PARENT + 1 :]]
+        for p in batch.procs
+    ]
     events = [[*e[:EV_PROC], index[id(e[EV_PROC])], *e[EV_PROC + 1 :]] for e in batch.events]
     return procs, events
 
@@ -140,7 +143,8 @@ def _bad_proc(**slots: object) -> list[object]:
         (msgpack.packb(_envelope(procs=[_bad_proc(s27=1), _bad_proc(s27=0)])), "bad process reference"),
         (msgpack.packb(_envelope(events=[[0, 0, 1, 3, 0, [], None, 1]])), "bad process reference"),
         (msgpack.packb(_envelope(events=[[0, 0, 1, "0", 0, [], None, 1]])), "bad process reference"),
-        (msgpack.packb(_envelope(events=[[len(EVENT_TYPES), 0, 1, 0, 0, [], None, 1]])), "unknown event type"),
+        (msgpack.packb(_envelope(events=[[len(EVENT_TYPES), 0, 1, 0, 0, [], None, 1]])),
+         "unknown event type"),
         (msgpack.packb(_envelope(events=[[0, 0, 1, 0]])), "bad event record"),
         (msgpack.packb(_envelope(events=[{"type": 0}])), "bad event record"),
         (msgpack.packb({1: 2}), "malformed msgpack"),  # strict_map_key: only str/bytes keys
