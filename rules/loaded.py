@@ -41,6 +41,8 @@ class LoadedRule:
     enabled: bool
     source: str  # "syscall" for every rule Peregrine evaluates
     location: Location
+    warn_evttypes: bool = True  # False: no LOAD_NO_EVTTYPE warning for this rule
+    skip_if_unknown_filter: bool = False  # True: an unknown field skips the rule with a warning
 
 
 @dataclass(frozen=True, slots=True)
