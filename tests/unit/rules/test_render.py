@@ -1,0 +1,188 @@
+"""Behaviour of rules.render beyond the table cases in tests/conformance/data/render_cases.yaml."""
+
+from __future__ import annotations
+
+import pytest
+
+from rules import render
+from rules import render_flags as rf
+from rules.record import (
+    EVENT_PARAM_INDEX,
+    EVENT_PARAMS,
+    EVENT_TYPES,
+    EXE_FROM_MEMFD,
+    EXE_UPPER_LAYER,
+    FD_LEN,
+    F_L4PROTO,
+    F_NAME,
+    F_NUM,
+    F_TYPECHAR,
+    event_type_id,
+)
+
+
+def arg(event: str, param: str, raw: object, **kw: object) -> str | None:
+    t = event_type_id(event)
+    return render.render_arg(t, EVENT_PARAM_INDEX[t][param], raw, **kw)  # type: ignore[arg-type]
+
+
+def test_every_param_of_every_event_type_has_a_libs_renderer() -> None:
+    # a parameter falling back to the generic text renderer means record.py grew without render.py
+    generic = {"name", "path", "tuple", "exe", "cwd", "filename", "oldpath", "newpath", "target",
+               "linkpath", "dev", "dir", "type", "uargs", "arg2_str", "trusted_exepath"}  # fmt: skip
+    for t, params in enumerate(EVENT_PARAMS):
+        for i, p in enumerate(params):
+            spec = render._SPECS[t][i]
+            if spec is render._text:
+                assert p in generic, f"{EVENT_TYPES[t]}.{p} has no renderer"
+
+
+def test_none_means_missing() -> None:
+    assert arg("open", "flags", None) is None
+
+
+def test_open_flags_print_in_falco_order_and_o_rdonly_when_no_access_bits() -> None:
+    assert arg("open", "flags", 0) == "O_RDONLY"
+    assert arg("openat", "flags", rf.LINUX_O_WRONLY | rf.LINUX_O_CREAT | rf.LINUX_O_TRUNC) == (
+        "O_TRUNC|O_CREAT|O_WRONLY"
+    )
+    assert arg("openat2", "flags", rf.LINUX_O_RDWR | rf.LINUX_O_CLOEXEC) == "O_RDWR|O_CLOEXEC"
+
+
+def test_open_flags_keep_the_driver_quirks() -> None:
+    # open_flags_to_scap tests `flags & O_TMPFILE` and `flags & O_SYNC`: any bit of each mask counts
+    assert arg("open", "flags", rf.LINUX_O_DIRECTORY) == "O_DIRECTORY|O_RDONLY|O_TMPFILE"
+    assert arg("open", "flags", rf.LINUX_O_DSYNC) == "O_SYNC|O_DSYNC|O_RDONLY"
+
+
+def test_open_flags_extension_bits() -> None:
+    flags = rf.LINUX_O_WRONLY | rf.LINUX_O_CREAT | rf.PEREGRINE_O_F_CREATED | rf.PEREGRINE_FD_UPPER_LAYER
+    assert arg("open", "flags", flags) == "O_CREAT|O_WRONLY|O_F_CREATED|FD_UPPER_LAYER"
+    assert render.is_open_create(flags, 3)
+
+
+def test_flag_value_without_names_prints_the_driver_value() -> None:
+    assert arg("unshare", "flags", 0) == "0"
+    assert arg("unshare", "flags", rf.LINUX_CLONE_PIDFD) == "0"  # the driver drops unmapped bits
+    assert arg("mount", "flags", 1 << 8) == "256"  # MS_NOSYMFOLLOW: passed through, unnamed
+
+
+def test_mount_flags_strip_the_old_magic() -> None:
+    assert arg("mount", "flags", rf.LINUX_MS_MGC_VAL | 1) == "RDONLY"
+
+
+def test_enum_tables_print_every_equal_name() -> None:
+    assert arg("socket", "domain", rf.LINUX_AF_UNIX) == "AF_LOCAL|AF_UNIX"
+    assert arg("socket", "domain", rf.LINUX_AF_NETLINK) == "AF_ROUTE|AF_NETLINK"
+    assert arg("socket", "domain", 40) == "AF_UNSPEC"  # AF_VSOCK: unknown to the driver
+    assert arg("bpf", "cmd", 10) == "BPF_PROG_TEST_RUN|BPF_PROG_RUN"
+    assert arg("bpf", "cmd", 99) == "99"
+    assert arg("prctl", "option", 33) == "PR_MCE_KILL|PR_MCE_KILL"
+
+
+def test_ptrace_request() -> None:
+    assert arg("ptrace", "request", rf.LINUX_PTRACE["PTRACE_ATTACH"]) == "PTRACE_ATTACH"
+    assert arg("ptrace", "request", 0) == "PTRACE_TRACEME"
+    assert arg("ptrace", "request", 0x4206) == "PTRACE_SEIZE"
+    assert arg("ptrace", "request", 12345) == "PTRACE_UNKNOWN"
+
+
+def test_exe_flags() -> None:
+    assert arg("execve", "flags", EXE_UPPER_LAYER | EXE_FROM_MEMFD) == "EXE_UPPER_LAYER|EXE_FROM_MEMFD"
+    assert arg("execveat", "flags", 0) == "0"
+
+
+def test_modes() -> None:
+    assert arg("open", "mode", 0o644) == "0644"
+    assert arg("open", "mode", 0) == "0"
+    assert arg("chmod", "mode", 0o4755) == (
+        "S_IXOTH|S_IROTH|S_IXGRP|S_IRGRP|S_IXUSR|S_IWUSR|S_IRUSR|S_ISUID"
+    )
+    assert arg("chmod", "mode", 0o100) == "S_IXUSR"
+    assert arg("fchmodat", "mode", 0) == "0"
+    assert arg("mkdir", "mode", 0o755) == "1ED"  # PF_HEX
+    assert render.open_mode(rf.LINUX_O_RDONLY, 0o777) == 0
+    assert render.open_mode(rf.LINUX_O_CREAT, 0o100755) == 0o755
+
+
+def test_errno_and_res() -> None:
+    assert render.errno_name(0) == "SUCCESS"
+    assert render.errno_name(5) == "SUCCESS"
+    assert render.errno_name(-2) == "ENOENT"
+    assert render.errno_name(-115) == "EINPROGRESS"
+    assert render.errno_name(-4095) == "-4095"
+    assert arg("connect", "res", -111) == "ECONNREFUSED"
+    assert arg("connect", "res", 0) == "0"
+    assert render.evt_res(event_type_id("open"), -13) == "EACCES"
+    assert render.evt_res(event_type_id("clone"), -11) == "-11"
+    assert render.evt_res(event_type_id("procexit"), 0) is None
+
+
+def test_fds() -> None:
+    assert arg("openat", "dirfd", -100) == "AT_FDCWD"
+    assert arg("open", "fd", -2) == "ENOENT"
+    assert arg("open", "fd", 3) == "3"
+    fd: list[object] = [None] * FD_LEN
+    fd[F_NUM], fd[F_TYPECHAR], fd[F_NAME] = 3, "f", "/etc/shadow"
+    assert arg("open", "fd", 3, fd=fd) == "<f>/etc/shadow"
+    assert arg("dup2", "newfd", 4, fd=fd) == "4"  # not the fd the record describes
+    fd[F_TYPECHAR], fd[F_L4PROTO], fd[F_NAME] = "4", "tcp", "10.0.0.1:40000->10.0.0.2:443"
+    assert arg("connect", "fd", 3, fd=fd) == "<4t>10.0.0.1:40000->10.0.0.2:443"
+
+
+def test_uids() -> None:
+    assert arg("setuid", "uid", 33) == "33"
+    assert arg("setuid", "uid", 33, user_names={33: "www-data"}) == "www-data"
+    assert arg("setuid", "uid", 34, user_names={33: "www-data"}) == "<NA>"
+    assert arg("setuid", "uid", 0xFFFFFFFF) == "<NONE>"
+    assert arg("setgid", "gid", 0, group_names={0: "root"}) == "root"
+    assert arg("clone", "uid", 1000, user_names={1000: "x"}) == "1000"  # PT_UINT32 in libs
+
+
+def test_buffers_and_text() -> None:
+    assert arg("execve", "args", ["-c", "id"]) == "-c.id."
+    assert arg("execve", "args", []) == "NULL"
+    assert arg("symlink", "target", "/etc/passwd") == "/etc/passwd"
+    assert arg("connect", "tuple", "10.0.0.1:1->10.0.0.2:2") == "10.0.0.1:1->10.0.0.2:2"
+    assert arg("kill", "sig", 9) == "SIGKILL"
+    assert arg("kill", "sig", 0) == "0"
+    assert arg("capset", "cap_effective", 0x1FF) == "1FF"
+
+
+def test_render_args_prints_value_and_resolved() -> None:
+    t = event_type_id("openat")
+    out = render.render_args(t, [3, -100, "/etc/passwd", 0, 0, 2049, 1234])
+    assert out == "fd=3 dirfd=-100(AT_FDCWD) name=/etc/passwd flags=1(O_RDONLY) mode=0 dev=801 ino=1234"
+    t = event_type_id("ptrace")
+    assert render.render_args(t, [0, 0, 9, 7, 1234]) == (
+        "res=0 addr=0 data=9(SIGKILL) request=8(PTRACE_CONT) pid=1234"
+    )
+    assert render.render_args(event_type_id("connect"), [0, None, 3]) == "res=0 tuple=NULL fd=3"
+
+
+@pytest.mark.parametrize(
+    ("mask", "text"),
+    [
+        (0, ""),
+        (1 << 21, "CAP_SYS_ADMIN"),
+        ((1 << 0) | (1 << 21) | (1 << 40), "CAP_CHOWN CAP_SYS_ADMIN CAP_CHECKPOINT_RESTORE"),
+        (1 << 41, ""),  # beyond the names libs knows
+    ],
+)
+def test_cap_names(mask: int, text: str) -> None:
+    assert render.cap_names(mask) == text
+
+
+def test_fd_types_and_open_predicates() -> None:
+    assert render.fd_type_name("4") == "ipv4"
+    assert render.fd_type_name("d") == "directory"
+    assert render.fd_type_name("o") == "<NA>"
+    assert render.is_open_read(rf.LINUX_O_RDONLY) and render.is_open_read(rf.LINUX_O_RDWR)
+    assert not render.is_open_read(rf.LINUX_O_WRONLY)
+    assert render.is_open_write(rf.LINUX_O_WRONLY) and render.is_open_write(rf.LINUX_O_RDWR)
+    assert not render.is_open_write(rf.LINUX_O_RDONLY)
+    assert render.is_open_exec(rf.LINUX_O_CREAT, 0o755)
+    assert not render.is_open_exec(rf.LINUX_O_CREAT, 0o644)
+    assert not render.is_open_exec(rf.LINUX_O_WRONLY, 0o755)
+    assert not render.is_open_create(rf.LINUX_O_CREAT, 3)  # without the collector's created bit
+    assert render.is_open_create(rf.LINUX___O_TMPFILE | rf.LINUX_O_DIRECTORY | rf.LINUX_O_RDWR, 3)
