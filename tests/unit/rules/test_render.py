@@ -12,11 +12,11 @@ from rules.record import (
     EVENT_TYPES,
     EXE_FROM_MEMFD,
     EXE_UPPER_LAYER,
-    FD_LEN,
     F_L4PROTO,
     F_NAME,
     F_NUM,
     F_TYPECHAR,
+    FD_LEN,
     event_type_id,
 )
 
