@@ -23,6 +23,11 @@ import pytest
 
 from streams import localkafka
 
+REPO = Path(__file__).resolve().parents[1]
+# Falco's own rules files live in shared/, beside the repository (CI lays it out the same way);
+# tests load them from there and never copy them into the project.
+FALCO_RULES_DIR = Path(os.environ.get("PEREGRINE_FALCO_RULES", REPO.parent / "shared" / "falco-rules"))
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -95,6 +100,14 @@ def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[localkafka.Cluster
         print(f"\nKafka cluster logs kept in {root}")
     else:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def falco_rules_dir() -> Path:
+    """Directory of Falco's falco_rules.yaml, falco-incubating_rules.yaml, falco-sandbox_rules.yaml."""
+    if not (FALCO_RULES_DIR / "falco_rules.yaml").exists():
+        pytest.fail(f"Falco rules not found in {FALCO_RULES_DIR} (set PEREGRINE_FALCO_RULES)")
+    return FALCO_RULES_DIR
 
 
 @pytest.fixture
