@@ -5,10 +5,19 @@ carries the position of its first character in the condition text (``pos``), whi
 point a caret; positions never take part in equality, so a macro inlined from elsewhere compares
 equal to the same text written in place. ``to_source()`` prints the canonical form Falco's tests
 compare against: ``(a and b)``, ``not x``, ``f op v``, lists as ``(a, b)``.
+
+to_source() differs from libs' ``as_string`` only where libs' text would not parse back to the same
+tree (``parse(e.to_source()) == e`` holds for every tree the parser builds):
+- transformer arguments are separated by ", " and literals in them are quoted unless numeric
+  (libs prints ``getopt(proc.args,nt:)``, which does not parse; we print ``getopt(proc.args, "nt:")``);
+- values holding ``(``, ``)``, ``,`` or ``\v`` are quoted, and the empty value prints ``""``;
+- a double negation prints ``not (not x)``, because ``not not x`` parses as ``x``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -25,12 +34,48 @@ class Pos:
 NOPOS = Pos()
 
 
+# What may stand bare: a BareStr of the grammar without the characters libs' escape_str() quotes
+# (backslash, NUL, \b); anything else is printed double-quoted.
+_BARE_VALUE = re.compile(r"[^()\"' \t\n\v\f\r=,\\\0\b]+")
+# A field argument may stand bare when it is a FieldArgBareStr of the grammar.
+_BARE_ARG = re.compile(r"[^\]\[\"' \t\n\v\f\r\\\0\b]+")
+# A transformer argument stands bare only when it lexes back as a number.
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|[+\-]?[0-9]+\.?[0-9]*(?:[eE][+\-][0-9]+)?")
+_ESCAPES = {
+    "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\", '"': '\\"', "\0": "\\x00",
+}
+
+
+def quote_string(value: str) -> str:
+    """``value`` double-quoted with libs' escapes, so that the lexer reads it back unchanged.
+
+    A trailing backslash is written ``\\x5c``: libs' lexer ends a string at the first quote not
+    preceded by a backslash, so ``"a\\\\"`` would not end where it should.
+    """
+    body = "".join(_ESCAPES.get(c, c) for c in value)
+    if body.endswith("\\\\"):
+        body = body[:-2] + "\\x5c"
+    return f'"{body}"'
+
+
 def _quote(value: str) -> str:
-    """Quote a value for to_source() when it would not lex back as one bare string."""
-    if value and not any(c in value for c in " \t\r\n()\"'=,"):
-        return value
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{escaped}"'
+    """A right-hand value as to_source() prints it: bare when it lexes back as one bare string."""
+    return value if _BARE_VALUE.fullmatch(value) else quote_string(value)
+
+
+def _arg_source(arg: str | None) -> str:
+    if arg is None:
+        return ""
+    return f"[{arg}]" if _BARE_ARG.fullmatch(arg) else f"[{quote_string(arg)}]"
+
+
+def _transformer_arg_source(arg: TransformerArg) -> str:
+    """Transformer arguments take no bare strings: a literal is a number or a quoted string."""
+    if isinstance(arg, ValueExpr):
+        return arg.value if _NUMBER.fullmatch(arg.value) else quote_string(arg.value)
+    if isinstance(arg, ListExpr):
+        return "(" + ", ".join(_transformer_arg_source(v) for v in arg.values) + ")"
+    return arg.to_source()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +87,7 @@ class FieldExpr:
     pos: Pos = field(default=NOPOS, compare=False)
 
     def to_source(self) -> str:
-        return self.name if self.arg is None else f"{self.name}[{self.arg}]"
+        return self.name + _arg_source(self.arg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +104,8 @@ class TransformerExpr:
     pos: Pos = field(default=NOPOS, compare=False)
 
     def to_source(self) -> str:
-        inner = ", ".join(v.to_source() for v in self.values)
-        text = f"{self.transformer}({inner})"
-        return text if self.arg is None else f"{text}[{self.arg}]"
+        inner = ", ".join(_transformer_arg_source(v) for v in self.values)
+        return f"{self.transformer}({inner}){_arg_source(self.arg)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +121,8 @@ class ValueExpr:
 
 @dataclass(frozen=True, slots=True)
 class ListExpr:
-    """``(a, b, c)``: a right-hand list (values), or a transformer list argument."""
+    """``(a, b, c)``: a right-hand list (ValueExpr only), or a transformer list argument such as
+    ``join(",", (proc.name, tolower(fd.name), "x"))`` (fields, transformers, quoted strings, numbers)."""
 
     values: tuple[ValueExpr | FieldExpr | TransformerExpr, ...]
     pos: Pos = field(default=NOPOS, compare=False)
@@ -88,13 +133,19 @@ class ListExpr:
 
 @dataclass(frozen=True, slots=True)
 class FieldRefExpr:
-    """``val(field)`` on the right-hand side: compare against another field of the same event."""
+    """``val(field)`` on the right-hand side: compare against another field of the same event.
+
+    ``arg`` is an argument written after the call, ``val(proc.args)[1]``, which libs' grammar
+    accepts; None when absent (always so in Falco's rules files).
+    """
 
     field: FieldExpr
-    pos: Pos = field(default=NOPOS, compare=False)
+    # spelled in full: the attribute `field` hides dataclasses.field for type checkers
+    pos: Pos = dataclasses.field(default=NOPOS, compare=False)
+    arg: str | None = None
 
     def to_source(self) -> str:
-        return f"val({self.field.to_source()})"
+        return f"val({self.field.to_source()}){_arg_source(self.arg)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +163,11 @@ class UnaryCheckExpr:
 @dataclass(frozen=True, slots=True)
 class BinaryCheckExpr:
     """``left op right``. ``op`` is the canonical spelling (``==`` is kept as ``==``); a modifier
-    (``oneof``, ``anyof``, ``allof``) is carried separately, its right side always a ListExpr."""
+    (``oneof``, ``anyof``, ``allof``) is carried separately, its right side a ListExpr.
+
+    As in libs, a bare identifier after a list operator or a modifier (``evt.type in my_list``)
+    is a ValueExpr holding the name; the loader substitutes lists textually before parsing, so
+    such a name is one no list defines."""
 
     left: FieldExpr | TransformerExpr
     op: str
@@ -142,7 +197,9 @@ class NotExpr:
     pos: Pos = field(default=NOPOS, compare=False)
 
     def to_source(self) -> str:
-        return f"not {self.child.to_source()}"
+        # libs reads "not not x" as x (each "not" toggles), so a double negation needs parentheses
+        inner = self.child.to_source()
+        return f"not ({inner})" if isinstance(self.child, NotExpr) else f"not {inner}"
 
 
 @dataclass(frozen=True, slots=True)
