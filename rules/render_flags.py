@@ -128,6 +128,17 @@ LINUX_PTRACE: Final[Mapping[str, int]] = {
 }  # fmt: skip
 
 # --- mount(2), umount2(2) (include/uapi/linux/mount.h) -----------------------------------------
+LINUX_MS_RDONLY: Final = 1
+LINUX_MS_NOSUID: Final = 2
+LINUX_MS_NODEV: Final = 4
+LINUX_MS_NOEXEC: Final = 8
+LINUX_MS_REMOUNT: Final = 32
+LINUX_MS_BIND: Final = 4096
+LINUX_MS_MOVE: Final = 8192
+LINUX_MS_REC: Final = 16384
+LINUX_MS_PRIVATE: Final = 1 << 18
+LINUX_MS_SLAVE: Final = 1 << 19
+LINUX_MS_SHARED: Final = 1 << 20
 LINUX_MS_MGC_MSK: Final = 0xFFFF0000
 LINUX_MS_MGC_VAL: Final = 0xC0ED0000
 LINUX_MNT_FORCE: Final = 1
