@@ -1,0 +1,187 @@
+"""The sink configuration: one YAML file plus environment variables for secrets.
+
+```yaml
+kafka:
+  bootstrap_servers: kafka:9092
+  topic: peregrine.alerts            # default
+  dlq_topic: peregrine.alerts.dlq    # default
+  group_prefix: peregrine-sink       # group = <prefix>-<destination name>
+  properties: {security.protocol: SASL_SSL, sasl.mechanism: SCRAM-SHA-512, sasl.username: sink}
+  secret_properties_env: {sasl.password: KAFKA_PASSWORD}
+retry: {max_attempts: 10, initial_backoff_s: 0.5, max_backoff_s: 30, max_retry_after_s: 300}
+batch: {max_alerts: 200, max_wait_s: 0.2}
+value_limit_bytes: 8192             # longest string kept per field, then truncated with a marker
+destinations:
+  - name: slack-secops
+    type: slack                      # see registry.KINDS
+    webhook_url_env: SLACK_WEBHOOK_URL
+    route: {min_priority: warning, exclude_namespaces: [kube-system]}
+  - name: splunk
+    type: splunk
+    url: https://splunk:8088
+    token_env: SPLUNK_HEC_TOKEN
+    batch: {max_alerts: 500}         # overrides the top-level defaults key by key
+```
+
+Every dataclass is frozen; secrets are `Secret` (repr ``***``). Errors name the file and the key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streams.sinks.errors import ConfigError
+from streams.sinks.options import Options, Secret
+from streams.sinks.registry import KINDS
+from streams.sinks.routing import Route, parse_route
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    max_attempts: int = 10
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    max_retry_after_s: float = 300.0  # a Retry-After beyond this is capped, not obeyed blindly
+
+    def worst_case_s(self) -> float:
+        """Longest time one batch can spend in retries (Retry-After capped), for poll deadlines."""
+        waits = [min(self.max_backoff_s, self.initial_backoff_s * 2**n) for n in range(self.max_attempts - 1)]
+        return float(sum(max(w, self.max_retry_after_s) for w in waits))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchConfig:
+    max_alerts: int = 200
+    max_wait_s: float = 0.2  # longest a partial batch waits for more alerts
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    bootstrap_servers: str
+    topic: str = "peregrine.alerts"
+    dlq_topic: str = "peregrine.alerts.dlq"
+    group_prefix: str = "peregrine-sink"
+    properties: tuple[tuple[str, str], ...] = ()
+    secret_properties: tuple[tuple[str, Secret], ...] = ()
+
+    def group_id(self, destination: str) -> str:
+        return f"{self.group_prefix}-{destination}"
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationConfig:
+    name: str
+    kind: str
+    route: Route
+    retry: RetryConfig
+    batch: BatchConfig
+    value_limit: int
+    settings: Any  # the frozen config of `kind`, from its module's parse()
+
+
+@dataclass(frozen=True, slots=True)
+class SinkConfig:
+    kafka: KafkaConfig
+    destinations: tuple[DestinationConfig, ...]
+
+    def destination(self, name: str) -> DestinationConfig:
+        for d in self.destinations:
+            if d.name == name:
+                return d
+        known = ", ".join(d.name for d in self.destinations)
+        raise ConfigError(f"no destination named {name!r}; configured: {known}")
+
+
+def load_config(path: str | Path, env: Mapping[str, str]) -> SinkConfig:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    return parse_config(doc, source, env)
+
+
+def parse_config(doc: Any, source: str, env: Mapping[str, str]) -> SinkConfig:
+    top = Options(doc, "", source, env)
+    kafka = _kafka(top.section("kafka"))
+    retry = _retry(top.section("retry"), RetryConfig())
+    batch = _batch(top.section("batch"), BatchConfig())
+    value_limit = top.integer("value_limit_bytes", 8192, minimum=256)
+    entries = top.items("destinations")
+    if not entries:
+        raise top.error("destinations", "at least one destination is required")
+    destinations = tuple(
+        _destination(Options(entry, f"destinations[{i}]", source, env), retry, batch, value_limit)
+        for i, entry in enumerate(entries)
+    )
+    names = [d.name for d in destinations]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise top.error("destinations", f"duplicate destination name(s): {', '.join(duplicates)}")
+    top.done()
+    return SinkConfig(kafka=kafka, destinations=destinations)
+
+
+def _kafka(options: Options) -> KafkaConfig:
+    config = KafkaConfig(
+        bootstrap_servers=options.text("bootstrap_servers"),
+        topic=options.text("topic", "peregrine.alerts"),
+        dlq_topic=options.text("dlq_topic", "peregrine.alerts.dlq"),
+        group_prefix=options.text("group_prefix", "peregrine-sink"),
+        properties=tuple(options.string_map("properties").items()),
+        secret_properties=tuple(options.secret_map("secret_properties").items()),
+    )
+    options.done()
+    return config
+
+
+def _retry(options: Options, base: RetryConfig) -> RetryConfig:
+    config = RetryConfig(
+        max_attempts=options.integer("max_attempts", base.max_attempts, minimum=1),
+        initial_backoff_s=options.number("initial_backoff_s", base.initial_backoff_s),
+        max_backoff_s=options.number("max_backoff_s", base.max_backoff_s),
+        max_retry_after_s=options.number("max_retry_after_s", base.max_retry_after_s),
+    )
+    options.done()
+    return config
+
+
+def _batch(options: Options, base: BatchConfig) -> BatchConfig:
+    config = BatchConfig(
+        max_alerts=options.integer("max_alerts", base.max_alerts, minimum=1),
+        max_wait_s=options.number("max_wait_s", base.max_wait_s, minimum=0.001),
+    )
+    options.done()
+    return config
+
+
+def _destination(
+    options: Options, retry: RetryConfig, batch: BatchConfig, value_limit: int
+) -> DestinationConfig:
+    name = options.text("name")
+    if not _NAME.fullmatch(name):
+        raise options.error("name", "must be 1-63 characters of [a-z0-9._-], starting alphanumeric")
+    kind_name = options.choice("type", "", tuple(KINDS))
+    config = DestinationConfig(
+        name=name,
+        kind=kind_name,
+        route=parse_route(options.section("route")),
+        retry=_retry(options.section("retry"), retry),
+        batch=_batch(options.section("batch"), batch),
+        value_limit=options.integer("value_limit_bytes", value_limit, minimum=256),
+        settings=KINDS[kind_name].parse(options),
+    )
+    options.done()
+    return config

@@ -1,0 +1,128 @@
+"""Delivering one batch of payloads to one destination: bounded retries, backoff, Retry-After.
+
+Kept apart from Kafka so it runs against any destination and receiver in tests. Backoff is
+exponential with "equal jitter" (half the step fixed, half random) so a fleet of sinks does not
+retry in lockstep; a receiver's ``Retry-After`` replaces the computed delay, capped by
+``max_retry_after_s``. Only the payloads that failed are sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from streams.sinks.base import Destination, Outcome
+from streams.sinks.config import RetryConfig
+from streams.sinks.errors import PermanentError, RetryableError
+from streams.sinks.metrics import SinkMetrics
+
+log = logging.getLogger("peregrine.sink")
+
+Wait = Callable[[float], bool]  # sleeps up to the delay; False means "stop requested"
+
+
+class Stopped(Exception):
+    """Shutdown was requested while a batch waited for a retry; nothing may be committed."""
+
+
+REJECTED = "rejected by destination"
+EXHAUSTED = "retries exhausted"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    index: int  # payload index in the batch
+    reason: str  # short and stable: REJECTED or EXHAUSTED
+    detail: str  # what the destination said
+    attempts: int
+
+
+@dataclass(slots=True)
+class DeliveryReport:
+    accepted: list[int] = field(default_factory=list)  # payload indexes, in acceptance order
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+def backoff_delay(attempt: int, retry: RetryConfig, retry_after: float | None, rng: random.Random) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), retry.max_retry_after_s)
+    step = min(retry.max_backoff_s, retry.initial_backoff_s * 2.0 ** (attempt - 1))
+    return step / 2 + rng.uniform(0, step / 2)
+
+
+def deliver(
+    destination: Destination,
+    payloads: Sequence[bytes],
+    retry: RetryConfig,
+    wait: Wait,
+    rng: random.Random,
+    metrics: SinkMetrics,
+    attributes: dict[str, str],
+) -> DeliveryReport:
+    """Send ``payloads`` in chunks of ``destination.max_batch``; raises `Stopped` on shutdown."""
+    report = DeliveryReport()
+    step = max(1, destination.max_batch)
+    for start in range(0, len(payloads), step):
+        _deliver_chunk(destination, payloads, list(range(start, min(start + step, len(payloads)))),
+                       retry, wait, rng, metrics, attributes, report)
+    return report
+
+
+def _deliver_chunk(
+    destination: Destination,
+    payloads: Sequence[bytes],
+    pending: list[int],
+    retry: RetryConfig,
+    wait: Wait,
+    rng: random.Random,
+    metrics: SinkMetrics,
+    attributes: dict[str, str],
+    report: DeliveryReport,
+) -> None:
+    attempt = 0
+    while pending:
+        attempt += 1
+        outcome = _attempt(destination, [payloads[i] for i in pending], metrics, attributes)
+        if isinstance(outcome, PermanentError):
+            report.dead += [DeadLetter(i, REJECTED, outcome.reason, attempt) for i in pending]
+            metrics.failed.add(len(pending), attributes)
+            return
+        report.dead += [DeadLetter(pending[j], REJECTED, reason, attempt) for j, reason in outcome.rejected]
+        failed = set(outcome.retry) | {j for j, _ in outcome.rejected}
+        report.accepted += [i for j, i in enumerate(pending) if j not in failed]
+        again = [pending[j] for j in outcome.retry]
+        if outcome.rejected or again:
+            metrics.failed.add(len(outcome.rejected) + len(again), attributes)
+        if not again:
+            return
+        if attempt >= retry.max_attempts:
+            report.dead += [DeadLetter(i, EXHAUSTED, outcome.reason, attempt) for i in again]
+            return
+        delay = backoff_delay(attempt, retry, outcome.retry_after, rng)
+        log.warning("%s: attempt %d failed for %d alert(s) (%s); retrying in %.2fs",
+                    attributes["destination"], attempt, len(again), outcome.reason, delay)
+        metrics.retried.add(len(again), attributes)
+        if not wait(delay):
+            raise Stopped
+        pending = again
+
+
+def _attempt(
+    destination: Destination, chunk: list[bytes], metrics: SinkMetrics, attributes: dict[str, str]
+) -> Outcome | PermanentError:
+    started = time.monotonic()
+    try:
+        return destination.send(chunk)
+    except RetryableError as exc:
+        return Outcome(retry=tuple(range(len(chunk))), reason=exc.reason, retry_after=exc.retry_after)
+    except PermanentError as exc:
+        return exc
+    except Exception as exc:  # a defect in a destination must not kill the loop: bounded retries, then DLQ
+        log.exception("%s: unexpected error in send", attributes["destination"])
+        return Outcome(retry=tuple(range(len(chunk))), reason=f"unexpected {type(exc).__name__}: {exc}")
+    finally:
+        metrics.send_duration.record(time.monotonic() - started, attributes)

@@ -1,0 +1,231 @@
+"""One destination's loop: consume, route, build, deliver with retries, dead-letter, commit.
+
+Each destination has its own consumer group (``<group_prefix>-<name>``) and its own loop, so a
+slow or failing destination only holds back its own offsets. Offsets are committed after every
+record of a batch is settled: accepted by the destination, not selected by the route, or written
+to the dead-letter topic (and acknowledged by the broker). A crash or shutdown in between means
+the batch is consumed again: delivery is at-least-once, and destinations that key documents by
+the alert uuid (Elasticsearch ``_id``) absorb the duplicates.
+
+Consumers read with ``isolation.level=read_committed``, so alerts of aborted worker transactions
+never leave the pipeline. ``max.poll.interval.ms`` is raised to cover the longest retry sequence,
+or the group would evict a consumer that is patiently waiting for its destination.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from streams.sinks import escape
+from streams.sinks.alert import Alert, decode_alert
+from streams.sinks.base import Destination
+from streams.sinks.config import DestinationConfig, KafkaConfig
+from streams.sinks.delivery import Stopped, deliver
+from streams.sinks.errors import AlertDecodeError
+from streams.sinks.metrics import SinkMetrics
+from streams.sinks.registry import KINDS
+
+log = logging.getLogger("peregrine.sink")
+
+MAX_POLL_INTERVAL_MS = 86_400_000  # librdkafka's ceiling
+DLQ_DETAIL_LIMIT = 1024
+UNDECODABLE = "undecodable alert"
+BUILD_FAILED = "build failed"
+
+
+def connection_properties(kafka: KafkaConfig) -> dict[str, Any]:
+    props: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers, **dict(kafka.properties)}
+    props.update({k: v.reveal() for k, v in kafka.secret_properties})
+    return props
+
+
+def consumer_properties(kafka: KafkaConfig, destination: DestinationConfig) -> dict[str, Any]:
+    retry_budget_ms = int(destination.retry.worst_case_s() * 1000) + 60_000
+    return {
+        **connection_properties(kafka),
+        "group.id": kafka.group_id(destination.name),
+        "client.id": f"peregrine-sink-{destination.name}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        "max.poll.interval.ms": max(300_000, min(retry_budget_ms, MAX_POLL_INTERVAL_MS)),
+    }
+
+
+def producer_properties(kafka: KafkaConfig, destination: DestinationConfig) -> dict[str, Any]:
+    return {
+        **connection_properties(kafka),
+        "client.id": f"peregrine-sink-{destination.name}-dlq",
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A record bound for the dead-letter topic."""
+
+    message: Message
+    reason: str  # short and stable, for grouping: "undecodable alert", "retries exhausted"...
+    detail: str  # the error text, secrets already redacted
+    attempts: int
+
+
+def dlq_headers(failed: Failed, destination: str) -> list[tuple[str, str | bytes | None]]:
+    """Why and where from, as headers: the value stays the original alert bytes, replayable as is.
+
+    Header names follow `peregrine.events.dlq` (``peregrine.dlq.*``), plus destination and attempts.
+    """
+    message = failed.message
+    return [
+        ("peregrine.dlq.reason", failed.reason.encode()),
+        ("peregrine.dlq.detail", escape.clean(failed.detail, DLQ_DETAIL_LIMIT).encode()),
+        ("peregrine.dlq.destination", destination.encode()),
+        ("peregrine.dlq.attempts", str(failed.attempts).encode()),
+        ("peregrine.dlq.topic", (message.topic() or "").encode()),
+        ("peregrine.dlq.partition", str(message.partition()).encode()),
+        ("peregrine.dlq.offset", str(message.offset()).encode()),
+    ]
+
+
+class Runner:
+    """Runs one destination until ``stop`` is set. Not thread-safe: one thread per runner."""
+
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        config: DestinationConfig,
+        metrics: SinkMetrics,
+        stop: threading.Event,
+        destination: Destination | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._kafka = kafka
+        self._config = config
+        self._metrics = metrics
+        self._stop = stop
+        kind = KINDS[config.kind]
+        max_batch = config.batch.max_alerts if kind.batches else 1
+        self._destination = destination or kind.open(config.settings, config.value_limit, max_batch)
+        self._rng = rng or random.Random()
+        self._attributes = {"destination": config.name}
+
+    def run(self) -> None:
+        consumer = Consumer(consumer_properties(self._kafka, self._config))
+        producer = Producer(producer_properties(self._kafka, self._config))
+        consumer.subscribe([self._kafka.topic])
+        log.info("%s: consuming %s as group %s", self._config.name, self._kafka.topic,
+                 self._kafka.group_id(self._config.name))
+        try:
+            while not self._stop.is_set():
+                messages = consumer.consume(self._config.batch.max_alerts, self._config.batch.max_wait_s)
+                if messages:
+                    self._handle(consumer, producer, messages)
+        except Stopped:
+            log.info("%s: stopping with a batch in retry; it will be consumed again", self._config.name)
+        finally:
+            self._destination.close()
+            consumer.close()
+            producer.flush(10)
+
+    def _handle(self, consumer: Consumer, producer: Producer, messages: Sequence[Message]) -> None:
+        records: list[Message] = []  # every record to commit
+        sent: list[tuple[Message, Alert]] = []  # parallel to payloads
+        payloads: list[bytes] = []
+        dead: list[Failed] = []
+        filtered = 0
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("%s: consumer error: %s", self._config.name, error)
+                continue
+            records.append(message)
+            try:
+                alert = decode_alert(message.value() or b"")
+            except AlertDecodeError as exc:
+                dead.append(Failed(message, UNDECODABLE, str(exc), 0))
+                continue
+            if not self._config.route.accepts(alert):
+                filtered += 1
+                continue
+            try:
+                payloads.append(self._destination.build(alert))
+            except Exception as exc:  # a builder defect must not stall the partition
+                log.exception("%s: cannot build alert %s", self._config.name, alert.uuid)
+                dead.append(Failed(message, BUILD_FAILED, f"{type(exc).__name__}: {exc}", 0))
+                continue
+            sent.append((message, alert))
+        report = deliver(self._destination, payloads, self._config.retry, self._stop_aware_wait, self._rng,
+                         self._metrics, self._attributes)
+        now_ns = time.time_ns()
+        for i in report.accepted:
+            self._metrics.latency.record(max(0, now_ns - sent[i][1].time_ns) / 1e9, self._attributes)
+        self._metrics.delivered.add(len(report.accepted), self._attributes)
+        if filtered:
+            self._metrics.filtered.add(filtered, self._attributes)
+        dead += [Failed(sent[d.index][0], d.reason, d.detail, d.attempts) for d in report.dead]
+        if dead and not self._dead_letter(producer, dead):
+            raise Stopped
+        self._commit(consumer, records)
+
+    def _stop_aware_wait(self, delay: float) -> bool:
+        return not self._stop.wait(delay)
+
+    def _dead_letter(self, producer: Producer, dead: list[Failed]) -> bool:
+        """Write to the DLQ until the broker acknowledges every record; False if stopped first."""
+        pending = dead
+        attempt = 0
+        while True:
+            failures: list[Failed] = []
+            for entry in pending:
+                message = entry.message
+                log.warning("%s: alert at %s[%d]@%d to %s after %d attempt(s): %s: %s", self._config.name,
+                            message.topic(), message.partition(), message.offset(), self._kafka.dlq_topic,
+                            entry.attempts, entry.reason, entry.detail)
+
+                def on_delivery(
+                    err: KafkaError | None, _msg: Message, entry: Any = entry, failures: list[Any] = failures
+                ) -> None:
+                    if err is not None:
+                        failures.append(entry)
+
+                producer.produce(self._kafka.dlq_topic, value=message.value(), key=message.key(),
+                                 headers=dlq_headers(entry, self._config.name),
+                                 on_delivery=on_delivery)
+            while producer.flush(1.0) > 0:
+                if self._stop.is_set():
+                    return False
+            self._metrics.dlq.add(len(pending) - len(failures), self._attributes)
+            if not failures:
+                return True
+            attempt += 1
+            log.error("%s: dead-letter write failed for %d record(s); retrying",
+                      self._config.name, len(failures))
+            if self._stop.wait(min(30.0, 0.5 * 2**attempt)):
+                return False
+            pending = failures
+
+    def _commit(self, consumer: Consumer, records: Sequence[Message]) -> None:
+        highest: dict[tuple[str, int], int] = {}
+        for m in records:
+            key = (m.topic() or "", m.partition() or 0)
+            highest[key] = max(highest.get(key, -1), m.offset() or 0)
+        if not highest:
+            return
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in highest.items()]
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # Typically a rebalance: the new owner consumes these records again (at-least-once).
+            log.warning("%s: commit failed, records will be redelivered: %s", self._config.name, exc)

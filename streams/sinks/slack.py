@@ -1,0 +1,142 @@
+"""Slack incoming webhook: Block Kit inside a coloured attachment, one message per alert.
+
+The webhook URL is the credential, so it only comes from the environment (``webhook_url_env``).
+Every attacker-controlled string goes through `escape.slack`, which disarms ``<!channel>``,
+``<!here>``, ``<@U..>`` and ``<http://x|y>`` links; ``unfurl_*`` is off so a URL in a command line
+does not fetch a preview. Mentions appear only when configured, and only for alerts at least as
+severe as ``mention_min_priority``. Limits honoured: 3000 characters per section text, 2000 per
+field, 10 fields, plain-text fallback for notifications.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from rules.priority import Priority
+from streams.sinks import escape
+from streams.sinks.alert import Alert
+from streams.sinks.base import ACCEPTED, Outcome
+from streams.sinks.http import HttpConfig, HttpSender, parse_http
+from streams.sinks.options import Options
+
+# Falcosidekick's palette, which Falco users already read at a glance.
+COLOURS = {
+    Priority.EMERGENCY: "#e20b0b",
+    Priority.ALERT: "#ff5400",
+    Priority.CRITICAL: "#ff5400",
+    Priority.ERROR: "#e20b0b",
+    Priority.WARNING: "#ffc700",
+    Priority.NOTICE: "#5bffb5",
+    Priority.INFORMATIONAL: "#68c2ff",
+    Priority.DEBUG: "#ccfff2",
+}
+DEFAULT_FIELDS = (
+    "k8s.ns.name",
+    "k8s.pod.name",
+    "container.id",
+    "container.image.repository",
+    "user.name",
+    "proc.name",
+    "proc.cmdline",
+    "proc.pname",
+    "fd.name",
+)
+_MENTION = re.compile(r"<(!here|!channel|!everyone|@[UW][A-Z0-9]+|!subteam\^[A-Z0-9]+)>")
+SECTION_LIMIT = 3000
+FIELD_LIMIT = 2000
+MAX_FIELDS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class SlackConfig:
+    http: HttpConfig
+    fields: tuple[str, ...] = DEFAULT_FIELDS
+    mention: str = ""  # trusted text from the config file, e.g. "<!here>" or "<@U024BE7LH>"
+    mention_min_priority: Priority = Priority.CRITICAL
+    username: str | None = None
+
+
+def parse(options: Options) -> SlackConfig:
+    url = options.secret("webhook_url")
+    if urlsplit(url.reveal()).scheme not in ("http", "https"):
+        raise options.error("webhook_url_env", "must name a variable holding an http(s) URL")
+    mention = options.text("mention", "")
+    if mention and not all(_MENTION.fullmatch(m) for m in mention.split()):
+        raise options.error("mention", "must be Slack mention tokens such as <!here> or <@U024BE7LH>")
+    try:
+        mention_min = Priority.parse(options.text("mention_min_priority", "critical"))
+    except ValueError as exc:
+        raise options.error("mention_min_priority", str(exc)) from None
+    return SlackConfig(
+        http=parse_http(options, url),
+        fields=options.texts("fields") or DEFAULT_FIELDS,
+        mention=mention,
+        mention_min_priority=mention_min,
+        username=options.optional_text("username"),
+    )
+
+
+def build_slack(alert: Alert, config: SlackConfig, limit: int) -> dict[str, Any]:
+    rule = escape.clean(alert.rule, limit)
+    title = escape.fit(f"{alert.priority.label}: {rule}", SECTION_LIMIT, escape.slack)
+    mention = config.mention if config.mention and alert.priority <= config.mention_min_priority else ""
+    output = escape.clean(alert.output, limit)
+    fields = [_field("rule", rule), _field("priority", alert.priority.label)]
+    if alert.hostname:
+        fields.append(_field("hostname", escape.clean(alert.hostname, limit)))
+    for key in config.fields:
+        value = alert.output_fields.get(key)
+        if value is not None and len(fields) < MAX_FIELDS:
+            fields.append(_field(key, escape.clean(str(value), limit)))
+    context = f"{alert.time} · {alert.source} · {', '.join(alert.tags)} · {alert.uuid}"
+    body = escape.fit(output, SECTION_LIMIT, escape.slack)
+    footer = escape.fit(escape.clean(context, limit), SECTION_LIMIT, escape.slack)
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": body}},
+        {"type": "section", "fields": fields},
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": footer}],
+        },
+    ]
+    payload: dict[str, Any] = {
+        "text": f"{mention} {title}" if mention else title,
+        "attachments": [{"color": COLOURS[alert.priority], "blocks": blocks}],
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+    if config.username:
+        payload["username"] = config.username
+    return payload
+
+
+def _field(name: str, value: str) -> dict[str, str]:
+    label = escape.slack(escape.clean(name, 100))
+    text = escape.fit(value, FIELD_LIMIT - len(label) - 3, escape.slack)
+    return {"type": "mrkdwn", "text": f"*{label}*\n{text}"}
+
+
+class SlackDestination:
+    max_batch = 1  # one message per request: Slack webhooks take no batches
+
+    def __init__(self, config: SlackConfig, value_limit: int, max_batch: int = 1) -> None:
+        self._config = config
+        self._limit = value_limit
+        self._http = HttpSender(config.http)
+
+    def build(self, alert: Alert) -> bytes:
+        return escape.json_bytes(build_slack(alert, self._config, self._limit))
+
+    def send(self, payloads: Sequence[bytes]) -> Outcome:
+        for payload in payloads:
+            response = self._http.post("", payload, {"Content-Type": "application/json; charset=utf-8"})
+            self._http.check(response, "slack webhook")
+        return ACCEPTED
+
+    def close(self) -> None:
+        self._http.close()

@@ -1,0 +1,246 @@
+"""Syslog RFC 5424 over TCP (RFC 6587 octet counting) or TLS (RFC 5425), message as JSON, CEF or LEEF.
+
+Frame: ``MSG-LEN SP <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG``. PRI is facility * 8
++ the alert's priority (Falco's priorities are syslog severities). Structured data carries rule,
+priority, uuid, namespace, pod and container under ``falco@<enterprise_id>`` (32473 is the RFC's
+documentation number: set your own Private Enterprise Number). MSG has no BOM, so JSON/CEF/LEEF
+parsers read it as is. A frame never contains a raw newline: JSON escapes them, CEF and LEEF
+formats and structured data write them as ``\\n``.
+
+Limits: TCP and TLS syslog have no application-level acknowledgement, so "accepted" means the
+kernel took the bytes on a connection that was open; a receiver that dies with unread bytes loses
+them (RELP would close that gap). A dead connection is detected before each batch (readable or
+EOF) and reopened. Messages above ``max_message_bytes`` are rebuilt with smaller values.
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rules.priority import Priority
+from streams.sinks import escape
+from streams.sinks.alert import Alert
+from streams.sinks.base import ACCEPTED, Outcome
+from streams.sinks.errors import RetryableError
+from streams.sinks.options import Options
+
+FACILITIES = {
+    "kern": 0, "user": 1, "daemon": 3, "auth": 4, "syslog": 5, "authpriv": 10, "local0": 16, "local1": 17,
+    "local2": 18, "local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23,
+}
+# CEF and LEEF severities (0-10 / 1-10), Falco's order; the CEF values are falcosidekick's.
+CEF_SEVERITY = {
+    Priority.DEBUG: 0, Priority.INFORMATIONAL: 3, Priority.NOTICE: 4, Priority.WARNING: 6,
+    Priority.ERROR: 7, Priority.CRITICAL: 8, Priority.ALERT: 9, Priority.EMERGENCY: 10,
+}
+LEEF_SEVERITY = {**CEF_SEVERITY, Priority.DEBUG: 1}
+VENDOR, PRODUCT, PRODUCT_VERSION = "Falcosecurity", "Falco", "peregrine-0.1.0"
+LEEF_DELIMITER = "\t"
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class SyslogConfig:
+    host: str
+    port: int
+    format: str = "json"  # json | cef | leef
+    facility: int = 16
+    app_name: str = "falco"
+    msgid: str = "falco.alert"
+    enterprise_id: int = 32473
+    max_message_bytes: int = 8192
+    timeout_s: float = 10.0
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None
+    verify: bool = True
+
+
+def parse(options: Options) -> SyslogConfig:
+    facility = options.choice("facility", "local0", tuple(FACILITIES))
+    tls = options.section("tls")
+    config = SyslogConfig(
+        host=options.text("host"),
+        port=options.integer("port", 6514 if tls.flag("enabled", False) else 514, minimum=1),
+        format=options.choice("format", "json", ("json", "cef", "leef")),
+        facility=FACILITIES[facility],
+        app_name=escape.syslog_token(options.text("app_name", "falco"), 48),
+        msgid=escape.syslog_token(options.text("msgid", "falco.alert"), 32),
+        enterprise_id=options.integer("enterprise_id", 32473, minimum=1),
+        max_message_bytes=options.integer("max_message_bytes", 8192, minimum=480),
+        timeout_s=options.number("timeout_s", 10.0, minimum=0.1),
+        tls=tls.flag("enabled", False),
+        ca_file=tls.optional_text("ca_file"),
+        cert_file=tls.optional_text("cert_file"),
+        key_file=tls.optional_text("key_file"),
+        server_name=tls.optional_text("server_name"),
+        verify=tls.flag("verify", True),
+    )
+    tls.done()
+    return config
+
+
+def rfc3339_micros(time_ns: int) -> str:
+    stamp = datetime.fromtimestamp(time_ns // 1_000_000_000, UTC)
+    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{(time_ns // 1000) % 1_000_000:06d}Z"
+
+
+def build_json_message(alert: Alert, limit: int) -> str:
+    return escape.json_bytes(escape.clean_json(alert.to_json_dict(), limit)).decode("utf-8")
+
+
+def _key_fields(alert: Alert, limit: int) -> dict[str, str]:
+    get = alert.output_fields.get
+    found = {
+        "suser": get("user.name"), "sproc": get("proc.name"), "spid": get("proc.pid"),
+        "filePath": get("fd.name"), "cmdline": get("proc.cmdline"),
+        "k8sNamespace": get("k8s.ns.name"), "k8sPod": get("k8s.pod.name"), "containerId": get("container.id"),
+    }
+    return {k: escape.clean(str(v), limit) for k, v in found.items() if v is not None}
+
+
+def build_cef_message(alert: Alert, limit: int) -> str:
+    rule = escape.clean(alert.rule, limit)
+    event_class = _SLUG.sub("_", rule.lower()).strip("_") or "alert"
+    header = "|".join(
+        escape.cef_header(part)
+        for part in (VENDOR, PRODUCT, PRODUCT_VERSION, event_class, rule)
+    )
+    key = _key_fields(alert, limit)
+    pairs = [("rt", str(alert.time_ns // 1_000_000)), ("dvchost", escape.clean(alert.hostname, limit))]
+    pairs += [(k, key[k]) for k in ("suser", "sproc", "spid", "filePath") if k in key]
+    custom = [("k8sNamespace", "k8sNamespace"), ("k8sPod", "k8sPod"), ("containerId", "containerId"),
+              ("cmdline", "cmdline")]
+    n = 1
+    for label, name in custom:
+        if name in key:
+            pairs += [(f"cs{n}Label", label), (f"cs{n}", key[name])]
+            n += 1
+    pairs += [(f"cs{n}Label", "uuid"), (f"cs{n}", alert.uuid)]
+    pairs += [("cat", escape.clean(",".join(alert.tags), limit)), ("msg", escape.clean(alert.output, limit))]
+    extension = " ".join(f"{k}={escape.cef_extension(v)}" for k, v in pairs)
+    return f"CEF:0|{header}|{CEF_SEVERITY[alert.priority]}|{extension}"
+
+
+def build_leef_message(alert: Alert, limit: int) -> str:
+    rule = escape.clean(alert.rule, limit)
+    header = "|".join(escape.leef_header(p) for p in (VENDOR, PRODUCT, PRODUCT_VERSION, rule))
+    stamp = datetime.fromtimestamp(alert.time_ns // 1_000_000_000, UTC)
+    dev_time = f"{stamp:%Y-%m-%dT%H:%M:%S}.{(alert.time_ns // 1_000_000) % 1000:03d}+0000"
+    key = _key_fields(alert, limit)
+    pairs = [
+        ("devTime", dev_time), ("devTimeFormat", "yyyy-MM-dd'T'HH:mm:ss.SSSZ"),
+        ("sev", str(LEEF_SEVERITY[alert.priority])), ("cat", escape.clean(",".join(alert.tags), limit)),
+        ("identHostName", escape.clean(alert.hostname, limit)), ("priority", alert.priority.label),
+        ("uuid", alert.uuid),
+    ]
+    renamed = {"suser": "usrName", "sproc": "proc", "spid": "pid"}
+    pairs += [(renamed.get(k, k), v) for k, v in key.items()]
+    pairs.append(("msg", escape.clean(alert.output, limit)))
+    attributes = LEEF_DELIMITER.join(f"{k}={escape.leef_value(v, LEEF_DELIMITER)}" for k, v in pairs)
+    return f"LEEF:2.0|{header}|x09|{attributes}"
+
+
+_MESSAGE_BUILDERS: dict[str, Callable[[Alert, int], str]] = {
+    "json": build_json_message,
+    "cef": build_cef_message,
+    "leef": build_leef_message,
+}
+
+
+def build_syslog(alert: Alert, config: SyslogConfig, limit: int) -> bytes:
+    """One RFC 5424 message (no frame), shrinking values until it fits ``max_message_bytes``."""
+    builder = _MESSAGE_BUILDERS[config.format]
+    while True:
+        message = _rfc5424(alert, config, limit, builder(alert, limit))
+        if len(message) <= config.max_message_bytes or limit <= 64:
+            return message[: config.max_message_bytes].decode("utf-8", errors="ignore").encode()
+        limit //= 2
+
+
+def _rfc5424(alert: Alert, config: SyslogConfig, limit: int, msg: str) -> bytes:
+    pid = alert.output_fields.get("proc.pid")
+    procid = str(pid) if isinstance(pid, int) and not isinstance(pid, bool) else "-"
+    params = [("rule", alert.rule), ("priority", alert.priority.label), ("uuid", alert.uuid)]
+    for name, field in (("ns", "k8s.ns.name"), ("pod", "k8s.pod.name"), ("container", "container.id")):
+        value = alert.output_fields.get(field)
+        if value is not None:
+            params.append((name, str(value)))
+    sd = " ".join(f'{k}="{escape.sd_value(escape.clean(v, limit))}"' for k, v in params)
+    header = (
+        f"<{config.facility * 8 + int(alert.priority)}>1 {rfc3339_micros(alert.time_ns)} "
+        f"{escape.syslog_token(alert.hostname, 255)} {config.app_name} {procid} {config.msgid} "
+        f"[falco@{config.enterprise_id} {sd}]"
+    )
+    return f"{header} {msg}".encode()
+
+
+def frame(message: bytes) -> bytes:
+    """RFC 6587 octet counting: the byte length, a space, the message."""
+    return b"%d %s" % (len(message), message)
+
+
+class SyslogDestination:
+    def __init__(self, config: SyslogConfig, value_limit: int, max_batch: int) -> None:
+        self._config = config
+        self._limit = value_limit
+        self.max_batch = max_batch
+        self._sock: socket.socket | None = None
+        self._context = _tls_context(config) if config.tls else None
+
+    def build(self, alert: Alert) -> bytes:
+        return frame(build_syslog(alert, self._config, self._limit))
+
+    def send(self, payloads: Sequence[bytes]) -> Outcome:
+        try:
+            sock = self._connection()
+            sock.sendall(b"".join(payloads))
+        except (OSError, ssl.SSLError) as exc:
+            self.close()
+            where = f"{self._config.host}:{self._config.port}"
+            raise RetryableError(f"syslog {where}: {type(exc).__name__}: {exc}") from None
+        return ACCEPTED
+
+    def _connection(self) -> socket.socket:
+        sock = self._sock
+        if sock is not None:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:  # a syslog receiver never speaks: readable means closed or closing
+                self.close()
+                sock = None
+        if sock is None:
+            config = self._config
+            raw = socket.create_connection((config.host, config.port), timeout=config.timeout_s)
+            if self._context is not None:
+                try:
+                    raw = self._context.wrap_socket(raw, server_hostname=config.server_name or config.host)
+                except (OSError, ssl.SSLError):
+                    raw.close()
+                    raise
+            sock = self._sock = raw
+        return sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+
+def _tls_context(config: SyslogConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=config.ca_file)
+    if not config.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if config.cert_file:
+        context.load_cert_chain(config.cert_file, config.key_file)
+    return context
