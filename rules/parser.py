@@ -88,7 +88,15 @@ from rules.ast import (
 )
 from rules.errors import Location, ParseError
 
-__all__ = ["parse", "parse_field_or_transformer", "unescape", "OPERATORS", "TRANSFORMERS"]
+__all__ = [
+    "LIST_OPERATORS",
+    "OPERATORS",
+    "TRANSFORMERS",
+    "parse",
+    "parse_field_or_transformer",
+    "position",
+    "unescape",
+]
 
 # [[:space:]] in libs' POSIX regexes is ASCII whitespace; Python's \s would also take Unicode.
 _NOT_BLANK: Final = re.compile(r"not[ \t\n\v\f\r]+")
@@ -108,10 +116,10 @@ _WORD_STR_OPS: Final = (
     "glob", "iglob", "contains", "icontains", "bcontains", "startswith", "bstartswith", "endswith", "regex",
 )
 _MODIFIERS: Final = ("oneof", "anyof", "allof")
-_LIST_OPS: Final = ("intersects", "in", "pmatch")
+LIST_OPERATORS: Final = ("intersects", "in", "pmatch")
 TRANSFORMERS: Final = ("tolower", "toupper", "b64", "basename", "len", "join", "concat", "getopt")
 # every operator, in libs' supported_operators() order (its error messages list them so)
-OPERATORS: Final = _UNARY_OPS + _NUM_OPS + _SYMBOL_STR_OPS + _WORD_STR_OPS + _LIST_OPS
+OPERATORS: Final = _UNARY_OPS + _NUM_OPS + _SYMBOL_STR_OPS + _WORD_STR_OPS + LIST_OPERATORS
 _TRANSFORMER_CALLS: Final = tuple(t + "(" for t in TRANSFORMERS)
 
 _OPS_TEXT: Final = ", ".join(f"'{op}'" for op in OPERATORS)
@@ -171,6 +179,12 @@ def parse_field_or_transformer(text: str, start: int = 0) -> tuple[FieldExpr | T
             else TransformerExpr(node.transformer, node.values, arg, node.pos)
         )
     return node, p.i
+
+
+def position(text: str, offset: int) -> Pos:
+    """Line and column of ``offset`` in ``text``, counted as libs does (``\r`` and ``\n`` both
+    start a line), e.g. for a ParseError's offset."""
+    return _Parser(text, 0).pos(offset)
 
 
 def unescape(quoted: str) -> str:
@@ -556,7 +570,7 @@ class _Parser:
         return any(self.lex_word_op(m) for m in _MODIFIERS)
 
     def lex_list_op(self) -> str | None:
-        for op in _LIST_OPS:
+        for op in LIST_OPERATORS:
             if self.lex(op):
                 return op
         return None
