@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rules.ast import Expr
 from rules.errors import LoadError, Location, ParseError
 from rules.loaded import FileCounts, LoadedRule, LoadResult, LoadWarning
-from rules.priority import Priority
 from rules.resolve import (
     ListDef,
     MacroError,
@@ -55,7 +54,9 @@ from rules.yamlfile import (
 ENGINE_VERSION = (0, 57, 0)
 NATIVE_PLUGINS = ("container", "k8smeta")
 KNOWN_SOURCES = frozenset({"syscall"})
-MAX_EVTTYPES = 100  # Falco warns (LOAD_NO_EVTTYPE) above this many event codes
+# Falco warns (LOAD_NO_EVTTYPE) above 100 event CODES; every event name has an enter and an exit
+# code (some have older versions too), so more than 50 names is at least as many codes.
+MAX_EVTTYPE_NAMES = 50
 
 ERROR_NO_PREVIOUS_MACRO = (
     "Macro uses 'append' or 'override.condition: append' but no macro by that name already exists"
@@ -111,22 +112,11 @@ class _Macro:
 
 @dataclass(slots=True)
 class _Rule:
-    name: str
-    condition: str
-    output: str
-    desc: str
-    priority: Priority
-    source: str
-    enabled: bool
-    tags: set[str]
-    exceptions: list[ExceptionInfo]
-    warn_evttypes: bool
-    skip_if_unknown_filter: bool
-    capture: bool
-    capture_duration: int
+    """A rule as loaded so far: its current definition, updated by appends and overrides."""
+
+    item: RuleItem
     index: int
     visibility: int
-    location: Location
     unknown_source: bool
 
 
@@ -186,7 +176,7 @@ class _Collector:
 
     def previous_rule(self, name: str, source: str, location: Location) -> _Rule | None:
         prev = self.rules.get(name)
-        if prev is not None and prev.source and source and prev.source != source:
+        if prev is not None and prev.item.source and source and prev.item.source != source:
             raise LoadError("Rule has been re-defined with a different source", location)
         return prev
 
@@ -204,25 +194,8 @@ class _Collector:
                 raise LoadError(message, ex.location)
             exceptions.append(_validated_exception(ex))
         at = self.take_index()
-        self.rules[item.name] = _Rule(
-            name=item.name,
-            condition=item.condition,
-            output=item.output,
-            desc=item.desc,
-            priority=item.priority,
-            source=item.source,
-            enabled=item.enabled,
-            tags=set(item.tags),
-            exceptions=exceptions,
-            warn_evttypes=item.warn_evttypes,
-            skip_if_unknown_filter=item.skip_if_unknown_filter,
-            capture=item.capture,
-            capture_duration=item.capture_duration,
-            index=at if prev is None else prev.index,
-            visibility=at,
-            location=item.location,
-            unknown_source=unknown_source,
-        )
+        index = at if prev is None else prev.index
+        self.rules[item.name] = _Rule(replace(item, exceptions=tuple(exceptions)), index, at, unknown_source)
 
     def update_rule(self, up: RuleUpdate) -> None:
         prev = self.previous_rule(up.name, up.source, up.location)
@@ -243,17 +216,18 @@ class _Collector:
         prev.visibility = self.take_index()
 
     def append_rule(self, prev: _Rule, up: RuleUpdate) -> None:
+        rule = prev.item
         # plain concatenation with one space: appended text brings its own `and`/`or`
-        if up.condition:
-            prev.condition += " " + up.condition
-        if up.output:
-            prev.output += " " + up.output
-        if up.desc:
-            prev.desc += " " + up.desc
+        changes: dict[str, object] = {
+            key: getattr(rule, key) + " " + text
+            for key, text in (("condition", up.condition), ("output", up.output), ("desc", up.desc))
+            if text
+        }
         if up.tags is not None:
-            prev.tags |= up.tags
+            changes["tags"] = rule.tags | up.tags
+        exceptions = list(rule.exceptions)
         for ex in up.exceptions or ():
-            at = next((i for i, old in enumerate(prev.exceptions) if old.name == ex.name), None)
+            at = next((i for i, old in enumerate(exceptions) if old.name == ex.name), None)
             if at is None:
                 if not ex.fields.is_valid:
                     message = "Rule exception must have fields property with a list of fields"
@@ -261,48 +235,35 @@ class _Collector:
                 if not ex.values:
                     message = "Rule exception must have values property with a list of values"
                     raise LoadError(message, ex.location)
-                prev.exceptions.append(_validated_exception(ex))
+                exceptions.append(_validated_exception(ex))
                 continue
             for part, entry in (("fields", ex.fields), ("comps", ex.comps)):
                 if entry.is_valid:
                     message = f"Can not append exception {part} to existing exception, only values"
                     raise LoadError(message, ex.location)
-            old = prev.exceptions[at]
-            values = old.values + ex.values
-            prev.exceptions[at] = ExceptionInfo(old.name, old.fields, old.comps, values, old.location)
+            exceptions[at] = replace(exceptions[at], values=exceptions[at].values + ex.values)
+        prev.item = replace(rule, exceptions=tuple(exceptions), **changes)  # type: ignore[arg-type]
 
     def enable_rule(self, item: RuleEnable) -> None:
         prev = self.rules.get(item.name)
         if prev is None:
             raise LoadError("Rule has 'enabled' key but no rule by that name already exists", item.location)
-        prev.enabled = item.enabled
+        prev.item = replace(prev.item, enabled=item.enabled)
+
+
+_REPLACEABLE = (
+    "condition", "output", "desc", "tags", "priority", "capture", "capture_duration", "enabled",
+    "warn_evttypes", "skip_if_unknown_filter",
+)  # fmt: skip
 
 
 def _replace_rule(prev: _Rule, up: RuleUpdate) -> None:
-    if up.condition is not None:
-        prev.condition = up.condition
-    if up.output is not None:
-        prev.output = up.output
-    if up.desc is not None:
-        prev.desc = up.desc
-    if up.tags is not None:
-        prev.tags = set(up.tags)
+    changes = {key: getattr(up, key) for key in _REPLACEABLE if getattr(up, key) is not None}
     if up.exceptions is not None:
-        # Falco validates exceptions on definition and on append, not on replace; the compiler
-        # still needs defaulted comps to build the condition, so fill them in the same way.
-        prev.exceptions = [_validated_exception(ex) for ex in up.exceptions]
-    if up.priority is not None:
-        prev.priority = up.priority
-    if up.capture is not None:
-        prev.capture = up.capture
-    if up.capture_duration is not None:
-        prev.capture_duration = up.capture_duration
-    if up.enabled is not None:
-        prev.enabled = up.enabled
-    if up.warn_evttypes is not None:
-        prev.warn_evttypes = up.warn_evttypes
-    if up.skip_if_unknown_filter is not None:
-        prev.skip_if_unknown_filter = up.skip_if_unknown_filter
+        # Falco validates exceptions on definition and on append, not on replace; the condition
+        # still needs defaulted comps, so fill them in the same way.
+        changes["exceptions"] = tuple(_validated_exception(ex) for ex in up.exceptions)
+    prev.item = replace(prev.item, **changes)
 
 
 def _check_engine_version(item: EngineVersionItem) -> None:
@@ -439,9 +400,10 @@ class _Resolver:
             self.asts[m.name] = self.inline(self.asts[m.name], m.condition, m.location, m.visibility)
 
         rules = []
-        for r in col.rules.values():
-            if r.unknown_source:
+        for state in col.rules.values():
+            if state.unknown_source:
                 continue
+            r = state.item
             written = exceptions_condition(r.condition, r.exceptions) if r.exceptions else r.condition
             expr = self.inline(self.condition(written, r.location), written, r.location, None)
             rules.append(
@@ -504,10 +466,11 @@ def _evttype_warnings(rules: Iterable[LoadedRule]) -> list[LoadWarning]:
 
     warnings = []
     for rule in rules:
-        if not rule.warn_evttypes:
-            continue
-        types = event_types(rule.condition)
-        if types is None or len(types) > MAX_EVTTYPES:
+        try:
+            types = event_types(rule.condition)
+        except ValueError as exc:  # evt.type against a field or through a transformer, as libs refuses
+            raise LoadError(str(exc), rule.location) from None
+        if rule.warn_evttypes and (types is None or len(types) > MAX_EVTTYPE_NAMES):
             warnings.append(
                 LoadWarning(
                     "LOAD_NO_EVTTYPE",
