@@ -1,0 +1,68 @@
+"""The package table of DESIGN.md, enforced: data flows one way and `rules` stays a pure library.
+
+Each package may import only the Peregrine packages listed for it, and the heavy third-party
+clients only where named, so that e.g. `peregrine rules` never loads Faust, bcc or Kafka clients.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+PACKAGES = ("rules", "collectors", "enrichers", "streams")
+
+# Peregrine modules each package may import (prefix match); its own package is always allowed.
+ALLOWED_INTERNAL: dict[str, tuple[str, ...]] = {
+    "rules": (),
+    "collectors": ("rules",),
+    "enrichers": ("rules.record", "rules.errors"),
+    "streams": ("rules", "collectors.wire", "collectors.stats", "enrichers"),
+}
+# Third-party distributions each package may import at all.
+ALLOWED_THIRD_PARTY: dict[str, frozenset[str]] = {
+    "rules": frozenset({"yaml"}),
+    "collectors": frozenset({"bcc", "confluent_kafka", "msgpack", "opentelemetry"}),
+    "enrichers": frozenset({"kubernetes", "confluent_kafka", "msgpack", "opentelemetry", "urllib3"}),
+    "streams": frozenset({"faust", "mode", "aiokafka", "confluent_kafka", "msgpack", "opentelemetry",
+                          "prometheus_client", "aiohttp", "yaml", "yarl"}),
+}
+STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
+
+
+def _modules() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py"))
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # `from collectors import stats` imports collectors.stats: judge the full name
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(REPO)))
+def test_module_imports_follow_the_package_table(path: Path) -> None:
+    package = path.relative_to(REPO).parts[0]
+    problems = []
+    for line, name in _imports(path):
+        top = name.split(".")[0]
+        if top in STDLIB:
+            continue
+        if top in PACKAGES:
+            if top == package:
+                continue
+            allowed = ALLOWED_INTERNAL[package]
+            if not any(name == a or name.startswith(a + ".") for a in allowed):
+                problems.append(f"line {line}: {package} may not import {name}")
+        elif top not in ALLOWED_THIRD_PARTY[package]:
+            problems.append(f"line {line}: {package} may not import third-party {name}")
+    assert not problems, f"{path.relative_to(REPO)}:\n" + "\n".join(problems)
