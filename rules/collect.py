@@ -386,7 +386,12 @@ class _Resolver:
             substitute_lists(written, self.lists, None, origin)
             offset = exc.location.offset
             mapped = None if offset is None else original_offset(origin, offset, len(written))
-            raise ParseError(exc.message, _at(where, written, mapped)) from None
+            message = exc.message
+            at = len(written) if mapped is None else mapped
+            name = next((n for n, _ in self.lists if written.startswith(n, at)), None)
+            if name is not None:  # the parser choked on a list's items, not on what was written
+                message += f" (list '{name}' is replaced by its items here; lists belong in parentheses)"
+            raise ParseError(message, _at(where, written, mapped)) from None
 
     def run(self) -> tuple[list[LoadedRule], list[LoadWarning]]:
         col = self.collector

@@ -1,0 +1,168 @@
+"""`peregrine rules ...`: validate, list and test Falco rules files.
+
+    peregrine rules validate FILE...               load and compile, report problems and counts
+    peregrine rules list [FILE...]                 rules with priority, tags and event types
+    peregrine rules test --events FILE [--rules FILE...]   replay a capture, print Falco JSON alerts
+
+Files are loaded in the order given, as Falco loads its ``rules_files``. Without files, `list`
+and `test` use Peregrine's default rules (``rules/data/peregrine_rules.yaml``).
+
+Every problem is printed as one message naming the file, line and item, with a caret under the
+offending token of a condition; no traceback. Exit status: 0 fine, 1 the rules or the capture
+have an error, 2 bad usage. A capture file is a sequence of event batches as
+``collectors.wire.encode_batch`` writes them, back to back (msgpack is self-delimiting); reading
+it is the only thing that needs msgpack, so it is imported inside `test` alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from rules.errors import RulesError
+from rules.evttypes import event_types
+from rules.loaded import LoadedRule
+from rules.priority import Priority
+from rules.record import Event
+
+DEFAULT_RULES = Path(__file__).parent / "data" / "peregrine_rules.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peregrine rules", description="Validate, list, test rules.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{validate,list,test}")
+
+    validate = sub.add_parser("validate", help="load and compile rules files, report problems and counts")
+    validate.add_argument("files", nargs="+", metavar="FILE", help="rules files, loaded in this order")
+
+    listing = sub.add_parser("list", help="list rules with priority, tags and event types")
+    default = f"rules files (default: {DEFAULT_RULES.name})"
+    listing.add_argument("files", nargs="*", metavar="FILE", help=default)
+
+    test = sub.add_parser("test", help="evaluate a recorded capture and print one Falco JSON alert per line")
+    test.add_argument("--events", required=True, metavar="FILE", help="capture: encoded event batches")
+    test.add_argument("--rules", nargs="+", default=[], metavar="FILE", help=default)
+    test.add_argument("--all-matches", action="store_true", help="every matching rule alerts")
+    test.add_argument(
+        "--min-priority",
+        default="debug",
+        metavar="PRIORITY",
+        help="skip rules less severe than this (default: debug, i.e. all)",
+    )
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help (0) and on bad usage (2)
+        return int(exc.code or 0)
+    try:
+        if args.command == "validate":
+            return _validate(args.files, sys.stdout, sys.stderr)
+        if args.command == "list":
+            return _list(args.files or [str(DEFAULT_RULES)], sys.stdout)
+        return _test(args, sys.stdout, sys.stderr)
+    except RulesError as exc:
+        print(f"error: {exc.render()}", file=sys.stderr)
+        return 1
+
+
+def _validate(files: Sequence[str], out: TextIO, err: TextIO) -> int:
+    from rules.collect import load_files
+    from rules.ruleset import compile_rules
+
+    result = load_files(files)
+    for counts in result.files:
+        out.write(f"{counts.path}: {counts.rules} rules, {counts.macros} macros, {counts.lists} lists\n")
+    ruleset = compile_rules(result)  # raises the first CompileError, with its location
+    for warning in ruleset.warnings:
+        err.write(warning.render() + "\n")
+    enabled = sum(rule.enabled for rule in result.rules)
+    out.write(
+        f"OK: {len(result.rules)} rules ({enabled} enabled) from {len(result.files)} file(s), "
+        f"{len(ruleset.warnings)} warning(s)\n"
+    )
+    return 0
+
+
+def _describe_types(rule: LoadedRule) -> str:
+    types = event_types(rule.condition)
+    if types is None:
+        return "all (no evt.type restriction)"
+    if not types:
+        return "none (the condition can never match)"
+    return ", ".join(sorted(types))
+
+
+def _list(files: Sequence[str], out: TextIO) -> int:
+    from rules.collect import load_files
+
+    result = load_files(files)
+    for rule in result.rules:
+        state = "" if rule.enabled else "  (disabled)"
+        out.write(f"{rule.priority.label:<13} {rule.name}{state}\n")
+        out.write(f"{'':<14}event types: {_describe_types(rule)}\n")
+        out.write(f"{'':<14}tags: {', '.join(rule.tags) or '-'}\n")
+    return 0
+
+
+def _read_capture(path: str) -> Iterator[list[Event]]:
+    """Yield the events of each batch of a capture file (WireError on a bad batch)."""
+    import msgpack
+
+    from collectors.wire import WireError, decode_batch
+
+    data = Path(path).read_bytes()
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(data)
+    start = 0
+    try:
+        for _ in unpacker:  # only to find where each batch ends; decode_batch validates it
+            end = unpacker.tell()
+            yield decode_batch(data[start:end]).events
+            start = end
+    except (ValueError, msgpack.UnpackException) as exc:
+        if isinstance(exc, WireError):
+            raise
+        raise WireError("malformed msgpack", f"at byte {start}: {exc}") from None
+    if start != len(data):
+        raise WireError("truncated capture", f"{len(data) - start} trailing bytes at byte {start}")
+
+
+def _test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from rules.alert import build_alert
+    from rules.ruleset import load
+
+    try:
+        min_priority = Priority.parse(args.min_priority)
+    except ValueError as exc:
+        err.write(f"error: --min-priority: {exc}\n")
+        return 2
+    files = args.rules or [str(DEFAULT_RULES)]
+    ruleset = load(files, all_matches=args.all_matches, min_priority=min_priority)
+    from collectors.wire import WireError  # msgpack is needed from here on only
+
+    n_events = n_alerts = 0
+    try:
+        for events in _read_capture(args.events):
+            n_events += len(events)
+            for ev, rule in ruleset.evaluate(events):
+                out.write(json.dumps(build_alert(rule, ev), ensure_ascii=False) + "\n")
+                n_alerts += 1
+    except OSError as exc:
+        err.write(f"error: {args.events}: cannot read capture: {exc.strerror or exc}\n")
+        return 1
+    except WireError as exc:
+        err.write(f"error: {args.events}: bad capture: {exc}\n")
+        return 1
+    err.write(f"{n_events} events, {n_alerts} alerts\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
