@@ -1,0 +1,25 @@
+"""`CollectorConfig`: everything the collector service is run with (frozen; built from the CLI)."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CollectorConfig:
+    node: str = field(default_factory=socket.gethostname)
+    bootstrap: str = "127.0.0.1:9092"
+    events_topic: str = "peregrine.events"
+    stats_topic: str = "peregrine.stats"
+    # event types to capture and publish; None: every type of rules/record.py the kernel offers
+    event_types: frozenset[str] | None = None
+    ring_bytes: int = 16 << 20
+    inflight_entries: int = 16384
+    batch_max_events: int = 500
+    batch_max_age_ms: int = 20
+    poll_interval_ms: int = 10
+    stats_interval_ms: int = 1000
+    queue_max_messages: int = 20000
+    message_timeout_ms: int = 300_000
+    duration_s: float | None = None  # stop after this long (tests, benchmarks); None: until signalled

@@ -1,0 +1,53 @@
+"""The fixed header of a probe record, mirroring `struct pg_hdr` in probe.h.
+
+`tests/unit/collectors/test_header.py` compiles probe.h and checks this layout (size and every
+offset) against it, so the two cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+HDR: Final = struct.Struct("<QQq6QQ10I4H16s")
+HDR_SIZE: Final = HDR.size
+
+# positions in HDR.unpack_from(...)
+H_TS: Final = 0
+H_CGROUP: Final = 1
+H_RET: Final = 2
+H_A0: Final = 3  # a[0] .. a[5] are H_A0 .. H_A0 + 5
+H_PSTART: Final = 9
+H_TGID: Final = 10
+H_TID: Final = 11
+H_PPID: Final = 12
+H_UID: Final = 13
+H_GID: Final = 14
+H_LOGINUID: Final = 15
+H_SID: Final = 16
+H_TTY: Final = 17
+H_VPID: Final = 18
+H_VPGID: Final = 19
+H_EVT: Final = 20
+H_LEN: Final = 21
+H_FLAGS: Final = 22
+H_COMM: Final = 24
+# h[H_CTX_FIRST:H_CTX_END] is the process context compared per event to detect a changed process
+H_CTX_FIRST: Final = H_PPID
+H_CTX_END: Final = H_VPGID + 1
+
+# (C member, byte offset) for the layout test
+C_OFFSETS: Final = (
+    ("ts", 0), ("cgroup_id", 8), ("ret", 16), ("a", 24), ("pstart", 72), ("tgid", 80), ("tid", 84),
+    ("ppid", 88), ("uid", 92), ("gid", 96), ("loginuid", 100), ("sid", 104), ("tty", 108),
+    ("vpid", 112), ("vpgid", 116), ("evt", 120), ("len", 122), ("flags", 124), ("pad", 126),
+    ("comm", 128),
+)
+
+# values from probe.h
+PG_EVT_FORK: Final = 0xFF00
+PG_FLAG_TRUNCATED: Final = 1
+PG_FLAG_NO_ENTER: Final = 2
+PG_CNT_EVTS, PG_CNT_RING_FULL, PG_CNT_INFLIGHT_FULL, PG_CNT_PAGE_FAULT = 0, 1, 2, 3
+PG_CNT_N: Final = 4
+LOGINUID_UNSET: Final = 0xFFFFFFFF

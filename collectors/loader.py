@@ -1,0 +1,162 @@
+"""Compile, load and attach the probe with bcc: the only module that imports bcc.
+
+`preflight` checks what the probe needs and raises `PreflightError` with the fix (fail closed);
+`build_cflags` turns BTF offsets, the selected syscalls and the collector's own pid into `-D`
+macros; `load_probe` compiles `probe.bpf.c` and attaches it. bcc compiles at every start (about
+1.5 s) against the installed kernel headers, which are only used for basic types: every kernel
+struct is read through the OFF_* offsets.
+
+`python -m collectors.loader --print-source` prints the cflags and the C source that would be
+compiled, without root.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from collectors.btf import VMLINUX, Btf, probe_offsets
+from collectors.errors import PreflightError, ProbeError
+from rules.record import EVENT_TYPE_IDS, EVENT_TYPES
+
+SOURCE: Final = Path(__file__).with_name("probe.bpf.c")
+TRACEFS: Final = "/sys/kernel/tracing"
+# event types that are not syscalls, and syscalls whose tracepoint has another name on x86_64
+_NOT_SYSCALLS: Final = frozenset({"procexit"})
+_TRACEPOINT_NAME: Final = {"umount2": "umount"}
+# exec and process exit feed the process table, so they are traced whatever the rules need
+ALWAYS_TRACED: Final = frozenset({"execve", "execveat", "procexit"})
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A loaded probe: the bcc object and what it traces."""
+
+    bpf: Any
+    traced: frozenset[str]  # event types attached on this kernel
+    missing: frozenset[str]  # wanted but absent from this kernel
+
+
+def tracepoint_name(event_type: str) -> str:
+    return _TRACEPOINT_NAME.get(event_type, event_type)
+
+
+def tracepoint_format(event_type: str, tracefs: str = TRACEFS) -> Path:
+    return Path(tracefs, "events", "syscalls", f"sys_enter_{tracepoint_name(event_type)}", "format")
+
+
+def syscall_nargs(event_type: str, tracefs: str = TRACEFS) -> int | None:
+    """Argument count from the tracefs format of sys_enter_X, or None if the kernel lacks it."""
+    try:
+        text = tracepoint_format(event_type, tracefs).read_text()
+    except OSError:
+        return None
+    fields = [line for line in text.splitlines() if line.strip().startswith("field:")]
+    # common_* fields and __syscall_nr come first; the rest are the arguments
+    return sum(1 for f in fields if "common_" not in f and "__syscall_nr" not in f)
+
+
+def preflight(tracefs: str = TRACEFS, btf_path: str = VMLINUX) -> None:
+    """Raise PreflightError naming the first missing prerequisite."""
+    if os.geteuid() != 0:
+        raise PreflightError("the collector must run as root (it loads eBPF programs): run it with sudo")
+    if not Path(tracefs, "events", "syscalls").is_dir():
+        raise PreflightError(
+            f"tracefs is not mounted at {tracefs}: mount -t tracefs tracefs {tracefs} "
+            "(./scripts/setup does it)"
+        )
+    build = Path("/lib/modules", os.uname().release, "build")
+    if not Path(build, "include").is_dir():
+        raise PreflightError(
+            f"kernel headers missing: {build}/include does not exist; install linux-headers-amd64 and link "
+            f"it there (./scripts/setup does it)"
+        )
+    if not Path(btf_path).is_file():
+        raise PreflightError(
+            f"{btf_path} missing: the kernel has no BTF (CONFIG_DEBUG_INFO_BTF), so struct offsets cannot "
+            "be computed and the collector refuses to start"
+        )
+
+
+def build_cflags(
+    btf: Btf,
+    wanted: Iterable[str],
+    self_tgid: int,
+    ring_bytes: int,
+    inflight_entries: int,
+    tracefs: str = TRACEFS,
+) -> tuple[list[str], frozenset[str], frozenset[str]]:
+    """cflags for probe.bpf.c, the event types it will trace, and the wanted ones the kernel lacks."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    pages = max(1, ring_bytes // page)
+    if pages & (pages - 1):
+        raise ProbeError(f"ring buffer size {ring_bytes} B is not a power-of-two number of pages")
+    flags = [f"-D{k}={v}" for k, v in probe_offsets(btf).items()]
+    flags += [
+        f"-DSELF_TGID={self_tgid}",
+        f"-DRING_PAGES={pages}",
+        f"-DINFLIGHT_ENTRIES={inflight_entries}",
+        f"-I{SOURCE.parent}",
+    ]
+    flags += [f"-DEV_{name}={i}" for i, name in enumerate(EVENT_TYPES)]
+    traced, missing = set(), set()
+    for name in sorted(set(wanted) | ALWAYS_TRACED):
+        if name not in EVENT_TYPE_IDS:
+            raise ProbeError(f"unknown event type {name!r}")
+        if name in _NOT_SYSCALLS:
+            traced.add(name)
+            continue
+        nargs = syscall_nargs(name, tracefs)
+        if nargs is None:
+            missing.add(name)
+            continue
+        traced.add(name)
+        flags += [f"-DHAVE_{name}=1", f"-DNARGS_{tracepoint_name(name)}={nargs}"]
+    return flags, frozenset(traced), frozenset(missing)
+
+
+def load_probe(cflags: list[str], traced: frozenset[str], missing: frozenset[str]) -> Probe:
+    """Compile and attach; ProbeError carries bcc's message."""
+    try:
+        from bcc import BPF
+    except ImportError as exc:
+        raise PreflightError(
+            f"cannot import bcc ({exc}): install Debian's python3-bpfcc and link its bcc package into the "
+            "venv (./scripts/setup); the PyPI package named bcc is unrelated"
+        ) from None
+    try:
+        bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
+    except Exception as exc:  # bcc raises bare Exception for compile and load failures
+        raise ProbeError(f"cannot compile or load {SOURCE}: {exc}") from exc
+    return Probe(bpf=bpf, traced=traced, missing=missing)
+
+
+def detach(probe: Probe) -> None:
+    """Detach every program but keep the maps, so final counters and the ring can still be read."""
+    bpf = probe.bpf
+    for tp in list(bpf.tracepoint_fds):
+        bpf.detach_tracepoint(tp)
+    for tp in list(bpf.raw_tracepoint_fds):
+        bpf.detach_raw_tracepoint(tp)
+
+
+def main(argv: list[str]) -> int:
+    """`--print-source [EVENT_TYPE ...]`: print the cflags and the probe source."""
+    if not argv or argv[0] != "--print-source":
+        print("usage: python -m collectors.loader --print-source [EVENT_TYPE ...]", file=sys.stderr)
+        return 2
+    wanted = argv[1:] or list(EVENT_TYPES)
+    cflags, traced, missing = build_cflags(Btf.load(), wanted, os.getpid(), 16 << 20, 16384)
+    print("// cflags: " + " ".join(cflags))
+    print(f"// traced: {' '.join(sorted(traced))}")
+    print(f"// missing on this kernel: {' '.join(sorted(missing)) or '-'}")
+    print(SOURCE.read_text(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,46 @@
+"""The collector's OpenTelemetry instruments (`peregrine.collector.*`), fed once per stats interval.
+
+Only the OpenTelemetry API is used here; `streams.telemetry` installs the SDK at process start
+(a no-op meter otherwise). Attributes never name pods or processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from collectors.stats import Stats
+
+
+class CollectorMetrics:
+    def __init__(self, queue_depth: Callable[[], int]) -> None:
+        meter = metrics.get_meter("peregrine.collector")
+        self._events = meter.create_counter(
+            "peregrine.collector.events", unit="{event}", description="records the probe emitted"
+        )
+        self._drops = meter.create_counter(
+            "peregrine.collector.drops", unit="{event}", description="events or fields lost, by category"
+        )
+        self._batches = meter.create_counter("peregrine.collector.batches", unit="{batch}")
+        self._bytes = meter.create_counter("peregrine.collector.bytes", unit="By", description="batch bytes")
+        self._errors = meter.create_counter("peregrine.collector.publish_errors", unit="{error}")
+
+        def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(queue_depth())]
+
+        meter.create_observable_gauge(
+            "peregrine.collector.queue_depth", callbacks=[observe], unit="{message}",
+            description="messages waiting in the Kafka producer queue",
+        )
+
+    def record(self, s: Stats, batches: int, nbytes: int, errors: int) -> None:
+        self._events.add(s.n_evts)
+        for category, n in s.drops.items():
+            if n:
+                self._drops.add(n, {"category": category})
+        self._batches.add(batches)
+        self._bytes.add(nbytes)
+        if errors:
+            self._errors.add(errors)

@@ -1,0 +1,624 @@
+/* Peregrine's syscall probe: syscall and sched tracepoints only (no kprobes/fentry/LSM here).
+ *
+ * Compiled by collectors/loader.py with -D macros: OFF_* (struct offsets from BTF; never
+ * dereference a kernel struct through a header type, the headers do not match the kernel),
+ * SIZE_UPID, SELF_TGID (the collector's own process is never traced), RING_PAGES,
+ * INFLIGHT_ENTRIES, EV_<type> (rules/record.py event-type ids), and per syscall HAVE_<type>
+ * (selected and present on this kernel) with NARGS_<type> (argument count from its tracefs format).
+ *
+ * sys_enter_X saves the raw arguments by thread id; sys_exit_X emits one record: the header of
+ * probe.h (process context read through OFF_*), the arguments and return value, then payload items
+ * (user strings read at exit, sockaddrs, socket addresses read from the fd table). Successful execs
+ * come from sched_process_exec (argv read from the new mm), failed ones from sys_exit_execve[at].
+ * Records go to a ring buffer without wakeups; user space consumes it on a timer. Every record the
+ * probe tries to emit and every record or field it loses is counted per CPU (PG_CNT_*).
+ */
+#include <uapi/linux/ptrace.h>
+#include <linux/capability.h> /* types of the capset tracepoint arguments */
+#include "probe.h"
+
+#define BARRIER_VAR(x) asm volatile("" : "+r"(x))
+#define RD(dst, src) bpf_probe_read_kernel(&(dst), sizeof(dst), (void *)(src))
+
+/* payload kinds beyond plain strings */
+#define K_NONE 0
+#define K_ARGV1 1    /* execve failure: argv pointer array in a[1] */
+#define K_ARGV2 2    /* execveat failure: argv pointer array in a[2] */
+#define K_OPENHOW 3  /* openat2: struct open_how at a[2] -> item of 24 bytes */
+#define K_CONNECT 4  /* sockaddr a[1] (len a[2]) item, then the socket of fd a[0] */
+#define K_ACCEPT 5   /* the socket of the returned fd */
+#define K_SENDTO 6   /* sockaddr a[4] (len a[5]) item */
+#define K_CLONE3 7   /* struct clone_args at a[0] -> flags item of 8 bytes */
+#define K_PRCTL 8    /* PR_SET_NAME: string at a[1] */
+#define K_CAPSET 9   /* struct __user_cap_data_struct[2] at a[1] -> item of 24 bytes */
+
+#define PG_SOCK_ITEM 44 /* u16 family, proto, type, sport, dport, pad; u8 saddr[16], daddr[16] */
+#define EINPROGRESS_ 115
+
+struct pg_buf {
+    struct pg_hdr h;
+    u8 d[PG_PAYLOAD];
+};
+
+struct pg_inflight {
+    u64 a[6];
+    u32 evt;
+    u32 pad;
+};
+
+struct pg_sys_enter {
+    u64 common;
+    s32 nr;
+    u32 pad;
+    u64 a[6];
+};
+
+struct pg_sys_exit {
+    u64 common;
+    s32 nr;
+    u32 pad;
+    s64 ret;
+};
+
+BPF_RINGBUF_OUTPUT(events, RING_PAGES);
+BPF_PERCPU_ARRAY(scratch, struct pg_buf, 1);
+BPF_HASH(inflight, u32, struct pg_inflight, INFLIGHT_ENTRIES);
+BPF_PERCPU_ARRAY(counters, u64, PG_CNT_N);
+
+static __always_inline void pg_count(int idx) {
+    u64 *c = counters.lookup(&idx);
+    if (c)
+        (*c)++;
+}
+
+static __always_inline u32 pg_pid_nr(char *pid, int ns_level) {
+    u32 nr = 0;
+    if (!pid)
+        return 0;
+    u32 level = 0;
+    if (ns_level) {
+        RD(level, pid + OFF_PID_LEVEL);
+        if (level > 32)
+            return 0;
+    }
+    RD(nr, pid + OFF_PID_NUMBERS + (u64)level * SIZE_UPID + OFF_UPID_NR);
+    return nr;
+}
+
+/* process context of the current task, read through BTF offsets */
+static __always_inline void pg_context(struct pg_hdr *h, u16 evt) {
+    char *task = (char *)bpf_get_current_task();
+    char *p = 0;
+    u64 pt = bpf_get_current_pid_tgid();
+    h->ts = bpf_ktime_get_boot_ns();
+    h->cgroup_id = bpf_get_current_cgroup_id();
+    h->tgid = pt >> 32;
+    h->tid = (u32)pt;
+    h->evt = evt;
+    h->len = 0;
+    h->flags = 0;
+    h->pad = 0;
+    h->ret = 0;
+    bpf_get_current_comm(h->comm, sizeof(h->comm));
+
+    h->ppid = 0;
+    RD(p, task + OFF_TASK_REAL_PARENT);
+    if (p)
+        RD(h->ppid, p + OFF_TASK_TGID);
+    RD(h->loginuid, task + OFF_TASK_LOGINUID);
+    p = 0;
+    RD(p, task + OFF_TASK_GROUP_LEADER);
+    h->pstart = 0;
+    if (p)
+        RD(h->pstart, p + OFF_TASK_START_BOOTTIME);
+
+    u32 ids[2] = {};
+    p = 0;
+    RD(p, task + OFF_TASK_CRED);
+    if (p)
+        bpf_probe_read_kernel(ids, sizeof(ids), p + OFF_CRED_EUID);
+    h->uid = ids[0];
+    h->gid = OFF_CRED_EGID == OFF_CRED_EUID + 4 ? ids[1] : 0;
+
+    char *sig = 0;
+    RD(sig, task + OFF_TASK_SIGNAL);
+    h->tty = 0;
+    h->sid = 0;
+    h->vpid = 0;
+    h->vpgid = 0;
+    if (!sig)
+        return;
+    char *tty = 0;
+    RD(tty, sig + OFF_SIGNAL_TTY);
+    if (tty) {
+        int index = 0, major = 0, minor_start = 0;
+        char *drv = 0;
+        RD(index, tty + OFF_TTY_INDEX);
+        RD(drv, tty + OFF_TTY_DRIVER);
+        if (drv) {
+            RD(major, drv + OFF_TTY_DRIVER_MAJOR);
+            RD(minor_start, drv + OFF_TTY_DRIVER_MINOR_START);
+        }
+        u32 minor = minor_start + index;
+        /* new_encode_dev, as /proc/PID/stat prints tty_nr */
+        h->tty = (minor & 0xff) | ((u32)major << 8) | ((minor & ~0xffu) << 12);
+    }
+    char *pids[4] = {}; /* PIDTYPE_PID, TGID, PGID, SID */
+    bpf_probe_read_kernel(pids, sizeof(pids), sig + OFF_SIGNAL_PIDS);
+    h->vpid = pg_pid_nr(pids[1], 1);
+    h->vpgid = pg_pid_nr(pids[2], 1);
+    h->sid = pg_pid_nr(pids[3], 0);
+    if (!h->vpid)
+        h->vpid = h->tgid; /* kernels that keep no TGID pid in signal_struct */
+}
+
+static __always_inline struct pg_buf *pg_buffer(void) {
+    int zero = 0;
+    return scratch.lookup(&zero);
+}
+
+static __always_inline void pg_put_len(struct pg_buf *b, u32 off, u32 n) {
+    b->d[off] = n & 0xff;
+    b->d[off + 1] = (n >> 8) & 0xff;
+}
+
+/* append a NUL-terminated string; user memory unless kernel != 0 */
+static __always_inline void pg_put_str(struct pg_buf *b, const void *src, int kernel) {
+    u32 off = b->h.len;
+    if (off > PG_HALF) {
+        b->h.flags |= PG_FLAG_TRUNCATED;
+        return;
+    }
+    BARRIER_VAR(off);
+    off &= PG_HALF;
+    int n = 0;
+    if (src) {
+        if (kernel)
+            n = bpf_probe_read_kernel_str(&b->d[off + 2], PG_MAX_STR, src);
+        else
+            n = bpf_probe_read_user_str(&b->d[off + 2], PG_MAX_STR, src);
+        if (n < 0) {
+            n = 0;
+            pg_count(PG_CNT_PAGE_FAULT);
+        }
+    }
+    n &= (PG_MAX_STR * 2 - 1);
+    pg_put_len(b, off, n);
+    b->h.len = off + 2 + n;
+}
+
+/* append n bytes of user memory (n <= PG_MAX_STR); an empty item when the read fails */
+static __always_inline void pg_put_user(struct pg_buf *b, const void *src, u64 n) {
+    u32 off = b->h.len;
+    if (off > PG_HALF) {
+        b->h.flags |= PG_FLAG_TRUNCATED;
+        return;
+    }
+    BARRIER_VAR(off);
+    off &= PG_HALF;
+    if (n > PG_MAX_STR) {
+        n = PG_MAX_STR;
+        b->h.flags |= PG_FLAG_TRUNCATED;
+    }
+    BARRIER_VAR(n);
+    n &= (PG_MAX_STR * 2 - 1);
+    if (!src || n == 0 || bpf_probe_read_user(&b->d[off + 2], n, src) < 0) {
+        if (src && n)
+            pg_count(PG_CNT_PAGE_FAULT);
+        n = 0;
+    }
+    pg_put_len(b, off, n);
+    b->h.len = off + 2 + n;
+}
+
+/* the local and remote addresses of socket `fd` of the current task */
+static __always_inline void pg_put_sock(struct pg_buf *b, u64 fd) {
+    u32 off = b->h.len;
+    if (off > PG_HALF) {
+        b->h.flags |= PG_FLAG_TRUNCATED;
+        return;
+    }
+    BARRIER_VAR(off);
+    off &= PG_HALF;
+    char *task = (char *)bpf_get_current_task();
+    char *files = 0, *fdt = 0, *fdarr = 0, *file = 0, *sock = 0, *sk = 0;
+    u32 max_fds = 0;
+    u32 n = 0;
+    RD(files, task + OFF_TASK_FILES);
+    if (files)
+        RD(fdt, files + OFF_FILES_FDT);
+    if (fdt) {
+        RD(max_fds, fdt + OFF_FDT_MAX_FDS);
+        RD(fdarr, fdt + OFF_FDT_FD);
+    }
+    if (fdarr && fd < max_fds)
+        RD(file, fdarr + fd * sizeof(void *));
+    if (file)
+        RD(sock, file + OFF_FILE_PRIVATE_DATA);
+    if (sock)
+        RD(sk, sock + OFF_SOCKET_SK);
+    if (sk) {
+        u8 *o = &b->d[off + 2];
+        u16 family = 0, proto = 0, type = 0, sport = 0, dport = 0;
+        RD(family, sk + OFF_SK_FAMILY);
+        RD(proto, sk + OFF_SK_PROTOCOL);
+        RD(type, sk + OFF_SK_TYPE);
+        RD(sport, sk + OFF_SK_NUM);
+        RD(dport, sk + OFF_SK_DPORT);
+        dport = (dport >> 8) | (dport << 8);
+        __builtin_memset(o, 0, PG_SOCK_ITEM);
+        *(u16 *)&o[0] = family;
+        *(u16 *)&o[2] = proto;
+        *(u16 *)&o[4] = type;
+        *(u16 *)&o[6] = sport;
+        *(u16 *)&o[8] = dport;
+        if (family == 2) { /* AF_INET */
+            bpf_probe_read_kernel(&o[12], 4, sk + OFF_SK_RCV_SADDR);
+            bpf_probe_read_kernel(&o[28], 4, sk + OFF_SK_DADDR);
+        } else if (family == 10) { /* AF_INET6 */
+            bpf_probe_read_kernel(&o[12], 16, sk + OFF_SK_V6_RCV_SADDR);
+            bpf_probe_read_kernel(&o[28], 16, sk + OFF_SK_V6_DADDR);
+        }
+        n = PG_SOCK_ITEM;
+    }
+    pg_put_len(b, off, n);
+    b->h.len = off + 2 + n;
+}
+
+static __always_inline int pg_submit(struct pg_buf *b) {
+    u64 sz = sizeof(struct pg_hdr) + (u64)b->h.len;
+    if (sz > sizeof(struct pg_buf))
+        sz = sizeof(struct pg_buf);
+    BARRIER_VAR(sz);
+    pg_count(PG_CNT_EVTS);
+    if (events.ringbuf_output(b, sz, BPF_RB_NO_WAKEUP) < 0)
+        pg_count(PG_CNT_RING_FULL);
+    return 0;
+}
+
+static __always_inline int pg_enter(const struct pg_sys_enter *ctx, u16 evt, int nargs) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if ((pt >> 32) == SELF_TGID)
+        return 0;
+    u32 tid = (u32)pt;
+    struct pg_inflight v = {};
+    v.evt = evt;
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        if (i < nargs)
+            v.a[i] = ctx->a[i];
+    if (inflight.update(&tid, &v) < 0)
+        pg_count(PG_CNT_INFLIGHT_FULL);
+    return 0;
+}
+
+static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int strmask, int kind,
+                                   int is_clone) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if ((pt >> 32) == SELF_TGID)
+        return 0;
+    u32 tid = (u32)pt;
+    s64 ret = ctx->ret;
+    if ((kind == K_ARGV1 || kind == K_ARGV2) && ret == 0) {
+        inflight.delete(&tid); /* sched_process_exec emitted it */
+        return 0;
+    }
+    struct pg_buf *b = pg_buffer();
+    if (!b)
+        return 0;
+    struct pg_inflight *v = inflight.lookup(&tid);
+    pg_context(&b->h, evt);
+    b->h.ret = ret;
+    if (!v || v->evt != evt) {
+        /* a forked child returning from clone has no enter; anything else started before attach */
+        if (!(is_clone && ret == 0))
+            return 0;
+#pragma unroll
+        for (int i = 0; i < 6; i++)
+            b->h.a[i] = 0;
+        b->h.flags |= PG_FLAG_NO_ENTER;
+        return pg_submit(b);
+    }
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        b->h.a[i] = v->a[i];
+    inflight.delete(&tid);
+
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        if (strmask & (1 << i))
+            pg_put_str(b, (const void *)b->h.a[i], 0);
+
+    if (kind == K_ARGV1 || kind == K_ARGV2) {
+        const char *const *argv = (const char *const *)b->h.a[kind == K_ARGV1 ? 1 : 2];
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            const char *arg = 0;
+            if (!argv || bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) < 0 || !arg)
+                break;
+            pg_put_str(b, arg, 0);
+        }
+    } else if (kind == K_OPENHOW) {
+        pg_put_user(b, (const void *)b->h.a[2], 24);
+    } else if (kind == K_CONNECT) {
+        pg_put_user(b, (const void *)b->h.a[1], b->h.a[2] > 128 ? 128 : b->h.a[2]);
+        if (ret == 0 || ret == -EINPROGRESS_)
+            pg_put_sock(b, b->h.a[0]);
+    } else if (kind == K_ACCEPT) {
+        if (ret >= 0)
+            pg_put_sock(b, (u64)ret);
+    } else if (kind == K_SENDTO) {
+        pg_put_user(b, (const void *)b->h.a[4], b->h.a[5] > 128 ? 128 : b->h.a[5]);
+    } else if (kind == K_CLONE3) {
+        pg_put_user(b, (const void *)b->h.a[0], 8);
+    } else if (kind == K_PRCTL) {
+        if (b->h.a[0] == 15) /* PR_SET_NAME */
+            pg_put_str(b, (const void *)b->h.a[1], 0);
+    } else if (kind == K_CAPSET) {
+        pg_put_user(b, (const void *)b->h.a[1], 24);
+    }
+    return pg_submit(b);
+}
+
+#define PG_SYSCALL(tp, evt, strmask, kind, is_clone)                                             \
+    TRACEPOINT_PROBE(syscalls, sys_enter_##tp) {                                                 \
+        return pg_enter((const struct pg_sys_enter *)args, evt, NARGS_##tp);                     \
+    }                                                                                            \
+    TRACEPOINT_PROBE(syscalls, sys_exit_##tp) {                                                  \
+        return pg_exit((const struct pg_sys_exit *)args, evt, strmask, kind, is_clone);          \
+    }
+
+/* successful exec: the new image's filename and argv (from mm, in one read) */
+TRACEPOINT_PROBE(sched, sched_process_exec) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if ((pt >> 32) == SELF_TGID)
+        return 0;
+    u32 old_tid = args->old_pid;
+    u16 evt = EV_execve;
+    struct pg_inflight *v = inflight.lookup(&old_tid);
+    if (v && v->evt == EV_execveat)
+        evt = EV_execveat;
+    if (v)
+        inflight.delete(&old_tid);
+    struct pg_buf *b = pg_buffer();
+    if (!b)
+        return 0;
+    pg_context(&b->h, evt);
+    char *task = (char *)bpf_get_current_task();
+    char *cred = 0, *mm = 0;
+    RD(cred, task + OFF_TASK_CRED);
+    b->h.a[0] = b->h.a[1] = b->h.a[2] = 0;
+    if (cred) {
+        RD(b->h.a[0], cred + OFF_CRED_CAP_INHERITABLE);
+        RD(b->h.a[1], cred + OFF_CRED_CAP_PERMITTED);
+        RD(b->h.a[2], cred + OFF_CRED_CAP_EFFECTIVE);
+    }
+    u64 start = 0, end = 0;
+    RD(mm, task + OFF_TASK_MM);
+    if (mm) {
+        RD(start, mm + OFF_MM_ARG_START);
+        RD(end, mm + OFF_MM_ARG_END);
+    }
+    b->h.a[3] = end > start ? end - start : 0;
+    b->h.a[4] = old_tid;
+    b->h.a[5] = 0;
+    pg_put_str(b, (char *)args + (args->data_loc_filename & 0xffff), 1);
+    pg_put_user(b, (const void *)start, b->h.a[3]);
+    return pg_submit(b);
+}
+
+/* a new process (threads are not processes): the process table forks its parent's record */
+RAW_TRACEPOINT_PROBE(sched_process_fork) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if ((pt >> 32) == SELF_TGID)
+        return 0;
+    char *child = (char *)ctx->args[1];
+    u32 ctgid = 0, cpid = 0;
+    RD(ctgid, child + OFF_TASK_TGID);
+    RD(cpid, child + OFF_TASK_PID);
+    if (ctgid != cpid)
+        return 0;
+    struct pg_buf *b = pg_buffer();
+    if (!b)
+        return 0;
+    pg_context(&b->h, PG_EVT_FORK);
+    b->h.a[0] = ctgid;
+    b->h.a[1] = 0;
+    RD(b->h.a[1], child + OFF_TASK_START_BOOTTIME);
+    b->h.a[2] = b->h.a[3] = b->h.a[4] = b->h.a[5] = 0;
+    return pg_submit(b);
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit) {
+    u64 pt = bpf_get_current_pid_tgid();
+    u32 tid = (u32)pt;
+    inflight.delete(&tid);
+    if ((pt >> 32) == SELF_TGID || !args->group_dead)
+        return 0;
+    struct pg_buf *b = pg_buffer();
+    if (!b)
+        return 0;
+    pg_context(&b->h, EV_procexit);
+    char *task = (char *)bpf_get_current_task();
+    u32 code = 0;
+    RD(code, task + OFF_TASK_EXIT_CODE);
+    b->h.a[0] = code;
+    b->h.a[1] = b->h.a[2] = b->h.a[3] = b->h.a[4] = b->h.a[5] = 0;
+    return pg_submit(b);
+}
+
+/* tracepoint name, event id, string-argument mask, payload kind, is a clone */
+#ifdef HAVE_execve
+PG_SYSCALL(execve, EV_execve, 0x1, K_ARGV1, 0)
+#endif
+#ifdef HAVE_execveat
+PG_SYSCALL(execveat, EV_execveat, 0x2, K_ARGV2, 0)
+#endif
+#ifdef HAVE_open
+PG_SYSCALL(open, EV_open, 0x1, K_NONE, 0)
+#endif
+#ifdef HAVE_openat
+PG_SYSCALL(openat, EV_openat, 0x2, K_NONE, 0)
+#endif
+#ifdef HAVE_openat2
+PG_SYSCALL(openat2, EV_openat2, 0x2, K_OPENHOW, 0)
+#endif
+#ifdef HAVE_creat
+PG_SYSCALL(creat, EV_creat, 0x1, K_NONE, 0)
+#endif
+#ifdef HAVE_connect
+PG_SYSCALL(connect, EV_connect, 0, K_CONNECT, 0)
+#endif
+#ifdef HAVE_accept
+PG_SYSCALL(accept, EV_accept, 0, K_ACCEPT, 0)
+#endif
+#ifdef HAVE_accept4
+PG_SYSCALL(accept4, EV_accept4, 0, K_ACCEPT, 0)
+#endif
+#ifdef HAVE_listen
+PG_SYSCALL(listen, EV_listen, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_socket
+PG_SYSCALL(socket, EV_socket, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_setns
+PG_SYSCALL(setns, EV_setns, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_unshare
+PG_SYSCALL(unshare, EV_unshare, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_clone
+PG_SYSCALL(clone, EV_clone, 0, K_NONE, 1)
+#endif
+#ifdef HAVE_clone3
+PG_SYSCALL(clone3, EV_clone3, 0, K_CLONE3, 1)
+#endif
+#ifdef HAVE_fork
+PG_SYSCALL(fork, EV_fork, 0, K_NONE, 1)
+#endif
+#ifdef HAVE_vfork
+PG_SYSCALL(vfork, EV_vfork, 0, K_NONE, 1)
+#endif
+#ifdef HAVE_ptrace
+PG_SYSCALL(ptrace, EV_ptrace, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_mount
+PG_SYSCALL(mount, EV_mount, 0x7, K_NONE, 0)
+#endif
+#ifdef HAVE_umount2
+PG_SYSCALL(umount, EV_umount2, 0x1, K_NONE, 0)
+#endif
+#ifdef HAVE_chmod
+PG_SYSCALL(chmod, EV_chmod, 0x1, K_NONE, 0)
+#endif
+#ifdef HAVE_fchmod
+PG_SYSCALL(fchmod, EV_fchmod, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_fchmodat
+PG_SYSCALL(fchmodat, EV_fchmodat, 0x2, K_NONE, 0)
+#endif
+#ifdef HAVE_unlink
+PG_SYSCALL(unlink, EV_unlink, 0x1, K_NONE, 0)
+#endif
+#ifdef HAVE_unlinkat
+PG_SYSCALL(unlinkat, EV_unlinkat, 0x2, K_NONE, 0)
+#endif
+#ifdef HAVE_rmdir
+PG_SYSCALL(rmdir, EV_rmdir, 0x1, K_NONE, 0)
+#endif
+#ifdef HAVE_rename
+PG_SYSCALL(rename, EV_rename, 0x3, K_NONE, 0)
+#endif
+#ifdef HAVE_renameat
+PG_SYSCALL(renameat, EV_renameat, 0xA, K_NONE, 0)
+#endif
+#ifdef HAVE_renameat2
+PG_SYSCALL(renameat2, EV_renameat2, 0xA, K_NONE, 0)
+#endif
+#ifdef HAVE_symlink
+PG_SYSCALL(symlink, EV_symlink, 0x3, K_NONE, 0)
+#endif
+#ifdef HAVE_symlinkat
+PG_SYSCALL(symlinkat, EV_symlinkat, 0x5, K_NONE, 0)
+#endif
+#ifdef HAVE_link
+PG_SYSCALL(link, EV_link, 0x3, K_NONE, 0)
+#endif
+#ifdef HAVE_linkat
+PG_SYSCALL(linkat, EV_linkat, 0xA, K_NONE, 0)
+#endif
+#ifdef HAVE_mkdir
+PG_SYSCALL(mkdir, EV_mkdir, 0x1, K_NONE, 0)
+#endif
+#ifdef HAVE_mkdirat
+PG_SYSCALL(mkdirat, EV_mkdirat, 0x2, K_NONE, 0)
+#endif
+#ifdef HAVE_setuid
+PG_SYSCALL(setuid, EV_setuid, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_setgid
+PG_SYSCALL(setgid, EV_setgid, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_setresuid
+PG_SYSCALL(setresuid, EV_setresuid, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_setresgid
+PG_SYSCALL(setresgid, EV_setresgid, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_setreuid
+PG_SYSCALL(setreuid, EV_setreuid, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_setregid
+PG_SYSCALL(setregid, EV_setregid, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_bpf
+PG_SYSCALL(bpf, EV_bpf, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_memfd_create
+PG_SYSCALL(memfd_create, EV_memfd_create, 0x1, K_NONE, 0)
+#endif
+#ifdef HAVE_dup
+PG_SYSCALL(dup, EV_dup, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_dup2
+PG_SYSCALL(dup2, EV_dup2, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_dup3
+PG_SYSCALL(dup3, EV_dup3, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_init_module
+PG_SYSCALL(init_module, EV_init_module, 0x4, K_NONE, 0)
+#endif
+#ifdef HAVE_finit_module
+PG_SYSCALL(finit_module, EV_finit_module, 0x2, K_NONE, 0)
+#endif
+#ifdef HAVE_userfaultfd
+PG_SYSCALL(userfaultfd, EV_userfaultfd, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_sendto
+PG_SYSCALL(sendto, EV_sendto, 0, K_SENDTO, 0)
+#endif
+#ifdef HAVE_sendmsg
+PG_SYSCALL(sendmsg, EV_sendmsg, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_recvfrom
+PG_SYSCALL(recvfrom, EV_recvfrom, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_recvmsg
+PG_SYSCALL(recvmsg, EV_recvmsg, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_chdir
+PG_SYSCALL(chdir, EV_chdir, 0x1, K_NONE, 0)
+#endif
+#ifdef HAVE_fchdir
+PG_SYSCALL(fchdir, EV_fchdir, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_kill
+PG_SYSCALL(kill, EV_kill, 0, K_NONE, 0)
+#endif
+#ifdef HAVE_prctl
+PG_SYSCALL(prctl, EV_prctl, 0, K_PRCTL, 0)
+#endif
+#ifdef HAVE_capset
+PG_SYSCALL(capset, EV_capset, 0, K_CAPSET, 0)
+#endif

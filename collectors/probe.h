@@ -1,0 +1,50 @@
+/* The record the probe writes into the ring buffer; collectors/decode.py reads the same layout
+ * (tests/unit/collectors/test_decode.py checks the size and offsets against this header).
+ *
+ * One record per syscall at exit (or per sched event): a fixed header, then `len` bytes of
+ * payload items, each `[u16 n][n bytes]` (strings keep their NUL; n == 0 means unreadable/NULL).
+ * Little-endian, no implicit padding. */
+#ifndef PEREGRINE_PROBE_H
+#define PEREGRINE_PROBE_H
+
+/* internal record types, above every rules/record.py event-type id */
+#define PG_EVT_FORK 0xFF00 /* a new process (not a thread): a[0] child tgid, a[1] child start_boottime */
+
+#define PG_FLAG_TRUNCATED 1 /* a string or argv did not fit and was cut */
+#define PG_FLAG_NO_ENTER 2  /* exit without a matching enter: args unknown (a[] zero) */
+
+#define PG_MAX_STR 4096    /* one path or argv block */
+#define PG_HALF 8191       /* appends start at or below this offset */
+#define PG_PAYLOAD 16384
+
+/* drop and count categories, per CPU */
+#define PG_CNT_EVTS 0          /* records the probe tried to emit (emitted + dropped) */
+#define PG_CNT_RING_FULL 1
+#define PG_CNT_INFLIGHT_FULL 2
+#define PG_CNT_PAGE_FAULT 3    /* a user-memory read failed (the field is empty) */
+#define PG_CNT_N 4
+
+struct pg_hdr {
+    __u64 ts;          /* bpf_ktime_get_boot_ns */
+    __u64 cgroup_id;   /* cgroup v2 id of the task */
+    __s64 ret;         /* syscall return value */
+    __u64 a[6];        /* raw syscall arguments, or per-record values (see probe.bpf.c) */
+    __u64 pstart;      /* thread-group leader start_boottime */
+    __u32 tgid;
+    __u32 tid;
+    __u32 ppid;        /* real_parent->tgid */
+    __u32 uid;         /* effective */
+    __u32 gid;         /* effective */
+    __u32 loginuid;    /* 0xffffffff when unset */
+    __u32 sid;         /* session id, host pid namespace */
+    __u32 tty;         /* tty_nr as in /proc/PID/stat, 0 when none */
+    __u32 vpid;        /* tgid in the task's own pid namespace */
+    __u32 vpgid;       /* process group in the task's own pid namespace */
+    __u16 evt;         /* rules/record.py event-type id, or PG_EVT_* */
+    __u16 len;         /* payload bytes after this header */
+    __u16 flags;       /* PG_FLAG_* */
+    __u16 pad;
+    char comm[16];
+};
+
+#endif

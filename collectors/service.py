@@ -1,0 +1,307 @@
+"""`peregrine collect | record | replay`: wiring of the collector and its shutdown.
+
+* `collect`: probe -> reader -> decoder (process table, cgroups) -> batcher -> Kafka, plus
+  per-second stats on `peregrine.stats`.
+* `record --out FILE`: the same capture, written to a capture file instead of Kafka.
+* `replay FILE`: publish a capture to Kafka at the recorded rate or as fast as possible.
+
+One thread: every `poll_interval_ms` the ring buffer is drained, decoded and batched; batches
+close by size or age; stats go out every `stats_interval_ms`. On SIGTERM/SIGINT (or after
+`--duration`) the programs are detached first, so the final drain and the final stats account
+for every record the probe emitted; the last stderr line is a JSON summary with the kernel's
+own counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import replace
+from typing import Any, Protocol
+
+from collectors.btf import Btf
+from collectors.capture import CaptureWriter, read_capture
+from collectors.cgroups import CgroupResolver
+from collectors.config import CollectorConfig
+from collectors.decode import Decoder
+from collectors.errors import CollectorError
+from collectors.header import PG_CNT_EVTS, PG_CNT_INFLIGHT_FULL, PG_CNT_PAGE_FAULT, PG_CNT_RING_FULL
+from collectors.proctable import ProcTable
+from collectors.stats import Stats, StatsCounter, encode_stats
+from collectors.wire import Batch, encode_batch
+from rules.record import EVENT_TYPE_IDS, EVENT_TYPES
+
+log = logging.getLogger("peregrine.collector")
+
+
+class Sink(Protocol):
+    queue_full_events: int
+    failed_events: int
+    delivered_events: int
+    delivered_batches: int
+    bytes_sent: int
+    errors: int
+
+    def send(self, kind: str, key: bytes, value: bytes, n_events: int) -> bool: ...
+    def poll(self) -> None: ...
+    def queue_depth(self) -> int: ...
+    def close(self, timeout_s: float) -> int: ...
+
+
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def boot_to_epoch_ns() -> int:
+    """Offset from CLOCK_BOOTTIME (the probe's clock) to the Unix epoch."""
+    return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, _sig: int, _frame: Any) -> None:
+        self.requested = True
+
+
+def run(config: CollectorConfig, sink: Sink) -> dict[str, int]:
+    """Capture until signalled or `duration_s`; returns the final cumulative totals."""
+    from collectors import loader
+    from collectors.metrics import CollectorMetrics
+    from collectors.reader import Reader
+
+    loader.preflight()
+    btf = Btf.load()
+    wanted = set(config.event_types) if config.event_types is not None else set(EVENT_TYPES)
+    cflags, traced, missing = loader.build_cflags(
+        btf, wanted, os.getpid(), config.ring_bytes, config.inflight_entries
+    )
+    if missing:
+        log.info("not on this kernel, not traced: %s", " ".join(sorted(missing)))
+    offset = boot_to_epoch_ns()
+    bid = boot_id()
+    cgroups = CgroupResolver()
+    procs = ProcTable(config.node, offset, cgroups)
+    n_seeded = procs.seed()
+    probe = loader.load_probe(cflags, traced, missing)
+    reader = Reader(probe.bpf)
+    published = {EVENT_TYPE_IDS[n] for n in wanted & traced}
+    decoder = Decoder(procs, offset, published)
+    from collectors.batch import Batcher
+
+    batcher = Batcher(config.node, bid, config.batch_max_events, config.batch_max_age_ms * 1_000_000)
+    counter = StatsCounter(config.node, bid, time.time_ns())
+    instruments = CollectorMetrics(sink.queue_depth)
+    key = config.node.encode()
+    stop = _Stop()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.warning(
+        "peregrine collector ready: node %s, %d processes seeded, tracing %d event types (%d published)",
+        config.node, n_seeded, len(traced), len(published),
+    )
+    sys.stderr.flush()
+
+    def emit(b: Batch | None) -> None:
+        if b is not None:
+            sink.send("events", key, encode_batch(b), len(b.events))
+
+    def totals() -> dict[str, int]:
+        k = reader.kernel_counters()
+        return {
+            "n_evts": k[PG_CNT_EVTS],
+            "n_read": decoder.n_read,
+            "ring_full": k[PG_CNT_RING_FULL],
+            "inflight_full": k[PG_CNT_INFLIGHT_FULL],
+            "page_fault_reads": k[PG_CNT_PAGE_FAULT],
+            "userspace_queue_full": sink.queue_full_events,
+            "delivery_failed": sink.failed_events,
+        }
+
+    last_sent = {"batches": 0, "bytes": 0, "errors": 0}
+
+    def publish_stats() -> Stats:
+        s = counter.delta(time.time_ns(), totals())
+        sink.send("stats", key, encode_stats(s), 0)
+        instruments.record(
+            s,
+            sink.delivered_batches - last_sent["batches"],
+            sink.bytes_sent - last_sent["bytes"],
+            sink.errors - last_sent["errors"],
+        )
+        last_sent.update(batches=sink.delivered_batches, bytes=sink.bytes_sent, errors=sink.errors)
+        return s
+
+    def pump() -> None:
+        raws = reader.drain()
+        now = time.monotonic_ns()
+        if raws:
+            add = batcher.add
+            for ev in decoder.decode(raws):
+                emit(add(ev, now))
+        if batcher.due(now):
+            emit(batcher.close())
+
+    poll_s = config.poll_interval_ms / 1000
+    stats_ns = config.stats_interval_ms * 1_000_000
+    started = time.monotonic()
+    next_stats = time.monotonic_ns() + stats_ns
+    while not stop.requested:
+        if config.duration_s is not None and time.monotonic() - started >= config.duration_s:
+            break
+        time.sleep(poll_s)
+        pump()
+        sink.poll()
+        if time.monotonic_ns() >= next_stats:
+            publish_stats()
+            next_stats += stats_ns
+
+    loader.detach(probe)
+    pump()
+    emit(batcher.close())
+    publish_stats()
+    left = sink.close(30.0)
+    final = totals()
+    final["undelivered_at_exit"] = left
+    final["events_published"] = decoder.num
+    print(json.dumps({"collector_final": final}), file=sys.stderr, flush=True)
+    probe.bpf.cleanup()
+    cgroups.close()
+    return final
+
+
+def _event_types(args: argparse.Namespace) -> frozenset[str] | None:
+    if args.event_types:
+        names = frozenset(n.strip() for n in args.event_types.split(",") if n.strip())
+        unknown = names - set(EVENT_TYPES)
+        if unknown:
+            raise CollectorError(f"unknown event types: {', '.join(sorted(unknown))}")
+        return names
+    if args.rules:
+        import rules
+
+        return frozenset(EVENT_TYPES[i] for i in rules.load(args.rules).event_type_ids)
+    return None
+
+
+def _capture_parser(role: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"peregrine {role}", description=__doc__.split("\n")[0])
+    p.add_argument("--node", default=None, help="node name (default: the host name)")
+    p.add_argument("--rules", action="append", default=[], help="rules file; capture only what they need")
+    p.add_argument("--event-types", default="", help="comma-separated event types (overrides --rules)")
+    p.add_argument("--ring-mb", type=int, default=16, help="ring buffer size in MiB (power of two)")
+    p.add_argument("--ring-kb", type=int, default=0, help="ring buffer size in KiB (overrides --ring-mb)")
+    p.add_argument("--batch-events", type=int, default=500)
+    p.add_argument("--batch-ms", type=int, default=20)
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--print-source", action="store_true", help="print the probe source and cflags, exit")
+    if role == "collect":
+        p.add_argument("--bootstrap", default=os.environ.get("PEREGRINE_KAFKA", "127.0.0.1:9092"))
+        p.add_argument("--events-topic", default="peregrine.events")
+        p.add_argument("--stats-topic", default="peregrine.stats")
+        p.add_argument("--queue-max", type=int, default=20000, help="producer queue bound (messages)")
+    else:
+        p.add_argument("--out", required=True, help="capture file to write")
+    return p
+
+
+def _config(args: argparse.Namespace) -> CollectorConfig:
+    c = CollectorConfig(
+        event_types=_event_types(args),
+        ring_bytes=(args.ring_kb << 10) if args.ring_kb else (args.ring_mb << 20),
+        batch_max_events=args.batch_events,
+        batch_max_age_ms=args.batch_ms,
+        duration_s=args.duration,
+    )
+    if args.node:
+        c = replace(c, node=args.node)
+    if hasattr(args, "bootstrap"):
+        c = replace(
+            c, bootstrap=args.bootstrap, events_topic=args.events_topic, stats_topic=args.stats_topic,
+            queue_max_messages=args.queue_max,
+        )
+    return c
+
+
+def _capture(role: str, argv: list[str]) -> int:
+    args = _capture_parser(role).parse_args(argv)
+    if args.print_source:
+        from collectors import loader
+
+        return loader.main(["--print-source", *sorted(_event_types(args) or ())])
+    config = _config(args)
+    sink: Sink
+    if role == "collect":
+        from collectors.publish import Publisher
+
+        sink = Publisher(
+            config.bootstrap,
+            {"events": config.events_topic, "stats": config.stats_topic},
+            f"peregrine-collector-{config.node}",
+            config.queue_max_messages,
+            config.message_timeout_ms,
+        )
+    else:
+        sink = CaptureWriter(args.out)
+    run(config, sink)
+    return 0
+
+
+def _replay(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="peregrine replay", description="publish a capture file to Kafka")
+    p.add_argument("file")
+    p.add_argument("--bootstrap", default=os.environ.get("PEREGRINE_KAFKA", "127.0.0.1:9092"))
+    p.add_argument("--events-topic", default="peregrine.events")
+    p.add_argument("--stats-topic", default="peregrine.stats")
+    p.add_argument("--max-rate", action="store_true", help="publish as fast as possible")
+    args = p.parse_args(argv)
+    from collectors.publish import Publisher
+
+    pub = Publisher(
+        args.bootstrap, {"events": args.events_topic, "stats": args.stats_topic}, "peregrine-replay",
+        100_000, 120_000,
+    )
+    sent = {"events": 0, "stats": 0}
+    first_t: int | None = None
+    start = time.monotonic_ns()
+    for frame in read_capture(args.file):
+        if not args.max_rate:
+            first_t = frame.t_ns if first_t is None else first_t
+            wait = (frame.t_ns - first_t) - (time.monotonic_ns() - start)
+            if wait > 0:
+                time.sleep(wait / 1e9)
+        while not pub.send(frame.kind, frame.key, frame.value, 0):
+            pub._producer.poll(0.1)  # queue full: wait for deliveries, replay may block
+        sent[frame.kind] += 1
+        pub.poll()
+    left = pub.close(60.0)
+    print(json.dumps({"replayed": sent, "undelivered": left}))
+    return 0 if left == 0 else 1
+
+
+def main(argv: list[str]) -> int:
+    """Entry point for `peregrine collect|record|replay` (streams.cli passes the role first)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not argv or argv[0] not in ("collect", "record", "replay"):
+        print("usage: collectors.service {collect|record|replay} ...", file=sys.stderr)
+        return 2
+    role, rest = argv[0], argv[1:]
+    try:
+        return _replay(rest) if role == "replay" else _capture(role, rest)
+    except CollectorError as exc:
+        print(f"peregrine {role}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
