@@ -1,0 +1,617 @@
+"""Type-check resolved conditions and turn them into Python source, compiled once.
+
+Two steps, both pure:
+
+* `check` walks a rule's condition once and raises `CompileError` (with the offset of the node in
+  the condition) for an unknown field, a missing or forbidden argument, an operator the field's
+  type does not allow, a value that does not parse as the field's type, or a field misused on the
+  right-hand side; it collects libs' warnings (a literal that looks like a field or a transformer).
+* `lower` turns the condition into a small boolean tree whose leaves are Python expressions over
+  the positional records, *specialised to one event type*: ``evt.type`` checks fold to constants,
+  ``evt.arg.NAME`` becomes one list index, parameters the event lacks fold to "missing". `simplify`
+  folds constants, and orders the children of every and/or cheapest first, which cannot change
+  the result because every leaf is a pure expression that never raises.
+
+`bucket_source` then writes one function per event type that runs that type's rules in order,
+first match returning (or collecting all matches). Missing values are ``None`` and every leaf is
+false on ``None``, ``!=`` included (rules-language.md 2.8).
+"""
+
+from __future__ import annotations
+
+import ast as pyast
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TypeAlias
+
+from rules import operators as ops
+from rules.ast import (
+    AndExpr,
+    BinaryCheckExpr,
+    Expr,
+    FieldExpr,
+    FieldRefExpr,
+    IdentifierExpr,
+    ListExpr,
+    NotExpr,
+    OrExpr,
+    Pos,
+    TransformerExpr,
+    UnaryCheckExpr,
+    ValueExpr,
+)
+from rules.errors import CompileError, Location
+from rules.fields import FieldFlag, FieldType, NUMERIC_TYPES, bases_of, lookup
+from rules.fields import BASES, BASE_DEPS
+from rules.loaded import LoadWarning
+from rules.record import EV_NUM
+from rules.transformers import TRANSFORMERS
+
+# --- the boolean tree generated code is written from -----------------------------------------
+# ("leaf", code, cost) | ("and", [..]) | ("or", [..]) | ("not", node) | ("const", bool)
+Node: TypeAlias = tuple  # type: ignore[type-arg]
+TRUE: Node = ("const", True)
+FALSE: Node = ("const", False)
+
+_SIMPLE_READ = re.compile(r"(ev|p|pp|c|f|a)\[\d+\]")
+_CALL = re.compile(r"\b_\w+\(")
+_PORT_NAMES = {"ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53, "http": 80, "https": 443}
+
+
+@dataclass(slots=True)
+class Constants:
+    """Load-time objects (glob and regex programs, path tables, networks) the generated module
+    reads as globals, deduplicated across all rules of a ruleset."""
+
+    values: dict[str, object] = field(default_factory=dict)
+    _names: dict[object, str] = field(default_factory=dict)
+
+    def add(self, key: object, make: Callable[[], object]) -> str:
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = f"_k{len(self._names)}"
+            self.values[name] = make()
+        return name
+
+
+@dataclass(frozen=True, slots=True)
+class Operand:
+    """A value the generated code can read: its expression and what type it has."""
+
+    code: str
+    type: FieldType
+    text: str  # as written, for messages
+    multi: bool = False  # the code yields candidates; a check holds if one candidate passes
+    presence: str | None = None  # code deciding presence when the value itself may be None
+    filter_only: bool = False
+
+
+@dataclass(slots=True)
+class Values:
+    """The record reads of one generated function, numbered so each is written once: leaves
+    hold placeholders, and `resolve` decides per read whether it is inlined, bound to a local up
+    front, or computed on first use and kept (see `resolve`)."""
+
+    codes: list[str] = field(default_factory=list)
+    _index: dict[str, int] = field(default_factory=dict)
+
+    def ref(self, code: str) -> int:
+        n = self._index.get(code)
+        if n is None:
+            n = self._index[code] = len(self.codes)
+            self.codes.append(code)
+        return n
+
+
+@dataclass(slots=True)
+class Context:
+    """What one lowering needs: the rule (for error locations), the event type being specialised
+    to (None: any), the shared constants, and the function's table of record reads."""
+
+    location: Location
+    constants: Constants
+    event_type: int | None = None
+    warnings: list[LoadWarning] | None = None
+    values: Values = field(default_factory=Values)
+
+    def bind(self, code: str) -> str:
+        """Placeholder for the first read of `code` in a leaf."""
+        return f"\x01{self.values.ref(code)}\x02"
+
+    def reuse(self, code: str) -> str:
+        """Placeholder for a later read of `code` in the same leaf, after `bind` ran."""
+        return f"\x03{self.values.ref(code)}\x02"
+
+    def error(self, message: str, pos: Pos) -> CompileError:
+        return CompileError(message, replace(self.location, offset=pos.idx))
+
+    def warn(self, message: str, pos: Pos) -> None:
+        if self.warnings is not None:
+            where = replace(self.location, offset=pos.idx)
+            self.warnings.append(LoadWarning("LOAD_COMPILE_CONDITION", message, where))
+
+
+# --- operands ---------------------------------------------------------------------------------
+def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Operand:
+    found = lookup(node.name, node.arg)
+    text = node.to_source()
+    if found is None:
+        raise ctx.error(f"filter_check called with nonexistent field {text}", node.pos)
+    spec, arg = found
+    if spec.flags & FieldFlag.ARG_REQUIRED and arg is None:
+        raise ctx.error(f"field {spec.name} requires an argument", node.pos)
+    if arg is not None and not spec.flags & (FieldFlag.ARG_REQUIRED | FieldFlag.ARG_ALLOWED):
+        raise ctx.error(f"field {spec.name} does not take an argument", node.pos)
+    if spec.name == "evt.rawarg" and node.arg is not None:
+        raise ctx.error("evt.arg fields must be expressed explicitly", node.pos)
+    if arg is not None and spec.flags & FieldFlag.ANCESTORS and not arg.isdigit():
+        raise ctx.error(f"field {spec.name} needs a numeric index, got {arg!r}", node.pos)
+    if spec.name == "evt.arg" and node.arg is not None and not node.arg.isdigit():
+        raise ctx.error(f"unknown event argument {node.arg}", node.pos)
+    if output and spec.flags & FieldFlag.FILTER_ONLY:
+        raise ctx.error(f"field {spec.name} can only be used in filters", node.pos)
+    event_type = None if output else ctx.event_type
+    multi = bool(spec.flags & FieldFlag.ANY_OF) or bool(spec.flags & FieldFlag.ANCESTORS and arg is None)
+    return Operand(
+        spec.code(arg, event_type), spec.type, text, multi and not output, spec.presence,
+        bool(spec.flags & FieldFlag.FILTER_ONLY),
+    )
+
+
+def transformer_operand(node: TransformerExpr, ctx: Context, *, output: bool = False) -> Operand:
+    row = TRANSFORMERS.get(node.transformer)
+    if row is None:
+        raise ctx.error(f"unknown transformer {node.transformer}", node.pos)
+    name = node.transformer
+    if name == "join":
+        if len(node.values) != 2 or not isinstance(node.values[0], ValueExpr) or not isinstance(
+            node.values[1], ListExpr
+        ):
+            raise ctx.error("join expects a separator string and a list: join(sep, (a, b))", node.pos)
+        items = [_transformer_arg(v, ctx, output) for v in node.values[1].values]
+        code = f"_tx_join({node.values[0].value!r}, ({''.join(i.code + ', ' for i in items)}))"
+        return Operand(code, FieldType.CHARBUF, node.to_source())
+    if name == "concat":
+        if len(node.values) < 2:
+            raise ctx.error("concat expects at least two arguments", node.pos)
+        items = [_transformer_arg(v, ctx, output) for v in node.values]
+        return Operand(f"_tx_concat({', '.join(i.code for i in items)})", FieldType.CHARBUF, node.to_source())
+    if name == "getopt":
+        if len(node.values) != 2 or not isinstance(node.values[1], ValueExpr) or node.arg is None:
+            raise ctx.error('getopt expects a field and an option string: getopt(proc.args, "o:")[o]', node.pos)
+        inner = _transformer_arg(node.values[0], ctx, output)
+        code = f"_tx_getopt({inner.code}, {node.values[1].value!r}, {node.arg!r})"
+        return Operand(code, FieldType.CHARBUF, node.to_source())
+    if len(node.values) != 1 or isinstance(node.values[0], (ValueExpr, ListExpr)):
+        raise ctx.error(f"transformer {name} expects one field or transformer", node.pos)
+    inner = _transformer_arg(node.values[0], ctx, output)
+    assert row.inputs is not None
+    if inner.type not in row.inputs or inner.multi:
+        raise ctx.error(f"transformer {name} does not support type {inner.type}", node.pos)
+    return Operand(f"{row.helper}({inner.code})", row.output(inner.type), node.to_source())
+
+
+def _transformer_arg(node: object, ctx: Context, output: bool) -> Operand:
+    if isinstance(node, ValueExpr):
+        return Operand(repr(node.value), FieldType.CHARBUF, node.value)
+    if isinstance(node, TransformerExpr):
+        return transformer_operand(node, ctx, output=output)
+    if isinstance(node, FieldExpr):
+        found = lookup(node.name, node.arg)
+        if found is not None and found[0].flags & FieldFlag.NO_TRANSFORMER:
+            raise ctx.error(f"field {found[0].name} does not support transformers", node.pos)
+        return field_operand(node, ctx, output=output)
+    raise ctx.error("lists are not allowed here", getattr(node, "pos", Pos()))
+
+
+def operand(node: FieldExpr | TransformerExpr, ctx: Context, *, output: bool = False) -> Operand:
+    if isinstance(node, TransformerExpr):
+        return transformer_operand(node, ctx, output=output)
+    return field_operand(node, ctx, output=output)
+
+
+# --- right-hand values ---------------------------------------------------------------------
+def parse_value(text: str, ftype: FieldType, op: str, pos: Pos, ctx: Context) -> object:
+    """A literal as the field's type (libs' value_parser): int, bool, bytes, IP text or str."""
+    if "\0" in text:
+        raise ctx.error("filter values may not contain NUL bytes", pos)
+    if ftype in NUMERIC_TYPES:
+        if ftype is FieldType.PORT and text in _PORT_NAMES:
+            return _PORT_NAMES[text]
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            raise ctx.error(f"'{text}' is not a valid number", pos)
+        return int(text)
+    if ftype is FieldType.BOOL:
+        if text not in ("true", "false"):
+            raise ctx.error(f"'{text}' is not a valid boolean (expected true or false)", pos)
+        return text == "true"
+    if ftype is FieldType.BYTEBUF:
+        if op in ("bcontains", "bstartswith"):
+            try:
+                return ops.hex_bytes(text)
+            except ValueError as exc:
+                raise ctx.error(str(exc), pos) from None
+        return text.encode()
+    if ftype is FieldType.IPADDR:
+        import ipaddress
+
+        try:
+            return str(ipaddress.ip_address(text))
+        except ValueError:
+            raise ctx.error(f"'{text}' is not a valid IP address", pos) from None
+    if ftype is FieldType.IPNET:
+        import ipaddress
+
+        try:
+            if "/" not in text:
+                raise ValueError
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ctx.error(f"'{text}' is not a valid network (expected a CIDR such as 10.0.0.0/8)", pos) from None
+        return text
+    if op in ("glob", "iglob", "regex"):
+        return text
+    return text
+
+
+def _warn_misused(value: ValueExpr, ctx: Context) -> None:
+    text = value.value
+    if "(" in text and text.split("(", 1)[0] in TRANSFORMERS:
+        ctx.warn(f"'{text}' may be a valid field transformer misused as a const string value", value.pos)
+    elif "." in text and lookup(text.split("[", 1)[0], None) is not None:
+        ctx.warn(f"'{text}' may be a valid field misused as a const string value", value.pos)
+
+
+def _literal(value: object, op: str, ctx: Context) -> str:
+    """Python code for one right-hand constant, prepared for `op`."""
+    if op == "icontains":
+        return repr(str(value).lower())
+    if op in ("glob", "iglob"):
+        pattern = str(value)
+        return ctx.constants.add(("glob", pattern, op == "iglob"), lambda: ops.glob_program(pattern, op == "iglob"))
+    if op == "regex":
+        pattern = str(value)
+        return ctx.constants.add(("regex", pattern), lambda: ops.regex_program(pattern))
+    return repr(value)
+
+
+# --- lowering ----------------------------------------------------------------------------------
+def lower(expr: Expr, ctx: Context) -> Node:
+    """The condition as a boolean tree of Python leaves, specialised to `ctx.event_type`."""
+    if isinstance(expr, AndExpr):
+        return ("and", [lower(c, ctx) for c in expr.children])
+    if isinstance(expr, OrExpr):
+        return ("or", [lower(c, ctx) for c in expr.children])
+    if isinstance(expr, NotExpr):
+        return ("not", lower(expr.child, ctx))
+    if isinstance(expr, UnaryCheckExpr):
+        if expr.op != "exists":
+            raise ctx.error(f"unknown unary operator {expr.op}", expr.pos)
+        left = operand(expr.left, ctx)
+        probe = left.presence or left.code
+        if left.multi:
+            return _leaf(ctx, [probe], lambda b, r: f"_any({b(probe)}, lambda _v: True)", 3)
+        return _leaf(ctx, [probe], lambda b, r: f"{b(probe)} is not None", 1)
+    if isinstance(expr, BinaryCheckExpr):
+        return _lower_check(expr, ctx)
+    if isinstance(expr, IdentifierExpr):
+        raise ctx.error(f"Undefined macro '{expr.name}' used in filter.", expr.pos)
+    raise ctx.error(f"unexpected condition node {type(expr).__name__}", getattr(expr, "pos", Pos()))
+
+
+def _cost(code: str, op_cost: int) -> int:
+    return op_cost + 3 * len(_CALL.findall(code)) + code.count(" for ")
+
+
+def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
+    left = operand(expr.left, ctx)
+    op_name = "=" if expr.op == "==" else expr.op
+    op = ops.OPERATORS.get(op_name)
+    if op is None or op.rhs == "none":
+        raise ctx.error(f"unknown operator {expr.op}", expr.pos)
+    dns = left.presence is not None
+    fam = ops.DNS if dns else ops.family(left.type)
+    if not ops.allowed(op_name, fam):
+        raise ctx.error(f"operator {expr.op} not supported on field {left.text} of type {left.type}", expr.pos)
+    right = expr.right
+    if expr.modifier is not None:
+        if expr.modifier not in ops.MODIFIERS or not op.modifiable:
+            raise ctx.error(f"modifier {expr.modifier} not supported with operator {expr.op}", expr.pos)
+        if not isinstance(right, ListExpr):
+            raise ctx.error(f"modifier {expr.modifier} expects a list of values", expr.pos)
+    if isinstance(right, (FieldRefExpr, TransformerExpr)):
+        return _lower_field_compare(expr, left, op, right, ctx)
+    if isinstance(right, ListExpr):
+        if op.rhs != "list" and expr.modifier is None:
+            raise ctx.error(f"operator {expr.op} expects a single value, not a list", right.pos)
+        values: list[ValueExpr] = []
+        for item in right.values:
+            if not isinstance(item, ValueExpr):
+                raise ctx.error("only values are allowed in a list", item.pos)
+            values.append(item)
+    else:
+        if op.rhs == "list" and op_name != "in" and op_name != "intersects" and op_name != "pmatch":
+            raise ctx.error(f"operator {expr.op} expects a list", right.pos)
+        values = [right]
+    for v in values:
+        _warn_misused(v, ctx)
+    parsed = [parse_value(v.value, left.type, op_name, v.pos, ctx) for v in values]
+    if op_name == "regex":
+        for v, value in zip(values, parsed, strict=True):
+            try:
+                ops.regex_program(str(value))
+            except re.error as exc:
+                raise ctx.error(f"invalid regex pattern: {exc}", v.pos) from None
+    if expr.modifier is not None:
+        return _lower_modifier(expr.modifier, left, op, parsed, ctx)
+    if left.type is FieldType.IPNET:
+        return _lower_net(left, op_name, [str(v) for v in parsed], ctx)
+    if op_name == "pmatch":
+        paths = tuple(str(v) for v in parsed)
+        name = ctx.constants.add(("pmatch", paths), lambda: ops.pmatch_program(paths))
+        return _guarded(left, lambda t: f"{name}({t})", ctx, op.cost)
+    if op.rhs == "list":
+        literal = _set_literal(parsed)
+        if left.multi:
+            return _guarded(left, lambda t: f"{t} in {literal}", ctx, op.cost)
+        return _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} in {literal}", op.cost)
+    if left.code == f"ev[{EV_NUM}]" and op_name in ("=", "!=") and parsed[0] == 0:
+        # evt.num counts from 1, so Falco's never_true (evt.num=0) is decided here, as libs
+        # master's evaluate_field_invariant does (and rules.evttypes with it)
+        return FALSE if op_name == "=" else TRUE
+    lit = _literal(parsed[0], op_name, ctx)
+    if op_name == "=" and not left.multi:
+        return _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} == {lit}", 1)
+    if op_name == "!=" and not left.multi and left.presence is None:
+        return _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} not in ({lit}, None)", 1)
+    return _guarded(left, lambda t: op.body(t, lit), ctx, op.cost)
+
+
+Placeholders = Callable[[str], str]
+
+
+def _leaf(ctx: Context, reads: list[str], build: Callable[[Placeholders, Placeholders], str], op_cost: int) -> Node:
+    """A leaf over record reads; folded to a constant when every read is a constant (``evt.type``
+    on a specialised function, a parameter this event type lacks)."""
+    if all(_is_constant(code) for code in reads):
+        plain = build(_paren, _paren)
+        return ("const", bool(eval(plain, {**ctx.constants.values}, {})))  # noqa: S307 - our own code
+    return ("leaf", build(ctx.bind, ctx.reuse), _cost("".join(reads), op_cost))
+
+
+def _paren(code: str) -> str:
+    return f"({code})"
+
+
+def _is_constant(code: str) -> bool:
+    try:
+        pyast.literal_eval(code)
+    except (ValueError, SyntaxError):
+        return False
+    return True
+
+
+def _set_literal(values: Sequence[object]) -> str:
+    """A set display of constants: CPython turns ``x in {...}`` into a frozenset constant."""
+    if not values:
+        return "()"
+    unique = list(dict.fromkeys(values))
+    return "{" + ", ".join(repr(v) for v in unique) + "}"
+
+
+def _guarded(left: Operand, body: Callable[[str], str], ctx: Context, op_cost: int) -> Node:
+    """`body` over a present left value: false when the value is missing."""
+    code, presence = left.code, left.presence
+    if left.multi:
+        return _leaf(ctx, [code], lambda b, r: f"_any({b(code)}, lambda _v: {body('_v')})", op_cost + 3)
+    if presence is not None:
+        return _leaf(ctx, [code, presence], lambda b, r: f"({b(presence)} is not None and {body(b(code))})", op_cost)
+    return _leaf(ctx, [code], lambda b, r: f"({b(code)} is not None and {body(r(code))})", op_cost)
+
+
+def _lower_modifier(modifier: str, left: Operand, op: ops.Operator, parsed: list[object], ctx: Context) -> Node:
+    """``op oneof|anyof|allof (list)``: how many list elements satisfy ``field op element``."""
+    lits = [_literal(v, op.name, ctx) for v in parsed]
+
+    def body(t: str) -> str:
+        tests = [f"({op.body(t, lit)})" for lit in lits]
+        if not tests:
+            return "False" if modifier != "allof" else "True"
+        if modifier == "anyof":
+            return "(" + " or ".join(tests) + ")"
+        if modifier == "allof":
+            return "(" + " and ".join(tests) + ")"
+        return "((" + " + ".join(tests) + ") == 1)"
+
+    return _guarded(left, body, ctx, op.cost * max(1, len(lits)))
+
+
+def _lower_net(left: Operand, op_name: str, nets: list[str], ctx: Context) -> Node:
+    """IPNET fields against CIDRs: =/in mean "inside one of", != "inside none of"."""
+    key = ("net", tuple(nets))
+    name = ctx.constants.add(key, lambda: ops.net_program(nets))
+    if op_name == "!=":
+        return _guarded(left, lambda t: f"not {name}({t})", ctx, 5)
+    return _guarded(left, lambda t: f"{name}({t})", ctx, 5)
+
+
+def _lower_field_compare(
+    expr: BinaryCheckExpr, left: Operand, op: ops.Operator, right: FieldRefExpr | TransformerExpr, ctx: Context
+) -> Node:
+    """``field op val(other)`` / ``field op transformer(...)``: both sides read from the event."""
+    if not op.rhs_field or op.rhs == "list":
+        raise ctx.error(f"operator {expr.op} does not support a field on the right-hand side", right.pos)
+    if left.presence is not None or left.filter_only:
+        raise ctx.error(f"field {left.text} does not support a field on the right-hand side", right.pos)
+    if isinstance(right, FieldRefExpr):
+        found = lookup(right.field.name, right.field.arg)
+        if found is not None and found[0].flags & (FieldFlag.NO_RHS | FieldFlag.FILTER_ONLY):
+            raise ctx.error(f"field {right.field.to_source()} cannot be used on the right-hand side", right.pos)
+        other = field_operand(right.field, ctx)
+    else:
+        other = transformer_operand(right, ctx)
+    if other.type != left.type or other.multi != left.multi or left.multi:
+        raise ctx.error(
+            f"field '{left.text}' has type {left.type} while the right-hand side field '{other.text}' "
+            f"has incompatible type {other.type}",
+            right.pos,
+        )
+    lcode, rcode = left.code, other.code
+
+    def build(b: Placeholders, r: Placeholders) -> str:
+        right_value = f"{r(rcode)}.lower()" if op.name == "icontains" else r(rcode)
+        return f"({b(lcode)} is not None and {b(rcode)} is not None and {op.body(r(lcode), right_value)})"
+
+    return _leaf(ctx, [lcode, rcode], build, op.cost)
+
+
+# --- simplification ------------------------------------------------------------------------
+def simplify(node: Node) -> Node:
+    """Fold constants, flatten nested and/or, drop double negation, order children cheap first."""
+    kind = node[0]
+    if kind in ("leaf", "const"):
+        return node
+    if kind == "not":
+        child = simplify(node[1])
+        if child[0] == "const":
+            return FALSE if child[1] else TRUE
+        if child[0] == "not":
+            return child[1]  # type: ignore[no-any-return]
+        return ("not", child)
+    absorbing = kind == "or"  # True absorbs an or, False absorbs an and
+    children: list[Node] = []
+    for c in node[1]:
+        c = simplify(c)
+        if c[0] == "const":
+            if c[1] == absorbing:
+                return c
+            continue
+        children.extend(c[1] if c[0] == kind else [c])
+    if not children:
+        return ("const", not absorbing)
+    if len(children) == 1:
+        return children[0]
+    children.sort(key=cost)
+    return (kind, children)
+
+
+def cost(node: Node) -> int:
+    kind = node[0]
+    if kind == "leaf":
+        return int(node[2])
+    if kind == "const":
+        return 0
+    if kind == "not":
+        return cost(node[1])
+    return sum(cost(c) for c in node[1])
+
+
+def emit(node: Node) -> str:
+    kind = node[0]
+    if kind == "leaf":
+        return str(node[1])
+    if kind == "const":
+        return "True" if node[1] else "False"
+    if kind == "not":
+        return f"not {emit(node[1])}"
+    joiner = " and " if kind == "and" else " or "
+    return "(" + joiner.join(emit(c) for c in node[1]) + ")"
+
+
+def check(expr: Expr, ctx: Context) -> None:
+    """Raise CompileError for the first problem in `expr`; warnings go to `ctx.warnings`."""
+    lower(expr, ctx)
+
+
+# --- generated functions -------------------------------------------------------------------
+def prologue(codes: Sequence[str], indent: str = "    ") -> list[str]:
+    """Lines binding the record locals (`rules.fields.BASES`) the given code reads."""
+    needed: set[str] = set()
+    for code in codes:
+        needed |= bases_of(code)
+    lines = []
+    for base in BASES:  # dependency order
+        if base in needed:
+            lines.append(f"{indent}{base} = {BASES[base]}")
+    assert all(dep in needed for base in needed for dep in BASE_DEPS[base])
+    return lines
+
+
+_PLACEHOLDER = re.compile("([\x01\x03])([0-9]+)\x02")
+
+
+def resolve(conditions: Sequence[str], values: Values) -> tuple[list[str], list[str]]:
+    """Replace read placeholders in one function's conditions; returns them and the lines that
+    bind locals. A plain list index read by three or more leaves is bound once up front; a read
+    that calls a helper or walks ancestors, if two or more leaves need it, is computed on first
+    use and kept (``_vN``, starting as the `_UNSET` sentinel), so nothing runs that the
+    short-circuit would have skipped; other reads stay inline."""
+    uses = [0] * len(values.codes)
+    for text in conditions:
+        for kind, n in _PLACEHOLDER.findall(text):
+            if kind == "\x01":
+                uses[int(n)] += 1
+    binding: list[str] = []
+    again: list[str] = []
+    setup: list[str] = []
+    for n, code in enumerate(values.codes):
+        local = f"_v{n}"
+        if _SIMPLE_READ.fullmatch(code):
+            if uses[n] >= 3:
+                setup.append(f"    {local} = {code}")
+                binding.append(local)
+                again.append(local)
+            else:
+                binding.append(code)
+                again.append(code)
+        elif uses[n] >= 2 and _CALL.search(code):
+            setup.append(f"    {local} = _UNSET")
+            binding.append(f"({local} if {local} is not _UNSET else ({local} := {code}))")
+            again.append(local)
+        else:
+            binding.append(f"({local} := {code})")
+            again.append(local)
+
+    def substitute(match: re.Match[str]) -> str:
+        table = binding if match.group(1) == "\x01" else again
+        return table[int(match.group(2))]
+
+    resolved = [_PLACEHOLDER.sub(substitute, text) for text in conditions]
+    return resolved, prologue(resolved + setup) + setup
+
+
+def bucket_source(fn_name: str, conditions: Sequence[tuple[str, str]], values: Values, all_matches: bool) -> str:
+    """A function over one event of one type: `conditions` are (rule global, condition code) in
+    rule order; the function returns the first matching rule, or the list of all matches."""
+    codes, setup = resolve([code for _, code in conditions], values)
+    lines = [f"def {fn_name}(ev):", *setup]
+    if all_matches:
+        lines.append("    out = []")
+        for (rule, _), code in zip(conditions, codes, strict=True):
+            lines.append(f"    if {code}:")
+            lines.append(f"        out.append({rule})")
+        lines.append("    return out")
+    else:
+        for (rule, _), code in zip(conditions, codes, strict=True):
+            lines.append(f"    if {code}:")
+            lines.append(f"        return {rule}")
+        lines.append("    return None")
+    return "\n".join(lines) + "\n"
+
+
+class _Unset:
+    """The value of a cached read not computed yet (None is a real value: "missing")."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+
+def any_present(values: Sequence[object], test: Callable[[object], bool]) -> bool:
+    """A check on a multi-valued field (fd.ip, index-less proc.aname): some present value passes."""
+    return any(test(v) for v in values if v is not None)

@@ -1,0 +1,179 @@
+"""The operator table: which field types allow which operator, and the code each compiles to.
+
+One row per operator (libs' ``cmpop``). ``types`` is the set of type families the operator accepts
+(libs' ``flt_is_comparable``); ``body`` turns a present left value ``t`` and a right operand ``r``
+(a constant's name, or a present right-hand field value) into a Python boolean expression. The
+compiler wraps every body in a presence test, so a missing left value makes every operator false,
+``!=`` included (libs' ``compare_nocache``). Constants that need work at load time (sets, glob and
+regex programs, path-prefix tables, networks) are built here by ``prepare`` and named by the
+compiler; nothing is interpreted per event.
+
+Limits: ``regex`` uses Python's ``re`` (full match), not RE2's POSIX mode; character classes and
+escapes that differ between the two dialects can differ.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from rules.fields import FieldType
+
+Body = Callable[[str, str], str]
+
+NUMERIC, BOOL, STRING, BUFFER, IP, LIST, DNS = "numeric", "bool", "string", "buffer", "ip", "list", "dns"
+_ALL = frozenset({NUMERIC, BOOL, STRING, BUFFER, IP, LIST, DNS})
+
+
+def family(ftype: FieldType, is_list: bool = False) -> str:
+    """The operator-typing family of a field type (libs' groups in flt_is_comparable)."""
+    if is_list:
+        return LIST
+    if ftype in (FieldType.CHARBUF, FieldType.FSPATH):
+        return STRING
+    if ftype is FieldType.BOOL:
+        return BOOL
+    if ftype is FieldType.BYTEBUF:
+        return BUFFER
+    if ftype in (FieldType.IPADDR, FieldType.IPNET):
+        return IP
+    return NUMERIC
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    name: str
+    types: frozenset[str]
+    rhs: str  # "value", "list" or "none"
+    body: Body
+    cost: int  # rough relative cost, to order the children of and/or (cheap first)
+    modifiable: bool = False  # accepts oneof/anyof/allof
+    rhs_field: bool = True  # a val()/transformer right-hand side is allowed
+
+
+def _fmt(template: str) -> Body:
+    return lambda t, r: template.format(t=t, r=r)
+
+
+OPERATORS: dict[str, Operator] = {
+    op.name: op
+    for op in (
+        Operator("=", _ALL - {LIST}, "value", _fmt("{t} == {r}"), 1, modifiable=True),
+        Operator("==", _ALL - {LIST}, "value", _fmt("{t} == {r}"), 1, modifiable=True),
+        Operator("!=", _ALL - {LIST}, "value", _fmt("{t} != {r}"), 1, modifiable=True),
+        Operator("<", frozenset({NUMERIC, STRING}), "value", _fmt("{t} < {r}"), 1),
+        Operator("<=", frozenset({NUMERIC, STRING}), "value", _fmt("{t} <= {r}"), 1),
+        Operator(">", frozenset({NUMERIC, STRING}), "value", _fmt("{t} > {r}"), 1),
+        Operator(">=", frozenset({NUMERIC, STRING}), "value", _fmt("{t} >= {r}"), 1),
+        Operator("contains", frozenset({STRING, BUFFER}), "value", _fmt("{r} in {t}"), 2, modifiable=True),
+        Operator("icontains", frozenset({STRING}), "value", _fmt("{r} in {t}.lower()"), 3, modifiable=True),
+        Operator("bcontains", frozenset({BUFFER}), "value", _fmt("{r} in {t}"), 2, True, False),
+        Operator("startswith", frozenset({STRING, BUFFER}), "value", _fmt("{t}.startswith({r})"), 2, True),
+        Operator("bstartswith", frozenset({BUFFER}), "value", _fmt("{t}.startswith({r})"), 2, True, False),
+        Operator("endswith", frozenset({STRING, BUFFER}), "value", _fmt("{t}.endswith({r})"), 2, True),
+        Operator("glob", frozenset({STRING}), "value", _fmt("{r}({t}) is not None"), 5, True, False),
+        Operator("iglob", frozenset({STRING}), "value", _fmt("{r}({t}) is not None"), 5, True, False),
+        Operator("regex", frozenset({STRING}), "value", _fmt("{r}({t}) is not None"), 6, True, False),
+        Operator("in", _ALL, "list", _fmt("{t} in {r}"), 1),
+        Operator("intersects", _ALL, "list", _fmt("{t} in {r}"), 1),
+        Operator("pmatch", frozenset({STRING}), "list", _fmt("{r}({t})"), 4, rhs_field=False),
+        Operator("exists", _ALL, "none", _fmt("True"), 1),
+    )
+}
+
+# Operators whose comparison against the given literal is already false on None, so the
+# compiler can skip the presence test: ``x == 'a'`` and ``x in {'a'}`` never hold for None.
+NONE_SAFE = frozenset({"=", "==", "in", "intersects"})
+MODIFIERS = frozenset({"oneof", "anyof", "allof"})
+# IP families accept equality and membership only (the fd.*ip.name lookups likewise).
+_IP_OPS = frozenset({"=", "==", "!=", "in", "intersects", "exists"})
+_DNS_OPS = frozenset({"=", "==", "!=", "in", "exists"})
+
+
+def allowed(op: str, fam: str) -> bool:
+    """Whether `op` may compare a field of family `fam` (libs' flt_is_comparable)."""
+    row = OPERATORS.get(op)
+    if row is None or fam not in row.types:
+        return False
+    if fam == IP:
+        return op in _IP_OPS
+    if fam == DNS:
+        return op in _DNS_OPS
+    if fam == LIST:
+        return op in ("in", "intersects", "exists")
+    if fam == BOOL:
+        return op in ("=", "==", "!=", "in", "intersects", "exists")
+    if fam == BUFFER:
+        return op not in ("icontains", "glob", "iglob", "regex", "pmatch", "<", "<=", ">", ">=")
+    return True
+
+
+# --- constants built once at load time -------------------------------------------------------
+def glob_program(pattern: str, casefold: bool) -> Callable[[str], object]:
+    """fnmatch(3) without FNM_PATHNAME: ``*`` also crosses ``/``."""
+    flags = re.DOTALL | (re.IGNORECASE if casefold else 0)
+    return re.compile(fnmatch.translate(pattern), flags).match
+
+
+def regex_program(pattern: str) -> Callable[[str], object]:
+    """Anchored at both ends, as libs runs RE2 (re.error for an invalid pattern)."""
+    return re.compile(pattern).fullmatch
+
+
+def pmatch_program(paths: Iterable[str]) -> Callable[[str], bool]:
+    """Path-prefix match by whole components: /var/run matches /var/run and /var/run/x, not
+    /var/runx. Plain prefixes are one set lookup per component of the tested path; prefixes with
+    glob characters in a component are matched component by component."""
+    plain: set[str] = set()
+    globbed: list[list[Callable[[str], object]]] = []
+    for path in paths:
+        trimmed = path.rstrip("/") or "/"
+        if any(ch in trimmed for ch in "*?["):
+            parts = trimmed.split("/")
+            globbed.append([re.compile(fnmatch.translate(part), re.DOTALL).match for part in parts])
+        else:
+            plain.add(trimmed)
+    root = "/" in plain
+
+    def test(value: str) -> bool:
+        if root and value.startswith("/"):
+            return True
+        if value in plain:
+            return True
+        cut = value.find("/", 1)
+        while cut != -1:
+            if value[:cut] in plain:
+                return True
+            cut = value.find("/", cut + 1)
+        if globbed:
+            parts = value.split("/")
+            for matchers in globbed:
+                if len(parts) >= len(matchers) and all(m(p) for m, p in zip(matchers, parts, strict=False)):
+                    return True
+        return False
+
+    return test
+
+
+def net_program(nets: Iterable[str]) -> Callable[[str], bool]:
+    """True when an IP text lies in one of the networks; addresses of another family never do."""
+    networks = [ipaddress.ip_network(n, strict=False) for n in nets]
+
+    def test(value: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(value)
+        except ValueError:
+            return False
+        return any(addr.version == n.version and addr in n for n in networks)
+
+    return test
+
+
+def hex_bytes(text: str) -> bytes:
+    """bcontains/bstartswith literal: an even-length hex string (ValueError otherwise)."""
+    if len(text) % 2 or not re.fullmatch(r"[0-9a-fA-F]*", text):
+        raise ValueError("bcontains and bstartswith operator support hex strings only")
+    return bytes.fromhex(text)

@@ -1,0 +1,176 @@
+"""Output templates: ``%field`` tokens in a rule's output, rendered the way Falco prints them.
+
+A token is ``%`` then an optional decimal width, then the longest field or transformer expression
+that parses there (``parent=%proc.pname)`` ends at ``)``). Falco always formats with ``*`` (so a
+missing value prints ``<NA>``, and is ``null`` in JSON) and, with its default
+``append_output: [{suggested_output: true}]``, appends the container plugin's suggested fields;
+`SUGGESTED_TAIL` is that text. Values print as libs prints them: numbers in decimal, booleans
+``true``/``false``; ``evt.time`` prints ``HH:MM:SS.nnnnnnnnn`` (UTC here: the engine has no local
+time zone) and is integer nanoseconds in JSON.
+
+Templates compile once into one generated function that reads every token's value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rules.compiler import Constants, Context, operand
+from rules.errors import CompileError, Location, ParseError
+from rules.fields import HELPERS, FieldType, bases_of
+from rules.record import Event
+from rules.transformers import HELPERS as TRANSFORMER_HELPERS
+
+SUGGESTED_FIELDS: tuple[str, ...] = (
+    "container.id",
+    "container.name",
+    "container.image.repository",
+    "container.image.tag",
+    "k8s.pod.name",
+    "k8s.ns.name",
+)
+SUGGESTED_TAIL = " ".join(f"{name.replace('.', '_')}=%{name}" for name in SUGGESTED_FIELDS)
+NA = "<NA>"
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    key: str  # the expression as written, the output_fields key
+    width: int | None
+    type: FieldType
+
+
+def clock_time(ts: int) -> str:
+    """``evt.time`` text: HH:MM:SS.nnnnnnnnn of an epoch-ns timestamp, in UTC."""
+    seconds, nanos = divmod(ts, 1_000_000_000)
+    return f"{datetime.fromtimestamp(seconds, UTC):%H:%M:%S}.{nanos:09d}"
+
+
+def iso_time(ts: int) -> str:
+    """ISO-8601 UTC with nanoseconds, as Falco's JSON ``time``."""
+    seconds, nanos = divmod(ts, 1_000_000_000)
+    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+
+
+def text_of(value: object, ftype: FieldType, key: str) -> str:
+    """One value as Falco prints it in an alert's text."""
+    if value is None:
+        return NA
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if key == "evt.time" and isinstance(value, int):
+        return clock_time(value)
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, list):
+        return " ".join(NA if v is None else str(v) for v in value)
+    return str(value)
+
+
+def json_of(value: object) -> object:
+    """One value as Falco types it in ``output_fields``: number, bool, string or null."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, list):
+        return " ".join(NA if v is None else str(v) for v in value)
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputTemplate:
+    """A compiled output: literal text between tokens, and one function reading all tokens."""
+
+    text: str
+    literals: tuple[str, ...]  # len(tokens) + 1 pieces of literal text
+    tokens: tuple[Token, ...]
+    read: Callable[[Event], tuple[object, ...]]
+    source: str
+
+    def values(self, ev: Event) -> tuple[object, ...]:
+        return self.read(ev)
+
+    def render(self, ev: Event) -> tuple[str, dict[str, object]]:
+        """The message text and the typed ``output_fields`` of this template for one event."""
+        values = self.read(ev)
+        parts = [self.literals[0]]
+        fields: dict[str, object] = {}
+        for token, value, literal in zip(self.tokens, values, self.literals[1:], strict=True):
+            text = text_of(value, token.type, token.key)
+            if token.width is not None:
+                text = text[: token.width].ljust(token.width)
+            parts.append(text)
+            parts.append(literal)
+            fields[token.key] = json_of(value)
+        return "".join(parts), fields
+
+
+def compile_output(
+    text: str,
+    location: Location | None = None,
+    *,
+    constants: Constants | None = None,
+    ip_names: object = None,
+    suggested: bool = True,
+) -> OutputTemplate:
+    """Compile a rule output (trimmed, with the suggested-field tail unless `suggested` is false).
+
+    Raises CompileError naming the offset of an unknown or unusable field."""
+    from rules.parser import parse_field_or_transformer
+
+    template = text.strip()
+    if suggested:
+        template = f"{template} {SUGGESTED_TAIL}" if template else SUGGESTED_TAIL
+    where = Location() if location is None else location
+    ctx = Context(location=where, constants=constants or Constants())
+    literals: list[str] = []
+    tokens: list[Token] = []
+    codes: list[str] = []
+    i = start = 0
+    while True:
+        i = template.find("%", start)
+        if i == -1:
+            literals.append(template[start:])
+            break
+        literals.append(template[start:i])
+        j = i + 1
+        while j < len(template) and template[j].isdigit():
+            j += 1
+        width = int(template[i + 1 : j]) if j > i + 1 else None
+        at = _with(where, template, i)
+        if j >= len(template):
+            raise CompileError("invalid formatting token: the output ends with '%'", at)
+        try:
+            node, end = parse_field_or_transformer(template, j)
+        except ParseError as exc:
+            raise CompileError(f"invalid formatting token: {exc.message}", at) from None
+        ctx.location = at
+        value = operand(node, ctx, output=True)
+        key = template[j:end]
+        tokens.append(Token(key, width, value.type))
+        codes.append(value.code)
+        start = end
+    source = _reader_source(codes)
+    namespace: dict[str, object] = {**HELPERS, **TRANSFORMER_HELPERS, **ctx.constants.values, "_ipn": ip_names or {}}
+    exec(compile(source, "<peregrine output>", "exec"), namespace)  # noqa: S102 - our own generated code
+    read = namespace["_read"]
+    return OutputTemplate(template, tuple(literals), tuple(tokens), read, source)  # type: ignore[arg-type]
+
+
+def _with(where: Location, condition: str, offset: int) -> Location:
+    return Location(where.file, where.line, where.item_kind, where.item_name, condition, offset)
+
+
+def _reader_source(codes: list[str]) -> str:
+    needed: set[str] = set()
+    for code in codes:
+        needed |= bases_of(code)
+    from rules.compiler import prologue
+
+    lines = ["def _read(ev):"]
+    lines += prologue(codes)
+    lines.append("    return (" + "".join(f"{code}, " for code in codes) + ")")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,235 @@
+"""The immutable, event-type-indexed set of compiled rules: what workers evaluate events with.
+
+`compile_rules` type-checks every rule of a `LoadResult` (disabled ones too, so their errors are
+reported, as Falco does), then writes one Python module: per event type, one function running
+that type's enabled rules in definition order (first match wins, or all matches with
+``all_matches``), and one batch loop dispatching each event to its type's function. Event types no
+rule can match have no function, so such events cost one dictionary lookup. ``Ruleset.source``
+shows the generated code.
+
+``ip_names`` (IP text -> DNS name) stands in for Falco's DNS resolution of ``fd.*ip.name``: the
+engine does no I/O, so the caller injects the mapping (the worker keeps it updated from
+Kubernetes service records) and the generated code reads it live. A comparison
+``fd.sip.name = kubernetes.default.svc.cluster.local`` is true when the mapping names the socket's
+server IP so, where Falco would resolve the name and compare the addresses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rules import compiler as cc
+from rules.errors import CompileError, Location
+from rules.fields import HELPERS
+from rules.loaded import LoadedRule, LoadResult, LoadWarning
+from rules.output import OutputTemplate, compile_output
+from rules.priority import Priority
+from rules.record import EVENT_TYPE_IDS, EVENT_TYPES, Event
+from rules.transformers import HELPERS as TRANSFORMER_HELPERS
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledRule:
+    name: str
+    priority: Priority
+    tags: tuple[str, ...]  # sorted, as Falco's JSON prints its tag set
+    source: str
+    desc: str
+    output: OutputTemplate
+    event_types: frozenset[str]  # the event types whose events this rule is evaluated on
+    condition: str  # the condition text as written, for listing
+    location: Location = field(default_factory=Location)
+
+    def __repr__(self) -> str:
+        return f"CompiledRule({self.name!r}, {self.priority.label})"
+
+
+class Ruleset:
+    """Enabled rules indexed by event type id. Immutable after construction."""
+
+    __slots__ = ("rules", "warnings", "event_type_ids", "all_matches", "_first", "_all", "_batch", "_sources")
+
+    def __init__(
+        self,
+        rules: tuple[CompiledRule, ...],
+        warnings: tuple[LoadWarning, ...],
+        module_source: str,
+        bucket_sources: Mapping[int, str],
+        namespace: dict[str, Any],
+        all_matches: bool,
+    ) -> None:
+        self.rules = rules
+        self.warnings = warnings
+        self.all_matches = all_matches
+        self._first: dict[int, Any] = namespace["_FIRST"]
+        self._all: dict[int, Any] = namespace["_ALL"]
+        self._batch = namespace["_evaluate"]
+        self.event_type_ids: frozenset[int] = frozenset(self._first)
+        sources = dict(bucket_sources)
+        sources[-1] = module_source
+        self._sources = sources  # set last: from here on the instance refuses assignment
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if hasattr(self, "_sources"):
+            raise AttributeError("Ruleset is immutable")
+        object.__setattr__(self, name, value)
+
+    @property
+    def event_type_names(self) -> frozenset[str]:
+        return frozenset(EVENT_TYPES[i] for i in self.event_type_ids)
+
+    def match(self, ev: Event) -> CompiledRule | None:
+        """The first rule, in definition order, whose condition holds for `ev`."""
+        fn = self._first.get(ev[0])
+        return None if fn is None else fn(ev)  # type: ignore[no-any-return]
+
+    def match_all(self, ev: Event) -> list[CompiledRule]:
+        """Every rule whose condition holds for `ev`, in definition order."""
+        fn = self._all.get(ev[0])
+        return [] if fn is None else fn(ev)  # type: ignore[no-any-return]
+
+    def evaluate(self, events: Iterable[Event]) -> list[tuple[Event, CompiledRule]]:
+        """The batch hot path: (event, rule) for each match; one per event unless all_matches."""
+        return self._batch(events)  # type: ignore[no-any-return]
+
+    def source(self, event_type: str | int | None = None) -> str:
+        """The generated code: of one event type's function, or (None) the whole module."""
+        if event_type is None:
+            return self._sources[-1]
+        type_id = EVENT_TYPE_IDS[event_type] if isinstance(event_type, str) else event_type
+        return self._sources.get(type_id, "")
+
+
+def _batch_source(all_matches: bool) -> str:
+    if all_matches:
+        body = "            for r in fn(ev):\n                append((ev, r))\n"
+        table = "_ALL"
+    else:
+        body = "            r = fn(ev)\n            if r is not None:\n                append((ev, r))\n"
+        table = "_FIRST"
+    return (
+        "def _evaluate(events):\n"
+        "    out = []\n"
+        "    append = out.append\n"
+        f"    get = {table}.get\n"
+        "    for ev in events:\n"
+        "        fn = get(ev[0])\n"
+        "        if fn is not None:\n" + body + "    return out\n"
+    )
+
+
+def compile_rules(
+    result: LoadResult,
+    *,
+    all_matches: bool = False,
+    ip_names: Mapping[str, str] | None = None,
+    min_priority: Priority = Priority.DEBUG,
+) -> Ruleset:
+    """Compile loaded rules into a Ruleset (CompileError for the first rule that cannot compile).
+
+    Only enabled rules at least as severe as `min_priority` are evaluated."""
+    from rules.evttypes import event_types
+
+    constants = cc.Constants()
+    warnings: list[LoadWarning] = list(result.warnings)
+    compiled: list[CompiledRule] = []
+    per_type: dict[int, list[tuple[str, str]]] = {}
+    values = {type_id: cc.Values() for type_id in range(len(EVENT_TYPES))}
+    for loaded in result.rules:
+        location = _rule_location(loaded)
+        ctx = cc.Context(location=location, constants=constants, warnings=warnings)
+        cc.check(loaded.condition, ctx)
+        output = compile_output(loaded.output, location, constants=constants, ip_names=ip_names)
+        if not loaded.enabled or loaded.priority > min_priority:
+            continue
+        global_name = f"_rule{len(compiled)}"
+        matched: list[str] = []
+        try:
+            names = event_types(loaded.condition)
+        except ValueError as exc:
+            raise CompileError(str(exc), location) from None
+        candidates = range(len(EVENT_TYPES)) if names is None else sorted(
+            EVENT_TYPE_IDS[n] for n in names if n in EVENT_TYPE_IDS
+        )
+        for type_id in candidates:
+            bucket_ctx = cc.Context(location, constants, type_id, values=values[type_id])
+            tree = cc.simplify(cc.lower(loaded.condition, bucket_ctx))
+            if tree == cc.FALSE:
+                continue
+            matched.append(EVENT_TYPES[type_id])
+            per_type.setdefault(type_id, []).append((global_name, cc.emit(tree)))
+        compiled.append(
+            CompiledRule(
+                name=loaded.name,
+                priority=loaded.priority,
+                tags=tuple(sorted(set(loaded.tags))),
+                source=loaded.source,
+                desc=loaded.desc,
+                output=output,
+                event_types=frozenset(matched),
+                condition=loaded.condition_text,
+                location=loaded.location,
+            )
+        )
+    return _build(tuple(compiled), tuple(warnings), per_type, values, constants, ip_names, all_matches)
+
+
+def _build(
+    rules: tuple[CompiledRule, ...],
+    warnings: tuple[LoadWarning, ...],
+    per_type: dict[int, list[tuple[str, str]]],
+    values: dict[int, cc.Values],
+    constants: cc.Constants,
+    ip_names: Mapping[str, str] | None,
+    all_matches: bool,
+) -> Ruleset:
+    parts: list[str] = []
+    bucket_sources: dict[int, str] = {}
+    first_entries, all_entries = [], []
+    for type_id in sorted(per_type):
+        conditions = per_type[type_id]
+        name = EVENT_TYPES[type_id]
+        first = cc.bucket_source(f"_first_{name}", conditions, values[type_id], all_matches=False)
+        every = cc.bucket_source(f"_all_{name}", conditions, values[type_id], all_matches=True)
+        bucket_sources[type_id] = first if not all_matches else every
+        parts += [first, every]
+        first_entries.append(f"{type_id}: _first_{name}")
+        all_entries.append(f"{type_id}: _all_{name}")
+    parts.append("_FIRST = {" + ", ".join(first_entries) + "}\n")
+    parts.append("_ALL = {" + ", ".join(all_entries) + "}\n")
+    parts.append(_batch_source(all_matches))
+    module_source = "\n".join(parts)
+    namespace: dict[str, Any] = {
+        **HELPERS,
+        **TRANSFORMER_HELPERS,
+        **constants.values,
+        "_ipn": ip_names if ip_names is not None else {},
+        "_UNSET": cc.UNSET,
+        "_any": cc.any_present,
+    }
+    namespace.update({f"_rule{i}": rule for i, rule in enumerate(rules)})
+    exec(compile(module_source, "<peregrine rules>", "exec"), namespace)  # noqa: S102 - our own generated code
+    return Ruleset(rules, warnings, module_source, bucket_sources, namespace, all_matches)
+
+
+def _rule_location(rule: LoadedRule) -> Location:
+    where = rule.location
+    return Location(where.file, where.line, "rule", rule.name, rule.condition_text, None)
+
+
+def load(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    all_matches: bool = False,
+    ip_names: Mapping[str, str] | None = None,
+    min_priority: Priority = Priority.DEBUG,
+) -> Ruleset:
+    """Load Falco rules files in order and compile them (LoadError, ParseError, CompileError)."""
+    from rules.collect import load_files
+
+    return compile_rules(
+        load_files(paths), all_matches=all_matches, ip_names=ip_names, min_priority=min_priority
+    )
