@@ -1,0 +1,116 @@
+"""Kafka I/O for `peregrine.k8s`: create it compacted, read it whole, produce to it.
+
+The publisher reads the topic back at start-up so that it knows what is already there (that is how
+a restart neither duplicates records nor forgets deletions); tests and tools use `read_table` to
+look at the topic's state. Workers do not need this module: they feed records to
+`enrichers.table.K8sTable.apply` from their own consumer.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Final
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
+
+from enrichers.config import K8sMetaConfig
+from enrichers.errors import TopicError
+
+_ADMIN_TIMEOUT_S: Final = 30.0
+
+
+def ensure_topic(config: K8sMetaConfig) -> None:
+    """Create the topic compacted if missing; refuse one that exists without compaction."""
+    admin = AdminClient({"bootstrap.servers": config.bootstrap_servers})
+    topic = config.topic
+    new = NewTopic(
+        topic,
+        num_partitions=config.topic_partitions,
+        replication_factor=config.topic_replication,
+        config={"cleanup.policy": "compact"},
+    )
+    try:
+        admin.create_topics([new], operation_timeout=_ADMIN_TIMEOUT_S)[topic].result(_ADMIN_TIMEOUT_S)
+    except KafkaException as e:
+        if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise TopicError(f"topic {topic}: cannot create it: {e.args[0].str()}") from None
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    try:
+        entries = admin.describe_configs([resource])[resource].result(_ADMIN_TIMEOUT_S)
+    except KafkaException as e:
+        raise TopicError(f"topic {topic}: cannot read its configuration: {e.args[0].str()}") from None
+    policy = entries["cleanup.policy"].value
+    if "compact" not in (policy or ""):
+        raise TopicError(
+            f"topic {topic}: cleanup.policy is {policy!r}; it must be compacted or the table loses pods"
+        )
+
+
+def read_table(bootstrap_servers: str, topic: str, timeout_s: float = 60.0) -> dict[bytes, bytes]:
+    """The topic's current state: latest value per key, tombstoned keys left out.
+
+    Reads every partition from the beginning up to the end offsets taken at the start, without a
+    consumer group commit. TopicError if the topic does not exist or the end is not reached in time.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            # assign() needs no group, but librdkafka insists on an id; a fresh one commits nothing.
+            "group.id": f"peregrine-k8s-read-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=_ADMIN_TIMEOUT_S).topics.get(topic)
+        if meta is None or meta.error is not None:
+            raise TopicError(f"topic {topic}: not found ({meta.error if meta else 'no metadata'})")
+        ends: dict[int, int] = {}
+        for p in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_ADMIN_TIMEOUT_S)
+            if high > low:
+                ends[p] = high
+        state: dict[bytes, bytes] = {}
+        if not ends:
+            return state
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            if time.monotonic() > deadline:
+                raise TopicError(f"topic {topic}: end not reached in {timeout_s}s ({sorted(ends)})")
+            for msg in consumer.consume(1000, timeout=0.5):
+                error = msg.error()
+                if error is not None:
+                    raise TopicError(f"topic {topic}: read failed: {error.str()}")
+                _fold(state, msg.key(), msg.value())
+            # Positions, not the last offsets seen: compaction may have removed the last records.
+            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+                if tp.offset >= ends[tp.partition]:
+                    del ends[tp.partition]
+        return state
+    finally:
+        consumer.close()
+
+
+def _fold(state: dict[bytes, bytes], key: bytes | None, value: bytes | None) -> None:
+    if key is None:
+        return
+    if value is None:
+        state.pop(key, None)
+    else:
+        state[key] = value
+
+
+def producer(config: K8sMetaConfig) -> Any:
+    """An idempotent producer: retries never reorder or duplicate records of one key."""
+    return Producer(
+        {
+            "bootstrap.servers": config.bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 20,
+            "compression.type": "lz4",
+        }
+    )
