@@ -14,6 +14,7 @@ import yaml
 
 from rules import record, render
 from rules import render_flags as rf
+from rules.render_paths import resolve_path
 
 CASES = yaml.safe_load((Path(__file__).parent / "data" / "render_cases.yaml").read_text())
 
@@ -73,6 +74,17 @@ def test_open_predicates(case: dict[str, Any]) -> None:
     flags = _raw(case["flags"])
     got = (render.is_open_read(flags), render.is_open_write(flags), render.is_open_exec(flags, case["mode"]))
     assert got == (case["read"], case["write"], case["exec"]), case["source"]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value["latin1"]) if "latin1" in value else str(value["repeat"]) * int(value["times"])
+    return str(value)
+
+
+@pytest.mark.parametrize("case", CASES["paths"], ids=[f"{i}" for i in range(len(CASES["paths"]))])
+def test_resolve_path(case: dict[str, Any]) -> None:
+    assert resolve_path(_text(case["base"]), _text(case["path"])) == _text(case["text"])
 
 
 # --- literals of Falco's rules files ------------------------------------------------------------

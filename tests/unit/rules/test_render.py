@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from rules import render
+from rules import render, render_params
 from rules import render_flags as rf
 from rules.record import (
+    EV_ARGS,
+    EV_FD,
+    EV_PROC,
+    EV_TYPE,
+    EVENT_LEN,
     EVENT_PARAM_INDEX,
     EVENT_PARAMS,
     EVENT_TYPES,
@@ -17,24 +22,22 @@ from rules.record import (
     F_NUM,
     F_TYPECHAR,
     FD_LEN,
+    P_CWD,
+    PROCESS_LEN,
     event_type_id,
 )
 
 
-def arg(event: str, param: str, raw: object, **kw: object) -> str | None:
-    t = event_type_id(event)
+def arg(etype: str, param: str, raw: object, **kw: object) -> str | None:
+    t = event_type_id(etype)
     return render.render_arg(t, EVENT_PARAM_INDEX[t][param], raw, **kw)  # type: ignore[arg-type]
 
 
 def test_every_param_of_every_event_type_has_a_libs_renderer() -> None:
-    # a parameter falling back to the generic text renderer means record.py grew without render.py
-    generic = {"name", "path", "tuple", "exe", "cwd", "filename", "oldpath", "newpath", "target",
-               "linkpath", "dev", "dir", "type", "uargs", "arg2_str", "trusted_exepath"}  # fmt: skip
+    # a parameter without a spec means record.py grew without render_params.py
     for t, params in enumerate(EVENT_PARAMS):
-        for i, p in enumerate(params):
-            spec = render._SPECS[t][i]
-            if spec is render._text:
-                assert p in generic, f"{EVENT_TYPES[t]}.{p} has no renderer"
+        for p in params:
+            assert render_params.param(EVENT_TYPES[t], p) is not None, f"{EVENT_TYPES[t]}.{p}"
 
 
 def test_none_means_missing() -> None:
@@ -118,16 +121,52 @@ def test_errno_and_res() -> None:
     assert render.evt_res(event_type_id("procexit"), 0) is None
 
 
+def _event(etype: str, args: list[object], fd: list[object] | None = None, cwd: str = "/") -> list[object]:
+    proc: list[object] = [None] * PROCESS_LEN
+    proc[P_CWD] = cwd
+    ev: list[object] = [None] * EVENT_LEN
+    ev[EV_TYPE], ev[EV_ARGS], ev[EV_FD], ev[EV_PROC] = event_type_id(etype), args, fd, proc
+    return ev
+
+
+def _fd(num: int, typechar: str, name: str, l4: str | None = None) -> list[object]:
+    fd: list[object] = [None] * FD_LEN
+    fd[F_NUM], fd[F_TYPECHAR], fd[F_NAME], fd[F_L4PROTO] = num, typechar, name, l4
+    return fd
+
+
 def test_fds() -> None:
     assert arg("openat", "dirfd", -100) == "AT_FDCWD"
     assert arg("open", "fd", -2) == "ENOENT"
     assert arg("open", "fd", 3) == "3"
-    fd: list[object] = [None] * FD_LEN
-    fd[F_NUM], fd[F_TYPECHAR], fd[F_NAME] = 3, "f", "/etc/shadow"
-    assert arg("open", "fd", 3, fd=fd) == "<f>/etc/shadow"
-    assert arg("dup2", "newfd", 4, fd=fd) == "4"  # not the fd the record describes
-    fd[F_TYPECHAR], fd[F_L4PROTO], fd[F_NAME] = "4", "tcp", "10.0.0.1:40000->10.0.0.2:443"
-    assert arg("connect", "fd", 3, fd=fd) == "<4t>10.0.0.1:40000->10.0.0.2:443"
+    ev = _event("open", [3, "/etc/shadow", 0, 0, 0, 0], _fd(3, "f", "/etc/shadow"))
+    assert arg("open", "fd", 3, event=ev) == "<f>/etc/shadow"
+    assert arg("dup2", "newfd", 4, event=ev) == "4"  # not the fd the record describes
+    ev = _event("connect", [0, "t", 3], _fd(3, "4", "10.0.0.1:40000->10.0.0.2:443", "tcp"))
+    assert arg("connect", "fd", 3, event=ev) == "<4t>10.0.0.1:40000->10.0.0.2:443"
+    assert render.render_args(event_type_id("connect"), ev[EV_ARGS], event=ev) == (  # type: ignore[arg-type]
+        "res=0 tuple=t fd=3(<4t>10.0.0.1:40000->10.0.0.2:443)"
+    )
+
+
+def test_relative_paths_join_the_cwd_or_the_dirfd() -> None:
+    ev = _event("mkdir", [0, "../bin/x", 0o755], cwd="/usr/lib")
+    assert arg("mkdir", "path", "../bin/x", event=ev) == "/usr/bin/x"
+    assert arg("mkdir", "path", "../bin/x") == "../bin/x"
+    assert render.render_args(event_type_id("mkdir"), ev[EV_ARGS], event=ev) == (  # type: ignore[arg-type]
+        "res=0 path=../bin/x(/usr/bin/x) mode=1ED"
+    )
+    ev = _event("openat", [5, 4, "passwd", 0, 0, 0, 0], _fd(4, "d", "/etc"), cwd="/root/")
+    assert arg("openat", "name", "passwd", event=ev) == "/etc/passwd"
+    ev = _event("openat", [5, -100, "passwd", 0, 0, 0, 0], None, cwd="/root/")
+    assert arg("openat", "name", "passwd", event=ev) == "/root/passwd"
+    ev = _event("openat", [5, 7, "passwd", 0, 0, 0, 0], None, cwd="/root/")
+    assert arg("openat", "name", "passwd", event=ev) == "passwd"  # dirfd's path unknown here
+    ev = _event("chdir", [0, "tmp"], cwd="/")
+    assert arg("chdir", "path", "tmp", event=ev) == "tmp"  # PT_CHARBUF in libs
+    ev = _event("symlinkat", [0, "../x", -100, "y"], cwd="/a/")
+    assert arg("symlinkat", "target", "../x", event=ev) == "../x"
+    assert arg("symlinkat", "linkpath", "y", event=ev) == "/a/y"
 
 
 def test_uids() -> None:
@@ -137,6 +176,13 @@ def test_uids() -> None:
     assert arg("setuid", "uid", 0xFFFFFFFF) == "<NONE>"
     assert arg("setgid", "gid", 0, group_names={0: "root"}) == "root"
     assert arg("clone", "uid", 1000, user_names={1000: "x"}) == "1000"  # PT_UINT32 in libs
+    assert arg("setuid", "uid", 0x80000000) == "-2147483648"  # libs prints "%d"
+
+
+def test_decimal_formats_are_signed_as_libs_prints_them() -> None:
+    assert arg("socket", "type", 0xFFFFFFFF) == "-1"  # PT_UINT32 PF_DEC prints PRId32
+    assert arg("open", "ino", (1 << 64) - 1) == "-1"  # PT_UINT64 prints PRId64
+    assert arg("accept", "queuepct", 300) == "44"
 
 
 def test_buffers_and_text() -> None:
@@ -157,6 +203,9 @@ def test_render_args_prints_value_and_resolved() -> None:
     assert render.render_args(t, [0, 0, 9, 7, 1234]) == (
         "res=0 addr=0 data=9(SIGKILL) request=8(PTRACE_CONT) pid=1234"
     )
+    attach = render.render_args(t, [0, 0, 9, 16, 1234])
+    assert attach == "res=0 addr=0 data=9 request=11(PTRACE_ATTACH) pid=1234"
+    assert arg("ptrace", "data", 9, event=_event("ptrace", [0, 0, 9, 7, 1])) == "SIGKILL"
     assert render.render_args(event_type_id("connect"), [0, None, 3]) == "res=0 tuple=NULL fd=3"
 
 
