@@ -5,7 +5,7 @@ Frame: ``MSG-LEN SP <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG``. 
 priority, uuid, namespace, pod and container under ``falco@<enterprise_id>`` (32473 is the RFC's
 documentation number: set your own Private Enterprise Number). MSG has no BOM, so JSON/CEF/LEEF
 parsers read it as is. A frame never contains a raw newline: JSON escapes them, CEF and LEEF
-formats and structured data write them as ``\\n``.
+formats and structured data write them as ``\\n``. LEEF uses ``^`` as its delimiter (see below).
 
 Limits: TCP and TLS syslog have no application-level acknowledgement, so "accepted" means the
 kernel took the bytes on a connection that was open; a receiver that dies with unread bytes loses
@@ -41,7 +41,9 @@ CEF_SEVERITY = {
 }
 LEEF_SEVERITY = {**CEF_SEVERITY, Priority.DEBUG: 1}
 VENDOR, PRODUCT, PRODUCT_VERSION = "Falcosecurity", "Falco", "peregrine-0.1.0"
-LEEF_DELIMITER = "\t"
+# "^" (IBM's own LEEF 2.0 example) rather than TAB: syslog relays such as rsyslog rewrite control
+# characters (TAB becomes "#011"), which would break every attribute.
+LEEF_DELIMITER = "^"
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
@@ -146,7 +148,7 @@ def build_leef_message(alert: Alert, limit: int) -> str:
     pairs += [(renamed.get(k, k), v) for k, v in key.items()]
     pairs.append(("msg", escape.clean(alert.output, limit)))
     attributes = LEEF_DELIMITER.join(f"{k}={escape.leef_value(v, LEEF_DELIMITER)}" for k, v in pairs)
-    return f"LEEF:2.0|{header}|x09|{attributes}"
+    return f"LEEF:2.0|{header}|{LEEF_DELIMITER}|{attributes}"
 
 
 _MESSAGE_BUILDERS: dict[str, Callable[[Alert, int], str]] = {
@@ -229,11 +231,17 @@ class SyslogDestination:
         return sock
 
     def close(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            finally:
-                self._sock = None
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        try:
+            if isinstance(sock, ssl.SSLSocket):
+                sock.settimeout(1.0)
+                sock.unwrap()  # close_notify, so the receiver sees a clean end of stream
+        except (OSError, ValueError):
+            pass
+        finally:
+            sock.close()
 
 
 def _tls_context(config: SyslogConfig) -> ssl.SSLContext:

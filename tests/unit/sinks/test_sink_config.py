@@ -1,0 +1,116 @@
+"""The sink YAML file, environment secrets, and secrets never leaking into text."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from rules.priority import Priority
+from streams.sinks.config import load_config, parse_config
+from streams.sinks.errors import ConfigError
+from streams.sinks.options import Secret
+
+WEBHOOK_SECRET = "https://hooks.slack.test/services/T1/B2/TOPSECRETTOKEN"
+HEC_SECRET = "hec-token-7c1e-SECRET"
+ENV = {"SLACK_URL": WEBHOOK_SECRET, "HEC_TOKEN": HEC_SECRET, "KAFKA_PW": "kafka-SECRET-pw"}
+
+YAML = """
+kafka:
+  bootstrap_servers: 127.0.0.1:9092
+  topic: alerts-test
+  group_prefix: sink-test
+  properties: {security.protocol: SASL_PLAINTEXT, sasl.mechanism: PLAIN, sasl.username: sink}
+  secret_properties_env: {sasl.password: KAFKA_PW}
+retry: {max_attempts: 5, initial_backoff_s: 0.1}
+batch: {max_alerts: 50}
+destinations:
+  - name: slack-secops
+    type: slack
+    webhook_url_env: SLACK_URL
+    mention: "<!here>"
+    route: {min_priority: warning, exclude_namespaces: [kube-system]}
+  - name: splunk
+    type: splunk
+    url: https://splunk.test:8088
+    token_env: HEC_TOKEN
+    ack: true
+    batch: {max_alerts: 500}
+    retry: {max_attempts: 9}
+"""
+
+
+def test_full_file_loads_with_defaults_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "sink.yaml"
+    path.write_text(YAML)
+    config = load_config(path, ENV)
+    assert config.kafka.topic == "alerts-test"
+    assert config.kafka.dlq_topic == "peregrine.alerts.dlq"
+    assert config.kafka.group_id("splunk") == "sink-test-splunk"
+    slack, splunk = config.destinations
+    assert slack.route.min_priority is Priority.WARNING
+    assert slack.retry.max_attempts == 5 and slack.batch.max_alerts == 50
+    assert splunk.retry.max_attempts == 9 and splunk.retry.initial_backoff_s == 0.1
+    assert splunk.batch.max_alerts == 500
+    assert splunk.settings.token.reveal() == HEC_SECRET
+    assert slack.settings.http.url.reveal() == WEBHOOK_SECRET
+
+
+def test_secrets_never_appear_in_reprs_or_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "sink.yaml"
+    path.write_text(YAML)
+    config = load_config(path, ENV)
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("peregrine.sink").info("loaded %s", config)
+    text = repr(config) + str(config) + caplog.text
+    for secret in ENV.values():
+        assert secret not in text
+    assert repr(Secret("x")) == str(Secret("x")) == "***"
+
+
+def test_secret_values_in_the_file_are_refused_without_echoing_them() -> None:
+    doc = {"kafka": {"bootstrap_servers": "k:9092"},
+           "destinations": [{"name": "s", "type": "splunk", "url": "http://s", "token": HEC_SECRET}]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc, "sink.yaml", ENV)
+    assert "token_env" in str(info.value) and HEC_SECRET not in str(info.value)
+
+
+def test_a_missing_environment_variable_is_named_with_its_key_path() -> None:
+    doc = {"kafka": {"bootstrap_servers": "k:9092"},
+           "destinations": [{"name": "s", "type": "splunk", "url": "http://s", "token_env": "NOPE"}]}
+    expected = r"sink.yaml: destinations\[0\].token_env: environment variable NOPE"
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(doc, "sink.yaml", {})
+
+
+def test_a_bad_slack_url_is_reported_without_the_url() -> None:
+    doc = {"kafka": {"bootstrap_servers": "k:9092"},
+           "destinations": [{"name": "s", "type": "slack", "webhook_url_env": "SLACK_URL"}]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc, "sink.yaml", {"SLACK_URL": "ftp://TOPSECRET"})
+    assert "TOPSECRET" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("destination", "message"),
+    [
+        ({"name": "x", "type": "nope"}, r"destinations\[0\].type: must be one of"),
+        ({"name": "x", "type": "stdout", "colour": "red"}, r"destinations\[0\]: unknown key\(s\): colour"),
+        ({"name": "Bad Name", "type": "stdout"}, r"destinations\[0\].name: must be"),
+        ({"name": "x", "type": "stdout", "route": {"min_priority": "loud"}}, "unknown priority 'loud'"),
+        ({"name": "x", "type": "syslog", "host": "h", "format": "xml"}, "format: must be one of json, cef"),
+        ({"name": "x", "type": "stdout", "batch": {"max_alerts": 0}}, r"batch.max_alerts: must be >= 1"),
+    ],
+)
+def test_invalid_destinations_name_the_key(destination: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        doc = {"kafka": {"bootstrap_servers": "k:9092"}, "destinations": [destination]}
+        parse_config(doc, "sink.yaml", {})
+
+
+def test_duplicate_destination_names_are_refused() -> None:
+    doc = {"kafka": {"bootstrap_servers": "k"}, "destinations": [{"name": "a", "type": "stdout"}] * 2}
+    with pytest.raises(ConfigError, match="duplicate destination name"):
+        parse_config(doc, "sink.yaml", {})

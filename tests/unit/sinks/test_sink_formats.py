@@ -1,0 +1,145 @@
+"""Pure payload builders of every destination, against the documented shapes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from streams.sinks import elastic, file, loki, slack, splunk, syslog, webhook
+from streams.sinks.alert import Alert, decode_alert
+from streams.sinks.http import HttpConfig
+from streams.sinks.options import Secret
+
+LIMIT = 8192
+
+
+@pytest.fixture
+def alert(alert_doc: Callable[..., dict[str, Any]]) -> Callable[..., Alert]:
+    def make(**changes: Any) -> Alert:
+        return decode_alert(json.dumps(alert_doc(**changes)).encode())
+
+    return make
+
+
+def slack_config(**changes: Any) -> slack.SlackConfig:
+    return slack.SlackConfig(http=HttpConfig(url=Secret("https://hooks.slack.test/x")), **changes)
+
+
+def test_slack_block_kit_with_colour_fields_and_no_mention_by_default(alert: Callable[..., Alert]) -> None:
+    payload = slack.build_slack(alert(), slack_config(), LIMIT)
+    attachment = payload["attachments"][0]
+    assert attachment["color"] == "#5bffb5"  # Notice
+    assert payload["text"] == "Notice: Terminal shell in container"
+    blocks = attachment["blocks"]
+    assert [b["type"] for b in blocks] == ["section", "section", "section", "context"]
+    fields = [f["text"] for f in blocks[2]["fields"]]
+    assert "*k8s.ns.name*\ndefault" in fields and "*proc.cmdline*\nbash -il" in fields
+    assert len(fields) <= 10
+    assert payload["unfurl_links"] is False
+    assert "<!" not in json.dumps(payload)
+
+
+def test_slack_mentions_only_when_configured_and_severe_enough(alert: Callable[..., Alert]) -> None:
+    config = slack_config(mention="<!here>")
+    assert slack.build_slack(alert(priority="Critical"), config, LIMIT)["text"].startswith("<!here> ")
+    assert "<!here>" not in slack.build_slack(alert(priority="Warning"), config, LIMIT)["text"]
+
+
+def test_splunk_envelope(alert: Callable[..., Alert]) -> None:
+    config = splunk.SplunkConfig(http=HttpConfig(url="http://hec"), token=Secret("t"), index="security")
+    envelope = splunk.build_hec(alert(), config, LIMIT)
+    assert envelope["time"] == 1787307330.123
+    assert envelope["host"] == "node-1" and envelope["index"] == "security"
+    assert envelope["sourcetype"] == "falco:alert"
+    assert envelope["event"]["rule"] == "Terminal shell in container"
+    assert envelope["fields"] == {"alert_id": "6e9ec703-572d-45b6-9df9-3fdd7af70a97",
+                                  "rule": "Terminal shell in container", "priority": "Notice",
+                                  "k8s_namespace": "default"}
+
+
+def test_elastic_bulk_item_is_two_ndjson_lines_with_uuid_id_and_ecs(alert: Callable[..., Alert]) -> None:
+    item = elastic.build_bulk_item(alert(), "logs-falco.alerts-default", LIMIT)
+    action, source, end = item.split(b"\n")
+    assert end == b""
+    assert json.loads(action) == {"create": {"_index": "logs-falco.alerts-default",
+                                             "_id": "6e9ec703-572d-45b6-9df9-3fdd7af70a97"}}
+    doc = json.loads(source)
+    assert doc["@timestamp"] == "2026-08-21T10:15:30.123Z"
+    assert doc["event"]["kind"] == "alert" and doc["event"]["severity"] == 2  # Notice
+    assert doc["event"]["type"] == ["start"]  # execve
+    assert doc["process"] == {"name": "bash", "command_line": "bash -il", "pid": 4242,
+                              "parent": {"name": "runc"}, "user": {"name": "root", "id": "0"}}
+    assert doc["orchestrator"] == {"type": "kubernetes", "namespace": "default",
+                                   "resource": {"type": "pod", "name": "mysql-db-7d9f"}}
+    assert doc["container"] == {"id": "3fc8155f9d1a", "image": {"name": "mysql"}}
+    assert doc["threat"] == {"technique": {"id": ["T1059"]}}
+    assert doc["falco"]["output_fields"]["proc_cmdline"] == "bash -il"
+
+
+@pytest.mark.parametrize(
+    ("priority", "severity"),
+    [("Emergency", 7), ("Alert", 6), ("Critical", 5), ("Error", 4), ("Warning", 3), ("Notice", 2),
+     ("Informational", 1), ("Debug", 0)],
+)
+def test_elastic_severity_follows_elastics_falco_pipeline(alert: Callable[..., Alert], priority: str,
+                                                          severity: int) -> None:
+    assert elastic.build_ecs(alert(priority=priority), LIMIT)["event"]["severity"] == severity
+
+
+def test_syslog_rfc5424_header_and_octet_counting(alert: Callable[..., Alert]) -> None:
+    config = syslog.SyslogConfig(host="h", port=1)
+    framed = syslog.frame(syslog.build_syslog(alert(), config, LIMIT))
+    length, _, message = framed.partition(b" ")
+    assert int(length) == len(message)
+    assert message.startswith(
+        b"<133>1 2026-08-21T10:15:30.123456Z node-1 falco 4242 falco.alert [falco@32473 "
+        b'rule="Terminal shell in container" priority="Notice" uuid="6e9ec703-572d-45b6-9df9-3fdd7af70a97" '
+        b'ns="default" pod="mysql-db-7d9f" container="3fc8155f9d1a"] {"uuid":'
+    )
+
+
+def test_cef_message(alert: Callable[..., Alert]) -> None:
+    text = syslog.build_cef_message(alert(), LIMIT)
+    assert text.startswith("CEF:0|Falcosecurity|Falco|peregrine-0.1.0|terminal_shell_in_container|"
+                           "Terminal shell in container|4|rt=1787307330123 dvchost=node-1 suser=root "
+                           "sproc=bash ")
+    assert "cs1Label=k8sNamespace cs1=default" in text
+    assert "msg=10:15:30.123456789: Notice A shell was spawned" in text
+    assert "(user\\=root user_loginuid\\=-1" in text
+
+
+def test_leef_message(alert: Callable[..., Alert]) -> None:
+    text = syslog.build_leef_message(alert(), LIMIT)
+    header, _, attributes = text.partition("|^|")
+    assert header == "LEEF:2.0|Falcosecurity|Falco|peregrine-0.1.0|Terminal shell in container"
+    pairs = dict(a.split("=", 1) for a in attributes.split("^"))
+    assert pairs["devTime"] == "2026-08-21T10:15:30.123+0000"
+    assert pairs["sev"] == "4" and pairs["usrName"] == "root" and pairs["k8sNamespace"] == "default"
+
+
+def test_oversized_syslog_messages_shrink_to_the_limit(alert: Callable[..., Alert]) -> None:
+    config = syslog.SyslogConfig(host="h", port=1, format="cef", max_message_bytes=2048)
+    message = syslog.build_syslog(alert(output="x" * 1_000_000), config, LIMIT)
+    assert len(message) <= 2048 and b"...[truncated " in message
+
+
+def test_loki_stream_has_bounded_labels_and_the_alert_json_line(alert: Callable[..., Alert]) -> None:
+    stream = loki.build_loki_stream(alert(), loki.LokiConfig(http=HttpConfig(url="http://loki")), LIMIT)
+    assert stream["stream"] == {"source": "syscall", "priority": "Notice",
+                                "rule": "Terminal shell in container", "hostname": "node-1",
+                                "k8s_ns_name": "default"}
+    [[stamp, line]] = stream["values"]
+    assert stamp == "1787307330123456789"
+    assert json.loads(line)["uuid"] == "6e9ec703-572d-45b6-9df9-3fdd7af70a97"
+
+
+def test_webhook_and_file_carry_falco_json_with_uuid_first(alert: Callable[..., Alert],
+                                                           alert_doc: Callable[..., dict[str, Any]]) -> None:
+    body = webhook.build_webhook(alert(), LIMIT)
+    assert body.startswith(b'{"uuid":"6e9ec703-572d-45b6-9df9-3fdd7af70a97"')
+    assert json.loads(body) == alert_doc()
+    line = file.build_json_line(alert(), LIMIT)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
