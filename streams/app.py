@@ -1,0 +1,172 @@
+"""The worker's Faust app: settings from `WorkerConfig`, its topics, and the one way it produces.
+
+Exactly-once, and why this module reaches into Faust. Faust's ``exactly_once`` keeps one
+transactional producer per assigned input partition and commits that partition's offsets inside its
+transaction. Two things in Faust 0.15.3 do not fit a worker whose output topic is not co-partitioned
+with its input:
+
+* ``topic.send()`` picks the transactional producer from the *output* partition and the output
+  topic's group, which does not exist for `peregrine.alerts` (KeyError) and, when it does, may belong to
+  another worker. `Emitter.send` therefore sends through the producer of the *input* partition the
+  batch came from, so an alert commits or aborts together with that batch's offset.
+* The periodic commit first snapshots acknowledged offsets and then, after awaiting, commits the open
+  transaction; a batch processed in between would have its alerts committed while its offset is
+  not, and be evaluated again after a crash. `_GatedConsumer` holds `commit_gate` across the whole
+  commit, and the agents hold it from decoding a batch until Faust acknowledges it (which Faust does
+  without yielding once the loop body ends), so a commit sees every batch fully or not at all.
+
+Topics are declared at start with the configured partitions and replication (`peregrine.k8s`
+compacted); existing topics are left as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams.config import WorkerConfig
+
+# Faust buffers this many messages per stream; a batch is ~100 kB, so the default 4096 is 400 MB.
+_STREAM_BUFFER = 256
+
+
+class _GatedConsumer(faust_aiokafka.Consumer):
+    commit_gate: asyncio.Lock
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commit_gate = asyncio.Lock()
+
+    async def _commit_tps(self, tps: Iterable[Any], start_new_transaction: bool) -> bool:
+        async with self.commit_gate:
+            result: bool = await super()._commit_tps(tps, start_new_transaction)
+            return result
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _GatedConsumer
+
+
+class _App(faust.App):
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTopics:
+    events: Any  # faust.TopicT
+    stats: Any
+    alerts: Any
+    dlq: Any
+    k8s: Any
+
+    def declared(self) -> tuple[Any, ...]:
+        return (self.events, self.stats, self.alerts, self.dlq, self.k8s)
+
+
+def build_app(config: WorkerConfig) -> tuple[faust.App, WorkerTopics]:
+    app = _App(
+        config.app_id,
+        broker=[f"kafka://{host}" for host in config.bootstrap],
+        broker_credentials=_credentials(config),
+        processing_guarantee=config.guarantee,
+        topic_partitions=config.partitions,
+        topic_replication_factor=config.replication,
+        topic_disable_leader=True,
+        store="memory://",
+        datadir=str(config.datadir),
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=config.session_timeout,
+        broker_heartbeat_interval=config.heartbeat_interval,
+        broker_commit_interval=config.commit_interval,
+        stream_buffer_maxsize=_STREAM_BUFFER,
+        producer_linger=0.005,
+        producer_compression_type="lz4",
+        producer_max_request_size=4 * 1024 * 1024,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+    )
+    t = config.topics
+
+    def topic(name: str, **kwargs: Any) -> Any:
+        return app.topic(
+            name,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=config.partitions,
+            replicas=config.replication,
+            **kwargs,
+        )
+
+    topics = WorkerTopics(
+        events=topic(t.events),
+        stats=topic(t.stats),
+        alerts=topic(t.alerts),
+        dlq=topic(t.dlq),
+        k8s=topic(t.k8s, compacting=True),
+    )
+    return app, topics
+
+
+def commit_gate(app: faust.App) -> asyncio.Lock:
+    gate: asyncio.Lock = app.consumer.commit_gate  # type: ignore[attr-defined]
+    return gate
+
+
+class Emitter:
+    """Produces alerts and dead letters on behalf of one input message (see the module docstring)."""
+
+    def __init__(self, app: faust.App, exactly_once: bool) -> None:
+        self._app = app
+        self._exactly_once = exactly_once
+
+    async def send(
+        self,
+        source_topic: str,
+        source_partition: int,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        app = self._app
+        tid = None
+        if self._exactly_once:
+            group = app.assignor.group_for_topic(source_topic)
+            tid = f"{app.conf.id}-{group}-{source_partition}"
+        # Not awaiting delivery: a transaction commit (or, at least once, the flush before an offset
+        # commit) waits for it, and waiting per message would serialise the worker on the broker.
+        await app.producer.send(topic, key, value, None, None, headers, transactional_id=tid)
+
+
+def ssl_context(config: WorkerConfig) -> ssl.SSLContext:
+    sec = config.security
+    context = ssl.create_default_context(cafile=str(sec.ca_file) if sec.ca_file else None)
+    if sec.cert_file is not None and sec.key_file is not None:
+        context.load_cert_chain(
+            str(sec.cert_file),
+            str(sec.key_file),
+            password=sec.key_password.reveal() if sec.key_password else None,
+        )
+    return context
+
+
+def _credentials(config: WorkerConfig) -> Any:
+    sec = config.security
+    context = ssl_context(config) if sec.uses_tls else None
+    if sec.uses_sasl:
+        return faust.SASLCredentials(
+            username=sec.sasl_username,
+            password=sec.sasl_password.reveal() if sec.sasl_password else None,
+            ssl_context=context,
+            mechanism=sec.sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None

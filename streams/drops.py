@@ -1,0 +1,189 @@
+"""Falco's "syscall event drop" internal alert, computed per node from `peregrine.stats`.
+
+Falco (``userspace/falco/event_drops.cpp``) compares its capture counters once per second: when
+``n_drops > 0`` and ``n_drops / n_evts > threshold`` (0.1 by default) it alerts, through a token
+bucket of rate 1/30 s and burst 1. Collectors publish exactly those per-second deltas, one stats
+record per node per second, so a worker applies the same rule per node. The alert is Falco's
+internal-message JSON (``falco_outputs::handle_msg``): no ``tags`` key, source ``internal``,
+priority ``Debug``, every output field a string; plus the ``uuid`` every record on
+`peregrine.alerts` carries.
+
+Limits: the token bucket runs on the stats' own timestamps (deterministic, replayable) rather than
+the worker's clock, and lives in the worker's memory: after a rebalance the new owner of a node's
+partition starts with a full bucket, so at most one extra alert per node per rebalance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    import faust
+
+    from streams.app import Emitter, WorkerTopics
+    from streams.metrics import WorkerMetrics
+
+log = logging.getLogger("peregrine.worker.drops")
+
+RULE: Final = "Falco internal: syscall event drop"
+THRESHOLD: Final = 0.1
+RATE_PER_S: Final = 1 / 30
+MAX_BURST: Final = 1.0
+# Falco's output fields after n_evts/n_drops, in its order; all strings in the alert.
+DROP_FIELDS: Final = (
+    "n_drops_buffer_total",
+    "n_drops_buffer_clone_fork_exit",
+    "n_drops_buffer_execve_exit",
+    "n_drops_buffer_connect_exit",
+    "n_drops_buffer_open_exit",
+    "n_drops_buffer_dir_file_exit",
+    "n_drops_buffer_other_interest_exit",
+    "n_drops_buffer_close_exit",
+    "n_drops_buffer_proc_exit",
+    "n_drops_scratch_map",
+    "n_drops_page_faults",
+    "n_drops_bug",
+)
+_UUID_NAMESPACE: Final = uuid.UUID("5b0c7f41-8f5e-4a0e-b1f4-4f7d6a2c9e10")
+
+
+@dataclass(frozen=True, slots=True)
+class DropSample:
+    """One node's counters over one second: ``n_drops`` events lost out of ``n_evts`` attempted
+    (drops included, as Falco counts), and the per-cause counters under Falco's field names."""
+
+    node: str
+    time_ns: int  # end of the second the deltas cover, ns since the epoch
+    n_evts: int
+    n_drops: int
+    fields: Mapping[str, int] = field(default_factory=dict)
+    ebpf_enabled: bool = True
+
+
+# collector drop category (collectors.stats) -> Falco's field; queue and delivery losses happen after
+# the kernel, where Falco has no counter: they count in n_drops only.
+FALCO_FIELD_OF: Final = {
+    "ring_full": "n_drops_buffer_total",
+    "inflight_full": "n_drops_scratch_map",
+    "page_fault_reads": "n_drops_page_faults",
+}
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    last_ns: int
+
+
+class DropMonitor:
+    """Per-node rule and token bucket; `observe` returns the alert to emit, or None."""
+
+    def __init__(
+        self, threshold: float = THRESHOLD, rate_per_s: float = RATE_PER_S, max_burst: float = MAX_BURST
+    ) -> None:
+        self.threshold = threshold
+        self.rate_per_s = rate_per_s
+        self.max_burst = max_burst
+        self._buckets: dict[str, _Bucket] = {}
+
+    def observe(self, sample: DropSample) -> dict[str, Any] | None:
+        n_drops = sample.n_drops
+        if n_drops <= 0:
+            return None
+        # Falco divides by n_evts too; a second with drops and no delivered events is all drops.
+        if sample.n_evts > 0 and n_drops / sample.n_evts <= self.threshold:
+            return None
+        if not self._claim(sample.node, sample.time_ns):
+            return None
+        return build_drop_alert(sample)
+
+    def _claim(self, node: str, now_ns: int) -> bool:
+        bucket = self._buckets.get(node)
+        if bucket is None:
+            bucket = self._buckets[node] = _Bucket(self.max_burst, now_ns)
+        elapsed = max(0, now_ns - bucket.last_ns) / 1e9
+        bucket.tokens = min(self.max_burst, bucket.tokens + elapsed * self.rate_per_s)
+        bucket.last_ns = max(bucket.last_ns, now_ns)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return True
+        return False
+
+
+def build_drop_alert(sample: DropSample) -> dict[str, Any]:
+    n_drops = sample.n_drops
+    fields = {"n_evts": str(sample.n_evts), "n_drops": str(n_drops)}
+    for name in DROP_FIELDS:
+        fields[name] = str(sample.fields.get(name, 0))
+    fields["ebpf_enabled"] = "1" if sample.ebpf_enabled else "0"
+    return {
+        "hostname": sample.node,
+        "output": f"{RULE}. {n_drops} system calls dropped in last second.",
+        "output_fields": fields,
+        "priority": "Debug",
+        "rule": RULE,
+        "source": "internal",
+        "time": falco_time(sample.time_ns),
+        "uuid": str(uuid.uuid5(_UUID_NAMESPACE, f"{sample.node}/{sample.time_ns}")),
+    }
+
+
+def falco_time(ns: int) -> str:
+    """Falco's JSON time: UTC, ``%FT%T`` plus nine fractional digits and ``Z``."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+
+
+def install_drops(app: faust.App, topics: WorkerTopics, emitter: Emitter, metrics: WorkerMetrics) -> None:
+    """The stats agent: one DropMonitor per worker; its partitions' nodes are its own (stats are keyed
+    by node). Undecodable stats records are counted in the DLQ metric and skipped, not dead-lettered:
+    they carry no evidence worth replaying."""
+    decode = _stats_decoder()
+    if decode is None:
+        log.warning("drop alerts disabled: collectors.stats (the stats wire format) is not installed")
+        return
+    from streams.app import commit_gate
+
+    monitor = DropMonitor()
+    alerts_topic = topics.alerts.get_topic_name()
+
+    @app.agent(topics.stats, name="peregrine-drops", concurrency=1)
+    async def drops(stream: Any) -> None:
+        gate = commit_gate(app)
+        async for event in stream.events():
+            message = event.message
+            async with gate:
+                try:
+                    sample = decode(message.value)
+                except ValueError as exc:
+                    metrics.dlq.add(1, {"reason": "bad stats record"})
+                    where = f"{message.topic}:{message.partition}@{message.offset}"
+                    log.warning("bad stats record %s: %s", where, exc)
+                    continue
+                alert = monitor.observe(sample)
+                if alert is not None:
+                    metrics.drop_alerts.add(1)
+                    value = json.dumps(alert, separators=(",", ":")).encode()
+                    await emitter.send(
+                        message.topic, message.partition, alerts_topic, sample.node.encode(), value
+                    )
+
+
+def _stats_decoder() -> Callable[[bytes], DropSample] | None:
+    try:
+        from collectors import stats
+    except ImportError:
+        return None
+
+    def decode(data: bytes) -> DropSample:
+        s = stats.decode_stats(data)
+        fields = {falco: s.drops.get(ours, 0) for ours, falco in FALCO_FIELD_OF.items()}
+        return DropSample(node=s.node, time_ns=s.t, n_evts=s.n_evts, n_drops=s.n_drops, fields=fields)
+
+    return decode

@@ -1,0 +1,90 @@
+"""The running rule set, and replacing it without a restart.
+
+``kill -HUP <worker>`` (in Kubernetes: after the rules ConfigMap changed, ``kubectl exec ... kill
+-HUP 1`` or a reloader sidecar) makes the worker load its rules files again, from the same paths.
+The new set is built completely (parsed, validated, compiled) before it replaces the running one,
+in one reference assignment between two batches; if loading fails for any reason the running set
+stays and the error (file, line, what is wrong) is logged. Loading runs in a thread so the event
+loop keeps heartbeating while a large rules file compiles.
+
+The rule engine is passed in as a `RulesEngine` (load + build_alert) so this module and the agents
+do not depend on how rules are compiled; `falco_engine` is the real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rules.record import Event
+from streams.metrics import WorkerMetrics
+
+log = logging.getLogger("peregrine.worker.rules")
+
+
+@dataclass(frozen=True, slots=True)
+class RulesEngine:
+    load: Callable[..., Any]  # (paths, *, ip_names=...) -> Ruleset with .evaluate(events)
+    build_alert: Callable[[Any, Event], dict[str, Any]]
+
+
+def falco_engine() -> RulesEngine:
+    import rules
+
+    return RulesEngine(load=rules.load, build_alert=rules.build_alert)
+
+
+class LiveRules:
+    """Holds the running Ruleset in `ruleset`; read it once per batch."""
+
+    def __init__(
+        self,
+        engine: RulesEngine,
+        paths: Sequence[Path],
+        metrics: WorkerMetrics,
+        ip_names: dict[str, str] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.paths = tuple(paths)
+        self.ip_names = ip_names
+        self._metrics = metrics
+        self._lock = asyncio.Lock()
+        # At start a bad rules file is fatal (raised to the caller): there is no old set to keep.
+        self.ruleset: Any = self._load()
+        self.generation = 1
+
+    def _load(self) -> Any:
+        return self.engine.load([str(p) for p in self.paths], ip_names=self.ip_names)
+
+    async def reload(self) -> bool:
+        """Load the files again; True when the new set replaced the running one."""
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            try:
+                new = await loop.run_in_executor(None, self._load)
+            except Exception as exc:  # any failure must leave the running rules in place
+                self._metrics.rules_reloads.add(1, {"outcome": "failed"})
+                log.error(
+                    "rules reload failed, keeping the running rules (generation %d): %s",
+                    self.generation,
+                    exc,
+                    extra={"paths": [str(p) for p in self.paths], "error": str(exc)},
+                )
+                return False
+            self.ruleset = new
+            self.generation += 1
+            self._metrics.rules_reloads.add(1, {"outcome": "ok"})
+            log.info(
+                "rules reloaded (generation %d) from %s",
+                self.generation,
+                ", ".join(str(p) for p in self.paths),
+            )
+            return True
+
+    def install_sighup(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))

@@ -1,0 +1,140 @@
+"""`peregrine worker`: wires the config, the rules, the Kubernetes table and the agents, then runs Faust.
+
+At start: rules load (a bad file is fatal here: exit 2 with the loader's message), topics are
+declared, the Kubernetes table is read from the start of `peregrine.k8s` (the detection agent waits
+up to ``--k8s-wait`` seconds for it to catch up, then evaluates anyway and the table keeps
+following), and SIGHUP is bound to the rules reload. Faust handles SIGTERM/SIGINT (commit, leave
+the group, stop).
+
+Every worker reads the whole `peregrine.k8s` topic with its own group-less consumer: the table is
+small (one record per container) and every batch may reference any container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from enrichers.errors import RecordError
+from enrichers.table import K8sTable
+from streams import app as worker_app
+from streams.config import ConfigError, WorkerConfig, from_args
+from streams.detect import Detector, install_detection
+from streams.drops import install_drops
+from streams.metrics import worker_metrics
+from streams.reload import LiveRules, RulesEngine, falco_engine
+
+log = logging.getLogger("peregrine.worker")
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        config = from_args(argv)
+    except ConfigError as exc:
+        print(f"peregrine worker: {exc}", file=sys.stderr)
+        return 2
+    return run(config, falco_engine())
+
+
+def run(config: WorkerConfig, engine: RulesEngine) -> int:
+    """Run until stopped; returns the process exit code."""
+    metrics = worker_metrics()
+    table = K8sTable()
+    try:
+        rules = LiveRules(engine, config.rules_files, metrics, ip_names=table.ip_names)
+    except Exception as exc:
+        print(f"peregrine worker: cannot load the rules: {exc}", file=sys.stderr)
+        return 2
+    app, topics = worker_app.build_app(config)
+    emitter = worker_app.Emitter(app, config.exactly_once)
+    ready = asyncio.Event()
+    install_detection(app, topics, Detector(rules, table.enrich), emitter, metrics, ready, config.k8s_wait)
+    install_drops(app, topics, emitter, metrics)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def start() -> None:
+        for topic in topics.declared():
+            await topic.maybe_declare()
+        rules.install_sighup(asyncio.get_running_loop())
+        while True:  # the table must keep following; a broker hiccup restarts it from the beginning
+            try:
+                await follow_k8s(config, topics.k8s.get_topic_name(), table, ready)
+            except Exception:
+                log.exception("following %s failed; retrying in 5 s", topics.k8s.get_topic_name())
+                await asyncio.sleep(5)
+
+    worker = faust.Worker(app, loglevel=config.log_level, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+async def follow_k8s(config: WorkerConfig, topic: str, table: K8sTable, ready: asyncio.Event) -> None:
+    """Fold `peregrine.k8s` into the table from the beginning, forever; set `ready` once at the end."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=list(config.bootstrap),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        **_aiokafka_security(config),
+    )
+    await consumer.start()
+    try:
+        partitions = await _partitions(config, topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        bad = 0
+        while True:
+            if not ready.is_set() and all([await consumer.position(tp) >= end[tp] for tp in tps]):
+                log.info("Kubernetes table caught up: %d containers", len(table))
+                ready.set()
+            records = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for messages in records.values():
+                for m in messages:
+                    try:
+                        table.apply(m.key or b"", m.value)
+                    except RecordError as exc:
+                        bad += 1
+                        if bad == 1 or bad % 1000 == 0:
+                            log.warning("undecodable %s records: %d (latest: %s)", topic, bad, exc)
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(config: WorkerConfig, topic: str) -> set[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=list(config.bootstrap), **_aiokafka_security(config))
+    await admin.start()
+    try:
+        for _ in range(60):
+            described = await admin.describe_topics([topic])
+            parts = {p["partition"] for d in described if d["error_code"] == 0 for p in d["partitions"]}
+            if parts:
+                return parts
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+    raise RuntimeError(f"topic {topic!r} has no partitions after 30 s")
+
+
+def _aiokafka_security(config: WorkerConfig) -> dict[str, Any]:
+    sec = config.security
+    settings: dict[str, Any] = {"security_protocol": sec.protocol}
+    if sec.uses_tls:
+        settings["ssl_context"] = worker_app.ssl_context(config)
+    if sec.uses_sasl:
+        settings["sasl_mechanism"] = sec.sasl_mechanism
+        settings["sasl_plain_username"] = sec.sasl_username
+        settings["sasl_plain_password"] = sec.sasl_password.reveal() if sec.sasl_password else None
+    return settings

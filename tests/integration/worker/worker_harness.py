@@ -1,0 +1,188 @@
+"""Running worker subprocesses against the real broker, and reading what they produced.
+
+Every worker is a real process (`peregrine worker`, or the stand-in engine's entry point in
+`worker_batches.py`) with its own app id and topics; `WorkerProcs` kills whatever is still running
+at teardown. Reads use a read_committed confluent-kafka consumer, like any downstream consumer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+PYTHON = sys.executable
+
+
+@dataclass
+class WorkerSetup:
+    bootstrap: str
+    tmp: Path
+    partitions: int = 4
+    guarantee: str = "exactly_once"
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def topic(self, name: str) -> str:
+        return f"peregrine.{name}-{self.tag}"
+
+    @property
+    def app_id(self) -> str:
+        return f"peregrine-worker-{self.tag}"
+
+    def flags(self, rules: Iterable[Path], index: int) -> list[str]:
+        out = [
+            "--bootstrap", self.bootstrap,
+            "--app-id", self.app_id,
+            "--partitions", str(self.partitions),
+            "--replication", "1",
+            "--guarantee", self.guarantee,
+            "--session-timeout", "6",
+            "--heartbeat-interval", "1",
+            "--commit-interval", "0.5",
+            "--datadir", str(self.tmp / f"worker-{index}"),
+            "--k8s-wait", "10",
+            "--log-level", "info",
+        ]
+        for name in ("events", "stats", "alerts", "dlq", "k8s"):
+            out += [f"--{name}-topic", self.topic(name)]
+        for r in rules:
+            out += ["--rules", str(r)]
+        return out
+
+    def create_topics(self) -> None:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        names = [self.topic(n) for n in ("events", "stats", "alerts", "dlq")]
+        futures = admin.create_topics([NewTopic(n, self.partitions, 1) for n in names])
+        for f in futures.values():
+            f.result(30)
+
+
+class WorkerProcs:
+    """Started workers; `stop_all` (fixture teardown) kills every one still alive."""
+
+    def __init__(self, setup: WorkerSetup) -> None:
+        self.setup = setup
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def start(self, rules: Iterable[Path], *, standin: bool = True) -> subprocess.Popen[bytes]:
+        index = len(self.procs)
+        if standin:
+            cmd = [PYTHON, str(HERE / "worker_batches.py")]
+        else:
+            cmd = [PYTHON, "-m", "streams.cli", "worker"]
+        log = self.setup.tmp / f"worker-{index}.log"
+        env = {**os.environ, "PEREGRINE_METRICS_PORT": "0", "PYTHONPATH": str(REPO)}
+        with log.open("wb") as out:
+            argv = [*cmd, *self.setup.flags(rules, index)]
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        self.procs.append(proc)
+        self.logs.append(log)
+        return proc
+
+    def log_text(self, index: int) -> str:
+        return self.logs[index].read_text(errors="replace")
+
+    def describe(self) -> str:
+        parts = []
+        for i, p in enumerate(self.procs):
+            tail = "\n".join(self.log_text(i).splitlines()[-25:])
+            parts.append(f"--- worker {i} (exit {p.poll()}) log tail:\n{tail}")
+        return "\n".join(parts)
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for p in self.procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
+                  "enable.idempotence": True, "message.max.bytes": 8_000_000})
+    n = 0
+    for key, value in records:
+        while True:
+            try:
+                p.produce(topic, value, key)
+                break
+            except BufferError:
+                p.poll(0.1)
+        p.poll(0)
+        n += 1
+    left = p.flush(60)
+    assert left == 0, f"{left} messages not delivered to {topic}"
+    return n
+
+
+@dataclass
+class Record:
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    partition: int
+
+    def json(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.value)
+        return result
+
+
+def consume_until(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[Record]], bool],
+    timeout: float,
+    settle: float = 0.0,
+    on_timeout: Callable[[], str] = lambda: "",
+) -> list[Record]:
+    """Read `topic` from the start (read_committed) until `done(records)`, then `settle` seconds more
+    (to catch duplicates that arrive late); AssertionError with `on_timeout()` after `timeout`."""
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"check-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+    })
+    c.subscribe([topic])
+    records: list[Record] = []
+    deadline = time.monotonic() + timeout
+    settle_until: float | None = None
+    try:
+        while True:
+            now = time.monotonic()
+            if settle_until is None and done(records):
+                settle_until = now + settle
+            if settle_until is not None and now >= settle_until:
+                return records
+            if now > deadline:
+                raise AssertionError(
+                    f"{topic}: not done after {timeout:.0f} s with {len(records)} records\n{on_timeout()}"
+                )
+            for m in c.consume(500, 0.5):
+                if m.error():
+                    if m.error().code() == -191:  # partition EOF
+                        continue
+                    raise KafkaException(m.error())
+                records.append(Record(m.key(), m.value() or b"", list(m.headers() or []), m.partition()))
+    finally:
+        c.close()
