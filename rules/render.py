@@ -14,8 +14,8 @@ cwd (or the event's directory fd), and ptrace's ``data`` follows its request; gi
 prints when it lacks that state (the number, the path as sent). Remaining differences:
 * ``PT_PID`` parameters print the number (libs resolves a known thread's comm);
 * a path relative to a directory fd other than the event's own fd stays as sent (libs reads /proc);
-* the open-family ``mode`` is printed as sent: the driver zeroes it unless the flags contain
-  ``O_CREAT`` or ``O_TMPFILE``, so collectors send `open_mode` (flags, mode).
+* the open-family ``mode`` needs the flags too (the driver zeroes it unless they contain O_CREAT
+  or O_TMPFILE): without ``event`` it prints as sent, so collectors send `open_mode` (flags, mode).
 
 `render_arg` runs per event when a rule reads ``evt.arg.*``: without context it is one tuple index
 and one call of a precomputed renderer, and flag texts are cached per raw value.
@@ -52,6 +52,7 @@ _RENDERERS: Final = tuple(tuple(p.render for p in specs) for specs in rp.SPECS)
 _DIRFD_INDEX: Final = tuple(
     tuple(EVENT_PARAM_INDEX[t][p.dirfd] if p.dirfd else -1 for p in specs) for t, specs in enumerate(rp.SPECS)
 )
+_FLAGS_INDEX: Final = tuple(index.get("flags", -1) for index in EVENT_PARAM_INDEX)
 _PTRACE: Final = EVENT_TYPES.index("ptrace")
 _PTRACE_DATA: Final = EVENT_PARAMS[_PTRACE].index("data")
 _PTRACE_REQUEST: Final = EVENT_PARAMS[_PTRACE].index("request")
@@ -90,6 +91,11 @@ def _with_context(
         names = user_names if spec.context == rp.USER else group_names
         if names is not None and not resolved:
             resolved = names.get(raw & 0xFFFFFFFF) or "<NA>"
+        return value, resolved
+    if spec.context == rp.OPEN_MODE and args is not None:
+        flags = args[_FLAGS_INDEX[type_id]]
+        if isinstance(flags, int) and not flags & (rf.LINUX_O_CREAT | rf.LINUX_O_TMPFILE):
+            return "0", ""
         return value, resolved
     if type_id == _PTRACE and index == _PTRACE_DATA and args is not None:
         request = args[_PTRACE_REQUEST]
@@ -144,9 +150,12 @@ def render_args(
     user_names: Mapping[int, str] | None = None,
     group_names: Mapping[int, str] | None = None,
 ) -> str:
-    """``evt.args``: ``name=value`` or ``name=value(resolved)`` per parameter, space-separated."""
+    """``evt.args``: ``name=value`` or ``name=value(resolved)`` per parameter, space-separated,
+    in libs' parameter order (libs also prints the parameters rules.record does not carry)."""
     parts = []
-    for i, name in enumerate(EVENT_PARAMS[type_id]):
+    names = EVENT_PARAMS[type_id]
+    for i in rp.LIBS_ORDER[type_id]:
+        name = names[i]
         raw = args[i] if i < len(args) else None
         if raw is None:
             parts.append(f"{name}={'NULL' if name in _NULL_WHEN_MISSING else '<NA>'}")
@@ -154,6 +163,13 @@ def render_args(
         value, resolved = _with_context(type_id, i, raw, args, event, user_names, group_names)
         parts.append(f"{name}={value}({resolved})" if resolved else f"{name}={value}")
     return " ".join(parts)
+
+
+def libs_arg_index(type_id: int, n: int) -> int | None:
+    """``evt.arg[N]`` counts libs' parameters: the position of libs' N-th parameter in the record,
+    or None when libs has no such parameter or rules.record does not carry it."""
+    names = rp.LIBS_NAMES[type_id]
+    return EVENT_PARAM_INDEX[type_id].get(names[n]) if 0 <= n < len(names) else None
 
 
 def errno_name(rawres: int) -> str:

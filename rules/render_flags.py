@@ -239,6 +239,9 @@ _open_other_bits = _bits(
     )
 )
 
+# accept4 "flags" (printed as a hex number, no table): socket_flags_to_scap
+socket_flags_to_ppm: Final = _bits(((LINUX_O_NONBLOCK, 1 << 6), (LINUX_O_CLOEXEC, 1 << 12)))
+
 _FILE_FLAGS_ENTRIES: Final = (
     ("O_LARGEFILE", 1 << 11), ("O_DIRECTORY", 1 << 10), ("O_DIRECT", 1 << 9), ("O_TRUNC", 1 << 8),
     ("O_SYNC", 1 << 7), ("O_NONBLOCK", 1 << 6), ("O_EXCL", 1 << 5), ("O_DSYNC", 1 << 4),

@@ -57,6 +57,14 @@ def oct32(raw: int) -> tuple[str, str]:  # PF_OCT: "%#o", which prints 0 as "0"
     return ("0" + format(raw, "o")) if raw else "0", ""
 
 
+def mode(raw: int) -> tuple[str, str]:  # open/creat mode: open_modes_to_scap keeps permission bits
+    return oct32(raw & rf.LINUX_MODE_PERMS)
+
+
+def accept4_flags(raw: int) -> tuple[str, str]:
+    return hex32(rf.socket_flags_to_ppm(raw))
+
+
 def text(raw: Any) -> tuple[str, str]:  # PT_CHARBUF, PT_FSPATH, PT_FSRELPATH, PT_SOCKTUPLE
     return raw if isinstance(raw, str) else str(raw), ""
 
@@ -163,6 +171,7 @@ FD: Final = 1  # PT_FD: libs prints <typechar>name when the fd is in the thread'
 USER: Final = 2  # PT_UID: the user name
 GROUP: Final = 3  # PT_GID: the group name
 PATH: Final = 4  # PT_FSPATH / PT_FSRELPATH: a relative path joined onto the cwd or dirfd's path
+OPEN_MODE: Final = 5  # the driver zeroes an open's mode unless its flags can create a file
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +207,7 @@ _CLONE: Final = {
     "res": Param(dec64), "flags": Param(table(rf.CLONE_FLAGS)), "uid": Param(dec32), "gid": Param(dec32),
 }  # fmt: skip
 _OPEN_FLAGS: Final = Param(table(rf.OPEN_FLAGS))
+_OPEN_MODE: Final = Param(mode, OPEN_MODE)
 _MODE: Final = Param(table(rf.CHMOD_MODE, kind="mode"))
 _NS_FLAGS: Final = Param(table(rf.CLONE_FLAGS))
 _ACCEPT: Final = {"queuepct": Param(dec8), "queuelen": Param(dec32), "queuemax": Param(dec32)}
@@ -206,15 +216,15 @@ _RENAMES: Final = {"oldpath": _rel("olddirfd"), "newpath": _rel("newdirfd")}
 PER_EVENT: Final[dict[str, dict[str, Param]]] = {
     "execve": _EXECVE,
     "execveat": _EXECVE,
-    "open": {"name": _P_PATH, "flags": _OPEN_FLAGS, "mode": Param(oct32)},
-    "openat": {"name": _rel("dirfd"), "flags": _OPEN_FLAGS, "mode": Param(oct32)},
+    "open": {"name": _P_PATH, "flags": _OPEN_FLAGS, "mode": _OPEN_MODE},
+    "openat": {"name": _rel("dirfd"), "flags": _OPEN_FLAGS, "mode": _OPEN_MODE},
     "openat2": {
-        "name": _rel("dirfd"), "flags": _OPEN_FLAGS, "mode": Param(oct32),
+        "name": _rel("dirfd"), "flags": _OPEN_FLAGS, "mode": _OPEN_MODE,
         "resolve": Param(table(rf.OPENAT2_RESOLVE)),
     },  # fmt: skip
-    "creat": {"name": _P_PATH, "mode": Param(oct32), "creat_flags": Param(table(rf.CREAT_FLAGS, 0xFFFF))},
+    "creat": {"name": _P_PATH, "mode": Param(mode), "creat_flags": Param(table(rf.CREAT_FLAGS, 0xFFFF))},
     "accept": _ACCEPT,
-    "accept4": {**_ACCEPT, "flags": Param(hex32)},
+    "accept4": {**_ACCEPT, "flags": Param(accept4_flags)},
     "listen": {"backlog": Param(dec32)},
     "socket": {
         "domain": Param(table(rf.SOCKET_FAMILIES, kind="enum")), "type": Param(dec32), "proto": Param(dec32),
@@ -269,11 +279,51 @@ PER_EVENT: Final[dict[str, dict[str, Param]]] = {
 }
 
 
+_EXECVE_PARAMS: Final = (
+    "res", "exe", "args", "tid", "pid", "ptid", "cwd", "fdlimit", "pgft_maj", "pgft_min", "vm_size",
+    "vm_rss", "vm_swap", "comm", "cgroups", "env", "tty", "vpgid", "loginuid", "flags",
+    "cap_inheritable", "cap_permitted", "cap_effective", "exe_ino", "exe_ino_ctime", "exe_ino_mtime",
+    "uid", "trusted_exepath", "pgid", "gid",
+)  # fmt: skip
+_CLONE_PARAMS: Final = (
+    "res", "exe", "args", "tid", "pid", "ptid", "cwd", "fdlimit", "pgft_maj", "pgft_min", "vm_size",
+    "vm_rss", "vm_swap", "comm", "cgroups", "flags", "uid", "gid", "vtid", "vpid", "pidns_init_start_ts",
+)  # fmt: skip
+# libs' parameter lists where they differ from rules.record's (which carries a subset): evt.arg[N]
+# and evt.args follow libs' positions and order. Every other event type has libs' list exactly.
+LIBS_PARAMS: Final[dict[str, tuple[str, ...]]] = {
+    "execve": (*_EXECVE_PARAMS, "filename"),
+    "execveat": _EXECVE_PARAMS,
+    "connect": ("res", "tuple", "fd", "addr"),
+    "socket": ("fd", "domain", "type", "proto", "flags"),
+    "clone": _CLONE_PARAMS,
+    "clone3": _CLONE_PARAMS,
+    "fork": _CLONE_PARAMS,
+    "vfork": _CLONE_PARAMS,
+    "init_module": ("res", "img", "length", "uargs"),
+    "sendto": ("res", "data", "fd", "size", "tuple"),
+    "sendmsg": ("res", "data", "fd", "size", "tuple"),
+    "recvfrom": ("res", "data", "tuple", "fd", "size"),
+    "recvmsg": ("res", "size", "data", "tuple", "msgcontrol", "fd"),
+    "procexit": ("status", "ret", "sig", "core", "reaper_tid"),
+}
+
+
+def libs_params(event: str) -> tuple[str, ...]:
+    """The event's parameter names in libs' order (rules.record's names when libs has the same)."""
+    return LIBS_PARAMS.get(event) or EVENT_PARAMS[EVENT_TYPES.index(event)]
+
+
 def param(event: str, name: str) -> Param | None:
     """How libs prints parameter ``name`` of ``event``; None when this module does not know it."""
     return PER_EVENT.get(event, {}).get(name) or _COMMON.get(name)
 
 
+# per event type id: libs' parameter names, and the positions of ours in libs' order
+LIBS_NAMES: Final = tuple(libs_params(name) for name in EVENT_TYPES)
+LIBS_ORDER: Final = tuple(
+    tuple(params.index(n) for n in LIBS_NAMES[t] if n in params) for t, params in enumerate(EVENT_PARAMS)
+)
 # per event type id, per parameter position (unknown parameters print as text)
 SPECS: Final[tuple[tuple[Param, ...], ...]] = tuple(
     tuple(param(EVENT_TYPES[t], p) or _P_TEXT for p in params) for t, params in enumerate(EVENT_PARAMS)

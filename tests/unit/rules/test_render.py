@@ -235,3 +235,34 @@ def test_fd_types_and_open_predicates() -> None:
     assert not render.is_open_exec(rf.LINUX_O_WRONLY, 0o755)
     assert not render.is_open_create(rf.LINUX_O_CREAT, 3)  # without the collector's created bit
     assert render.is_open_create(rf.LINUX___O_TMPFILE | rf.LINUX_O_DIRECTORY | rf.LINUX_O_RDWR, 3)
+
+
+def test_render_args_follow_libs_order_and_evt_arg_n_counts_libs_params() -> None:
+    t = event_type_id("sendto")
+    assert render.render_args(t, [5, 3, 5, "a->b"]) == "res=5 fd=3 size=5 tuple=a->b"
+    t = event_type_id("recvmsg")
+    assert render.render_args(t, [5, 3, 5, "x"]) == "res=5 size=5 tuple=x fd=3"
+    assert render.libs_arg_index(t, 5) == EVENT_PARAM_INDEX[t]["fd"]
+    assert render.libs_arg_index(t, 2) is None  # libs' "data": not carried
+    assert render.libs_arg_index(t, 9) is None
+    t = event_type_id("init_module")
+    assert render.libs_arg_index(t, 2) == EVENT_PARAM_INDEX[t]["length"]
+    t = event_type_id("execve")
+    line = render.render_args(t, [0, "/bin/sh", [], 1, 1, 0, "/", 0, 0, 0, 0, 0, 0, 0, 0, "/bin/sh"])
+    assert line.endswith("uid=0 trusted_exepath=/bin/sh gid=0")
+    t = event_type_id("open")
+    assert render.libs_arg_index(t, 2) == 2
+
+
+def test_open_mode_follows_the_flags_when_the_event_is_given() -> None:
+    args: list[object] = [3, "/tmp/x", rf.LINUX_O_RDONLY, 0o644, 0, 0]
+    assert arg("open", "mode", 0o644) == "0644"  # as sent: collectors send open_mode()
+    assert arg("open", "mode", 0o644, event=_event("open", args)) == "0"
+    line = render.render_args(event_type_id("open"), args)
+    assert line.startswith("fd=3 name=/tmp/x flags=1(O_RDONLY) mode=0 ")
+    args[2] = rf.LINUX_O_WRONLY | rf.LINUX_O_CREAT
+    assert arg("open", "mode", 0o100644, event=_event("open", args)) == "0644"
+
+
+def test_accept4_flags_print_the_driver_value_in_hex() -> None:
+    assert arg("accept4", "flags", rf.LINUX_O_CLOEXEC | rf.LINUX_O_NONBLOCK) == "1040"
