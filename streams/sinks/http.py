@@ -102,7 +102,7 @@ class HttpSender:
         self._base_path = parts.path.rstrip("/")
         self._query = f"?{parts.query}" if parts.query else ""
         self._timeout = config.timeout_s
-        self._secrets = tuple(secrets) + ((config.url,) if isinstance(config.url, Secret) else ())
+        self._secrets = tuple(secrets) + (_url_secrets(config.url) if isinstance(config.url, Secret) else ())
         self._context = _tls_context(config) if self._https else None
         self._conn: http.client.HTTPConnection | None = None
         self._reused = False
@@ -169,6 +169,14 @@ class HttpSender:
             self._conn.close()
             self._conn = None
         self._reused = False
+
+
+def _url_secrets(url: Secret) -> tuple[Secret, ...]:
+    """A secret URL leaks through its parts too: a receiver may echo the path or the token alone."""
+    parts = urlsplit(url.reveal())
+    pieces = [url.reveal(), parts.path, parts.query, *parts.path.split("/")]
+    # Longest first, so the whole URL is redacted before its parts; short segments are not secret.
+    return tuple(Secret(p) for p in sorted(set(pieces), key=len, reverse=True) if len(p) >= 8)
 
 
 def _tls_context(config: HttpConfig) -> ssl.SSLContext:

@@ -1,0 +1,296 @@
+"""Local stand-in receivers for the HTTP destinations (Slack, Splunk HEC, Elasticsearch, Loki, webhook).
+
+These are receivers, not the real services: each runs a `ThreadingHTTPServer` on 127.0.0.1 in a
+thread, checks the request against the documented shape of the API it stands in for (path,
+method, headers, authentication, body framing and schema), records every alert it accepted, and
+lists every violation in ``problems`` (tests assert it stays empty). Tests can script the next
+responses (`Status`, `Slow`, `Broken`) or take the receiver down (`down`: 503 to everything).
+
+The Elasticsearch stand-in dedups by ``_id`` like the real one (``create`` on an existing id
+answers 409), so tests can count duplicates where the real destination would absorb them.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+SLACK_PATH = "/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX"
+SLACK_COLOURS = {"#e20b0b", "#ff5400", "#ffc700", "#5bffb5", "#68c2ff", "#ccfff2"}
+HEC_TOKEN = "11111111-2222-3333-4444-555555555555"
+
+
+@dataclass(frozen=True)
+class Status:
+    """Answer with this status (and headers, body) instead of accepting."""
+
+    code: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class Slow:
+    """Wait this long before handling the request normally (a client timeout makes it a failure)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Broken:
+    """Close the connection without an HTTP response."""
+
+
+Behaviour = Status | Slow | Broken
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver:
+    """One stand-in API. ``kind`` is slack, splunk, elasticsearch, loki or webhook."""
+
+    def __init__(self, kind: str, *, hec_ack: bool = False) -> None:
+        self.kind = kind
+        self.hec_ack = hec_ack
+        self.requests: list[Recorded] = []
+        self.alerts: list[dict[str, Any]] = []  # accepted alerts, in arrival order
+        self.documents: dict[str, dict[str, Any]] = {}  # Elasticsearch: _id -> source
+        self.problems: list[str] = []
+        self.script: deque[Behaviour] = deque()
+        self.down = threading.Event()
+        self.lock = threading.Lock()
+        self._next_ack = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"receiver-{kind}", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def respond(self, *behaviours: Behaviour) -> None:
+        with self.lock:
+            self.script.extend(behaviours)
+
+    def uuids(self) -> list[str]:
+        with self.lock:
+            return [a["uuid"] for a in self.alerts]
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.alerts) >= count:
+                    return True
+            time.sleep(0.02)
+        return False
+
+    # Each handler returns (status, headers, body) and records accepted alerts.
+
+    def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        with self.lock:
+            self.requests.append(Recorded(path, headers, body))
+        handler: Callable[[str, dict[str, str], bytes], tuple[int, dict[str, str], bytes]] = getattr(
+            self, f"_{self.kind}"
+        )
+        return handler(path, headers, body)
+
+    def _problem(self, text: str) -> tuple[int, dict[str, str], bytes]:
+        with self.lock:
+            self.problems.append(text)
+        return 400, {"Content-Type": "text/plain"}, text.encode()
+
+    def _accept(self, alerts: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self.alerts.extend(alerts)
+
+    def _slack(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        if path != SLACK_PATH:
+            return 404, {}, b"no_service"
+        if not headers.get("content-type", "").startswith("application/json"):
+            return self._problem("slack: Content-Type must be application/json")
+        try:
+            doc = json.loads(body)
+            attachment = doc["attachments"][0]
+            blocks = attachment["blocks"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            return self._problem(f"slack: not a Block Kit payload: {exc!r}")
+        if not isinstance(doc.get("text"), str) or attachment.get("color") not in SLACK_COLOURS:
+            return self._problem("slack: missing fallback text or unknown colour")
+        if len(blocks) > 50 or any(
+            b.get("type") not in ("section", "context", "header", "divider") for b in blocks
+        ):
+            return self._problem("slack: invalid blocks")
+        for block in blocks:
+            if block["type"] == "section" and len(block.get("text", {}).get("text", "")) > 3000:
+                return self._problem("slack: section text over 3000 characters")
+            if len(block.get("fields", [])) > 10:
+                return self._problem("slack: more than 10 fields")
+        uuid = blocks[-1]["elements"][0]["text"].rsplit(" · ", 1)[-1]
+        self._accept([{"uuid": uuid, "payload": doc}])
+        return 200, {"Content-Type": "text/plain"}, b"ok"
+
+    def _splunk(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        if headers.get("authorization") != f"Splunk {HEC_TOKEN}":
+            return 401, {"Content-Type": "application/json"}, b'{"text":"Invalid authorization","code":3}'
+        channel = headers.get("x-splunk-request-channel")
+        if self.hec_ack and not channel:
+            return 400, {"Content-Type": "application/json"}, b'{"text":"Data channel is missing","code":10}'
+        if path == "/services/collector/ack":
+            acks = json.loads(body).get("acks", [])
+            reply = {"acks": {str(a): True for a in acks}}
+            return 200, {"Content-Type": "application/json"}, json.dumps(reply).encode()
+        if path != "/services/collector/event":
+            return 404, {}, b'{"text":"The requested URL was not found on this server.","code":404}'
+        events, decoder, text, pos = [], json.JSONDecoder(), body.decode("utf-8"), 0
+        while pos < len(text):
+            try:
+                envelope, end = decoder.raw_decode(text, pos)
+            except ValueError:
+                return (
+                    400,
+                    {},
+                    json.dumps(
+                        {"text": "Invalid data format", "code": 6, "invalid-event-number": len(events)}
+                    ).encode(),
+                )
+            pos = end
+            if not isinstance(envelope, dict) or not isinstance(envelope.get("event"), dict):
+                return self._problem("splunk: envelope without an event object")
+            if not isinstance(envelope.get("time"), int | float) or "fields" not in envelope:
+                return self._problem("splunk: envelope without numeric time or indexed fields")
+            if envelope["fields"].get("alert_id") != envelope["event"].get("uuid"):
+                return self._problem("splunk: fields.alert_id differs from the alert uuid")
+            events.append(envelope["event"])
+        if not events:
+            return 400, {}, b'{"text":"No data","code":5}'
+        self._accept(events)
+        reply: dict[str, Any] = {"text": "Success", "code": 0}
+        if self.hec_ack:
+            with self.lock:
+                reply["ackId"] = self._next_ack
+                self._next_ack += 1
+        return 200, {"Content-Type": "application/json"}, json.dumps(reply).encode()
+
+    def _elasticsearch(
+        self, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        if path.split("?")[0] != "/_bulk":
+            return 404, {}, b'{"error":"no handler"}'
+        if headers.get("content-type") != "application/x-ndjson":
+            return self._problem("elasticsearch: Content-Type must be application/x-ndjson")
+        if not body.endswith(b"\n"):
+            return 400, {}, b'{"error":"The bulk request must be terminated by a newline [\\\\n]"}'
+        lines = body.split(b"\n")[:-1]
+        if len(lines) % 2:
+            return self._problem("elasticsearch: odd number of NDJSON lines")
+        items, accepted = [], []
+        for action_line, source_line in zip(lines[::2], lines[1::2], strict=True):
+            action, source = json.loads(action_line), json.loads(source_line)
+            meta = action.get("create")
+            if not isinstance(meta, dict) or not meta.get("_id") or not meta.get("_index"):
+                return self._problem("elasticsearch: action must be create with _index and _id")
+            if source.get("event", {}).get("kind") != "alert" or "@timestamp" not in source:
+                return self._problem("elasticsearch: document is not an ECS alert")
+            with self.lock:
+                exists = meta["_id"] in self.documents
+                if not exists:
+                    self.documents[meta["_id"]] = source
+            status = 409 if exists else 201
+            if not exists:
+                accepted.append(source["falco"])
+            items.append({"create": {"_index": meta["_index"], "_id": meta["_id"], "status": status}})
+        self._accept(accepted)
+        reply = {"took": 1, "errors": any(i["create"]["status"] >= 300 for i in items), "items": items}
+        return 200, {"Content-Type": "application/json"}, json.dumps(reply).encode()
+
+    def _loki(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        if path != "/loki/api/v1/push":
+            return 404, {}, b"404 page not found"
+        if headers.get("content-type") != "application/json":
+            return self._problem("loki: Content-Type must be application/json")
+        try:
+            streams = json.loads(body)["streams"]
+            alerts = []
+            for stream in streams:
+                if not all(isinstance(k, str) and isinstance(v, str) for k, v in stream["stream"].items()):
+                    return self._problem("loki: labels must be strings")
+                for stamp, line in stream["values"]:
+                    if not (isinstance(stamp, str) and stamp.isdigit()):
+                        return self._problem("loki: timestamp must be a string of nanoseconds")
+                    alerts.append(json.loads(line))
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._problem(f"loki: malformed push: {exc!r}")
+        self._accept(alerts)
+        return 204, {}, b""
+
+    def _webhook(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        try:
+            alert = json.loads(body)
+        except ValueError as exc:
+            return self._problem(f"webhook: body is not JSON: {exc}")
+        if headers.get("x-peregrine-alert-id") != alert.get("uuid"):
+            return self._problem("webhook: X-Peregrine-Alert-Id differs from the uuid")
+        self._accept([alert])
+        return 200, {"Content-Type": "application/json"}, b'{"ok":true}'
+
+
+def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the sender expects
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length)
+            with receiver.lock:
+                behaviour = receiver.script.popleft() if receiver.script else None
+            if isinstance(behaviour, Slow):
+                time.sleep(behaviour.seconds)
+            if isinstance(behaviour, Broken):
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            if receiver.down.is_set():
+                self._reply(503, {"Content-Type": "text/plain"}, b"down for the outage test")
+                return
+            if isinstance(behaviour, Status):
+                self._reply(behaviour.code, behaviour.headers, behaviour.body)
+                return
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            self._reply(*receiver.handle(self.path, headers, body))
+
+        def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
