@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -69,6 +70,9 @@ def main(argv: list[str]) -> int:
         return _test(args, sys.stdout, sys.stderr)
     except RulesError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # output piped into `head`: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 
