@@ -23,7 +23,7 @@ and one call of a precomputed renderer, and flag texts are cached per raw value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Final
 
@@ -46,8 +46,29 @@ from rules.record import (
 )
 from rules.render_paths import resolve_path
 
-# context-free renderers per event type id and parameter position: the hot path of render_arg
-_RENDERERS: Final = tuple(tuple(p.render for p in specs) for specs in rp.SPECS)
+
+def _final(render: rp.Renderer) -> Callable[[Any], str | None]:
+    """The evt.arg text from the raw value alone; flag texts are cached per raw value."""
+
+    def text(raw: Any) -> str | None:
+        if raw is None:
+            return None
+        value, resolved = render(raw)
+        return resolved or value
+
+    if hasattr(render, "cache_info"):  # a flag table's renderer: cache the final text as well
+        return lru_cache(maxsize=4096)(text)
+    if render is rp.text:  # strings, the most common parameters, pass through
+        return _as_text
+    return text
+
+
+def _as_text(raw: Any) -> str | None:
+    return raw if raw.__class__ is str or raw is None else str(raw)
+
+
+# context-free evt.arg text per event type id and parameter position: the hot path
+_TEXT_FNS: Final = tuple(tuple(_final(p.render) for p in specs) for specs in rp.SPECS)
 # per event type id, per parameter position: the position of a PT_FSRELPATH's dirfd, else -1
 _DIRFD_INDEX: Final = tuple(
     tuple(EVENT_PARAM_INDEX[t][p.dirfd] if p.dirfd else -1 for p in specs) for t, specs in enumerate(rp.SPECS)
@@ -132,14 +153,19 @@ def render_arg(
     """The text of ``evt.arg.<name>``/``evt.arg[N]``: parameter ``param_index`` of event ``type_id``
     (None when the value is missing). ``event`` (the record the value comes from) and the name maps
     add the resolutions described in the module docstring."""
+    if event is None and user_names is None and group_names is None:
+        return _TEXT_FNS[type_id][param_index](raw)
     if raw is None:
         return None
-    if event is None and user_names is None and group_names is None:
-        value, resolved = _RENDERERS[type_id][param_index](raw)
-    else:
-        args = event[EV_ARGS] if event is not None else None
-        value, resolved = _with_context(type_id, param_index, raw, args, event, user_names, group_names)
+    args = event[EV_ARGS] if event is not None else None
+    value, resolved = _with_context(type_id, param_index, raw, args, event, user_names, group_names)
     return resolved or value
+
+
+def arg_text_fn(type_id: int, param_index: int) -> Callable[[Any], str | None]:
+    """`render_arg` without context, as one function per (event type, parameter), for code that
+    knows both when it is compiled: ``fn(raw)`` is ``render_arg(type_id, param_index, raw)``."""
+    return _TEXT_FNS[type_id][param_index]
 
 
 def render_args(

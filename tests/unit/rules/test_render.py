@@ -266,3 +266,19 @@ def test_open_mode_follows_the_flags_when_the_event_is_given() -> None:
 
 def test_accept4_flags_print_the_driver_value_in_hex() -> None:
     assert arg("accept4", "flags", rf.LINUX_O_CLOEXEC | rf.LINUX_O_NONBLOCK) == "1040"
+
+
+def test_the_per_parameter_text_functions_agree_with_the_renderers() -> None:
+    for t, specs in enumerate(render_params.SPECS):
+        for i, spec in enumerate(specs):
+            fn = render.arg_text_fn(t, i)
+            assert fn(None) is None
+            raws: list[object] = [0, 1, 65, -2, -100, 0x4206]
+            if spec.render is render_params.text:
+                raws = ["/etc/x", ""]
+            elif spec.render is render_params.bytebuf:
+                raws = [["a", "b"], []]
+            for raw in raws:
+                value, resolved = spec.render(raw)
+                expected = resolved or value
+                assert fn(raw) == expected == render.render_arg(t, i, raw), (EVENT_TYPES[t], i, raw)
