@@ -35,7 +35,7 @@ class TableStats:
     tombstones: int = 0
     evicted: int = 0
     enriched: int = 0
-    unknown: int = 0  # container processes whose container was not (yet) in the table
+    unknown: int = 0  # lookups that missed (a container not, or not yet, in the table)
 
 
 class K8sTable:
@@ -82,10 +82,11 @@ class K8sTable:
         return self._containers.get(container_id)
 
     def enrich(self, procs: Iterable[Process]) -> int:
-        """Fill ``P_CONTAINER`` of every process whose container is known; returns how many were.
+        """Fill ``P_CONTAINER`` of every process whose container is known.
 
         Called once per decoded batch with its process records (events reference these, so one
         store per process enriches all its events). Processes already enriched are left alone.
+        Returns how many container processes are still unknown (0: the batch is complete).
         """
         get = self._containers.get
         hit = miss = 0
@@ -100,7 +101,7 @@ class K8sTable:
                     miss += 1
         self.stats.enriched += hit
         self.stats.unknown += miss
-        return hit
+        return miss
 
 
 def _put(table: dict[str, V], key: str, value: V, limit: int, stats: TableStats) -> None:

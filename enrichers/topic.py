@@ -49,7 +49,20 @@ def ensure_topic(config: K8sMetaConfig) -> None:
 
 
 def read_table(bootstrap_servers: str, topic: str, timeout_s: float = 60.0) -> dict[bytes, bytes]:
-    """The topic's current state: latest value per key, tombstoned keys left out.
+    """The topic's current state: latest value per key, tombstoned keys left out."""
+    state: dict[bytes, bytes] = {}
+    for key, value in read_records(bootstrap_servers, topic, timeout_s):
+        if value is None:
+            state.pop(key, None)
+        else:
+            state[key] = value
+    return state
+
+
+def read_records(
+    bootstrap_servers: str, topic: str, timeout_s: float = 60.0
+) -> list[tuple[bytes, bytes | None]]:
+    """Every keyed record the topic still holds, in offset order per partition.
 
     Reads every partition from the beginning up to the end offsets taken at the start, without a
     consumer group commit. TopicError if the topic does not exist or the end is not reached in time.
@@ -72,9 +85,9 @@ def read_table(bootstrap_servers: str, topic: str, timeout_s: float = 60.0) -> d
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_ADMIN_TIMEOUT_S)
             if high > low:
                 ends[p] = high
-        state: dict[bytes, bytes] = {}
+        records: list[tuple[bytes, bytes | None]] = []
         if not ends:
-            return state
+            return records
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         deadline = time.monotonic() + timeout_s
         while ends:
@@ -84,23 +97,16 @@ def read_table(bootstrap_servers: str, topic: str, timeout_s: float = 60.0) -> d
                 error = msg.error()
                 if error is not None:
                     raise TopicError(f"topic {topic}: read failed: {error.str()}")
-                _fold(state, msg.key(), msg.value())
+                key = msg.key()
+                if key is not None:
+                    records.append((key, msg.value()))
             # Positions, not the last offsets seen: compaction may have removed the last records.
             for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
                 if tp.offset >= ends[tp.partition]:
                     del ends[tp.partition]
-        return state
+        return records
     finally:
         consumer.close()
-
-
-def _fold(state: dict[bytes, bytes], key: bytes | None, value: bytes | None) -> None:
-    if key is None:
-        return
-    if value is None:
-        state.pop(key, None)
-    else:
-        state[key] = value
 
 
 def producer(config: K8sMetaConfig) -> Any:
