@@ -17,8 +17,9 @@ prints when it lacks that state (the number, the path as sent). Remaining differ
 * the open-family ``mode`` needs the flags too (the driver zeroes it unless they contain O_CREAT
   or O_TMPFILE): without ``event`` it prints as sent, so collectors send `open_mode` (flags, mode).
 
-`render_arg` runs per event when a rule reads ``evt.arg.*``: without context it is one tuple index
-and one call of a precomputed renderer, and flag texts are cached per raw value.
+Rules read ``evt.arg.*`` per event: `arg_text_fn` hands compiled code the precomputed function of
+one (event type, parameter), which passes strings through and caches flag texts per raw value;
+`render_arg` is the same behind a dispatch.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def _with_context(
         return value, resolved
     fd: Fd | None = event[EV_FD]
     if spec.context == rp.FD:
-        if fd is not None and raw >= 0 and fd[F_NUM] == raw:
+        if fd is not None and raw >= 0 and fd[F_NUM] == raw and fd[F_NAME] is not None:
             resolved = fd_text(fd)
     elif spec.context == rp.PATH and raw and raw[0] != "/" and raw != "<NA>" and args is not None:
         dirfd_index = _DIRFD_INDEX[type_id][index]
