@@ -282,3 +282,11 @@ def test_the_per_parameter_text_functions_agree_with_the_renderers() -> None:
                 value, resolved = spec.render(raw)
                 expected = resolved or value
                 assert fn(raw) == expected == render.render_arg(t, i, raw), (EVENT_TYPES[t], i, raw)
+
+
+def test_the_record_carries_a_subset_of_libs_parameters_in_libs_order() -> None:
+    for t, params in enumerate(EVENT_PARAMS):
+        libs = render_params.LIBS_NAMES[t]
+        assert set(params) <= set(libs), EVENT_TYPES[t]
+        in_libs_order = [p for p in libs if p in params]
+        assert [params[i] for i in render_params.LIBS_ORDER[t]] == in_libs_order
