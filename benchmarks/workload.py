@@ -37,7 +37,11 @@ _IMAGES = (
     ("quay.io/prometheus/node-exporter", "v1.8.0"), ("registry.k8s.io/kube-proxy", "v1.31.0"),
 )  # fmt: skip
 _REMOTES = (("10.96.0.10", 53, "udp"), ("10.244.1.17", 8080, "tcp"), ("142.250.74.36", 443, "tcp"),
-            ("10.96.0.1", 443, "tcp"), ("172.17.0.3", 6379, "tcp"))  # fmt: skip
+            ("172.17.0.3", 6379, "tcp"), ("10.244.2.9", 5432, "tcp"))  # fmt: skip
+_API_SERVER = ("10.96.0.1", 443, "tcp")  # kubernetes.default.svc.cluster.local
+_SERVERS = (("/usr/local/bin/python3", "python3"), ("/usr/local/bin/node", "node"), ("/usr/bin/java", "java"),
+            ("/usr/sbin/nginx", "nginx"), ("/usr/local/bin/envoy", "envoy"))  # fmt: skip
+_RUNTIME = (("/usr/bin/runc", "runc"), ("/usr/bin/containerd-shim-runc-v2", "containerd-shim"))
 
 
 def _container(rng: random.Random, i: int) -> list[object]:
@@ -73,7 +77,9 @@ def _process(
     return p
 
 
-def make_processes(rng: random.Random, count: int = 200, node: str = "node-1") -> list[list[object]]:
+def make_processes(
+    rng: random.Random, count: int = 200, node: str = "node-1", binaries: tuple[tuple[str, str], ...] = _BINARIES
+) -> list[list[object]]:
     """Host and container processes with parent chains three to five deep."""
     containers = [_container(rng, i) for i in range(20)]
     systemd = _process(rng, 1, ("/usr/lib/systemd/systemd", "systemd"), None, None, node)
@@ -83,7 +89,7 @@ def make_processes(rng: random.Random, count: int = 200, node: str = "node-1") -
         container = containers[i % len(containers)] if i % 5 else None
         top = _process(rng, 1000 + 3 * i, rng.choice(_BINARIES), shim if container else systemd, container, node)
         mid = _process(rng, 1001 + 3 * i, rng.choice(_BINARIES), top, container, node)
-        procs.append(_process(rng, 1002 + 3 * i, rng.choice(_BINARIES), mid, container, node))
+        procs.append(_process(rng, 1002 + 3 * i, rng.choice(binaries), mid, container, node))
     return procs
 
 
@@ -121,7 +127,7 @@ def _exec_event(rng: random.Random, ts: int, p: list[object], num: int) -> list[
 
 
 def _connect_event(rng: random.Random, ts: int, p: list[object], num: int) -> list[object]:
-    rip, rport, proto = rng.choice(_REMOTES)
+    rip, rport, proto = _API_SERVER if rng.random() < 0.005 else rng.choice(_REMOTES)
     fdnum = rng.randrange(3, 64)
     fd = _fd_socket(fdnum, "10.244.0.12", rng.randrange(32768, 60999), rip, rport, proto)
     res = 0 if rng.random() < 0.9 else -115  # EINPROGRESS for non-blocking connects
@@ -168,17 +174,23 @@ _MIX = (
     (0.04, _ns_event),
     (0.06, _other_event),
 )
+# who does what: servers connect and accept, container runtimes (on the host) switch namespaces
+_ACTORS = {_connect_event: "servers", _ns_event: "runtime", _other_event: "servers"}
 
 
 def make_events(count: int, seed: int = 1, node: str = "node-1") -> list[list[object]]:
     """`count` event records from a seeded generator: the same seed gives the same records."""
     rng = random.Random(seed)
-    procs = make_processes(rng, node=node)
+    pools = {
+        "any": make_processes(rng, node=node),
+        "servers": make_processes(rng, 50, node, _SERVERS),
+        "runtime": [p for p in make_processes(rng, 20, node, _RUNTIME) if p[R.P_CONTAINER] is None],
+    }
     weights = [w for w, _ in _MIX]
     makers = [m for _, m in _MIX]
     ts = 1_732_780_800_000_000_000
     events = []
     for num, maker in enumerate(rng.choices(makers, weights, k=count), start=1):
         ts += rng.randrange(1_000, 50_000)
-        events.append(maker(rng, ts, rng.choice(procs), num))
+        events.append(maker(rng, ts, rng.choice(pools[_ACTORS.get(maker, "any")]), num))
     return events

@@ -49,7 +49,7 @@ from rules.record import EV_NUM
 from rules.transformers import TRANSFORMERS
 
 # --- the boolean tree generated code is written from -----------------------------------------
-# ("leaf", code, cost) | ("and", [..]) | ("or", [..]) | ("not", node) | ("const", bool)
+# ("leaf", Leaf) | ("and", [..]) | ("or", [..]) | ("not", node) | ("const", bool)
 Node: TypeAlias = tuple  # type: ignore[type-arg]
 TRUE: Node = ("const", True)
 FALSE: Node = ("const", False)
@@ -291,8 +291,8 @@ def lower(expr: Expr, ctx: Context) -> Node:
         left = operand(expr.left, ctx)
         probe = left.presence or left.code
         if left.multi:
-            return _leaf(ctx, [probe], lambda b, r: f"_any({b(probe)}, lambda _v: True)", 3)
-        return _leaf(ctx, [probe], lambda b, r: f"{b(probe)} is not None", 1)
+            return _leaf(ctx, [probe], lambda b, r: f"_any({b(probe)}, lambda _v: True)", 3, likely=True)
+        return _leaf(ctx, [probe], lambda b, r: f"{b(probe)} is not None", 1, likely=True)
     if isinstance(expr, BinaryCheckExpr):
         return _lower_check(expr, ctx)
     if isinstance(expr, IdentifierExpr):
@@ -355,29 +355,70 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
         literal = _set_literal(parsed)
         if left.multi:
             return _guarded(left, lambda t: f"{t} in {literal}", ctx, op.cost)
-        return _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} in {literal}", op.cost)
+        key = (left.code, tuple(parsed)) if left.presence is None else None
+        return _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} in {literal}", op.cost, key=key)
     if left.code == f"ev[{EV_NUM}]" and op_name in ("=", "!=") and parsed[0] == 0:
         # evt.num counts from 1, so Falco's never_true (evt.num=0) is decided here, as libs
         # master's evaluate_field_invariant does (and rules.evttypes with it)
         return FALSE if op_name == "=" else TRUE
     lit = _literal(parsed[0], op_name, ctx)
     if op_name == "=" and not left.multi:
-        return _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} == {lit}", 1)
+        key = (left.code, (parsed[0],)) if left.presence is None else None
+        return _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} == {lit}", 1, key=key)
     if op_name == "!=" and not left.multi and left.presence is None:
-        return _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} not in ({lit}, None)", 1)
-    return _guarded(left, lambda t: op.body(t, lit), ctx, op.cost)
+        return _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} not in ({lit}, None)", 1, likely=True)
+    return _guarded(left, lambda t: op.body(t, lit), ctx, op.cost, likely=op_name == "!=")
 
 
 Placeholders = Callable[[str], str]
 
 
-def _leaf(ctx: Context, reads: list[str], build: Callable[[Placeholders, Placeholders], str], op_cost: int) -> Node:
+def _leaf(
+    ctx: Context,
+    reads: list[str],
+    build: Callable[[Placeholders, Placeholders], str],
+    op_cost: int,
+    *,
+    likely: bool = False,
+    key: tuple[str, tuple[object, ...]] | None = None,
+) -> Node:
     """A leaf over record reads; folded to a constant when every read is a constant (``evt.type``
-    on a specialised function, a parameter this event type lacks)."""
+    on a specialised function, a parameter this event type lacks). `likely` marks checks that
+    usually hold (``!=``, ``exists``); `key` marks "read is one of these values" for the index."""
     if all(_is_constant(code) for code in reads):
         plain = build(_paren, _paren)
         return ("const", bool(eval(plain, {**ctx.constants.values}, {})))  # noqa: S307 - our own code
-    return ("leaf", build(ctx.bind, ctx.reuse), _cost("".join(reads), op_cost))
+    weight = op_cost + sum(_read_cost(code) for code in reads)
+    if key is not None:
+        key = (ctx.bind(key[0]), key[1])
+    return ("leaf", Leaf(build(ctx.bind, ctx.reuse), weight, 0.9 if likely else 0.1, key))
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """One check in generated code, with what the optimiser needs to order and index it."""
+
+    code: str
+    cost: float  # rough relative cost: 1 is a local read and a compare
+    p_true: float  # guessed probability of being true on a typical event
+    key: tuple[str, tuple[object, ...]] | None = None  # (read placeholder, values): "read in values"
+
+
+def _read_cost(code: str) -> float:
+    if _SIMPLE_READ.fullmatch(code):
+        return 0.5
+    return 0.5 + 0.5 * code.count("[") + 4 * len(_CALL.findall(code))
+
+
+def _tuple_parts(code: str) -> list[str] | None:
+    """The element codes of a tuple display such as ``(f[5], f[7])``; None for anything else."""
+    try:
+        tree = pyast.parse(code, mode="eval").body
+    except SyntaxError:
+        return None
+    if not isinstance(tree, pyast.Tuple):
+        return None
+    return [pyast.unparse(element) for element in tree.elts]
 
 
 def _paren(code: str) -> str:
@@ -400,14 +441,27 @@ def _set_literal(values: Sequence[object]) -> str:
     return "{" + ", ".join(repr(v) for v in unique) + "}"
 
 
-def _guarded(left: Operand, body: Callable[[str], str], ctx: Context, op_cost: int) -> Node:
+def _guarded(
+    left: Operand, body: Callable[[str], str], ctx: Context, op_cost: int, *, likely: bool = False
+) -> Node:
     """`body` over a present left value: false when the value is missing."""
     code, presence = left.code, left.presence
     if left.multi:
-        return _leaf(ctx, [code], lambda b, r: f"_any({b(code)}, lambda _v: {body('_v')})", op_cost + 3)
+        parts = _tuple_parts(code)
+        if parts is not None:  # fd.ip and friends: a fixed pair of reads, tested inline
+            alternatives = [
+                _leaf(ctx, [part], lambda b, r, part=part: f"({b(part)} is not None and {body(r(part))})", op_cost,
+                      likely=likely)
+                for part in parts
+            ]
+            return ("or", alternatives)
+        return _leaf(ctx, [code], lambda b, r: f"_any({b(code)}, lambda _v: {body('_v')})", op_cost + 3, likely=likely)
     if presence is not None:
-        return _leaf(ctx, [code, presence], lambda b, r: f"({b(presence)} is not None and {body(b(code))})", op_cost)
-    return _leaf(ctx, [code], lambda b, r: f"({b(code)} is not None and {body(r(code))})", op_cost)
+        return _leaf(
+            ctx, [code, presence], lambda b, r: f"({b(presence)} is not None and {body(b(code))})", op_cost,
+            likely=likely,
+        )
+    return _leaf(ctx, [code], lambda b, r: f"({b(code)} is not None and {body(r(code))})", op_cost, likely=likely)
 
 
 def _lower_modifier(modifier: str, left: Operand, op: ops.Operator, parsed: list[object], ctx: Context) -> Node:
@@ -490,27 +544,47 @@ def simplify(node: Node) -> Node:
         children.extend(c[1] if c[0] == kind else [c])
     if not children:
         return ("const", not absorbing)
+    children = list({emit(c): c for c in children}.values())  # a repeated check adds nothing
     if len(children) == 1:
         return children[0]
-    children.sort(key=cost)
+    # Cheapest expected work first: for `and`, checks likely to be false and cheap lead; for `or`,
+    # checks likely to be true. Every leaf is pure and cannot raise, so the order is free.
+    if kind == "and":
+        children.sort(key=lambda c: cost(c) / max(1e-3, 1 - p_true(c)))
+    else:
+        children.sort(key=lambda c: cost(c) / max(1e-3, p_true(c)))
     return (kind, children)
 
 
-def cost(node: Node) -> int:
+def cost(node: Node) -> float:
     kind = node[0]
     if kind == "leaf":
-        return int(node[2])
+        return float(node[1].cost)
     if kind == "const":
-        return 0
+        return 0.0
     if kind == "not":
         return cost(node[1])
     return sum(cost(c) for c in node[1])
 
 
+def p_true(node: Node) -> float:
+    kind = node[0]
+    if kind == "leaf":
+        return float(node[1].p_true)
+    if kind == "const":
+        return 1.0 if node[1] else 0.0
+    if kind == "not":
+        return 1 - p_true(node[1])
+    product = 1.0
+    for c in node[1]:
+        product *= p_true(c) if kind == "and" else 1 - p_true(c)
+    return product if kind == "and" else 1 - product
+
+
 def emit(node: Node) -> str:
     kind = node[0]
     if kind == "leaf":
-        return str(node[1])
+        return str(node[1].code)
     if kind == "const":
         return "True" if node[1] else "False"
     if kind == "not":
@@ -538,6 +612,9 @@ def prologue(codes: Sequence[str], indent: str = "    ") -> list[str]:
     return lines
 
 
+_GLOBAL_NAME = re.compile(r"(?<![\w.])(_[A-Za-z]\w*)\b(?!\s*:?=)")
+_LITERALS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_LOCAL_NAME = re.compile(r"_v[0-9]*|_n|_m|_hits")
 _PLACEHOLDER = re.compile("([\x01\x03])([0-9]+)\x02")
 
 
@@ -581,23 +658,105 @@ def resolve(conditions: Sequence[str], values: Values) -> tuple[list[str], list[
     return resolved, prologue(resolved + setup) + setup
 
 
-def bucket_source(fn_name: str, conditions: Sequence[tuple[str, str]], values: Values, all_matches: bool) -> str:
-    """A function over one event of one type: `conditions` are (rule global, condition code) in
-    rule order; the function returns the first matching rule, or the list of all matches."""
-    codes, setup = resolve([code for _, code in conditions], values)
-    lines = [f"def {fn_name}(ev):", *setup]
+def conjuncts(node: Node) -> list[Node]:
+    return list(node[1]) if node[0] == "and" else [node]
+
+
+@dataclass(slots=True)
+class _Pending:
+    position: int  # the rule's place in this function's definition order
+    rest: dict[str, Node]  # conjuncts still to test, by emitted code
+
+
+def _guard_candidates(items: Sequence[_Pending], used: frozenset[str]) -> tuple[str, list[int], str | None] | None:
+    """The test that covers the most pending rules: a conjunct several rules share (exact), or
+    "read in the union of their value sets" for rules that each require the same read to be in
+    some set (a necessary condition of each, so a sound prefilter)."""
+    shared: dict[str, list[int]] = {}
+    keyed: dict[str, tuple[list[int], list[object]]] = {}
+    for i, item in enumerate(items):
+        for code, node in item.rest.items():
+            shared.setdefault(code, []).append(i)
+            if node[0] == "leaf" and node[1].key is not None and node[1].key[0] not in used:
+                read, values = node[1].key
+                members, union = keyed.setdefault(read, ([], []))
+                if not members or members[-1] != i:
+                    members.append(i)
+                    union.extend(values)
+    best: tuple[str, list[int], str | None] | None = None
+    best_rank: tuple[int, int, float] = (1, 0, 0.0)
+    for code, members in shared.items():
+        if len(members) < 2:
+            continue
+        rank = (len(members), 1, -cost(items[members[0]].rest[code]))
+        if rank > best_rank:
+            best, best_rank = (code, members, None), rank
+    for read, (members, union) in keyed.items():
+        if len(members) < 2:
+            continue
+        rank = (len(members), 0, 0.0)
+        if rank > best_rank:
+            best, best_rank = (f"{read} in {_set_literal(union)}", members, read), rank
+    return best
+
+
+def _factored(
+    items: list[_Pending], indent: str, hit: Callable[[int], str], used: frozenset[str] = frozenset()
+) -> list[str]:
+    """Nested ifs testing each shared conjunct once for all the rules that need it."""
+    lines: list[str] = []
+    while items:
+        guard = _guard_candidates(items, used)
+        if guard is None:
+            for item in items:
+                ordered = sorted(item.rest.values(), key=lambda c: cost(c) / max(1e-3, 1 - p_true(c)))
+                if ordered:
+                    lines.append(f"{indent}if {' and '.join(emit(c) for c in ordered)}:")
+                    lines.append(f"{indent}    {hit(item.position)}")
+                else:
+                    lines.append(f"{indent}{hit(item.position)}")
+            break
+        code, members, keyed_read = guard
+        inside = []
+        for i in members:
+            rest = dict(items[i].rest)
+            if keyed_read is None:
+                del rest[code]
+            inside.append(_Pending(items[i].position, rest))
+        lines.append(f"{indent}if {code}:")
+        inner_used = used if keyed_read is None else used | {keyed_read}
+        lines += _factored(inside, indent + "    ", hit, inner_used)
+        chosen = set(members)
+        items = [item for i, item in enumerate(items) if i not in chosen]
+    return lines
+
+
+def bucket_source(
+    fn_name: str, rules: Sequence[tuple[str, Node]], values: Values, all_matches: bool
+) -> tuple[str, str]:
+    """A function over one event of one type, and the tuple of its rules it indexes into.
+
+    `rules` are (rule global, simplified condition) in definition order. Every rule is tested
+    (shared conjuncts once, in nested ifs) and the function returns the earliest matching rule,
+    or with `all_matches` every match in definition order: on the events that dominate, those
+    matching nothing, every rule has to be ruled out anyway, so testing in any order costs
+    nothing and lets rules share their tests."""
+    items = [_Pending(i, {emit(c): c for c in conjuncts(tree)}) for i, (_, tree) in enumerate(rules)]
+    count = len(rules)
     if all_matches:
-        lines.append("    out = []")
-        for (rule, _), code in zip(conditions, codes, strict=True):
-            lines.append(f"    if {code}:")
-            lines.append(f"        out.append({rule})")
-        lines.append("    return out")
+        body = _factored(items, "    ", lambda i: f"_hits.append({i})")
+        head, tail = ["    _hits = []"], ["    _hits.sort()", "    return [_RULES[i] for i in _hits]"]
     else:
-        for (rule, _), code in zip(conditions, codes, strict=True):
-            lines.append(f"    if {code}:")
-            lines.append(f"        return {rule}")
-        lines.append("    return None")
-    return "\n".join(lines) + "\n"
+        body = _factored(items, "    ", lambda i: f"if {i} < _m: _m = {i}")
+        head, tail = [f"    _m = {count}"], ["    return _RULES[_m]"]
+    resolved, setup = resolve(["\n".join(body)], values)
+    text = "\n".join([*setup, resolved[0]])
+    # Helpers and constants become default arguments: a local read is cheaper than a global one.
+    helpers = sorted(set(_GLOBAL_NAME.findall(_LITERALS.sub("''", text))))
+    bound = "".join(f", {name}={name}" for name in helpers if not _LOCAL_NAME.fullmatch(name))
+    lines = [f"def {fn_name}(ev, _RULES=_RULES{bound}):", *setup, *head, resolved[0], *tail]
+    table = "(" + "".join(f"{name}, " for name, _ in rules) + ("" if all_matches else "None, ") + ")"
+    return "\n".join(lines) + "\n", table
 
 
 class _Unset:

@@ -161,13 +161,24 @@ def pmatch_program(paths: Iterable[str]) -> Callable[[str], bool]:
 def net_program(nets: Iterable[str]) -> Callable[[str], bool]:
     """True when an IP text lies in one of the networks; addresses of another family never do."""
     networks = [ipaddress.ip_network(n, strict=False) for n in nets]
+    # Parsing an address costs microseconds; a node talks to few distinct peers, so answers are
+    # kept per address text (bounded: cleared when full).
+    seen: dict[str, bool] = {}
 
     def test(value: str) -> bool:
+        known = seen.get(value)
+        if known is not None:
+            return known
         try:
             addr = ipaddress.ip_address(value)
         except ValueError:
-            return False
-        return any(addr.version == n.version and addr in n for n in networks)
+            answer = False
+        else:
+            answer = any(addr.version == n.version and addr in n for n in networks)
+        if len(seen) >= 65536:
+            seen.clear()
+        seen[value] = answer
+        return answer
 
     return test
 

@@ -136,7 +136,7 @@ def compile_rules(
     constants = cc.Constants()
     warnings: list[LoadWarning] = list(result.warnings)
     compiled: list[CompiledRule] = []
-    per_type: dict[int, list[tuple[str, str]]] = {}
+    per_type: dict[int, list[tuple[str, cc.Node]]] = {}
     values = {type_id: cc.Values() for type_id in range(len(EVENT_TYPES))}
     for loaded in result.rules:
         location = _rule_location(loaded)
@@ -160,7 +160,7 @@ def compile_rules(
             if tree == cc.FALSE:
                 continue
             matched.append(EVENT_TYPES[type_id])
-            per_type.setdefault(type_id, []).append((global_name, cc.emit(tree)))
+            per_type.setdefault(type_id, []).append((global_name, tree))
         compiled.append(
             CompiledRule(
                 name=loaded.name,
@@ -180,7 +180,7 @@ def compile_rules(
 def _build(
     rules: tuple[CompiledRule, ...],
     warnings: tuple[LoadWarning, ...],
-    per_type: dict[int, list[tuple[str, str]]],
+    per_type: dict[int, list[tuple[str, cc.Node]]],
     values: dict[int, cc.Values],
     constants: cc.Constants,
     ip_names: Mapping[str, str] | None,
@@ -192,10 +192,10 @@ def _build(
     for type_id in sorted(per_type):
         conditions = per_type[type_id]
         name = EVENT_TYPES[type_id]
-        first = cc.bucket_source(f"_first_{name}", conditions, values[type_id], all_matches=False)
-        every = cc.bucket_source(f"_all_{name}", conditions, values[type_id], all_matches=True)
+        first, first_rules = cc.bucket_source(f"_first_{name}", conditions, values[type_id], all_matches=False)
+        every, all_rules = cc.bucket_source(f"_all_{name}", conditions, values[type_id], all_matches=True)
         bucket_sources[type_id] = first if not all_matches else every
-        parts += [first, every]
+        parts += [f"_RULES = {first_rules}\n", first, f"_RULES = {all_rules}\n", every]
         first_entries.append(f"{type_id}: _first_{name}")
         all_entries.append(f"{type_id}: _all_{name}")
     parts.append("_FIRST = {" + ", ".join(first_entries) + "}\n")
