@@ -105,9 +105,10 @@ def slack(text: str) -> str:
 
 
 # CEF (ArcSight v23): header fields escape `\` and `|` and cannot hold line breaks; extension
-# values escape `\` and `=` and encode line breaks as \n and \r.
-_CEF_HEADER = str.maketrans({"\\": "\\\\", "|": "\\|", "\n": " ", "\r": " "})
-_CEF_EXTENSION = str.maketrans({"\\": "\\\\", "=": "\\=", "\n": "\\n", "\r": "\\r"})
+# values escape `\` and `=` and encode line breaks as \n and \r. TAB becomes \t too: syslog relays
+# rewrite raw control characters (rsyslog writes TAB as "#011").
+_CEF_HEADER = str.maketrans({"\\": "\\\\", "|": "\\|", "\n": " ", "\r": " ", "\t": " "})
+_CEF_EXTENSION = str.maketrans({"\\": "\\\\", "=": "\\=", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
 def cef_header(text: str) -> str:
@@ -135,7 +136,7 @@ def leef_value(text: str, delimiter: str) -> str:
 
 # RFC 5424 structured data PARAM-VALUE escapes `"`, `\` and `]`; line breaks are written as text so
 # a frame never carries a raw newline (receivers with LF framing would split it).
-_SD_VALUE = str.maketrans({"\\": "\\\\", '"': '\\"', "]": "\\]", "\n": "\\n", "\r": "\\r"})
+_SD_VALUE = str.maketrans({"\\": "\\\\", '"': '\\"', "]": "\\]", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
 def sd_value(text: str) -> str:

@@ -18,12 +18,11 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from receivers import Receiver
+from receivers import Receiver, Rsyslog
 
 SAMPLE = json.loads((Path(__file__).parents[2] / "unit" / "sinks" / "alert_sample.json").read_text())
 
@@ -53,32 +52,6 @@ def receiver() -> Iterator[Callable[..., Receiver]]:
     yield make
     for r in started:
         r.stop()
-
-
-@dataclass
-class Rsyslog:
-    directory: Path
-    tcp_port: int
-    tls_port: int
-    ca_file: Path
-
-    def messages(self, listener: str) -> list[tuple[str, dict[str, str]]]:
-        """(raw message, rsyslog's parsed fields) for each message received on ``tcp`` or ``tls``."""
-        raw_file, parsed_file = self.directory / f"{listener}.raw", self.directory / f"{listener}.jsonl"
-        if not parsed_file.exists():
-            return []
-        raws = raw_file.read_text(encoding="utf-8").splitlines()
-        parsed = [json.loads(line) for line in parsed_file.read_text(encoding="utf-8").splitlines()]
-        return list(zip(raws, parsed, strict=False))
-
-    def wait_for(self, listener: str, count: int, timeout: float = 20.0) -> list[tuple[str, dict[str, str]]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.messages(listener)
-            if len(found) >= count:
-                return found
-            time.sleep(0.05)
-        return self.messages(listener)
 
 
 def _free_port() -> int:

@@ -1,4 +1,5 @@
-"""Local stand-in receivers for the HTTP destinations (Slack, Splunk HEC, Elasticsearch, Loki, webhook).
+"""Local stand-in receivers for the HTTP destinations (Slack, Splunk HEC, Elasticsearch, Loki, webhook),
+and `Rsyslog`, the handle on the real rsyslogd that conftest.py starts.
 
 These are receivers, not the real services: each runs a `ThreadingHTTPServer` on 127.0.0.1 in a
 thread, checks the request against the documented shape of the API it stands in for (path,
@@ -20,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 SLACK_PATH = "/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX"
@@ -294,3 +296,29 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
     return Handler
+
+
+@dataclass
+class Rsyslog:
+    directory: Path
+    tcp_port: int
+    tls_port: int
+    ca_file: Path
+
+    def messages(self, listener: str) -> list[tuple[str, dict[str, str]]]:
+        """(raw message, rsyslog's parsed fields) for each message received on ``tcp`` or ``tls``."""
+        raw_file, parsed_file = self.directory / f"{listener}.raw", self.directory / f"{listener}.jsonl"
+        if not parsed_file.exists():
+            return []
+        raws = raw_file.read_text(encoding="utf-8").splitlines()
+        parsed = [json.loads(line) for line in parsed_file.read_text(encoding="utf-8").splitlines()]
+        return list(zip(raws, parsed, strict=False))
+
+    def wait_for(self, listener: str, count: int, timeout: float = 20.0) -> list[tuple[str, dict[str, str]]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.messages(listener)
+            if len(found) >= count:
+                return found
+            time.sleep(0.05)
+        return self.messages(listener)

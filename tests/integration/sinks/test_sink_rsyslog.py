@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import Rsyslog
+from receivers import Rsyslog
 
 from streams.sinks import syslog
 from streams.sinks.alert import decode_alert
