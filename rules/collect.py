@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from rules.ast import Expr
+from rules.ast import Expr, Pos
 from rules.errors import LoadError, Location, ParseError
 from rules.loaded import FileCounts, LoadedRule, LoadResult, LoadWarning
 from rules.resolve import (
@@ -34,6 +34,7 @@ from rules.resolve import (
     join_items,
     original_offset,
     quote_item,
+    relocate,
     substitute_lists,
 )
 from rules.yamlfile import (
@@ -377,21 +378,36 @@ class _Resolver:
     asts: dict[str, Expr] = field(default_factory=dict)  # macro name -> condition, inlined in turn
 
     def condition(self, written: str, where: Location) -> Expr:
-        """Substitute lists, then parse; parse errors point into the text as written."""
+        """Substitute lists, then parse. Positions, in the AST and in parse errors, point into the
+        text as written, not into the substituted text the parser saw."""
         text = substitute_lists(written, self.lists, self.used_lists)
         try:
-            return _parse(text, self.cache)
+            expr = _parse(text, self.cache)
         except ParseError as exc:
-            origin = list(range(len(written)))
-            substitute_lists(written, self.lists, None, origin)
             offset = exc.location.offset
-            mapped = None if offset is None else original_offset(origin, offset, len(written))
+            mapped = None if offset is None else self.written_offset(written, offset)
             message = exc.message
             at = len(written) if mapped is None else mapped
             name = next((n for n, _ in self.lists if written.startswith(n, at)), None)
             if name is not None:  # the parser choked on a list's items, not on what was written
                 message += f" (list '{name}' is replaced by its items here; lists belong in parentheses)"
             raise ParseError(message, _at(where, written, mapped)) from None
+        if text == written:
+            return expr
+        origin = list(range(len(written)))
+        substitute_lists(written, self.lists, None, origin)
+
+        def where_written(pos: Pos) -> Pos:
+            idx = original_offset(origin, pos.idx, len(written))
+            line_start = written.rfind("\n", 0, idx) + 1
+            return Pos(idx, written.count("\n", 0, idx) + 1, idx - line_start + 1)
+
+        return relocate(expr, where_written)
+
+    def written_offset(self, written: str, offset: int) -> int:
+        origin = list(range(len(written)))
+        substitute_lists(written, self.lists, None, origin)
+        return original_offset(origin, offset, len(written))
 
     def run(self) -> tuple[list[LoadedRule], list[LoadWarning]]:
         col = self.collector
@@ -415,7 +431,7 @@ class _Resolver:
                 LoadedRule(
                     name=r.name,
                     condition=expr,
-                    condition_text=r.condition,
+                    condition_text=written,
                     output=r.output,
                     desc=r.desc,
                     priority=r.priority,
@@ -452,11 +468,8 @@ class _Resolver:
 
         try:
             return inline_macros(expr, lookup, self.used_macros)
-        except MacroError as exc:
-            origin = list(range(len(written)))
-            substitute_lists(written, self.lists, None, origin)
-            offset = original_offset(origin, exc.offset, len(written))
-            raise LoadError(exc.message, _at(where, written, offset)) from None
+        except MacroError as exc:  # positions are already those of the text as written
+            raise LoadError(exc.message, _at(where, written, exc.offset)) from None
 
 
 def _at(where: Location, condition: str, offset: int | None) -> Location:

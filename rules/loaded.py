@@ -33,7 +33,10 @@ class LoadedRule:
 
     name: str
     condition: Expr
-    condition_text: str  # the condition as written (after append/override), for errors and listing
+    # the condition as written (after append/override; with exceptions, the text Falco builds from
+    # them): every node position in `condition` is an offset in this text (an inlined macro's nodes
+    # carry the position of the macro's name), so errors can put a caret under it
+    condition_text: str
     output: str
     priority: Priority
     tags: tuple[str, ...]

@@ -17,14 +17,20 @@ Macros are inlined on the AST (``filter_macro_resolver.cpp``): each identifier n
 macro becomes that macro's (resolved) condition; a macro met again on its own expansion path is
 "reference loop in macro 'x'", an identifier naming no visible macro is
 "Undefined macro 'x' used in filter.". As in Falco, loop errors are reported before unknown macros.
+Unlike Falco, an inlined macro's nodes take the position of the identifier they replace, so every
+position in a resolved condition points into that condition's own text: a later error about a
+check that came from a macro puts its caret under the macro's name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
+from typing import TypeVar
 
-from rules.ast import AndExpr, Expr, IdentifierExpr, NotExpr, OrExpr
+from rules.ast import AndExpr, Expr, IdentifierExpr, NotExpr, OrExpr, Pos
+
+_Node = TypeVar("_Node")
 
 _BLANKS = " \t\n\r"
 _DELIMS = _BLANKS + "(),="
@@ -130,6 +136,22 @@ class MacroError(Exception):
         self.offset = offset
 
 
+def relocate(node: _Node, where: Callable[[Pos], Pos]) -> _Node:
+    """A copy of an AST (sub)tree with every node's position replaced by ``where(position)``."""
+    if not is_dataclass(node) or isinstance(node, type):
+        return node
+    changes: dict[str, object] = {}
+    for f in fields(node):
+        value = getattr(node, f.name)
+        if f.name == "pos":
+            changes["pos"] = where(value)
+        elif isinstance(value, tuple):
+            changes[f.name] = tuple(relocate(v, where) for v in value)
+        elif is_dataclass(value):
+            changes[f.name] = relocate(value, where)
+    return replace(node, **changes)
+
+
 def inline_macros(expr: Expr, lookup: Callable[[str], Expr | None], used: set[str]) -> Expr:
     """Replace every macro identifier in `expr` by the macro's condition, recursively.
 
@@ -159,7 +181,8 @@ def inline_macros(expr: Expr, lookup: Callable[[str], Expr | None], used: set[st
                 errors.append((f"reference loop in macro '{node.name}'", here))
                 return node
             used.add(node.name)
-            return visit(body, (*path, node.name), here)
+            at_name = node.pos
+            return relocate(visit(body, (*path, node.name), here), lambda _: at_name)
         return node
 
     result = visit(expr, (), None)

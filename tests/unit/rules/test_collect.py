@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rules.ast import IdentifierExpr
+from rules.ast import AndExpr, IdentifierExpr
 from rules.collect import ENGINE_VERSION, load_files, load_sources
 from rules.errors import LoadError, ParseError, RulesError
 from rules.loaded import LoadResult
@@ -177,3 +177,24 @@ def test_files_are_read_in_turn_so_an_error_in_the_first_wins(tmp_path: Path) ->
 
 def test_empty_sources() -> None:
     assert load_sources([]) == LoadResult((), (), ())
+
+
+def test_positions_point_into_the_condition_as_written() -> None:
+    written = "proc.name in (shells) and proc.pname = x and spawned"
+    text = "- list: shells\n  items: [bash, sh, zsh]\n- macro: spawned\n  condition: evt.type = execve\n"
+    (loaded,) = load_sources([("f.yaml", text + rule("r", written))]).rules
+    assert loaded.condition_text == written
+    assert isinstance(loaded.condition, AndExpr)
+    in_list, pname, macro = loaded.condition.children
+    assert in_list.pos.idx == 0
+    assert pname.pos.idx == written.index("proc.pname") and pname.pos.col == pname.pos.idx + 1
+    assert macro.pos.idx == written.index("spawned")  # the macro's check sits at the macro's name
+
+
+def test_rule_with_exceptions_carries_the_built_condition_text() -> None:
+    exceptions = "  exceptions:\n    - name: e\n      fields: [proc.name]\n      values: [[cat]]\n"
+    text = rule("r", "evt.type = open") + exceptions
+    (loaded,) = load_sources([("f.yaml", text)]).rules
+    assert loaded.condition_text == "(evt.type = open) and not (( proc.name = cat))"
+    assert isinstance(loaded.condition, AndExpr)
+    assert loaded.condition.children[1].pos.idx == loaded.condition_text.index("not")

@@ -27,6 +27,7 @@ from rules.resolve import (
     join_items,
     original_offset,
     quote_item,
+    relocate,
     substitute_lists,
 )
 
@@ -173,3 +174,21 @@ def test_same_macro_twice_side_by_side_is_not_a_loop() -> None:
     macros: dict[str, Expr] = {"m": check("a.b", "1")}
     result = inline_macros(OrExpr((ident("m"), ident("m"))), macros.get, set())
     assert result.to_source() == "(a.b = 1 or a.b = 1)"
+
+
+def test_inlined_macro_nodes_take_the_position_of_the_macro_name() -> None:
+    body = AndExpr((check("a.b", "1"), NotExpr(check("c.d", "2"))), Pos(0, 1, 1))
+    result = inline_macros(OrExpr((check("x.y", "1"), ident("m", 13))), {"m": body}.get, set())
+    assert isinstance(result, OrExpr)
+    inlined = result.children[1]
+    assert isinstance(inlined, AndExpr) and inlined.pos.idx == 13
+    negated = inlined.children[1]
+    assert isinstance(negated, NotExpr) and negated.pos.idx == 13 and negated.child.pos.idx == 13
+    assert isinstance(negated.child, BinaryCheckExpr) and negated.child.left.pos.idx == 13
+
+
+def test_relocate_maps_every_position_and_keeps_equality() -> None:
+    expr = AndExpr((check("a.b", "1"), ident("m", 9)))
+    moved = relocate(expr, lambda pos: Pos(pos.idx + 100, 2, pos.col))
+    assert moved == expr
+    assert moved.children[1].pos == Pos(109, 2, 10)

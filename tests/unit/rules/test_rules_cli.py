@@ -105,6 +105,16 @@ BAD_FILES = {
         ":1: rule 'r': ",
         "proc.nmae",
     ),
+    "unknown_field_after_a_list": (
+        "- list: shells\n  items: [bash, sh, zsh]\n" + rule("proc.name in (shells) and proc.nmae = bash"),
+        ":3: rule 'r': ",
+        "proc.nmae",
+    ),
+    "unknown_field_inside_a_macro": (
+        "- macro: opened\n  condition: evt.type = open and fd.nmae = 1\n" + rule("proc.name = a and opened"),
+        ":3: rule 'r': ",
+        "opened",
+    ),
 }
 
 
