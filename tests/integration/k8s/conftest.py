@@ -22,11 +22,12 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,18 @@ import pytest
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
+from enrichers.config import K8sMetaConfig
+from enrichers.errors import TopicError
+from enrichers.records import decode
+from enrichers.service import run
+from enrichers.topic import read_table
+
 CACHE = Path(os.environ.get("PEREGRINE_CACHE", Path.home() / ".cache" / "peregrine"))
 APISERVER = CACHE / "kube-apiserver"
 SERVICE_CIDR = "10.0.0.0/24"
 READY_TIMEOUT_S = 120.0
+DEADLINE_S = 90.0  # how long a test waits for the topic to show a change
+GRACE_S = 1.0  # tombstone grace in tests
 
 
 def free_port() -> int:
@@ -272,3 +281,82 @@ class Pods:
 @pytest.fixture
 def pods(core: k8s_client.CoreV1Api) -> Pods:
     return Pods(core)
+
+
+State = dict[bytes, Any]
+
+
+class Publisher:
+    """`enrichers.service.run` in a thread, stoppable and restartable like the real process."""
+
+    def __init__(self, config: K8sMetaConfig) -> None:
+        self.config = config
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="k8s-meta", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            run(self.config, self._stop)
+        except BaseException as e:  # surfaced by the test through `errors`
+            self.errors.append(e)
+
+    def stop(self) -> None:
+        """Stop like SIGTERM would, and fail the test if the publisher failed or hung."""
+        self.halt()
+        assert self._thread is None or not self._thread.is_alive(), "k8s-meta did not stop"
+        assert not self.errors, f"k8s-meta failed: {self.errors!r}"
+
+    def halt(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(60)
+
+    def state(self) -> dict[bytes, Any]:
+        raw = read_table(self.config.bootstrap_servers, self.config.topic)
+        return {k: decode(k, v) for k, v in raw.items()}
+
+    def wait_until(self, check: Callable[[State], bool], what: str) -> State:
+        """Poll the topic until ``check(state)`` holds, for at most DEADLINE_S."""
+        deadline = time.monotonic() + DEADLINE_S
+        state: State = {}
+        while time.monotonic() < deadline:
+            assert not self.errors, f"k8s-meta failed: {self.errors!r}"
+            try:
+                state = self.state()
+            except TopicError:  # not created yet
+                state = {}
+            if check(state):
+                return state
+            time.sleep(0.25)
+        pytest.fail(f"not reached within {DEADLINE_S}s: {what}; topic holds {sorted(state)}")
+
+
+@pytest.fixture
+def make_publisher(
+    kube_api: Any, kafka_bootstrap: str, unique_topic: Callable[[str], str]
+) -> Iterator[Callable[..., Publisher]]:
+    made: list[Publisher] = []
+
+    def make(**overrides: Any) -> Publisher:
+        settings: dict[str, Any] = {
+            "bootstrap_servers": kafka_bootstrap,
+            "kubeconfig": str(kube_api.kubeconfig),
+            "topic": unique_topic("peregrine.k8s"),
+            "tombstone_grace_s": GRACE_S,
+            "backoff_initial_s": 0.2,
+            "backoff_max_s": 5.0,
+            **overrides,
+        }
+        p = Publisher(K8sMetaConfig(**settings))
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.halt()

@@ -6,10 +6,9 @@ Every wait polls the topic with a bounded deadline; nothing asserts on wall-cloc
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,94 +17,12 @@ import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from enrichers.config import K8sMetaConfig
-from enrichers.records import ContainerMeta, ServiceMeta, decode
-from enrichers.service import run
-from enrichers.topic import read_records, read_table
+from enrichers.records import ContainerMeta, ServiceMeta
+from enrichers.topic import read_records
 
 pytestmark = [pytest.mark.k8s, pytest.mark.kafka]
 
 REPO = Path(__file__).resolve().parents[3]
-DEADLINE_S = 90.0
-GRACE_S = 1.0
-
-
-class Publisher:
-    """`enrichers.service.run` in a thread, stoppable and restartable like the real process."""
-
-    def __init__(self, config: K8sMetaConfig) -> None:
-        self.config = config
-        self.errors: list[BaseException] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="k8s-meta", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            run(self.config, self._stop)
-        except BaseException as e:  # surfaced by the test through `errors`
-            self.errors.append(e)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(60)
-            assert not self._thread.is_alive(), "k8s-meta did not stop"
-        assert not self.errors, f"k8s-meta failed: {self.errors!r}"
-
-    def state(self) -> dict[bytes, Any]:
-        raw = read_table(self.config.bootstrap_servers, self.config.topic)
-        return {k: decode(k, v) for k, v in raw.items()}
-
-
-@pytest.fixture
-def make_publisher(
-    kube_api: Any, kafka_bootstrap: str, unique_topic: Callable[[str], str]
-) -> Iterator[Callable[..., Publisher]]:
-    made: list[Publisher] = []
-
-    def make(**overrides: Any) -> Publisher:
-        settings: dict[str, Any] = {
-            "bootstrap_servers": kafka_bootstrap,
-            "kubeconfig": str(kube_api.kubeconfig),
-            "topic": unique_topic("peregrine.k8s"),
-            "tombstone_grace_s": GRACE_S,
-            "backoff_initial_s": 0.2,
-            "backoff_max_s": 5.0,
-            **overrides,
-        }
-        p = Publisher(K8sMetaConfig(**settings))
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p._stop.set()
-    for p in made:
-        if p._thread is not None:
-            p._thread.join(60)
-
-
-State = dict[bytes, Any]
-
-
-def wait_until(publisher: Publisher, check: Callable[[State], bool], what: str) -> State:
-    deadline = time.monotonic() + DEADLINE_S
-    state: dict[bytes, Any] = {}
-    while time.monotonic() < deadline:
-        assert not publisher.errors, f"k8s-meta failed: {publisher.errors!r}"
-        try:
-            state = publisher.state()
-        except Exception:  # the topic may not exist yet
-            state = {}
-        if check(state):
-            return state
-        time.sleep(0.25)
-    pytest.fail(f"not reached within {DEADLINE_S}s: {what}; topic holds {sorted(state)}")
 
 
 def keys(ids: list[str]) -> list[bytes]:
@@ -113,13 +30,13 @@ def keys(ids: list[str]) -> list[bytes]:
 
 
 def test_pods_created_relabelled_and_deleted_are_mirrored_in_the_topic(
-    make_publisher: Callable[..., Publisher], pods: Any, namespace: str, core: k8s_client.CoreV1Api
+    make_publisher: Callable[..., Any], pods: Any, namespace: str, core: k8s_client.CoreV1Api
 ) -> None:
     publisher = make_publisher()
     publisher.start()
     ids = pods.create(namespace, "mysql-db-1", {"app": "mysql"}, containers=2)
     uid = core.read_namespaced_pod("mysql-db-1", namespace).metadata.uid
-    state = wait_until(publisher, lambda s: all(k in s for k in keys(ids)), "both containers published")
+    state = publisher.wait_until(lambda s: all(k in s for k in keys(ids)), "both containers published")
 
     first, second = (state[k] for k in keys(ids))
     assert isinstance(first, ContainerMeta)
@@ -131,19 +48,18 @@ def test_pods_created_relabelled_and_deleted_are_mirrored_in_the_topic(
     assert first.labels == {"app": "mysql"}
 
     pods.relabel(namespace, "mysql-db-1", {"app": "mysql", "tier": "db"})
-    wait_until(
-        publisher,
+    publisher.wait_until(
         lambda s: all(k in s and s[k].labels == {"app": "mysql", "tier": "db"} for k in keys(ids)),
         "new labels on both containers",
     )
 
     pods.delete(namespace, "mysql-db-1")
-    wait_until(publisher, lambda s: not any(k in s for k in keys(ids)), "containers tombstoned")
+    publisher.wait_until(lambda s: not any(k in s for k in keys(ids)), "containers tombstoned")
     publisher.stop()
 
 
 def test_service_ips_are_published_with_their_dns_names(
-    make_publisher: Callable[..., Publisher], namespace: str, core: k8s_client.CoreV1Api
+    make_publisher: Callable[..., Any], namespace: str, core: k8s_client.CoreV1Api
 ) -> None:
     publisher = make_publisher()
     publisher.start()
@@ -152,26 +68,26 @@ def test_service_ips_are_published_with_their_dns_names(
         namespace, {"metadata": {"name": "db"}, "spec": {"ports": [{"port": 3306}]}}
     )
     db_key = f"svc:{svc.spec.cluster_ip}".encode()
-    state = wait_until(
-        publisher, lambda s: f"svc:{kubernetes_ip}".encode() in s and db_key in s, "both service IPs"
+    state = publisher.wait_until(
+        lambda s: f"svc:{kubernetes_ip}".encode() in s and db_key in s, "both service IPs"
     )
     api = state[f"svc:{kubernetes_ip}".encode()]
     assert isinstance(api, ServiceMeta) and api.dns_name == "kubernetes.default.svc.cluster.local"
     assert state[db_key].dns_name == f"db.{namespace}.svc.cluster.local"
 
     core.delete_namespaced_service("db", namespace)
-    wait_until(publisher, lambda s: db_key not in s, "deleted service tombstoned")
+    publisher.wait_until(lambda s: db_key not in s, "deleted service tombstoned")
     publisher.stop()
 
 
 def test_restart_neither_duplicates_nor_loses_state(
-    make_publisher: Callable[..., Publisher], pods: Any, namespace: str
+    make_publisher: Callable[..., Any], pods: Any, namespace: str
 ) -> None:
     publisher = make_publisher()
     publisher.start()
     kept = pods.create(namespace, "kept", {"app": "a"})
     gone = pods.create(namespace, "gone", {"app": "b"})
-    wait_until(publisher, lambda s: all(k in s for k in keys(kept + gone)), "both pods published")
+    publisher.wait_until(lambda s: all(k in s for k in keys(kept + gone)), "both pods published")
     publisher.stop()
     before = Counter(k for k, _ in read_records(publisher.config.bootstrap_servers, publisher.config.topic))
 
@@ -179,8 +95,7 @@ def test_restart_neither_duplicates_nor_loses_state(
     pods.delete(namespace, "gone")
     new = pods.create(namespace, "new", {"app": "c"})
     publisher.start()
-    wait_until(
-        publisher,
+    publisher.wait_until(
         lambda s: all(k in s for k in keys(kept + new)) and not any(k in s for k in keys(gone)),
         "new pod published and the pod deleted during the downtime tombstoned",
     )
@@ -193,7 +108,7 @@ def test_restart_neither_duplicates_nor_loses_state(
 
 
 def test_watch_resumes_after_the_api_server_is_down_for_20_seconds(
-    make_publisher: Callable[..., Publisher], pods: Any, namespace: str, kube_api: Any,
+    make_publisher: Callable[..., Any], pods: Any, namespace: str, kube_api: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="enrichers.watch")
@@ -201,7 +116,7 @@ def test_watch_resumes_after_the_api_server_is_down_for_20_seconds(
     publisher.start()
     before = pods.create(namespace, "before", {"app": "a"})
     doomed = pods.create(namespace, "doomed", {"app": "b"})
-    wait_until(publisher, lambda s: all(k in s for k in keys(before + doomed)), "pods published")
+    publisher.wait_until(lambda s: all(k in s for k in keys(before + doomed)), "pods published")
 
     kube_api.stop()
     kube_api.compact_etcd()  # every resourceVersion the watcher holds is now compacted away
@@ -210,8 +125,7 @@ def test_watch_resumes_after_the_api_server_is_down_for_20_seconds(
 
     pods.delete(namespace, "doomed")
     after = pods.create(namespace, "after", {"app": "c"})
-    wait_until(
-        publisher,
+    publisher.wait_until(
         lambda s: all(k in s for k in keys(before + after)) and not any(k in s for k in keys(doomed)),
         "changes after the outage mirrored",
     )
@@ -220,19 +134,19 @@ def test_watch_resumes_after_the_api_server_is_down_for_20_seconds(
 
 
 def test_node_field_selector_publishes_only_that_nodes_pods(
-    make_publisher: Callable[..., Publisher], pods: Any, namespace: str
+    make_publisher: Callable[..., Any], pods: Any, namespace: str
 ) -> None:
     publisher = make_publisher(node="node-b")
     publisher.start()
     on_a = pods.create(namespace, "on-a", {}, node="node-a")
     on_b = pods.create(namespace, "on-b", {}, node="node-b")
-    state = wait_until(publisher, lambda s: all(k in s for k in keys(on_b)), "node-b's pod published")
+    state = publisher.wait_until(lambda s: all(k in s for k in keys(on_b)), "node-b's pod published")
     publisher.stop()
     assert not any(k in state for k in keys(on_a))
 
 
 def test_least_privilege_role_is_enough_for_k8s_meta_and_grants_nothing_else(
-    make_publisher: Callable[..., Publisher], pods: Any, namespace: str, kube_api: Any,
+    make_publisher: Callable[..., Any], pods: Any, namespace: str, kube_api: Any,
     core: k8s_client.CoreV1Api, tmp_path: Path,
 ) -> None:
     docs = list(yaml.safe_load_all((REPO / "k8s" / "rbac" / "k8s-meta.yaml").read_text()))
@@ -252,7 +166,7 @@ def test_least_privilege_role_is_enough_for_k8s_meta_and_grants_nothing_else(
     publisher = make_publisher(kubeconfig=str(kubeconfig))
     publisher.start()
     ids = pods.create(namespace, "watched", {"app": "x"})
-    wait_until(publisher, lambda s: all(k in s for k in keys(ids)), "pod published with the role's token")
+    publisher.wait_until(lambda s: all(k in s for k in keys(ids)), "pod published with the role's token")
     publisher.stop()
 
     limited = k8s_client.CoreV1Api(k8s_config.new_client_from_config(config_file=str(kubeconfig)))

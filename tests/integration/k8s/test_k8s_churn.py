@@ -1,0 +1,127 @@
+"""Churn: pods created and deleted quickly while a worker-side table enriches their events.
+
+The real API server and broker carry the metadata; a worker loop in this process feeds a
+`K8sTable` from the topic and enriches, through a `Holdback`, events emitted while each pod existed
+(after its container id was reported, before its deletion was requested). Reports the fraction of
+events enriched, and how many had to wait for their container's record; the goal is 100%.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from enrichers.holdback import Holdback
+from enrichers.table import K8sTable
+from rules.record import K_NS, K_POD_NAME, P_CONTAINER, P_CONTAINER_ID, PROCESS_LEN, Process
+
+pytestmark = [pytest.mark.k8s, pytest.mark.kafka]
+
+PODS = 40
+ALIVE = 3  # pods alive at once; every fourth pod is deleted right after its events
+EVENTS_PER_CONTAINER = 5
+HOLD_S = 10.0
+DRAIN_S = 60.0
+
+
+Events = queue.Queue[tuple[Process, str] | None]  # (process record, its pod's name); None ends
+
+
+def worker(
+    bootstrap: str, topic: str, events: Events, outcomes: list[tuple[bool, bool]], table: K8sTable,
+    failures: list[BaseException],
+) -> None:
+    """Feeds the table from the topic and enriches events; outcome per event: (enriched, was held)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"churn-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    held: Holdback[tuple[Process, str, bool]] = Holdback(table, hold_s=HOLD_S)
+    done = False
+    deadline = float("inf")
+    try:
+        while not done or len(held):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(held)} events still held {DRAIN_S}s after the churn ended")
+            for msg in consumer.consume(500, timeout=0.05):
+                if msg.error() is None and msg.key() is not None:
+                    table.apply(msg.key(), msg.value())
+            now = time.monotonic()
+            ready = held.release(now)
+            while True:
+                try:
+                    item = events.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    done, deadline = True, now + DRAIN_S
+                    continue
+                proc, pod = item
+                ready += held.submit([proc], (proc, pod, table.lookup(proc[P_CONTAINER_ID]) is None), now)
+            for proc, pod, was_held in ready:
+                c = proc[P_CONTAINER]
+                outcomes.append((c is not None and c[K_POD_NAME] == pod and c[K_NS] is not None, was_held))
+    except BaseException as e:
+        failures.append(e)
+    finally:
+        consumer.close()
+
+
+def test_churn_enriches_events_of_every_pod_that_existed(
+    make_publisher: Callable[..., Any], pods: Any, namespace: str, kafka_bootstrap: str,
+    record_property: Callable[[str, object], None],
+) -> None:
+    publisher = make_publisher(tombstone_grace_s=120.0)
+    publisher.start()
+    # the topic exists once the services are published (the `kubernetes` service always is)
+    publisher.wait_until(lambda s: any(k.startswith(b"svc:") for k in s), "the kubernetes service published")
+
+    table = K8sTable()
+    events: Events = queue.Queue()
+    outcomes: list[tuple[bool, bool]] = []
+    failures: list[BaseException] = []
+    t = threading.Thread(target=worker, args=(kafka_bootstrap, publisher.config.topic, events, outcomes,
+                                              table, failures), daemon=True)
+    t.start()
+
+    alive: list[tuple[str, str]] = []  # (pod name, container id)
+    for n in range(PODS):
+        name = f"churn-{n}"
+        [cid] = pods.create(namespace, name, {"app": "churn"})
+        alive.append((name, cid))
+        # every container listed is running and its id reported: these events must enrich
+        for pod_name, container_id in alive:
+            for _ in range(EVENTS_PER_CONTAINER):
+                events.put((_proc(container_id), pod_name))
+        if n % 4 == 3:
+            pods.delete(namespace, alive.pop()[0])
+        while len(alive) > ALIVE:
+            pods.delete(namespace, alive.pop(0)[0])
+    for name, _ in alive:
+        pods.delete(namespace, name)
+    events.put(None)
+    t.join(DRAIN_S + 30)
+    publisher.stop()
+    assert not t.is_alive() and not failures, failures
+
+    enriched = sum(ok for ok, _ in outcomes)
+    waited = sum(was_held for _, was_held in outcomes)
+    fraction = enriched / len(outcomes)
+    report = {"events": len(outcomes), "enriched": enriched, "fraction": round(fraction, 4),
+              "waited_for_record": waited}
+    print(f"\nchurn: {json.dumps(report)}")
+    record_property("churn", report)
+    assert fraction == 1.0, report
+
+
+def _proc(container_id: str) -> Process:
+    p: Process = [None] * PROCESS_LEN
+    p[P_CONTAINER_ID] = container_id
+    return p
