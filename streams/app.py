@@ -9,6 +9,11 @@ with its input:
   topic's group, which does not exist for `peregrine.alerts` (KeyError) and, when it does, may belong to
   another worker. `Emitter.send` therefore sends through the producer of the *input* partition the
   batch came from, so an alert commits or aborts together with that batch's offset.
+* On a rebalance Faust seeks every assigned partition back to its committed offset but keeps the
+  open transaction of the partitions it keeps, and a commit skipped during the revoke (one was
+  already running) leaves alerts of uncommitted batches in it: they would commit twice.
+  `_FreshTransactions` restarts every transactional producer on each rebalance, so the broker
+  aborts whatever was not committed before the batches are read again.
 * The periodic commit first snapshots acknowledged offsets and then, after awaiting, commits the open
   transaction; a batch processed in between would have its alerts committed while its offset is
   not, and be evaluated again after a crash. `_GatedConsumer` holds `commit_gate` across the whole
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.config import WorkerConfig
@@ -49,8 +55,14 @@ class _GatedConsumer(faust_aiokafka.Consumer):
             return result
 
 
+class _FreshTransactions(faust_consumer.TransactionManager):
+    async def on_rebalance(self, assigned: set[Any], revoked: set[Any], newly_assigned: set[Any]) -> None:
+        await super().on_rebalance(assigned, revoked | assigned, newly_assigned)
+
+
 class _Transport(faust_aiokafka.Transport):
     Consumer = _GatedConsumer
+    TransactionManager = _FreshTransactions
 
 
 class _App(faust.App):

@@ -110,7 +110,7 @@ class DropMonitor:
         elapsed = max(0, now_ns - bucket.last_ns) / 1e9
         bucket.tokens = min(self.max_burst, bucket.tokens + elapsed * self.rate_per_s)
         bucket.last_ns = max(bucket.last_ns, now_ns)
-        if bucket.tokens >= 1.0:
+        if bucket.tokens >= 1.0 - 1e-9:  # 30 s x (1/30 per s) is 0.999... in floating point
             bucket.tokens -= 1.0
             return True
         return False

@@ -1,0 +1,54 @@
+"""WorkerConfig from flags and environment: precedence, validation, secrets never printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.config import ConfigError, from_args
+
+
+def test_defaults_and_topic_names() -> None:
+    c = from_args(["--rules", "r.yaml"], env={})
+    assert c.bootstrap == ("127.0.0.1:9092",)
+    assert c.rules_files == (Path("r.yaml"),)
+    assert c.guarantee == "exactly_once" and c.exactly_once
+    assert (c.topics.events, c.topics.stats, c.topics.alerts, c.topics.dlq, c.topics.k8s) == (
+        "peregrine.events", "peregrine.stats", "peregrine.alerts", "peregrine.events.dlq", "peregrine.k8s"
+    )
+
+
+def test_flags_win_over_environment() -> None:
+    env = {
+        "PEREGRINE_KAFKA_BOOTSTRAP": "a:1,b:2",
+        "PEREGRINE_RULES": "x.yaml:y.yaml",
+        "PEREGRINE_PARTITIONS": "24",
+    }
+    c = from_args([], env=env)
+    assert c.bootstrap == ("a:1", "b:2") and c.rules_files == (Path("x.yaml"), Path("y.yaml"))
+    assert c.partitions == 24
+    c = from_args(["--bootstrap", "c:3", "--partitions", "6", "--rules", "z.yaml"], env=env)
+    assert c.bootstrap == ("c:3",) and c.partitions == 6 and c.rules_files == (Path("z.yaml"),)
+
+
+def test_rules_are_required() -> None:
+    with pytest.raises(ConfigError, match="--rules"):
+        from_args([], env={})
+
+
+def test_sasl_password_comes_from_the_environment_and_never_prints() -> None:
+    argv = ["--rules", "r", "--security-protocol", "SASL_SSL", "--sasl-username", "worker",
+            "--sasl-mechanism", "SCRAM-SHA-512"]
+    with pytest.raises(ConfigError, match="PEREGRINE_KAFKA_SASL_PASSWORD"):
+        from_args(argv, env={})
+    c = from_args(argv, env={"PEREGRINE_KAFKA_SASL_PASSWORD": "hunter2"})
+    assert c.security.sasl_password is not None and c.security.sasl_password.reveal() == "hunter2"
+    assert "hunter2" not in repr(c) and "hunter2" not in str(c.security)
+
+
+def test_invalid_numbers_are_config_errors() -> None:
+    with pytest.raises(ConfigError):
+        from_args(["--rules", "r"], env={"PEREGRINE_PARTITIONS": "many"})
+    with pytest.raises(ConfigError):
+        from_args(["--rules", "r", "--partitions", "0"], env={})

@@ -1,0 +1,76 @@
+"""The batch step without Kafka: decode errors, alerts keyed by container, gaps, rules reload."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collectors.wire import WireError
+from streams.detect import Detector, SeqTracker
+from streams.metrics import worker_metrics
+from streams.reload import LiveRules, RulesEngine
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "integration" / "worker"))
+wb: Any = importlib.import_module("worker_batches")
+
+
+def standin(tmp_path: Path, text: str = "# stand-in\n") -> LiveRules:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(text)
+    return LiveRules(RulesEngine(wb.standin_load, wb.standin_alert), [rules], worker_metrics())
+
+
+def test_gaps_count_skipped_batches_per_node_and_boot() -> None:
+    t = SeqTracker()
+    assert [t.observe("a", "b1", s) for s in (0, 1, 2, 5, 6)] == [0, 0, 0, 2, 0]
+    assert t.observe("b", "b1", 9) == 0  # first batch seen of a node: no gap
+    assert t.observe("a", "b1", 3) == 0  # redelivery, not a gap
+    assert t.observe("a", "b2", 0) == 0  # the node rebooted: its count starts again
+    assert t.observe("a", "b2", 2) == 1
+
+
+def test_alerts_are_falco_json_keyed_by_container_id(tmp_path: Path) -> None:
+    d = Detector(standin(tmp_path))
+    batch, decode_s = d.decode(wb.make_batch("node-a", 0, 300, shell_every=100))
+    found = d.evaluate(batch, decode_s)
+    assert len(found.alerts) == 3
+    for key, value in found.alerts:
+        assert key == wb.container_id("node-a").encode()
+        alert = json.loads(value)
+        assert alert["hostname"] == "node-a" and alert["priority"] == "Notice"
+    assert found.priorities == ["Notice"] * 3
+    assert found.missing == 0
+
+
+def test_undecodable_batch_raises_wire_error_with_a_short_reason(tmp_path: Path) -> None:
+    with pytest.raises(WireError) as info:
+        Detector(standin(tmp_path)).decode(b"\x93\x01\x02\x03")
+    assert info.value.reason == "envelope is not a map"
+
+
+def test_enrichment_is_one_call_per_batch_with_its_processes(tmp_path: Path) -> None:
+    calls: list[int] = []
+    d = Detector(standin(tmp_path), enrich=lambda procs: calls.append(len(list(procs))))
+    d.decode(wb.make_batch("node-a", 0, 300))
+    assert calls == [3]
+
+
+async def test_reload_replaces_the_rules_and_a_bad_file_keeps_them(tmp_path: Path) -> None:
+    live = standin(tmp_path)
+    first = live.ruleset
+    assert await live.reload()
+    assert live.ruleset is not first and live.generation == 2
+    kept = live.ruleset
+    (tmp_path / "rules.yaml").write_text("invalid\n")
+    assert not await live.reload()
+    assert live.ruleset is kept and live.generation == 2
+
+
+def test_a_bad_rules_file_at_start_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="invalid"):
+        standin(tmp_path, "invalid\n")

@@ -1,0 +1,63 @@
+"""Falco's syscall event drop alert: the threshold, the per-node token bucket, the record format."""
+
+from __future__ import annotations
+
+import json
+
+from streams.drops import DROP_FIELDS, RULE, DropMonitor, DropSample, build_drop_alert, falco_time
+
+S = 1_000_000_000
+T0 = 1_780_000_000 * S
+
+
+def sample(node: str = "n1", t: int = T0, n_evts: int = 1000, n_drops: int = 200) -> DropSample:
+    return DropSample(node, t, n_evts, n_drops, {"n_drops_buffer_total": n_drops})
+
+
+def test_alerts_only_above_a_tenth_of_the_events_dropped() -> None:
+    assert DropMonitor().observe(sample(n_drops=0)) is None
+    assert DropMonitor().observe(sample(n_drops=100)) is None  # exactly 0.1 is not above
+    assert DropMonitor().observe(sample(n_drops=101)) is not None
+
+
+def test_drops_with_no_delivered_events_alert() -> None:
+    assert DropMonitor().observe(sample(n_evts=0, n_drops=5)) is not None
+
+
+def test_at_most_one_alert_per_30_seconds_per_node() -> None:
+    m = DropMonitor()
+    seconds = [s for s in range(95) if m.observe(sample(t=T0 + s * S)) is not None]
+    assert seconds == [0, 30, 60, 90]
+
+
+def test_nodes_have_their_own_bucket() -> None:
+    m = DropMonitor()
+    assert m.observe(sample("n1")) is not None
+    assert m.observe(sample("n2")) is not None
+    assert m.observe(sample("n1", t=T0 + S)) is None
+
+
+def test_record_is_falcos_internal_alert() -> None:
+    alert = build_drop_alert(DropSample("node-7", T0 + 123, 1000, 300, {"n_drops_buffer_total": 250}))
+    assert set(alert) == {"hostname", "output", "output_fields", "priority", "rule", "source", "time", "uuid"}
+    assert alert["rule"] == RULE == "Falco internal: syscall event drop"
+    assert alert["output"] == "Falco internal: syscall event drop. 300 system calls dropped in last second."
+    assert alert["priority"] == "Debug"
+    assert alert["source"] == "internal"
+    assert alert["hostname"] == "node-7"
+    assert alert["time"].endswith(".000000123Z")
+    fields = alert["output_fields"]
+    assert list(fields) == ["n_evts", "n_drops", *DROP_FIELDS, "ebpf_enabled"]
+    assert all(isinstance(v, str) for v in fields.values())
+    assert (fields["n_drops"], fields["n_drops_buffer_total"], fields["ebpf_enabled"]) == ("300", "250", "1")
+    json.dumps(alert)
+
+
+def test_uuid_is_stable_per_node_and_second() -> None:
+    a, b = build_drop_alert(sample()), build_drop_alert(sample())
+    assert a["uuid"] == b["uuid"] != build_drop_alert(sample("n2"))["uuid"]
+
+
+def test_falco_time_has_nine_fractional_digits_in_utc() -> None:
+    assert falco_time(0) == "1970-01-01T00:00:00.000000000Z"
+    assert falco_time(1_718_000_000_123_456_789) == "2024-06-10T06:13:20.123456789Z"
