@@ -25,7 +25,8 @@ check that came from a macro puts its caret under the macro's name.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, fields
+from functools import cache
 from typing import TypeVar
 
 from rules.ast import AndExpr, Expr, IdentifierExpr, NotExpr, OrExpr, Pos
@@ -136,20 +137,26 @@ class MacroError(Exception):
         self.offset = offset
 
 
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
 def relocate(node: _Node, where: Callable[[Pos], Pos]) -> _Node:
     """A copy of an AST (sub)tree with every node's position replaced by ``where(position)``."""
-    if not is_dataclass(node) or isinstance(node, type):
-        return node
-    changes: dict[str, object] = {}
-    for f in fields(node):
-        value = getattr(node, f.name)
-        if f.name == "pos":
-            changes["pos"] = where(value)
-        elif isinstance(value, tuple):
-            changes[f.name] = tuple(relocate(v, where) for v in value)
-        elif is_dataclass(value):
-            changes[f.name] = relocate(value, where)
-    return replace(node, **changes)
+    kind: type = type(node)
+    values: dict[str, object] = {}
+    for name in _field_names(kind):
+        value = getattr(node, name)
+        if name == "pos":
+            value = where(value)
+        elif type(value) is tuple:
+            value = tuple(relocate(v, where) if hasattr(v, "pos") else v for v in value)
+        elif hasattr(value, "pos"):
+            value = relocate(value, where)
+        values[name] = value
+    relocated: _Node = kind(**values)
+    return relocated
 
 
 def inline_macros(expr: Expr, lookup: Callable[[str], Expr | None], used: set[str]) -> Expr:
