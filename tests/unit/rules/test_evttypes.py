@@ -5,7 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from rules.ast import (
+    AndExpr,
+    BinaryCheckExpr,
+    Expr,
+    FieldExpr,
+    ListExpr,
+    NotExpr,
+    OrExpr,
+    UnaryCheckExpr,
+    ValueExpr,
+)
 from rules.evttypes import event_types
 from rules.parser import parse
 from rules.record import EVENT_TYPES
@@ -353,3 +366,70 @@ def test_incubating_and_sandbox_rules_are_all_bounded(falco_rules_dir: Path) -> 
     assert all(t is not None and 0 < len(t) <= 11 for t in found.values())
     # sandbox's "Create Hidden Files or Directories" is the broadest
     assert len(found["Create Hidden Files or Directories"] or ()) == 11
+
+
+# --- the algebra against brute force -----------------------------------------------------------
+
+SMALL = frozenset({"open", "openat", "execve", "connect"})
+NEUTRAL = ("p0", "p1")  # proc.name = p0 / p1: independent of the event type
+
+
+@st.composite
+def small_conditions(draw: st.DrawFn, depth: int = 3) -> Expr:
+    if depth == 0 or draw(st.booleans()):
+        kind = draw(st.sampled_from(["eq", "ne", "in", "exists", "neutral", "never"]))
+        names = sorted(SMALL)
+        if kind == "eq":
+            return BinaryCheckExpr(
+                FieldExpr("evt.type"),
+                draw(st.sampled_from(["=", "=="])),
+                ValueExpr(draw(st.sampled_from(names))),
+            )
+        if kind == "ne":
+            return BinaryCheckExpr(FieldExpr("evt.type"), "!=", ValueExpr(draw(st.sampled_from(names))))
+        if kind == "in":
+            chosen = draw(st.lists(st.sampled_from(names), max_size=3))
+            return BinaryCheckExpr(FieldExpr("evt.type"), "in", ListExpr(tuple(ValueExpr(n) for n in chosen)))
+        if kind == "exists":
+            return UnaryCheckExpr(FieldExpr("evt.type"), "exists")
+        if kind == "never":
+            return BinaryCheckExpr(FieldExpr("evt.num"), "=", ValueExpr("0"))
+        return BinaryCheckExpr(FieldExpr("proc.name"), "=", ValueExpr(draw(st.sampled_from(NEUTRAL))))
+    shape = draw(st.sampled_from(["not", "and", "or"]))
+    if shape == "not":
+        return NotExpr(draw(small_conditions(depth - 1)))
+    children = tuple(draw(st.lists(small_conditions(depth - 1), min_size=2, max_size=3)))
+    return AndExpr(children) if shape == "and" else OrExpr(children)
+
+
+def holds(e: Expr, event_type: str, proc_name: str) -> bool:
+    """The condition's truth for an event of that type by a process of that name (evt.num >= 1)."""
+    if isinstance(e, AndExpr):
+        return all(holds(c, event_type, proc_name) for c in e.children)
+    if isinstance(e, OrExpr):
+        return any(holds(c, event_type, proc_name) for c in e.children)
+    if isinstance(e, NotExpr):
+        return not holds(e.child, event_type, proc_name)
+    if isinstance(e, UnaryCheckExpr):
+        return True
+    assert isinstance(e, BinaryCheckExpr) and isinstance(e.left, FieldExpr)
+    if e.left.name == "evt.num":
+        return False
+    if e.left.name == "proc.name":
+        assert isinstance(e.right, ValueExpr)
+        return proc_name == e.right.value
+    if isinstance(e.right, ListExpr):
+        return event_type in {v.value for v in e.right.values if isinstance(v, ValueExpr)}
+    assert isinstance(e.right, ValueExpr)
+    return (event_type == e.right.value) != (e.op == "!=")
+
+
+@settings(max_examples=200)
+@given(small_conditions())
+def test_the_set_is_every_type_the_condition_can_hold_for(e: Expr) -> None:
+    possible = {t for t in SMALL for name in (*NEUTRAL, "other") if holds(e, t, name)}
+    found = event_types(e, universe=SMALL)
+    found_names = SMALL if found is None else found
+    assert possible <= found_names  # sound: never drops a type the rule can match
+    if "proc.name" not in e.to_source():
+        assert found_names == possible  # and exact when only event types are checked
