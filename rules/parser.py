@@ -60,8 +60,9 @@ Deliberate differences from libs:
   parentheses); Falco raises libs' default of 100 to 1000 for rule conditions, our default.
 
 Limits: conditions are Python ``str``; ``\\xHH`` escapes (libs master, not 0.25.4) give the code
-point U+00HH. Parsing is single-pass with precompiled regexes: the three Falco rules files'
-conditions parse in a few tens of milliseconds.
+point U+00HH, and a NUL ends a quoted string (it fails to lex) as in libs. Parsing is one pass
+with precompiled regexes: the 445 macro and rule conditions of Falco's three rules files (80k
+characters) parse in about 0.1 s.
 """
 
 from __future__ import annotations

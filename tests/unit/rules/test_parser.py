@@ -320,6 +320,11 @@ def test_values_print_bare_only_when_they_lex_back() -> None:
         assert parse(check("a.b", "=", value).to_source()) == check("a.b", "=", value)
 
 
+def test_nul_ends_a_quoted_string_but_not_a_bare_one() -> None:
+    assert error_of('a.b = "x\0y"')[0].startswith("expected a string value")
+    assert parse("a.b = x\0y") == check("a.b", "=", "x\0y")
+
+
 def test_string_lexing_quirk_escaped_backslash_before_closing_quote() -> None:
     # libs' lexer ends a string at the first quote not preceded by a backslash
     assert error_of('a.b = "x\\\\"')[0].startswith("expected a string value")
