@@ -264,12 +264,6 @@ class _Reader:
     file: str
     warnings: list[LoadWarning] = field(default_factory=list)
 
-    def where(self, node: Node | None, kind: str | None, name: str | None, fallback: int) -> Location:
-        return Location(self.file, node.line if node is not None else fallback, kind, name)
-
-    def fail(self, message: str, loc: Location) -> LoadError:
-        return LoadError(message, loc)
-
     def warn(self, code: str, message: str, loc: Location) -> None:
         self.warnings.append(LoadWarning(code, message, loc))
 
@@ -280,16 +274,16 @@ class _Reader:
         if val is None:
             if optional:
                 return None
-            raise self.fail(f"Item has no mapping for key '{key}'", loc)
+            raise LoadError(f"Item has no mapping for key '{key}'", loc)
         vloc = _at(loc, val.line)
         if isinstance(val, Scalar) and val.null:
             if can_be_empty:
                 return ""
-            raise self.fail(f"Mapping for key '{key}' is empty", vloc)
+            raise LoadError(f"Mapping for key '{key}' is empty", vloc)
         if not isinstance(val, Scalar):
-            raise self.fail(f"Value for key '{key}' is not a scalar value", vloc)
+            raise LoadError(f"Value for key '{key}' is not a scalar value", vloc)
         if not val.text and not can_be_empty:
-            raise self.fail(f"Value for key '{key}' must be non-empty", vloc)
+            raise LoadError(f"Value for key '{key}' must be non-empty", vloc)
         return val.text
 
     def required(self, item: Mapping, key: str, loc: Location) -> str:
@@ -305,14 +299,14 @@ class _Reader:
             return True
         if text in _FALSE:
             return False
-        raise self.fail(f"Value for key '{key}' is not a boolean: '{text}'", self._vloc(item, key, loc))
+        raise LoadError(f"Value for key '{key}' is not a boolean: '{text}'", self._vloc(item, key, loc))
 
     def uint(self, item: Mapping, key: str, loc: Location, *, optional: bool = True) -> int | None:
         text = self.text(item, key, loc, optional=optional)
         if text is None:
             return None
         if not _UINT.fullmatch(text) or int(text) >= 2**32:
-            raise self.fail(
+            raise LoadError(
                 f"Value for key '{key}' is not an unsigned integer: '{text}'", self._vloc(item, key, loc)
             )
         return int(text)
@@ -327,20 +321,20 @@ class _Reader:
         except ValueError:
             names = ", ".join(p.name.lower() for p in Priority)
             message = f"Invalid priority '{text}' (expected one of {names}, or info)"
-            raise self.fail(message, self._vloc(item, "priority", loc)) from None
+            raise LoadError(message, self._vloc(item, "priority", loc)) from None
 
     def strings(self, item: Mapping, key: str, loc: Location) -> tuple[str, ...]:
         """decode_seq: a sequence of scalars."""
         val = item.entries.get(key)
         if val is None:
-            raise self.fail(f"Item has no mapping for key '{key}'", loc)
+            raise LoadError(f"Item has no mapping for key '{key}'", loc)
         vloc = _at(loc, val.line)
         if not isinstance(val, Seq):
-            raise self.fail(f"Value for key '{key}' is not a sequence", vloc)
+            raise LoadError(f"Value for key '{key}' is not a sequence", vloc)
         out = []
         for v in val.items:
             if not isinstance(v, Scalar) or v.null:
-                raise self.fail(f"A value in '{key}' is not a scalar", _at(loc, v.line))
+                raise LoadError(f"A value in '{key}' is not a scalar", _at(loc, v.line))
             out.append(v.text)
         return tuple(out)
 
@@ -361,7 +355,7 @@ class _Reader:
         if val is None:
             return append, replace
         if not isinstance(val, Mapping):
-            raise self.fail(
+            raise LoadError(
                 "Value for key 'override' must be a mapping of keys to 'append' or 'replace'",
                 _at(loc, val.line),
             )
@@ -370,17 +364,17 @@ class _Reader:
             op = op_node.text if _is_scalar(op_node) else ""  # type: ignore[union-attr]
             if op == "append":
                 if key not in appendable:
-                    raise self.fail(f"Key '{key}' cannot be appended to, use 'replace' instead", kloc)
+                    raise LoadError(f"Key '{key}' cannot be appended to, use 'replace' instead", kloc)
                 append.add(key)
             elif op == "replace":
                 if key not in replaceable:
-                    raise self.fail(f"Key '{key}' cannot be replaced", kloc)
+                    raise LoadError(f"Key '{key}' cannot be replaced", kloc)
                 replace.add(key)
             else:
                 allowed = " ".join(
                     w for w, ok in (("append", key in appendable), ("replace", key in replaceable)) if ok
                 )
-                raise self.fail(
+                raise LoadError(
                     f"Invalid override operation for key '{key}': '{op}'. Allowed values are: {allowed}", kloc
                 )
         return append, replace
@@ -395,7 +389,7 @@ class _Reader:
     def entry(self, node: Node | None, key: str, loc: Location) -> Entry:
         if isinstance(node, Scalar) and not node.null:
             if not node.text:
-                raise self.fail(f"Value for '{key}' must be non-empty", _at(loc, node.line))
+                raise LoadError(f"Value for '{key}' must be non-empty", _at(loc, node.line))
             return Entry(item=node.text)
         if isinstance(node, Seq):
             return Entry(items=tuple(self.entry(v, key, loc) for v in node.items), is_list=True)
@@ -406,12 +400,12 @@ class _Reader:
         if exs is None or (isinstance(exs, Scalar) and exs.null):
             return ()
         if not isinstance(exs, Seq):
-            raise self.fail("Rule exceptions must be a sequence", _at(loc, exs.line))
+            raise LoadError("Rule exceptions must be a sequence", _at(loc, exs.line))
         out: list[ExceptionInfo] = []
         for ex in exs.items:
             tmp = Location(loc.file, ex.line, "exception", None)
             if not isinstance(ex, Mapping):
-                raise self.fail(f"Rule exception must be a mapping (in rule '{loc.item_name}')", tmp)
+                raise LoadError(f"Rule exception must be a mapping (in rule '{loc.item_name}')", tmp)
             name = self.required(ex, "name", tmp)
             ex_loc = Location(loc.file, ex.line, "exception", name)
             if any(prev.name == name for prev in out):
@@ -422,14 +416,14 @@ class _Reader:
                 )
             # fields may be left out only when appending values to an existing exception
             if "fields" not in ex.entries and not append:
-                raise self.fail(f"Item has no mapping for key 'fields' (in rule '{loc.item_name}')", ex_loc)
+                raise LoadError(f"Item has no mapping for key 'fields' (in rule '{loc.item_name}')", ex_loc)
             fields = self.entry(ex.entries.get("fields"), "fields", ex_loc)
             comps = self.entry(ex.entries.get("comps"), "comps", ex_loc)
             values: list[Entry] = []
             vals = ex.entries.get("values")
             if vals is not None:
                 if not isinstance(vals, Seq):
-                    raise self.fail("Rule exception values must be a sequence", _at(ex_loc, vals.line))
+                    raise LoadError("Rule exception values must be a sequence", _at(ex_loc, vals.line))
                 values = [self.entry(v, "values", ex_loc) for v in vals.items]
             elif append:
                 self.warn("LOAD_APPEND_NO_VALUES", "Overriding/appending exception with no values", ex_loc)
@@ -440,7 +434,7 @@ class _Reader:
 
     def item(self, node: Node) -> Iterator[Item]:
         if not isinstance(node, Mapping):
-            raise self.fail(
+            raise LoadError(
                 "Unexpected element type. Each element should be a yaml associative array.",
                 Location(self.file, node.line),
             )
@@ -466,7 +460,7 @@ class _Reader:
         else:
             m = SEMVER.match(text)
             if m is None:
-                raise self.fail(
+                raise LoadError(
                     f"Unable to parse engine version '{text}' as a semver string. "
                     'Expected "x.y.z" semver format.',
                     loc,
@@ -479,22 +473,22 @@ class _Reader:
         reqs = node.entries["required_plugin_versions"]
         loc = Location(self.file, reqs.line, "required_plugin_versions")
         if not isinstance(reqs, Seq):
-            raise self.fail("Value of required_plugin_versions must be a sequence", loc)
+            raise LoadError("Value of required_plugin_versions must be a sequence", loc)
         for plugin in reqs.items:
             tmp = Location(self.file, plugin.line, "required_plugin_versions")
             if not isinstance(plugin, Mapping):
-                raise self.fail("Plugin version must be a mapping", tmp)
+                raise LoadError("Plugin version must be a mapping", tmp)
             name = self.required(plugin, "name", tmp)
             ploc = Location(self.file, plugin.line, "required_plugin_versions", name)
             alternatives = [PluginRequirement(name, self.required(plugin, "version", ploc))]
             alts = plugin.entries.get("alternatives")
             if alts is not None:
                 if not isinstance(alts, Seq):
-                    raise self.fail("Value of plugin version alternatives must be a sequence", ploc)
+                    raise LoadError("Value of plugin version alternatives must be a sequence", ploc)
                 for alt in alts.items:
                     aloc = Location(self.file, alt.line, "required_plugin_versions", name)
                     if not isinstance(alt, Mapping):
-                        raise self.fail("Plugin version alternative must be a mapping", aloc)
+                        raise LoadError("Plugin version alternative must be a mapping", aloc)
                     alt_name = self.required(alt, "name", aloc)
                     alternatives.append(PluginRequirement(alt_name, self.required(alt, "version", aloc)))
             yield PluginVersionsItem(tuple(alternatives), ploc)
@@ -517,7 +511,7 @@ class _Reader:
             self.warn("LOAD_DEPRECATED_ITEM", WARNING_APPEND, loc)
         add, replace = self.overrides(node, loc, ("items",), ("items",))
         if append and (add or replace):
-            raise self.fail(ERROR_OVERRIDE_APPEND, loc)
+            raise LoadError(ERROR_OVERRIDE_APPEND, loc)
         self.unknown_keys(node, _LIST_KEYS, loc)
         return ListItem(name, items, append or "items" in add, loc)
 
@@ -537,7 +531,7 @@ class _Reader:
             self.warn("LOAD_DEPRECATED_ITEM", WARNING_APPEND, loc)
         add, replace = self.overrides(node, loc, ("condition",), ("condition",))
         if append and (add or replace):
-            raise self.fail(ERROR_OVERRIDE_APPEND, loc)
+            raise LoadError(ERROR_OVERRIDE_APPEND, loc)
         self.unknown_keys(node, _MACRO_KEYS, loc)
         return MacroItem(name, condition, append or "condition" in add, loc)
 
@@ -550,7 +544,7 @@ class _Reader:
             self.warn("LOAD_DEPRECATED_ITEM", WARNING_APPEND, loc)
         add, replace = self.overrides(node, loc, _RULE_APPENDABLE, _RULE_REPLACEABLE)
         if has_append and (add or replace):
-            raise self.fail(ERROR_OVERRIDE_APPEND, loc)
+            raise LoadError(ERROR_OVERRIDE_APPEND, loc)
         keys = node.entries
         if add or replace:
             expected = {k for k in _RULE_REPLACEABLE if k in keys}
@@ -559,7 +553,7 @@ class _Reader:
                     yield self.rule_update(node, loc, name, source, mode, chosen, expected)  # type: ignore[arg-type]
             for key in _RULE_REPLACEABLE:  # a key given without saying how to merge it
                 if key in expected:
-                    raise self.fail(
+                    raise LoadError(
                         f"Unexpected key '{key}': no corresponding entry under 'override' is defined.",
                         self._vloc(node, key, loc),
                     )
@@ -596,7 +590,7 @@ class _Reader:
                 return False
             if key not in expected:
                 message = f"An {mode} override for '{key}' was specified but '{key}' is not defined"
-                raise self.fail(message, loc)
+                raise LoadError(message, loc)
             expected.discard(key)
             return True
 
