@@ -116,8 +116,9 @@ class SplunkDestination:
         if code == 9:
             wait = parse_retry_after(response.headers.get("retry-after"))
             raise RetryableError(f"HEC code 9: {text}", wait)
-        self._http.check(response, f"HEC code {code}")
-        raise PermanentError(f"HEC code {code}: {text}")
+        what = "HEC" if code is None else f"HEC code {code}"
+        self._http.check(response, what)
+        raise PermanentError(f"{what}: {text}")
 
     def _await_ack(self, ack_id: int) -> None:
         body = json.dumps({"acks": [ack_id]}).encode()
