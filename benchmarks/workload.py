@@ -194,3 +194,82 @@ def make_events(count: int, seed: int = 1, node: str = "node-1") -> list[list[ob
         ts += rng.randrange(1_000, 50_000)
         events.append(maker(rng, ts, rng.choice(pools[_ACTORS.get(maker, "any")]), num))
     return events
+
+
+# --- single records for tests: fields by name, everything else a plain default ----------------
+def _slots(prefixes: tuple[str, ...]) -> dict[str, int]:
+    out = {}
+    for name, value in vars(R).items():
+        for prefix in prefixes:
+            if name.startswith(prefix) and isinstance(value, int) and not name.endswith("_LEN"):
+                out[name[len(prefix) :].lower()] = value
+    return out
+
+
+_PROC_SLOTS = _slots(("P_",))
+_FD_SLOTS = _slots(("F_",))
+_CONTAINER_SLOTS = _slots(("C_", "K_"))
+
+
+def build_process(**fields: object) -> list[object]:
+    """A process record: keyword names are the P_* constants in lower case (``name="bash"``);
+    ``parent`` and ``container`` may be dicts (built recursively) or records."""
+    p: list[object] = [None] * R.PROCESS_LEN
+    defaults: dict[str, object] = {
+        "pid": 100, "ppid": 1, "name": "bash", "exe": "bash", "exepath": "/usr/bin/bash", "args": [],
+        "cwd": "/", "tty": 0, "uid": 0, "gid": 0, "user": "root", "group": "root", "loginuid": -1,
+        "sid": 100, "vpid": 100, "vpgid": 100, "start": 1_700_000_000_000_000_000, "cap_eff": 0,
+        "cap_perm": 0, "cap_inh": 0, "exe_flags": 0, "container_id": R.HOST_CONTAINER_ID, "node": "node-1",
+    }  # fmt: skip
+    for key, value in {**defaults, **fields}.items():
+        if key == "parent" and isinstance(value, dict):
+            value = build_process(**value)
+        if key == "container" and isinstance(value, dict):
+            value = build_container(**value)
+        p[_PROC_SLOTS[key]] = value
+    if isinstance(p[R.P_CONTAINER], list) and "container_id" not in fields:
+        p[R.P_CONTAINER_ID] = p[R.P_CONTAINER][R.C_ID]
+    return p
+
+
+def build_container(**fields: object) -> list[object]:
+    """A container record: keywords are the C_*/K_* constants in lower case (``image_repo=``, ``ns=``)."""
+    c: list[object] = [None] * R.CONTAINER_LEN
+    c[R.C_ID] = "3ad7b26ded6d8e7b23da7d48fe889434573036c27ae5a74837233de441c3601e"
+    for key, value in fields.items():
+        c[_CONTAINER_SLOTS[key]] = value
+    return c
+
+
+def build_fd(**fields: object) -> list[object]:
+    """An fd record: keywords are the F_* constants in lower case (``typechar="4"``, ``sip=``)."""
+    fd: list[object] = [None] * R.FD_LEN
+    fd[R.F_NUM], fd[R.F_TYPECHAR], fd[R.F_NAME] = 3, "f", "/tmp/file"
+    fd[R.F_IS_SERVER] = fd[R.F_CONNECTED] = fd[R.F_NAME_CHANGED] = False
+    for key, value in fields.items():
+        fd[_FD_SLOTS[key]] = value
+    return fd
+
+
+def build_event(
+    type_name: str,
+    *,
+    args: dict[str, object] | None = None,
+    res: int = 0,
+    proc: dict[str, object] | list[object] | None = None,
+    fd: dict[str, object] | list[object] | None = None,
+    num: int = 1,
+    ts: int = 1_718_000_000_123_456_789,
+    tid: int | None = None,
+) -> list[object]:
+    """One event record; `args` by Falco parameter name (missing ones are None)."""
+    type_id = R.EVENT_TYPE_IDS[type_name]
+    params = R.EVENT_PARAMS[type_id]
+    given = args or {}
+    unknown = set(given) - set(params)
+    if unknown:
+        raise KeyError(f"{type_name} has no parameter(s) {sorted(unknown)}; it has {params}")
+    process = build_process(**(proc or {})) if isinstance(proc, dict) or proc is None else proc
+    fd_record = build_fd(**fd) if isinstance(fd, dict) else fd
+    arg_list = [given.get(name) for name in params]
+    return [type_id, ts, process[R.P_PID] if tid is None else tid, process, res, arg_list, fd_record, num]

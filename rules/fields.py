@@ -102,7 +102,7 @@ BASES: dict[str, str] = {
     "a": f"ev[{R.EV_ARGS}]",
 }
 BASE_DEPS: dict[str, tuple[str, ...]] = {"p": (), "pp": ("p",), "c": ("p",), "f": (), "a": ()}
-_BASE_RE = re.compile(r"(?<![\w.'\"])(pp|p|c|f|a)\[")
+_BASE_RE = re.compile(r"(?<![\w.])(pp|p|c|f|a)\b(?!\s*=[^=])")
 _LITERAL_RE = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 
