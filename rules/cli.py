@@ -85,7 +85,8 @@ def _validate(files: Sequence[str], out: TextIO, err: TextIO) -> int:
         out.write(f"{counts.path}: {counts.rules} rules, {counts.macros} macros, {counts.lists} lists\n")
     ruleset = compile_rules(result)  # raises the first CompileError, with its location
     for warning in ruleset.warnings:
-        err.write(warning.render() + "\n")
+        caret = warning.location.caret()
+        err.write(warning.render() + ("\n" + caret if caret else "") + "\n")
     enabled = sum(rule.enabled for rule in result.rules)
     out.write(
         f"OK: {len(result.rules)} rules ({enabled} enabled) from {len(result.files)} file(s), "

@@ -260,3 +260,14 @@ def test_rules_cli_does_not_import_msgpack_or_collectors_until_test() -> None:
     probe = "import sys, rules.cli; print('msgpack' in sys.modules, 'collectors' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False False"
+
+
+def test_compile_warning_has_a_caret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(rule("evt.type = open and proc.name = proc.pname"))
+    code, _, err = run(capsys, "validate", str(path))
+    assert code == 0
+    lines = err.splitlines()
+    assert "warning LOAD_COMPILE_CONDITION: 'proc.pname' may be a valid field" in lines[0]
+    assert lines[1].strip() == "evt.type = open and proc.name = proc.pname"
+    assert lines[1][lines[2].index("^") :].startswith("proc.pname")
