@@ -11,7 +11,9 @@ tree (``parse(e.to_source()) == e`` holds for every tree the parser builds):
 - transformer arguments are separated by ", " and literals in them are quoted unless numeric
   (libs prints ``getopt(proc.args,nt:)``, which does not parse; we print ``getopt(proc.args, "nt:")``);
 - values holding ``(``, ``)``, ``,`` or ``\v`` are quoted, and the empty value prints ``""``;
-- a double negation prints ``not (not x)``, because ``not not x`` parses as ``x``.
+  inside quotes NUL is written ``\x00`` and a trailing backslash ``\x5c``;
+- a double negation prints ``not (not x)``, because ``not not x`` parses as ``x``;
+- a macro named ``not`` prints ``(not)``, because ``not`` and a blank start a negation.
 """
 
 from __future__ import annotations
@@ -188,7 +190,7 @@ class IdentifierExpr:
     pos: Pos = field(default=NOPOS, compare=False)
 
     def to_source(self) -> str:
-        return self.name
+        return "(not)" if self.name == "not" else self.name
 
 
 @dataclass(frozen=True, slots=True)
