@@ -322,6 +322,14 @@ def _validated_exception(ex: ExceptionInfo) -> ExceptionInfo:
     return ExceptionInfo(ex.name, ex.fields, comps, ex.values, ex.location)
 
 
+def _exception_fields(exceptions: Sequence[ExceptionInfo]) -> tuple[str, ...]:
+    names: dict[str, None] = {}
+    for ex in exceptions:
+        for entry in ex.fields.items if ex.fields.is_list else (ex.fields,):
+            names[entry.item] = None
+    return tuple(names)
+
+
 def exceptions_condition(condition: str, exceptions: Sequence[ExceptionInfo]) -> str:
     """The rule condition with one `and not (...)` clause per exception that has values."""
     condition = f"({condition})"
@@ -441,6 +449,7 @@ class _Resolver:
                     location=r.location,
                     warn_evttypes=r.warn_evttypes,
                     skip_if_unknown_filter=r.skip_if_unknown_filter,
+                    exception_fields=_exception_fields(r.exceptions),
                 )
             )
 

@@ -23,7 +23,8 @@ class LoadWarning:
 
     def render(self) -> str:
         where = self.location.describe()
-        return f"{where}: warning {self.code}: {self.message}" if where else f"warning {self.code}: {self.message}"
+        text = f"warning {self.code}: {self.message}"
+        return f"{where}: {text}" if where else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,9 @@ class LoadedRule:
     location: Location
     warn_evttypes: bool = True  # False: no LOAD_NO_EVTTYPE warning for this rule
     skip_if_unknown_filter: bool = False  # True: an unknown field skips the rule with a warning
+    # every field (or transformer expression) named by the rule's exceptions, values or not: Falco
+    # refuses the rule when one is not a valid left-hand side ("'x' is not a supported filter field")
+    exception_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,3 +198,14 @@ def test_rule_with_exceptions_carries_the_built_condition_text() -> None:
     assert loaded.condition_text == "(evt.type = open) and not (( proc.name = cat))"
     assert isinstance(loaded.condition, AndExpr)
     assert loaded.condition.children[1].pos.idx == loaded.condition_text.index("not")
+
+
+def test_exception_fields_are_handed_to_the_compiler() -> None:
+    exceptions = (
+        "  exceptions:\n"
+        "    - {name: a, fields: [proc.name, fd.name]}\n"
+        "    - {name: b, fields: proc.pname, values: [x]}\n"
+        "    - {name: c, fields: [not.exist, proc.name]}\n"
+    )
+    (loaded,) = load_sources([("f.yaml", rule("r", "evt.type = open") + exceptions)]).rules
+    assert loaded.exception_fields == ("proc.name", "fd.name", "proc.pname", "not.exist")
