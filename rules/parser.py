@@ -183,7 +183,7 @@ def parse_field_or_transformer(text: str, start: int = 0) -> tuple[FieldExpr | T
 
 
 def position(text: str, offset: int) -> Pos:
-    """Line and column of ``offset`` in ``text``, counted as libs does (``\r`` and ``\n`` both
+    """Line and column of ``offset`` in ``text``, counted as libs does (``\\r`` and ``\\n`` both
     start a line), e.g. for a ParseError's offset."""
     return _Parser(text, 0).pos(offset)
 
