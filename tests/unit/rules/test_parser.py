@@ -168,6 +168,16 @@ def test_modifier_is_not_taken_by_numeric_or_list_operators() -> None:
     assert error_of("proc.name in oneof (a)")[0] == "unexpected token after 'oneof', expecting 'or', 'and'"
 
 
+def test_documented_libs_quirks() -> None:
+    # list operators need no blank after them
+    assert parse("a.b inx") == check("a.b", "in", "x")
+    # after a modifier, a name starting with and/or/not plus a non-alphanumeric is a keyword
+    assert error_of("proc.name = oneof and_list")[0] == "expected blank or '(' after 'and'"
+    # a top-level and/or starts where the text does, blanks included, as in libs
+    assert parse("  a or b").pos == Pos(0, 1, 1)
+    assert parse("(  a or b)").pos == Pos(3, 1, 4)
+
+
 # --- fields, values, transformers --------------------------------------------------------------
 
 
