@@ -72,7 +72,8 @@ def make_batch(node: str, seq: int, n_events: int, shell_every: int = 0, boot_id
         num = base + i + 1
         ev: list[Any] = [None] * EVENT_LEN
         if shell_every and num % shell_every == 0:
-            ev[:] = [EXECVE, T0 + num, 102, 2, 0, [0, "/bin/bash", ["-il"]], None, num]
+            args = [0, "/bin/bash", ["-il"], 102, 102, 100, "/", 34816, -1, 0, 0, 0, 0, 0, 0, "/usr/bin/bash"]
+            ev[:] = [EXECVE, T0 + num, 102, 2, 0, args, None, num]
         else:
             fd = [7, "f", "/etc/nginx/nginx.conf", "nginx.conf", *[None] * 5, False, False, False]
             ev[:] = [OPENAT, T0 + num, 101, 1, 7, [7, -100, "/etc/nginx/nginx.conf", 0, 0, 0, 0], fd, num]

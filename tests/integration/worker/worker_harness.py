@@ -65,7 +65,9 @@ class WorkerSetup:
     def create_topics(self) -> None:
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         names = [self.topic(n) for n in ("events", "stats", "alerts", "dlq")]
-        futures = admin.create_topics([NewTopic(n, self.partitions, 1) for n in names])
+        new = [NewTopic(n, self.partitions, 1) for n in names]
+        new.append(NewTopic(self.topic("k8s"), self.partitions, 1, config={"cleanup.policy": "compact"}))
+        futures = admin.create_topics(new)
         for f in futures.values():
             f.result(30)
 
