@@ -1,0 +1,101 @@
+"""The compiler: errors with positions, libs' warnings, per-event-type specialisation, and
+generated code that never raises on records with missing values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks.workload import build_event
+from rules import CompileError
+from rules import record as R
+from rules.collect import load_files, load_sources
+from rules.ruleset import Ruleset, compile_rules
+
+
+def compile_condition(condition: str) -> Ruleset:
+    text = yaml.safe_dump([{"rule": "r", "desc": "d", "condition": condition, "output": "o", "priority": "INFO"}])
+    return compile_rules(load_sources([("t.yaml", text)]))
+
+
+def error_of(condition: str) -> CompileError:
+    with pytest.raises(CompileError) as info:
+        compile_condition(condition)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("condition", "at"),
+    [
+        ("evt.type = execve and proc.nme = bash", "proc.nme"),
+        ("evt.type = execve and evt.rawres contains 1", "evt.rawres"),
+        ("evt.type = execve and proc.tty = abc", "abc"),
+        ("evt.type = execve and evt.is_open_read = maybe", "maybe"),
+        ("evt.type = execve and proc.name = val(proc.aname[1])", "val("),
+    ],
+)
+def test_errors_point_at_the_offending_text(condition: str, at: str) -> None:
+    error = error_of(condition)
+    assert error.location.offset == condition.index(at)
+    assert error.location.item_name == "r" and error.location.file == "t.yaml"
+    assert "^" in error.render()
+
+
+def test_unknown_field_message_names_the_field() -> None:
+    assert "proc.nme" in error_of("proc.nme = x").message
+
+
+def test_value_that_looks_like_a_field_warns() -> None:
+    ruleset = compile_condition("evt.type = execve and proc.name = proc.pname")
+    assert any("misused as a const string value" in w.message for w in ruleset.warnings)
+
+
+def test_value_that_looks_like_a_transformer_warns() -> None:
+    ruleset = compile_condition("evt.type = execve and proc.name in (x, 'toupper(y)')")
+    assert any("transformer misused" in w.message for w in ruleset.warnings)
+
+
+def test_evt_type_checks_fold_per_event_type() -> None:
+    ruleset = compile_condition("evt.type in (open, openat) and proc.name = cat")
+    assert ruleset.event_type_names == {"open", "openat"}
+    assert "openat" not in ruleset.source("openat").split("def ", 1)[1].split(":", 1)[1]  # folded away
+    assert ruleset.source("execve") == ""
+
+
+def test_never_true_rules_land_in_no_bucket() -> None:
+    ruleset = compile_condition("evt.type = execve and evt.num = 0")
+    assert ruleset.event_type_ids == frozenset()
+
+
+def test_parameters_an_event_type_lacks_fold_to_missing() -> None:
+    ruleset = compile_condition("evt.type in (openat, connect) and evt.arg.flags contains O_CREAT")
+    assert ruleset.event_type_names == {"openat"}
+
+
+def test_generated_source_is_inspectable_python() -> None:
+    ruleset = compile_condition("evt.type = execve and proc.name = bash")
+    source = ruleset.source("execve")
+    assert source.startswith("def _first_execve(ev")
+    compile(source, "x", "exec")
+    assert "def _evaluate" in ruleset.source()
+
+
+def _hollow_events() -> list[list[object]]:
+    """Every event type with parameters, fd, parent, container and most process slots missing."""
+    hollow = {name: None for name in ("name", "exe", "exepath", "args", "cwd", "tty", "user", "uid", "loginuid",
+                                      "start", "cap_eff", "cap_perm", "exe_flags", "container_id", "env")}
+    events = []
+    for type_name in R.EVENT_TYPES:
+        events.append(build_event(type_name, proc=hollow))
+        events.append(build_event(type_name, proc={"container": {}}, fd={"typechar": "4"}))
+    return events
+
+
+def test_falco_rules_never_raise_on_missing_values(falco_rules_dir: Path) -> None:
+    files = [falco_rules_dir / f for f in ("falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml")]
+    ruleset = compile_rules(load_files(files), all_matches=True)
+    for ev in _hollow_events():
+        ruleset.match(ev)
+        ruleset.match_all(ev)

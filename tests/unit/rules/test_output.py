@@ -1,0 +1,74 @@
+"""Output templates: tokens, widths, <NA>, the suggested-field tail and Falco's value printing."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.workload import build_event
+from rules import CompileError
+from rules.output import SUGGESTED_TAIL, clock_time, compile_output, iso_time
+
+EV = build_event("execve", proc={"name": "bash", "tty": 34816, "args": ["-il"], "parent": {"name": "runc"}})
+
+
+def render(template: str, ev: list[object] = EV) -> tuple[str, dict[str, object]]:
+    return compile_output(template, suggested=False).render(ev)
+
+
+def test_tokens_render_their_values() -> None:
+    text, fields = render("shell=%proc.name parent=%proc.pname cmdline=%proc.cmdline terminal=%proc.tty")
+    assert text == "shell=bash parent=runc cmdline=bash -il terminal=34816"
+    assert fields == {"proc.name": "bash", "proc.pname": "runc", "proc.cmdline": "bash -il", "proc.tty": 34816}
+
+
+def test_missing_values_print_na_and_are_null_in_json() -> None:
+    text, fields = render("image=%container.image.repository fd=%fd.name")
+    assert text == "image=<NA> fd=<NA>"
+    assert fields == {"container.image.repository": None, "fd.name": None}
+
+
+def test_token_is_the_longest_field_that_parses() -> None:
+    text, fields = render("(parent=%proc.pname)")
+    assert text == "(parent=runc)" and list(fields) == ["proc.pname"]
+
+
+def test_width_pads_and_truncates() -> None:
+    assert render("[%6proc.name]")[0] == "[bash  ]"
+    assert render("[%2proc.name]")[0] == "[ba]"
+
+
+def test_booleans_and_arguments_print_as_falco_does() -> None:
+    ev = build_event("openat", args={"flags": 65}, fd={"name": "/etc/x"})
+    text, fields = render("%evt.is_open_write %evt.arg.flags %fd.name", ev)
+    assert text == "true O_CREAT|O_WRONLY /etc/x"
+    assert fields["evt.is_open_write"] is True
+
+
+def test_ancestors_transformers_and_evt_fields() -> None:
+    text, _ = render("%proc.aname[1] %toupper(proc.name) %evt.type %user.loginuid", EV)
+    assert text == "runc BASH execve -1"
+
+
+def test_evt_time_prints_clock_time() -> None:
+    assert clock_time(1_718_000_000_123_456_789) == "06:13:20.123456789"
+    assert iso_time(1_718_000_000_123_456_789) == "2024-06-10T06:13:20.123456789Z"
+    assert render("%evt.time")[0] == "06:13:20.123456789"
+
+
+def test_suggested_container_fields_are_appended() -> None:
+    template = compile_output("A shell | user=%user.name")
+    assert template.text == f"A shell | user=%user.name {SUGGESTED_TAIL}"
+    text, fields = template.render(EV)
+    assert text.endswith("container_id=host container_name=<NA> container_image_repository=<NA> "
+                         "container_image_tag=<NA> k8s_pod_name=<NA> k8s_ns_name=<NA>")
+    assert fields["k8s.ns.name"] is None and fields["container.id"] == "host"
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [("x %proc.nme", "nonexistent field"), ("x %", "ends with '%'"), ("x %fd.net", "only be used in filters")],
+)
+def test_bad_templates_are_compile_errors(template: str, message: str) -> None:
+    with pytest.raises(CompileError) as info:
+        compile_output(template, suggested=False)
+    assert message in info.value.message

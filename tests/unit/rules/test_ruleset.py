@@ -1,0 +1,131 @@
+"""The Ruleset: first match in definition order, all matches, batches, enabling by priority, and
+the blog-scenario detections of Falco's own rules on realistic records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import rules
+from benchmarks.workload import build_event, make_events
+from rules import CompileError, Priority
+from rules.collect import load_sources
+from rules.ruleset import Ruleset, compile_rules
+
+CONTAINER = {"image_repo": "docker.io/library/mysql", "image_tag": "8", "name": "db", "ns": "default", "pod_name": "mysql-db-0"}
+
+
+def ruleset_of(items: list[dict[str, object]], **options: object) -> Ruleset:
+    full = [{"desc": "d", "output": "o", "priority": "WARNING", **item} for item in items]
+    return compile_rules(load_sources([("t.yaml", yaml.safe_dump(full, sort_keys=False))]), **options)  # type: ignore[arg-type]
+
+
+TWO = [
+    {"rule": "first", "condition": "evt.type = execve and proc.name startswith ba"},
+    {"rule": "second", "condition": "evt.type = execve and proc.name = bash", "priority": "CRITICAL"},
+    {"rule": "third", "condition": "evt.type = openat"},
+]
+
+
+def test_first_match_wins_in_definition_order() -> None:
+    ruleset = ruleset_of(TWO)
+    rule = ruleset.match(build_event("execve"))
+    assert rule is not None and rule.name == "first"
+    only_second = ruleset.match(build_event("execve", proc={"name": "bash"}))
+    assert only_second is not None and only_second.name == "first"
+    assert ruleset.match(build_event("execve", proc={"name": "zsh"})) is None
+
+
+def test_match_all_lists_every_match_in_order() -> None:
+    ruleset = ruleset_of(TWO)
+    assert [r.name for r in ruleset.match_all(build_event("execve"))] == ["first", "second"]
+    assert ruleset.match_all(build_event("connect")) == []
+
+
+def test_evaluate_pairs_events_with_their_rule() -> None:
+    ruleset = ruleset_of(TWO)
+    a, b, c = build_event("execve"), build_event("connect"), build_event("openat")
+    assert [(ev is x, r.name) for (ev, r), x in zip(ruleset.evaluate([a, b, c]), [a, c], strict=True)] == [
+        (True, "first"), (True, "third")
+    ]
+
+
+def test_all_matches_option_reports_every_rule() -> None:
+    ruleset = ruleset_of(TWO, all_matches=True)
+    assert [r.name for _, r in ruleset.evaluate([build_event("execve")])] == ["first", "second"]
+
+
+def test_min_priority_and_disabled_rules_are_not_evaluated() -> None:
+    items = [*TWO, {"rule": "off", "condition": "evt.type = connect", "enabled": False}]
+    ruleset = ruleset_of(items, min_priority=Priority.ERROR)
+    assert [r.name for r in ruleset.rules] == ["second"]
+    assert ruleset.event_type_names == {"execve"}
+
+
+def test_disabled_rules_are_still_compiled() -> None:
+    with pytest.raises(CompileError):
+        ruleset_of([{"rule": "off", "condition": "proc.nme = x", "enabled": False}])
+
+
+def test_event_types_unknown_to_every_rule_cost_nothing() -> None:
+    ruleset = ruleset_of(TWO)
+    assert ruleset.match([999, 0, 0, None, 0, [], None, 1]) is None
+
+
+def test_ruleset_is_immutable() -> None:
+    ruleset = ruleset_of(TWO)
+    with pytest.raises(AttributeError):
+        ruleset.rules = ()  # type: ignore[misc]
+
+
+def test_compiled_rule_carries_its_metadata() -> None:
+    rule = ruleset_of([{"rule": "r", "condition": "evt.type = execve", "tags": ["z", "a"], "priority": "NOTICE"}]).rules[0]
+    assert (rule.priority, rule.tags, rule.source, rule.event_types) == (Priority.NOTICE, ("a", "z"), "syscall", {"execve"})
+
+
+# --- Falco's own rules on the blog scenarios (reference section 9) -----------------------------
+@pytest.fixture(scope="module")
+def falco(falco_rules_dir: Path) -> Ruleset:
+    names = {"10.96.0.1": "kubernetes.default.svc.cluster.local"}
+    files = [falco_rules_dir / f for f in ("falco_rules.yaml", "falco-incubating_rules.yaml")]
+    return rules.load(files, ip_names=names, all_matches=True)
+
+
+def names(ruleset: Ruleset, ev: list[object]) -> list[str]:
+    return [r.name for r in ruleset.match_all(ev)]
+
+
+def test_terminal_shell_in_container(falco: Ruleset) -> None:
+    ev = build_event("execve", proc={"name": "bash", "tty": 34816, "container": CONTAINER, "parent": {"name": "runc"}})
+    assert "Terminal shell in container" in names(falco, ev)
+    no_tty = build_event("execve", proc={"name": "bash", "tty": 0, "container": CONTAINER, "parent": {"name": "runc"}})
+    assert "Terminal shell in container" not in names(falco, no_tty)
+
+
+def test_contact_k8s_api_server_from_container(falco: Ruleset) -> None:
+    fd = {"typechar": "4", "cip": "10.244.0.7", "cport": 41000, "sip": "10.96.0.1", "sport": 443, "l4proto": "tcp"}
+    ev = build_event("connect", proc={"name": "curl", "container": CONTAINER}, fd=fd)
+    assert "Contact K8S API Server From Container" in names(falco, ev)
+    system = build_event("connect", proc={"name": "curl", "container": {**CONTAINER, "ns": "kube-system"}}, fd=fd)
+    assert "Contact K8S API Server From Container" not in names(falco, system)
+
+
+def test_change_thread_namespace(falco: Ruleset) -> None:
+    ev = build_event("setns", proc={"name": "evil", "parent": {"name": "bash"}})
+    assert "Change thread namespace" in names(falco, ev)
+    runc = build_event("setns", proc={"name": "runc:[2:INIT]", "parent": {"name": "containerd-shim"}})
+    assert "Change thread namespace" not in names(falco, runc)
+
+
+def test_package_management_in_container(falco: Ruleset) -> None:
+    ev = build_event("execve", proc={"name": "apt-get", "user": "root", "container": CONTAINER, "parent": {"name": "bash"}})
+    assert "Launch Package Management Process in Container" in names(falco, ev)
+    nested = build_event("execve", proc={"name": "dpkg", "container": CONTAINER, "parent": {"name": "apt-get"}})
+    assert "Launch Package Management Process in Container" not in names(falco, nested)
+
+
+def test_realistic_mix_matches_almost_nothing(falco: Ruleset) -> None:
+    events = make_events(5000, seed=3)
+    assert len(falco.evaluate(events)) < 50
