@@ -60,8 +60,8 @@ def syscall_nargs(event_type: str, tracefs: str = TRACEFS) -> int | None:
     return sum(1 for f in fields if "common_" not in f and "__syscall_nr" not in f)
 
 
-def preflight(tracefs: str = TRACEFS, btf_path: str = VMLINUX) -> None:
-    """Raise PreflightError naming the first missing prerequisite."""
+def preflight(tracefs: str = TRACEFS, btf_path: str = VMLINUX, modules: str = "/lib/modules") -> None:
+    """Raise PreflightError naming the first missing prerequisite and how to fix it."""
     if os.geteuid() != 0:
         raise PreflightError("the collector must run as root (it loads eBPF programs): run it with sudo")
     if not Path(tracefs, "events", "syscalls").is_dir():
@@ -69,7 +69,7 @@ def preflight(tracefs: str = TRACEFS, btf_path: str = VMLINUX) -> None:
             f"tracefs is not mounted at {tracefs}: mount -t tracefs tracefs {tracefs} "
             "(./scripts/setup does it)"
         )
-    build = Path("/lib/modules", os.uname().release, "build")
+    build = Path(modules, os.uname().release, "build")
     if not Path(build, "include").is_dir():
         raise PreflightError(
             f"kernel headers missing: {build}/include does not exist; install linux-headers-amd64 and link "

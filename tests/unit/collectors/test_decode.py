@@ -1,0 +1,171 @@
+"""Raw probe records -> events: arguments, fd records, and the process table they maintain.
+
+Records are built with the header layout of probe.h (checked against it in test_header.py). Pids
+are above the kernel's pid_max, so no /proc entry can leak into these tests.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+
+from collectors.cgroups import CgroupResolver
+from collectors.decode import BUILDERS, DecodeError, Decoder, abspath
+from collectors.header import HDR, PG_EVT_FORK
+from collectors.proctable import ProcTable
+from rules.record import (
+    EV_ARGS,
+    EV_FD,
+    EV_NUM,
+    EV_PROC,
+    EV_RES,
+    EV_TS,
+    EVENT_TYPE_IDS,
+    EVENT_TYPES,
+    F_NAME,
+    F_NAMERAW,
+    F_TYPECHAR,
+    P_ARGS,
+    P_CONTAINER_ID,
+    P_CWD,
+    P_EXE,
+    P_EXEPATH,
+    P_LOGINUID,
+    P_NAME,
+    P_PARENT,
+    P_PID,
+    P_PPID,
+    P_TTY,
+    P_UID,
+    P_USER,
+)
+
+PARENT, CHILD = 5_000_001, 5_000_002
+OFFSET = 1_700_000_000 * 10**9
+
+
+def rec(evt: str | int, tgid: int, *, ret: int = 0, a: tuple[int, ...] = (), items: tuple[bytes, ...] = (),
+        ppid: int = 1, uid: int = 0, tty: int = 0, loginuid: int = 0xFFFFFFFF, comm: bytes = b"sh",
+        ts: int = 1000) -> bytes:
+    payload = b"".join(struct.pack("<H", len(i)) + i for i in items)
+    args = list(a) + [0] * (6 - len(a))
+    evt_id = EVENT_TYPE_IDS[evt] if isinstance(evt, str) else evt
+    hdr = HDR.pack(ts, 1, ret, *args, 0, tgid, tgid, ppid, uid, uid, loginuid, tgid, tty, tgid, tgid,
+                   evt_id, len(payload), 0, 0, comm)
+    return hdr + payload
+
+
+@pytest.fixture
+def decoder() -> Decoder:
+    procs = ProcTable("node-a", OFFSET, CgroupResolver(mount=""))
+    return Decoder(procs, OFFSET, range(len(EVENT_TYPES)))
+
+
+def exec_rec(tgid: int, filename: bytes, argv: list[bytes], **kw: object) -> bytes:
+    block = b"\0".join(argv) + b"\0"
+    return rec("execve", tgid, a=(0, 0, 0x1FF, len(block)), items=(filename + b"\0", block), **kw)  # type: ignore[arg-type]
+
+
+def test_every_event_type_has_a_builder() -> None:
+    assert sorted(BUILDERS) == list(range(len(EVENT_TYPES)))
+
+
+def test_fork_exec_and_open_build_a_lineage_with_cwd_and_absolute_fd_names(decoder: Decoder) -> None:
+    decoder.procs.chdir(PARENT, "/ignored")  # unknown processes are not invented by chdir
+    evs = decoder.decode([
+        exec_rec(PARENT, b"/bin/sh", [b"sh", b"-c", b"x"]),
+        rec("chdir", PARENT, items=(b"/srv/app\0",)),
+        rec(PG_EVT_FORK, PARENT, a=(CHILD, 5)),
+        exec_rec(CHILD, b"./tool", [b"./tool", b"--flag"], ppid=PARENT, comm=b"tool"),
+        rec("openat", CHILD, ret=3, a=(0xFFFFFF9C, 0, 0o1101, 0o644), items=(b"out/log.txt\0",), ppid=PARENT,
+            comm=b"tool"),
+    ])
+    assert [EVENT_TYPES[e[0]] for e in evs] == ["execve", "chdir", "execve", "openat"]
+    assert [e[EV_NUM] for e in evs] == [1, 2, 3, 4]
+    assert evs[0][EV_TS] == 1000 + OFFSET
+    child = evs[2][EV_PROC]
+    assert (child[P_NAME], child[P_EXE], child[P_ARGS]) == ("tool", "./tool", ["--flag"])
+    assert child[P_CWD] == "/srv/app"
+    assert child[P_EXEPATH] == "/srv/app/tool"
+    assert child[P_PPID] == PARENT and child[P_PARENT][P_NAME] == "sh"
+    assert child[P_PARENT][P_CWD] == "/srv/app"
+    assert child[P_USER] == "root" and child[P_LOGINUID] == -1 and child[P_CONTAINER_ID] == "host"
+    args = evs[2][EV_ARGS]
+    assert (args[0], args[1], args[2], args[4], args[5], args[6]) == (0, "./tool", ["--flag"], CHILD, PARENT,
+                                                                     "/srv/app")
+    op = evs[3]
+    assert op[EV_ARGS][:5] == [3, -100, "out/log.txt", 0o1101, 0o644]
+    assert op[EV_FD][F_NAME] == "/srv/app/out/log.txt" and op[EV_FD][F_NAMERAW] == "out/log.txt"
+    assert op[EV_FD][F_TYPECHAR] == "f" and op[EV_PROC] is child
+
+
+def test_a_changed_context_makes_a_new_version_and_keeps_the_old_one(decoder: Decoder) -> None:
+    first, second = decoder.decode([
+        rec("setuid", PARENT, a=(1000,), uid=0),
+        rec("setuid", PARENT, a=(1000,), uid=1000, tty=34816),
+    ])
+    assert first[EV_PROC] is not second[EV_PROC]
+    assert (first[EV_PROC][P_UID], second[EV_PROC][P_UID], second[EV_PROC][P_TTY]) == (0, 1000, 34816)
+    assert first[EV_ARGS] == [0, 1000]
+
+
+def test_connect_tuple_from_the_kernel_socket_and_unix_paths(decoder: Decoder) -> None:
+    sa = struct.pack("!HH4s8x", 0, 8443, socket.inet_aton("10.0.0.1"))
+    sa = struct.pack("<H", 2) + sa[2:]
+    local, remote = socket.inet_aton("10.1.2.3"), socket.inet_aton("10.0.0.1")
+    sk = struct.pack("<6H16s16s", 2, 6, 1, 40000, 8443, 0, local, remote)
+    unix = struct.pack("<H", 1) + b"/run/x.sock\0"
+    tcp, uds, acc = decoder.decode([
+        rec("connect", PARENT, ret=-115, a=(4, 0, len(sa)), items=(sa, sk)),
+        rec("connect", PARENT, ret=-2, a=(5, 0, len(unix)), items=(unix,)),
+        rec("accept4", PARENT, ret=7, a=(3, 0, 0, 0x80000), items=(sk,)),
+    ])
+    assert tcp[EV_ARGS] == [-115, "10.1.2.3:40000->10.0.0.1:8443", 4]
+    assert tcp[EV_FD][F_TYPECHAR] == "4" and tcp[EV_FD][4] == "tcp"
+    assert uds[EV_FD][F_TYPECHAR] == "u" and uds[EV_FD][F_NAME] == "/run/x.sock"
+    assert acc[EV_ARGS][0] == 7 and acc[EV_ARGS][1] == "10.0.0.1:8443->10.1.2.3:40000"
+    assert acc[EV_ARGS][5] == 0x80000 and acc[EV_FD][9] is True
+
+
+def test_procexit_drops_the_process_and_splits_the_status(decoder: Decoder) -> None:
+    (ev,) = decoder.decode([rec("procexit", PARENT, a=(0x8B,))])  # killed by SIGSEGV, core dumped
+    assert ev[EV_ARGS] == [0x8B, 0, 11, True]
+    assert decoder.procs.get(PARENT) is None
+
+
+def test_unpublished_types_update_the_table_without_events() -> None:
+    procs = ProcTable("node-a", OFFSET, CgroupResolver(mount=""))
+    d = Decoder(procs, OFFSET, [EVENT_TYPE_IDS["openat"]])
+    assert d.decode([exec_rec(PARENT, b"/bin/ls", [b"ls"]), rec("chdir", PARENT, items=(b"/tmp\0",))]) == []
+    p = procs.get(PARENT)
+    assert p is not None and p[P_EXEPATH] == "/bin/ls" and p[P_CWD] == "/tmp" and p[P_PID] == PARENT
+    assert d.n_read == 2 and d.num == 0
+
+
+def test_failed_exec_and_generic_shapes(decoder: Decoder) -> None:
+    fail, mnt, ren = decoder.decode([
+        rec("execve", PARENT, ret=-2, items=(b"/nope\0", b"nope\0", b"-x\0")),
+        rec("mount", PARENT, ret=-1, a=(0, 0, 0, 0x1000), items=(b"none\0", b"/mnt\0", b"tmpfs\0")),
+        rec("renameat2", PARENT, a=(0xFFFFFF9C, 0, 3, 0, 1), items=(b"a\0", b"b\0")),
+    ])
+    assert fail[EV_RES] == -2 and fail[EV_ARGS][1] == "nope" and fail[EV_ARGS][2] == ["-x"]
+    assert mnt[EV_ARGS] == [-1, "none", "/mnt", "tmpfs", 0x1000]
+    assert ren[EV_ARGS] == [0, -100, "a", 3, "b", 1]
+
+
+def test_truncated_records_raise_decode_error(decoder: Decoder) -> None:
+    with pytest.raises(DecodeError, match="shorter than"):
+        decoder.decode([b"\0" * 10])
+    raw = rec("unlink", PARENT, items=(b"/x\0",))
+    with pytest.raises(DecodeError, match="payload bytes"):
+        decoder.decode([raw[:-2]])
+
+
+def test_abspath_keeps_dirfd_relative_paths_raw() -> None:
+    p = [None] * 30
+    p[P_CWD] = "/home/u"
+    assert abspath(p, "a/../b") == "/home/u/b"
+    assert abspath(p, "b", dirfd=5) == "b"
+    assert abspath(p, "/etc//passwd") == "/etc/passwd"

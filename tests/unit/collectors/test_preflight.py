@@ -1,0 +1,92 @@
+"""The collector refuses to start, with a message that says what to do, when something is missing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from collectors import loader, service
+from collectors.btf import Btf
+from collectors.errors import PreflightError, ProbeError
+
+
+def _in_child_as_nobody(fn: Callable[[], object]) -> tuple[int, str]:
+    """Run fn() in a forked child whose effective uid is nobody: (fn's int result or 1, error)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: whatever happens, never return into pytest
+        code, msg = 0, ""
+        try:
+            os.setegid(65534)
+            os.seteuid(65534)
+            result = fn()
+            code = result if isinstance(result, int) else 0
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            code, msg = 1, f"{type(exc).__name__}: {exc}"
+        finally:
+            os.write(w, msg.encode())
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r) as f:
+        msg = f.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), msg
+
+
+def test_not_root_is_refused() -> None:
+    if os.geteuid() != 0:
+        with pytest.raises(PreflightError, match="must run as root"):
+            loader.preflight()
+        return
+    code, msg = _in_child_as_nobody(loader.preflight)
+    assert code == 1 and msg.startswith("PreflightError: the collector must run as root")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the later checks run only as root")
+def test_missing_tracefs_headers_and_btf_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(PreflightError, match=f"tracefs is not mounted at {tmp_path}"):
+        loader.preflight(tracefs=str(tmp_path))
+    with pytest.raises(PreflightError, match="kernel headers missing: .*install linux-headers"):
+        loader.preflight(modules=str(tmp_path))
+    with pytest.raises(PreflightError, match="no BTF .*refuses to start"):
+        loader.preflight(btf_path=str(tmp_path / "vmlinux"))
+
+
+def test_service_reports_preflight_errors_and_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    if os.geteuid() != 0:
+        assert service.main(["record", "--out", "/dev/null"]) == 1
+        assert "must run as root" in capsys.readouterr().err
+        return
+    code, msg = _in_child_as_nobody(lambda: service.main(["record", "--out", "/dev/null"]))
+    assert (code, msg) == (1, "")
+
+
+def _fake_tracefs(root: Path, syscalls: dict[str, int]) -> str:
+    for name, nargs in syscalls.items():
+        d = root / "events" / "syscalls" / f"sys_enter_{name}"
+        d.mkdir(parents=True)
+        fields = ["\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;",
+                  "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;"]
+        fields += [f"\tfield:long arg{i};\toffset:{16 + 8 * i};\tsize:8;\tsigned:0;" for i in range(nargs)]
+        (d / "format").write_text(f"name: sys_enter_{name}\nformat:\n" + "\n".join(fields) + "\n")
+    return str(root)
+
+
+@pytest.mark.skipif(not os.access("/sys/kernel/btf/vmlinux", os.R_OK), reason="no kernel BTF")
+def test_cflags_trace_what_exists_and_name_what_is_missing(tmp_path: Path) -> None:
+    tracefs = _fake_tracefs(tmp_path, {"openat": 4, "execve": 3, "umount": 2})
+    flags, traced, missing = loader.build_cflags(
+        Btf.load(), {"openat", "umount2", "finit_module"}, 4242, 1 << 20, 1024, tracefs=tracefs
+    )
+    assert traced == {"openat", "umount2", "execve", "procexit"}  # exec and exit always, for the table
+    assert missing == {"finit_module", "execveat"}
+    assert {"-DHAVE_openat=1", "-DNARGS_openat=4", "-DNARGS_umount=2", "-DSELF_TGID=4242",
+            "-DRING_PAGES=256", "-DEV_openat=3"} <= set(flags)
+    assert not any(f.startswith("-DHAVE_finit_module") for f in flags)
+    with pytest.raises(ProbeError, match="power-of-two"):
+        loader.build_cflags(Btf.load(), {"openat"}, 1, 3 * 4096, 1024, tracefs=tracefs)
+    with pytest.raises(ProbeError, match="unknown event type 'nope'"):
+        loader.build_cflags(Btf.load(), {"nope"}, 1, 4096, 1024, tracefs=tracefs)
