@@ -393,7 +393,7 @@ class _Resolver:
             expr = _parse(text, self.cache)
         except ParseError as exc:
             offset = exc.location.offset
-            mapped = None if offset is None else self.written_offset(written, offset)
+            mapped = None if offset is None else original_offset(self.origin(written), offset, len(written))
             message = exc.message
             at = len(written) if mapped is None else mapped
             name = next((n for n, _ in self.lists if written.startswith(n, at)), None)
@@ -402,8 +402,7 @@ class _Resolver:
             raise ParseError(message, _at(where, written, mapped)) from None
         if text == written:
             return expr
-        origin = list(range(len(written)))
-        substitute_lists(written, self.lists, None, origin)
+        origin = self.origin(written)
 
         def where_written(pos: Pos) -> Pos:
             idx = original_offset(origin, pos.idx, len(written))
@@ -412,10 +411,11 @@ class _Resolver:
 
         return relocate(expr, where_written)
 
-    def written_offset(self, written: str, offset: int) -> int:
+    def origin(self, written: str) -> list[int]:
+        """For each character of the substituted text, its offset in the text as written."""
         origin = list(range(len(written)))
         substitute_lists(written, self.lists, None, origin)
-        return original_offset(origin, offset, len(written))
+        return origin
 
     def run(self) -> tuple[list[LoadedRule], list[LoadWarning]]:
         col = self.collector
