@@ -14,18 +14,20 @@ import argparse
 import os
 from pathlib import Path
 
+import rules
 from benchmarks.results import median_rate, record
 from benchmarks.workload import make_events
 
-import rules
-
-RULES_DIR = Path(os.environ.get("PEREGRINE_FALCO_RULES", Path(__file__).resolve().parents[2] / "shared/falco-rules"))
+_DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "shared" / "falco-rules"
+RULES_DIR = Path(os.environ.get("PEREGRINE_FALCO_RULES", _DEFAULT_RULES_DIR))
 FILES = ("falco_rules.yaml", "falco-incubating_rules.yaml")
 BATCH = 500  # events per Kafka message in the worker
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--all-matches", action="store_true", help="evaluate every rule (rule_matching: all)")

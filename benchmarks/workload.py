@@ -26,7 +26,9 @@ _READ_PATHS = (
     "/app/node_modules/express/index.js", "/usr/share/zoneinfo/UTC", "/sys/fs/cgroup/cpu.max",
     "/etc/passwd", "/var/lib/app/data.db", "/usr/lib/jvm/lib/modules", "/etc/ssl/certs/ca-certificates.crt",
 )  # fmt: skip
-_WRITE_PATHS = ("/tmp/app.sock.lock", "/var/log/app/app.log", "/app/cache/blob.bin", "/dev/null", "/tmp/x.json")
+_WRITE_PATHS = (
+    "/tmp/app.sock.lock", "/var/log/app/app.log", "/app/cache/blob.bin", "/dev/null", "/tmp/x.json",
+)  # fmt: skip
 _BINARIES = (
     ("/usr/bin/ls", "ls"), ("/usr/bin/cat", "cat"), ("/usr/local/bin/python3", "python3"),
     ("/usr/local/bin/node", "node"), ("/bin/sh", "sh"), ("/usr/bin/grep", "grep"), ("/usr/bin/java", "java"),
@@ -78,7 +80,10 @@ def _process(
 
 
 def make_processes(
-    rng: random.Random, count: int = 200, node: str = "node-1", binaries: tuple[tuple[str, str], ...] = _BINARIES
+    rng: random.Random,
+    count: int = 200,
+    node: str = "node-1",
+    binaries: tuple[tuple[str, str], ...] = _BINARIES,
 ) -> list[list[object]]:
     """Host and container processes with parent chains three to five deep."""
     containers = [_container(rng, i) for i in range(20)]
@@ -87,7 +92,8 @@ def make_processes(
     procs = []
     for i in range(count):
         container = containers[i % len(containers)] if i % 5 else None
-        top = _process(rng, 1000 + 3 * i, rng.choice(_BINARIES), shim if container else systemd, container, node)
+        root = shim if container else systemd
+        top = _process(rng, 1000 + 3 * i, rng.choice(_BINARIES), root, container, node)
         mid = _process(rng, 1001 + 3 * i, rng.choice(_BINARIES), top, container, node)
         procs.append(_process(rng, 1002 + 3 * i, rng.choice(binaries), mid, container, node))
     return procs
@@ -111,7 +117,10 @@ def _fd_socket(num: int, lip: str, lport: int, rip: str, rport: int, proto: str)
 def _open_event(rng: random.Random, type_name: str, ts: int, p: list[object], num: int) -> list[object]:
     write = rng.random() < 0.15
     path = rng.choice(_WRITE_PATHS if write else _READ_PATHS)
-    flags = (O_WRONLY | O_CREAT | O_TRUNC if rng.random() < 0.5 else O_RDWR) if write else O_RDONLY | O_CLOEXEC
+    if write:
+        flags = O_WRONLY | O_CREAT | O_TRUNC if rng.random() < 0.5 else O_RDWR
+    else:
+        flags = O_RDONLY | O_CLOEXEC
     fdnum = rng.randrange(3, 64)
     params = R.EVENT_PARAMS[R.EVENT_TYPE_IDS[type_name]]
     values = {"fd": fdnum, "dirfd": -100, "name": path, "flags": flags, "mode": 0o644 if write else 0,

@@ -23,7 +23,7 @@ import ast as pyast
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from rules import operators as ops
 from rules.ast import (
@@ -42,15 +42,14 @@ from rules.ast import (
     ValueExpr,
 )
 from rules.errors import CompileError, Location
-from rules.fields import FieldFlag, FieldType, NUMERIC_TYPES, bases_of, lookup
-from rules.fields import BASES, BASE_DEPS
+from rules.fields import BASE_DEPS, BASES, NUMERIC_TYPES, FieldFlag, FieldType, bases_of, lookup
 from rules.loaded import LoadWarning
 from rules.record import EV_NUM
 from rules.transformers import TRANSFORMERS
 
 # --- the boolean tree generated code is written from -----------------------------------------
 # ("leaf", Leaf) | ("and", [..]) | ("or", [..]) | ("not", node) | ("const", bool)
-Node: TypeAlias = tuple  # type: ignore[type-arg]
+Node: TypeAlias = tuple[Any, ...]
 TRUE: Node = ("const", True)
 FALSE: Node = ("const", False)
 
@@ -179,7 +178,8 @@ def transformer_operand(node: TransformerExpr, ctx: Context, *, output: bool = F
         return Operand(f"_tx_concat({', '.join(i.code for i in items)})", FieldType.CHARBUF, node.to_source())
     if name == "getopt":
         if len(node.values) != 2 or not isinstance(node.values[1], ValueExpr) or node.arg is None:
-            raise ctx.error('getopt expects a field and an option string: getopt(proc.args, "o:")[o]', node.pos)
+            usage = 'getopt(proc.args, "o:")[o]'
+            raise ctx.error(f"getopt expects a field and an option string: {usage}", node.pos)
         inner = _transformer_arg(node.values[0], ctx, output)
         code = f"_tx_getopt({inner.code}, {node.values[1].value!r}, {node.arg!r})"
         return Operand(code, FieldType.CHARBUF, node.to_source())
@@ -248,7 +248,8 @@ def parse_value(text: str, ftype: FieldType, op: str, pos: Pos, ctx: Context) ->
                 raise ValueError
             ipaddress.ip_network(text, strict=False)
         except ValueError:
-            raise ctx.error(f"'{text}' is not a valid network (expected a CIDR such as 10.0.0.0/8)", pos) from None
+            message = f"'{text}' is not a valid network (expected a CIDR such as 10.0.0.0/8)"
+            raise ctx.error(message, pos) from None
         return text
     if op in ("glob", "iglob", "regex"):
         return text
@@ -269,7 +270,8 @@ def _literal(value: object, op: str, ctx: Context) -> str:
         return repr(str(value).lower())
     if op in ("glob", "iglob"):
         pattern = str(value)
-        return ctx.constants.add(("glob", pattern, op == "iglob"), lambda: ops.glob_program(pattern, op == "iglob"))
+        casefold = op == "iglob"
+        return ctx.constants.add(("glob", pattern, casefold), lambda: ops.glob_program(pattern, casefold))
     if op == "regex":
         pattern = str(value)
         return ctx.constants.add(("regex", pattern), lambda: ops.regex_program(pattern))
@@ -313,7 +315,8 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
     dns = left.presence is not None
     fam = ops.DNS if dns else ops.family(left.type)
     if not ops.allowed(op_name, fam):
-        raise ctx.error(f"operator {expr.op} not supported on field {left.text} of type {left.type}", expr.pos)
+        message = f"operator {expr.op} not supported on field {left.text} of type {left.type}"
+        raise ctx.error(message, expr.pos)
     right = expr.right
     if expr.modifier is not None:
         if expr.modifier not in ops.MODIFIERS or not op.modifiable:
@@ -449,22 +452,26 @@ def _guarded(
     if left.multi:
         parts = _tuple_parts(code)
         if parts is not None:  # fd.ip and friends: a fixed pair of reads, tested inline
-            alternatives = [
-                _leaf(ctx, [part], lambda b, r, part=part: f"({b(part)} is not None and {body(r(part))})", op_cost,
-                      likely=likely)
-                for part in parts
-            ]
-            return ("or", alternatives)
-        return _leaf(ctx, [code], lambda b, r: f"_any({b(code)}, lambda _v: {body('_v')})", op_cost + 3, likely=likely)
+            single = [replace(left, code=part, multi=False) for part in parts]
+            return ("or", [_guarded(one, body, ctx, op_cost, likely=likely) for one in single])
+
+        def any_of(b: Placeholders, r: Placeholders) -> str:
+            return f"_any({b(code)}, lambda _v: {body('_v')})"
+
+        return _leaf(ctx, [code], any_of, op_cost + 3, likely=likely)
     if presence is not None:
         return _leaf(
             ctx, [code, presence], lambda b, r: f"({b(presence)} is not None and {body(b(code))})", op_cost,
             likely=likely,
         )
-    return _leaf(ctx, [code], lambda b, r: f"({b(code)} is not None and {body(r(code))})", op_cost, likely=likely)
+    return _leaf(
+        ctx, [code], lambda b, r: f"({b(code)} is not None and {body(r(code))})", op_cost, likely=likely
+    )
 
 
-def _lower_modifier(modifier: str, left: Operand, op: ops.Operator, parsed: list[object], ctx: Context) -> Node:
+def _lower_modifier(
+    modifier: str, left: Operand, op: ops.Operator, parsed: list[object], ctx: Context
+) -> Node:
     """``op oneof|anyof|allof (list)``: how many list elements satisfy ``field op element``."""
     lits = [_literal(v, op.name, ctx) for v in parsed]
 
@@ -491,7 +498,11 @@ def _lower_net(left: Operand, op_name: str, nets: list[str], ctx: Context) -> No
 
 
 def _lower_field_compare(
-    expr: BinaryCheckExpr, left: Operand, op: ops.Operator, right: FieldRefExpr | TransformerExpr, ctx: Context
+    expr: BinaryCheckExpr,
+    left: Operand,
+    op: ops.Operator,
+    right: FieldRefExpr | TransformerExpr,
+    ctx: Context,
 ) -> Node:
     """``field op val(other)`` / ``field op transformer(...)``: both sides read from the event."""
     if not op.rhs_field or op.rhs == "list":
@@ -501,7 +512,8 @@ def _lower_field_compare(
     if isinstance(right, FieldRefExpr):
         found = lookup(right.field.name, right.field.arg)
         if found is not None and found[0].flags & (FieldFlag.NO_RHS | FieldFlag.FILTER_ONLY):
-            raise ctx.error(f"field {right.field.to_source()} cannot be used on the right-hand side", right.pos)
+            message = f"field {right.field.to_source()} cannot be used on the right-hand side"
+            raise ctx.error(message, right.pos)
         other = field_operand(right.field, ctx)
     else:
         other = transformer_operand(right, ctx)
@@ -668,7 +680,9 @@ class _Pending:
     rest: dict[str, Node]  # conjuncts still to test, by emitted code
 
 
-def _guard_candidates(items: Sequence[_Pending], used: frozenset[str]) -> tuple[str, list[int], str | None] | None:
+def _guard_candidates(
+    items: Sequence[_Pending], used: frozenset[str]
+) -> tuple[str, list[int], str | None] | None:
     """The test that covers the most pending rules: a conjunct several rules share (exact), or
     "read in the union of their value sets" for rules that each require the same read to be in
     some set (a necessary condition of each, so a sound prefilter)."""

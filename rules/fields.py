@@ -55,7 +55,10 @@ class FieldType(StrEnum):
 
 STRING_TYPES = frozenset({FieldType.CHARBUF, FieldType.FSPATH})
 NUMERIC_TYPES = frozenset(
-    {FieldType.INT64, FieldType.UINT64, FieldType.UINT32, FieldType.PORT, FieldType.ABSTIME, FieldType.RELTIME}
+    {
+        FieldType.INT64, FieldType.UINT64, FieldType.UINT32, FieldType.PORT,
+        FieldType.ABSTIME, FieldType.RELTIME,
+    }
 )
 
 
@@ -235,7 +238,7 @@ def _duration(ts: int | None, start: int | None) -> int | None:
 def _arg_text(ev: list[object], name: str) -> str | None:
     """Generic evt.arg.NAME: find the parameter for this event's type, render it."""
     type_id = ev[R.EV_TYPE]
-    index = R.EVENT_PARAM_INDEX[type_id].get(name) if type_id < len(R.EVENT_PARAMS) else None  # type: ignore[operator]
+    index = R.EVENT_PARAM_INDEX[type_id].get(name) if type_id < len(R.EVENT_PARAMS) else None  # type: ignore[operator,call-overload]
     if index is None:
         return None
     return render.render_arg(type_id, index, ev[R.EV_ARGS][index])  # type: ignore[arg-type,index]
@@ -251,7 +254,7 @@ def _arg_text_at(ev: list[object], index: int) -> str | None:
 
 def _arg_raw(ev: list[object], name: str) -> object:
     type_id = ev[R.EV_TYPE]
-    index = R.EVENT_PARAM_INDEX[type_id].get(name) if type_id < len(R.EVENT_PARAMS) else None  # type: ignore[operator]
+    index = R.EVENT_PARAM_INDEX[type_id].get(name) if type_id < len(R.EVENT_PARAMS) else None  # type: ignore[operator,call-overload]
     return None if index is None else ev[R.EV_ARGS][index]  # type: ignore[index]
 
 
@@ -294,7 +297,8 @@ def _is_open_generic(ev: list[object], mode: str) -> bool:
     params = R.EVENT_PARAM_INDEX[type_id]
     name = R.EVENT_TYPES[type_id]
     if name == "creat":
-        return mode == "write" or (mode == "exec" and render.is_open_exec(rf.LINUX_O_CREAT, args[params["mode"]] or 0))
+        created_exec = render.is_open_exec(rf.LINUX_O_CREAT, args[params["mode"]] or 0)
+        return mode == "write" or (mode == "exec" and created_exec)
     if name not in _OPEN_TYPES:
         return False
     flags = args[params["flags"]] or 0
@@ -377,7 +381,8 @@ def _opt(fn: str, value: str) -> str:
     return f"(None if {value} is None else {fn}({value}))"
 
 
-CH, PATH, I64, U64, U32 = FieldType.CHARBUF, FieldType.FSPATH, FieldType.INT64, FieldType.UINT64, FieldType.UINT32
+CH, PATH, I64 = FieldType.CHARBUF, FieldType.FSPATH, FieldType.INT64
+U64, U32 = FieldType.UINT64, FieldType.UINT32
 PORT, BOOL, IP, NET, ABS, REL, BUF = (
     FieldType.PORT,
     FieldType.BOOL,
@@ -392,21 +397,37 @@ _ANC = F.ARG_ALLOWED | F.NO_RHS | F.NO_TRANSFORMER | F.ANCESTORS
 _ROWS: tuple[FieldSpec, ...] = (
     # --- evt.* ---------------------------------------------------------------------------------
     FieldSpec("evt.type", CH, F.NONE, "event type name (EVENT_TYPES[ev[EV_TYPE]])", _evt_type),
-    FieldSpec("syscall.type", CH, F.NONE, "same as evt.type: every event Peregrine sees is a syscall", _evt_type),
+    FieldSpec(
+        "syscall.type", CH, F.NONE, "same as evt.type: every event Peregrine sees is a syscall",
+        _evt_type,
+    ),
     FieldSpec("evt.num", U64, F.NONE, "per-node event number from 1 (ev[EV_NUM])", f"ev[{R.EV_NUM}]"),
     FieldSpec("evt.time", ABS, F.NONE, "event timestamp, ns since the epoch (ev[EV_TS])", f"ev[{R.EV_TS}]"),
-    FieldSpec("evt.rawtime", ABS, F.NONE, "event timestamp, ns since the epoch (ev[EV_TS])", f"ev[{R.EV_TS}]"),
-    FieldSpec("evt.res", CH, F.NONE, "SUCCESS or the errno name of ev[EV_RES]", _opt("_errno", f"ev[{R.EV_RES}]")),
+    FieldSpec(
+        "evt.rawtime", ABS, F.NONE, "event timestamp, ns since the epoch (ev[EV_TS])",
+        f"ev[{R.EV_TS}]",
+    ),
+    FieldSpec(
+        "evt.res", CH, F.NONE, "SUCCESS or the errno name of ev[EV_RES]",
+        _opt("_errno", f"ev[{R.EV_RES}]"),
+    ),
     FieldSpec("evt.rawres", I64, F.NONE, "raw return value (ev[EV_RES])", f"ev[{R.EV_RES}]"),
-    FieldSpec("evt.failed", BOOL, F.NONE, "ev[EV_RES] < 0", f"(None if ev[{R.EV_RES}] is None else ev[{R.EV_RES}] < 0)"),
+    FieldSpec(
+        "evt.failed", BOOL, F.NONE, "ev[EV_RES] < 0",
+        f"(None if ev[{R.EV_RES}] is None else ev[{R.EV_RES}] < 0)",
+    ),
     FieldSpec("evt.dir", CH, F.DEPRECATED, "always '<': only exit events exist", "'<'"),
     FieldSpec("evt.hostname", CH, F.NONE, "node the process runs on (p[P_NODE])", _proc(R.P_NODE)),
     FieldSpec("evt.is_open_read", BOOL, F.NONE, "open flags (ev[EV_ARGS]) allow reading", _is_open("read")),
     FieldSpec("evt.is_open_write", BOOL, F.NONE, "open flags (ev[EV_ARGS]) allow writing", _is_open("write")),
     FieldSpec("evt.is_open_exec", BOOL, F.NONE, "open created a file with an exec bit", _is_open("exec")),
-    FieldSpec("evt.arg", CH, F.ARG_REQUIRED, "parameter .NAME or [N] of ev[EV_ARGS], rendered", _evt_arg(False)),
     FieldSpec(
-        "evt.rawarg", I64, F.ARG_REQUIRED | F.NO_TRANSFORMER, "raw parameter .NAME of ev[EV_ARGS]", _evt_arg(True)
+        "evt.arg", CH, F.ARG_REQUIRED, "parameter .NAME or [N] of ev[EV_ARGS], rendered",
+        _evt_arg(False),
+    ),
+    FieldSpec(
+        "evt.rawarg", I64, F.ARG_REQUIRED | F.NO_TRANSFORMER, "raw parameter .NAME of ev[EV_ARGS]",
+        _evt_arg(True)
     ),
     FieldSpec(
         "evt.args", CH, F.NONE, "all parameters rendered", f"_render_args(ev[{R.EV_TYPE}], ev[{R.EV_ARGS}])"
@@ -431,7 +452,10 @@ _ROWS: tuple[FieldSpec, ...] = (
         "proc.aexepath", PATH, _ANC, "N-th ancestor's executable path",
         _ancestor_field(lambda n: f"{n}[{R.P_EXEPATH}]"),
     ),
-    FieldSpec("proc.cmdline", CH, F.NONE, "comm and args joined by spaces (p[P_NAME], p[P_ARGS])", "_cmdline(p)"),
+    FieldSpec(
+        "proc.cmdline", CH, F.NONE, "comm and args joined by spaces (p[P_NAME], p[P_ARGS])",
+        "_cmdline(p)",
+    ),
     FieldSpec("proc.pcmdline", CH, F.NONE, "parent's cmdline", "_cmdline(pp)"),
     FieldSpec(
         "proc.acmdline", CH, _ANC, "N-th ancestor's cmdline",
@@ -478,8 +502,14 @@ _ROWS: tuple[FieldSpec, ...] = (
         "proc.is_exe_from_memfd", BOOL, F.NONE, "EXE_FROM_MEMFD in p[P_EXE_FLAGS]",
         f"(None if p[{R.P_EXE_FLAGS}] is None else bool(p[{R.P_EXE_FLAGS}] & {R.EXE_FROM_MEMFD}))",
     ),
-    FieldSpec("proc.exe_ino.ctime", ABS, F.NONE, "executable inode ctime (p[P_EXE_INO_CTIME])", _proc(R.P_EXE_INO_CTIME)),
-    FieldSpec("proc.exe_ino.mtime", ABS, F.NONE, "executable inode mtime (p[P_EXE_INO_MTIME])", _proc(R.P_EXE_INO_MTIME)),
+    FieldSpec(
+        "proc.exe_ino.ctime", ABS, F.NONE, "executable inode ctime (p[P_EXE_INO_CTIME])",
+        _proc(R.P_EXE_INO_CTIME),
+    ),
+    FieldSpec(
+        "proc.exe_ino.mtime", ABS, F.NONE, "executable inode mtime (p[P_EXE_INO_MTIME])",
+        _proc(R.P_EXE_INO_MTIME),
+    ),
     FieldSpec(
         "proc.exe_ino.ctime_duration_proc_start", ABS, F.NONE, "p[P_START] - p[P_EXE_INO_CTIME]",
         f"_duration(p[{R.P_START}], p[{R.P_EXE_INO_CTIME}])",
@@ -489,10 +519,17 @@ _ROWS: tuple[FieldSpec, ...] = (
         lambda arg, t: f"_env(p, {arg!r})",
     ),
     FieldSpec("thread.tid", I64, F.NONE, "thread id (ev[EV_TID])", f"ev[{R.EV_TID}]"),
-    FieldSpec("thread.cap_effective", CH, F.NONE, "capability names of p[P_CAP_EFF]", _opt("_caps", _proc(R.P_CAP_EFF))),
-    FieldSpec("thread.cap_permitted", CH, F.NONE, "capability names of p[P_CAP_PERM]", _opt("_caps", _proc(R.P_CAP_PERM))),
     FieldSpec(
-        "thread.cap_inheritable", CH, F.NONE, "capability names of p[P_CAP_INH]", _opt("_caps", _proc(R.P_CAP_INH))
+        "thread.cap_effective", CH, F.NONE, "capability names of p[P_CAP_EFF]",
+        _opt("_caps", _proc(R.P_CAP_EFF)),
+    ),
+    FieldSpec(
+        "thread.cap_permitted", CH, F.NONE, "capability names of p[P_CAP_PERM]",
+        _opt("_caps", _proc(R.P_CAP_PERM)),
+    ),
+    FieldSpec(
+        "thread.cap_inheritable", CH, F.NONE, "capability names of p[P_CAP_INH]",
+        _opt("_caps", _proc(R.P_CAP_INH))
     ),
     # --- user.* / group.* ----------------------------------------------------------------------
     FieldSpec("user.uid", U32, F.NONE, "effective uid (p[P_UID])", _proc(R.P_UID)),
@@ -504,9 +541,15 @@ _ROWS: tuple[FieldSpec, ...] = (
     # --- fd.* -----------------------------------------------------------------------------------
     FieldSpec("fd.num", I64, F.NONE, "fd number, -1 on a failed open (f[F_NUM])", f"f[{R.F_NUM}]"),
     FieldSpec("fd.typechar", CH, F.NONE, "one-letter fd type (f[F_TYPECHAR])", f"f[{R.F_TYPECHAR}]"),
-    FieldSpec("fd.type", CH, F.NONE, "fd type name: file, ipv4... (f[F_TYPECHAR])", f"_FD_TYPES.get(f[{R.F_TYPECHAR}])"),
+    FieldSpec(
+        "fd.type", CH, F.NONE, "fd type name: file, ipv4... (f[F_TYPECHAR])",
+        f"_FD_TYPES.get(f[{R.F_TYPECHAR}])",
+    ),
     FieldSpec("fd.name", PATH, F.NONE, "path, or the connection tuple (f[F_NAME])", f"f[{R.F_NAME}]"),
-    FieldSpec("fd.nameraw", PATH, F.NONE, "path as the process passed it (f[F_NAMERAW])", f"f[{R.F_NAMERAW}]"),
+    FieldSpec(
+        "fd.nameraw", PATH, F.NONE, "path as the process passed it (f[F_NAMERAW])",
+        f"f[{R.F_NAMERAW}]",
+    ),
     FieldSpec("fd.directory", PATH, F.NONE, "directory of a file fd (f[F_NAME])", "_directory(f)"),
     FieldSpec("fd.filename", CH, F.NONE, "file name of a file fd (f[F_NAME])", "_filename(f)"),
     FieldSpec("fd.l4proto", CH, F.NONE, "tcp, udp, icmp or raw (f[F_L4PROTO])", f"f[{R.F_L4PROTO}]"),
@@ -525,15 +568,23 @@ _ROWS: tuple[FieldSpec, ...] = (
         "fd.ip", IP, F.FILTER_ONLY | F.ANY_OF, "client or server IP", f"(f[{R.F_CIP}], f[{R.F_SIP}])"
     ),
     FieldSpec(
-        "fd.port", PORT, F.FILTER_ONLY | F.ANY_OF, "client or server port", f"(f[{R.F_CPORT}], f[{R.F_SPORT}])"
+        "fd.port", PORT, F.FILTER_ONLY | F.ANY_OF, "client or server port",
+        f"(f[{R.F_CPORT}], f[{R.F_SPORT}])"
     ),
     FieldSpec(
-        "fd.net", NET, F.FILTER_ONLY | F.ANY_OF, "client or server IP, against a CIDR", f"(f[{R.F_CIP}], f[{R.F_SIP}])"
+        "fd.net", NET, F.FILTER_ONLY | F.ANY_OF, "client or server IP, against a CIDR",
+        f"(f[{R.F_CIP}], f[{R.F_SIP}])"
     ),
     FieldSpec("fd.cnet", NET, F.FILTER_ONLY, "client IP against a CIDR", f"f[{R.F_CIP}]"),
     FieldSpec("fd.snet", NET, F.FILTER_ONLY, "server IP against a CIDR", f"f[{R.F_SIP}]"),
-    FieldSpec("fd.lnet", NET, F.FILTER_ONLY, "local IP against a CIDR", _local_remote(True, R.F_CIP, R.F_SIP)),
-    FieldSpec("fd.rnet", NET, F.FILTER_ONLY, "remote IP against a CIDR", _local_remote(False, R.F_CIP, R.F_SIP)),
+    FieldSpec(
+        "fd.lnet", NET, F.FILTER_ONLY, "local IP against a CIDR",
+        _local_remote(True, R.F_CIP, R.F_SIP),
+    ),
+    FieldSpec(
+        "fd.rnet", NET, F.FILTER_ONLY, "remote IP against a CIDR",
+        _local_remote(False, R.F_CIP, R.F_SIP),
+    ),
     FieldSpec(
         "fd.cip.name", CH, F.NO_RHS, "name of the client IP, from the injected mapping",
         _ip_names(f"f[{R.F_CIP}]"), presence=f"f[{R.F_CIP}]",
@@ -552,25 +603,45 @@ _ROWS: tuple[FieldSpec, ...] = (
     ),
     FieldSpec("fd.connected", BOOL, F.NONE, "socket is connected (f[F_CONNECTED])", f"f[{R.F_CONNECTED}]"),
     FieldSpec(
-        "fd.name_changed", BOOL, F.NONE, "the event changed the fd's name (f[F_NAME_CHANGED])", f"f[{R.F_NAME_CHANGED}]"
+        "fd.name_changed", BOOL, F.NONE, "the event changed the fd's name (f[F_NAME_CHANGED])",
+        f"f[{R.F_NAME_CHANGED}]"
     ),
     # --- container.* / k8s.* (enrichment) -------------------------------------------------------
     FieldSpec(
         "container.id", CH, F.NONE, "12-char container id, or 'host' (p[P_CONTAINER_ID])",
         f"(None if p[{R.P_CONTAINER_ID}] is None else p[{R.P_CONTAINER_ID}][:12])",
     ),
-    FieldSpec("container.full_id", CH, F.NONE, "full container id (p[P_CONTAINER_ID])", _proc(R.P_CONTAINER_ID)),
+    FieldSpec(
+        "container.full_id", CH, F.NONE, "full container id (p[P_CONTAINER_ID])",
+        _proc(R.P_CONTAINER_ID),
+    ),
     FieldSpec("container.name", CH, F.NONE, "container name (c[C_NAME])", f"c[{R.C_NAME}]"),
     FieldSpec("container.image", CH, F.NONE, "image reference (c[C_IMAGE])", f"c[{R.C_IMAGE}]"),
-    FieldSpec("container.image.repository", CH, F.NONE, "image repository (c[C_IMAGE_REPO])", f"c[{R.C_IMAGE_REPO}]"),
-    FieldSpec("container.image.tag", CH, F.NONE, "image tag (c[C_IMAGE_TAG])", f"c[{R.C_IMAGE_TAG}]"),
-    FieldSpec("container.image.digest", CH, F.NONE, "image digest (c[C_IMAGE_DIGEST])", f"c[{R.C_IMAGE_DIGEST}]"),
-    FieldSpec("container.type", CH, F.NONE, "runtime: containerd, cri-o, docker (c[C_TYPE])", f"c[{R.C_TYPE}]"),
-    FieldSpec("container.privileged", BOOL, F.NONE, "runs privileged (c[C_PRIVILEGED])", f"c[{R.C_PRIVILEGED}]"),
-    FieldSpec("container.start_ts", ABS, F.NONE, "container start, ns (c[C_START_TS])", f"c[{R.C_START_TS}]"),
-    FieldSpec("container.mounts", CH, F.NONE, "source:dest:mode:rw:propagation, comma-separated", f"_mounts(c[{R.C_MOUNTS}])"),
     FieldSpec(
-        "container.mount.dest", CH, F.ARG_REQUIRED, "destination of the mount whose source matches [glob] or [N]",
+        "container.image.repository", CH, F.NONE, "image repository (c[C_IMAGE_REPO])",
+        f"c[{R.C_IMAGE_REPO}]",
+    ),
+    FieldSpec("container.image.tag", CH, F.NONE, "image tag (c[C_IMAGE_TAG])", f"c[{R.C_IMAGE_TAG}]"),
+    FieldSpec(
+        "container.image.digest", CH, F.NONE, "image digest (c[C_IMAGE_DIGEST])",
+        f"c[{R.C_IMAGE_DIGEST}]",
+    ),
+    FieldSpec(
+        "container.type", CH, F.NONE, "runtime: containerd, cri-o, docker (c[C_TYPE])",
+        f"c[{R.C_TYPE}]",
+    ),
+    FieldSpec(
+        "container.privileged", BOOL, F.NONE, "runs privileged (c[C_PRIVILEGED])",
+        f"c[{R.C_PRIVILEGED}]",
+    ),
+    FieldSpec("container.start_ts", ABS, F.NONE, "container start, ns (c[C_START_TS])", f"c[{R.C_START_TS}]"),
+    FieldSpec(
+        "container.mounts", CH, F.NONE, "source:dest:mode:rw:propagation, comma-separated",
+        f"_mounts(c[{R.C_MOUNTS}])",
+    ),
+    FieldSpec(
+        "container.mount.dest", CH, F.ARG_REQUIRED,
+        "destination of the mount whose source matches [glob] or [N]",
         lambda arg, t: f"_mount_dest(c[{R.C_MOUNTS}], {arg!r})",
     ),
     FieldSpec("k8s.ns.name", CH, F.NONE, "Kubernetes namespace (c[K_NS])", f"c[{R.K_NS}]"),

@@ -154,7 +154,8 @@ def compile_output(
         codes.append(value.code)
         start = end
     source = _reader_source(codes)
-    namespace: dict[str, object] = {**HELPERS, **TRANSFORMER_HELPERS, **ctx.constants.values, "_ipn": ip_names or {}}
+    namespace: dict[str, object] = {**HELPERS, **TRANSFORMER_HELPERS, **ctx.constants.values}
+    namespace["_ipn"] = ip_names or {}
     exec(compile(source, "<peregrine output>", "exec"), namespace)  # noqa: S102 - our own generated code
     read = namespace["_read"]
     return OutputTemplate(template, tuple(literals), tuple(tokens), read, source)  # type: ignore[arg-type]

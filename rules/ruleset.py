@@ -84,12 +84,12 @@ class Ruleset:
     def match(self, ev: Event) -> CompiledRule | None:
         """The first rule, in definition order, whose condition holds for `ev`."""
         fn = self._first.get(ev[0])
-        return None if fn is None else fn(ev)  # type: ignore[no-any-return]
+        return None if fn is None else fn(ev)
 
     def match_all(self, ev: Event) -> list[CompiledRule]:
         """Every rule whose condition holds for `ev`, in definition order."""
         fn = self._all.get(ev[0])
-        return [] if fn is None else fn(ev)  # type: ignore[no-any-return]
+        return [] if fn is None else fn(ev)
 
     def evaluate(self, events: Iterable[Event]) -> list[tuple[Event, CompiledRule]]:
         """The batch hot path: (event, rule) for each match; one per event unless all_matches."""
@@ -192,8 +192,9 @@ def _build(
     for type_id in sorted(per_type):
         conditions = per_type[type_id]
         name = EVENT_TYPES[type_id]
-        first, first_rules = cc.bucket_source(f"_first_{name}", conditions, values[type_id], all_matches=False)
-        every, all_rules = cc.bucket_source(f"_all_{name}", conditions, values[type_id], all_matches=True)
+        table = values[type_id]
+        first, first_rules = cc.bucket_source(f"_first_{name}", conditions, table, all_matches=False)
+        every, all_rules = cc.bucket_source(f"_all_{name}", conditions, table, all_matches=True)
         bucket_sources[type_id] = first if not all_matches else every
         parts += [f"_RULES = {first_rules}\n", first, f"_RULES = {all_rules}\n", every]
         first_entries.append(f"{type_id}: _first_{name}")

@@ -25,7 +25,8 @@ def compile_case(case: dict[str, Any]) -> Ruleset:
         items.append({"list": name, "items": values})
     for name, condition in (case.get("macros") or {}).items():
         items.append({"macro": name, "condition": condition})
-    items.append({"rule": "case", "desc": "d", "condition": case["condition"], "output": "o", "priority": "WARNING"})
+    rule = {"rule": "case", "desc": "d", "condition": case["condition"], "output": "o", "priority": "WARNING"}
+    items.append(rule)
     text = yaml.safe_dump(items, sort_keys=False)
     return compile_rules(load_sources([("case.yaml", text)]), ip_names=case.get("ip_names"))
 

@@ -12,7 +12,8 @@ from rules.ruleset import CompiledRule, compile_rules
 RULE = {
     "rule": "Terminal shell in container", "desc": "d", "priority": "NOTICE",
     "condition": "evt.type = execve and proc.tty != 0",
-    "output": "A shell was spawned (user=%user.name shell=%proc.name terminal=%proc.tty exe_flags=%evt.arg.flags)",
+    "output": "A shell was spawned (user=%user.name shell=%proc.name terminal=%proc.tty "
+              "exe_flags=%evt.arg.flags)",
     "tags": ["shell", "T1059", "container", "maturity_stable", "mitre_execution"],
 }  # fmt: skip
 
@@ -27,7 +28,8 @@ def event(**proc: object) -> list[object]:
 
 def test_alert_has_falcos_keys_plus_uuid() -> None:
     alert = build_alert(compiled(), event())
-    assert set(alert) == {"hostname", "output", "output_fields", "priority", "rule", "source", "tags", "time", "uuid"}
+    keys = {"hostname", "output", "output_fields", "priority", "rule", "source", "tags", "time", "uuid"}
+    assert set(alert) == keys
     assert alert["rule"] == "Terminal shell in container"
     assert alert["priority"] == "Notice" and alert["source"] == "syscall" and alert["hostname"] == "worker-7"
     assert alert["time"] == "2024-06-10T06:13:20.123456789Z"
@@ -37,7 +39,8 @@ def test_alert_has_falcos_keys_plus_uuid() -> None:
 def test_output_is_time_priority_message() -> None:
     output = build_alert(compiled(), event())["output"]
     assert isinstance(output, str)
-    assert output.startswith("06:13:20.123456789: Notice A shell was spawned (user=root shell=bash terminal=34816 ")
+    prefix = "06:13:20.123456789: Notice A shell was spawned (user=root shell=bash terminal=34816 "
+    assert output.startswith(prefix)
     assert output.endswith("k8s_pod_name=<NA> k8s_ns_name=<NA>")
 
 

@@ -16,7 +16,8 @@ from rules.ruleset import Ruleset, compile_rules
 
 
 def compile_condition(condition: str) -> Ruleset:
-    text = yaml.safe_dump([{"rule": "r", "desc": "d", "condition": condition, "output": "o", "priority": "INFO"}])
+    rule = {"rule": "r", "desc": "d", "condition": condition, "output": "o", "priority": "INFO"}
+    text = yaml.safe_dump([rule])
     return compile_rules(load_sources([("t.yaml", text)]))
 
 
@@ -84,8 +85,9 @@ def test_generated_source_is_inspectable_python() -> None:
 
 def _hollow_events() -> list[list[object]]:
     """Every event type with parameters, fd, parent, container and most process slots missing."""
-    hollow = {name: None for name in ("name", "exe", "exepath", "args", "cwd", "tty", "user", "uid", "loginuid",
-                                      "start", "cap_eff", "cap_perm", "exe_flags", "container_id", "env")}
+    slots = ("name", "exe", "exepath", "args", "cwd", "tty", "user", "uid", "loginuid",
+             "start", "cap_eff", "cap_perm", "exe_flags", "container_id", "env")  # fmt: skip
+    hollow = dict.fromkeys(slots)
     events = []
     for type_name in R.EVENT_TYPES:
         events.append(build_event(type_name, proc=hollow))
@@ -94,7 +96,8 @@ def _hollow_events() -> list[list[object]]:
 
 
 def test_falco_rules_never_raise_on_missing_values(falco_rules_dir: Path) -> None:
-    files = [falco_rules_dir / f for f in ("falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml")]
+    names = ("falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml")
+    files = [falco_rules_dir / f for f in names]
     ruleset = compile_rules(load_files(files), all_matches=True)
     for ev in _hollow_events():
         ruleset.match(ev)

@@ -23,8 +23,8 @@ from rules.ast import (
     UnaryCheckExpr,
 )
 from rules.collect import load_files
-from rules.fields import FIELDS, HELPERS, FieldFlag, bases_of, lookup
 from rules.compiler import prologue
+from rules.fields import FIELDS, HELPERS, FieldFlag, bases_of, lookup
 from rules.parser import parse_field_or_transformer
 
 FILES = ("falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml")
@@ -99,14 +99,17 @@ def _sample_arg(name: str) -> str | None:
 
 
 def _events() -> list[list[object]]:
+    container = {
+        "image_repo": "nginx", "ns": "default", "pod_labels": {"app": "web"},
+        "mounts": [["/proc", "/host/proc", "", True, ""]],
+    }  # fmt: skip
     full = build_event(
         "openat", args={"fd": 3, "dirfd": -100, "name": "/etc/x", "flags": 65, "mode": 0o755},
         proc={"parent": {"name": "sshd", "parent": {"name": "systemd"}}, "env": ["A=b"],
-              "container": {"image_repo": "nginx", "ns": "default", "mounts": [["/proc", "/host/proc", "", True, ""]],
-                            "pod_labels": {"app": "web"}}},
+              "container": container},
         fd={"name": "/etc/x"},
     )  # fmt: skip
-    bare = build_event("connect", proc={name: None for name in ("name", "args", "tty", "exe_flags", "container_id")})
+    bare = build_event("connect", proc=dict.fromkeys(("name", "args", "tty", "exe_flags", "container_id")))
     bare[R.EV_ARGS] = [None] * len(bare[R.EV_ARGS])
     return [full, bare]
 

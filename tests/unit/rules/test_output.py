@@ -18,7 +18,8 @@ def render(template: str, ev: list[object] = EV) -> tuple[str, dict[str, object]
 def test_tokens_render_their_values() -> None:
     text, fields = render("shell=%proc.name parent=%proc.pname cmdline=%proc.cmdline terminal=%proc.tty")
     assert text == "shell=bash parent=runc cmdline=bash -il terminal=34816"
-    assert fields == {"proc.name": "bash", "proc.pname": "runc", "proc.cmdline": "bash -il", "proc.tty": 34816}
+    expected = {"proc.name": "bash", "proc.pname": "runc", "proc.cmdline": "bash -il", "proc.tty": 34816}
+    assert fields == expected
 
 
 def test_missing_values_print_na_and_are_null_in_json() -> None:
@@ -66,7 +67,11 @@ def test_suggested_container_fields_are_appended() -> None:
 
 @pytest.mark.parametrize(
     ("template", "message"),
-    [("x %proc.nme", "nonexistent field"), ("x %", "ends with '%'"), ("x %fd.net", "only be used in filters")],
+    [
+        ("x %proc.nme", "nonexistent field"),
+        ("x %", "ends with '%'"),
+        ("x %fd.net", "only be used in filters"),
+    ],
 )
 def test_bad_templates_are_compile_errors(template: str, message: str) -> None:
     with pytest.raises(CompileError) as info:

@@ -14,7 +14,10 @@ from rules import CompileError, Priority
 from rules.collect import load_sources
 from rules.ruleset import Ruleset, compile_rules
 
-CONTAINER = {"image_repo": "docker.io/library/mysql", "image_tag": "8", "name": "db", "ns": "default", "pod_name": "mysql-db-0"}
+CONTAINER = {
+    "image_repo": "docker.io/library/mysql", "image_tag": "8", "name": "db", "ns": "default",
+    "pod_name": "mysql-db-0",
+}  # fmt: skip
 
 
 def ruleset_of(items: list[dict[str, object]], **options: object) -> Ruleset:
@@ -81,8 +84,10 @@ def test_ruleset_is_immutable() -> None:
 
 
 def test_compiled_rule_carries_its_metadata() -> None:
-    rule = ruleset_of([{"rule": "r", "condition": "evt.type = execve", "tags": ["z", "a"], "priority": "NOTICE"}]).rules[0]
-    assert (rule.priority, rule.tags, rule.source, rule.event_types) == (Priority.NOTICE, ("a", "z"), "syscall", {"execve"})
+    item = {"rule": "r", "condition": "evt.type = execve", "tags": ["z", "a"], "priority": "NOTICE"}
+    rule = ruleset_of([item]).rules[0]
+    assert (rule.priority, rule.tags, rule.source) == (Priority.NOTICE, ("a", "z"), "syscall")
+    assert rule.event_types == {"execve"}
 
 
 # --- Falco's own rules on the blog scenarios (reference section 9) -----------------------------
@@ -98,17 +103,19 @@ def names(ruleset: Ruleset, ev: list[object]) -> list[str]:
 
 
 def test_terminal_shell_in_container(falco: Ruleset) -> None:
-    ev = build_event("execve", proc={"name": "bash", "tty": 34816, "container": CONTAINER, "parent": {"name": "runc"}})
+    shell = {"name": "bash", "container": CONTAINER, "parent": {"name": "runc"}}
+    ev = build_event("execve", proc={**shell, "tty": 34816})
     assert "Terminal shell in container" in names(falco, ev)
-    no_tty = build_event("execve", proc={"name": "bash", "tty": 0, "container": CONTAINER, "parent": {"name": "runc"}})
+    no_tty = build_event("execve", proc={**shell, "tty": 0})
     assert "Terminal shell in container" not in names(falco, no_tty)
 
 
 def test_contact_k8s_api_server_from_container(falco: Ruleset) -> None:
-    fd = {"typechar": "4", "cip": "10.244.0.7", "cport": 41000, "sip": "10.96.0.1", "sport": 443, "l4proto": "tcp"}
+    fd = {"typechar": "4", "cip": "10.244.0.7", "cport": 41000, "sip": "10.96.0.1", "sport": 443}
     ev = build_event("connect", proc={"name": "curl", "container": CONTAINER}, fd=fd)
     assert "Contact K8S API Server From Container" in names(falco, ev)
-    system = build_event("connect", proc={"name": "curl", "container": {**CONTAINER, "ns": "kube-system"}}, fd=fd)
+    in_kube_system = {**CONTAINER, "ns": "kube-system"}
+    system = build_event("connect", proc={"name": "curl", "container": in_kube_system}, fd=fd)
     assert "Contact K8S API Server From Container" not in names(falco, system)
 
 
@@ -120,9 +127,10 @@ def test_change_thread_namespace(falco: Ruleset) -> None:
 
 
 def test_package_management_in_container(falco: Ruleset) -> None:
-    ev = build_event("execve", proc={"name": "apt-get", "user": "root", "container": CONTAINER, "parent": {"name": "bash"}})
+    ev = build_event("execve", proc={"name": "apt-get", "container": CONTAINER, "parent": {"name": "bash"}})
     assert "Launch Package Management Process in Container" in names(falco, ev)
-    nested = build_event("execve", proc={"name": "dpkg", "container": CONTAINER, "parent": {"name": "apt-get"}})
+    under_apt = {"name": "dpkg", "container": CONTAINER, "parent": {"name": "apt-get"}}
+    nested = build_event("execve", proc=under_apt)
     assert "Launch Package Management Process in Container" not in names(falco, nested)
 
 
