@@ -479,6 +479,8 @@ class _Resolver:
             return inline_macros(expr, lookup, self.used_macros)
         except MacroError as exc:  # positions are already those of the text as written
             raise LoadError(exc.message, _at(where, written, exc.offset)) from None
+        except RecursionError:  # e.g. a chain of ~1000 macros each wrapping the previous one
+            raise LoadError("macros nest too deeply to be expanded", _at(where, written, None)) from None
 
 
 def _at(where: Location, condition: str, offset: int | None) -> Location:
@@ -497,6 +499,8 @@ def _evttype_warnings(rules: Iterable[LoadedRule]) -> list[LoadWarning]:
             types = event_types(rule.condition)
         except ValueError as exc:  # evt.type against a field or through a transformer, as libs refuses
             raise LoadError(str(exc), rule.location) from None
+        except RecursionError:
+            raise LoadError("condition nests too deeply to be analysed", rule.location) from None
         if rule.warn_evttypes and (types is None or len(types) > MAX_EVTTYPE_NAMES):
             warnings.append(
                 LoadWarning(

@@ -209,3 +209,10 @@ def test_exception_fields_are_handed_to_the_compiler() -> None:
     )
     (loaded,) = load_sources([("f.yaml", rule("r", "evt.type = open") + exceptions)]).rules
     assert loaded.exception_fields == ("proc.name", "fd.name", "proc.pname", "not.exist")
+
+
+def test_absurdly_deep_macro_chains_are_a_clear_error() -> None:
+    chain = "".join(f"- macro: m{i}\n  condition: m{i - 1} and proc.name = x{i}\n" for i in range(1, 1000))
+    text = "- macro: m0\n  condition: evt.type = open\n" + chain + rule("r", "m999")
+    with pytest.raises(LoadError, match="nest too deeply"):
+        load_sources([("f.yaml", text)])
