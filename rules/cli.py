@@ -1,6 +1,6 @@
 """`peregrine rules ...`: validate, list and test Falco rules files.
 
-    peregrine rules validate FILE...               load and compile, report problems and counts
+    peregrine rules validate [--strict] FILE...    load and compile, report problems and counts
     peregrine rules list [FILE...]                 rules with priority, tags and event types
     peregrine rules test --events FILE [--rules FILE...]   replay a capture, print Falco JSON alerts
 
@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="load and compile rules files, report problems and counts")
     validate.add_argument("files", nargs="+", metavar="FILE", help="rules files, loaded in this order")
+    validate.add_argument(
+        "--strict", action="store_true", help="fail on warnings too (Falco only warns, e.g. on unknown keys)"
+    )
 
     listing = sub.add_parser("list", help="list rules with priority, tags and event types")
     default = f"rules files (default: {DEFAULT_RULES.name})"
@@ -64,7 +67,7 @@ def main(argv: list[str]) -> int:
         return int(exc.code or 0)
     try:
         if args.command == "validate":
-            return _validate(args.files, sys.stdout, sys.stderr)
+            return _validate(args.files, sys.stdout, sys.stderr, strict=args.strict)
         if args.command == "list":
             return _list(args.files or [str(DEFAULT_RULES)], sys.stdout)
         return _test(args, sys.stdout, sys.stderr)
@@ -76,7 +79,7 @@ def main(argv: list[str]) -> int:
         return 1
 
 
-def _validate(files: Sequence[str], out: TextIO, err: TextIO) -> int:
+def _validate(files: Sequence[str], out: TextIO, err: TextIO, *, strict: bool) -> int:
     from rules.collect import load_files
     from rules.ruleset import compile_rules
 
@@ -87,6 +90,9 @@ def _validate(files: Sequence[str], out: TextIO, err: TextIO) -> int:
     for warning in ruleset.warnings:
         caret = warning.location.caret()
         err.write(warning.render() + ("\n" + caret if caret else "") + "\n")
+    if strict and ruleset.warnings:
+        err.write(f"error: {len(ruleset.warnings)} warning(s) and --strict\n")
+        return 1
     enabled = sum(rule.enabled for rule in result.rules)
     out.write(
         f"OK: {len(result.rules)} rules ({enabled} enabled) from {len(result.files)} file(s), "

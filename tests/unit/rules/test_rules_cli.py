@@ -271,3 +271,13 @@ def test_compile_warning_has_a_caret(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "warning LOAD_COMPILE_CONDITION: 'proc.pname' may be a valid field" in lines[0]
     assert lines[1].strip() == "evt.type = open and proc.name = proc.pname"
     assert lines[1][lines[2].index("^") :].startswith("proc.pname")
+
+
+def test_strict_fails_on_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(GOOD_RULE + "  typo_key: 1\n")
+    code, out, err = run(capsys, "validate", "--strict", str(path))
+    assert code == 1 and "LOAD_UNKNOWN_KEY" in err and "--strict" in err.splitlines()[-1]
+    assert run(capsys, "validate", str(path))[0] == 0  # without --strict, warnings only warn
+    path.write_text(GOOD_RULE)
+    assert run(capsys, "validate", "--strict", str(path))[0] == 0
