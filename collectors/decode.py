@@ -241,7 +241,8 @@ def _socket(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd | None]:
         f[0] = fd
         f[1] = {_AF_INET: "4", _AF_INET6: "6", _AF_UNIX: "u"}.get(domain, "o")
         f[2] = ""
-        f[4] = _SOCK_TYPE_L4.get(_u32(h[H_A0 + 1]) & 0xF)
+        if domain in (_AF_INET, _AF_INET6):
+            f[4] = _SOCK_TYPE_L4.get(_u32(h[H_A0 + 1]) & 0xF)
         f[9] = f[10] = f[11] = False
     return [fd, domain, _u32(h[H_A0 + 1]), _s32(h[H_A0 + 2])], f
 
