@@ -30,6 +30,10 @@ ALLOWED_THIRD_PARTY: dict[str, frozenset[str]] = {
     "streams": frozenset({"faust", "mode", "aiokafka", "confluent_kafka", "msgpack", "opentelemetry",
                           "prometheus_client", "aiohttp", "yaml", "yarl"}),
 }
+# Edges of the graph that are command-line entry points rather than library code. `peregrine rules
+# test --events FILE` reads capture files, whose format the collector owns; the import happens
+# inside that subcommand only, so importing `rules` still loads neither (test_purity checks).
+CLI_EXCEPTIONS: dict[str, tuple[str, ...]] = {"rules/cli.py": ("collectors.wire", "msgpack")}
 STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 
 
@@ -52,10 +56,11 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(REPO)))
 def test_module_imports_follow_the_package_table(path: Path) -> None:
     package = path.relative_to(REPO).parts[0]
+    excepted = CLI_EXCEPTIONS.get(str(path.relative_to(REPO)), ())
     problems = []
     for line, name in _imports(path):
         top = name.split(".")[0]
-        if top in STDLIB:
+        if top in STDLIB or any(name == e or name.startswith(e + ".") for e in excepted):
             continue
         if top in PACKAGES:
             if top == package:
