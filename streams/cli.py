@@ -20,6 +20,7 @@ _ROLES: dict[str, tuple[str, tuple[str, ...], bool, str]] = {
     "k8s-meta": ("enrichers.service", (), True, "publish Kubernetes metadata to peregrine.k8s"),
     "rules": ("rules.cli", (), False, "validate, list and test rules files"),
     "kafka": ("streams.localkafka", (), False, "start/stop a local Kafka broker (up|down|status)"),
+    "demo": ("streams.demo", (), False, "replay the attack scenario through a local pipeline"),
 }
 
 
