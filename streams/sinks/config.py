@@ -52,9 +52,14 @@ class RetryConfig:
     max_retry_after_s: float = 300.0  # a Retry-After beyond this is capped, not obeyed blindly
 
     def worst_case_s(self) -> float:
-        """Longest time one batch can spend in retries (Retry-After capped), for poll deadlines."""
-        waits = [min(self.max_backoff_s, self.initial_backoff_s * 2**n) for n in range(self.max_attempts - 1)]
-        return float(sum(max(w, self.max_retry_after_s) for w in waits))
+        """Longest time one batch can spend waiting between attempts (Retry-After at its cap)."""
+        total, step = 0.0, self.initial_backoff_s
+        for done in range(self.max_attempts - 1):
+            if step >= self.max_backoff_s:  # every remaining wait is the same: no need to loop on
+                return total + (self.max_attempts - 1 - done) * max(self.max_backoff_s, self.max_retry_after_s)
+            total += max(step, self.max_retry_after_s)
+            step *= 2
+        return total
 
 
 @dataclass(frozen=True, slots=True)
