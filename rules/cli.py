@@ -9,9 +9,9 @@ and `test` use Peregrine's default rules (``rules/data/peregrine_rules.yaml``).
 
 Every problem is printed as one message naming the file, line and item, with a caret under the
 offending token of a condition; no traceback. Exit status: 0 fine, 1 the rules or the capture
-have an error, 2 bad usage. A capture file is a sequence of event batches as
-``collectors.wire.encode_batch`` writes them, back to back (msgpack is self-delimiting); reading
-it is the only thing that needs msgpack, so it is imported inside `test` alone.
+have an error, 2 bad usage. Captures are read with `collectors.capture` (the format `peregrine
+record` writes: event batches as `collectors.wire` encodes them); that, and msgpack, are imported
+inside `test` alone. A capture carries no Kubernetes metadata, so `k8s.*` fields are `<NA>`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("files", nargs="*", metavar="FILE", help=default)
 
     test = sub.add_parser("test", help="evaluate a recorded capture and print one Falco JSON alert per line")
-    test.add_argument("--events", required=True, metavar="FILE", help="capture: encoded event batches")
+    test.add_argument("--events", required=True, metavar="FILE", help="a capture from `peregrine record`")
     test.add_argument("--rules", nargs="+", default=[], metavar="FILE", help=default)
     test.add_argument("--all-matches", action="store_true", help="every matching rule alerts")
     test.add_argument(
@@ -56,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
         default="debug",
         metavar="PRIORITY",
         help="skip rules less severe than this (default: debug, i.e. all)",
+    )
+    test.add_argument(
+        "--ip-name",
+        action="append",
+        default=[],
+        metavar="IP=NAME",
+        help="what fd.*ip.name resolves IP to, e.g. 10.96.0.1=kubernetes.default.svc.cluster.local",
     )
     return parser
 
@@ -122,27 +129,14 @@ def _list(files: Sequence[str], out: TextIO) -> int:
     return 0
 
 
-def _read_capture(path: str) -> Iterator[list[Event]]:
-    """Yield the events of each batch of a capture file (WireError on a bad batch)."""
-    import msgpack
+def _capture_events(path: str) -> Iterator[list[Event]]:
+    """The events of each event batch of a capture (CaptureError, WireError on bad input)."""
+    from collectors.capture import read_capture
+    from collectors.wire import decode_batch
 
-    from collectors.wire import WireError, decode_batch
-
-    data = Path(path).read_bytes()
-    unpacker = msgpack.Unpacker(raw=False)
-    unpacker.feed(data)
-    start = 0
-    try:
-        for _ in unpacker:  # only to find where each batch ends; decode_batch validates it
-            end = unpacker.tell()
-            yield decode_batch(data[start:end]).events
-            start = end
-    except (ValueError, msgpack.UnpackException) as exc:
-        if isinstance(exc, WireError):
-            raise
-        raise WireError("malformed msgpack", f"at byte {start}: {exc}") from None
-    if start != len(data):
-        raise WireError("truncated capture", f"{len(data) - start} trailing bytes at byte {start}")
+    for frame in read_capture(path):
+        if frame.kind == "events":
+            yield decode_batch(frame.value).events
 
 
 def _test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -151,28 +145,35 @@ def _test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     try:
         min_priority = Priority.parse(args.min_priority)
+        ip_names = dict(_ip_name(text) for text in args.ip_name)
     except ValueError as exc:
-        err.write(f"error: --min-priority: {exc}\n")
+        err.write(f"error: {exc}\n")
         return 2
     files = args.rules or [str(DEFAULT_RULES)]
-    ruleset = load(files, all_matches=args.all_matches, min_priority=min_priority)
-    from collectors.wire import WireError  # msgpack is needed from here on only
+    ruleset = load(files, all_matches=args.all_matches, ip_names=ip_names, min_priority=min_priority)
+    # msgpack and the capture format are needed from here on only
+    from collectors.errors import CaptureError
+    from collectors.wire import WireError
 
     n_events = n_alerts = 0
     try:
-        for events in _read_capture(args.events):
+        for events in _capture_events(args.events):
             n_events += len(events)
             for ev, rule in ruleset.evaluate(events):
                 out.write(json.dumps(build_alert(rule, ev), ensure_ascii=False) + "\n")
                 n_alerts += 1
-    except OSError as exc:
-        err.write(f"error: {args.events}: cannot read capture: {exc.strerror or exc}\n")
-        return 1
-    except WireError as exc:
+    except (CaptureError, WireError) as exc:
         err.write(f"error: {args.events}: bad capture: {exc}\n")
         return 1
     err.write(f"{n_events} events, {n_alerts} alerts\n")
     return 0
+
+
+def _ip_name(text: str) -> tuple[str, str]:
+    ip, sep, name = text.partition("=")
+    if not (sep and ip and name):
+        raise ValueError(f"--ip-name wants IP=NAME, got {text!r}")
+    return ip, name
 
 
 if __name__ == "__main__":

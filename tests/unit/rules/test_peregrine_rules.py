@@ -89,6 +89,13 @@ def test_every_rule_has_a_case(ruleset: Ruleset) -> None:
     assert {rule.name for rule in ruleset.rules} == set(CASES)
 
 
+def test_nsenter_is_expected_on_the_host_only(ruleset: Ruleset) -> None:
+    in_container = ruleset.match(event("setns", process("nsenter", parent=process("bash"))))
+    assert in_container is not None and in_container.name == "Peregrine: Namespace Change by Unexpected Program"
+    assert ruleset.match(event("setns", process("nsenter", container=R.HOST_CONTAINER_ID))) is None
+    assert ruleset.match(event("setns", process("runc:[2:INIT]"))) is None  # the runtime, in the container
+
+
 def test_api_server_rule_ignores_kube_system(ruleset: Ruleset) -> None:
     ev = event("connect", process("coredns", namespace="kube-system"), connection(API_SERVER_IP))
     assert ruleset.match(ev) is None

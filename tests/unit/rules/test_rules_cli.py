@@ -57,7 +57,7 @@ def test_validate_peregrine_rules_after_falco(
     ours = Path(__file__).resolve().parents[3] / "rules" / "data" / "peregrine_rules.yaml"
     code, out, err = run(capsys, "validate", *(str(falco_rules_dir / n) for n in FALCO_FILES), str(ours))
     assert code == 0, err
-    assert out.splitlines()[3].endswith("peregrine_rules.yaml: 5 rules, 4 macros, 6 lists")
+    assert out.splitlines()[3].endswith("peregrine_rules.yaml: 5 rules, 4 macros, 7 lists")
     assert "OK: 98 rules" in out
 
 
@@ -202,7 +202,8 @@ def _execve(proc: int, num: int) -> list[object]:
     return ev
 
 
-def _capture(path: Path) -> None:
+def _capture(path: Path, *, garbage: bool = False) -> None:
+    from collectors.capture import CaptureWriter
     from collectors.wire import Batch, encode_batch
 
     container = "a" * 64
@@ -213,7 +214,11 @@ def _capture(path: Path) -> None:
     ]
     first = Batch("node-1", "boot", 1, 1, 2, procs=procs, events=[_execve(1, 1), _execve(2, 2)])
     second = Batch("node-1", "boot", 2, 3, 3, procs=procs[:2], events=[_execve(1, 3)])
-    path.write_bytes(encode_batch(first) + encode_batch(second))
+    writer = CaptureWriter(str(path))
+    writer.send("events", b"node-1", encode_batch(first), 2)
+    writer.send("stats", b"node-1", b"\x80", 0)  # frames other than events are skipped
+    writer.send("events", b"node-1", b"\x01not a batch" if garbage else encode_batch(second), 1)
+    writer.close(0)
 
 
 def test_test_prints_one_falco_json_alert_per_line(
@@ -245,12 +250,36 @@ def test_test_min_priority_filters(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_test_bad_capture_is_one_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("msgpack")
     capture = tmp_path / "capture.bin"
-    _capture(capture)
-    capture.write_bytes(capture.read_bytes()[:-5])
+    _capture(capture, garbage=True)
     code, _, err = run(capsys, "test", "--events", str(capture))
     assert code == 1 and "bad capture" in err and "Traceback" not in err
+    capture.write_bytes(b"not a capture")
+    code, _, err = run(capsys, "test", "--events", str(capture))
+    assert code == 1 and "not a Peregrine capture" in err
     code, _, err = run(capsys, "test", "--events", str(tmp_path / "missing.bin"))
     assert code == 1 and "cannot read capture" in err
+
+
+SHIPPED_CAPTURE = Path(__file__).resolve().parents[2] / "data" / "attack_scenario.cap"
+
+
+@pytest.mark.skipif(not SHIPPED_CAPTURE.exists(), reason="attack capture not recorded yet")
+def test_default_rules_catch_the_recorded_attack_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    api_server = "10.96.0.1=kubernetes.default.svc.cluster.local"
+    code, out, err = run(capsys, "test", "--events", str(SHIPPED_CAPTURE), "--ip-name", api_server)
+    assert code == 0, err
+    assert sorted(json.loads(line)["rule"] for line in out.splitlines()) == [
+        "Peregrine: Kubernetes API Server Contacted from Container",
+        "Peregrine: Kubernetes or Docker Client Run in Container",
+        "Peregrine: Namespace Change by Unexpected Program",
+        "Peregrine: Package Management in Container",
+        "Peregrine: Terminal Shell in Container",
+    ]
+
+
+def test_ip_name_needs_ip_equals_name(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "test", "--events", "x.cap", "--ip-name", "10.96.0.1")
+    assert code == 2 and "IP=NAME" in err
 
 
 def test_rules_cli_does_not_import_msgpack_or_collectors_until_test() -> None:
