@@ -1,0 +1,340 @@
+"""Detection worker end to end through a real broker: events/s per process, scaling, latency.
+
+* throughput: a backlog of wire batches (500 events each, the seeded mix of `benchmarks.workload`)
+  is produced once; then ``peregrine worker`` processes (Falco's stable + incubating rules) start in a
+  fresh consumer group and drain it. The rate is taken from the group's committed offsets (sampled
+  every 0.2 s) from the moment the group is stable with every process holding partitions to the
+  end of the backlog, so start-up and the joining rebalance are not counted. Figures: 1 process
+  exactly_once against 1 process at_least_once (the cost of transactions); 2 processes against 1
+  (the scaling ratio). Batches are regrouped so each references ~20 process records, as a node's
+  batch does (`node_order`); no Kubernetes records are published, so enrichment always misses.
+  Each figure is the median of ``--runs``.
+* latency: one exactly_once worker; batches produced at half the measured 1-process capacity, each
+  with one shell-in-a-container execve stamped with its production time; a read_committed consumer
+  measures production -> alert visible. p50/p99 over ``--latency-seconds``.
+
+The machine is shared (2 cores: broker, producer, workers and other jobs), so absolute figures are
+what this box gives; the ratios are the comparable part.
+
+Run: ``.venv/bin/python -m benchmarks.bench_worker [--events N] [--runs R] [--bootstrap HOST:PORT]``
+(without ``--bootstrap`` it starts its own broker from the project's Kafka jars).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from benchmarks.results import record
+from benchmarks.workload import make_events
+from collectors.wire import Batch, encode_batch
+from rules import record as R
+from streams import localkafka
+
+REPO = Path(__file__).resolve().parents[1]
+RULES = [
+    Path(os.environ.get("PEREGRINE_FALCO_RULES", "/work/shared/falco-rules")) / name
+    for name in ("falco_rules.yaml", "falco-incubating_rules.yaml")
+]
+BATCH = 500
+PARTITIONS = 8
+NODES = [f"node-{i}" for i in range(16)]
+
+
+def wire_batch(events: list[list[Any]], node: str, seq: int) -> bytes:
+    """In-memory records (resolved references) -> a self-contained wire batch."""
+    index: dict[int, int] = {}
+    procs: list[list[Any]] = []
+
+    def add(p: list[Any]) -> int:
+        at = index.get(id(p))
+        if at is None:
+            parent = p[R.P_PARENT]
+            parent_at = add(parent) if parent is not None else -1
+            rec = list(p)
+            rec[R.P_PARENT], rec[R.P_CONTAINER], rec[R.P_NODE] = parent_at, None, node
+            at = index[id(p)] = len(procs)
+            procs.append(rec)
+        return at
+
+    wire = []
+    for ev in events:
+        e = list(ev)
+        e[R.EV_PROC] = add(ev[R.EV_PROC])
+        wire.append(e)
+    return encode_batch(Batch(node, "boot-1", seq, wire[0][R.EV_TS], wire[-1][R.EV_TS], procs, wire))
+
+
+def node_order(events: list[list[Any]], groups: int = 40) -> list[list[Any]]:
+    """The workload picks any of ~270 processes per event, as a rule benchmark should; a node's batch
+    covers a few milliseconds and a handful of processes. Regroup the events (stable) so that each
+    batch references about 7 processes (about 20 records with their ancestors)."""
+    slot: dict[int, int] = {}
+    return sorted(events, key=lambda e: slot.setdefault(id(e[R.EV_PROC]), len(slot) % groups))
+
+
+def shell_event(template: list[Any], ts: int, num: int) -> list[Any]:
+    """An execve of bash with a terminal, in the template process's container (Falco's
+    "Terminal shell in container" fires on it); its time is the production time."""
+    shim = list(template)
+    shim[R.P_NAME], shim[R.P_EXE], shim[R.P_PARENT] = "containerd-shim", "containerd-shim", None
+    proc = list(template)
+    proc[R.P_NAME], proc[R.P_EXE], proc[R.P_EXEPATH] = "bash", "bash", "/usr/bin/bash"
+    proc[R.P_ARGS], proc[R.P_TTY], proc[R.P_PARENT] = ["-il"], 34816, shim
+    args = [0, "/usr/bin/bash", ["-il"], 7, 7, 1, "/", 34816, -1, 0, 0, 0, 0, 0, 0, "/usr/bin/bash"]
+    return [R.event_type_id("execve"), ts, 7, proc, 0, args, None, num]
+
+
+class Bench:
+    def __init__(self, bootstrap: str, tmp: Path) -> None:
+        self.bootstrap = bootstrap
+        self.tmp = tmp
+        self.tag = uuid.uuid4().hex[:8]
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def topic(self, name: str) -> str:
+        return f"bench.{name}-{self.tag}"
+
+    def create_topics(self) -> None:
+        new = [NewTopic(self.topic(n), PARTITIONS, 1) for n in ("events", "stats", "alerts", "dlq")]
+        new.append(NewTopic(self.topic("k8s"), PARTITIONS, 1, config={"cleanup.policy": "compact"}))
+        for f in self.admin.create_topics(new).values():
+            f.result(30)
+
+    def produce(self, batches: list[bytes], rounds: int) -> int:
+        p = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 20, "compression.type": "lz4",
+                      "message.max.bytes": 8_000_000, "queue.buffering.max.kbytes": 1_048_576})
+        n = 0
+        for _ in range(rounds):
+            for i, b in enumerate(batches):
+                while True:
+                    try:
+                        p.produce(self.topic("events"), b, NODES[i % len(NODES)].encode())
+                        break
+                    except BufferError:
+                        p.poll(0.1)
+                p.poll(0)
+                n += 1
+        assert p.flush(120) == 0, "backlog not delivered"
+        return n
+
+    def start_workers(self, n: int, guarantee: str, app_id: str) -> list[subprocess.Popen[bytes]]:
+        procs = []
+        for i in range(n):
+            flags = ["--bootstrap", self.bootstrap, "--app-id", app_id, "--guarantee", guarantee,
+                     "--partitions", str(PARTITIONS), "--session-timeout", "10", "--k8s-wait", "5",
+                     "--datadir", str(self.tmp / f"{app_id}-{i}"), "--log-level", "warning"]
+            for name in ("events", "stats", "alerts", "dlq", "k8s"):
+                flags += [f"--{name}-topic", self.topic(name)]
+            for r in RULES:
+                flags += ["--rules", str(r)]
+            log = (self.tmp / f"{app_id}-{i}.log").open("wb")
+            env = {**os.environ, "PEREGRINE_METRICS_PORT": "0"}
+            procs.append(subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", *flags], cwd=REPO,
+                                          env=env, stdout=log, stderr=subprocess.STDOUT))
+        return procs
+
+    def group_reader(self, group_id: str) -> Consumer:
+        """A consumer that only reads the group's committed offsets (it never subscribes)."""
+        conf = {"bootstrap.servers": self.bootstrap, "group.id": group_id, "enable.auto.commit": False}
+        return Consumer(conf)
+
+    def committed(self, group: Consumer, tps: list[TopicPartition]) -> int:
+        return sum(max(tp.offset, 0) for tp in group.committed(tps, timeout=10))
+
+    def drain_rate(self, n_workers: int, guarantee: str, total_batches: int, timeout: float = 600) -> float:
+        """events/s of `n_workers` processes draining the whole backlog in a fresh group."""
+        app_id = f"bench-worker-{uuid.uuid4().hex[:8]}"
+        tps = [TopicPartition(self.topic("events"), p) for p in range(PARTITIONS)]
+        probe = self.group_reader(app_id)
+        workers = self.start_workers(n_workers, guarantee, app_id)
+        try:
+            deadline = time.monotonic() + timeout
+            self._wait_stable(app_id, n_workers, workers, deadline)
+            t0, c0 = time.monotonic(), self.committed(probe, tps)
+            while True:
+                now, done = time.monotonic(), self.committed(probe, tps)
+                if done >= total_batches:
+                    if total_batches - c0 < total_batches // 2:
+                        raise RuntimeError("most of the backlog was drained before the group was stable")
+                    return (done - c0) * BATCH / (now - t0)
+                if now > deadline or any(w.poll() is not None for w in workers):
+                    raise RuntimeError(f"backlog not drained: {done}/{total_batches} batches; see {self.tmp}")
+                time.sleep(0.2)
+        finally:
+            probe.close()
+            stop(workers)
+
+    def latency(self, rate: float, seconds: float, base: list[list[Any]], template: list[Any]) -> list[float]:
+        """Seconds from producing a batch to its alert being visible to a read_committed consumer."""
+        app_id = f"bench-latency-{uuid.uuid4().hex[:8]}"
+        alerts_topic = self.topic("alerts")
+        seen: list[float] = []
+        stop_reading = threading.Event()
+        ready = threading.Event()
+
+        def read() -> None:
+            c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{app_id}-reader",
+                          "auto.offset.reset": "latest", "isolation.level": "read_committed",
+                          "enable.auto.commit": False})
+            c.subscribe([alerts_topic], on_assign=lambda *_: ready.set())
+            try:
+                while not stop_reading.is_set():
+                    for m in c.consume(500, 0.2):
+                        if m.error() or m.value() is None:
+                            continue
+                        now = time.time_ns()
+                        alert = json.loads(m.value())
+                        if alert["rule"] == "Terminal shell in container":
+                            seen.append((now - alert["output_fields"]["evt.time"]) / 1e9)
+            finally:
+                c.close()
+
+        reader = threading.Thread(target=read, name="latency-reader")
+        reader.start()
+        workers = self.start_workers(1, "exactly_once", app_id)
+        try:
+            ready.wait(60)
+            self._wait_caught_up(app_id)
+            p = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 1, "compression.type": "lz4",
+                          "message.max.bytes": 8_000_000})
+            interval = BATCH / rate
+            n = int(seconds / interval)
+            start = time.monotonic()
+            for i in range(n):
+                target = start + i * interval
+                delay = target - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                now = time.time_ns()
+                events = [*base[: BATCH - 1], shell_event(template, now, 10_000_000 + i)]
+                p.produce(self.topic("events"), wire_batch(events, NODES[i % len(NODES)], 1_000_000 + i),
+                          NODES[i % len(NODES)].encode())
+                p.poll(0)
+            p.flush(60)
+            deadline = time.monotonic() + 30
+            while len(seen) < n and time.monotonic() < deadline:
+                time.sleep(0.2)
+            return list(seen)
+        finally:
+            stop_reading.set()
+            reader.join(30)
+            stop(workers)
+
+    def _wait_stable(
+        self, group: str, members: int, workers: list[subprocess.Popen[bytes]], deadline: float
+    ) -> None:
+        """Until the group is stable with every worker holding events partitions (so start-up and
+        the joining rebalance stay out of the measured window)."""
+        while time.monotonic() < deadline:
+            desc = self.admin.describe_consumer_groups([group])[group].result(10)
+            holding = [m for m in desc.members
+                       if any(tp.topic == self.topic("events") for tp in m.assignment.topic_partitions)]
+            if desc.state == ConsumerGroupState.STABLE and len(holding) == members:
+                return
+            if any(w.poll() is not None for w in workers):
+                raise RuntimeError(f"a worker exited during start-up; see {self.tmp}")
+            time.sleep(0.1)
+        raise RuntimeError(f"group {group} not stable with {members} members")
+
+    def _wait_caught_up(self, app_id: str, timeout: float = 300) -> None:
+        """The latency worker first drains the throughput backlog; wait until it is at the end."""
+        tps = [TopicPartition(self.topic("events"), p) for p in range(PARTITIONS)]
+        probe = self.group_reader(app_id)
+        try:
+            ends = sum(probe.get_watermark_offsets(tp, timeout=10)[1] for tp in tps)
+            deadline = time.monotonic() + timeout
+            while self.committed(probe, tps) < ends:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("latency worker did not catch up with the backlog")
+                time.sleep(0.5)
+        finally:
+            probe.close()
+
+
+def stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(30)
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait(10)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=2_000_000, help="backlog size per throughput run")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--latency-seconds", type=float, default=20.0)
+    ap.add_argument("--bootstrap", help="use this broker instead of starting one")
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        cluster = None
+        bootstrap = args.bootstrap
+        if bootstrap is None:
+            cluster = localkafka.start(tmp / "kafka", n=1, heap="1g")
+            bootstrap = cluster.bootstrap
+        try:
+            run(Bench(bootstrap, tmp), args)
+        finally:
+            if cluster is not None:
+                localkafka.stop(cluster)
+
+
+def run(bench: Bench, args: argparse.Namespace) -> None:
+    events = node_order(make_events(200 * BATCH, seed=1))
+    batches = [wire_batch(events[i : i + BATCH], NODES[(i // BATCH) % len(NODES)], i // BATCH)
+               for i in range(0, len(events), BATCH)]
+    bench.create_topics()
+    rounds = max(1, args.events // (len(batches) * BATCH))
+    total = bench.produce(batches, rounds)
+    n_events = total * BATCH
+    avg_bytes = sum(map(len, batches)) / len(batches)
+
+    rates: dict[tuple[int, str], list[float]] = {(1, "exactly_once"): [], (1, "at_least_once"): [],
+                                                 (2, "exactly_once"): []}
+    for _ in range(args.runs):
+        for (n, guarantee), out in rates.items():
+            out.append(bench.drain_rate(n, guarantee, total))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    eos1, alo1, eos2 = med[(1, "exactly_once")], med[(1, "at_least_once")], med[(2, "exactly_once")]
+    common = {"load_avg_1m": round(os.getloadavg()[0], 1), "events": n_events, "batch_events": BATCH,
+              "batch_bytes": round(avg_bytes),
+              "partitions": PARTITIONS, "rules": "falco stable + incubating",
+              "rates": {f"{n}x{g}": [round(r) for r in v] for (n, g), v in rates.items()}}
+    record("worker events/s, 1 process, exactly_once", f"{eos1:,.0f} events/s",
+           f"at_least_once 1 process {alo1:,.0f} events/s", eos1 / alo1, args.runs, common)
+    record("worker scaling, 2 processes, exactly_once", f"{eos2:,.0f} events/s ({eos2 / 2:,.0f} per process)",
+           f"1 process {eos1:,.0f} events/s", eos2 / eos1, args.runs, common)
+
+    template = next(e[R.EV_PROC] for e in events if e[R.EV_PROC][R.P_CONTAINER] is not None)
+    seen = bench.latency(eos1 / 2, args.latency_seconds, events, template)
+    if not seen:
+        raise RuntimeError("no probe alert seen: latency not measured")
+    q = statistics.quantiles(seen, n=100)
+    figure = f"p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms"
+    record("worker latency at half capacity, exactly_once", figure, "goal p99 <= 1000 ms", None, 1,
+           {"rate_events_s": round(eos1 / 2), "probes": len(seen), "max_ms": round(max(seen) * 1000)})
+
+
+if __name__ == "__main__":
+    main()
