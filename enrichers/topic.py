@@ -76,20 +76,13 @@ def read_records(
             "enable.partition.eof": False,
         }
     )
+    deadline = time.monotonic() + timeout_s
     try:
-        meta = consumer.list_topics(topic, timeout=_ADMIN_TIMEOUT_S).topics.get(topic)
-        if meta is None or meta.error is not None:
-            raise TopicError(f"topic {topic}: not found ({meta.error if meta else 'no metadata'})")
-        ends: dict[int, int] = {}
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_ADMIN_TIMEOUT_S)
-            if high > low:
-                ends[p] = high
+        ends = _end_offsets(consumer, topic, deadline)
         records: list[tuple[bytes, bytes | None]] = []
         if not ends:
             return records
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        deadline = time.monotonic() + timeout_s
         while ends:
             if time.monotonic() > deadline:
                 raise TopicError(f"topic {topic}: end not reached in {timeout_s}s ({sorted(ends)})")
@@ -107,6 +100,26 @@ def read_records(
         return records
     finally:
         consumer.close()
+
+
+def _end_offsets(consumer: Any, topic: str, deadline: float) -> dict[int, int]:
+    """partition -> end offset, for the partitions that hold anything. A topic created a moment
+    ago may have no leader yet: retriable errors are retried until the deadline."""
+    while True:
+        try:
+            meta = consumer.list_topics(topic, timeout=_ADMIN_TIMEOUT_S).topics.get(topic)
+            if meta is None or meta.error is not None:
+                raise TopicError(f"topic {topic}: not found ({meta.error if meta else 'no metadata'})")
+            ends: dict[int, int] = {}
+            for p in meta.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_ADMIN_TIMEOUT_S)
+                if high > low:
+                    ends[p] = high
+            return ends
+        except KafkaException as e:
+            if not e.args[0].retriable() or time.monotonic() > deadline:
+                raise TopicError(f"topic {topic}: cannot read its end offsets: {e.args[0].str()}") from None
+            time.sleep(0.2)
 
 
 def producer(config: K8sMetaConfig) -> Any:

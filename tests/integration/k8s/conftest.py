@@ -118,6 +118,8 @@ class KubeApi:
              "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
              f"--service-cluster-ip-range={SERVICE_CIDR}",
              "--disable-admission-plugins=ServiceAccount",
+             # loopback is no address to advertise in the kubernetes Endpoints; the Service still exists
+             "--endpoint-reconciler-type=none",
              "--allow-privileged=true", "--profiling=false", "--v=1"],
             stdout=log.open("ab"), stderr=subprocess.STDOUT,
         )
