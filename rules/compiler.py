@@ -84,6 +84,8 @@ class Operand:
     multi: bool = False  # the code yields candidates; a check holds if one candidate passes
     presence: str | None = None  # code deciding presence when the value itself may be None
     filter_only: bool = False
+    prior: float = 0.1  # guessed chance that an equality-like test on this value holds
+    implied: Callable[[tuple[object, ...]], tuple[str, str]] | None = None
 
 
 @dataclass(slots=True)
@@ -154,7 +156,8 @@ def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Ope
     multi = bool(spec.flags & FieldFlag.ANY_OF) or bool(spec.flags & FieldFlag.ANCESTORS and arg is None)
     return Operand(
         spec.code(arg, event_type), spec.type, text, multi and not output, spec.presence,
-        bool(spec.flags & FieldFlag.FILTER_ONLY),
+        bool(spec.flags & FieldFlag.FILTER_ONLY), 0.5 if spec.flags & FieldFlag.FEW_VALUES else 0.1,
+        spec.implied,
     )
 
 
@@ -359,7 +362,9 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
         if left.multi:
             return _guarded(left, lambda t: f"{t} in {literal}", ctx, op.cost)
         key = (left.code, tuple(parsed)) if left.presence is None else None
-        return _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} in {literal}", op.cost, key=key)
+        code = left.code
+        leaf = _leaf(ctx, [code], lambda b, r: f"{b(code)} in {literal}", op.cost, key=key, prior=left.prior)
+        return _with_implied(left, tuple(parsed), leaf, ctx)
     if left.code == f"ev[{EV_NUM}]" and op_name in ("=", "!=") and parsed[0] == 0:
         # evt.num counts from 1, so Falco's never_true (evt.num=0) is decided here, as libs
         # master's evaluate_field_invariant does (and rules.evttypes with it)
@@ -367,10 +372,30 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
     lit = _literal(parsed[0], op_name, ctx)
     if op_name == "=" and not left.multi:
         key = (left.code, (parsed[0],)) if left.presence is None else None
-        return _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} == {lit}", 1, key=key)
+        leaf = _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} == {lit}", 1, key=key, prior=left.prior)
+        return _with_implied(left, (parsed[0],), leaf, ctx)
     if op_name == "!=" and not left.multi and left.presence is None:
         return _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} not in ({lit}, None)", 1, likely=True)
-    return _guarded(left, lambda t: op.body(t, lit), ctx, op.cost, likely=op_name == "!=")
+    if op_name == "glob":
+        prefix, suffix = ops.glob_affixes(str(parsed[0]))
+        tests = [f"{{t}}.startswith({prefix!r})"] * bool(prefix)
+        tests += [f"{{t}}.endswith({suffix!r})"] * bool(suffix)
+        if tests:  # literal ends of the pattern decide most values without running the program
+
+            def glob_body(t: str) -> str:
+                return " and ".join([*(test.format(t=t) for test in tests), op.body(t, lit)])
+
+            return _guarded(left, glob_body, ctx, op.cost)
+    return _guarded(left, lambda t: op.body(t, lit), ctx, op.cost, likely=op_name == "!=", prior=left.prior)
+
+
+def _with_implied(left: Operand, values: tuple[object, ...], leaf: Node, ctx: Context) -> Node:
+    """`leaf` behind the field's cheap necessary condition for these values, if it has one."""
+    if left.implied is None or leaf[0] != "leaf":
+        return leaf
+    read, test = left.implied(values)
+    guard = _leaf(ctx, [read], lambda b, r: f"({b(read)} is not None and {test.format(t=r(read))})", 1)
+    return ("and", [guard, leaf])
 
 
 Placeholders = Callable[[str], str]
@@ -384,6 +409,7 @@ def _leaf(
     *,
     likely: bool = False,
     key: tuple[str, tuple[object, ...]] | None = None,
+    prior: float = 0.1,
 ) -> Node:
     """A leaf over record reads; folded to a constant when every read is a constant (``evt.type``
     on a specialised function, a parameter this event type lacks). `likely` marks checks that
@@ -394,7 +420,7 @@ def _leaf(
     weight = op_cost + sum(_read_cost(code) for code in reads)
     if key is not None:
         key = (ctx.bind(key[0]), key[1])
-    return ("leaf", Leaf(build(ctx.bind, ctx.reuse), weight, 0.9 if likely else 0.1, key))
+    return ("leaf", Leaf(build(ctx.bind, ctx.reuse), weight, 0.9 if likely else prior, key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,7 +471,13 @@ def _set_literal(values: Sequence[object]) -> str:
 
 
 def _guarded(
-    left: Operand, body: Callable[[str], str], ctx: Context, op_cost: int, *, likely: bool = False
+    left: Operand,
+    body: Callable[[str], str],
+    ctx: Context,
+    op_cost: int,
+    *,
+    likely: bool = False,
+    prior: float = 0.1,
 ) -> Node:
     """`body` over a present left value: false when the value is missing."""
     code, presence = left.code, left.presence
@@ -453,19 +485,20 @@ def _guarded(
         parts = _tuple_parts(code)
         if parts is not None:  # fd.ip and friends: a fixed pair of reads, tested inline
             single = [replace(left, code=part, multi=False) for part in parts]
-            return ("or", [_guarded(one, body, ctx, op_cost, likely=likely) for one in single])
+            return ("or", [_guarded(one, body, ctx, op_cost, likely=likely, prior=prior) for one in single])
 
         def any_of(b: Placeholders, r: Placeholders) -> str:
             return f"_any({b(code)}, lambda _v: {body('_v')})"
 
-        return _leaf(ctx, [code], any_of, op_cost + 3, likely=likely)
+        return _leaf(ctx, [code], any_of, op_cost + 3, likely=likely, prior=prior)
     if presence is not None:
         return _leaf(
             ctx, [code, presence], lambda b, r: f"({b(presence)} is not None and {body(b(code))})", op_cost,
-            likely=likely,
+            likely=likely, prior=prior,
         )
     return _leaf(
-        ctx, [code], lambda b, r: f"({b(code)} is not None and {body(r(code))})", op_cost, likely=likely
+        ctx, [code], lambda b, r: f"({b(code)} is not None and {body(r(code))})", op_cost, likely=likely,
+        prior=prior,
     )
 
 
@@ -630,32 +663,33 @@ _LOCAL_NAME = re.compile(r"_v[0-9]*|_n|_m|_hits")
 _PLACEHOLDER = re.compile("([\x01\x03])([0-9]+)\x02")
 
 
-def resolve(conditions: Sequence[str], values: Values) -> tuple[list[str], list[str]]:
-    """Replace read placeholders in one function's conditions; returns them and the lines that
-    bind locals. A plain list index read by three or more leaves is bound once up front; a read
-    that calls a helper or walks ancestors, if two or more leaves need it, is computed on first
-    use and kept (``_vN``, starting as the `_UNSET` sentinel), so nothing runs that the
-    short-circuit would have skipped; other reads stay inline."""
+def resolve(lines: Sequence[str], values: Values) -> tuple[list[str], list[tuple[str, str]]]:
+    """Replace read placeholders in one function's lines; returns them and the locals to define.
+
+    A plain list index read by three or more leaves gets a local; a read that calls a helper, if
+    two or more leaves need it, is computed on first use and kept (``_vN``, defined as the
+    `_UNSET` sentinel), so nothing runs that the short-circuit would have skipped; other reads
+    stay inline."""
     uses = [0] * len(values.codes)
-    for text in conditions:
+    for text in lines:
         for kind, n in _PLACEHOLDER.findall(text):
             if kind == "\x01":
                 uses[int(n)] += 1
     binding: list[str] = []
     again: list[str] = []
-    setup: list[str] = []
+    defs: list[tuple[str, str]] = []
     for n, code in enumerate(values.codes):
         local = f"_v{n}"
         if _SIMPLE_READ.fullmatch(code):
             if uses[n] >= 3:
-                setup.append(f"    {local} = {code}")
+                defs.append((local, code))
                 binding.append(local)
                 again.append(local)
             else:
                 binding.append(code)
                 again.append(code)
         elif uses[n] >= 2 and _CALL.search(code):
-            setup.append(f"    {local} = _UNSET")
+            defs.append((local, "_UNSET"))
             binding.append(f"({local} if {local} is not _UNSET else ({local} := {code}))")
             again.append(local)
         else:
@@ -666,8 +700,49 @@ def resolve(conditions: Sequence[str], values: Values) -> tuple[list[str], list[
         table = binding if match.group(1) == "\x01" else again
         return table[int(match.group(2))]
 
-    resolved = [_PLACEHOLDER.sub(substitute, text) for text in conditions]
-    return resolved, prologue(resolved + setup) + setup
+    return [_PLACEHOLDER.sub(substitute, text) for text in lines], defs
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def place(lines: list[str], defs: Sequence[tuple[str, str]]) -> list[str]:
+    """Insert each definition at the start of the innermost block holding all its uses, so a
+    branch the event never enters costs nothing; then the record locals (`BASES`) the result
+    needs, the same way. `lines` is a function body indented by four spaces."""
+    out = list(lines)
+    ordered = [*defs, *((base, BASES[base]) for base in reversed(list(BASES)))]
+    for name, code in ordered:
+        word = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
+        used = [i for i, line in enumerate(out) if word.search(_LITERALS.sub("''", line))]
+        if not used:
+            continue
+        header = _enclosing(out, used[0])
+        while header is not None and not all(header < i <= _block_end(out, header) for i in used):
+            header = _enclosing(out, header)
+        at, indent = (0, 4) if header is None else (header + 1, _indent(out[header]) + 4)
+        out.insert(at, f"{' ' * indent}{name} = {code}")
+    return out
+
+
+def _enclosing(lines: Sequence[str], i: int) -> int | None:
+    """The index of the block header (`if ...:`) line `i` sits in, or None at the top."""
+    level = _indent(lines[i])
+    for j in range(i - 1, -1, -1):
+        if _indent(lines[j]) < level:
+            return j
+    return None
+
+
+def _block_end(lines: Sequence[str], header: int) -> int:
+    level = _indent(lines[header])
+    end = header
+    for j in range(header + 1, len(lines)):
+        if _indent(lines[j]) <= level:
+            break
+        end = j
+    return end
 
 
 def conjuncts(node: Node) -> list[Node]:
@@ -763,12 +838,13 @@ def bucket_source(
     else:
         body = _factored(items, "    ", lambda i: f"if {i} < _m: _m = {i}")
         head, tail = [f"    _m = {count}"], ["    return _RULES[_m]"]
-    resolved, setup = resolve(["\n".join(body)], values)
-    text = "\n".join([*setup, resolved[0]])
+    resolved, defs = resolve(body, values)
+    placed = place([*head, *resolved], defs)
+    text = "\n".join(placed)
     # Helpers and constants become default arguments: a local read is cheaper than a global one.
     helpers = sorted(set(_GLOBAL_NAME.findall(_LITERALS.sub("''", text))))
     bound = "".join(f", {name}={name}" for name in helpers if not _LOCAL_NAME.fullmatch(name))
-    lines = [f"def {fn_name}(ev, _RULES=_RULES{bound}):", *setup, *head, resolved[0], *tail]
+    lines = [f"def {fn_name}(ev, _RULES=_RULES{bound}):", *placed, *tail]
     table = "(" + "".join(f"{name}, " for name, _ in rules) + ("" if all_matches else "None, ") + ")"
     return "\n".join(lines) + "\n", table
 

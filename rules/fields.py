@@ -73,6 +73,7 @@ class FieldFlag(IntFlag):
     ANY_OF = 64  # the extractor yields a tuple of candidates; a check is true if any candidate passes
     DEPRECATED = 128
     ANCESTORS = 256  # without [N] the value is every strict ancestor's; a check is true if any passes
+    FEW_VALUES = 512  # few distinct values (fd.typechar, evt.is_open_read): equality often holds
 
 
 F = FieldFlag
@@ -88,6 +89,8 @@ class FieldSpec:
     # For fields whose value may be unknown while the field is present (fd.sip.name with an IP
     # the mapping does not know): code whose None-ness decides presence, so "!=" stays Falco's.
     presence: str | None = None
+    # A cheap necessary condition of "field in values", tested first: (read, test of `{t}`).
+    implied: Callable[[tuple[object, ...]], tuple[str, str]] | None = None
 
     def code(self, arg: str | None, event_type: int | None) -> str:
         """The extractor's Python expression for this argument and event type."""
@@ -265,6 +268,17 @@ _OPEN_TYPES = frozenset({"open", "openat", "openat2"})
 _O_MAY_CREATE = rf.LINUX_O_CREAT | rf.LINUX_O_TMPFILE
 
 
+def _directory_implies(values: tuple[object, ...]) -> tuple[str, str]:
+    """fd.directory = D needs fd.name to be D itself (a directory fd) or to start with D/."""
+    prefixes = tuple(str(v).rstrip("/") + "/" for v in values)
+    return f"f[{R.F_NAME}]", f"({{t}}.startswith({prefixes!r}) or {{t}} in {tuple(str(v) for v in values)!r})"
+
+
+def _filename_implies(values: tuple[object, ...]) -> tuple[str, str]:
+    """fd.filename = N needs fd.name to end with /N."""
+    return f"f[{R.F_NAME}]", f"{{t}}.endswith({tuple('/' + str(v) for v in values)!r})"
+
+
 def _is_open(mode: str) -> Callable[[str | None, int | None], str]:
     """evt.is_open_read/write/exec inlined as bit tests on the event's own flags parameter (the
     same tests as `rules.render.is_open_*`); false on every other event type."""
@@ -396,9 +410,9 @@ _ANC = F.ARG_ALLOWED | F.NO_RHS | F.NO_TRANSFORMER | F.ANCESTORS
 
 _ROWS: tuple[FieldSpec, ...] = (
     # --- evt.* ---------------------------------------------------------------------------------
-    FieldSpec("evt.type", CH, F.NONE, "event type name (EVENT_TYPES[ev[EV_TYPE]])", _evt_type),
+    FieldSpec("evt.type", CH, F.FEW_VALUES, "event type name (EVENT_TYPES[ev[EV_TYPE]])", _evt_type),
     FieldSpec(
-        "syscall.type", CH, F.NONE, "same as evt.type: every event Peregrine sees is a syscall",
+        "syscall.type", CH, F.FEW_VALUES, "same as evt.type: every event Peregrine sees is a syscall",
         _evt_type,
     ),
     FieldSpec("evt.num", U64, F.NONE, "per-node event number from 1 (ev[EV_NUM])", f"ev[{R.EV_NUM}]"),
@@ -408,19 +422,25 @@ _ROWS: tuple[FieldSpec, ...] = (
         f"ev[{R.EV_TS}]",
     ),
     FieldSpec(
-        "evt.res", CH, F.NONE, "SUCCESS or the errno name of ev[EV_RES]",
+        "evt.res", CH, F.FEW_VALUES, "SUCCESS or the errno name of ev[EV_RES]",
         _opt("_errno", f"ev[{R.EV_RES}]"),
     ),
-    FieldSpec("evt.rawres", I64, F.NONE, "raw return value (ev[EV_RES])", f"ev[{R.EV_RES}]"),
+    FieldSpec("evt.rawres", I64, F.FEW_VALUES, "raw return value (ev[EV_RES])", f"ev[{R.EV_RES}]"),
     FieldSpec(
-        "evt.failed", BOOL, F.NONE, "ev[EV_RES] < 0",
+        "evt.failed", BOOL, F.FEW_VALUES, "ev[EV_RES] < 0",
         f"(None if ev[{R.EV_RES}] is None else ev[{R.EV_RES}] < 0)",
     ),
     FieldSpec("evt.dir", CH, F.DEPRECATED, "always '<': only exit events exist", "'<'"),
     FieldSpec("evt.hostname", CH, F.NONE, "node the process runs on (p[P_NODE])", _proc(R.P_NODE)),
-    FieldSpec("evt.is_open_read", BOOL, F.NONE, "open flags (ev[EV_ARGS]) allow reading", _is_open("read")),
-    FieldSpec("evt.is_open_write", BOOL, F.NONE, "open flags (ev[EV_ARGS]) allow writing", _is_open("write")),
-    FieldSpec("evt.is_open_exec", BOOL, F.NONE, "open created a file with an exec bit", _is_open("exec")),
+    FieldSpec(
+        "evt.is_open_read", BOOL, F.FEW_VALUES, "open flags (ev[EV_ARGS]) allow reading", _is_open("read")
+    ),
+    FieldSpec(
+        "evt.is_open_write", BOOL, F.FEW_VALUES, "open flags (ev[EV_ARGS]) allow writing", _is_open("write")
+    ),
+    FieldSpec(
+        "evt.is_open_exec", BOOL, F.FEW_VALUES, "open created a file with an exec bit", _is_open("exec")
+    ),
     FieldSpec(
         "evt.arg", CH, F.ARG_REQUIRED, "parameter .NAME or [N] of ev[EV_ARGS], rendered",
         _evt_arg(False),
@@ -463,7 +483,7 @@ _ROWS: tuple[FieldSpec, ...] = (
     ),
     FieldSpec("proc.args", CH, F.NONE, "argv[1:] joined by spaces (p[P_ARGS])", "_args(p)"),
     FieldSpec("proc.cwd", PATH, F.NONE, "working directory (p[P_CWD])", _proc(R.P_CWD)),
-    FieldSpec("proc.tty", U32, F.NONE, "controlling tty, 0 if none (p[P_TTY])", _proc(R.P_TTY)),
+    FieldSpec("proc.tty", U32, F.FEW_VALUES, "controlling tty, 0 if none (p[P_TTY])", _proc(R.P_TTY)),
     FieldSpec("proc.pid", I64, F.NONE, "tgid (p[P_PID])", _proc(R.P_PID)),
     FieldSpec("proc.ppid", I64, F.NONE, "parent's tgid (p[P_PPID])", _proc(R.P_PPID)),
     FieldSpec(
@@ -475,7 +495,7 @@ _ROWS: tuple[FieldSpec, ...] = (
     FieldSpec("proc.sid", I64, F.NONE, "session id (p[P_SID])", _proc(R.P_SID)),
     FieldSpec("proc.sname", CH, F.NONE, "session leader's comm (p[P_SNAME])", _proc(R.P_SNAME)),
     FieldSpec(
-        "proc.is_vpgid_leader", BOOL, F.NONE, "vpid == vpgid (p[P_VPID], p[P_VPGID])",
+        "proc.is_vpgid_leader", BOOL, F.FEW_VALUES, "vpid == vpgid (p[P_VPID], p[P_VPGID])",
         f"(None if p[{R.P_VPID}] is None else p[{R.P_VPID}] == p[{R.P_VPGID}])",
     ),
     FieldSpec(
@@ -487,19 +507,19 @@ _ROWS: tuple[FieldSpec, ...] = (
         f"_duration(ev[{R.EV_TS}], pp[{R.P_START}])",
     ),
     FieldSpec(
-        "proc.is_exe_writable", BOOL, F.NONE, "EXE_WRITABLE in p[P_EXE_FLAGS]",
+        "proc.is_exe_writable", BOOL, F.FEW_VALUES, "EXE_WRITABLE in p[P_EXE_FLAGS]",
         f"(None if p[{R.P_EXE_FLAGS}] is None else bool(p[{R.P_EXE_FLAGS}] & {R.EXE_WRITABLE}))",
     ),
     FieldSpec(
-        "proc.is_exe_upper_layer", BOOL, F.NONE, "EXE_UPPER_LAYER in p[P_EXE_FLAGS]",
+        "proc.is_exe_upper_layer", BOOL, F.FEW_VALUES, "EXE_UPPER_LAYER in p[P_EXE_FLAGS]",
         f"(None if p[{R.P_EXE_FLAGS}] is None else bool(p[{R.P_EXE_FLAGS}] & {R.EXE_UPPER_LAYER}))",
     ),
     FieldSpec(
-        "proc.is_exe_lower_layer", BOOL, F.NONE, "EXE_LOWER_LAYER in p[P_EXE_FLAGS]",
+        "proc.is_exe_lower_layer", BOOL, F.FEW_VALUES, "EXE_LOWER_LAYER in p[P_EXE_FLAGS]",
         f"(None if p[{R.P_EXE_FLAGS}] is None else bool(p[{R.P_EXE_FLAGS}] & {R.EXE_LOWER_LAYER}))",
     ),
     FieldSpec(
-        "proc.is_exe_from_memfd", BOOL, F.NONE, "EXE_FROM_MEMFD in p[P_EXE_FLAGS]",
+        "proc.is_exe_from_memfd", BOOL, F.FEW_VALUES, "EXE_FROM_MEMFD in p[P_EXE_FLAGS]",
         f"(None if p[{R.P_EXE_FLAGS}] is None else bool(p[{R.P_EXE_FLAGS}] & {R.EXE_FROM_MEMFD}))",
     ),
     FieldSpec(
@@ -532,17 +552,19 @@ _ROWS: tuple[FieldSpec, ...] = (
         _opt("_caps", _proc(R.P_CAP_INH))
     ),
     # --- user.* / group.* ----------------------------------------------------------------------
-    FieldSpec("user.uid", U32, F.NONE, "effective uid (p[P_UID])", _proc(R.P_UID)),
-    FieldSpec("user.name", CH, F.NONE, "user name (p[P_USER])", _proc(R.P_USER)),
-    FieldSpec("user.loginuid", I64, F.NONE, "audit uid, -1 if unset (p[P_LOGINUID])", _proc(R.P_LOGINUID)),
+    FieldSpec("user.uid", U32, F.FEW_VALUES, "effective uid (p[P_UID])", _proc(R.P_UID)),
+    FieldSpec("user.name", CH, F.FEW_VALUES, "user name (p[P_USER])", _proc(R.P_USER)),
+    FieldSpec(
+        "user.loginuid", I64, F.FEW_VALUES, "audit uid, -1 if unset (p[P_LOGINUID])", _proc(R.P_LOGINUID)
+    ),
     FieldSpec("user.loginname", CH, F.NONE, "audit user name (p[P_LOGINNAME])", _proc(R.P_LOGINNAME)),
-    FieldSpec("group.gid", U32, F.NONE, "effective gid (p[P_GID])", _proc(R.P_GID)),
+    FieldSpec("group.gid", U32, F.FEW_VALUES, "effective gid (p[P_GID])", _proc(R.P_GID)),
     FieldSpec("group.name", CH, F.NONE, "group name (p[P_GROUP])", _proc(R.P_GROUP)),
     # --- fd.* -----------------------------------------------------------------------------------
-    FieldSpec("fd.num", I64, F.NONE, "fd number, -1 on a failed open (f[F_NUM])", f"f[{R.F_NUM}]"),
-    FieldSpec("fd.typechar", CH, F.NONE, "one-letter fd type (f[F_TYPECHAR])", f"f[{R.F_TYPECHAR}]"),
+    FieldSpec("fd.num", I64, F.FEW_VALUES, "fd number, -1 on a failed open (f[F_NUM])", f"f[{R.F_NUM}]"),
+    FieldSpec("fd.typechar", CH, F.FEW_VALUES, "one-letter fd type (f[F_TYPECHAR])", f"f[{R.F_TYPECHAR}]"),
     FieldSpec(
-        "fd.type", CH, F.NONE, "fd type name: file, ipv4... (f[F_TYPECHAR])",
+        "fd.type", CH, F.FEW_VALUES, "fd type name: file, ipv4... (f[F_TYPECHAR])",
         f"_FD_TYPES.get(f[{R.F_TYPECHAR}])",
     ),
     FieldSpec("fd.name", PATH, F.NONE, "path, or the connection tuple (f[F_NAME])", f"f[{R.F_NAME}]"),
@@ -550,11 +572,18 @@ _ROWS: tuple[FieldSpec, ...] = (
         "fd.nameraw", PATH, F.NONE, "path as the process passed it (f[F_NAMERAW])",
         f"f[{R.F_NAMERAW}]",
     ),
-    FieldSpec("fd.directory", PATH, F.NONE, "directory of a file fd (f[F_NAME])", "_directory(f)"),
-    FieldSpec("fd.filename", CH, F.NONE, "file name of a file fd (f[F_NAME])", "_filename(f)"),
-    FieldSpec("fd.l4proto", CH, F.NONE, "tcp, udp, icmp or raw (f[F_L4PROTO])", f"f[{R.F_L4PROTO}]"),
     FieldSpec(
-        "fd.sockfamily", CH, F.NONE, "ip or unix, from f[F_TYPECHAR]", f"_SOCKFAMILY.get(f[{R.F_TYPECHAR}])"
+        "fd.directory", PATH, F.NONE, "directory of a file fd (f[F_NAME])", "_directory(f)",
+        implied=_directory_implies,
+    ),
+    FieldSpec(
+        "fd.filename", CH, F.NONE, "file name of a file fd (f[F_NAME])", "_filename(f)",
+        implied=_filename_implies,
+    ),
+    FieldSpec("fd.l4proto", CH, F.FEW_VALUES, "tcp, udp, icmp or raw (f[F_L4PROTO])", f"f[{R.F_L4PROTO}]"),
+    FieldSpec(
+        "fd.sockfamily", CH, F.FEW_VALUES, "ip or unix, from f[F_TYPECHAR]",
+        f"_SOCKFAMILY.get(f[{R.F_TYPECHAR}])",
     ),
     FieldSpec("fd.cip", IP, F.NONE, "client IP (f[F_CIP])", f"f[{R.F_CIP}]"),
     FieldSpec("fd.sip", IP, F.NONE, "server IP (f[F_SIP])", f"f[{R.F_SIP}]"),
@@ -601,14 +630,16 @@ _ROWS: tuple[FieldSpec, ...] = (
         "fd.rip.name", CH, F.NO_RHS, "name of the remote IP, from the injected mapping",
         _ip_names(_local_remote(False, R.F_CIP, R.F_SIP)), presence=_local_remote(False, R.F_CIP, R.F_SIP),
     ),
-    FieldSpec("fd.connected", BOOL, F.NONE, "socket is connected (f[F_CONNECTED])", f"f[{R.F_CONNECTED}]"),
     FieldSpec(
-        "fd.name_changed", BOOL, F.NONE, "the event changed the fd's name (f[F_NAME_CHANGED])",
+        "fd.connected", BOOL, F.FEW_VALUES, "socket is connected (f[F_CONNECTED])", f"f[{R.F_CONNECTED}]"
+    ),
+    FieldSpec(
+        "fd.name_changed", BOOL, F.FEW_VALUES, "the event changed the fd's name (f[F_NAME_CHANGED])",
         f"f[{R.F_NAME_CHANGED}]"
     ),
     # --- container.* / k8s.* (enrichment) -------------------------------------------------------
     FieldSpec(
-        "container.id", CH, F.NONE, "12-char container id, or 'host' (p[P_CONTAINER_ID])",
+        "container.id", CH, F.FEW_VALUES, "12-char container id, or 'host' (p[P_CONTAINER_ID])",
         f"(None if p[{R.P_CONTAINER_ID}] is None else p[{R.P_CONTAINER_ID}][:12])",
     ),
     FieldSpec(
@@ -631,7 +662,7 @@ _ROWS: tuple[FieldSpec, ...] = (
         f"c[{R.C_TYPE}]",
     ),
     FieldSpec(
-        "container.privileged", BOOL, F.NONE, "runs privileged (c[C_PRIVILEGED])",
+        "container.privileged", BOOL, F.FEW_VALUES, "runs privileged (c[C_PRIVILEGED])",
         f"c[{R.C_PRIVILEGED}]",
     ),
     FieldSpec("container.start_ts", ABS, F.NONE, "container start, ns (c[C_START_TS])", f"c[{R.C_START_TS}]"),
@@ -644,7 +675,7 @@ _ROWS: tuple[FieldSpec, ...] = (
         "destination of the mount whose source matches [glob] or [N]",
         lambda arg, t: f"_mount_dest(c[{R.C_MOUNTS}], {arg!r})",
     ),
-    FieldSpec("k8s.ns.name", CH, F.NONE, "Kubernetes namespace (c[K_NS])", f"c[{R.K_NS}]"),
+    FieldSpec("k8s.ns.name", CH, F.FEW_VALUES, "Kubernetes namespace (c[K_NS])", f"c[{R.K_NS}]"),
     FieldSpec("k8s.pod.name", CH, F.NONE, "pod name (c[K_POD_NAME])", f"c[{R.K_POD_NAME}]"),
     FieldSpec("k8s.pod.uid", CH, F.NONE, "pod uid (c[K_POD_UID])", f"c[{R.K_POD_UID}]"),
     FieldSpec("k8s.pod.ip", IP, F.NONE, "pod IP (c[K_POD_IP])", f"c[{R.K_POD_IP}]"),

@@ -118,6 +118,18 @@ def glob_program(pattern: str, casefold: bool) -> Callable[[str], object]:
     return re.compile(fnmatch.translate(pattern), flags).match
 
 
+def glob_affixes(pattern: str) -> tuple[str, str]:
+    """Literal text every match of a glob pattern starts and ends with (cheap tests to run
+    before the program). The suffix is only derived for patterns without brackets or escapes."""
+    specials = [i for i, ch in enumerate(pattern) if ch in "*?[\\"]
+    if not specials:
+        return pattern, ""
+    prefix = pattern[: specials[0]]
+    if "[" in pattern or "\\" in pattern:
+        return prefix, ""
+    return prefix, pattern[specials[-1] + 1 :]
+
+
 def regex_program(pattern: str) -> Callable[[str], object]:
     """Anchored at both ends, as libs runs RE2 (re.error for an invalid pattern)."""
     return re.compile(pattern).fullmatch
