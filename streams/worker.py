@@ -13,6 +13,7 @@ small (one record per container) and every batch may reference any container.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -63,6 +64,9 @@ def run(config: WorkerConfig, engine: RulesEngine) -> int:
         for topic in topics.declared():
             await topic.maybe_declare()
         rules.install_sighup(asyncio.get_running_loop())
+        # Batches are acyclic (reference counting frees them); what the cyclic collector keeps
+        # rescanning is the long-lived start-up state (Faust, compiled rules): move it out of its way.
+        gc.freeze()
         while True:  # the table must keep following; a broker hiccup restarts it from the beginning
             try:
                 await follow_k8s(config, topics.k8s.get_topic_name(), table, ready)
