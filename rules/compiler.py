@@ -766,8 +766,9 @@ def _guard_candidates(
     for i, item in enumerate(items):
         for code, node in item.rest.items():
             shared.setdefault(code, []).append(i)
-            if node[0] == "leaf" and node[1].key is not None and node[1].key[0] not in used:
-                read, values = node[1].key
+            key = _key_of(node)
+            if key is not None and key[0] not in used:
+                read, values = key
                 members, union = keyed.setdefault(read, ([], []))
                 if not members or members[-1] != i:
                     members.append(i)
@@ -787,6 +788,22 @@ def _guard_candidates(
         if rank > best_rank:
             best, best_rank = (f"{read} in {_set_literal(union)}", members, read), rank
     return best
+
+
+def _key_of(node: Node) -> tuple[str, tuple[object, ...]] | None:
+    """A necessary "read in values" condition of `node`, if it has one: a keyed leaf, any keyed
+    conjunct of an and, or the union over an or whose every branch is keyed on the same read."""
+    if node[0] == "leaf":
+        return node[1].key  # type: ignore[no-any-return]
+    if node[0] == "and":
+        keys = [k for k in map(_key_of, node[1]) if k is not None]
+        return min(keys, key=lambda k: len(k[1])) if keys else None
+    if node[0] == "or":
+        keys = [_key_of(child) for child in node[1]]
+        if any(k is None for k in keys) or len({k[0] for k in keys if k is not None}) != 1:
+            return None
+        return keys[0][0], tuple(v for k in keys if k is not None for v in k[1])  # type: ignore[index]
+    return None
 
 
 def _factored(
