@@ -91,7 +91,7 @@ def test_every_rule_has_a_case(ruleset: Ruleset) -> None:
 
 def test_nsenter_is_expected_on_the_host_only(ruleset: Ruleset) -> None:
     in_container = ruleset.match(event("setns", process("nsenter", parent=process("bash"))))
-    assert in_container is not None and in_container.name == "Peregrine: Namespace Change by Unexpected Program"
+    assert in_container is not None and in_container.name.endswith("Namespace Change by Unexpected Program")
     assert ruleset.match(event("setns", process("nsenter", container=R.HOST_CONTAINER_ID))) is None
     assert ruleset.match(event("setns", process("runc:[2:INIT]"))) is None  # the runtime, in the container
 
