@@ -106,11 +106,7 @@ static __always_inline void pg_context(struct pg_hdr *h, u16 evt) {
     if (p)
         RD(h->ppid, p + OFF_TASK_TGID);
     RD(h->loginuid, task + OFF_TASK_LOGINUID);
-    p = 0;
-    RD(p, task + OFF_TASK_GROUP_LEADER);
-    h->pstart = 0;
-    if (p)
-        RD(h->pstart, p + OFF_TASK_START_BOOTTIME);
+    h->pstart = 0; /* filled by the exec and fork records only: the start time never changes */
 
     u32 ids[2] = {};
     p = 0;
@@ -145,11 +141,26 @@ static __always_inline void pg_context(struct pg_hdr *h, u16 evt) {
     }
     char *pids[4] = {}; /* PIDTYPE_PID, TGID, PGID, SID */
     bpf_probe_read_kernel(pids, sizeof(pids), sig + OFF_SIGNAL_PIDS);
+    u32 level = 0;
+    if (pids[1])
+        RD(level, pids[1] + OFF_PID_LEVEL);
+    h->sid = pg_pid_nr(pids[3], 0);
+    if (level == 0) { /* the host pid namespace: the namespaced ids are the host ones */
+        h->vpid = h->tgid;
+        h->vpgid = pg_pid_nr(pids[2], 0);
+        return;
+    }
     h->vpid = pg_pid_nr(pids[1], 1);
     h->vpgid = pg_pid_nr(pids[2], 1);
-    h->sid = pg_pid_nr(pids[3], 0);
-    if (!h->vpid)
-        h->vpid = h->tgid; /* kernels that keep no TGID pid in signal_struct */
+}
+
+static __always_inline u64 pg_leader_start(void) {
+    char *task = (char *)bpf_get_current_task(), *leader = 0;
+    u64 start = 0;
+    RD(leader, task + OFF_TASK_GROUP_LEADER);
+    if (leader)
+        RD(start, leader + OFF_TASK_START_BOOTTIME);
+    return start;
 }
 
 static __always_inline struct pg_buf *pg_buffer(void) {
@@ -402,6 +413,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     b->h.a[3] = end > start ? end - start : 0;
     b->h.a[4] = old_tid;
     b->h.a[5] = 0;
+    b->h.pstart = pg_leader_start();
     pg_put_str(b, (char *)args + (args->data_loc_filename & 0xffff), 1);
     pg_put_user(b, (const void *)start, b->h.a[3]);
     return pg_submit(b);
@@ -422,6 +434,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
     if (!b)
         return 0;
     pg_context(&b->h, PG_EVT_FORK);
+    b->h.pstart = pg_leader_start();
     b->h.a[0] = ctgid;
     b->h.a[1] = 0;
     RD(b->h.a[1], child + OFF_TASK_START_BOOTTIME);

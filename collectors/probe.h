@@ -29,7 +29,7 @@ struct pg_hdr {
     __u64 cgroup_id;   /* cgroup v2 id of the task */
     __s64 ret;         /* syscall return value */
     __u64 a[6];        /* raw syscall arguments, or per-record values (see probe.bpf.c) */
-    __u64 pstart;      /* thread-group leader start_boottime */
+    __u64 pstart;      /* thread-group leader start_boottime; exec and fork records only, else 0 */
     __u32 tgid;
     __u32 tid;
     __u32 ppid;        /* real_parent->tgid */

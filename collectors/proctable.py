@@ -172,7 +172,7 @@ class ProcTable:
         p[P_NAME] = p[P_EXE] = p[P_EXEPATH] = name
         p[P_ARGS] = []
         p[P_CWD] = None
-        p[P_START] = pstart + self.boot_to_epoch
+        p[P_START] = pstart + self.boot_to_epoch if pstart else None
         p[P_CAP_EFF] = p[P_CAP_PERM] = p[P_CAP_INH] = 0
         p[P_EXE_FLAGS] = 0
         p[P_NODE] = self.node

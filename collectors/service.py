@@ -174,6 +174,7 @@ def run(config: CollectorConfig, sink: Sink) -> dict[str, int]:
     final = totals()
     final["undelivered_at_exit"] = left
     final["events_published"] = decoder.num
+    final["events_delivered"] = sink.delivered_events
     print(json.dumps({"collector_final": final}), file=sys.stderr, flush=True)
     probe.bpf.cleanup()
     cgroups.close()

@@ -55,6 +55,7 @@ from rules.record import (
     P_NODE,
     P_PID,
     P_TTY,
+    P_VPID,
     Event,
 )
 
@@ -126,6 +127,7 @@ def scenario(kafka_bootstrap: str) -> Any:
             ["unshare", "--uts", "sh", "-c", f"nsenter --uts=/proc/{os.getpid()}/ns/uts true"], check=True
         )
         run_in_cgroup(cgroup, "exec cat /etc/hostname")
+        subprocess.run(["unshare", "--pid", "--fork", "true", "pg-vpid-marker"], check=True)
         facts["container_id"] = container_id
         time.sleep(0.5)
     finally:
@@ -210,3 +212,10 @@ def test_container_id_from_a_kubepods_cgroup_and_host_for_the_rest(scenario: Sce
     assert cat_exec and cat_exec[0][EV_PROC][P_ARGS] == ["/etc/hostname"]
     mine = [e for e in scenario.events if e[EV_PROC][P_PID] == scenario.facts["pid"]]
     assert mine and {e[EV_PROC][P_CONTAINER_ID] for e in mine} == {HOST_CONTAINER_ID}
+
+
+def test_a_process_in_a_new_pid_namespace_has_vpid_1(scenario: Scenario) -> None:
+    execs = [e for e in of_type(scenario.events, "execve") if e[EV_PROC][P_ARGS] == ["pg-vpid-marker"]]
+    assert len(execs) == 1
+    p = execs[0][EV_PROC]
+    assert p[P_VPID] == 1 and p[P_PID] != 1
