@@ -38,7 +38,11 @@ LOADGEN_C = r"""
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
 int main(int argc, char **argv) {
     long rate = atol(argv[1]);
     double secs = atof(argv[2]);
