@@ -799,10 +799,15 @@ def _key_of(node: Node) -> tuple[str, tuple[object, ...]] | None:
         keys = [k for k in map(_key_of, node[1]) if k is not None]
         return min(keys, key=lambda k: len(k[1])) if keys else None
     if node[0] == "or":
-        keys = [_key_of(child) for child in node[1]]
-        if any(k is None for k in keys) or len({k[0] for k in keys if k is not None}) != 1:
+        keys = []
+        for child in node[1]:
+            key = _key_of(child)
+            if key is None:
+                return None
+            keys.append(key)
+        if len({read for read, _ in keys}) != 1:
             return None
-        return keys[0][0], tuple(v for k in keys if k is not None for v in k[1])  # type: ignore[index]
+        return keys[0][0], tuple(v for _, values in keys for v in values)
     return None
 
 
