@@ -56,7 +56,8 @@ class RetryConfig:
         total, step = 0.0, self.initial_backoff_s
         for done in range(self.max_attempts - 1):
             if step >= self.max_backoff_s:  # every remaining wait is the same: no need to loop on
-                return total + (self.max_attempts - 1 - done) * max(self.max_backoff_s, self.max_retry_after_s)
+                remaining = self.max_attempts - 1 - done
+                return total + remaining * max(self.max_backoff_s, self.max_retry_after_s)
             total += max(step, self.max_retry_after_s)
             step *= 2
         return total

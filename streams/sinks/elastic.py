@@ -119,9 +119,17 @@ def build_ecs(alert: Alert, limit: int) -> dict[str, Any]:
         subs = [t for t in techniques if "." in t]
         if subs:
             doc["threat"]["technique"]["subtechnique"] = {"id": subs}
-    falco = escape.clean_json(alert.to_json_dict(), limit)
-    falco["output_fields"] = {k.replace(".", "_"): v for k, v in fields.items()}
-    doc["falco"] = falco
+    doc["falco"] = {
+        "uuid": alert.uuid,
+        "time": alert.time,
+        "rule": doc["rule"]["name"],
+        "priority": alert.priority.label,
+        "output": doc["message"],
+        "output_fields": {k.replace(".", "_"): v for k, v in fields.items()},
+        "hostname": doc.get("host", {}).get("name", ""),
+        "source": doc["event"]["provider"],
+        "tags": doc["tags"],
+    }
     return doc
 
 

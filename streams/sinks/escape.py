@@ -60,13 +60,16 @@ def truncate(text: str, limit: int) -> str:
 
 def clean_json(value: Any, limit: int) -> Any:
     """`clean` every string (keys too) of a JSON-like value; other scalars pass through."""
-    if isinstance(value, str):
+    kind = type(value)  # exact types first: this runs for every field of every alert
+    if kind is str:
         return clean(value, limit)
+    if kind is int or kind is float or kind is bool or value is None:
+        return value
     if isinstance(value, dict):
         return {clean(str(k), limit): clean_json(v, limit) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [clean_json(v, limit) for v in value]
-    if value is None or isinstance(value, bool | int | float):
+    if isinstance(value, int | float):  # subclasses such as IntEnum
         return value
     return clean(str(value), limit)
 
