@@ -222,15 +222,19 @@ def _rule_location(rule: LoadedRule) -> Location:
 
 
 def load(
-    paths: Sequence[str | os.PathLike[str]],
+    paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
     *,
     all_matches: bool = False,
     ip_names: Mapping[str, str] | None = None,
     min_priority: Priority = Priority.DEBUG,
 ) -> Ruleset:
-    """Load Falco rules files in order and compile them (LoadError, ParseError, CompileError)."""
+    """Load Falco rules files in order and compile them (LoadError, ParseError, CompileError).
+
+    `ip_names` is read live, not copied: updating the mapping updates ``fd.*ip.name`` results."""
     from rules.collect import load_files
 
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     return compile_rules(
         load_files(paths), all_matches=all_matches, ip_names=ip_names, min_priority=min_priority
     )

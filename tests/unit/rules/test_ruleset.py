@@ -137,3 +137,18 @@ def test_package_management_in_container(falco: Ruleset) -> None:
 def test_realistic_mix_matches_almost_nothing(falco: Ruleset) -> None:
     events = make_events(5000, seed=3)
     assert len(falco.evaluate(events)) < 50
+
+
+def test_ip_names_mapping_is_read_live() -> None:
+    names: dict[str, str] = {}
+    ruleset = ruleset_of([{"rule": "api", "condition": "evt.type = connect and fd.sip.name = api.local"}],
+                         ip_names=names)
+    ev = build_event("connect", fd={"typechar": "4", "cip": "10.0.0.2", "sip": "10.96.0.1"})
+    assert ruleset.match(ev) is None
+    names["10.96.0.1"] = "api.local"
+    assert ruleset.match(ev) is not None
+
+
+def test_load_takes_one_path_or_several(falco_rules_dir: Path) -> None:
+    one = rules.load(falco_rules_dir / "falco_rules.yaml")
+    assert len(one.rules) == len(rules.load([falco_rules_dir / "falco_rules.yaml"]).rules) == 25
