@@ -15,8 +15,8 @@ from collectors.stats import Stats
 
 
 class CollectorMetrics:
-    def __init__(self, queue_depth: Callable[[], int]) -> None:
-        meter = metrics.get_meter("peregrine.collector")
+    def __init__(self, queue_depth: Callable[[], int], meter: metrics.Meter | None = None) -> None:
+        meter = meter or metrics.get_meter("peregrine.collector")
         self._events = meter.create_counter(
             "peregrine.collector.events", unit="{event}", description="records the probe emitted"
         )
