@@ -37,10 +37,17 @@ def ensure_topic(config: K8sMetaConfig) -> None:
         if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise TopicError(f"topic {topic}: cannot create it: {e.args[0].str()}") from None
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    try:
-        entries = admin.describe_configs([resource])[resource].result(_ADMIN_TIMEOUT_S)
-    except KafkaException as e:
-        raise TopicError(f"topic {topic}: cannot read its configuration: {e.args[0].str()}") from None
+    deadline = time.monotonic() + _ADMIN_TIMEOUT_S
+    while True:
+        try:
+            entries = admin.describe_configs([resource])[resource].result(_ADMIN_TIMEOUT_S)
+            break
+        except KafkaException as e:
+            # A topic created a moment ago may not be known to the broker that answers yet.
+            known_later = e.args[0].retriable() or e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if not known_later or time.monotonic() > deadline:
+                raise TopicError(f"topic {topic}: cannot read its configuration: {e.args[0].str()}") from None
+            time.sleep(0.2)
     policy = entries["cleanup.policy"].value
     if "compact" not in (policy or ""):
         raise TopicError(

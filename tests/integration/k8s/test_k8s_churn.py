@@ -37,7 +37,7 @@ Events = queue.Queue[tuple[Process, str] | None]  # (process record, its pod's n
 
 def worker(
     bootstrap: str, topic: str, events: Events, outcomes: list[tuple[bool, bool]], table: K8sTable,
-    failures: list[BaseException],
+    failures: list[BaseException], caught_up: threading.Event,
 ) -> None:
     """Feeds the table from the topic and enriches events; outcome per event: (enriched, was held)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"churn-{uuid.uuid4().hex}",
@@ -53,6 +53,8 @@ def worker(
             for msg in consumer.consume(500, timeout=0.05):
                 if msg.error() is None and msg.key() is not None:
                     table.apply(msg.key(), msg.value())
+            if table.ip_names:  # the services published before the churn have arrived
+                caught_up.set()
             now = time.monotonic()
             ready = held.release(now)
             while True:
@@ -87,9 +89,11 @@ def test_churn_enriches_events_of_every_pod_that_existed(
     events: Events = queue.Queue()
     outcomes: list[tuple[bool, bool]] = []
     failures: list[BaseException] = []
+    caught_up = threading.Event()
     t = threading.Thread(target=worker, args=(kafka_bootstrap, publisher.config.topic, events, outcomes,
-                                              table, failures), daemon=True)
+                                              table, failures, caught_up), daemon=True)
     t.start()
+    assert caught_up.wait(60), "the worker never read the topic"
 
     alive: list[tuple[str, str]] = []  # (pod name, container id)
     for n in range(PODS):
