@@ -120,9 +120,32 @@ class Collector:
         raise RuntimeError("no final summary")
 
 
+def lost(final: dict[str, int]) -> int:
+    keys = ("ring_full", "inflight_full", "userspace_queue_full", "delivery_failed", "undelivered_at_exit")
+    return sum(final[k] for k in keys)
+
+
+def step(exe: str, bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
+    """One paced load on a fresh collector: achieved events/s, losses, collector CPU over the load."""
+    c = Collector(bootstrap)
+    time.sleep(1.0)
+    cpu0, t0 = cpu_seconds(c.proc.pid), time.monotonic()
+    load = run_load(exe, rate, seconds)
+    time.sleep(0.5)  # the last records drain on the next 10 ms tick
+    cpu1, t1 = cpu_seconds(c.proc.pid), time.monotonic()
+    final = c.stop()
+    achieved = load["ops"] / load["elapsed"]
+    cpu = (cpu1 - cpu0) / (t1 - t0)
+    result = {"target": rate, "achieved_ev_s": round(achieved), "lost": lost(final),
+              "delivered": final["events_delivered"], "collector_cpu": round(cpu, 3),
+              "cpu_per_10k_ev_s": round(cpu / (achieved / 10_000), 4), "loadavg": os.getloadavg()[0]}
+    print(json.dumps(result), file=sys.stderr)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rates", default="50000,100000,150000,200000,300000")
+    p.add_argument("--rates", default="50000,100000,200000,400000")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--bootstrap", default=os.environ.get("PEREGRINE_KAFKA", ""))
@@ -141,39 +164,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         off_paced = [run_load(exe, 50_000, args.seconds) for _ in range(args.runs)]
         off_free = [run_load(exe, 0, args.seconds) for _ in range(args.runs)]
-        steps = []
-        on_paced: list[dict[str, float]] = []
-        on_free: list[dict[str, float]] = []
-        for rate in (int(r) for r in args.rates.split(",")):
-            c = Collector(bootstrap)
-            time.sleep(1.0)
-            cpu0, t0 = cpu_seconds(c.proc.pid), time.monotonic()
-            load = run_load(exe, rate, args.seconds)
-            time.sleep(0.5)  # the last records drain on the next 10 ms tick
-            cpu1, t1 = cpu_seconds(c.proc.pid), time.monotonic()
-            if rate == 50_000:
-                on_paced = [load] + [run_load(exe, 50_000, args.seconds) for _ in range(args.runs - 1)]
-                on_free = [run_load(exe, 0, args.seconds) for _ in range(args.runs)]
-            final = c.stop()
-            lost = final["ring_full"] + final["inflight_full"] + final["userspace_queue_full"] + final[
-                "delivery_failed"] + final["undelivered_at_exit"]
-            achieved = load["ops"] / load["elapsed"]
-            cpu = (cpu1 - cpu0) / (t1 - t0)
-            steps.append({"target": rate, "achieved_ev_s": round(achieved), "lost": lost,
-                          "delivered": final["events_delivered"], "collector_cpu": round(cpu, 3),
-                          "cpu_per_10k_ev_s": round(cpu / (achieved / 10_000), 4)})
-            print(json.dumps(steps[-1]), file=sys.stderr)
+        c = Collector(bootstrap)  # the slowdown runs, on a collector of their own
+        time.sleep(1.0)
+        on_paced = [run_load(exe, 50_000, args.seconds) for _ in range(args.runs)]
+        on_free = [run_load(exe, 0, args.seconds) for _ in range(args.runs)]
+        slowdown_final = c.stop()
+        steps = [step(exe, bootstrap, int(rate), args.seconds) for rate in args.rates.split(",")]
     finally:
         if cluster is not None:
             from streams import localkafka
 
             localkafka.stop(cluster)
 
-    zero = [s for s in steps if s["lost"] == 0]
+    # zero drops, and Kafka acknowledged at least every load event (background events come on top)
+    zero = [s for s in steps if s["lost"] == 0 and s["delivered"] >= s["achieved_ev_s"] * args.seconds * 0.99]
     best = max(zero, key=lambda s: s["achieved_ev_s"]) if zero else None
     if best is not None:
         per_core = best["achieved_ev_s"] / max(best["collector_cpu"], 1e-9)
-        record("collector: events/s delivered to Kafka, zero drops", f"{best['achieved_ev_s']} ev/s",
+        record("collector: events/s delivered to Kafka, zero drops",
+               f"{best['achieved_ev_s']} ev/s using {best['collector_cpu']} core "
+               f"= {per_core:,.0f} ev/s per core",
                "goal 200000 ev/s per core", per_core / 200_000, 1,
                {"collector_cpu": best["collector_cpu"], "ev_s_per_core": round(per_core), "steps": steps})
         record("collector: CPU per 10k events/s", f"{best['cpu_per_10k_ev_s']:.3f} core",
@@ -182,13 +192,14 @@ def main(argv: list[str] | None = None) -> int:
         record("collector: events/s delivered to Kafka, zero drops", "none without drops", "", None, 1,
                {"steps": steps})
     cpu_off = statistics.median(r["cpu"] / r["ops"] for r in off_paced)
-    cpu_on = statistics.median(r["cpu"] / r["ops"] for r in on_paced) if on_paced else float("nan")
+    cpu_on = statistics.median(r["cpu"] / r["ops"] for r in on_paced)
     record("collector: workload CPU per op at 50k ev/s, on vs off", f"{cpu_on * 1e9:.0f} ns/op on",
            f"{cpu_off * 1e9:.0f} ns/op off", cpu_on / cpu_off, args.runs)
     free_off = statistics.median(r["ops"] / r["elapsed"] for r in off_free)
-    free_on = statistics.median(r["ops"] / r["elapsed"] for r in on_free) if on_free else float("nan")
+    free_on = statistics.median(r["ops"] / r["elapsed"] for r in on_free)
     record("collector: unpaced workload ops/s, on vs off", f"{free_on:.0f} ops/s on",
-           f"{free_off:.0f} ops/s off", free_on / free_off, args.runs, {"loadavg": os.getloadavg()[0]})
+           f"{free_off:.0f} ops/s off", free_on / free_off, args.runs,
+           {"loadavg": os.getloadavg()[0], "lost_during_slowdown_runs": lost(slowdown_final)})
     return 0
 
 
