@@ -12,6 +12,11 @@
  * come from sched_process_exec (argv read from the new mm), failed ones from sys_exit_execve[at].
  * Records go to a ring buffer without wakeups; user space consumes it on a timer. Every record the
  * probe tries to emit and every record or field it loses is counted per CPU (PG_CNT_*).
+ *
+ * Limits: user strings are read at exit, after the kernel used them, so another thread of the
+ * process could change them in between (TOCTOU); paths relative to a dirfd stay relative (no
+ * bpf_d_path in tracepoints); a failed exec carries at most 16 argv strings; one record holds at
+ * most ~12 KiB of strings (later ones are cut and the record flagged PG_FLAG_TRUNCATED).
  */
 #include <uapi/linux/ptrace.h>
 #include <linux/capability.h> /* types of the capset tracepoint arguments */
