@@ -20,8 +20,8 @@ with its input:
   commit, and the agents hold it from decoding a batch until Faust acknowledges it (which Faust does
   without yielding once the loop body ends), so a commit sees every batch fully or not at all.
 
-Topics are declared at start with the configured partitions and replication (`peregrine.k8s`
-compacted); existing topics are left as they are.
+Topics are created at start by `streams.worker.declare_topics` with the configured partitions and
+replication (`peregrine.k8s` compacted); existing topics are left as they are.
 """
 
 from __future__ import annotations
@@ -77,9 +77,6 @@ class WorkerTopics:
     alerts: Any
     dlq: Any
     k8s: Any
-
-    def declared(self) -> tuple[Any, ...]:
-        return (self.events, self.stats, self.alerts, self.dlq, self.k8s)
 
 
 def build_app(config: WorkerConfig) -> tuple[faust.App, WorkerTopics]:

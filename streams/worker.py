@@ -1,10 +1,10 @@
 """`peregrine worker`: wires the config, the rules, the Kubernetes table and the agents, then runs Faust.
 
-At start: rules load (a bad file is fatal here: exit 2 with the loader's message), topics are
-declared, the Kubernetes table is read from the start of `peregrine.k8s` (the detection agent waits
-up to ``--k8s-wait`` seconds for it to catch up, then evaluates anyway and the table keeps
-following), and SIGHUP is bound to the rules reload. Faust handles SIGTERM/SIGINT (commit, leave
-the group, stop).
+At start: rules load (a bad file is fatal here: exit 2 with the loader's message), missing topics
+are created (before Faust subscribes), the Kubernetes table is read from the start of
+`peregrine.k8s` (the detection agent waits up to ``--k8s-wait`` seconds for it to catch up, then
+evaluates anyway and the table keeps following), and SIGHUP is bound to the rules reload. Faust
+handles SIGTERM/SIGINT (commit, leave the group, stop).
 
 Every worker reads the whole `peregrine.k8s` topic with its own group-less consumer: the table is
 small (one record per container) and every batch may reference any container.
@@ -21,7 +21,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from enrichers.errors import RecordError
 from enrichers.table import K8sTable
@@ -33,6 +33,7 @@ from streams.metrics import worker_metrics
 from streams.reload import LiveRules, RulesEngine, falco_engine
 
 log = logging.getLogger("peregrine.worker")
+_TOPIC_ALREADY_EXISTS = 36
 
 
 def main(argv: Sequence[str]) -> int:
@@ -59,10 +60,17 @@ def run(config: WorkerConfig, engine: RulesEngine) -> int:
     install_detection(app, topics, Detector(rules, table.enrich), emitter, metrics, ready, config.k8s_wait)
     install_drops(app, topics, emitter, metrics)
 
+    # Before Faust subscribes: it drops topics missing at subscription time and never looks again.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(declare_topics(config))
+    except Exception as exc:
+        print(f"peregrine worker: cannot create the topics: {exc}", file=sys.stderr)
+        return 1
+
     @app.task  # type: ignore[untyped-decorator]
     async def start() -> None:
-        for topic in topics.declared():
-            await topic.maybe_declare()
         rules.install_sighup(asyncio.get_running_loop())
         # Batches are acyclic (reference counting frees them); what the cyclic collector keeps
         # rescanning is the long-lived start-up state (Faust, compiled rules): move it out of its way.
@@ -74,7 +82,7 @@ def run(config: WorkerConfig, engine: RulesEngine) -> int:
                 log.exception("following %s failed; retrying in 5 s", topics.k8s.get_topic_name())
                 await asyncio.sleep(5)
 
-    worker = faust.Worker(app, loglevel=config.log_level, quiet=True)
+    worker = faust.Worker(app, loop=loop, loglevel=config.log_level, quiet=True)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
@@ -115,6 +123,26 @@ async def follow_k8s(config: WorkerConfig, topic: str, table: K8sTable, ready: a
                             log.warning("undecodable %s records: %d (latest: %s)", topic, bad, exc)
     finally:
         await consumer.stop()
+
+
+async def declare_topics(config: WorkerConfig) -> None:
+    """Create the worker's topics that do not exist (partitions, replication; peregrine.k8s compacted)."""
+    t = config.topics
+    compact = {"cleanup.policy": "compact"}
+    new = [
+        NewTopic(name, config.partitions, config.replication, topic_configs=compact if name == t.k8s else {})
+        for name in (t.events, t.stats, t.alerts, t.dlq, t.k8s)
+    ]
+    admin = AIOKafkaAdminClient(bootstrap_servers=list(config.bootstrap), **_aiokafka_security(config))
+    await admin.start()
+    try:
+        response = await admin.create_topics(new, timeout_ms=30_000)
+    finally:
+        await admin.close()
+    for topic, code, *message in response.topic_errors:
+        if code not in (0, _TOPIC_ALREADY_EXISTS):
+            detail = message[0] if message else ""
+            raise RuntimeError(f"creating {topic}: Kafka error {code} {detail}".strip())
 
 
 async def _partitions(config: WorkerConfig, topic: str) -> set[int]:
