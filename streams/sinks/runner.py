@@ -188,11 +188,13 @@ class Runner:
         attempt = 0
         while True:
             failures: list[Failed] = []
+            first = pending[0]
+            log.warning("%s: %d alert(s) to %s (first: %s[%d]@%d after %d attempt(s): %s: %s)",
+                        self._config.name, len(pending), self._kafka.dlq_topic, first.message.topic(),
+                        first.message.partition(), first.message.offset(), first.attempts, first.reason,
+                        first.detail)
             for entry in pending:
                 message = entry.message
-                log.warning("%s: alert at %s[%d]@%d to %s after %d attempt(s): %s: %s", self._config.name,
-                            message.topic(), message.partition(), message.offset(), self._kafka.dlq_topic,
-                            entry.attempts, entry.reason, entry.detail)
 
                 def on_delivery(
                     err: KafkaError | None, _msg: Message, entry: Any = entry, failures: list[Any] = failures

@@ -63,9 +63,13 @@ class Recorded:
 class Receiver:
     """One stand-in API. ``kind`` is slack, splunk, elasticsearch, loki or webhook."""
 
-    def __init__(self, kind: str, *, hec_ack: bool = False) -> None:
+    def __init__(
+        self, kind: str, *, hec_ack: bool = False, slack_path: str = SLACK_PATH, hec_token: str = HEC_TOKEN
+    ) -> None:
         self.kind = kind
+        self.hec_token = hec_token
         self.hec_ack = hec_ack
+        self.slack_path = slack_path
         self.requests: list[Recorded] = []
         self.alerts: list[dict[str, Any]] = []  # accepted alerts, in arrival order
         self.documents: dict[str, dict[str, Any]] = {}  # Elasticsearch: _id -> source
@@ -130,7 +134,7 @@ class Receiver:
             self.alerts.extend(alerts)
 
     def _slack(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        if path != SLACK_PATH:
+        if path != self.slack_path:
             return 404, {}, b"no_service"
         if not headers.get("content-type", "").startswith("application/json"):
             return self._problem("slack: Content-Type must be application/json")
@@ -156,7 +160,7 @@ class Receiver:
         return 200, {"Content-Type": "text/plain"}, b"ok"
 
     def _splunk(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        if headers.get("authorization") != f"Splunk {HEC_TOKEN}":
+        if headers.get("authorization") != f"Splunk {self.hec_token}":
             return 401, {"Content-Type": "application/json"}, b'{"text":"Invalid authorization","code":3}'
         channel = headers.get("x-splunk-request-channel")
         if self.hec_ack and not channel:
