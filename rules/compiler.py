@@ -85,6 +85,7 @@ class Operand:
     presence: str | None = None  # code deciding presence when the value itself may be None
     filter_only: bool = False
     prior: float = 0.1  # guessed chance that an equality-like test on this value holds
+    always_bool: bool = False  # a computed bool that is never missing
     implied: Callable[[tuple[object, ...]], tuple[str, str]] | None = None
 
 
@@ -156,8 +157,10 @@ def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Ope
     multi = bool(spec.flags & FieldFlag.ANY_OF) or bool(spec.flags & FieldFlag.ANCESTORS and arg is None)
     return Operand(
         spec.code(arg, event_type), spec.type, text, multi and not output, spec.presence,
-        bool(spec.flags & FieldFlag.FILTER_ONLY), 0.5 if spec.flags & FieldFlag.FEW_VALUES else 0.1,
-        spec.implied,
+        bool(spec.flags & FieldFlag.FILTER_ONLY),
+        prior=0.5 if spec.flags & FieldFlag.FEW_VALUES else 0.1,
+        always_bool=bool(spec.flags & FieldFlag.NEVER_MISSING) and spec.type is FieldType.BOOL,
+        implied=spec.implied,
     )
 
 
@@ -287,7 +290,10 @@ def lower(expr: Expr, ctx: Context) -> Node:
     if isinstance(expr, AndExpr):
         return ("and", [lower(c, ctx) for c in expr.children])
     if isinstance(expr, OrExpr):
-        return ("or", [lower(c, ctx) for c in expr.children])
+        alternatives: list[Node] = []
+        for child in (lower(c, ctx) for c in expr.children):
+            alternatives.extend(child[1] if child[0] == "or" else [child])
+        return ("or", _merge_alternatives(alternatives, ctx))
     if isinstance(expr, NotExpr):
         return ("not", lower(expr.child, ctx))
     if isinstance(expr, UnaryCheckExpr):
@@ -363,16 +369,26 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
             return _guarded(left, lambda t: f"{t} in {literal}", ctx, op.cost)
         key = (left.code, tuple(parsed)) if left.presence is None else None
         code = left.code
-        leaf = _leaf(ctx, [code], lambda b, r: f"{b(code)} in {literal}", op.cost, key=key, prior=left.prior)
+        test = (code, "in", tuple(parsed)) if key is not None and left.implied is None else None
+        leaf = _leaf(
+            ctx, [code], lambda b, r: f"{b(code)} in {literal}", op.cost, key=key, prior=left.prior, test=test
+        )
         return _with_implied(left, tuple(parsed), leaf, ctx)
     if left.code == f"ev[{EV_NUM}]" and op_name in ("=", "!=") and parsed[0] == 0:
         # evt.num counts from 1, so Falco's never_true (evt.num=0) is decided here, as libs
         # master's evaluate_field_invariant does (and rules.evttypes with it)
         return FALSE if op_name == "=" else TRUE
     lit = _literal(parsed[0], op_name, ctx)
+    if left.always_bool and op_name in ("=", "!=") and not left.multi:
+        code = left.code  # a bool that is never missing: test it directly
+        negate = (op_name == "=") != bool(parsed[0])
+        return _leaf(ctx, [code], lambda b, r: f"not {b(code)}" if negate else b(code), 1, prior=left.prior)
     if op_name == "=" and not left.multi:
         key = (left.code, (parsed[0],)) if left.presence is None else None
-        leaf = _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} == {lit}", 1, key=key, prior=left.prior)
+        test = (left.code, "in", (parsed[0],)) if key is not None and left.implied is None else None
+        leaf = _leaf(
+            ctx, [left.code], lambda b, r: f"{b(left.code)} == {lit}", 1, key=key, prior=left.prior, test=test
+        )
         return _with_implied(left, (parsed[0],), leaf, ctx)
     if op_name == "!=" and not left.multi and left.presence is None:
         return _leaf(ctx, [left.code], lambda b, r: f"{b(left.code)} not in ({lit}, None)", 1, likely=True)
@@ -386,7 +402,51 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
                 return " and ".join([*(test.format(t=t) for test in tests), op.body(t, lit)])
 
             return _guarded(left, glob_body, ctx, op.cost)
-    return _guarded(left, lambda t: op.body(t, lit), ctx, op.cost, likely=op_name == "!=", prior=left.prior)
+    mergeable = op_name in _MERGEABLE and not left.multi and left.presence is None
+    mergeable = mergeable and ops.family(left.type) == ops.STRING
+    test = (left.code, op_name, (parsed[0],)) if mergeable else None
+    return _guarded(
+        left, lambda t: op.body(t, lit), ctx, op.cost, likely=op_name == "!=", prior=left.prior, test=test
+    )
+
+
+_MERGEABLE = frozenset({"startswith", "endswith", "contains"})
+
+
+def _merge_alternatives(alternatives: list[Node], ctx: Context) -> list[Node]:
+    """Turn alternatives testing one read the same way into one test: ``x = a or x = b`` into
+    ``x in {a, b}``, startswith/endswith chains into one call with a tuple of affixes, and three
+    or more contains into one precompiled search. Falco's macros are full of such chains."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, node in enumerate(alternatives):
+        if node[0] == "leaf" and node[1].test is not None:
+            read, op, _ = node[1].test
+            groups.setdefault((read, op), []).append(i)
+    merged: dict[int, Node] = {}
+    dropped: set[int] = set()
+    for (read, op), members in groups.items():
+        if len(members) < 2 or (op == "contains" and len(members) < 3):
+            continue
+        values = tuple(dict.fromkeys(v for i in members for v in alternatives[i][1].test[2]))
+        merged[members[0]] = _merged_leaf(read, op, values, ctx)
+        dropped.update(members[1:])
+    return [merged.get(i, node) for i, node in enumerate(alternatives) if i not in dropped]
+
+
+def _merged_leaf(read: str, op: str, values: tuple[object, ...], ctx: Context) -> Node:
+    if op == "in":
+        literal = _set_literal(values)
+        key = (read, values)
+        return _leaf(ctx, [read], lambda b, r: f"{b(read)} in {literal}", 1, key=key, test=(read, op, values))
+    if op == "contains":
+        texts = tuple(str(v) for v in values)
+        name = ctx.constants.add(("contains", texts), lambda: ops.substring_program(texts))
+        return _leaf(ctx, [read], lambda b, r: f"({b(read)} is not None and {name}({r(read)}) is not None)", 4)
+    affixes = tuple(values)
+    return _leaf(
+        ctx, [read], lambda b, r: f"({b(read)} is not None and {r(read)}.{op}({affixes!r}))", 2,
+        test=(read, op, affixes),
+    )
 
 
 def _with_implied(left: Operand, values: tuple[object, ...], leaf: Node, ctx: Context) -> Node:
@@ -410,6 +470,7 @@ def _leaf(
     likely: bool = False,
     key: tuple[str, tuple[object, ...]] | None = None,
     prior: float = 0.1,
+    test: Test | None = None,
 ) -> Node:
     """A leaf over record reads; folded to a constant when every read is a constant (``evt.type``
     on a specialised function, a parameter this event type lacks). `likely` marks checks that
@@ -420,7 +481,7 @@ def _leaf(
     weight = op_cost + sum(_read_cost(code) for code in reads)
     if key is not None:
         key = (ctx.bind(key[0]), key[1])
-    return ("leaf", Leaf(build(ctx.bind, ctx.reuse), weight, 0.9 if likely else prior, key))
+    return ("leaf", Leaf(build(ctx.bind, ctx.reuse), weight, 0.9 if likely else prior, key, test))
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +492,10 @@ class Leaf:
     cost: float  # rough relative cost: 1 is a local read and a compare
     p_true: float  # guessed probability of being true on a typical event
     key: tuple[str, tuple[object, ...]] | None = None  # (read placeholder, values): "read in values"
+    test: Test | None = None  # what it tests, when an or of such leaves can become one test
+
+
+Test: TypeAlias = tuple[str, str, tuple[object, ...]]  # (read code, operator, values)
 
 
 def _read_cost(code: str) -> float:
@@ -478,6 +543,7 @@ def _guarded(
     *,
     likely: bool = False,
     prior: float = 0.1,
+    test: Test | None = None,
 ) -> Node:
     """`body` over a present left value: false when the value is missing."""
     code, presence = left.code, left.presence
@@ -498,7 +564,7 @@ def _guarded(
         )
     return _leaf(
         ctx, [code], lambda b, r: f"({b(code)} is not None and {body(r(code))})", op_cost, likely=likely,
-        prior=prior,
+        prior=prior, test=test,
     )
 
 
@@ -671,10 +737,13 @@ def resolve(lines: Sequence[str], values: Values) -> tuple[list[str], list[tuple
     `_UNSET` sentinel), so nothing runs that the short-circuit would have skipped; other reads
     stay inline."""
     uses = [0] * len(values.codes)
+    reuses = [0] * len(values.codes)
     for text in lines:
         for kind, n in _PLACEHOLDER.findall(text):
             if kind == "\x01":
                 uses[int(n)] += 1
+            else:
+                reuses[int(n)] += 1
     binding: list[str] = []
     again: list[str] = []
     defs: list[tuple[str, str]] = []
@@ -691,6 +760,9 @@ def resolve(lines: Sequence[str], values: Values) -> tuple[list[str], list[tuple
         elif uses[n] >= 2 and _CALL.search(code):
             defs.append((local, "_UNSET"))
             binding.append(f"({local} if {local} is not _UNSET else ({local} := {code}))")
+            again.append(local)
+        elif reuses[n] == 0:  # read once, never read again: no local at all
+            binding.append(f"({code})")
             again.append(local)
         else:
             binding.append(f"({local} := {code})")

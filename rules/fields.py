@@ -74,6 +74,7 @@ class FieldFlag(IntFlag):
     DEPRECATED = 128
     ANCESTORS = 256  # without [N] the value is every strict ancestor's; a check is true if any passes
     FEW_VALUES = 512  # few distinct values (fd.typechar, evt.is_open_read): equality often holds
+    NEVER_MISSING = 1024  # the extractor always yields a value (a computed bool), never None
 
 
 F = FieldFlag
@@ -433,13 +434,13 @@ _ROWS: tuple[FieldSpec, ...] = (
     FieldSpec("evt.dir", CH, F.DEPRECATED, "always '<': only exit events exist", "'<'"),
     FieldSpec("evt.hostname", CH, F.NONE, "node the process runs on (p[P_NODE])", _proc(R.P_NODE)),
     FieldSpec(
-        "evt.is_open_read", BOOL, F.FEW_VALUES, "open flags (ev[EV_ARGS]) allow reading", _is_open("read")
+        "evt.is_open_read", BOOL, F.FEW_VALUES | F.NEVER_MISSING, "open flags (ev[EV_ARGS]) allow reading", _is_open("read")
     ),
     FieldSpec(
-        "evt.is_open_write", BOOL, F.FEW_VALUES, "open flags (ev[EV_ARGS]) allow writing", _is_open("write")
+        "evt.is_open_write", BOOL, F.FEW_VALUES | F.NEVER_MISSING, "open flags (ev[EV_ARGS]) allow writing", _is_open("write")
     ),
     FieldSpec(
-        "evt.is_open_exec", BOOL, F.FEW_VALUES, "open created a file with an exec bit", _is_open("exec")
+        "evt.is_open_exec", BOOL, F.FEW_VALUES | F.NEVER_MISSING, "open created a file with an exec bit", _is_open("exec")
     ),
     FieldSpec(
         "evt.arg", CH, F.ARG_REQUIRED, "parameter .NAME or [N] of ev[EV_ARGS], rendered",

@@ -130,6 +130,11 @@ def glob_affixes(pattern: str) -> tuple[str, str]:
     return prefix, pattern[specials[-1] + 1 :]
 
 
+def substring_program(texts: tuple[str, ...]) -> Callable[[str], object]:
+    """One search for any of several substrings (an or of contains), run in C."""
+    return re.compile("|".join(re.escape(t) for t in texts), re.DOTALL).search
+
+
 def regex_program(pattern: str) -> Callable[[str], object]:
     """Anchored at both ends, as libs runs RE2 (re.error for an invalid pattern)."""
     return re.compile(pattern).fullmatch
