@@ -222,8 +222,9 @@ class Bench:
                     time.sleep(delay)
                 now = time.time_ns()
                 events = [*base[: BATCH - 1], shell_event(template, now, 10_000_000 + i)]
-                p.produce(self.topic("events"), wire_batch(events, NODES[i % len(NODES)], 1_000_000 + i),
-                          NODES[i % len(NODES)].encode())
+                node = NODES[i % len(NODES)]
+                batch = wire_batch(events, node, 1_000_000 + i // len(NODES))
+                p.produce(self.topic("events"), batch, node.encode())
                 p.poll(0)
             p.flush(60)
             deadline = time.monotonic() + 30
@@ -302,8 +303,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(bench: Bench, args: argparse.Namespace) -> None:
     events = node_order(make_events(200 * BATCH, seed=1))
-    batches = [wire_batch(events[i : i + BATCH], NODES[(i // BATCH) % len(NODES)], i // BATCH)
-               for i in range(0, len(events), BATCH)]
+    # batch k goes to node k % 16 with that node's next seq, so the worker sees no gaps
+    batches = [wire_batch(events[i : i + BATCH], NODES[k % len(NODES)], k // len(NODES))
+               for k, i in enumerate(range(0, len(events), BATCH))]
     bench.create_topics()
     rounds = max(1, args.events // (len(batches) * BATCH))
     total = bench.produce(batches, rounds)
