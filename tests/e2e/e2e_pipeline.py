@@ -225,6 +225,7 @@ class Delivered:
     seen_ns: int
     event_ns: int
     rule: str
+    hostname: str
     text: str  # the alert's output as the destination carries it (Slack mrkdwn, CEF msg)
     raw: Any
 
@@ -236,7 +237,7 @@ def _slack_delivered(record: dict[str, Any], seen_ns: int) -> Delivered:
     fields = dict(f["text"].split("\n", 1) for f in blocks[2]["fields"])
     body = blocks[1]["text"]["text"].replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&")
     return Delivered(record["uuid"], seen_ns, parse_time_ns(footer.split(" · ", 1)[0]), fields["*rule*"],
-                     body, payload)
+                     fields.get("*hostname*", ""), body, payload)
 
 
 def _syslog_delivered(raw: str, parsed: dict[str, str], seen_ns: int) -> Delivered:
@@ -246,7 +247,8 @@ def _syslog_delivered(raw: str, parsed: dict[str, str], seen_ns: int) -> Deliver
     msg = parsed["msg"].split(" msg=", 1)[1] if " msg=" in parsed["msg"] else ""
     text = msg.replace("\\=", "=").replace("\\\\", "\\")
     event_ns = parse_time_ns(parsed["timestamp"])  # RFC 5424 TIMESTAMP: the event's time, in microseconds
-    return Delivered(found.group(1), seen_ns, event_ns, rule.group(1) if rule else "", text, (raw, parsed))
+    return Delivered(found.group(1), seen_ns, event_ns, rule.group(1) if rule else "",
+                     parsed["hostname"], text, (raw, parsed))
 
 
 @dataclass
