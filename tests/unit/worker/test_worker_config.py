@@ -52,3 +52,15 @@ def test_invalid_numbers_are_config_errors() -> None:
         from_args(["--rules", "r"], env={"PEREGRINE_PARTITIONS": "many"})
     with pytest.raises(ConfigError):
         from_args(["--rules", "r", "--partitions", "0"], env={})
+
+
+def test_worker_exits_2_on_a_bad_rules_file_before_touching_kafka(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streams.worker import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- rule: x\n  condition: evt.type = execve\n")
+    assert main(["--rules", str(bad), "--bootstrap", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load the rules" in err and "bad.yaml:1" in err
