@@ -108,7 +108,7 @@ async def handle_message(
     metrics: WorkerMetrics,
     message: Any,  # faust.types.Message
 ) -> None:
-    """Everything the agent does for one Kafka message (exposed for the benchmarks)."""
+    """Everything the agent does for one Kafka message, under the commit gate."""
     src_topic, partition, offset = message.topic, message.partition, message.offset
     alerts_topic = topics.alerts.get_topic_name()
 
