@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 _QUEUE_SIZE: Final = 10_000
 _TICK_S: Final = 0.2
+_BATCH: Final = 500  # events handled between two tombstone checks
 _JOIN_TIMEOUT_S: Final = 10.0
 _FLUSH_TIMEOUT_S: Final = 30.0
 
@@ -100,13 +101,31 @@ class Publisher:
 
 def run(config: K8sMetaConfig, stop: threading.Event, clock: Callable[[], float] = time.monotonic) -> None:
     """Publish until ``stop`` is set; raises EnricherError when it cannot go on."""
+    api = api_client(config)  # first: a bad kubeconfig should fail before any wait for Kafka
+    try:
+        _publish(config, api, stop, clock)
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+
+
+def _publish(config: K8sMetaConfig, api: Any, stop: threading.Event, clock: Callable[[], float]) -> None:
     ensure_topic(config)
     published = read_table(config.bootstrap_servers, config.topic)
     log.info("%s: %d live keys already published", config.topic, len(published))
     mirror = TopicMirror(published, config.tombstone_grace_s)
     events: queue.Queue[WatchEvent] = queue.Queue(maxsize=_QUEUE_SIZE)
-    api = api_client(config)
-    resource_watchers = watchers(api, events.put, config)
+    halted = threading.Event()
+
+    def offer(event: WatchEvent) -> None:
+        # Blocks a watcher while the loop is behind (backpressure), but never once the loop is gone.
+        while not halted.is_set():
+            try:
+                events.put(event, timeout=_TICK_S)
+                return
+            except queue.Full:
+                continue
+
+    resource_watchers = watchers(api, offer, config)
     instruments = publisher_metrics(resource_watchers, lambda: len(mirror.published))
     kafka = producer(config)
     failures: list[str] = []
@@ -127,12 +146,8 @@ def run(config: K8sMetaConfig, stop: threading.Event, clock: Callable[[], float]
         t.start()
     try:
         while not stop.is_set():
-            try:
-                event: WatchEvent | None = events.get(timeout=_TICK_S)
-            except queue.Empty:
-                event = None
             now = clock()
-            if event is not None:
+            for event in _drain(events, _BATCH):
                 publisher.handle(event, now)
             publisher.tick(now)
             kafka.poll(0)
@@ -142,14 +157,28 @@ def run(config: K8sMetaConfig, stop: threading.Event, clock: Callable[[], float]
             if dead:
                 raise EnricherError(f"watch threads ended unexpectedly: {', '.join(dead)}")
     finally:
+        halted.set()
         for w in resource_watchers:
             w.stop()
         for t in threads:
             t.join(_JOIN_TIMEOUT_S)
         remaining = kafka.flush(_FLUSH_TIMEOUT_S)
-        api.close()  # type: ignore[no-untyped-call]
         if remaining:
             log.error("%s: %d records still unsent at shutdown", config.topic, remaining)
+
+
+def _drain(events: queue.Queue[WatchEvent], limit: int) -> list[WatchEvent]:
+    """Up to ``limit`` queued events, waiting one tick for the first."""
+    try:
+        batch = [events.get(timeout=_TICK_S)]
+    except queue.Empty:
+        return []
+    while len(batch) < limit:
+        try:
+            batch.append(events.get_nowait())
+        except queue.Empty:
+            break
+    return batch
 
 
 def _produce(

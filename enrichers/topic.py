@@ -8,6 +8,7 @@ look at the topic's state. Workers do not need this module: they feed records to
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 import uuid
 from typing import Any, Final
@@ -36,12 +37,18 @@ def ensure_topic(config: K8sMetaConfig) -> None:
     except KafkaException as e:
         if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise TopicError(f"topic {topic}: cannot create it: {e.args[0].str()}") from None
+    except concurrent.futures.TimeoutError:
+        raise TopicError(
+            f"topic {topic}: no answer from Kafka at {config.bootstrap_servers} in {_ADMIN_TIMEOUT_S}s"
+        ) from None
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
     deadline = time.monotonic() + _ADMIN_TIMEOUT_S
     while True:
         try:
             entries = admin.describe_configs([resource])[resource].result(_ADMIN_TIMEOUT_S)
             break
+        except concurrent.futures.TimeoutError:
+            raise TopicError(f"topic {topic}: no answer from Kafka in {_ADMIN_TIMEOUT_S}s") from None
         except KafkaException as e:
             # A topic created a moment ago may not be known to the broker that answers yet.
             known_later = e.args[0].retriable() or e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
