@@ -65,7 +65,7 @@ class FileDestination:
         try:
             handle = self._file
             if handle is None:
-                handle = self._file = open(self._config.path, "ab")  # noqa: SIM115 - kept open across batches
+                handle = self._file = open(self._config.path, "ab")  # kept open across batches
             handle.write(b"".join(payloads))
             handle.flush()
             self._sync(handle)

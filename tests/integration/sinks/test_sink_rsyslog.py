@@ -12,21 +12,22 @@ from receivers import Rsyslog
 
 from streams.sinks import syslog
 from streams.sinks.alert import decode_alert
+from streams.sinks.errors import RetryableError
 
 AlertDoc = Callable[..., dict[str, Any]]
 
 
 def destination(rsyslog: Rsyslog, listener: str, fmt: str, **changes: Any) -> syslog.SyslogDestination:
     tls = listener == "tls"
-    config = syslog.SyslogConfig(
-        host="127.0.0.1",
-        port=rsyslog.tls_port if tls else rsyslog.tcp_port,
-        format=fmt,
-        tls=tls,
-        ca_file=str(rsyslog.ca_file),
-        server_name="localhost",
-        **changes,
-    )
+    settings: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": rsyslog.tls_port if tls else rsyslog.tcp_port,
+        "format": fmt,
+        "tls": tls,
+        "ca_file": str(rsyslog.ca_file),
+        "server_name": "localhost",
+    }
+    config = syslog.SyslogConfig(**{**settings, **changes})
     return syslog.SyslogDestination(config, 8192, 100)
 
 
@@ -106,3 +107,12 @@ def test_a_closed_connection_is_noticed_and_reopened(rsyslog: Rsyslog, alert_doc
     sink.send([sink.build(alert)])
     sink.close()
     assert len(rsyslog.wait_for("tcp", 2)) == 2
+
+
+def test_tls_verifies_the_receivers_certificate(rsyslog: Rsyslog, alert_doc: AlertDoc) -> None:
+    alert = decode_alert(json.dumps(alert_doc()).encode())
+    sink = destination(rsyslog, "tls", "json", server_name="not-the-server.example")
+    with pytest.raises(RetryableError, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+        sink.send([sink.build(alert)])
+    sink.close()
+    assert rsyslog.messages("tls") == []
