@@ -158,7 +158,7 @@ def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Ope
     return Operand(
         spec.code(arg, event_type), spec.type, text, multi and not output, spec.presence,
         bool(spec.flags & FieldFlag.FILTER_ONLY),
-        prior=0.5 if spec.flags & FieldFlag.FEW_VALUES else 0.1,
+        prior=0.7 if spec.flags & FieldFlag.FEW_VALUES else 0.1,
         always_bool=bool(spec.flags & FieldFlag.NEVER_MISSING) and spec.type is FieldType.BOOL,
         implied=spec.implied,
     )
@@ -290,10 +290,7 @@ def lower(expr: Expr, ctx: Context) -> Node:
     if isinstance(expr, AndExpr):
         return ("and", [lower(c, ctx) for c in expr.children])
     if isinstance(expr, OrExpr):
-        alternatives: list[Node] = []
-        for child in (lower(c, ctx) for c in expr.children):
-            alternatives.extend(child[1] if child[0] == "or" else [child])
-        return ("or", _merge_alternatives(alternatives, ctx))
+        return ("or", [lower(c, ctx) for c in expr.children])
     if isinstance(expr, NotExpr):
         return ("not", lower(expr.child, ctx))
     if isinstance(expr, UnaryCheckExpr):
@@ -428,24 +425,31 @@ def _merge_alternatives(alternatives: list[Node], ctx: Context) -> list[Node]:
         if len(members) < 2 or (op == "contains" and len(members) < 3):
             continue
         values = tuple(dict.fromkeys(v for i in members for v in alternatives[i][1].test[2]))
-        merged[members[0]] = _merged_leaf(read, op, values, ctx)
+        prior = min(0.9, sum(alternatives[i][1].p_true for i in members))
+        merged[members[0]] = _merged_leaf(read, op, values, prior, ctx)
         dropped.update(members[1:])
     return [merged.get(i, node) for i, node in enumerate(alternatives) if i not in dropped]
 
 
-def _merged_leaf(read: str, op: str, values: tuple[object, ...], ctx: Context) -> Node:
+def _merged_leaf(read: str, op: str, values: tuple[object, ...], prior: float, ctx: Context) -> Node:
     if op == "in":
         literal = _set_literal(values)
         key = (read, values)
-        return _leaf(ctx, [read], lambda b, r: f"{b(read)} in {literal}", 1, key=key, test=(read, op, values))
+        return _leaf(
+            ctx, [read], lambda b, r: f"{b(read)} in {literal}", 1, key=key, test=(read, op, values),
+            prior=prior,
+        )
     if op == "contains":
         texts = tuple(str(v) for v in values)
         name = ctx.constants.add(("contains", texts), lambda: ops.substring_program(texts))
-        return _leaf(ctx, [read], lambda b, r: f"({b(read)} is not None and {name}({r(read)}) is not None)", 4)
+        return _leaf(
+            ctx, [read], lambda b, r: f"({b(read)} is not None and {name}({r(read)}) is not None)", 4,
+            prior=prior,
+        )
     affixes = tuple(values)
     return _leaf(
         ctx, [read], lambda b, r: f"({b(read)} is not None and {r(read)}.{op}({affixes!r}))", 2,
-        test=(read, op, affixes),
+        test=(read, op, affixes), prior=prior,
     )
 
 
@@ -632,13 +636,15 @@ def _lower_field_compare(
 
 
 # --- simplification ------------------------------------------------------------------------
-def simplify(node: Node) -> Node:
-    """Fold constants, flatten nested and/or, drop double negation, order children cheap first."""
+def simplify(node: Node, ctx: Context) -> Node:
+    """Fold constants, flatten nested and/or, drop double negation and repeated checks, factor
+    a conjunct shared by alternatives out of an or, merge same-field alternatives, and order
+    children cheap first."""
     kind = node[0]
     if kind in ("leaf", "const"):
         return node
     if kind == "not":
-        child = simplify(node[1])
+        child = simplify(node[1], ctx)
         if child[0] == "const":
             return FALSE if child[1] else TRUE
         if child[0] == "not":
@@ -647,7 +653,7 @@ def simplify(node: Node) -> Node:
     absorbing = kind == "or"  # True absorbs an or, False absorbs an and
     children: list[Node] = []
     for c in node[1]:
-        c = simplify(c)
+        c = simplify(c, ctx)
         if c[0] == "const":
             if c[1] == absorbing:
                 return c
@@ -656,6 +662,11 @@ def simplify(node: Node) -> Node:
     if not children:
         return ("const", not absorbing)
     children = list({emit(c): c for c in children}.values())  # a repeated check adds nothing
+    if kind == "or":
+        factored = _factor_or(children, ctx)
+        if factored is not None:
+            return factored
+        children = _merge_alternatives(children, ctx)
     if len(children) == 1:
         return children[0]
     # Cheapest expected work first: for `and`, checks likely to be false and cheap lead; for `or`,
@@ -667,6 +678,28 @@ def simplify(node: Node) -> Node:
     return (kind, children)
 
 
+def _factor_or(children: list[Node], ctx: Context) -> Node | None:
+    """``(a and b) or (a and c) or d`` -> ``(a and (b or c)) or d``: the shared conjunct is
+    tested once (a distributive rewrite, exact for pure checks)."""
+    counts: dict[str, list[int]] = {}
+    for i, child in enumerate(children):
+        for code in {emit(c) for c in conjuncts(child)}:
+            counts.setdefault(code, []).append(i)
+    shared = [(len(members), code) for code, members in counts.items() if len(members) >= 2]
+    if not shared:
+        return None
+    _, code = max(shared)
+    members = set(counts[code])
+    common = next(c for c in conjuncts(children[min(members)]) if emit(c) == code)
+    rests: list[Node] = []
+    for i in sorted(members):
+        rest = [c for c in conjuncts(children[i]) if emit(c) != code]
+        rests.append(("and", rest) if rest else TRUE)
+    grouped: Node = ("and", [common, ("or", rests)])
+    others = [child for i, child in enumerate(children) if i not in members]
+    return simplify(("or", [grouped, *others]) if others else grouped, ctx)
+
+
 def cost(node: Node) -> float:
     kind = node[0]
     if kind == "leaf":
@@ -675,7 +708,12 @@ def cost(node: Node) -> float:
         return 0.0
     if kind == "not":
         return cost(node[1])
-    return sum(cost(c) for c in node[1])
+    # expected work: a child runs only if the ones before it did not decide the result
+    total, reach = 0.0, 1.0
+    for c in node[1]:
+        total += reach * cost(c)
+        reach *= p_true(c) if kind == "and" else 1 - p_true(c)
+    return total
 
 
 def p_true(node: Node) -> float:

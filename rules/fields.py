@@ -407,6 +407,7 @@ PORT, BOOL, IP, NET, ABS, REL, BUF = (
     FieldType.RELTIME,
     FieldType.BYTEBUF,
 )
+_OPEN_FLAGS = F.FEW_VALUES | F.NEVER_MISSING
 _ANC = F.ARG_ALLOWED | F.NO_RHS | F.NO_TRANSFORMER | F.ANCESTORS
 
 _ROWS: tuple[FieldSpec, ...] = (
@@ -434,13 +435,13 @@ _ROWS: tuple[FieldSpec, ...] = (
     FieldSpec("evt.dir", CH, F.DEPRECATED, "always '<': only exit events exist", "'<'"),
     FieldSpec("evt.hostname", CH, F.NONE, "node the process runs on (p[P_NODE])", _proc(R.P_NODE)),
     FieldSpec(
-        "evt.is_open_read", BOOL, F.FEW_VALUES | F.NEVER_MISSING, "open flags (ev[EV_ARGS]) allow reading", _is_open("read")
+        "evt.is_open_read", BOOL, _OPEN_FLAGS, "open flags (ev[EV_ARGS]) allow reading", _is_open("read")
     ),
     FieldSpec(
-        "evt.is_open_write", BOOL, F.FEW_VALUES | F.NEVER_MISSING, "open flags (ev[EV_ARGS]) allow writing", _is_open("write")
+        "evt.is_open_write", BOOL, _OPEN_FLAGS, "open flags (ev[EV_ARGS]) allow writing", _is_open("write")
     ),
     FieldSpec(
-        "evt.is_open_exec", BOOL, F.FEW_VALUES | F.NEVER_MISSING, "open created a file with an exec bit", _is_open("exec")
+        "evt.is_open_exec", BOOL, _OPEN_FLAGS, "open created a file with an exec bit", _is_open("exec")
     ),
     FieldSpec(
         "evt.arg", CH, F.ARG_REQUIRED, "parameter .NAME or [N] of ev[EV_ARGS], rendered",

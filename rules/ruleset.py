@@ -156,7 +156,7 @@ def compile_rules(
         )
         for type_id in candidates:
             bucket_ctx = cc.Context(location, constants, type_id, values=values[type_id])
-            tree = cc.simplify(cc.lower(loaded.condition, bucket_ctx))
+            tree = cc.simplify(cc.lower(loaded.condition, bucket_ctx), bucket_ctx)
             if tree == cc.FALSE:
                 continue
             matched.append(EVENT_TYPES[type_id])
