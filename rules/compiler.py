@@ -141,6 +141,8 @@ def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Ope
     if found is None:
         raise ctx.error(f"filter_check called with nonexistent field {text}", node.pos)
     spec, arg = found
+    if spec.flags & FieldFlag.DEPRECATED:
+        ctx.warn(f"field {spec.name} is deprecated (only exit events exist since Falco 0.42)", node.pos)
     if spec.flags & FieldFlag.ARG_REQUIRED and arg is None:
         raise ctx.error(f"field {spec.name} requires an argument", node.pos)
     if arg is not None and not spec.flags & (FieldFlag.ARG_REQUIRED | FieldFlag.ARG_ALLOWED):
@@ -352,6 +354,9 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
                 ops.regex_program(str(value))
             except re.error as exc:
                 raise ctx.error(f"invalid regex pattern: {exc}", v.pos) from None
+            simpler = ops.simpler_than_regex(str(value))
+            if simpler is not None:
+                ctx.warn(f"regex '{value}' could be written with the faster operator '{simpler}'", v.pos)
     if expr.modifier is not None:
         return _lower_modifier(expr.modifier, left, op, parsed, ctx)
     if left.type is FieldType.IPNET:

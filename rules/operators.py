@@ -135,6 +135,22 @@ def substring_program(texts: tuple[str, ...]) -> Callable[[str], object]:
     return re.compile("|".join(re.escape(t) for t in texts), re.DOTALL).search
 
 
+def simpler_than_regex(pattern: str) -> str | None:
+    """The plain operator a regex amounts to, if any (libs warns about such patterns): a literal
+    is ``=``, ``.*lit.*`` is ``contains``, ``lit.*`` is ``startswith``, ``.*lit`` is ``endswith``."""
+    lead, trail = pattern.startswith(".*"), pattern.endswith(".*") and len(pattern) >= 4
+    core = pattern[2 if lead else 0 : len(pattern) - (2 if trail else 0)]
+    if not core or any(ch in core for ch in ".^$*+?{}[]\\|()"):
+        return None
+    if lead and trail:
+        return "contains"
+    if trail:
+        return "startswith"
+    if lead:
+        return "endswith"
+    return "="
+
+
 def regex_program(pattern: str) -> Callable[[str], object]:
     """Anchored at both ends, as libs runs RE2 (re.error for an invalid pattern)."""
     return re.compile(pattern).fullmatch

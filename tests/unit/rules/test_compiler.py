@@ -102,3 +102,14 @@ def test_falco_rules_never_raise_on_missing_values(falco_rules_dir: Path) -> Non
     for ev in _hollow_events():
         ruleset.match(ev)
         ruleset.match_all(ev)
+
+
+def test_regex_that_a_plain_operator_could_do_warns() -> None:
+    ruleset = compile_condition("evt.type = execve and proc.name regex 'bash.*'")
+    assert any("faster operator 'startswith'" in w.message for w in ruleset.warnings)
+
+
+def test_deprecated_field_warns() -> None:
+    ruleset = compile_condition("evt.type = execve and evt.dir = <")
+    assert any("deprecated" in w.message for w in ruleset.warnings)
+    assert ruleset.match(build_event("execve")) is not None
