@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import rules
@@ -23,6 +25,12 @@ _DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "shared" / "falco-rul
 RULES_DIR = Path(os.environ.get("PEREGRINE_FALCO_RULES", _DEFAULT_RULES_DIR))
 FILES = ("falco_rules.yaml", "falco-incubating_rules.yaml")
 BATCH = 500  # events per Kafka message in the worker
+
+
+def _cpu_rate(fn: Callable[[], int]) -> float:
+    start = time.process_time()
+    n = fn()
+    return n / (time.process_time() - start)
 
 
 def main() -> None:
@@ -53,23 +61,27 @@ def main() -> None:
         return n
 
     engine()  # warm-up
-    # Engine and floor alternate run by run, so a busy machine slows both alike and the ratio
-    # (median of the per-run ratios) stays meaningful even when the absolute figure does not.
-    rates, floors = [], []
+    # "Per core" is events per second of CPU time of this process (time.process_time), so other
+    # work on a shared machine does not count against the engine; wall-clock rates are reported
+    # too. Engine and floor alternate run by run, so both see the same machine state, and the
+    # ratio is the median of the per-run ratios.
+    rates, floors, walls = [], [], []
     for _ in range(args.runs):
-        rates.append(median_rate(engine, 1)[0])
-        floors.append(median_rate(floor, 1)[0])
+        rates.append(_cpu_rate(engine))
+        floors.append(_cpu_rate(floor))
+        walls.append(median_rate(engine, 1)[0])
     rate, floor_rate = statistics.median(rates), statistics.median(floors)
     ratio = statistics.median(r / f for r, f in zip(rates, floors, strict=True))
     matches = sum(len(ruleset.evaluate(b)) for b in batches)
     mode = "all matches" if args.all_matches else "first match"
     record(
         f"rules evaluate, stable+incubating ({len(ruleset.rules)} rules, {mode}), realistic mix",
-        f"{rate:,.0f} events/s per core",
+        f"{rate:,.0f} events/s per core (CPU time)",
         "bare loop reading ev[0]",
         ratio,
         args.runs,
-        {"events_per_s": round(rate), "floor_events_per_s": round(floor_rate), "matched_events": matches,
+        {"events_per_cpu_s": round(rate), "floor_events_per_cpu_s": round(floor_rate),
+         "wall_events_per_s": round(statistics.median(walls)), "matched_events": matches,
          "events": n, "goal_events_per_s": 1_000_000},
     )
 
