@@ -1,20 +1,30 @@
 """Type-check resolved conditions and turn them into Python source, compiled once.
 
-Two steps, both pure:
+Three steps, all pure, all over data:
 
 * `check` walks a rule's condition once and raises `CompileError` (with the offset of the node in
   the condition) for an unknown field, a missing or forbidden argument, an operator the field's
   type does not allow, a value that does not parse as the field's type, or a field misused on the
-  right-hand side; it collects libs' warnings (a literal that looks like a field or a transformer).
+  right-hand side; it collects libs' warnings (a literal that looks like a field or a
+  transformer, a regex a plain operator could do, a deprecated field).
 * `lower` turns the condition into a small boolean tree whose leaves are Python expressions over
   the positional records, *specialised to one event type*: ``evt.type`` checks fold to constants,
-  ``evt.arg.NAME`` becomes one list index, parameters the event lacks fold to "missing". `simplify`
-  folds constants, and orders the children of every and/or cheapest first, which cannot change
-  the result because every leaf is a pure expression that never raises.
+  ``evt.arg.NAME`` becomes one list index, parameters the event lacks fold to "missing", and
+  ``evt.num = 0`` (Falco's never_true) folds as libs master folds it. `simplify` folds constants,
+  drops repeated checks, factors a conjunct shared by or-branches out, merges or-chains on one
+  field (``x = a or x = b`` -> one set test; startswith/endswith chains -> one call), and orders
+  children by expected cost. None of this can change a result: every leaf is a pure expression
+  that never raises, so evaluation order is free.
+* `bucket_source` writes one function per event type over all its rules: conjuncts several rules
+  share are tested once in nested ifs, rules that each need a field in some set sit behind one
+  test of the union of those sets, reads used by several checks become locals defined in the
+  innermost block that needs them (helper calls are computed on first use and kept), and the
+  function returns the earliest matching rule in definition order (or all matches). Missing
+  values are ``None`` and every leaf is false on ``None``, ``!=`` included (rules-language.md
+  2.8).
 
-`bucket_source` then writes one function per event type that runs that type's rules in order,
-first match returning (or collecting all matches). Missing values are ``None`` and every leaf is
-false on ``None``, ``!=`` included (rules-language.md 2.8).
+Limits: error offsets point into the text each node was parsed from; for a node inlined from a
+macro that is the macro's condition, while the location names the rule.
 """
 
 from __future__ import annotations
