@@ -1,0 +1,165 @@
+"""Fixtures of the deployment tests: helm (built by scripts/setup.d/60-helm.sh), the real
+kube-apiserver of tests/integration/k8s, and a real Prometheus server.
+
+`kube_api` is the k8s tests' own session fixture, loaded from their conftest by path (a conftest
+in a sibling directory is not visible here otherwise); if both directories run in one session,
+each starts its own API server.
+
+`prometheus` starts the Debian ``prometheus`` binary with its own configuration and storage
+directory on a free loopback port (never the system service), scraping the targets a test
+gives it every second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+CACHE = Path(os.environ.get("PEREGRINE_CACHE", Path.home() / ".cache" / "peregrine"))
+HELM = CACHE / "helm"
+CHART = Path(__file__).resolve().parents[3] / "k8s" / "chart" / "peregrine"
+# helm built with `go install` reports Kubernetes v1.20 as the cluster version (the release
+# Makefile sets it with -ldflags), so every command names the API server's version.
+KUBE_VERSION = "1.37.2"
+READY_TIMEOUT_S = 60.0
+
+
+def _load_k8s_fixtures() -> Any:
+    path = Path(__file__).resolve().parents[1] / "k8s" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("k8s_conftest_for_deploy", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+_k8s = _load_k8s_fixtures()
+kube_api = _k8s.kube_api
+free_port = _k8s.free_port
+
+
+@dataclass(frozen=True)
+class Helm:
+    binary: Path
+
+    def run(self, *args: str) -> str:
+        out = subprocess.run([str(self.binary), *args], capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            command = " ".join(args)
+            raise AssertionError(f"helm {command} failed ({out.returncode}):\n{out.stderr}{out.stdout}")
+        return out.stdout
+
+    def lint(self, *values: Path) -> str:
+        return self.run("lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION,
+                        *[a for v in values for a in ("--values", str(v))])
+
+    def template(self, namespace: str, *values: Path, release: str = "pg") -> list[dict[str, Any]]:
+        text = self.run("template", release, str(CHART), "--namespace", namespace, "--kube-version",
+                        KUBE_VERSION, *[a for v in values for a in ("--values", str(v))])
+        return [d for d in yaml.safe_load_all(text) if d]
+
+
+@pytest.fixture(scope="session")
+def helm() -> Helm:
+    if not HELM.exists():
+        pytest.skip(f"no helm at {HELM}: run scripts/setup.d/60-helm.sh")
+    return Helm(HELM)
+
+
+@dataclass
+class Prometheus:
+    """A running Prometheus and its HTTP API."""
+
+    root: Path
+    targets: list[str]
+    port: int = field(default_factory=lambda: free_port())
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": "peregrine", "static_configs": [{"targets": self.targets}]}],
+        }
+        (self.root / "prometheus.yml").write_text(yaml.safe_dump(config))
+        log = self.root / "prometheus.log"
+        self.proc = subprocess.Popen(
+            ["prometheus", f"--config.file={self.root / 'prometheus.yml'}",
+             f"--storage.tsdb.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
+             "--web.enable-lifecycle"],
+            stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = log.read_text()[-3000:]
+                raise RuntimeError(f"prometheus exited with {self.proc.returncode}:\n{tail}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"prometheus not ready in {READY_TIMEOUT_S}s; log: {log}")
+
+    def api(self, path: str, **params: str) -> Any:
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            doc = json.loads(resp.read())
+        assert doc["status"] == "success", doc
+        return doc["data"]
+
+    def series(self, match: str) -> list[dict[str, str]]:
+        result: list[dict[str, str]] = self.api("series", **{"match[]": match})
+        return result
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def prometheus(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """``prometheus(["127.0.0.1:PORT", ...])``: a started Prometheus scraping those targets."""
+    if shutil.which("prometheus") is None:
+        pytest.fail("no prometheus binary: apt-get install prometheus (scripts/apt-packages.txt)")
+    started: list[Prometheus] = []
+
+    def start(targets: list[str]) -> Prometheus:
+        p = Prometheus(Path(tempfile.mkdtemp(prefix="peregrine-prometheus-")), targets)
+        started.append(p)
+        p.start()
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+        if getattr(request.session, "peregrine_failed", False):
+            print(f"\nprometheus data and log kept in {p.root}")
+        else:
+            shutil.rmtree(p.root, ignore_errors=True)
