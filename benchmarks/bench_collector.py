@@ -121,7 +121,8 @@ class Collector:
 
 
 def lost(final: dict[str, int]) -> int:
-    keys = ("ring_full", "inflight_full", "userspace_queue_full", "delivery_failed", "undelivered_at_exit")
+    keys = ("ring_full", "inflight_full", "bug", "userspace_queue_full", "delivery_failed",
+            "undelivered_at_exit")
     return sum(final[k] for k in keys)
 
 

@@ -36,6 +36,8 @@ FIELDS: Final[tuple[tuple[str, str, str], ...]] = (
     ("TASK_FILES", "task_struct", "files"),
     ("TASK_START_BOOTTIME", "task_struct", "start_boottime"),
     ("TASK_EXIT_CODE", "task_struct", "exit_code"),
+    ("TASK_STACK", "task_struct", "stack"),
+    ("PT_REGS_R10", "pt_regs", "r10"),
     ("SIGNAL_TTY", "signal_struct", "tty"),
     ("SIGNAL_PIDS", "signal_struct", "pids"),
     ("TTY_INDEX", "tty_struct", "index"),
@@ -68,7 +70,9 @@ FIELDS: Final[tuple[tuple[str, str, str], ...]] = (
     ("SK_PROTOCOL", "sock", "sk_protocol"),
 )
 # sizes the probe needs besides offsets
-SIZES: Final[tuple[tuple[str, str], ...]] = (("UPID", "upid"),)
+SIZES: Final[tuple[tuple[str, str], ...]] = (("UPID", "upid"), ("PT_REGS", "pt_regs"))
+# the probe reads r10 .. orig_ax of pt_regs in one copy: the x86_64 order, checked at start
+PT_REGS_RUN: Final = ("r10", "r9", "r8", "ax", "cx", "dx", "si", "di", "orig_ax")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,4 +188,8 @@ def probe_offsets(btf: Btf) -> dict[str, int]:
     """Every OFF_*/SIZE_* value the probe is compiled with; raises BtfError on the first missing one."""
     values = {f"OFF_{macro}": btf.offsetof(s, path) for macro, s, path in FIELDS}
     values.update({f"SIZE_{macro}": btf.sizeof(s) for macro, s in SIZES})
+    run = [btf.offsetof("pt_regs", r) for r in PT_REGS_RUN]
+    if run != list(range(run[0], run[0] + 8 * len(run), 8)):
+        layout = dict(zip(PT_REGS_RUN, run, strict=True))
+        raise BtfError(f"struct pt_regs is not laid out as on x86_64: {layout}")
     return values

@@ -15,7 +15,6 @@ class CollectorConfig:
     # event types to capture and publish; None: every type of rules/record.py the kernel offers
     event_types: frozenset[str] | None = None
     ring_bytes: int = 16 << 20
-    inflight_entries: int = 16384
     batch_max_events: int = 500
     batch_max_age_ms: int = 20
     poll_interval_ms: int = 10

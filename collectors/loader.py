@@ -45,23 +45,29 @@ def tracepoint_name(event_type: str) -> str:
     return _TRACEPOINT_NAME.get(event_type, event_type)
 
 
-def tracepoint_format(event_type: str, tracefs: str = TRACEFS) -> Path:
-    return Path(tracefs, "events", "syscalls", f"sys_enter_{tracepoint_name(event_type)}", "format")
+def tracepoint_exists(event_type: str, tracefs: str = TRACEFS) -> bool:
+    """Whether this kernel has the sys_exit tracepoint of a syscall (bcc needs its format file)."""
+    return Path(tracefs, "events", "syscalls", f"sys_exit_{tracepoint_name(event_type)}", "format").is_file()
 
 
-def syscall_nargs(event_type: str, tracefs: str = TRACEFS) -> int | None:
-    """Argument count from the tracefs format of sys_enter_X, or None if the kernel lacks it."""
+def thread_size(config_gz: str = "/proc/config.gz") -> int:
+    """x86_64 kernel stack size: 16 KiB, doubled under KASAN. A wrong guess cannot go unnoticed:
+    the probe checks orig_ax in the registers it finds there against the syscall number."""
+    import gzip
+
     try:
-        text = tracepoint_format(event_type, tracefs).read_text()
+        with gzip.open(config_gz, "rt") as f:
+            kasan = any(line.strip() == "CONFIG_KASAN=y" for line in f)
     except OSError:
-        return None
-    fields = [line for line in text.splitlines() if line.strip().startswith("field:")]
-    # common_* fields and __syscall_nr come first; the rest are the arguments
-    return sum(1 for f in fields if "common_" not in f and "__syscall_nr" not in f)
+        kasan = False
+    return 32768 if kasan else 16384
 
 
 def preflight(tracefs: str = TRACEFS, btf_path: str = VMLINUX, modules: str = "/lib/modules") -> None:
     """Raise PreflightError naming the first missing prerequisite and how to fix it."""
+    if os.uname().machine != "x86_64":
+        machine = os.uname().machine
+        raise PreflightError(f"the probe reads x86_64 syscall registers; this machine is {machine}")
     if os.geteuid() != 0:
         raise PreflightError("the collector must run as root (it loads eBPF programs): run it with sudo")
     if not Path(tracefs, "events", "syscalls").is_dir():
@@ -87,7 +93,6 @@ def build_cflags(
     wanted: Iterable[str],
     self_tgid: int,
     ring_bytes: int,
-    inflight_entries: int,
     tracefs: str = TRACEFS,
 ) -> tuple[list[str], frozenset[str], frozenset[str]]:
     """cflags for probe.bpf.c, the event types it will trace, and the wanted ones the kernel lacks."""
@@ -99,7 +104,7 @@ def build_cflags(
     flags += [
         f"-DSELF_TGID={self_tgid}",
         f"-DRING_PAGES={pages}",
-        f"-DINFLIGHT_ENTRIES={inflight_entries}",
+        f"-DPG_THREAD_SIZE={thread_size()}",
         f"-I{SOURCE.parent}",
     ]
     flags += [f"-DEV_{name}={i}" for i, name in enumerate(EVENT_TYPES)]
@@ -110,12 +115,11 @@ def build_cflags(
         if name in _NOT_SYSCALLS:
             traced.add(name)
             continue
-        nargs = syscall_nargs(name, tracefs)
-        if nargs is None:
+        if not tracepoint_exists(name, tracefs):
             missing.add(name)
             continue
         traced.add(name)
-        flags += [f"-DHAVE_{name}=1", f"-DNARGS_{tracepoint_name(name)}={nargs}"]
+        flags.append(f"-DHAVE_{name}=1")
     return flags, frozenset(traced), frozenset(missing)
 
 
@@ -150,7 +154,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m collectors.loader --print-source [EVENT_TYPE ...]", file=sys.stderr)
         return 2
     wanted = argv[1:] or list(EVENT_TYPES)
-    cflags, traced, missing = build_cflags(Btf.load(), wanted, os.getpid(), 16 << 20, 16384)
+    cflags, traced, missing = build_cflags(Btf.load(), wanted, os.getpid(), 16 << 20)
     print("// cflags: " + " ".join(cflags))
     print(f"// traced: {' '.join(sorted(traced))}")
     print(f"// missing on this kernel: {' '.join(sorted(missing)) or '-'}")

@@ -1,15 +1,17 @@
 /* Peregrine's syscall probe: syscall and sched tracepoints only (no kprobes/fentry/LSM here).
  *
- * Compiled by collectors/loader.py with -D macros: OFF_* (struct offsets from BTF; never
- * dereference a kernel struct through a header type, the headers do not match the kernel),
- * SIZE_UPID, SELF_TGID (the collector's own process is never traced), RING_PAGES,
- * INFLIGHT_ENTRIES, EV_<type> (rules/record.py event-type ids), and per syscall HAVE_<type>
- * (selected and present on this kernel) with NARGS_<type> (argument count from its tracefs format).
+ * Compiled by collectors/loader.py with -D macros: OFF_* and SIZE_* (struct offsets and sizes
+ * from BTF; never dereference a kernel struct through a header type, the headers do not match the
+ * kernel), PG_THREAD_SIZE, SELF_TGID (the collector's own process is never traced), RING_PAGES,
+ * EV_<type> (rules/record.py event-type ids), and HAVE_<type> per selected syscall present here.
  *
- * sys_enter_X saves the raw arguments by thread id; sys_exit_X emits one record: the header of
- * probe.h (process context read through OFF_*), the arguments and return value, then payload items
- * (user strings read at exit, sockaddrs, socket addresses read from the fd table). Successful execs
- * come from sched_process_exec (argv read from the new mm), failed ones from sys_exit_execve[at].
+ * Only sys_exit_X is attached: the arguments are still in the task's saved user registers
+ * (pt_regs, x86_64), whose orig_ax must equal the tracepoint's syscall number (a mismatch is
+ * counted as PG_CNT_BAD_REGS and the record dropped). No enter program and no enter/exit map:
+ * that halves the programs run per syscall. sys_exit_X emits one record: the header of probe.h
+ * (process context read through OFF_*), the arguments and return value, then payload items (user
+ * strings, sockaddrs, socket addresses read from the fd table). Successful execs come from
+ * sched_process_exec (argv read from the new mm), failed ones from sys_exit_execve[at].
  * Records go to a ring buffer without wakeups; user space consumes it on a timer. Every record the
  * probe tries to emit and every record or field it loses is counted per CPU (PG_CNT_*).
  *
@@ -37,25 +39,13 @@
 #define K_PRCTL 8    /* PR_SET_NAME: string at a[1] */
 #define K_CAPSET 9   /* struct __user_cap_data_struct[2] at a[1] -> item of 24 bytes */
 
+#define PG_NR_EXECVEAT 322 /* x86_64 */
 #define PG_SOCK_ITEM 44 /* u16 family, proto, type, sport, dport, pad; u8 saddr[16], daddr[16] */
 #define EINPROGRESS_ 115
 
 struct pg_buf {
     struct pg_hdr h;
     u8 d[PG_PAYLOAD];
-};
-
-struct pg_inflight {
-    u64 a[6];
-    u32 evt;
-    u32 pad;
-};
-
-struct pg_sys_enter {
-    u64 common;
-    s32 nr;
-    u32 pad;
-    u64 a[6];
 };
 
 struct pg_sys_exit {
@@ -67,7 +57,6 @@ struct pg_sys_exit {
 
 BPF_RINGBUF_OUTPUT(events, RING_PAGES);
 BPF_PERCPU_ARRAY(scratch, struct pg_buf, 1);
-BPF_HASH(inflight, u32, struct pg_inflight, INFLIGHT_ENTRIES);
 BPF_PERCPU_ARRAY(counters, u64, PG_CNT_N);
 
 static __always_inline void pg_count(int idx) {
@@ -292,53 +281,40 @@ static __always_inline int pg_submit(struct pg_buf *b) {
     return 0;
 }
 
-static __always_inline int pg_enter(const struct pg_sys_enter *ctx, u16 evt, int nargs) {
-    u64 pt = bpf_get_current_pid_tgid();
-    if ((pt >> 32) == SELF_TGID)
-        return 0;
-    u32 tid = (u32)pt;
-    struct pg_inflight v = {};
-    v.evt = evt;
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        if (i < nargs)
-            v.a[i] = ctx->a[i];
-    if (inflight.update(&tid, &v) < 0)
-        pg_count(PG_CNT_INFLIGHT_FULL);
-    return 0;
+/* the syscall's arguments from the saved user registers; returns orig_ax (the syscall number).
+ * x86_64 pt_regs from r10 on: r10 r9 r8 ax cx dx si di orig_ax (the loader checks this layout). */
+static __always_inline s64 pg_regs_args(u64 *a) {
+    char *task = (char *)bpf_get_current_task(), *stack = 0;
+    u64 r[9] = {};
+    RD(stack, task + OFF_TASK_STACK);
+    if (!stack)
+        return -1;
+    bpf_probe_read_kernel(r, sizeof(r), stack + PG_THREAD_SIZE - SIZE_PT_REGS + OFF_PT_REGS_R10);
+    a[0] = r[7];
+    a[1] = r[6];
+    a[2] = r[5];
+    a[3] = r[0];
+    a[4] = r[2];
+    a[5] = r[1];
+    return (s64)r[8];
 }
 
-static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int strmask, int kind,
-                                   int is_clone) {
+static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int strmask, int kind) {
     u64 pt = bpf_get_current_pid_tgid();
     if ((pt >> 32) == SELF_TGID)
         return 0;
-    u32 tid = (u32)pt;
     s64 ret = ctx->ret;
-    if ((kind == K_ARGV1 || kind == K_ARGV2) && ret == 0) {
-        inflight.delete(&tid); /* sched_process_exec emitted it */
-        return 0;
-    }
+    if ((kind == K_ARGV1 || kind == K_ARGV2) && ret == 0)
+        return 0; /* sched_process_exec emitted it */
     struct pg_buf *b = pg_buffer();
     if (!b)
         return 0;
-    struct pg_inflight *v = inflight.lookup(&tid);
+    if (pg_regs_args(b->h.a) != ctx->nr) {
+        pg_count(PG_CNT_BAD_REGS);
+        return 0;
+    }
     pg_context(&b->h, evt);
     b->h.ret = ret;
-    if (!v || v->evt != evt) {
-        /* a forked child returning from clone has no enter; anything else started before attach */
-        if (!(is_clone && ret == 0))
-            return 0;
-#pragma unroll
-        for (int i = 0; i < 6; i++)
-            b->h.a[i] = 0;
-        b->h.flags |= PG_FLAG_NO_ENTER;
-        return pg_submit(b);
-    }
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        b->h.a[i] = v->a[i];
-    inflight.delete(&tid);
 
 #pragma unroll
     for (int i = 0; i < 6; i++)
@@ -376,12 +352,9 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
     return pg_submit(b);
 }
 
-#define PG_SYSCALL(tp, evt, strmask, kind, is_clone)                                             \
-    TRACEPOINT_PROBE(syscalls, sys_enter_##tp) {                                                 \
-        return pg_enter((const struct pg_sys_enter *)args, evt, NARGS_##tp);                     \
-    }                                                                                            \
+#define PG_SYSCALL(tp, evt, strmask, kind)                                                       \
     TRACEPOINT_PROBE(syscalls, sys_exit_##tp) {                                                  \
-        return pg_exit((const struct pg_sys_exit *)args, evt, strmask, kind, is_clone);          \
+        return pg_exit((const struct pg_sys_exit *)args, evt, strmask, kind);                    \
     }
 
 /* successful exec: the new image's filename and argv (from mm, in one read) */
@@ -390,15 +363,10 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     if ((pt >> 32) == SELF_TGID)
         return 0;
     u32 old_tid = args->old_pid;
-    u16 evt = EV_execve;
-    struct pg_inflight *v = inflight.lookup(&old_tid);
-    if (v && v->evt == EV_execveat)
-        evt = EV_execveat;
-    if (v)
-        inflight.delete(&old_tid);
     struct pg_buf *b = pg_buffer();
     if (!b)
         return 0;
+    u16 evt = pg_regs_args(b->h.a) == PG_NR_EXECVEAT ? EV_execveat : EV_execve;
     pg_context(&b->h, evt);
     char *task = (char *)bpf_get_current_task();
     char *cred = 0, *mm = 0;
@@ -449,8 +417,6 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
 
 TRACEPOINT_PROBE(sched, sched_process_exit) {
     u64 pt = bpf_get_current_pid_tgid();
-    u32 tid = (u32)pt;
-    inflight.delete(&tid);
     if ((pt >> 32) == SELF_TGID || !args->group_dead)
         return 0;
     struct pg_buf *b = pg_buffer();
@@ -465,178 +431,178 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     return pg_submit(b);
 }
 
-/* tracepoint name, event id, string-argument mask, payload kind, is a clone */
+/* tracepoint name, event id, string-argument mask, payload kind */
 #ifdef HAVE_execve
-PG_SYSCALL(execve, EV_execve, 0x1, K_ARGV1, 0)
+PG_SYSCALL(execve, EV_execve, 0x1, K_ARGV1)
 #endif
 #ifdef HAVE_execveat
-PG_SYSCALL(execveat, EV_execveat, 0x2, K_ARGV2, 0)
+PG_SYSCALL(execveat, EV_execveat, 0x2, K_ARGV2)
 #endif
 #ifdef HAVE_open
-PG_SYSCALL(open, EV_open, 0x1, K_NONE, 0)
+PG_SYSCALL(open, EV_open, 0x1, K_NONE)
 #endif
 #ifdef HAVE_openat
-PG_SYSCALL(openat, EV_openat, 0x2, K_NONE, 0)
+PG_SYSCALL(openat, EV_openat, 0x2, K_NONE)
 #endif
 #ifdef HAVE_openat2
-PG_SYSCALL(openat2, EV_openat2, 0x2, K_OPENHOW, 0)
+PG_SYSCALL(openat2, EV_openat2, 0x2, K_OPENHOW)
 #endif
 #ifdef HAVE_creat
-PG_SYSCALL(creat, EV_creat, 0x1, K_NONE, 0)
+PG_SYSCALL(creat, EV_creat, 0x1, K_NONE)
 #endif
 #ifdef HAVE_connect
-PG_SYSCALL(connect, EV_connect, 0, K_CONNECT, 0)
+PG_SYSCALL(connect, EV_connect, 0, K_CONNECT)
 #endif
 #ifdef HAVE_accept
-PG_SYSCALL(accept, EV_accept, 0, K_ACCEPT, 0)
+PG_SYSCALL(accept, EV_accept, 0, K_ACCEPT)
 #endif
 #ifdef HAVE_accept4
-PG_SYSCALL(accept4, EV_accept4, 0, K_ACCEPT, 0)
+PG_SYSCALL(accept4, EV_accept4, 0, K_ACCEPT)
 #endif
 #ifdef HAVE_listen
-PG_SYSCALL(listen, EV_listen, 0, K_NONE, 0)
+PG_SYSCALL(listen, EV_listen, 0, K_NONE)
 #endif
 #ifdef HAVE_socket
-PG_SYSCALL(socket, EV_socket, 0, K_NONE, 0)
+PG_SYSCALL(socket, EV_socket, 0, K_NONE)
 #endif
 #ifdef HAVE_setns
-PG_SYSCALL(setns, EV_setns, 0, K_NONE, 0)
+PG_SYSCALL(setns, EV_setns, 0, K_NONE)
 #endif
 #ifdef HAVE_unshare
-PG_SYSCALL(unshare, EV_unshare, 0, K_NONE, 0)
+PG_SYSCALL(unshare, EV_unshare, 0, K_NONE)
 #endif
 #ifdef HAVE_clone
-PG_SYSCALL(clone, EV_clone, 0, K_NONE, 1)
+PG_SYSCALL(clone, EV_clone, 0, K_NONE)
 #endif
 #ifdef HAVE_clone3
-PG_SYSCALL(clone3, EV_clone3, 0, K_CLONE3, 1)
+PG_SYSCALL(clone3, EV_clone3, 0, K_CLONE3)
 #endif
 #ifdef HAVE_fork
-PG_SYSCALL(fork, EV_fork, 0, K_NONE, 1)
+PG_SYSCALL(fork, EV_fork, 0, K_NONE)
 #endif
 #ifdef HAVE_vfork
-PG_SYSCALL(vfork, EV_vfork, 0, K_NONE, 1)
+PG_SYSCALL(vfork, EV_vfork, 0, K_NONE)
 #endif
 #ifdef HAVE_ptrace
-PG_SYSCALL(ptrace, EV_ptrace, 0, K_NONE, 0)
+PG_SYSCALL(ptrace, EV_ptrace, 0, K_NONE)
 #endif
 #ifdef HAVE_mount
-PG_SYSCALL(mount, EV_mount, 0x7, K_NONE, 0)
+PG_SYSCALL(mount, EV_mount, 0x7, K_NONE)
 #endif
 #ifdef HAVE_umount2
-PG_SYSCALL(umount, EV_umount2, 0x1, K_NONE, 0)
+PG_SYSCALL(umount, EV_umount2, 0x1, K_NONE)
 #endif
 #ifdef HAVE_chmod
-PG_SYSCALL(chmod, EV_chmod, 0x1, K_NONE, 0)
+PG_SYSCALL(chmod, EV_chmod, 0x1, K_NONE)
 #endif
 #ifdef HAVE_fchmod
-PG_SYSCALL(fchmod, EV_fchmod, 0, K_NONE, 0)
+PG_SYSCALL(fchmod, EV_fchmod, 0, K_NONE)
 #endif
 #ifdef HAVE_fchmodat
-PG_SYSCALL(fchmodat, EV_fchmodat, 0x2, K_NONE, 0)
+PG_SYSCALL(fchmodat, EV_fchmodat, 0x2, K_NONE)
 #endif
 #ifdef HAVE_unlink
-PG_SYSCALL(unlink, EV_unlink, 0x1, K_NONE, 0)
+PG_SYSCALL(unlink, EV_unlink, 0x1, K_NONE)
 #endif
 #ifdef HAVE_unlinkat
-PG_SYSCALL(unlinkat, EV_unlinkat, 0x2, K_NONE, 0)
+PG_SYSCALL(unlinkat, EV_unlinkat, 0x2, K_NONE)
 #endif
 #ifdef HAVE_rmdir
-PG_SYSCALL(rmdir, EV_rmdir, 0x1, K_NONE, 0)
+PG_SYSCALL(rmdir, EV_rmdir, 0x1, K_NONE)
 #endif
 #ifdef HAVE_rename
-PG_SYSCALL(rename, EV_rename, 0x3, K_NONE, 0)
+PG_SYSCALL(rename, EV_rename, 0x3, K_NONE)
 #endif
 #ifdef HAVE_renameat
-PG_SYSCALL(renameat, EV_renameat, 0xA, K_NONE, 0)
+PG_SYSCALL(renameat, EV_renameat, 0xA, K_NONE)
 #endif
 #ifdef HAVE_renameat2
-PG_SYSCALL(renameat2, EV_renameat2, 0xA, K_NONE, 0)
+PG_SYSCALL(renameat2, EV_renameat2, 0xA, K_NONE)
 #endif
 #ifdef HAVE_symlink
-PG_SYSCALL(symlink, EV_symlink, 0x3, K_NONE, 0)
+PG_SYSCALL(symlink, EV_symlink, 0x3, K_NONE)
 #endif
 #ifdef HAVE_symlinkat
-PG_SYSCALL(symlinkat, EV_symlinkat, 0x5, K_NONE, 0)
+PG_SYSCALL(symlinkat, EV_symlinkat, 0x5, K_NONE)
 #endif
 #ifdef HAVE_link
-PG_SYSCALL(link, EV_link, 0x3, K_NONE, 0)
+PG_SYSCALL(link, EV_link, 0x3, K_NONE)
 #endif
 #ifdef HAVE_linkat
-PG_SYSCALL(linkat, EV_linkat, 0xA, K_NONE, 0)
+PG_SYSCALL(linkat, EV_linkat, 0xA, K_NONE)
 #endif
 #ifdef HAVE_mkdir
-PG_SYSCALL(mkdir, EV_mkdir, 0x1, K_NONE, 0)
+PG_SYSCALL(mkdir, EV_mkdir, 0x1, K_NONE)
 #endif
 #ifdef HAVE_mkdirat
-PG_SYSCALL(mkdirat, EV_mkdirat, 0x2, K_NONE, 0)
+PG_SYSCALL(mkdirat, EV_mkdirat, 0x2, K_NONE)
 #endif
 #ifdef HAVE_setuid
-PG_SYSCALL(setuid, EV_setuid, 0, K_NONE, 0)
+PG_SYSCALL(setuid, EV_setuid, 0, K_NONE)
 #endif
 #ifdef HAVE_setgid
-PG_SYSCALL(setgid, EV_setgid, 0, K_NONE, 0)
+PG_SYSCALL(setgid, EV_setgid, 0, K_NONE)
 #endif
 #ifdef HAVE_setresuid
-PG_SYSCALL(setresuid, EV_setresuid, 0, K_NONE, 0)
+PG_SYSCALL(setresuid, EV_setresuid, 0, K_NONE)
 #endif
 #ifdef HAVE_setresgid
-PG_SYSCALL(setresgid, EV_setresgid, 0, K_NONE, 0)
+PG_SYSCALL(setresgid, EV_setresgid, 0, K_NONE)
 #endif
 #ifdef HAVE_setreuid
-PG_SYSCALL(setreuid, EV_setreuid, 0, K_NONE, 0)
+PG_SYSCALL(setreuid, EV_setreuid, 0, K_NONE)
 #endif
 #ifdef HAVE_setregid
-PG_SYSCALL(setregid, EV_setregid, 0, K_NONE, 0)
+PG_SYSCALL(setregid, EV_setregid, 0, K_NONE)
 #endif
 #ifdef HAVE_bpf
-PG_SYSCALL(bpf, EV_bpf, 0, K_NONE, 0)
+PG_SYSCALL(bpf, EV_bpf, 0, K_NONE)
 #endif
 #ifdef HAVE_memfd_create
-PG_SYSCALL(memfd_create, EV_memfd_create, 0x1, K_NONE, 0)
+PG_SYSCALL(memfd_create, EV_memfd_create, 0x1, K_NONE)
 #endif
 #ifdef HAVE_dup
-PG_SYSCALL(dup, EV_dup, 0, K_NONE, 0)
+PG_SYSCALL(dup, EV_dup, 0, K_NONE)
 #endif
 #ifdef HAVE_dup2
-PG_SYSCALL(dup2, EV_dup2, 0, K_NONE, 0)
+PG_SYSCALL(dup2, EV_dup2, 0, K_NONE)
 #endif
 #ifdef HAVE_dup3
-PG_SYSCALL(dup3, EV_dup3, 0, K_NONE, 0)
+PG_SYSCALL(dup3, EV_dup3, 0, K_NONE)
 #endif
 #ifdef HAVE_init_module
-PG_SYSCALL(init_module, EV_init_module, 0x4, K_NONE, 0)
+PG_SYSCALL(init_module, EV_init_module, 0x4, K_NONE)
 #endif
 #ifdef HAVE_finit_module
-PG_SYSCALL(finit_module, EV_finit_module, 0x2, K_NONE, 0)
+PG_SYSCALL(finit_module, EV_finit_module, 0x2, K_NONE)
 #endif
 #ifdef HAVE_userfaultfd
-PG_SYSCALL(userfaultfd, EV_userfaultfd, 0, K_NONE, 0)
+PG_SYSCALL(userfaultfd, EV_userfaultfd, 0, K_NONE)
 #endif
 #ifdef HAVE_sendto
-PG_SYSCALL(sendto, EV_sendto, 0, K_SENDTO, 0)
+PG_SYSCALL(sendto, EV_sendto, 0, K_SENDTO)
 #endif
 #ifdef HAVE_sendmsg
-PG_SYSCALL(sendmsg, EV_sendmsg, 0, K_NONE, 0)
+PG_SYSCALL(sendmsg, EV_sendmsg, 0, K_NONE)
 #endif
 #ifdef HAVE_recvfrom
-PG_SYSCALL(recvfrom, EV_recvfrom, 0, K_NONE, 0)
+PG_SYSCALL(recvfrom, EV_recvfrom, 0, K_NONE)
 #endif
 #ifdef HAVE_recvmsg
-PG_SYSCALL(recvmsg, EV_recvmsg, 0, K_NONE, 0)
+PG_SYSCALL(recvmsg, EV_recvmsg, 0, K_NONE)
 #endif
 #ifdef HAVE_chdir
-PG_SYSCALL(chdir, EV_chdir, 0x1, K_NONE, 0)
+PG_SYSCALL(chdir, EV_chdir, 0x1, K_NONE)
 #endif
 #ifdef HAVE_fchdir
-PG_SYSCALL(fchdir, EV_fchdir, 0, K_NONE, 0)
+PG_SYSCALL(fchdir, EV_fchdir, 0, K_NONE)
 #endif
 #ifdef HAVE_kill
-PG_SYSCALL(kill, EV_kill, 0, K_NONE, 0)
+PG_SYSCALL(kill, EV_kill, 0, K_NONE)
 #endif
 #ifdef HAVE_prctl
-PG_SYSCALL(prctl, EV_prctl, 0, K_PRCTL, 0)
+PG_SYSCALL(prctl, EV_prctl, 0, K_PRCTL)
 #endif
 #ifdef HAVE_capset
-PG_SYSCALL(capset, EV_capset, 0, K_CAPSET, 0)
+PG_SYSCALL(capset, EV_capset, 0, K_CAPSET)
 #endif

@@ -11,7 +11,6 @@
 #define PG_EVT_FORK 0xFF00 /* a new process (not a thread): a[0] child tgid, a[1] child start_boottime */
 
 #define PG_FLAG_TRUNCATED 1 /* a string or argv did not fit and was cut */
-#define PG_FLAG_NO_ENTER 2  /* exit without a matching enter: args unknown (a[] zero) */
 
 #define PG_MAX_STR 4096    /* one path or argv block */
 #define PG_HALF 8191       /* appends start at or below this offset */
@@ -20,7 +19,7 @@
 /* drop and count categories, per CPU */
 #define PG_CNT_EVTS 0          /* records the probe tried to emit (emitted + dropped) */
 #define PG_CNT_RING_FULL 1
-#define PG_CNT_INFLIGHT_FULL 2
+#define PG_CNT_BAD_REGS 2      /* saved registers did not hold the syscall: record dropped */
 #define PG_CNT_PAGE_FAULT 3    /* a user-memory read failed (the field is empty) */
 #define PG_CNT_N 4
 

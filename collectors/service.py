@@ -30,7 +30,7 @@ from collectors.cgroups import CgroupResolver
 from collectors.config import CollectorConfig
 from collectors.decode import Decoder
 from collectors.errors import CollectorError
-from collectors.header import PG_CNT_EVTS, PG_CNT_INFLIGHT_FULL, PG_CNT_PAGE_FAULT, PG_CNT_RING_FULL
+from collectors.header import PG_CNT_BAD_REGS, PG_CNT_EVTS, PG_CNT_PAGE_FAULT, PG_CNT_RING_FULL
 from collectors.proctable import ProcTable
 from collectors.stats import Stats, StatsCounter, encode_stats
 from collectors.wire import Batch, encode_batch
@@ -84,7 +84,7 @@ def run(config: CollectorConfig, sink: Sink) -> dict[str, int]:
     btf = Btf.load()
     wanted = set(config.event_types) if config.event_types is not None else set(EVENT_TYPES)
     cflags, traced, missing = loader.build_cflags(
-        btf, wanted, os.getpid(), config.ring_bytes, config.inflight_entries
+        btf, wanted, os.getpid(), config.ring_bytes
     )
     if missing:
         log.info("not on this kernel, not traced: %s", " ".join(sorted(missing)))
@@ -122,7 +122,8 @@ def run(config: CollectorConfig, sink: Sink) -> dict[str, int]:
             "n_evts": k[PG_CNT_EVTS],
             "n_read": decoder.n_read,
             "ring_full": k[PG_CNT_RING_FULL],
-            "inflight_full": k[PG_CNT_INFLIGHT_FULL],
+            "inflight_full": 0,  # this probe keeps no enter/exit map (arguments come from pt_regs)
+            "bug": k[PG_CNT_BAD_REGS],
             "page_fault_reads": k[PG_CNT_PAGE_FAULT],
             "userspace_queue_full": sink.queue_full_events,
             "delivery_failed": sink.failed_events,

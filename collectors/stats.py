@@ -6,7 +6,9 @@
 Every count is a delta over the interval. `n_evts` counts the records the probe tried to emit,
 dropped ones included (Falco's `n_evts` "always contains n_drops"), so the worker's drop alert
 computes `sum(drops) / n_evts` as Falco does. `n_read` is what user space read from the ring
-buffer. Drop categories: `ring_full` (kernel ring buffer), `inflight_full` (enter/exit map),
+buffer. Drop categories: `ring_full` (kernel ring buffer), `inflight_full` (an enter/exit map
+full; always 0 from this probe, which keeps none, but part of the format), `bug` (the probe found
+no valid syscall registers and dropped the record; Falco's n_drops_bug),
 `page_fault_reads` (a user-memory read failed: a field is empty, the event is kept),
 `userspace_queue_full` (the Kafka producer's queue), `delivery_failed` (Kafka gave up on a batch).
 The categories that lose whole events are `LOST_CATEGORIES`.
@@ -21,9 +23,9 @@ import msgpack
 
 STATS_VERSION: Final = 1
 CATEGORIES: Final = (
-    "ring_full", "inflight_full", "page_fault_reads", "userspace_queue_full", "delivery_failed",
+    "ring_full", "inflight_full", "bug", "page_fault_reads", "userspace_queue_full", "delivery_failed",
 )
-LOST_CATEGORIES: Final = ("ring_full", "inflight_full", "userspace_queue_full", "delivery_failed")
+LOST_CATEGORIES: Final = ("ring_full", "inflight_full", "bug", "userspace_queue_full", "delivery_failed")
 _KEYS: Final = ("v", "node", "boot_id", "t", "interval_ns", "n_evts", "n_read", "drops")
 
 

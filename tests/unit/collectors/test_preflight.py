@@ -64,29 +64,26 @@ def test_service_reports_preflight_errors_and_exits_1(capsys: pytest.CaptureFixt
     assert (code, msg) == (1, "")
 
 
-def _fake_tracefs(root: Path, syscalls: dict[str, int]) -> str:
-    for name, nargs in syscalls.items():
-        d = root / "events" / "syscalls" / f"sys_enter_{name}"
+def _fake_tracefs(root: Path, syscalls: set[str]) -> str:
+    for name in syscalls:
+        d = root / "events" / "syscalls" / f"sys_exit_{name}"
         d.mkdir(parents=True)
-        fields = ["\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;",
-                  "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;"]
-        fields += [f"\tfield:long arg{i};\toffset:{16 + 8 * i};\tsize:8;\tsigned:0;" for i in range(nargs)]
-        (d / "format").write_text(f"name: sys_enter_{name}\nformat:\n" + "\n".join(fields) + "\n")
+        (d / "format").write_text(f"name: sys_exit_{name}\n")
     return str(root)
 
 
 @pytest.mark.skipif(not os.access("/sys/kernel/btf/vmlinux", os.R_OK), reason="no kernel BTF")
 def test_cflags_trace_what_exists_and_name_what_is_missing(tmp_path: Path) -> None:
-    tracefs = _fake_tracefs(tmp_path, {"openat": 4, "execve": 3, "umount": 2})
+    tracefs = _fake_tracefs(tmp_path, {"openat", "execve", "umount"})
     flags, traced, missing = loader.build_cflags(
-        Btf.load(), {"openat", "umount2", "finit_module"}, 4242, 1 << 20, 1024, tracefs=tracefs
+        Btf.load(), {"openat", "umount2", "finit_module"}, 4242, 1 << 20, tracefs=tracefs
     )
     assert traced == {"openat", "umount2", "execve", "procexit"}  # exec and exit always, for the table
     assert missing == {"finit_module", "execveat"}
-    assert {"-DHAVE_openat=1", "-DNARGS_openat=4", "-DNARGS_umount=2", "-DSELF_TGID=4242",
-            "-DRING_PAGES=256", "-DEV_openat=3"} <= set(flags)
+    assert {"-DHAVE_openat=1", "-DHAVE_umount2=1", "-DSELF_TGID=4242", "-DRING_PAGES=256",
+            "-DEV_openat=3", "-DPG_THREAD_SIZE=16384"} <= set(flags)
     assert not any(f.startswith("-DHAVE_finit_module") for f in flags)
     with pytest.raises(ProbeError, match="power-of-two"):
-        loader.build_cflags(Btf.load(), {"openat"}, 1, 3 * 4096, 1024, tracefs=tracefs)
+        loader.build_cflags(Btf.load(), {"openat"}, 1, 3 * 4096, tracefs=tracefs)
     with pytest.raises(ProbeError, match="unknown event type 'nope'"):
-        loader.build_cflags(Btf.load(), {"nope"}, 1, 4096, 1024, tracefs=tracefs)
+        loader.build_cflags(Btf.load(), {"nope"}, 1, 4096, tracefs=tracefs)
