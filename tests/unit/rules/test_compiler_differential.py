@@ -1,0 +1,90 @@
+"""The optimiser changes the order and sharing of checks, never a result: Falco's rules compiled
+into shared per-event-type functions agree, on many varied events, with each rule's condition
+evaluated on its own, unoptimised (lowered tree, no simplification, factoring or merging)."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmarks.workload import make_events
+from rules import compiler as cc
+from rules import record as R
+from rules.collect import load_files
+from rules.fields import HELPERS
+from rules.ruleset import Ruleset, compile_rules
+from rules.transformers import HELPERS as TRANSFORMER_HELPERS
+
+FILES = ("falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml")
+
+
+def _reference(ruleset: Ruleset, conditions: dict[str, object]) -> dict[tuple[str, int], object]:
+    """One plain function per (rule, event type): the lowered condition as written."""
+    functions: dict[tuple[str, int], object] = {}
+    for rule in ruleset.rules:
+        for name in rule.event_types:
+            type_id = R.EVENT_TYPE_IDS[name]
+            ctx = cc.Context(rule.location, cc.Constants(), type_id)
+            code = cc.emit(cc.lower(conditions[rule.name], ctx))  # type: ignore[arg-type]
+            lines, defs = cc.resolve([f"    return {code}"], ctx.values)
+            source = "def check(ev):\n" + "\n".join(cc.place(lines, defs)) + "\n"
+            namespace = {**HELPERS, **ctx.constants.values, "_UNSET": cc.UNSET, "_any": cc.any_present,
+                         "_ipn": {"10.96.0.1": "kubernetes.default.svc.cluster.local"}}
+            namespace.update(TRANSFORMER_HELPERS)
+            exec(compile(source, rule.name, "exec"), namespace)
+            functions[(rule.name, type_id)] = namespace["check"]
+    return functions
+
+
+def _varied_events(literals: list[str], seed: int) -> list[list[object]]:
+    """Workload events with names, paths and images swapped for literals the rules compare with."""
+    rng = random.Random(seed)
+    events = make_events(3000, seed=seed)
+    for ev in events:
+        proc = list(ev[R.EV_PROC])
+        if rng.random() < 0.7:
+            proc[R.P_NAME] = rng.choice(literals)
+        if rng.random() < 0.3:
+            proc[R.P_ARGS] = [rng.choice(literals)]
+        if rng.random() < 0.3:
+            proc[R.P_TTY] = 34816
+        if rng.random() < 0.3 and proc[R.P_PARENT] is not None:
+            parent = list(proc[R.P_PARENT])
+            parent[R.P_NAME] = rng.choice(literals)
+            proc[R.P_PARENT] = parent
+        ev[R.EV_PROC] = proc
+        fd = ev[R.EV_FD]
+        if fd is not None and rng.random() < 0.7:
+            fd = list(fd)
+            fd[R.F_NAME] = rng.choice(literals) if rng.random() < 0.5 else "/etc/" + rng.choice(literals)
+            ev[R.EV_FD] = fd
+    return events
+
+
+@pytest.mark.parametrize("all_matches", [False, True])
+def test_shared_functions_agree_with_each_rule_alone(falco_rules_dir: Path, all_matches: bool) -> None:
+    result = load_files([falco_rules_dir / f for f in FILES])
+    names = {"10.96.0.1": "kubernetes.default.svc.cluster.local"}
+    ruleset = compile_rules(result, all_matches=all_matches, ip_names=names)
+    reference = _reference(ruleset, {r.name: r.condition for r in result.rules})
+    literals = sorted(set(re.findall(r"'([^'\\]{1,60})'", ruleset.source())))
+    order = {rule.name: i for i, rule in enumerate(ruleset.rules)}
+    checked = matched = 0
+    distinct: set[str] = set()
+    for ev in _varied_events(literals, seed=7):
+        expected = sorted(
+            (rule for rule in ruleset.rules
+             if (rule.name, ev[R.EV_TYPE]) in reference and reference[(rule.name, ev[R.EV_TYPE])](ev)),  # type: ignore[operator]
+            key=lambda rule: order[rule.name],
+        )
+        got = ruleset.match_all(ev) if all_matches else [r for r in [ruleset.match(ev)] if r is not None]
+        want = expected if all_matches else expected[:1]
+        assert [r.name for r in got] == [r.name for r in want], ruleset.source(ev[R.EV_TYPE])
+        checked += 1
+        matched += bool(want)
+        distinct.update(r.name for r in want)
+    # the variation reaches deep into the rules: many events and many different rules match
+    assert checked == 3000 and matched > 100 and len(distinct) >= 15, (matched, len(distinct))
