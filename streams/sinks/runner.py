@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from streams.sinks import escape
 from streams.sinks.alert import Alert, decode_alert
@@ -119,6 +119,7 @@ class Runner:
         self._destination = destination or kind.open(config.settings, config.value_limit, max_batch)
         self._rng = rng or random.Random()
         self._attributes = {"destination": config.name}
+        self._committed: dict[tuple[str, int], int] = {}  # (topic, partition) -> offset we committed
 
     def run(self) -> None:
         consumer = Consumer(consumer_properties(self._kafka, self._config))
@@ -130,7 +131,8 @@ class Runner:
             while not self._stop.is_set():
                 messages = consumer.consume(self._config.batch.max_alerts, self._config.batch.max_wait_s)
                 if messages:
-                    self._handle(consumer, producer, messages)
+                    self._handle(producer, messages)
+                self._commit(consumer)
         except Stopped:
             log.info("%s: stopping with a batch in retry; it will be consumed again", self._config.name)
         finally:
@@ -138,8 +140,8 @@ class Runner:
             consumer.close()
             producer.flush(10)
 
-    def _handle(self, consumer: Consumer, producer: Producer, messages: Sequence[Message]) -> None:
-        records: list[Message] = []  # every record to commit
+    def _handle(self, producer: Producer, messages: Sequence[Message]) -> None:
+        """Settle every record: delivered, filtered out, or acknowledged by the dead-letter topic."""
         sent: list[tuple[Message, Alert]] = []  # parallel to payloads
         payloads: list[bytes] = []
         dead: list[Failed] = []
@@ -150,7 +152,6 @@ class Runner:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("%s: consumer error: %s", self._config.name, error)
                 continue
-            records.append(message)
             try:
                 alert = decode_alert(message.value() or b"")
             except AlertDecodeError as exc:
@@ -177,7 +178,6 @@ class Runner:
         dead += [Failed(sent[d.index][0], d.reason, d.detail, d.attempts) for d in report.dead]
         if dead and not self._dead_letter(producer, dead):
             raise Stopped
-        self._commit(consumer, records)
 
     def _stop_aware_wait(self, delay: float) -> bool:
         return not self._stop.wait(delay)
@@ -218,16 +218,27 @@ class Runner:
                 return False
             pending = failures
 
-    def _commit(self, consumer: Consumer, records: Sequence[Message]) -> None:
-        highest: dict[tuple[str, int], int] = {}
-        for m in records:
-            key = (m.topic() or "", m.partition() or 0)
-            highest[key] = max(highest.get(key, -1), m.offset() or 0)
-        if not highest:
-            return
-        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in highest.items()]
+    def _commit(self, consumer: Consumer) -> None:
+        """Commit the consumer's position on every assigned partition that moved.
+
+        Called only when every record returned so far is settled, so the position (last returned
+        offset + 1, or past transaction markers that are never returned) is safe to commit; using
+        it rather than the last record's offset lets the group's lag reach zero on partitions
+        that end with a transaction marker.
+        """
         try:
-            consumer.commit(offsets=offsets, asynchronous=False)
+            positions = consumer.position(consumer.assignment())
+        except KafkaException as exc:
+            log.warning("%s: cannot read positions: %s", self._config.name, exc)
+            return
+        moved = [tp for tp in positions
+                 if tp.offset >= 0 and self._committed.get((tp.topic, tp.partition)) != tp.offset]
+        if not moved:
+            return
+        try:
+            consumer.commit(offsets=moved, asynchronous=False)
         except KafkaException as exc:
             # Typically a rebalance: the new owner consumes these records again (at-least-once).
             log.warning("%s: commit failed, records will be redelivered: %s", self._config.name, exc)
+            return
+        self._committed.update({(tp.topic, tp.partition): tp.offset for tp in moved})

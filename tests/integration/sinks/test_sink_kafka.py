@@ -144,6 +144,15 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
     return sum(max(o.offset, 0) for o in offsets)
 
 
+def end_offsets(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"watermarks-{topic}"})
+    ends = [
+        consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(PARTITIONS)
+    ]
+    consumer.close()
+    return int(sum(ends))
+
+
 def docs(alert_doc: AlertDoc, n: int, **changes: Any) -> list[dict[str, Any]]:
     return [alert_doc(uuid=f"00000000-0000-4000-8000-{i:012d}", **changes) for i in range(n)]
 
@@ -267,3 +276,32 @@ def test_alerts_not_yet_delivered_at_shutdown_are_delivered_after_restart(
     assert second.finish() == 0
     assert sorted(hec.uuids()) == sorted(d["uuid"] for d in docs(alert_doc, 50))
     assert read_all(kafka_bootstrap, topics.dlq, 1, timeout=2) == []
+
+
+def test_alerts_of_aborted_transactions_are_never_delivered(
+    kafka_bootstrap: str,
+    topics: Topics,
+    service: Callable[..., Service],
+    receiver: MakeReceiver,
+    alert_doc: AlertDoc,
+) -> None:
+    hook = receiver("webhook")
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"tx-{topics.alerts}"})
+    producer.init_transactions(30)
+    for outcome, uuid in (("abort", "aborted-1"), ("commit", "committed-1"), ("abort", "aborted-2")):
+        producer.begin_transaction()
+        producer.produce(topics.alerts, value=json.dumps(alert_doc(uuid=uuid)).encode())
+        if outcome == "abort":
+            producer.abort_transaction(30)
+        else:
+            producer.commit_transaction(30)
+    produce(kafka_bootstrap, topics.alerts, [json.dumps(alert_doc(uuid="plain-1")).encode()])
+    svc = service([{"name": "hook", "type": "webhook", "url": hook.url + "/hook"}])
+    assert hook.wait_for(2)
+    # Settled once the group committed up to the end of every partition, past the aborted records.
+    end = end_offsets(kafka_bootstrap, topics.alerts)
+    assert wait_until(
+        lambda: committed(kafka_bootstrap, f"{topics.group_prefix}-hook", topics.alerts) == end, 30
+    )
+    assert svc.finish() == 0
+    assert sorted(hook.uuids()) == ["committed-1", "plain-1"]

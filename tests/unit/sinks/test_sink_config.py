@@ -118,6 +118,7 @@ def test_duplicate_destination_names_are_refused() -> None:
 
 def test_retry_worst_case_bounds_the_poll_interval_even_for_huge_attempt_counts() -> None:
     assert RetryConfig(max_attempts=1).worst_case_s() == 0.0
-    assert RetryConfig(max_attempts=3, initial_backoff_s=1, max_backoff_s=10, max_retry_after_s=0).worst_case_s() == 3.0
+    short = RetryConfig(max_attempts=3, initial_backoff_s=1, max_backoff_s=10, max_retry_after_s=0)
+    assert short.worst_case_s() == 3.0
     huge = RetryConfig(max_attempts=10**6, initial_backoff_s=0.05, max_backoff_s=1.0, max_retry_after_s=300)
     assert huge.worst_case_s() > 86_400
