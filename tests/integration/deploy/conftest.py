@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -98,7 +99,8 @@ class Prometheus:
     def start(self) -> None:
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [{"job_name": "peregrine", "static_configs": [{"targets": self.targets}]}],
+            "scrape_configs": [{"job_name": "peregrine", "static_configs": [{"targets": self.targets}]}]
+            if self.targets else [],
         }
         (self.root / "prometheus.yml").write_text(yaml.safe_dump(config))
         log = self.root / "prometheus.log"
@@ -124,8 +126,11 @@ class Prometheus:
 
     def api(self, path: str, **params: str) -> Any:
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            doc = json.loads(resp.read())
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                doc = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:  # 400 for a query Prometheus cannot parse
+            raise AssertionError(f"prometheus {path} {params}: {exc.code} {exc.read().decode()}") from None
         assert doc["status"] == "success", doc
         return doc["data"]
 
@@ -143,7 +148,7 @@ class Prometheus:
                 self.proc.wait(10)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def prometheus(request: pytest.FixtureRequest) -> Iterator[Any]:
     """``prometheus(["127.0.0.1:PORT", ...])``: a started Prometheus scraping those targets."""
     if shutil.which("prometheus") is None:
