@@ -9,7 +9,7 @@ kafka:
   properties: {security.protocol: SASL_SSL, sasl.mechanism: SCRAM-SHA-512, sasl.username: sink}
   secret_properties_env: {sasl.password: KAFKA_PASSWORD}
 retry: {max_attempts: 10, initial_backoff_s: 0.5, max_backoff_s: 30, max_retry_after_s: 300}
-batch: {max_alerts: 200, max_wait_s: 0.2}
+batch: {max_alerts: 200, max_bytes: 1048576, max_wait_s: 0.2}
 value_limit_bytes: 8192             # longest string kept per field, then truncated with a marker
 destinations:
   - name: slack-secops
@@ -66,6 +66,7 @@ class RetryConfig:
 @dataclass(frozen=True, slots=True)
 class BatchConfig:
     max_alerts: int = 200
+    max_bytes: int = 1_048_576  # per request: receivers cap bodies (HEC max_content_length, Loki push size)
     max_wait_s: float = 0.2  # longest a partial batch waits for more alerts
 
 
@@ -167,6 +168,7 @@ def _retry(options: Options, base: RetryConfig) -> RetryConfig:
 def _batch(options: Options, base: BatchConfig) -> BatchConfig:
     config = BatchConfig(
         max_alerts=options.integer("max_alerts", base.max_alerts, minimum=1),
+        max_bytes=options.integer("max_bytes", base.max_bytes, minimum=1024),
         max_wait_s=options.number("max_wait_s", base.max_wait_s, minimum=0.001),
     )
     options.done()

@@ -62,14 +62,30 @@ def deliver(
     rng: random.Random,
     metrics: SinkMetrics,
     attributes: dict[str, str],
+    max_bytes: int | None = None,
 ) -> DeliveryReport:
-    """Send ``payloads`` in chunks of ``destination.max_batch``; raises `Stopped` on shutdown."""
+    """Send ``payloads`` in order, in chunks of at most ``destination.max_batch`` payloads and
+    ``max_bytes`` bytes; raises `Stopped` on shutdown."""
     report = DeliveryReport()
-    step = max(1, destination.max_batch)
-    for start in range(0, len(payloads), step):
-        _deliver_chunk(destination, payloads, list(range(start, min(start + step, len(payloads)))),
-                       retry, wait, rng, metrics, attributes, report)
+    for chunk in chunks([len(p) for p in payloads], max(1, destination.max_batch), max_bytes):
+        _deliver_chunk(destination, payloads, chunk, retry, wait, rng, metrics, attributes, report)
     return report
+
+
+def chunks(sizes: Sequence[int], max_count: int, max_bytes: int | None) -> list[list[int]]:
+    """Indexes grouped in order so no group exceeds either limit; an oversized payload goes alone."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for i, size in enumerate(sizes):
+        if current and (len(current) >= max_count or (max_bytes is not None and used + size > max_bytes)):
+            groups.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += size
+    if current:
+        groups.append(current)
+    return groups
 
 
 def _deliver_chunk(

@@ -168,7 +168,7 @@ class Runner:
                 continue
             sent.append((message, alert))
         report = deliver(self._destination, payloads, self._config.retry, self._stop_aware_wait, self._rng,
-                         self._metrics, self._attributes)
+                         self._metrics, self._attributes, self._config.batch.max_bytes)
         now_ns = time.time_ns()
         for i in report.accepted:
             self._metrics.latency.record(max(0, now_ns - sent[i][1].time_ns) / 1e9, self._attributes)

@@ -15,7 +15,15 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from streams.sinks.base import ACCEPTED, Outcome
 from streams.sinks.config import RetryConfig
-from streams.sinks.delivery import EXHAUSTED, REJECTED, DeliveryReport, Stopped, backoff_delay, deliver
+from streams.sinks.delivery import (
+    EXHAUSTED,
+    REJECTED,
+    DeliveryReport,
+    Stopped,
+    backoff_delay,
+    chunks,
+    deliver,
+)
 from streams.sinks.errors import PermanentError, RetryableError
 from streams.sinks.metrics import create_metrics
 
@@ -123,6 +131,12 @@ def test_payloads_are_chunked_by_max_batch_in_order() -> None:
     report = run(destination, [b"1", b"2", b"3", b"4", b"5"], Waits())
     assert destination.sent == [[b"1", b"2"], [b"3", b"4"], [b"5"]]
     assert report.accepted == [0, 1, 2, 3, 4]
+
+
+def test_chunks_respect_count_and_bytes_and_keep_order() -> None:
+    assert chunks([10, 10, 10, 10, 10], 2, None) == [[0, 1], [2, 3], [4]]
+    assert chunks([400, 400, 400, 2000, 10], 100, 1000) == [[0, 1], [2], [3], [4]]
+    assert chunks([], 5, 100) == []
 
 
 def test_shutdown_during_a_retry_wait_stops_without_a_verdict() -> None:
