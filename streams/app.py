@@ -27,8 +27,9 @@ replication (`peregrine.k8s` compacted); existing topics are left as they are.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,8 @@ from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.config import WorkerConfig
+
+log = logging.getLogger("peregrine.worker.app")
 
 # Faust buffers this many messages per stream; a batch is ~100 kB, so the default 4096 is 400 MB.
 _STREAM_BUFFER = 256
@@ -55,6 +58,38 @@ class _GatedConsumer(faust_aiokafka.Consumer):
             return result
 
 
+class _ConcurrentCommitProducer(faust_aiokafka.Producer):
+    """Faust commits the transactions of a worker's partitions one after the other (three round
+    trips each) while the commit gate stops the agents; committing them concurrently makes that
+    pause one round-trip chain instead of one per partition."""
+
+    async def commit_transactions(
+        self,
+        tid_to_offset_map: Mapping[str, Mapping[Any, int]],
+        group_id: str,
+        start_new_transaction: bool = True,
+    ) -> None:
+        await asyncio.gather(
+            *(
+                self._commit_one(tid, offsets, group_id, start_new_transaction)
+                for tid, offsets in tid_to_offset_map.items()
+            )
+        )
+
+    async def _commit_one(
+        self, tid: str, offsets: Mapping[Any, int], group_id: str, start_new_transaction: bool
+    ) -> None:
+        async with self._trn_locks[tid]:
+            producer = self._transaction_producers.get(tid)
+            if producer is None:
+                log.warning("commit for unknown transaction %s", tid)
+                return
+            await producer.send_offsets_to_transaction(offsets, group_id)
+            await producer.commit_transaction()
+            if start_new_transaction:
+                await producer.begin_transaction()
+
+
 class _FreshTransactions(faust_consumer.TransactionManager):
     async def on_rebalance(self, assigned: set[Any], revoked: set[Any], newly_assigned: set[Any]) -> None:
         await super().on_rebalance(assigned, revoked | assigned, newly_assigned)
@@ -62,6 +97,7 @@ class _FreshTransactions(faust_consumer.TransactionManager):
 
 class _Transport(faust_aiokafka.Transport):
     Consumer = _GatedConsumer
+    Producer = _ConcurrentCommitProducer
     TransactionManager = _FreshTransactions
 
 
