@@ -50,9 +50,7 @@ def ensure_topic(config: K8sMetaConfig) -> None:
         except concurrent.futures.TimeoutError:
             raise TopicError(f"topic {topic}: no answer from Kafka in {_ADMIN_TIMEOUT_S}s") from None
         except KafkaException as e:
-            # A topic created a moment ago may not be known to the broker that answers yet.
-            known_later = e.args[0].retriable() or e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
-            if not known_later or time.monotonic() > deadline:
+            if not _transient(e.args[0]) or time.monotonic() > deadline:
                 raise TopicError(f"topic {topic}: cannot read its configuration: {e.args[0].str()}") from None
             time.sleep(0.2)
     policy = entries["cleanup.policy"].value
@@ -116,6 +114,24 @@ def read_records(
         consumer.close()
 
 
+# A topic created a moment ago may have no leader yet, or be unknown to the broker that answers;
+# librdkafka does not always flag these as retriable.
+_SETTLING: Final = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
+)
+
+
+def _transient(error: KafkaError) -> bool:
+    return bool(error.retriable()) or error.code() in _SETTLING
+
+
 def _end_offsets(consumer: Any, topic: str, deadline: float) -> dict[int, int]:
     """partition -> end offset, for the partitions that hold anything. A topic created a moment
     ago may have no leader yet: retriable errors are retried until the deadline."""
@@ -131,7 +147,7 @@ def _end_offsets(consumer: Any, topic: str, deadline: float) -> dict[int, int]:
                     ends[p] = high
             return ends
         except KafkaException as e:
-            if not e.args[0].retriable() or time.monotonic() > deadline:
+            if not _transient(e.args[0]) or time.monotonic() > deadline:
                 raise TopicError(f"topic {topic}: cannot read its end offsets: {e.args[0].str()}") from None
             time.sleep(0.2)
 

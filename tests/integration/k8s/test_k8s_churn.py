@@ -37,7 +37,7 @@ Events = queue.Queue[tuple[Process, str] | None]  # (process record, its pod's n
 
 def worker(
     bootstrap: str, topic: str, events: Events, outcomes: list[tuple[bool, bool]], table: K8sTable,
-    failures: list[BaseException], caught_up: threading.Event,
+    failures: list[BaseException], caught_up: threading.Event, arrived: dict[str, float],
 ) -> None:
     """Feeds the table from the topic and enriches events; outcome per event: (enriched, was held)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"churn-{uuid.uuid4().hex}",
@@ -53,6 +53,7 @@ def worker(
             for msg in consumer.consume(500, timeout=0.05):
                 if msg.error() is None and msg.key() is not None:
                     table.apply(msg.key(), msg.value())
+                    arrived.setdefault(msg.key().decode(), time.monotonic())
             if table.ip_names:  # the services published before the churn have arrived
                 caught_up.set()
             now = time.monotonic()
@@ -90,8 +91,10 @@ def test_churn_enriches_events_of_every_pod_that_existed(
     outcomes: list[tuple[bool, bool]] = []
     failures: list[BaseException] = []
     caught_up = threading.Event()
+    arrived: dict[str, float] = {}  # container id -> when the worker's table first had it
+    reported: dict[str, float] = {}  # container id -> when its id was written to the pod's status
     t = threading.Thread(target=worker, args=(kafka_bootstrap, publisher.config.topic, events, outcomes,
-                                              table, failures, caught_up), daemon=True)
+                                              table, failures, caught_up, arrived), daemon=True)
     t.start()
     assert caught_up.wait(60), "the worker never read the topic"
 
@@ -99,6 +102,7 @@ def test_churn_enriches_events_of_every_pod_that_existed(
     for n in range(PODS):
         name = f"churn-{n}"
         [cid] = pods.create(namespace, name, {"app": "churn"})
+        reported[cid] = time.monotonic()
         alive.append((name, cid))
         # every container listed is running and its id reported: these events must enrich
         for pod_name, container_id in alive:
@@ -118,7 +122,11 @@ def test_churn_enriches_events_of_every_pod_that_existed(
     enriched = sum(ok for ok, _ in outcomes)
     waited = sum(was_held for _, was_held in outcomes)
     fraction = enriched / len(outcomes)
+    # reported, never asserted: from the status write to the worker's table, through k8s-meta and Kafka
+    latency = sorted(arrived[c] - t for c, t in reported.items() if c in arrived)
+    median, worst = latency[len(latency) // 2], latency[-1]
     report = {"events": len(outcomes), "enriched": enriched, "fraction": round(fraction, 4),
+              "record_latency_s": {"median": round(median, 3), "max": round(worst, 3)},
               "waited_for_record": waited}
     print(f"\nchurn: {json.dumps(report)}")
     record_property("churn", report)
