@@ -84,7 +84,7 @@ def build_slack(alert: Alert, config: SlackConfig, limit: int) -> dict[str, Any]
     rule = escape.clean(alert.rule, limit)
     title = escape.fit(f"{alert.priority.label}: {rule}", SECTION_LIMIT, escape.slack)
     mention = config.mention if config.mention and alert.priority <= config.mention_min_priority else ""
-    output = escape.clean(alert.output, limit)
+    output = escape.clean(alert.output, limit) or rule  # Slack refuses an empty section text
     fields = [_field("rule", rule), _field("priority", alert.priority.label)]
     if alert.hostname:
         fields.append(_field("hostname", escape.clean(alert.hostname, limit)))
