@@ -512,6 +512,7 @@ class Leaf:
     p_true: float  # guessed probability of being true on a typical event
     key: tuple[str, tuple[object, ...]] | None = None  # (read placeholder, values): "read in values"
     test: Test | None = None  # what it tests, when an or of such leaves can become one test
+    guard: tuple[str, str] | None = None  # (read, body): the leaf is "read is not None and body"
 
 
 Test: TypeAlias = tuple[str, str, tuple[object, ...]]  # (read code, operator, values)
@@ -581,10 +582,13 @@ def _guarded(
             ctx, [code, presence], lambda b, r: f"({b(presence)} is not None and {body(b(code))})", op_cost,
             likely=likely, prior=prior,
         )
-    return _leaf(
+    leaf = _leaf(
         ctx, [code], lambda b, r: f"({b(code)} is not None and {body(r(code))})", op_cost, likely=likely,
         prior=prior, test=test,
     )
+    if leaf[0] == "leaf":  # remember the presence test apart, so siblings can share it
+        leaf = ("leaf", replace(leaf[1], guard=(ctx.bind(code), body(ctx.reuse(code)))))
+    return leaf
 
 
 def _lower_modifier(
@@ -682,6 +686,7 @@ def simplify(node: Node, ctx: Context) -> Node:
         if factored is not None:
             return factored
         children = _merge_alternatives(children, ctx)
+    children = _share_presence_tests(kind, children)
     if len(children) == 1:
         return children[0]
     # Cheapest expected work first: for `and`, checks likely to be false and cheap lead; for `or`,
@@ -691,6 +696,30 @@ def simplify(node: Node, ctx: Context) -> Node:
     else:
         children.sort(key=lambda c: cost(c) / max(1e-3, p_true(c)))
     return (kind, children)
+
+
+def _share_presence_tests(kind: str, children: list[Node]) -> list[Node]:
+    """``(x is not None and a) or (x is not None and b)`` -> ``(x is not None and (a or b))``,
+    and the same for and: the read and its presence test run once."""
+    groups: dict[str, list[int]] = {}
+    for i, node in enumerate(children):
+        if node[0] == "leaf" and node[1].guard is not None:
+            groups.setdefault(node[1].guard[0], []).append(i)
+    shared = {read: members for read, members in groups.items() if len(members) >= 2}
+    if not shared:
+        return children
+    joiner = " or " if kind == "or" else " and "
+    out: list[Node] = []
+    taken = {i for members in shared.values() for i in members}
+    for read, members in shared.items():
+        leaves = [children[i][1] for i in members]
+        bodies = joiner.join(f"({leaf.guard[1]})" for leaf in leaves)
+        code = f"({read} is not None and ({bodies}))"
+        p = p_true((kind, [("leaf", leaf) for leaf in leaves]))
+        total = cost((kind, [("leaf", leaf) for leaf in leaves]))
+        out.append(("leaf", Leaf(code, total, p, None, None, (read, f"({bodies})"))))
+    out.extend(child for i, child in enumerate(children) if i not in taken)
+    return out
 
 
 def _factor_or(children: list[Node], ctx: Context) -> Node | None:
