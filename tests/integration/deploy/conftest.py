@@ -34,9 +34,8 @@ import yaml
 CACHE = Path(os.environ.get("PEREGRINE_CACHE", Path.home() / ".cache" / "peregrine"))
 HELM = CACHE / "helm"
 CHART = Path(__file__).resolve().parents[3] / "k8s" / "chart" / "peregrine"
-# helm built with `go install` reports Kubernetes v1.20 as the cluster version (the release
-# Makefile sets it with -ldflags), so every command names the API server's version.
-KUBE_VERSION = "1.37.2"
+SERVICE_MONITOR_CRD = CACHE / "crds" / "servicemonitors.yaml"  # also from 60-helm.sh
+KUBE_VERSION = "1.37.2"  # the test API server's: what capability checks in templates see
 READY_TIMEOUT_S = 60.0
 
 
