@@ -18,7 +18,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from enrichers.records import ContainerMeta, ServiceMeta, decode, is_service_key, to_container_record
+from enrichers.records import (
+    SERVICE_KEY_PREFIX,
+    ContainerMeta,
+    ServiceMeta,
+    decode,
+    is_service_key,
+    to_container_record,
+)
 from rules.record import HOST_CONTAINER_ID, P_CONTAINER, P_CONTAINER_ID, Container, Process
 
 V = TypeVar("V")
@@ -61,10 +68,12 @@ class K8sTable:
         self.stats.applied += 1
         if meta is None:
             self.stats.tombstones += 1
+            # keys that are not UTF-8 were never inserted: replacing bad bytes makes a harmless miss
+            name = key.decode(errors="replace")
             if is_service_key(key):
-                self.ip_names.pop(key[4:].decode(), None)
+                self.ip_names.pop(name[len(SERVICE_KEY_PREFIX) :], None)
             else:
-                self._containers.pop(key.decode(), None)
+                self._containers.pop(name, None)
         elif isinstance(meta, ServiceMeta):
             _put(self.ip_names, meta.ip, meta.dns_name, self.max_services, self.stats)
         else:

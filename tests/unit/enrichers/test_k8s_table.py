@@ -95,3 +95,10 @@ def test_holdback_is_bounded() -> None:
     held: Holdback[int] = Holdback(K8sTable(), hold_s=60.0, max_held=2)
     out = [item for n in range(4) for item in held.submit([proc(f"{n:064x}")], n, now=0)]
     assert out == [0, 1] and len(held) == 2 and held.released_incomplete == 2
+
+
+def test_tombstone_with_a_key_that_is_not_utf8_is_a_harmless_miss() -> None:
+    table = K8sTable()
+    table.apply(b"\xff\xfe", None)
+    table.apply(b"svc:\xff", None)
+    assert len(table) == 0 and table.stats.tombstones == 2
