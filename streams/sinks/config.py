@@ -6,6 +6,7 @@ kafka:
   topic: peregrine.alerts            # default
   dlq_topic: peregrine.alerts.dlq    # default
   group_prefix: peregrine-sink       # group = <prefix>-<destination name>
+  auto_offset_reset: earliest        # a new group starts at the retained backlog (or: latest)
   properties: {security.protocol: SASL_SSL, sasl.mechanism: SCRAM-SHA-512, sasl.username: sink}
   secret_properties_env: {sasl.password: KAFKA_PASSWORD}
 retry: {max_attempts: 10, initial_backoff_s: 0.5, max_backoff_s: 30, max_retry_after_s: 300}
@@ -76,6 +77,9 @@ class KafkaConfig:
     topic: str = "peregrine.alerts"
     dlq_topic: str = "peregrine.alerts.dlq"
     group_prefix: str = "peregrine-sink"
+    # Where a group with no committed offset starts. "earliest" loses nothing (a new destination
+    # receives the retained backlog); "latest" starts a new destination quiet.
+    auto_offset_reset: str = "earliest"
     properties: tuple[tuple[str, str], ...] = ()
     secret_properties: tuple[tuple[str, Secret], ...] = ()
 
@@ -147,6 +151,7 @@ def _kafka(options: Options) -> KafkaConfig:
         topic=options.text("topic", "peregrine.alerts"),
         dlq_topic=options.text("dlq_topic", "peregrine.alerts.dlq"),
         group_prefix=options.text("group_prefix", "peregrine-sink"),
+        auto_offset_reset=options.choice("auto_offset_reset", "earliest", ("earliest", "latest")),
         properties=tuple(options.string_map("properties").items()),
         secret_properties=tuple(options.secret_map("secret_properties").items()),
     )

@@ -56,7 +56,7 @@ def consumer_properties(kafka: KafkaConfig, destination: DestinationConfig) -> d
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "isolation.level": "read_committed",
-        "auto.offset.reset": "earliest",
+        "auto.offset.reset": kafka.auto_offset_reset,
         "max.poll.interval.ms": max(300_000, min(retry_budget_ms, MAX_POLL_INTERVAL_MS)),
     }
 

@@ -48,6 +48,7 @@ def test_full_file_loads_with_defaults_and_overrides(tmp_path: Path) -> None:
     assert config.kafka.topic == "alerts-test"
     assert config.kafka.dlq_topic == "peregrine.alerts.dlq"
     assert config.kafka.group_id("splunk") == "sink-test-splunk"
+    assert config.kafka.auto_offset_reset == "earliest"
     slack, splunk = config.destinations
     assert slack.route.min_priority is Priority.WARNING
     assert slack.retry.max_attempts == 5 and slack.batch.max_alerts == 50
