@@ -82,7 +82,7 @@ class WorkerConfig:
     security: KafkaSecurity = KafkaSecurity()
     session_timeout: float = 30.0  # seconds; tests shorten it so a killed worker is noticed fast
     heartbeat_interval: float = 3.0
-    commit_interval: float = 1.0  # seconds; also the transaction length under exactly_once
+    commit_interval: float = 0.25  # seconds; the transaction length: alerts are visible after it
     datadir: Path = Path("/tmp/peregrine-worker")
     log_level: str = "info"
     k8s_wait: float = 30.0  # seconds to wait for the Kubernetes table to catch up at start
