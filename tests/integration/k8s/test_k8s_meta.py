@@ -16,6 +16,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+from kubernetes.config import incluster_config
 
 from enrichers.records import ContainerMeta, ServiceMeta
 from enrichers.topic import read_records
@@ -145,22 +146,27 @@ def test_node_field_selector_publishes_only_that_nodes_pods(
     assert not any(k in state for k in keys(on_a))
 
 
-def test_least_privilege_role_is_enough_for_k8s_meta_and_grants_nothing_else(
-    make_publisher: Callable[..., Any], pods: Any, namespace: str, kube_api: Any,
-    core: k8s_client.CoreV1Api, tmp_path: Path,
-) -> None:
+def k8s_meta_token(core: k8s_client.CoreV1Api, kube_api: Any) -> str:
+    """Apply k8s/rbac/k8s-meta.yaml as shipped and return a token of its service account."""
     docs = list(yaml.safe_load_all((REPO / "k8s" / "rbac" / "k8s-meta.yaml").read_text()))
-    sa = next(d for d in docs if d["kind"] == "ServiceAccount")
+    sa = _kind(docs, "ServiceAccount")
     sa_ns = sa["metadata"]["namespace"]
-    api = kube_api.client()
-    rbac = k8s_client.RbacAuthorizationV1Api(api)
+    rbac = k8s_client.RbacAuthorizationV1Api(kube_api.client())
     _ignore_exists(core.create_namespace, {"metadata": {"name": sa_ns}})
     _ignore_exists(core.create_namespaced_service_account, sa_ns, sa)
     _ignore_exists(rbac.create_cluster_role, _kind(docs, "ClusterRole"))
     _ignore_exists(rbac.create_cluster_role_binding, _kind(docs, "ClusterRoleBinding"))
-    token = core.create_namespaced_service_account_token(
+    token: str = core.create_namespaced_service_account_token(
         sa["metadata"]["name"], sa_ns, {"spec": {"expirationSeconds": 3600}}
     ).status.token
+    return token
+
+
+def test_least_privilege_role_is_enough_for_k8s_meta_and_grants_nothing_else(
+    make_publisher: Callable[..., Any], pods: Any, namespace: str, kube_api: Any,
+    core: k8s_client.CoreV1Api, tmp_path: Path,
+) -> None:
+    token = k8s_meta_token(core, kube_api)
     kubeconfig = kube_api.write_kubeconfig(tmp_path / "k8s-meta.kubeconfig", token, "k8s-meta")
 
     publisher = make_publisher(kubeconfig=str(kubeconfig))
@@ -180,6 +186,26 @@ def test_least_privilege_role_is_enough_for_k8s_meta_and_grants_nothing_else(
         with pytest.raises(k8s_client.ApiException) as e:
             forbidden()
         assert e.value.status == 403
+
+
+def test_in_cluster_auth_uses_the_pods_service_account(
+    make_publisher: Callable[..., Any], pods: Any, namespace: str, kube_api: Any,
+    core: k8s_client.CoreV1Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What the kubelet gives a pod: the service address in the environment, the token and the CA in
+    # files. The client reads them from fixed paths, pointed here at this test's files.
+    (tmp_path / "token").write_text(k8s_meta_token(core, kube_api))
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(tmp_path / "token"))
+    ca = kube_api.root / "certs" / "apiserver.crt"
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(kube_api.port))
+
+    publisher = make_publisher(kubeconfig=None, in_cluster=True)
+    publisher.start()
+    ids = pods.create(namespace, "in-cluster", {"app": "y"})
+    publisher.wait_until(lambda s: all(k in s for k in keys(ids)), "pod published with in-cluster auth")
+    publisher.stop()
 
 
 def _kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
