@@ -88,7 +88,8 @@ def items(raw: bytes, end: int) -> list[bytes]:
 
 
 def _str(b: bytes) -> str:
-    return b.split(b"\0", 1)[0].decode("utf-8", "replace")
+    end = b.find(0)
+    return (b if end < 0 else b[:end]).decode("utf-8", "replace")
 
 
 def _item_str(it: list[bytes], i: int) -> str | None:
@@ -107,7 +108,8 @@ def _u32(x: int) -> int:
 def abspath(proc: Process, path: str | None, dirfd: int = _AT_FDCWD) -> str | None:
     """An absolute fd.name when the path is absolute or relative to the cwd; else the raw path."""
     if path is None or path.startswith("/"):
-        return os.path.normpath(path) if path else path
+        # normpath only when needed: most absolute paths are already canonical
+        return os.path.normpath(path) if path and ("/." in path or "//" in path) else path
     cwd = proc[P_CWD]
     if dirfd != _AT_FDCWD or not cwd:
         return path
@@ -197,10 +199,16 @@ def _open(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd | None]:
 
 
 def _openat(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd | None]:
-    raw = _item_str(it, 0)
-    fd, dirfd, flags = _s32(h[H_RET]), _s32(h[H_A0]), _u32(h[H_A0 + 2])
+    # the most frequent event: arithmetic inlined
+    raw = _str(it[0]) if it and it[0] else None
+    ret, dirfd, flags = h[H_RET], h[H_A0] & 0xFFFFFFFF, h[H_A0 + 2] & 0xFFFFFFFF
+    fd = ret if -0x80000000 <= ret < 0x80000000 else _s32(ret)
+    if dirfd & 0x80000000:
+        dirfd -= 0x100000000
     name = abspath(p, raw, dirfd)
-    return [fd, dirfd, raw, flags, _u32(h[H_A0 + 3]), None, None], _file_fd(fd, raw, name, flags)
+    f: Fd = [fd, "d" if flags & _O_DIRECTORY else "f", name if name is not None else "", raw,
+             None, None, None, None, None, False, False, False]
+    return [fd, dirfd, raw, flags, h[H_A0 + 3] & 0xFFFFFFFF, None, None], f
 
 
 def _openat2(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd | None]:

@@ -74,24 +74,6 @@ _ROOT_CGROUP: Final = 1
 Header = tuple[Any, ...]  # HDR.unpack_from: ints, then comm bytes
 
 
-def _user(uid: int, cache: dict[int, str | None] = {}) -> str | None:  # noqa: B006 - memo by design
-    if uid not in cache:
-        try:
-            cache[uid] = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            cache[uid] = None
-    return cache[uid]
-
-
-def _group(gid: int, cache: dict[int, str | None] = {}) -> str | None:  # noqa: B006 - memo by design
-    if gid not in cache:
-        try:
-            cache[gid] = grp.getgrgid(gid).gr_name
-        except KeyError:
-            cache[gid] = None
-    return cache[gid]
-
-
 def _readlink(path: str) -> str | None:
     try:
         return os.readlink(path)
@@ -113,6 +95,24 @@ class ProcTable:
         self.boot_to_epoch = boot_to_epoch_ns
         self.cgroups = cgroups
         self._procs: dict[int, list[Any]] = {}  # tgid -> [record, context, cgroup]
+        self._users: dict[int, str | None] = {}
+        self._groups: dict[int, str | None] = {}
+
+    def _user(self, uid: int) -> str | None:
+        if uid not in self._users:
+            try:
+                self._users[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                self._users[uid] = None
+        return self._users[uid]
+
+    def _group(self, gid: int) -> str | None:
+        if gid not in self._groups:
+            try:
+                self._groups[gid] = grp.getgrgid(gid).gr_name
+            except KeyError:
+                self._groups[gid] = None
+        return self._groups[gid]
 
     def __len__(self) -> int:
         return len(self._procs)
@@ -147,9 +147,9 @@ class ProcTable:
         p[P_PPID] = ppid
         p[P_PARENT] = self.get(ppid)
         p[P_UID], p[P_GID] = uid, gid
-        p[P_USER], p[P_GROUP] = _user(uid), _group(gid)
+        p[P_USER], p[P_GROUP] = self._user(uid), self._group(gid)
         p[P_LOGINUID] = -1 if loginuid == LOGINUID_UNSET else loginuid
-        p[P_LOGINNAME] = _user(loginuid) if loginuid != LOGINUID_UNSET else None
+        p[P_LOGINNAME] = self._user(loginuid) if loginuid != LOGINUID_UNSET else None
         p[P_SID] = sid
         leader = self.get(sid)
         p[P_SNAME] = leader[P_NAME] if leader is not None else (p[P_NAME] if sid == p[P_PID] else None)
@@ -272,9 +272,9 @@ class ProcTable:
         p[P_TTY] = tty_nr
         p[P_UID] = int(status.get("Uid", "0 0").split()[1])
         p[P_GID] = int(status.get("Gid", "0 0").split()[1])
-        p[P_USER], p[P_GROUP] = _user(p[P_UID]), _group(p[P_GID])
+        p[P_USER], p[P_GROUP] = self._user(p[P_UID]), self._group(p[P_GID])
         p[P_LOGINUID] = -1 if loginuid == LOGINUID_UNSET else loginuid
-        p[P_LOGINNAME] = _user(loginuid) if loginuid != LOGINUID_UNSET else None
+        p[P_LOGINNAME] = self._user(loginuid) if loginuid != LOGINUID_UNSET else None
         p[P_SID] = session
         p[P_VPID] = int(status.get("NSpid", str(pid)).split()[-1])
         p[P_VPGID] = int(status.get("NSpgid", str(pgrp)).split()[-1])

@@ -104,6 +104,10 @@ class Publisher:
     def poll(self) -> None:
         self._producer.poll(0)
 
+    def wait(self, timeout_s: float) -> None:
+        """Serve delivery callbacks for up to timeout_s (frees queue space)."""
+        self._producer.poll(timeout_s)
+
     def queue_depth(self) -> int:
         return len(self._producer)
 

@@ -283,7 +283,7 @@ def _replay(argv: list[str]) -> int:
             if wait > 0:
                 time.sleep(wait / 1e9)
         while not pub.send(frame.kind, frame.key, frame.value, 0):
-            pub._producer.poll(0.1)  # queue full: wait for deliveries, replay may block
+            pub.wait(0.1)  # queue full: wait for deliveries (replay may block, capture never does)
         sent[frame.kind] += 1
         pub.poll()
     left = pub.close(60.0)
