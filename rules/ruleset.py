@@ -142,6 +142,8 @@ def compile_rules(
         location = _rule_location(loaded)
         ctx = cc.Context(location=location, constants=constants, warnings=warnings)
         cc.check(loaded.condition, ctx)
+        for name in loaded.exception_fields:
+            _check_exception_field(name, ctx)
         output = compile_output(loaded.output, location, constants=constants, ip_names=ip_names)
         if not loaded.enabled or loaded.priority > min_priority:
             continue
@@ -214,6 +216,20 @@ def _build(
     namespace.update({f"_rule{i}": rule for i, rule in enumerate(rules)})
     exec(compile(module_source, "<peregrine rules>", "exec"), namespace)  # noqa: S102 - our own generated code
     return Ruleset(rules, warnings, module_source, bucket_sources, namespace, all_matches)
+
+
+def _check_exception_field(text: str, ctx: cc.Context) -> None:
+    """An exception's field must be a valid left-hand side (falco rule_loader_collector.cpp)."""
+    from rules.errors import ParseError
+    from rules.parser import parse_field_or_transformer
+
+    try:
+        node, end = parse_field_or_transformer(text, 0)
+        if end != len(text.rstrip()):
+            raise ParseError(f"unexpected text after {text[:end]!r}")
+        cc.operand(node, ctx)
+    except (ParseError, CompileError):
+        raise CompileError(f"'{text}' is not a supported filter field", ctx.location) from None
 
 
 def _rule_location(rule: LoadedRule) -> Location:

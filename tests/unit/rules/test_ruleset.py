@@ -152,3 +152,13 @@ def test_ip_names_mapping_is_read_live() -> None:
 def test_load_takes_one_path_or_several(falco_rules_dir: Path) -> None:
     one = rules.load(falco_rules_dir / "falco_rules.yaml")
     assert len(one.rules) == len(rules.load([falco_rules_dir / "falco_rules.yaml"]).rules) == 25
+
+
+def test_exception_fields_must_be_filter_fields() -> None:
+    exceptions = [{"name": "a", "fields": ["proc.name"]}]
+    good = {"rule": "r", "condition": "evt.type = open", "exceptions": exceptions}
+    assert ruleset_of([good]).rules[0].name == "r"
+    bad = {**good, "exceptions": [{"name": "a", "fields": ["not.exist"]}]}
+    with pytest.raises(CompileError) as info:
+        ruleset_of([bad])
+    assert "'not.exist' is not a supported filter field" in info.value.message
