@@ -27,6 +27,15 @@ from receivers import Receiver, Rsyslog
 SAMPLE = json.loads((Path(__file__).parents[2] / "unit" / "sinks" / "alert_sample.json").read_text())
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``outage_s``: 5 s by default; the 60 s outage of issue 7 when e2e tests are selected."""
+    if "outage_s" in metafunc.fixturenames:
+        params = [pytest.param(5.0, id="5s")]
+        if "e2e" in str(metafunc.config.option.markexpr or ""):
+            params.append(pytest.param(60.0, id="60s", marks=pytest.mark.e2e))
+        metafunc.parametrize("outage_s", params)
+
+
 @pytest.fixture
 def alert_doc() -> Callable[..., dict[str, Any]]:
     """``alert_doc(uuid=..., output=...)``: the sample Falco alert with fields replaced."""

@@ -6,7 +6,8 @@ stay up. While the outage is still on, the healthy destinations must have receiv
 exactly once, and so must Loki and the file. Only Elasticsearch could absorb duplicates (409 on
 the same ``_id``), so it is checked for completeness by document id.
 
-The default run keeps the outage at 5 s; the 60 s outage of issue 7 runs with ``-m e2e``.
+The default run keeps the outage at 5 s; the 60 s outage of issue 7 runs with ``-m e2e`` (conftest
+generates that case only then, rather than skipping it, so required-marker runs stay green).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ pytestmark = pytest.mark.kafka
 ALERTS = 10_000
 
 
-@pytest.mark.parametrize("outage_s", [5.0, pytest.param(60.0, marks=pytest.mark.e2e)], ids=["5s", "60s"])
 def test_one_destination_down_delays_no_other_and_loses_nothing(
     kafka_bootstrap: str,
     topics: Topics,
@@ -46,10 +46,7 @@ def test_one_destination_down_delays_no_other_and_loses_nothing(
     alert_doc: Callable[..., dict[str, Any]],
     tmp_path: Path,
     outage_s: float,
-    request: pytest.FixtureRequest,
 ) -> None:
-    if outage_s > 5 and "e2e" not in str(request.config.option.markexpr):
-        pytest.skip("the 60 s outage runs when e2e tests are selected (-m e2e)")
     hec, es, loki = receiver("splunk"), receiver("elasticsearch"), receiver("loki")
     lines = tmp_path / "alerts.jsonl"
     uuids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(ALERTS)]
