@@ -21,7 +21,7 @@ import yaml
 from conftest import CHART, SERVICE_MONITOR_CRD, Helm
 from kubernetes import client as k8s_client
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import ApiException as DynamicApiException
+from kubernetes.dynamic.exceptions import DynamicApiError
 
 import rules
 from streams.sinks.config import parse_config
@@ -255,7 +255,7 @@ def _install_service_monitor_crd(api: k8s_client.ApiClient) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = extensions.read_custom_resource_definition(crd["metadata"]["name"]).status
-        if any(c.type == "Established" and c.status == "True" for c in status.conditions or []):
+        if status and any(c.type == "Established" and c.status == "True" for c in status.conditions or []):
             return
         time.sleep(0.3)
     pytest.fail("the ServiceMonitor CRD was not established within 60 s")
@@ -285,7 +285,7 @@ def test_api_server_accepts_every_object(
                 continue
             try:
                 _dry_run(dynamic, obj, namespace)
-            except DynamicApiException as exc:
+            except DynamicApiError as exc:
                 pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} refused: {exc.status} {exc.body}")
             checked.append(obj["kind"])
         assert {"DaemonSet", "Deployment", "Service", "ConfigMap", "ClusterRole"} <= set(checked)
