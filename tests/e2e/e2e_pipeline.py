@@ -17,13 +17,17 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 from receivers import SLACK_PATH, Receiver, Rsyslog
 from worker_harness import WorkerProcs, WorkerSetup, produce
@@ -257,17 +261,35 @@ class Arrivals:
     rsyslog: Rsyslog
     at_slack: dict[str, Delivered] = field(default_factory=dict)
     at_syslog: dict[str, Delivered] = field(default_factory=dict)
+    _slack_read: int = 0
+    _syslog_offsets: list[int] = field(default_factory=lambda: [0, 0])
 
     def poll(self) -> None:
         now = time.time_ns()
         with self.slack.lock:
-            records = list(self.slack.alerts)
+            records = self.slack.alerts[self._slack_read:]
+        self._slack_read += len(records)
         for r in records:
-            if r["uuid"] not in self.at_slack:
-                self.at_slack[r["uuid"]] = _slack_delivered(r, now)
-        for raw, parsed in self.rsyslog.messages("tcp"):
+            self.at_slack.setdefault(r["uuid"], _slack_delivered(r, now))
+        for raw, parsed in self._new_syslog_messages():
             d = _syslog_delivered(raw, parsed, now)
             self.at_syslog.setdefault(d.uuid, d)
+
+    def _new_syslog_messages(self) -> list[tuple[str, dict[str, Any]]]:
+        """Lines rsyslogd appended to both of its files since the last poll: reading only what is
+        new keeps the poll cheap when the host's own activity floods the SIEM with alerts."""
+        chunks = []
+        for i, ext in enumerate(("raw", "jsonl")):
+            path = self.rsyslog.directory / f"tcp.{ext}"
+            if not path.exists():
+                return []
+            with path.open("rb") as f:
+                f.seek(self._syslog_offsets[i])
+                chunks.append(f.read().split(b"\n")[:-1])  # complete lines only
+        n = min(len(c) for c in chunks)
+        for i in range(2):
+            self._syslog_offsets[i] += sum(len(line) + 1 for line in chunks[i][:n])
+        return [(chunks[0][j].decode(), json.loads(chunks[1][j])) for j in range(n)]
 
     def wait(self, done: Callable[[Arrivals], bool], timeout: float, describe: Callable[[], str]) -> None:
         deadline = time.monotonic() + timeout
@@ -277,8 +299,8 @@ class Arrivals:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"receivers not done after {timeout:.0f} s: slack {self.rules(self.at_slack)}, "
-                    f"syslog {self.rules(self.at_syslog)}\n{describe()}"
+                    f"receivers not done after {timeout:.0f} s: slack {self.summary(self.at_slack)}, "
+                    f"syslog {self.summary(self.at_syslog)}\n{describe()}"
                 )
             time.sleep(0.005)
 
@@ -290,9 +312,56 @@ class Arrivals:
             time.sleep(0.05)
 
     @staticmethod
-    def rules(found: dict[str, Delivered]) -> list[str]:
-        return sorted(d.rule for d in found.values())
+    def summary(found: dict[str, Delivered]) -> str:
+        counts = Counter(d.rule for d in found.values())
+        return f"{len(found)} alerts, most common {counts.most_common(8)}"
 
-    def matching(self, predicate: Callable[[Delivered], bool]) -> tuple[list[Delivered], list[Delivered]]:
-        return ([d for d in self.at_slack.values() if predicate(d)],
-                [d for d in self.at_syslog.values() if predicate(d)])
+
+def kafka_time_ns(bootstrap: str, topic: str, needle: bytes, timeout: float = 60.0) -> int:
+    """The Kafka timestamp (the producer's create time) of the first committed record of `topic`
+    whose value contains `needle`: where an alert's latency went, hop by hop."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"e2e-probe-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest", "enable.auto.commit": False, "isolation.level": "read_committed",
+    })
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for m in consumer.consume(1000, 0.5):
+                if m.error() is None and needle in (m.value() or b""):
+                    return int(m.timestamp()[1]) * 1_000_000
+    finally:
+        consumer.close()
+    raise AssertionError(f"{topic}: no record holding {needle!r} within {timeout:.0f} s")
+
+
+class TopicTail:
+    """A read_committed consumer in a thread noting when each record became visible (epoch ns):
+    the moment a downstream consumer such as the sink could first have read it."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.seen: list[tuple[int, bytes]] = []
+        self._stop = threading.Event()
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": f"e2e-tail-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest", "enable.auto.commit": False,
+            "isolation.level": "read_committed", "fetch.wait.max.ms": 10,
+        })
+        self._consumer.subscribe([topic])
+        self._thread = threading.Thread(target=self._run, name=f"tail-{topic}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for m in self._consumer.consume(1000, 0.05):
+                if m.error() is None:
+                    self.seen.append((time.time_ns(), m.value() or b""))
+        self._consumer.close()
+
+    def first(self, needle: bytes) -> int:
+        return next(t for t, value in self.seen if needle in value)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)

@@ -23,7 +23,16 @@ from typing import Any
 
 import pytest
 from e2e_container import Container, create_pod, pod_name, run_on_pty
-from e2e_pipeline import Arrivals, Delivered, Pipeline, rule_files, slack_destination, syslog_destination
+from e2e_pipeline import (
+    Arrivals,
+    Delivered,
+    Pipeline,
+    TopicTail,
+    kafka_time_ns,
+    rule_files,
+    slack_destination,
+    syslog_destination,
+)
 from receivers import Receiver, Rsyslog
 
 from enrichers.errors import TopicError
@@ -34,7 +43,7 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
 ]
 
-DEADLINE_S = 60.0  # correctness only: an alert that has not arrived by then is lost
+DEADLINE_S = 120.0  # correctness only (the machine is shared): an alert not there by then is lost
 STARTUP_S = 240.0
 
 
@@ -102,10 +111,13 @@ def live(
 
 
 def test_terminal_shell_in_a_pod_reaches_slack_and_syslog_with_pod_fields(live: Live) -> None:
-    c = live.container
-    tty_nr = run_on_pty(c.enter("bash -il"), b"exit\n")
-
-    slack, syslog = live.wait_for_rules({"Terminal shell in container"})
+    c, p = live.container, live.pipeline
+    tail = TopicTail(p.bootstrap, p.topic("alerts"))
+    try:
+        tty_nr = run_on_pty(c.enter("bash -il"), b"exit\n")
+        slack, syslog = live.wait_for_rules({"Terminal shell in container"})
+    finally:
+        tail.stop()
     shells = [d for d in slack.values() if d.rule == "Terminal shell in container"]
     assert len(shells) == 1, [d.text for d in shells]
     alert = shells[0]
@@ -123,12 +135,18 @@ def test_terminal_shell_in_a_pod_reaches_slack_and_syslog_with_pod_fields(live: 
     _, parsed = syslog[alert.uuid].raw
     assert f'ns="default" pod="{live.pod}"' in parsed["structured_data"]
 
-    latency = {
-        "slack_ms": round((alert.seen_ns - alert.event_ns) / 1e6, 1),
-        "syslog_ms": round((syslog[alert.uuid].seen_ns - alert.event_ns) / 1e6, 1),
+    hops = {  # after the execve: Kafka create times of the container's first batch and of the alert,
+        # when the alert became readable (transaction committed), receipt
+        "first_batch": kafka_time_ns(p.bootstrap, p.topic("events"), c.container_id.encode()),
+        "alert_produced": kafka_time_ns(p.bootstrap, p.topic("alerts"), alert.uuid.encode()),
+        "alert_committed": tail.first(alert.uuid.encode()),
+        "slack": alert.seen_ns,
+        "syslog": syslog[alert.uuid].seen_ns,
     }
-    print(f"\n{json.dumps({'e2e_shell_syscall_to_receiver': latency})}")
-    assert all(0 < v < DEADLINE_S * 1000 for v in latency.values())
+    latency = {k: round((v - alert.event_ns) / 1e6, 1) for k, v in hops.items()}
+    seen = {"slack": len(live.arrivals.at_slack), "syslog": len(live.arrivals.at_syslog)}
+    print(f"\n{json.dumps({'e2e_shell_syscall_to_receiver_ms': latency, 'alerts_seen_meanwhile': seen})}")
+    assert 0 < latency["slack"] < DEADLINE_S * 1000 and 0 < latency["syslog"] < DEADLINE_S * 1000
 
 
 def test_api_server_setns_kubectl_and_apt_in_a_pod_raise_their_alerts(live: Live) -> None:
