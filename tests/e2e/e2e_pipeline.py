@@ -186,7 +186,7 @@ class Pipeline:
         return [d["name"] for d in yaml.safe_load(path.read_text())["destinations"]]
 
     def check_alive(self) -> None:
-        dead = [s for s in self.services if s.proc.poll() is not None and s.name != "replay"]
+        dead = [s for s in self.services if s.proc.poll() is not None]
         dead_workers = [p for p in self.workers.procs if p.poll() is not None]
         if dead or dead_workers:
             raise AssertionError(f"a pipeline process exited\n{self.describe()}")

@@ -26,6 +26,7 @@ pytestmark = [
 ]
 
 RULE = "Falco internal: syscall event drop"
+DEADLINE_S = 120.0  # correctness only (the machine is shared)
 STORM = """
 import os, time
 end = time.time() + 4
@@ -55,7 +56,8 @@ def test_ring_buffer_overflow_raises_falcos_syscall_event_drop_alert_at_the_rece
     def drop_alerts(found: dict[str, Any]) -> list[Any]:
         return [d for d in found.values() if d.rule == RULE and d.hostname == node]
 
-    arrivals.wait(lambda a: bool(drop_alerts(a.at_slack) and drop_alerts(a.at_syslog)), 60, pipeline.describe)
+    arrivals.wait(lambda a: bool(drop_alerts(a.at_slack) and drop_alerts(a.at_syslog)), DEADLINE_S,
+                  pipeline.describe)
     arrivals.settle(2.0)
     at_slack, at_syslog = drop_alerts(arrivals.at_slack), drop_alerts(arrivals.at_syslog)
     assert len(at_slack) == 1, "Falco's token bucket: one drop alert per node per 30 s"
