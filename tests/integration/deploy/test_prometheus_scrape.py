@@ -1,8 +1,10 @@
-"""A real Prometheus scrapes a real `peregrine sink` process and sees the `peregrine_*` series.
+"""A real Prometheus scrapes real `peregrine sink` and `peregrine k8s-meta` processes and sees the
+`peregrine_*` series.
 
-The sink runs as its own process through the `peregrine` CLI (so `streams.telemetry` sets up the
-SDK and the Prometheus endpoint exactly as in a pod), reads alerts from the real broker and
-writes them to a file destination; one poison record goes to the dead-letter topic. Prometheus,
+Each role runs as its own process through the `peregrine` CLI (so `streams.telemetry` sets up the
+SDK and the Prometheus endpoint exactly as in a pod). The sink reads alerts from the real broker
+and writes them to a file destination; one poison record goes to the dead-letter topic. k8s-meta
+watches the real kube-apiserver of the k8s tests and publishes to the broker. Prometheus,
 started with its own configuration, scrapes the endpoint; the test reads its HTTP API: the series
 arrived under the names the OpenTelemetry exporter renders (`_total`, `_seconds_bucket`...), every
 one of them is in the catalog the dashboard test checks against, and none carries a label that
@@ -19,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,17 +37,17 @@ DEADLINE_S = 60.0
 # Labels Prometheus adds (job, instance) and the exporter's scope labels; anything else on a
 # Peregrine series must be one of the components' bounded attributes.
 ALLOWED_LABELS = {"__name__", "job", "instance", "le", "otel_scope_name", "otel_scope_version",
-                  "otel_scope_schema_url", "destination"}
+                  "otel_scope_schema_url", "destination", "resource"}
 PER_POD = {"pod", "k8s_pod_name", "host", "hostname", "host_name", "node", "k8s_node_name",
            "service_instance_id", "container", "namespace"}
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.k8s]
 
 
 @dataclass(frozen=True)
 class Scraped:
     prometheus: Any
-    sink_port: int
+    logs: dict[str, Path]
 
 
 def wait_for(check: Callable[[], Any], what: str) -> Any:
@@ -63,11 +66,32 @@ def _alerts() -> list[bytes]:
     return [json.dumps(d).encode() for d in docs] + [b"{not json"]
 
 
+def _role(args: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`peregrine <role> ...` as its own process, metrics on 127.0.0.1:port, as in a pod."""
+    env = {"PATH": "/usr/bin:/bin", "PEREGRINE_METRICS_PORT": str(port),
+           "PEREGRINE_METRICS_ADDR": "127.0.0.1"}
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", *args],
+                            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen[bytes], log: Path) -> None:
+    proc.terminate()
+    try:
+        assert proc.wait(30) == 0, f"{proc.args} did not stop cleanly:\n{log.read_text()[-3000:]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 @pytest.fixture(scope="module")
 def scraped(
-    kafka_bootstrap: str, prometheus: Callable[[list[str]], Any], tmp_path_factory: pytest.TempPathFactory
+    kafka_bootstrap: str, kube_api: Any, prometheus: Callable[[list[str]], Any],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Scraped]:
-    tmp = tmp_path_factory.mktemp("sink")
+    """`peregrine sink` (file destination, alerts from the broker) and `peregrine k8s-meta`
+    (watching the real API server), both scraped by one Prometheus."""
+    tmp = tmp_path_factory.mktemp("roles")
     suffix = uuid.uuid4().hex[:8]
     alerts, dlq = f"scrape-alerts-{suffix}", f"scrape-dlq-{suffix}"
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
@@ -84,28 +108,27 @@ def scraped(
                   "group_prefix": f"scrape-{suffix}"},
         "destinations": [{"name": "archive", "type": "file", "path": str(out), "fsync": "never"}],
     }))
-    port = free_port()
-    log = tmp / "sink.log"
-    env = {"PATH": "/usr/bin:/bin", "PEREGRINE_METRICS_PORT": str(port),
-           "PEREGRINE_METRICS_ADDR": "127.0.0.1"}
-    sink = subprocess.Popen([sys.executable, "-m", "streams.cli", "sink", "--config", str(config)],
-                            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    logs = {"sink": tmp / "sink.log", "k8s-meta": tmp / "k8s-meta.log"}
+    ports = {"sink": free_port(), "k8s-meta": free_port()}
+    sink = _role(["sink", "--config", str(config)], ports["sink"], logs["sink"])
+    meta = _role(["k8s-meta", "--kubeconfig", str(kube_api.kubeconfig),
+                  "--bootstrap-servers", kafka_bootstrap, "--topic", f"scrape-k8s-{suffix}"],
+                 ports["k8s-meta"], logs["k8s-meta"])
 
     def delivered_or_exited() -> bool:
         return sink.poll() is not None or (out.exists() and len(out.read_bytes().splitlines()) == ALERTS)
 
     try:
         wait_for(delivered_or_exited, "the sink delivered every alert to the file")
-        assert sink.poll() is None, f"the sink exited with {sink.returncode}:\n{log.read_text()[-3000:]}"
-        yield Scraped(prometheus([f"127.0.0.1:{port}"]), port)
+        for name, proc in (("sink", sink), ("k8s-meta", meta)):
+            tail = logs[name].read_text()[-3000:]
+            assert proc.poll() is None, f"{name} exited with {proc.returncode}:\n{tail}"
+        yield Scraped(prometheus([f"127.0.0.1:{port}" for port in ports.values()]), logs)
     finally:
-        sink.terminate()
         try:
-            assert sink.wait(30) == 0, f"the sink did not stop cleanly:\n{log.read_text()[-3000:]}"
+            _stop(sink, logs["sink"])
         finally:
-            if sink.poll() is None:
-                sink.kill()
-                sink.wait(10)
+            _stop(meta, logs["k8s-meta"])
 
 
 def query(prom: Any, expr: str) -> list[dict[str, Any]]:
@@ -119,8 +142,10 @@ def test_counters_arrive_with_their_values(scraped: Scraped) -> None:
     assert [(r["metric"]["destination"], r["value"][1]) for r in delivered] == [("archive", str(ALERTS))]
     dlq = wait_for(lambda: query(prom, "peregrine_sink_dlq_total"), "dlq series scraped")
     assert [r["value"][1] for r in dlq] == ["1"]
-    (up,) = query(prom, "up")
-    assert up["value"][1] == "1"
+    wait_for(lambda: [r["value"][1] for r in query(prom, "up")] == ["1", "1"], "both targets up")
+    lists = wait_for(lambda: query(prom, "peregrine_k8s_meta_lists_total"), "k8s-meta list counters scraped")
+    assert {r["metric"]["resource"] for r in lists} >= {"pods"}
+    assert all(int(r["value"][1]) >= 1 for r in lists), lists
 
 
 def test_series_names_carry_units_as_the_exporter_renders_them(scraped: Scraped) -> None:
@@ -131,6 +156,8 @@ def test_series_names_carry_units_as_the_exporter_renders_them(scraped: Scraped)
         "peregrine_sink_delivered_total", "peregrine_sink_dlq_total",
         "peregrine_sink_latency_seconds_bucket", "peregrine_sink_latency_seconds_sum",
         "peregrine_sink_latency_seconds_count", "peregrine_sink_send_duration_seconds_bucket",
+        "peregrine_k8s_meta_lists_total", "peregrine_k8s_meta_watch_events_total",
+        "peregrine_k8s_meta_keys",
     } <= names
     known = {n for i in catalog() for n in i.prometheus}
     assert names <= known, f"scraped but not in the catalog: {sorted(names - known)}"
@@ -145,8 +172,9 @@ def test_no_series_names_a_pod_host_or_instance(scraped: Scraped) -> None:
     assert labels <= ALLOWED_LABELS, sorted(labels - ALLOWED_LABELS)
     assert not labels & PER_POD
     # The process identity lives in target_info only (one series per process), as the design wants.
-    (info,) = query(prom, "target_info")
-    assert info["metric"]["service_name"] == "peregrine" and info["metric"]["peregrine_role"] == "sink"
+    infos = query(prom, "target_info")
+    assert {(i["metric"]["service_name"], i["metric"]["peregrine_role"]) for i in infos} == {
+        ("peregrine", "sink"), ("peregrine", "k8s-meta")}
 
 
 @pytest.mark.xfail(strict=True, reason="streams/telemetry.py keeps the SDK's default histogram buckets "
