@@ -19,6 +19,7 @@ class CollectorConfig:
     batch_max_age_ms: int = 20
     poll_interval_ms: int = 10
     stats_interval_ms: int = 1000
+    sweep_interval_s: float = 60.0  # how often the process table forgets processes gone from /proc
     queue_max_messages: int = 20000
     message_timeout_ms: int = 300_000
     duration_s: float | None = None  # stop after this long (tests, benchmarks); None: until signalled

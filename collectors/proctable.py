@@ -227,6 +227,15 @@ class ProcTable:
     def exit(self, tgid: int) -> None:
         self._procs.pop(tgid, None)
 
+    def sweep(self) -> int:
+        """Forget processes gone from /proc whose exit was never seen (they ended before the probe
+        attached, or their exit record was dropped); returns how many. Called rarely: it lists /proc."""
+        alive = {int(n) for n in os.listdir("/proc") if n.isdigit()}
+        gone = [tgid for tgid in self._procs if tgid not in alive]
+        for tgid in gone:
+            del self._procs[tgid]
+        return len(gone)
+
     # --- /proc -------------------------------------------------------------------------------
     def seed(self) -> int:
         """Load every readable /proc entry; returns how many. Parents are linked after the scan."""

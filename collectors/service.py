@@ -157,6 +157,7 @@ def run(config: CollectorConfig, sink: Sink) -> dict[str, int]:
     stats_ns = config.stats_interval_ms * 1_000_000
     started = time.monotonic()
     next_stats = time.monotonic_ns() + stats_ns
+    next_sweep = time.monotonic() + config.sweep_interval_s
     while not stop.requested:
         if config.duration_s is not None and time.monotonic() - started >= config.duration_s:
             break
@@ -166,6 +167,9 @@ def run(config: CollectorConfig, sink: Sink) -> dict[str, int]:
         if time.monotonic_ns() >= next_stats:
             publish_stats()
             next_stats += stats_ns
+        if time.monotonic() >= next_sweep:
+            procs.sweep()
+            next_sweep += config.sweep_interval_s
 
     loader.detach(probe)
     pump()

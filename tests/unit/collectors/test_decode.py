@@ -169,3 +169,10 @@ def test_abspath_keeps_dirfd_relative_paths_raw() -> None:
     assert abspath(p, "a/../b") == "/home/u/b"
     assert abspath(p, "b", dirfd=5) == "b"
     assert abspath(p, "/etc//passwd") == "/etc/passwd"
+
+
+def test_sweep_forgets_processes_gone_from_proc(decoder: Decoder) -> None:
+    decoder.decode([rec("setuid", PARENT, a=(0,))])
+    assert decoder.procs.get(PARENT) is not None  # above pid_max: never in /proc
+    assert decoder.procs.sweep() >= 1
+    assert decoder.procs.get(PARENT) is None
