@@ -105,12 +105,23 @@ def test_schema_refuses_bad_values(helm: Helm, tmp_path: Path) -> None:
         helm.template("peregrine", bad)
 
 
+def test_more_workers_than_partitions_is_refused(helm: Helm, tmp_path: Path) -> None:
+    values = tmp_path / "idle.yaml"
+    values.write_text(yaml.safe_dump({"worker": {"replicas": 60}}))
+    with pytest.raises(AssertionError, match=r"worker.replicas \(60\) exceeds the partitions"):
+        helm.template("peregrine", values)
+    values.write_text(yaml.safe_dump({"worker": {"replicas": 60},
+                                      "strimzi": {"enabled": True, "partitions": {"events": 60}}}))
+    assert named(helm.template("peregrine", values), "Deployment", "pg-worker")["spec"]["replicas"] == 60
+
+
 def test_default_render_has_every_role(default_objects: list[dict[str, Any]]) -> None:
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in default_objects)
     assert kinds == sorted([
         ("ClusterRole", "pg-k8s-meta"), ("ClusterRoleBinding", "pg-k8s-meta"),
         ("ConfigMap", "pg-sink"), ("DaemonSet", "pg-collector"),
         ("Deployment", "pg-k8s-meta"), ("Deployment", "pg-sink-stdout"), ("Deployment", "pg-worker"),
+        ("PodDisruptionBudget", "pg-worker"),
         ("Service", "pg-collector-metrics"), ("Service", "pg-k8s-meta-metrics"),
         ("Service", "pg-sink-metrics"), ("Service", "pg-worker-metrics"),
         ("ServiceAccount", "peregrine-k8s-meta"),
