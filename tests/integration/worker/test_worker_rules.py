@@ -5,22 +5,29 @@ pod fields printed ``<NA>`` for a container the table does not know."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from worker_batches import container_id, make_batch
-from worker_harness import WorkerProcs, WorkerSetup, consume_until, produce
+from worker_harness import REPO, WorkerProcs, WorkerSetup, consume_until, produce
 
 import rules
+from collectors.capture import read_capture
 from collectors.wire import decode_batch
-from enrichers.records import ContainerMeta, encode
+from enrichers.records import ContainerMeta, ServiceMeta, encode
 from enrichers.table import K8sTable
+from rules.record import EV_PROC, P_CONTAINER_ID
 
 pytestmark = pytest.mark.kafka
 
 KNOWN, UNKNOWN = "node-known", "node-unknown"
+API_SERVER = ServiceMeta(ip="10.96.0.1", name="kubernetes", namespace="default",
+                         dns_name="kubernetes.default.svc.cluster.local")
 
 
 @pytest.fixture
@@ -83,3 +90,46 @@ def test_falco_rules_alerts_match_the_engine_with_kubernetes_fields(
     keys = {"hostname", "output", "output_fields", "priority", "rule", "source", "tags", "time", "uuid"}
     assert all(set(d) == keys for d in docs)
     json.dumps(docs)
+
+
+def test_replayed_attack_capture_gives_exactly_the_engines_alerts(
+    workers: WorkerProcs, falco_rules_dir: Path
+) -> None:
+    """`peregrine replay` of the recorded attack scenario (tests/data) -> `peregrine worker` with
+    Falco's stable + incubating rules and Peregrine's own, the pod and the API server's service on
+    `peregrine.k8s`: exactly the alerts (rule, priority, output) the engine gives for the capture."""
+    setup = workers.setup
+    capture = REPO / "tests" / "data" / "attack_scenario.cap"
+    rule_files = [falco_rules_dir / "falco_rules.yaml", falco_rules_dir / "falco-incubating_rules.yaml",
+                  REPO / "rules" / "data" / "peregrine_rules.yaml"]
+    frames = [f for f in read_capture(str(capture)) if f.kind == "events"]
+    cid = str(decode_batch(frames[0].value).events[0][EV_PROC][P_CONTAINER_ID])
+    k8s: list[ContainerMeta | ServiceMeta] = [replace(pod("demo-node"), container_id=cid), API_SERVER]
+    table = K8sTable()
+    for meta in k8s:
+        table.apply(*encode(meta))
+    ruleset = rules.load(rule_files, ip_names=table.ip_names)
+    want: Counter[tuple[str, str, str]] = Counter()
+    for frame in frames:
+        batch = decode_batch(frame.value)
+        table.enrich(batch.procs)
+        for ev, rule in ruleset.evaluate(batch.events):
+            alert = rules.build_alert(rule, ev)
+            want[(str(alert["rule"]), str(alert["priority"]), str(alert["output"]))] += 1
+    assert {r for r, _, _ in want} >= {"Terminal shell in container", "Contact K8S API Server From Container",
+                                       "Launch Package Management Process in Container"}
+
+    produce(setup.bootstrap, setup.topic("k8s"), [encode(m) for m in k8s])
+    replay = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay", str(capture), "--max-rate",
+         "--bootstrap", setup.bootstrap, "--events-topic", setup.topic("events"),
+         "--stats-topic", setup.topic("stats")],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert replay.returncode == 0, replay.stderr
+    workers.start(rule_files, standin=False)
+    n = sum(want.values())
+    alerts = consume_until(setup.bootstrap, setup.topic("alerts"), lambda r: len(r) >= n, 120, settle=3,
+                           on_timeout=workers.describe)
+    got = Counter((d["rule"], d["priority"], d["output"]) for d in (a.json() for a in alerts))
+    assert got == want
