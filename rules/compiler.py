@@ -68,6 +68,10 @@ _CALL = re.compile(r"\b_\w+\(")
 _PORT_NAMES = {"ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53, "http": 80, "https": 443}
 
 
+# how an unknown field's error starts, as libs words it; `skip-if-unknown-filter` looks for it
+UNKNOWN_FIELD = "filter_check called with nonexistent field"
+
+
 @dataclass(slots=True)
 class Constants:
     """Load-time objects (glob and regex programs, path tables, networks) the generated module
@@ -149,7 +153,7 @@ def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Ope
     found = lookup(node.name, node.arg)
     text = node.to_source()
     if found is None:
-        raise ctx.error(f"filter_check called with nonexistent field {text}", node.pos)
+        raise ctx.error(f"{UNKNOWN_FIELD} {text}", node.pos)
     spec, arg = found
     if spec.flags & FieldFlag.DEPRECATED:
         ctx.warn(f"field {spec.name} is deprecated (only exit events exist since Falco 0.42)", node.pos)
@@ -181,6 +185,8 @@ def transformer_operand(node: TransformerExpr, ctx: Context, *, output: bool = F
     if row is None:
         raise ctx.error(f"unknown transformer {node.transformer}", node.pos)
     name = node.transformer
+    if node.arg is not None and name != "getopt":  # libs: only getopt reads an [argument]
+        raise ctx.error(f"filter error: transformer '{name}' does not support field arguments", node.pos)
     if name == "join":
         if len(node.values) != 2 or not isinstance(node.values[0], ValueExpr) or not isinstance(
             node.values[1], ListExpr
@@ -632,6 +638,8 @@ def _lower_field_compare(
     if left.presence is not None or left.filter_only:
         raise ctx.error(f"field {left.text} does not support a field on the right-hand side", right.pos)
     if isinstance(right, FieldRefExpr):
+        if right.arg is not None:
+            raise ctx.error("filter error: transformer 'val' does not support field arguments", right.pos)
         found = lookup(right.field.name, right.field.arg)
         if found is not None and found[0].flags & (FieldFlag.NO_RHS | FieldFlag.FILTER_ONLY):
             message = f"field {right.field.to_source()} cannot be used on the right-hand side"

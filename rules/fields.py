@@ -32,6 +32,7 @@ from enum import IntFlag, StrEnum
 from rules import record as R
 from rules import render
 from rules import render_flags as rf
+from rules import render_params as rp
 
 Extractor = str | Callable[[str | None, int | None], str]
 
@@ -262,8 +263,7 @@ def _arg_raw(ev: list[object], name: str) -> object:
     return None if index is None else ev[R.EV_ARGS][index]  # type: ignore[index]
 
 
-_FD_TYPECHARS = "fd46upesliybmo"
-_FD_TYPES: Mapping[str, str] = {ch: render.fd_type_name(ch) for ch in _FD_TYPECHARS}
+_FD_TYPES: Mapping[str, str] = {ch: render.fd_type_name(ch) for ch in rf.FD_TYPE_NAMES}
 _SOCKFAMILY: Mapping[str, str] = {"4": "ip", "6": "ip", "u": "unix"}
 _OPEN_TYPES = frozenset({"open", "openat", "openat2"})
 _O_MAY_CREATE = rf.LINUX_O_CREAT | rf.LINUX_O_TMPFILE
@@ -289,8 +289,8 @@ def _is_open(mode: str) -> Callable[[str | None, int | None], str]:
             return f"_is_open_generic(ev, {mode!r})"
         name = R.EVENT_TYPES[event_type]
         params = R.EVENT_PARAM_INDEX[event_type]
-        if name == "creat":
-            return {"read": "False", "write": "True"}.get(mode, f"bool((a[{params['mode']}] or 0) & 0o111)")
+        if name == "creat":  # libs tests only the exec bits of creat's mode, never read/write
+            return f"bool((a[{params['mode']}] or 0) & 0o111)" if mode == "exec" else "False"
         if name not in _OPEN_TYPES:
             return "False"
         flags = f"(a[{params['flags']}] or 0)"
@@ -312,8 +312,7 @@ def _is_open_generic(ev: list[object], mode: str) -> bool:
     params = R.EVENT_PARAM_INDEX[type_id]
     name = R.EVENT_TYPES[type_id]
     if name == "creat":
-        created_exec = render.is_open_exec(rf.LINUX_O_CREAT, args[params["mode"]] or 0)
-        return mode == "write" or (mode == "exec" and created_exec)
+        return mode == "exec" and render.is_open_exec(rf.LINUX_O_CREAT, args[params["mode"]] or 0)
     if name not in _OPEN_TYPES:
         return False
     flags = args[params["flags"]] or 0
@@ -341,9 +340,37 @@ def _evt_arg(raw: bool) -> Callable[[str | None, int | None], str]:
             index = R.EVENT_PARAM_INDEX[event_type].get(arg)
         if index is None:
             return "None"
-        return f"a[{index}]" if raw else f"_render({event_type}, {index}, a[{index}])"
+        if raw:
+            return f"a[{index}]"
+        if _needs_event(event_type, index):
+            return f"_render({event_type}, {index}, a[{index}], event=ev)"
+        return f"{_text_fn_name(event_type, index)}(a[{index}])"
 
     return extract
+
+
+def _text_fn_name(type_id: int, index: int) -> str:
+    """The global bound to `render.arg_text_fn(type_id, index)` in generated code (`HELPERS`)."""
+    return f"_txt{type_id}_{index}"
+
+
+def _needs_event(type_id: int, index: int) -> bool:
+    """Whether the parameter's text depends on more than its raw value: an fd or path resolved
+    through the event's fd and process, an open mode zeroed by its flags, ptrace's data."""
+    spec = rp.SPECS[type_id][index]
+    if spec.context in (rp.FD, rp.PATH, rp.OPEN_MODE):
+        return True
+    return R.EVENT_TYPES[type_id] == "ptrace" and R.EVENT_PARAMS[type_id][index] == "data"
+
+
+def _evt_res(arg: str | None, event_type: int | None) -> str:
+    """evt.res as libs prints it for the event's type (`rules.render.evt_res`)."""
+    res = f"ev[{R.EV_RES}]"
+    if event_type is None:
+        return f"(None if {res} is None else _evt_res(ev[{R.EV_TYPE}], {res}))"
+    if render.evt_res(event_type, 0) is None:  # no return value at all (procexit)
+        return "None"
+    return f"(None if {res} is None else _evt_res({event_type}, {res}))"
 
 
 def _evt_type(arg: str | None, event_type: int | None) -> str:
@@ -381,9 +408,14 @@ HELPERS: dict[str, object] = {
     "_arg_raw": _arg_raw,
     "_render": render.render_arg,
     "_is_open_generic": _is_open_generic,
-    "_errno": render.errno_name,
+    "_evt_res": render.evt_res,
     "_caps": render.cap_names,
     "_render_args": render.render_args,
+    **{
+        _text_fn_name(t, i): render.arg_text_fn(t, i)
+        for t, names in enumerate(R.EVENT_PARAMS)
+        for i in range(len(names))
+    },
 }
 
 
@@ -424,8 +456,8 @@ _ROWS: tuple[FieldSpec, ...] = (
         f"ev[{R.EV_TS}]",
     ),
     FieldSpec(
-        "evt.res", CH, F.FEW_VALUES, "SUCCESS or the errno name of ev[EV_RES]",
-        _opt("_errno", f"ev[{R.EV_RES}]"),
+        "evt.res", CH, F.FEW_VALUES, "SUCCESS or the errno name of ev[EV_RES] (render.evt_res)",
+        _evt_res,
     ),
     FieldSpec("evt.rawres", I64, F.FEW_VALUES, "raw return value (ev[EV_RES])", f"ev[{R.EV_RES}]"),
     FieldSpec(

@@ -141,10 +141,18 @@ def compile_rules(
     for loaded in result.rules:
         location = _rule_location(loaded)
         ctx = cc.Context(location=location, constants=constants, warnings=warnings)
-        cc.check(loaded.condition, ctx)
-        for name in loaded.exception_fields:
-            _check_exception_field(name, ctx)
-        output = compile_output(loaded.output, location, constants=constants, ip_names=ip_names)
+        try:
+            cc.check(loaded.condition, ctx)
+            for name in loaded.exception_fields:
+                _check_exception_field(name, ctx)
+            output = compile_output(loaded.output, location, constants=constants, ip_names=ip_names)
+        except CompileError as exc:
+            # Falco's skip-if-unknown-filter: a rule naming a field this engine lacks (a newer
+            # plugin's, say) is dropped with a warning instead of failing the whole load
+            if not (loaded.skip_if_unknown_filter and exc.message.startswith(cc.UNKNOWN_FIELD)):
+                raise
+            warnings.append(LoadWarning("LOAD_UNKNOWN_FILTER", exc.message, exc.location))
+            continue
         if not loaded.enabled or loaded.priority > min_priority:
             continue
         global_name = f"_rule{len(compiled)}"
