@@ -10,8 +10,9 @@ What it runs, all on this machine and all torn down at the end (also on Ctrl-C):
    belong to a made-up pod ``default/mysql-db-7d9f8b6c5d-x2x4k`` (image mysql) and 10.96.0.1 to the
    ``kubernetes`` service. There is no cluster here, so this stands in for `peregrine k8s-meta`;
    the demo says so when it publishes them;
-4. `peregrine worker` with the rules (default: Falco's stable and incubating rules from
-   ``$PEREGRINE_FALCO_RULES`` when that directory exists, then Peregrine's own), and
+4. `peregrine worker` with the rules (default: Falco's stable and incubating rules from the
+   directory ``$PEREGRINE_FALCO_RULES``, else ``../shared/falco-rules`` beside the source tree, when
+   they are there; then Peregrine's own), and
 5. `peregrine sink` with a file destination; the demo follows that file and prints each alert's
    output to stdout as Falco does. ``--out FILE`` keeps the Falco JSON alerts there.
 
@@ -75,11 +76,15 @@ class Run:
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="peregrine demo", description=__doc__.split("\n", 1)[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="peregrine demo",
+        description="Replay the attack scenario through a local broker, worker and sink; print the alerts.",
+    )
     p.add_argument("--bootstrap", help="use this Kafka (host:port) instead of starting a local broker")
     p.add_argument("--capture", type=Path, default=CAPTURE, help="capture file to replay")
-    p.add_argument("--rules", type=Path, action="append", help="rules file, repeatable (default: see above)")
+    p.add_argument("--rules", type=Path, action="append",
+                   help="rules file, repeatable (default: Falco's stable and incubating rules from "
+                   "$PEREGRINE_FALCO_RULES when there, then Peregrine's own)")
     p.add_argument("--out", type=Path, help="also keep the Falco JSON alerts in this file")
     p.add_argument("--quiet", type=float, default=5.0, help="stop once no alert arrived for this long (s)")
     p.add_argument("--timeout", type=float, default=240.0, help="give up after this long (s)")
