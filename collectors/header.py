@@ -24,8 +24,8 @@ H_PPID: Final = 12
 H_UID: Final = 13
 H_GID: Final = 14
 H_LOGINUID: Final = 15
-H_SID: Final = 16
-H_TTY: Final = 17
+H_TTY: Final = 16
+H_SID: Final = 17  # sid, vpid, vpgid: exec and fork records only (0 otherwise)
 H_VPID: Final = 18
 H_VPGID: Final = 19
 H_EVT: Final = 20
@@ -34,12 +34,12 @@ H_FLAGS: Final = 22
 H_COMM: Final = 24
 # h[H_CTX_FIRST:H_CTX_END] is the process context compared per event to detect a changed process
 H_CTX_FIRST: Final = H_PPID
-H_CTX_END: Final = H_VPGID + 1
+H_CTX_END: Final = H_TTY + 1
 
 # (C member, byte offset) for the layout test
 C_OFFSETS: Final = (
     ("ts", 0), ("cgroup_id", 8), ("ret", 16), ("a", 24), ("pstart", 72), ("tgid", 80), ("tid", 84),
-    ("ppid", 88), ("uid", 92), ("gid", 96), ("loginuid", 100), ("sid", 104), ("tty", 108),
+    ("ppid", 88), ("uid", 92), ("gid", 96), ("loginuid", 100), ("tty", 104), ("sid", 108),
     ("vpid", 112), ("vpgid", 116), ("evt", 120), ("len", 122), ("flags", 124), ("pad", 126),
     ("comm", 128),
 )

@@ -133,6 +133,15 @@ static __always_inline void pg_context(struct pg_hdr *h, u16 evt) {
         /* new_encode_dev, as /proc/PID/stat prints tty_nr */
         h->tty = (minor & 0xff) | ((u32)major << 8) | ((minor & ~0xffu) << 12);
     }
+}
+
+/* session and namespaced ids: exec and fork records only (they change with setsid/setpgid, which
+ * processes call between fork and exec; the process table keeps them between those records) */
+static __always_inline void pg_session(struct pg_hdr *h) {
+    char *task = (char *)bpf_get_current_task(), *sig = 0;
+    RD(sig, task + OFF_TASK_SIGNAL);
+    if (!sig)
+        return;
     char *pids[4] = {}; /* PIDTYPE_PID, TGID, PGID, SID */
     bpf_probe_read_kernel(pids, sizeof(pids), sig + OFF_SIGNAL_PIDS);
     u32 level = 0;
@@ -387,6 +396,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     b->h.a[4] = old_tid;
     b->h.a[5] = 0;
     b->h.pstart = pg_leader_start();
+    pg_session(&b->h);
     pg_put_str(b, (char *)args + (args->data_loc_filename & 0xffff), 1);
     pg_put_user(b, (const void *)start, b->h.a[3]);
     return pg_submit(b);
@@ -408,6 +418,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
         return 0;
     pg_context(&b->h, PG_EVT_FORK);
     b->h.pstart = pg_leader_start();
+    pg_session(&b->h);
     b->h.a[0] = ctgid;
     b->h.a[1] = 0;
     RD(b->h.a[1], child + OFF_TASK_START_BOOTTIME);

@@ -35,10 +35,10 @@ struct pg_hdr {
     __u32 uid;         /* effective */
     __u32 gid;         /* effective */
     __u32 loginuid;    /* 0xffffffff when unset */
-    __u32 sid;         /* session id, host pid namespace */
     __u32 tty;         /* tty_nr as in /proc/PID/stat, 0 when none */
-    __u32 vpid;        /* tgid in the task's own pid namespace */
-    __u32 vpgid;       /* process group in the task's own pid namespace */
+    __u32 sid;         /* session id, host pid namespace: exec and fork records only, else 0 */
+    __u32 vpid;        /* tgid in the task's own pid namespace: exec and fork records only */
+    __u32 vpgid;       /* process group in the task's own pid namespace: exec and fork only */
     __u16 evt;         /* rules/record.py event-type id, or PG_EVT_* */
     __u16 len;         /* payload bytes after this header */
     __u16 flags;       /* PG_FLAG_* */

@@ -150,11 +150,12 @@ class ProcTable:
         p[P_USER], p[P_GROUP] = self._user(uid), self._group(gid)
         p[P_LOGINUID] = -1 if loginuid == LOGINUID_UNSET else loginuid
         p[P_LOGINNAME] = self._user(loginuid) if loginuid != LOGINUID_UNSET else None
-        p[P_SID] = sid
-        leader = self.get(sid)
-        p[P_SNAME] = leader[P_NAME] if leader is not None else (p[P_NAME] if sid == p[P_PID] else None)
+        if h[H_VPID]:  # exec and fork records carry the session and namespaced ids
+            p[P_SID] = sid
+            leader = self.get(sid)
+            p[P_SNAME] = leader[P_NAME] if leader is not None else (p[P_NAME] if sid == p[P_PID] else None)
+            p[P_VPID], p[P_VPGID] = h[H_VPID], h[H_VPGID]
         p[P_TTY] = h[H_TTY]
-        p[P_VPID], p[P_VPGID] = h[H_VPID], h[H_VPGID]
         cgroup_id = h[H_CGROUP]
         assert isinstance(cgroup_id, int)
         if cgroup_id == _ROOT_CGROUP:

@@ -52,7 +52,8 @@ def rec(evt: str | int, tgid: int, *, ret: int = 0, a: tuple[int, ...] = (), ite
     payload = b"".join(struct.pack("<H", len(i)) + i for i in items)
     args = list(a) + [0] * (6 - len(a))
     evt_id = EVENT_TYPE_IDS[evt] if isinstance(evt, str) else evt
-    hdr = HDR.pack(ts, 1, ret, *args, 0, tgid, tgid, ppid, uid, uid, loginuid, tgid, tty, tgid, tgid,
+    ids = tgid if evt_id == PG_EVT_FORK or evt in ("execve", "execveat") and ret == 0 else 0
+    hdr = HDR.pack(ts, 1, ret, *args, 0, tgid, tgid, ppid, uid, uid, loginuid, tty, ids, ids, ids,
                    evt_id, len(payload), 0, 0, comm)
     return hdr + payload
 
