@@ -30,6 +30,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import free_port
 from metric_catalog import ROOT, catalog
+from test_grafana_dashboard import METRIC, dashboard, expressions
 
 SAMPLE = json.loads((ROOT / "tests" / "unit" / "sinks" / "alert_sample.json").read_text())
 ALERTS = 20
@@ -184,3 +185,21 @@ def test_latency_buckets_resolve_sub_second_latencies(scraped: Scraped) -> None:
     buckets = query(scraped.prometheus, 'peregrine_sink_latency_seconds_bucket{destination="archive"}')
     bounds = sorted(float(b["metric"]["le"]) for b in buckets if b["metric"]["le"] != "+Inf")
     assert len([b for b in bounds if 0 < b < 1]) >= 5, bounds
+
+
+def test_dashboard_panels_show_data_for_the_scraped_roles(scraped: Scraped) -> None:
+    """Every dashboard expression whose series all exist in this Prometheus returns data: label
+    matchers, groupings and functions fit the real series, not just their names."""
+    prom = scraped.prometheus
+    wait_for(lambda: query(prom, "count(peregrine_k8s_meta_keys) and count(peregrine_sink_delivered_total)"),
+             "both roles scraped")
+    present = {s["__name__"] for s in prom.series('{__name__=~"peregrine_.+"}')}
+    checked = []
+    for expr in expressions(dashboard()):
+        names = set(METRIC.findall(expr))
+        if expr.startswith("label_values(") or not names <= present:
+            continue
+        promql = expr.replace("$__rate_interval", "1m").replace("$destination", ".*")
+        wait_for(lambda q=promql: query(prom, q), f"data for {expr}")
+        checked.append(expr)
+    assert len(checked) >= 8, checked
