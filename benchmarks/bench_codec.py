@@ -22,7 +22,7 @@ import msgpack
 
 from benchmarks.results import median_rate, record
 from collectors.wire import Batch, decode_batch, encode_batch
-from rules.record import EVENT_TYPE_IDS, FD_LEN, P_NAME, P_PARENT, PROCESS_LEN
+from rules.record import EVENT_PARAMS, EVENT_TYPE_IDS, FD_LEN, P_NAME, P_PARENT, PROCESS_LEN
 
 PER_BATCH = 500
 
@@ -55,7 +55,7 @@ def realistic_batches(n_events: int, seed: int = 1) -> list[Batch]:
                 args = [0, "10.0.0.5:41234->10.96.0.1:443", 5]
                 fd = [5, "4", args[1], None, "tcp", "10.0.0.5", 41234, "10.96.0.1", 443, False, True, False]
             else:
-                args = [0, "x", ["a"], 1, 2, 3]
+                args = ([0, "x", ["a"], 1, 2, 3] * 3)[: len(EVENT_PARAMS[EVENT_TYPE_IDS[kind]])]
             assert fd is None or len(fd) == FD_LEN
             ts = 1_700_000_000_000_000_000 + i
             num = b * PER_BATCH + i + 1

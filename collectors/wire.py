@@ -23,9 +23,11 @@ from typing import Any, Final
 import msgpack
 
 from rules.record import (
+    EV_ARGS,
     EV_PROC,
     EV_TYPE,
     EVENT_LEN,
+    EVENT_PARAMS,
     EVENT_TYPES,
     P_CONTAINER,
     P_PARENT,
@@ -40,6 +42,7 @@ from rules.record import (
 MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
 _KEYS: Final = ("v", "node", "boot_id", "seq", "t_first", "t_last", "procs", "events")
 _N_TYPES: Final = len(EVENT_TYPES)
+_N_PARAMS: Final = tuple(len(p) for p in EVENT_PARAMS)
 
 
 class WireError(ValueError):
@@ -142,6 +145,13 @@ def _validate(obj: Any) -> Batch:
             raise WireError("unknown event type", f"events[{i}] type {etype!r}")
         if type(proc) is not int or not 0 <= proc < n_procs:
             raise WireError("bad process reference", f"events[{i}] process {proc!r} of {n_procs}")
+        args = ev[EV_ARGS]
+        # compiled rules index parameters positionally: a short list would fail mid-evaluation
+        if type(args) is not list or len(args) != _N_PARAMS[etype]:
+            raise WireError(
+                "bad event record",
+                f"events[{i}] ({EVENT_TYPES[etype]}) needs {_N_PARAMS[etype]} parameters",
+            )
         ev[EV_PROC] = procs[proc]
     return Batch(
         node=node,

@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from collectors.wire import Batch, decode_batch, encode_batch
-from rules.record import EVENT_TYPE_IDS, P_NAME, P_PARENT, PROCESS_LEN
+from rules.record import EVENT_PARAMS, EVENT_TYPE_IDS, P_NAME, P_PARENT, PROCESS_LEN
 
 pytestmark = pytest.mark.kafka
 
@@ -37,12 +37,13 @@ def make_batches(seed: int) -> list[tuple[str, bytes]]:
             p[5] = ["-c", "x" * rng.randint(0, 40)]
             p[P_PARENT] = -1 if i == 0 else rng.randrange(i)
             procs.append(p)
-        events = [
-            [rng.choice(types), 1_700_000_000_000_000_000 + b * PER_BATCH + i, 1000 + i % 8, i % 8,
-             rng.choice([0, 3, -2]), [3, -100, f"/etc/file{rng.randint(0, 999)}", 0o2, 0, 0, 0], None,
-             b * PER_BATCH + i + 1]
-            for i in range(PER_BATCH)
-        ]
+        events = []
+        for i in range(PER_BATCH):
+            etype = rng.choice(types)
+            args: list[object] = [3, -100, f"/etc/file{rng.randint(0, 999)}", 0o2, 0, 0, 0]
+            args = (args * 3)[: len(EVENT_PARAMS[etype])]
+            events.append([etype, 1_700_000_000_000_000_000 + b * PER_BATCH + i, 1000 + i % 8, i % 8,
+                           rng.choice([0, 3, -2]), args, None, b * PER_BATCH + i + 1])
         seq[node] += 1
         batch = Batch(node, "boot-1", seq[node], events[0][1], events[-1][1], procs, events)
         out.append((node, encode_batch(batch)))

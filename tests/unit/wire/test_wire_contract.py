@@ -11,6 +11,7 @@ from collectors.wire import MAX_BATCH_BYTES, Batch, WireError, decode_batch, enc
 from rules.record import (
     EV_PROC,
     EVENT_LEN,
+    EVENT_PARAMS,
     EVENT_TYPES,
     FD_LEN,
     P_CONTAINER,
@@ -49,7 +50,8 @@ def batches(draw: st.DrawFn) -> Batch:
         ev = [draw(scalar) for _ in range(EVENT_LEN)]
         ev[0] = draw(st.integers(min_value=0, max_value=len(EVENT_TYPES) - 1))
         ev[EV_PROC] = draw(st.integers(min_value=0, max_value=n_procs - 1))
-        ev[5] = draw(st.lists(scalar, max_size=6))
+        n_params = len(EVENT_PARAMS[ev[0]])
+        ev[5] = draw(st.lists(scalar, min_size=n_params, max_size=n_params))
         ev[6] = draw(st.one_of(st.none(), st.lists(scalar, min_size=FD_LEN, max_size=FD_LEN)))
         events.append(ev)
     return Batch(
@@ -94,7 +96,7 @@ def test_decode_resolves_process_and_parent_references() -> None:
     parent[P_PARENT], parent[P_NAME] = -1, "containerd-shim"
     child = [None] * PROCESS_LEN
     child[P_PARENT], child[P_NAME] = 0, "bash"
-    ev = [0, 1, 42, 1, 0, [], None, 1]
+    ev = [0, 1, 42, 1, 0, [None] * len(EVENT_PARAMS[0]), None, 1]
     decoded = decode_batch(encode_batch(Batch("node-a", "boot", 7, 1, 1, [parent, child], [ev])))
     proc = decoded.events[0][EV_PROC]
     assert proc[P_NAME] == "bash"
@@ -107,7 +109,7 @@ def _envelope(**changes: object) -> dict[str, object]:
     p[P_PARENT] = -1
     env: dict[str, object] = {
         "v": SCHEMA_VERSION, "node": "n", "boot_id": "b", "seq": 1, "t_first": 0, "t_last": 0,
-        "procs": [p], "events": [[0, 0, 1, 0, 0, [], None, 1]],
+        "procs": [p], "events": [[0, 0, 1, 0, 0, [None] * len(EVENT_PARAMS[0]), None, 1]],
     }
     env.update(changes)
     return env
@@ -146,6 +148,8 @@ def _bad_proc(**slots: object) -> list[object]:
         (msgpack.packb(_envelope(events=[[len(EVENT_TYPES), 0, 1, 0, 0, [], None, 1]])),
          "unknown event type"),
         (msgpack.packb(_envelope(events=[[0, 0, 1, 0]])), "bad event record"),
+        (msgpack.packb(_envelope(events=[[0, 0, 1, 0, 0, [1], None, 1]])), "bad event record"),
+        (msgpack.packb(_envelope(events=[[0, 0, 1, 0, 0, None, None, 1]])), "bad event record"),
         (msgpack.packb(_envelope(events=[{"type": 0}])), "bad event record"),
         (msgpack.packb({1: 2}), "malformed msgpack"),  # strict_map_key: only str/bytes keys
         (b"\xa3\xff\xfe\xfd", "malformed msgpack"),  # invalid UTF-8 in a str
