@@ -104,20 +104,35 @@ class Ruleset:
 
 
 def _batch_source(all_matches: bool) -> str:
+    """The batch loop: dispatch by ``ev[0]`` through a list, everything in locals.
+
+    The list (`_BY_ID_FIRST`/`_BY_ID_ALL`) holds each event type's function and None past the
+    last type id, as many Nones as there are types, so a negative id up to that size lands on a
+    None as well; any other id (too large, too negative, not an int) raises, and the loop starts
+    over through the dictionary, which answers exactly as ``match``/``match_all`` do."""
     if all_matches:
         body = "            for r in fn(ev):\n                append((ev, r))\n"
         table = "_ALL"
     else:
         body = "            r = fn(ev)\n            if r is not None:\n                append((ev, r))\n"
         table = "_FIRST"
-    return (
-        "def _evaluate(events):\n"
+    loop = (
         "    out = []\n"
         "    append = out.append\n"
-        f"    get = {table}.get\n"
         "    for ev in events:\n"
-        "        fn = get(ev[0])\n"
+        "        fn = {lookup}\n"
         "        if fn is not None:\n" + body + "    return out\n"
+    )
+    return (
+        "def _evaluate_checked(events):\n"
+        f"    get = {table}.get\n" + loop.format(lookup="get(ev[0])") + "\n\n"
+        f"def _evaluate(events, fns=_BY_ID{table}):\n"
+        "    if events.__class__ is not list:\n"
+        "        events = list(events)  # the fallback may need to start over\n"
+        "    try:\n"
+        + "".join(f"    {line}\n" for line in loop.format(lookup="fns[ev[0]]").splitlines())
+        + "    except (IndexError, TypeError):\n"
+        "        return _evaluate_checked(events)\n"
     )
 
 
@@ -211,6 +226,11 @@ def _build(
         all_entries.append(f"{type_id}: _all_{name}")
     parts.append("_FIRST = {" + ", ".join(first_entries) + "}\n")
     parts.append("_ALL = {" + ", ".join(all_entries) + "}\n")
+    for kind, prefix in (("_FIRST", "_first_"), ("_ALL", "_all_")):
+        by_id = ["None"] * (2 * len(EVENT_TYPES))
+        for type_id in per_type:
+            by_id[type_id] = prefix + EVENT_TYPES[type_id]
+        parts.append(f"_BY_ID{kind} = [{', '.join(by_id)}]\n")
     parts.append(_batch_source(all_matches))
     module_source = "\n".join(parts)
     namespace: dict[str, Any] = {

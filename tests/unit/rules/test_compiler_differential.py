@@ -88,3 +88,29 @@ def test_shared_functions_agree_with_each_rule_alone(falco_rules_dir: Path, all_
         distinct.update(r.name for r in want)
     # the variation reaches deep into the rules: many events and many different rules match
     assert checked == 3000 and matched > 100 and len(distinct) >= 15, (matched, len(distinct))
+
+
+@pytest.mark.parametrize("all_matches", [False, True])
+def test_batch_loop_agrees_with_match(falco_rules_dir: Path, all_matches: bool) -> None:
+    """`evaluate` (list dispatch, with its fallback for ids outside the table) gives per event
+    what `match`/`match_all` give, on lists, iterators and odd event type ids."""
+    result = load_files([falco_rules_dir / f for f in FILES])
+    ruleset = compile_rules(result, all_matches=all_matches)
+    literals = sorted(set(re.findall(r"'([^'\\]{1,60})'", ruleset.source())))
+    events = _varied_events(literals, seed=11)[:1500]
+    for i, type_id in enumerate((-1, -len(R.EVENT_TYPES), len(R.EVENT_TYPES), 10**6, -(10**6))):
+        odd = list(events[i])
+        odd[R.EV_TYPE] = type_id
+        events.insert(700 + i, odd)
+    def one_by_one(batch: list[list[object]]) -> list[tuple[int, str]]:
+        pairs = []
+        for ev in batch:
+            first = ruleset.match(ev)
+            found = ruleset.match_all(ev) if all_matches else [] if first is None else [first]
+            pairs += [(id(ev), rule.name) for rule in found]
+        return pairs
+
+    for batch, given in ((events, events), (events, iter(events)), (events[:600], events[:600])):
+        expected = one_by_one(batch)
+        assert [(id(ev), rule.name) for ev, rule in ruleset.evaluate(given)] == expected
+        assert expected
