@@ -19,6 +19,12 @@ from typing import Final
 
 log = logging.getLogger("peregrine.telemetry")
 
+# The SDK's default histogram boundaries (0, 5, 10 ... 10000) suit milliseconds; our latencies are
+# in seconds and matter below one, so every histogram with unit "s" gets second-scale buckets.
+SECONDS_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+
 # One default port per role so a node running several roles exposes them side by side.
 DEFAULT_PORTS: Final = {"collect": 9464, "worker": 9465, "sink": 9466, "k8s-meta": 9467}
 
@@ -47,8 +53,9 @@ class TelemetryConfig:
 def setup_telemetry(role: str, config: TelemetryConfig | None = None) -> None:
     """Install the SDK meter provider for this process (call once, at the start of a role)."""
     from opentelemetry import metrics
-    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics import Histogram, MeterProvider
     from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
     from opentelemetry.sdk.resources import Resource
 
     cfg = config or TelemetryConfig.from_env(role)
@@ -72,4 +79,9 @@ def setup_telemetry(role: str, config: TelemetryConfig | None = None) -> None:
             PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=cfg.export_interval_ms)
         )
     resource = Resource.create({"service.name": "peregrine", "peregrine.role": cfg.role})
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+    seconds = View(
+        instrument_type=Histogram,
+        instrument_unit="s",
+        aggregation=ExplicitBucketHistogramAggregation(SECONDS_BUCKETS),
+    )
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers, views=[seconds]))

@@ -178,9 +178,6 @@ def test_no_series_names_a_pod_host_or_instance(scraped: Scraped) -> None:
         ("peregrine", "sink"), ("peregrine", "k8s-meta")}
 
 
-@pytest.mark.xfail(strict=True, reason="streams/telemetry.py keeps the SDK's default histogram buckets "
-                   "(0, 5, 10, 25, ... 10000: made for milliseconds), so every latency in seconds below 5 s "
-                   "lands in one bucket; fix: a View with second-scale boundaries (see the deploy report)")
 def test_latency_buckets_resolve_sub_second_latencies(scraped: Scraped) -> None:
     buckets = query(scraped.prometheus, 'peregrine_sink_latency_seconds_bucket{destination="archive"}')
     bounds = sorted(float(b["metric"]["le"]) for b in buckets if b["metric"]["le"] != "+Inf")
