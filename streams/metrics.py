@@ -41,7 +41,8 @@ def worker_metrics() -> WorkerMetrics:
             "peregrine.worker.alerts", unit="{alert}", description="Rule alerts produced, by priority"
         ),
         dlq=meter.create_counter(
-            "peregrine.worker.dlq", unit="{batch}", description="Batches dead-lettered, by reason"
+            "peregrine.worker.dlq", unit="{message}",
+            description="Messages (event batches, stats records) dead-lettered, by reason"
         ),
         gaps=meter.create_counter(
             "peregrine.worker.gaps", unit="{gap}", description="Jumps in a node's batch sequence"

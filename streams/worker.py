@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from enrichers.errors import RecordError
+from enrichers.metrics import table_metrics
 from enrichers.table import K8sTable
 from streams import app as worker_app
 from streams.config import ConfigError, WorkerConfig, from_args
@@ -49,6 +50,7 @@ def run(config: WorkerConfig, engine: RulesEngine) -> int:
     """Run until stopped; returns the process exit code."""
     metrics = worker_metrics()
     table = K8sTable()
+    table_metrics(table)  # the worker's copy of peregrine.k8s: size, hits, misses for Grafana
     try:
         rules = LiveRules(engine, config.rules_files, metrics, ip_names=table.ip_names)
     except Exception as exc:
