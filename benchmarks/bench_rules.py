@@ -5,21 +5,31 @@ Loads the two rules files, evaluates `benchmarks.workload` events in batches wit
 several runs, with the ratio against a floor measured in the same process: a bare loop that only
 reads each record's event type. Goal (DESIGN.md): >= 1,000,000 events/s per core.
 
-    python -m benchmarks.bench_rules [--events 200000] [--runs 7] [--all-matches]
+    python -m benchmarks.bench_rules [--events 200000] [--runs 7] [--all-matches] [--profile]
+
+``--profile`` records nothing: it prints one JSON line saying, per event type of the mix, its
+share of events and of the engine's CPU time, the microseconds per event of its function, and
+how many lines of generated code an event of that type runs (traced on a sample).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import rules
 from benchmarks.results import median_rate, record
 from benchmarks.workload import make_events
+from rules import record as R
 
 _DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "shared" / "falco-rules"
 RULES_DIR = Path(os.environ.get("PEREGRINE_FALCO_RULES", _DEFAULT_RULES_DIR))
@@ -33,6 +43,48 @@ def _cpu_rate(fn: Callable[[], int]) -> float:
     return n / (time.process_time() - start)
 
 
+def _lines_per_event(fn: Callable[[list[object]], object], events: list[list[object]]) -> float:
+    """Lines of generated code run per event, traced (slow: use a sample)."""
+    count = 0
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        nonlocal count
+        count += event == "line"
+        return local
+
+    def calls(frame: FrameType, event: str, arg: Any) -> Any:
+        return local if frame.f_code.co_filename == "<peregrine rules>" else None
+
+    sys.settrace(calls)
+    try:
+        for ev in events:
+            fn(ev)
+    finally:
+        sys.settrace(None)
+    return count / max(1, len(events))
+
+
+def profile(ruleset: rules.Ruleset, events: list[list[object]], total_cpu: float) -> dict[str, object]:
+    """Per event type: share of events and of CPU, cost per event, lines run per event."""
+    by_type: dict[int, list[list[object]]] = collections.defaultdict(list)
+    for ev in events:
+        by_type[ev[R.EV_TYPE]].append(ev)  # type: ignore[index]
+    rows: dict[str, object] = {}
+    for type_id, group in sorted(by_type.items(), key=lambda item: -len(item[1])):
+        match = ruleset.match
+        start = time.process_time()
+        for ev in group:
+            match(ev)
+        cpu = time.process_time() - start
+        rows[R.EVENT_TYPES[type_id]] = {
+            "events_share": round(len(group) / len(events), 3),
+            "cpu_share": round(cpu / total_cpu, 3),
+            "us_per_event": round(cpu / len(group) * 1e6, 2),
+            "lines_per_event": round(_lines_per_event(match, group[:2000]), 1),
+        }
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -40,6 +92,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--all-matches", action="store_true", help="evaluate every rule (rule_matching: all)")
+    parser.add_argument("--profile", action="store_true", help="print the per-event-type breakdown only")
     args = parser.parse_args()
 
     names = {"10.96.0.1": "kubernetes.default.svc.cluster.local"}
@@ -61,6 +114,9 @@ def main() -> None:
         return n
 
     engine()  # warm-up
+    if args.profile:
+        print(json.dumps(profile(ruleset, events, 1 / _cpu_rate(engine) * n)))
+        return
     # "Per core" is events per second of CPU time of this process (time.process_time), so other
     # work on a shared machine does not count against the engine; wall-clock rates are reported
     # too. Engine and floor alternate run by run, so both see the same machine state, and the
