@@ -246,7 +246,7 @@ def _arg_text(ev: list[object], name: str) -> str | None:
     index = R.EVENT_PARAM_INDEX[type_id].get(name) if type_id < len(R.EVENT_PARAMS) else None  # type: ignore[operator,call-overload]
     if index is None:
         return None
-    return render.render_arg(type_id, index, ev[R.EV_ARGS][index])  # type: ignore[arg-type,index]
+    return render.render_arg(type_id, index, ev[R.EV_ARGS][index], event=ev)  # type: ignore[arg-type,index]
 
 
 def _arg_text_at(ev: list[object], index: int) -> str | None:
@@ -254,7 +254,7 @@ def _arg_text_at(ev: list[object], index: int) -> str | None:
     args = ev[R.EV_ARGS]
     if index >= len(args):  # type: ignore[arg-type]
         return None
-    return render.render_arg(type_id, index, args[index])  # type: ignore[arg-type,index]
+    return render.render_arg(type_id, index, args[index], event=ev)  # type: ignore[arg-type,index]
 
 
 def _arg_raw(ev: list[object], name: str) -> object:
@@ -484,7 +484,8 @@ _ROWS: tuple[FieldSpec, ...] = (
         _evt_arg(True)
     ),
     FieldSpec(
-        "evt.args", CH, F.NONE, "all parameters rendered", f"_render_args(ev[{R.EV_TYPE}], ev[{R.EV_ARGS}])"
+        "evt.args", CH, F.NONE, "all parameters rendered",
+        f"_render_args(ev[{R.EV_TYPE}], ev[{R.EV_ARGS}], event=ev)",
     ),
     FieldSpec("evt.buffer", BUF, F.NONE, "data buffer: never carried by Peregrine records", "None"),
     # --- proc.* / thread.* ----------------------------------------------------------------------

@@ -78,6 +78,9 @@ def test_evt_arg_fd_resolves_through_the_event() -> None:
     fd = {"num": 3, "typechar": "f", "name": "/etc/shadow"}
     ev = build_event("fchmod", args={"fd": 3, "mode": 0o644}, res=0, fd=fd)
     assert matches("evt.type = fchmod and evt.arg.fd = '<f>/etc/shadow'", ev)
+    # outputs resolve the same way as conditions
+    assert output_of("%evt.arg.fd %evt.arg[1]", ev) == "<f>/etc/shadow <f>/etc/shadow"
+    assert "fd=3(<f>/etc/shadow)" in output_of("%evt.args", ev)
 
 
 def open_with_typechar(typechar: str) -> list[object]:
