@@ -158,10 +158,17 @@ def run(config: CollectorConfig, sink: Sink) -> dict[str, int]:
     started = time.monotonic()
     next_stats = time.monotonic_ns() + stats_ns
     next_sweep = time.monotonic() + config.sweep_interval_s
+    next_tick = time.monotonic()
     while not stop.requested:
         if config.duration_s is not None and time.monotonic() - started >= config.duration_s:
             break
-        time.sleep(poll_s)
+        # a fixed period, not a fixed sleep: with a backlog the next drain starts at once
+        next_tick += poll_s
+        delay = next_tick - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            next_tick = time.monotonic()
         pump()
         sink.poll()
         if time.monotonic_ns() >= next_stats:
