@@ -317,6 +317,10 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
         name = ctx.constants.add(("pmatch", paths), lambda: ops.pmatch_program(paths))
         return _guarded(left, lambda t: f"{name}({t})", ctx, op.cost)
     if op.rhs == "list":
+        if not parsed and op_name in ("in", "intersects"):
+            # ``x in ()`` holds for no value, missing included: Falco's rules test many lists
+            # users fill in (user_known_*, allowed_*), and folding them drops dead branches
+            return FALSE
         literal = set_literal(parsed)
         if left.multi:
             return _guarded(left, lambda t: f"{t} in {literal}", ctx, op.cost)

@@ -135,3 +135,15 @@ def test_without_skip_if_unknown_filter_an_unknown_field_fails() -> None:
     with pytest.raises(CompileError):  # skipping covers unknown fields only
         compile_items({"rule": "r", "condition": "evt.type = execve and proc.name = val(proc.aname)",
                        "skip-if-unknown-filter": True})  # fmt: skip
+
+
+def test_an_empty_list_holds_no_value() -> None:
+    ev = build_event("execve", proc={"name": "bash"})
+    assert not matches("evt.type = execve and proc.name in ()", ev)
+    assert not matches("evt.type = execve and proc.args intersects ()", ev)
+    assert matches("evt.type = execve and not proc.name in ()", ev)
+    missing = build_event("execve", proc={"name": None})
+    assert matches("evt.type = execve and not proc.name in ()", missing)
+    # a rule needing a value from an empty list is evaluated on no event type at all
+    ruleset = compile_items({"rule": "r", "condition": "evt.type = execve and proc.name in ()"})
+    assert ruleset.rules[0].event_types == frozenset() and ruleset.source("execve") == ""
