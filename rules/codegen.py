@@ -45,8 +45,9 @@ def resolve(lines: Sequence[str], values: Values) -> tuple[list[str], list[tuple
 
     A plain list index read by three or more leaves gets a local; a read that calls a helper, if
     two or more leaves need it, is computed on first use and kept (``_vN``, defined as the
-    `_UNSET` sentinel), so nothing runs that the short-circuit would have skipped; other reads
-    stay inline."""
+    `_UNSET` sentinel), so nothing runs that the short-circuit would have skipped; so is any
+    other compound read (``p[26][:12]`` behind its None test) three or more leaves need; other
+    reads stay inline."""
     uses = [0] * len(values.codes)
     reuses = [0] * len(values.codes)
     for text in lines:
@@ -68,7 +69,7 @@ def resolve(lines: Sequence[str], values: Values) -> tuple[list[str], list[tuple
             else:
                 binding.append(code)
                 again.append(code)
-        elif uses[n] >= 2 and CALL.search(code):
+        elif uses[n] >= 2 and CALL.search(code) or uses[n] >= 3:
             defs.append((local, "_UNSET"))
             binding.append(f"({local} if {local} is not _UNSET else ({local} := {code}))")
             again.append(local)
