@@ -43,6 +43,21 @@ _REMOTES = (("10.96.0.10", 53, "udp"), ("10.244.1.17", 8080, "tcp"), ("142.250.7
 _API_SERVER = ("10.96.0.1", 443, "tcp")  # kubernetes.default.svc.cluster.local
 _SERVERS = (("/usr/local/bin/python3", "python3"), ("/usr/local/bin/node", "node"), ("/usr/bin/java", "java"),
             ("/usr/sbin/nginx", "nginx"), ("/usr/local/bin/envoy", "envoy"))  # fmt: skip
+# environments as processes have them: kubelet injects service variables into every container,
+# and rules such as "proc.env icontains glibc_tunables" scan all of it
+_ENV_HOST = (
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "HOME=/root",
+    "INVOCATION_ID=5f3c0e6f0d2c4a0c9c1b0a4f1e2d3c4b", "JOURNAL_STREAM=8:23456",
+)  # fmt: skip
+_ENV_CONTAINER = (
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=api-7f9c6d5b8-x2kqz",
+    "HOME=/app", "LANG=C.UTF-8", "APP_ENV=production", "LOG_LEVEL=info",
+    "KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443", "KUBERNETES_SERVICE_PORT_HTTPS=443",
+    "KUBERNETES_PORT=tcp://10.96.0.1:443", "KUBERNETES_PORT_443_TCP=tcp://10.96.0.1:443",
+    "KUBERNETES_PORT_443_TCP_PROTO=tcp", "KUBERNETES_PORT_443_TCP_PORT=443",
+    "KUBERNETES_PORT_443_TCP_ADDR=10.96.0.1", "REDIS_SERVICE_HOST=10.96.14.7", "REDIS_SERVICE_PORT=6379",
+    "REDIS_PORT=tcp://10.96.14.7:6379", "API_SERVICE_HOST=10.96.33.2", "API_SERVICE_PORT=8080",
+)  # fmt: skip
 _RUNTIME = (("/usr/bin/runc", "runc"), ("/usr/bin/containerd-shim-runc-v2", "containerd-shim"))
 
 
@@ -73,7 +88,7 @@ def _process(
     p[R.P_LOGINUID], p[R.P_LOGINNAME], p[R.P_SID], p[R.P_SNAME] = -1, None, pid, name
     p[R.P_VPID], p[R.P_VPGID], p[R.P_START] = pid % 1000 + 2, pid % 1000 + 2, 1_700_000_000_000_000_000
     p[R.P_CAP_EFF] = p[R.P_CAP_PERM] = p[R.P_CAP_INH] = 0
-    p[R.P_EXE_FLAGS], p[R.P_ENV] = R.EXE_LOWER_LAYER, ["PATH=/usr/bin", "HOME=/app"]
+    p[R.P_EXE_FLAGS], p[R.P_ENV] = R.EXE_LOWER_LAYER, list(_ENV_CONTAINER if container else _ENV_HOST)
     p[R.P_CONTAINER_ID] = container[R.C_ID] if container else R.HOST_CONTAINER_ID
     p[R.P_PARENT], p[R.P_CONTAINER], p[R.P_NODE] = parent, container, node
     return p
@@ -123,7 +138,9 @@ def _open_event(rng: random.Random, type_name: str, ts: int, p: list[object], nu
         flags = O_RDONLY | O_CLOEXEC
     fdnum = rng.randrange(3, 64)
     params = R.EVENT_PARAMS[R.EVENT_TYPE_IDS[type_name]]
-    values = {"fd": fdnum, "dirfd": -100, "name": path, "flags": flags, "mode": 0o644 if write else 0,
+    # the driver records an open's mode only when the flags can create the file
+    mode = 0o644 if flags & O_CREAT else 0
+    values = {"fd": fdnum, "dirfd": -100, "name": path, "flags": flags, "mode": mode,
               "dev": 0x803, "ino": rng.randrange(1, 1 << 20), "resolve": 0}  # fmt: skip
     args = [values[name] for name in params]
     return [R.EVENT_TYPE_IDS[type_name], ts, p[R.P_PID], p, fdnum, args, _fd_file(fdnum, path), num]
@@ -236,8 +253,9 @@ def build_process(**fields: object) -> list[object]:
         if key == "container" and isinstance(value, dict):
             value = build_container(**value)
         p[_PROC_SLOTS[key]] = value
-    if isinstance(p[R.P_CONTAINER], list) and "container_id" not in fields:
-        p[R.P_CONTAINER_ID] = p[R.P_CONTAINER][R.C_ID]
+    container = p[R.P_CONTAINER]
+    if isinstance(container, list) and "container_id" not in fields:
+        p[R.P_CONTAINER_ID] = container[R.C_ID]
     return p
 
 
