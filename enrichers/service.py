@@ -205,6 +205,7 @@ def parse_args(argv: list[str]) -> K8sMetaConfig:
     p.add_argument("--context", help="kubeconfig context (default: the current one)")
     p.add_argument(
         "--bootstrap-servers",
+        "--bootstrap",
         default=os.environ.get("PEREGRINE_BOOTSTRAP_SERVERS", "localhost:9092"),
         help="Kafka bootstrap servers (default: $PEREGRINE_BOOTSTRAP_SERVERS or localhost:9092)",
     )

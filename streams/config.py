@@ -89,7 +89,7 @@ class WorkerConfig:
 
     def __post_init__(self) -> None:
         if not self.bootstrap:
-            raise ConfigError("no bootstrap servers (--bootstrap or PEREGRINE_KAFKA_BOOTSTRAP)")
+            raise ConfigError("no bootstrap servers (--bootstrap-servers or PEREGRINE_BOOTSTRAP_SERVERS)")
         if not self.rules_files:
             raise ConfigError("no rules files (--rules FILE, repeatable, or PEREGRINE_RULES)")
         if self.guarantee not in GUARANTEES:
@@ -120,7 +120,8 @@ def parser() -> argparse.ArgumentParser:
         description="Detection worker: consume event batches, evaluate the rules, produce Falco JSON alerts. "
         "SIGHUP reloads the rules files (a bad file keeps the running rules).",
     )
-    p.add_argument("--bootstrap", help="host:port[,host:port...] (env PEREGRINE_KAFKA_BOOTSTRAP)")
+    p.add_argument("--bootstrap-servers", "--bootstrap", dest="bootstrap",
+                   help="host:port[,host:port...] (env PEREGRINE_BOOTSTRAP_SERVERS)")
     p.add_argument("--rules", action="append", metavar="FILE", help="rules file, repeatable, in load order "
                    "(env PEREGRINE_RULES, colon-separated)")
     p.add_argument("--app-id", help="Faust app id = consumer group (env PEREGRINE_WORKER_APP_ID)")
@@ -155,7 +156,7 @@ def from_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Work
             return flag
         return e.get(var, default)
 
-    bootstrap = str(pick(a.bootstrap, "PEREGRINE_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    bootstrap = str(pick(a.bootstrap, "PEREGRINE_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     rules = a.rules or [r for r in e.get("PEREGRINE_RULES", "").split(":") if r]
     names = Topics.__dataclass_fields__
     topics = Topics(**{n: getattr(a, f"{n}_topic") or getattr(d.topics, n) for n in names})

@@ -21,7 +21,7 @@ def test_defaults_and_topic_names() -> None:
 
 def test_flags_win_over_environment() -> None:
     env = {
-        "PEREGRINE_KAFKA_BOOTSTRAP": "a:1,b:2",
+        "PEREGRINE_BOOTSTRAP_SERVERS": "a:1,b:2",
         "PEREGRINE_RULES": "x.yaml:y.yaml",
         "PEREGRINE_PARTITIONS": "24",
     }
