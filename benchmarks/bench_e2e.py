@@ -31,12 +31,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from benchmarks.falco_rules import STABLE_AND_INCUBATING
 from benchmarks.results import record
 from streams import localkafka
 
 REPO = Path(__file__).resolve().parents[1]
-RULES_DIR = Path(os.environ.get("PEREGRINE_FALCO_RULES", "/work/shared/falco-rules"))
-RULES = [RULES_DIR / "falco_rules.yaml", RULES_DIR / "falco-incubating_rules.yaml"]
+RULES = list(STABLE_AND_INCUBATING)
 MARK = "peregrine-e2e-"
 
 

@@ -39,6 +39,7 @@ from typing import Any
 from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from benchmarks.falco_rules import STABLE_AND_INCUBATING
 from benchmarks.results import record
 from benchmarks.workload import make_events
 from collectors.wire import Batch, encode_batch
@@ -46,10 +47,7 @@ from rules import record as R
 from streams import localkafka
 
 REPO = Path(__file__).resolve().parents[1]
-RULES = [
-    Path(os.environ.get("PEREGRINE_FALCO_RULES", "/work/shared/falco-rules")) / name
-    for name in ("falco_rules.yaml", "falco-incubating_rules.yaml")
-]
+RULES = list(STABLE_AND_INCUBATING)
 BATCH = 500
 PARTITIONS = 8
 NODES = [f"node-{i}" for i in range(16)]

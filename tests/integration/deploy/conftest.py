@@ -78,7 +78,7 @@ class Helm:
 @pytest.fixture(scope="session")
 def helm() -> Helm:
     if not HELM.exists():
-        pytest.skip(f"no helm at {HELM}: run scripts/setup.d/60-helm.sh")
+        pytest.fail(f"no helm at {HELM}: run scripts/setup (setup.d/60-helm.sh)")
     return Helm(HELM)
 
 

@@ -255,7 +255,7 @@ def _namespace(api: k8s_client.ApiClient, level: str) -> str:
 
 def _install_service_monitor_crd(api: k8s_client.ApiClient) -> None:
     if not SERVICE_MONITOR_CRD.exists():
-        pytest.skip(f"no ServiceMonitor CRD at {SERVICE_MONITOR_CRD}: run scripts/setup.d/60-helm.sh")
+        pytest.fail(f"no ServiceMonitor CRD at {SERVICE_MONITOR_CRD}: run scripts/setup (setup.d/60-helm.sh)")
     extensions = k8s_client.ApiextensionsV1Api(api)
     crd = yaml.safe_load(SERVICE_MONITOR_CRD.read_text())
     try:

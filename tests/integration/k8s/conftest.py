@@ -205,9 +205,9 @@ def _prepare(root: Path, api: KubeApi) -> None:
 @pytest.fixture(scope="session")
 def kube_api(request: pytest.FixtureRequest) -> Iterator[KubeApi]:
     if not APISERVER.exists():
-        pytest.skip(f"no kube-apiserver at {APISERVER}: run scripts/setup.d/50-kube-apiserver.sh")
+        pytest.fail(f"no kube-apiserver at {APISERVER}: run scripts/setup (setup.d/50-kube-apiserver.sh)")
     if shutil.which("etcd") is None:
-        pytest.skip("no etcd: apt-get install etcd-server (scripts/apt-packages.txt)")
+        pytest.fail("no etcd: run scripts/setup (etcd-server is in scripts/apt-packages.txt)")
     root = Path(tempfile.mkdtemp(prefix="peregrine-kube-"))
     api = KubeApi(root)
     try:

@@ -151,7 +151,7 @@ def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
     """A real rsyslogd listening on RFC 6587 TCP and RFC 5425 TLS, writing what it receives."""
     binary = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
     if not Path(binary).exists():
-        pytest.skip("rsyslogd not installed (scripts/apt-packages.txt lists rsyslog, rsyslog-gnutls)")
+        pytest.fail("rsyslogd not installed: run scripts/setup (it installs rsyslog, rsyslog-gnutls)")
     work = tmp_path / "work"
     work.mkdir()
     ca, cert, key = _certificates(tmp_path)

@@ -224,7 +224,6 @@ def _capture(path: Path, *, garbage: bool = False) -> None:
 def test_test_prints_one_falco_json_alert_per_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("msgpack")
     capture = tmp_path / "capture.bin"
     _capture(capture)
     code, out, err = run(capsys, "test", "--events", str(capture))
@@ -240,7 +239,6 @@ def test_test_prints_one_falco_json_alert_per_line(
 
 
 def test_test_min_priority_filters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("msgpack")
     capture = tmp_path / "capture.bin"
     _capture(capture)
     code, out, _ = run(capsys, "test", "--events", str(capture), "--min-priority", "warning")
@@ -248,7 +246,6 @@ def test_test_min_priority_filters(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_test_bad_capture_is_one_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("msgpack")
     capture = tmp_path / "capture.bin"
     _capture(capture, garbage=True)
     code, _, err = run(capsys, "test", "--events", str(capture))
@@ -263,7 +260,6 @@ def test_test_bad_capture_is_one_error(tmp_path: Path, capsys: pytest.CaptureFix
 SHIPPED_CAPTURE = Path(__file__).resolve().parents[2] / "data" / "attack_scenario.cap"
 
 
-@pytest.mark.skipif(not SHIPPED_CAPTURE.exists(), reason="attack capture not recorded yet")
 def test_default_rules_catch_the_recorded_attack_scenario(capsys: pytest.CaptureFixture[str]) -> None:
     api_server = "10.96.0.1=kubernetes.default.svc.cluster.local"
     code, out, err = run(capsys, "test", "--events", str(SHIPPED_CAPTURE), "--ip-name", api_server)
