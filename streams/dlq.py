@@ -26,6 +26,9 @@ DETAIL: Final = "peregrine.dlq.detail"
 TOPIC: Final = "peregrine.dlq.topic"
 PARTITION: Final = "peregrine.dlq.partition"
 OFFSET: Final = "peregrine.dlq.offset"
+# set by the sink stage only: which destination gave up, after how many attempts
+DESTINATION: Final = "peregrine.dlq.destination"
+ATTEMPTS: Final = "peregrine.dlq.attempts"
 EVALUATION_FAILED: Final = "evaluation failed"
 _MAX_DETAIL: Final = 1024
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
+from streams import dlq
 from streams.sinks import escape
 from streams.sinks.alert import Alert, decode_alert
 from streams.sinks.base import Destination
@@ -88,13 +89,13 @@ def dlq_headers(failed: Failed, destination: str) -> list[tuple[str, str | bytes
     """
     message = failed.message
     return [
-        ("peregrine.dlq.reason", failed.reason.encode()),
-        ("peregrine.dlq.detail", escape.clean(failed.detail, DLQ_DETAIL_LIMIT).encode()),
-        ("peregrine.dlq.destination", destination.encode()),
-        ("peregrine.dlq.attempts", str(failed.attempts).encode()),
-        ("peregrine.dlq.topic", (message.topic() or "").encode()),
-        ("peregrine.dlq.partition", str(message.partition()).encode()),
-        ("peregrine.dlq.offset", str(message.offset()).encode()),
+        (dlq.REASON, failed.reason.encode()),
+        (dlq.DETAIL, escape.clean(failed.detail, DLQ_DETAIL_LIMIT).encode()),
+        (dlq.DESTINATION, destination.encode()),
+        (dlq.ATTEMPTS, str(failed.attempts).encode()),
+        (dlq.TOPIC, (message.topic() or "").encode()),
+        (dlq.PARTITION, str(message.partition()).encode()),
+        (dlq.OFFSET, str(message.offset()).encode()),
     ]
 
 
