@@ -1,0 +1,122 @@
+"""Operands: what a field or transformer expression reads, with its type, as generated code.
+
+`field_operand` checks a field against the catalog (`rules.fields`): known, argument required or
+allowed, usable in outputs; `transformer_operand` checks a transformer's arguments and input
+types (`rules.transformers`). Both return an `Operand`: the Python expression over the record
+locals, its type, and what the optimiser may assume about it. Conditions (`rules.compiler`) and
+outputs (`rules.output`) share them, so a field means the same in both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rules.ast import FieldExpr, ListExpr, Pos, TransformerExpr, ValueExpr
+from rules.condtree import Context
+from rules.fields import FieldFlag, FieldType, lookup
+from rules.transformers import TRANSFORMERS
+
+# how an unknown field's error starts, as libs words it; `skip-if-unknown-filter` looks for it
+UNKNOWN_FIELD = "filter_check called with nonexistent field"
+
+
+@dataclass(frozen=True, slots=True)
+class Operand:
+    """A value the generated code can read: its expression and what type it has."""
+
+    code: str
+    type: FieldType
+    text: str  # as written, for messages
+    multi: bool = False  # the code yields candidates; a check holds if one candidate passes
+    presence: str | None = None  # code deciding presence when the value itself may be None
+    filter_only: bool = False
+    prior: float = 0.1  # guessed chance that an equality-like test on this value holds
+    always_bool: bool = False  # a computed bool that is never missing
+    implied: Callable[[tuple[object, ...]], tuple[str, str]] | None = None
+
+
+def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Operand:
+    found = lookup(node.name, node.arg)
+    text = node.to_source()
+    if found is None:
+        raise ctx.error(f"{UNKNOWN_FIELD} {text}", node.pos)
+    spec, arg = found
+    if spec.flags & FieldFlag.DEPRECATED:
+        ctx.warn(f"field {spec.name} is deprecated (only exit events exist since Falco 0.42)", node.pos)
+    if spec.flags & FieldFlag.ARG_REQUIRED and arg is None:
+        raise ctx.error(f"field {spec.name} requires an argument", node.pos)
+    if arg is not None and not spec.flags & (FieldFlag.ARG_REQUIRED | FieldFlag.ARG_ALLOWED):
+        raise ctx.error(f"field {spec.name} does not take an argument", node.pos)
+    if spec.name == "evt.rawarg" and node.arg is not None:
+        raise ctx.error("evt.arg fields must be expressed explicitly", node.pos)
+    if arg is not None and spec.flags & FieldFlag.ANCESTORS and not arg.isdigit():
+        raise ctx.error(f"field {spec.name} needs a numeric index, got {arg!r}", node.pos)
+    if spec.name == "evt.arg" and node.arg is not None and not node.arg.isdigit():
+        raise ctx.error(f"unknown event argument {node.arg}", node.pos)
+    if output and spec.flags & FieldFlag.FILTER_ONLY:
+        raise ctx.error(f"field {spec.name} can only be used in filters", node.pos)
+    event_type = None if output else ctx.event_type
+    multi = bool(spec.flags & FieldFlag.ANY_OF) or bool(spec.flags & FieldFlag.ANCESTORS and arg is None)
+    return Operand(
+        spec.code(arg, event_type), spec.type, text, multi and not output, spec.presence,
+        bool(spec.flags & FieldFlag.FILTER_ONLY),
+        prior=0.7 if spec.flags & FieldFlag.FEW_VALUES else 0.1,
+        always_bool=bool(spec.flags & FieldFlag.NEVER_MISSING) and spec.type is FieldType.BOOL,
+        implied=spec.implied,
+    )
+
+
+def transformer_operand(node: TransformerExpr, ctx: Context, *, output: bool = False) -> Operand:
+    row = TRANSFORMERS.get(node.transformer)
+    if row is None:
+        raise ctx.error(f"unknown transformer {node.transformer}", node.pos)
+    name = node.transformer
+    if node.arg is not None and name != "getopt":  # libs: only getopt reads an [argument]
+        raise ctx.error(f"filter error: transformer '{name}' does not support field arguments", node.pos)
+    if name == "join":
+        if len(node.values) != 2 or not isinstance(node.values[0], ValueExpr) or not isinstance(
+            node.values[1], ListExpr
+        ):
+            raise ctx.error("join expects a separator string and a list: join(sep, (a, b))", node.pos)
+        items = [_transformer_arg(v, ctx, output) for v in node.values[1].values]
+        code = f"_tx_join({node.values[0].value!r}, ({''.join(i.code + ', ' for i in items)}))"
+        return Operand(code, FieldType.CHARBUF, node.to_source())
+    if name == "concat":
+        if len(node.values) < 2:
+            raise ctx.error("concat expects at least two arguments", node.pos)
+        items = [_transformer_arg(v, ctx, output) for v in node.values]
+        return Operand(f"_tx_concat({', '.join(i.code for i in items)})", FieldType.CHARBUF, node.to_source())
+    if name == "getopt":
+        if len(node.values) != 2 or not isinstance(node.values[1], ValueExpr) or node.arg is None:
+            usage = 'getopt(proc.args, "o:")[o]'
+            raise ctx.error(f"getopt expects a field and an option string: {usage}", node.pos)
+        inner = _transformer_arg(node.values[0], ctx, output)
+        code = f"_tx_getopt({inner.code}, {node.values[1].value!r}, {node.arg!r})"
+        return Operand(code, FieldType.CHARBUF, node.to_source())
+    if len(node.values) != 1 or isinstance(node.values[0], (ValueExpr, ListExpr)):
+        raise ctx.error(f"transformer {name} expects one field or transformer", node.pos)
+    inner = _transformer_arg(node.values[0], ctx, output)
+    assert row.inputs is not None
+    if inner.type not in row.inputs or inner.multi:
+        raise ctx.error(f"transformer {name} does not support type {inner.type}", node.pos)
+    return Operand(f"{row.helper}({inner.code})", row.output(inner.type), node.to_source())
+
+
+def _transformer_arg(node: object, ctx: Context, output: bool) -> Operand:
+    if isinstance(node, ValueExpr):
+        return Operand(repr(node.value), FieldType.CHARBUF, node.value)
+    if isinstance(node, TransformerExpr):
+        return transformer_operand(node, ctx, output=output)
+    if isinstance(node, FieldExpr):
+        found = lookup(node.name, node.arg)
+        if found is not None and found[0].flags & FieldFlag.NO_TRANSFORMER:
+            raise ctx.error(f"field {found[0].name} does not support transformers", node.pos)
+        return field_operand(node, ctx, output=output)
+    raise ctx.error("lists are not allowed here", getattr(node, "pos", Pos()))
+
+
+def operand(node: FieldExpr | TransformerExpr, ctx: Context, *, output: bool = False) -> Operand:
+    if isinstance(node, TransformerExpr):
+        return transformer_operand(node, ctx, output=output)
+    return field_operand(node, ctx, output=output)
