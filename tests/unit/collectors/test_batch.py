@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collectors.batch import MAX_ANCESTORS, Batcher
 from collectors.wire import decode_batch, encode_batch
-from rules.record import EV_PROC, EVENT_LEN, P_NAME, P_PARENT, P_PID, PROCESS_LEN, Event, Process
+from rules.record import (
+    EV_PROC,
+    EVENT_LEN,
+    EVENT_TYPE_IDS,
+    P_NAME,
+    P_PARENT,
+    P_PID,
+    PROCESS_LEN,
+    Event,
+    Process,
+)
 
 
 def proc(pid: int, name: str, parent: Process | None) -> Process:
@@ -14,7 +24,7 @@ def proc(pid: int, name: str, parent: Process | None) -> Process:
 
 
 def event(p: Process, ts: int) -> Event:
-    ev: Event = [0, ts, p[P_PID], p, 0, [], None, ts]
+    ev: Event = [EVENT_TYPE_IDS["unlink"], ts, p[P_PID], p, 0, [0, "/x"], None, ts]
     assert len(ev) == EVENT_LEN
     return ev
 

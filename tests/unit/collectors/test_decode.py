@@ -22,6 +22,7 @@ from rules.record import (
     EV_PROC,
     EV_RES,
     EV_TS,
+    EVENT_PARAMS,
     EVENT_TYPE_IDS,
     EVENT_TYPES,
     F_NAME,
@@ -69,8 +70,13 @@ def exec_rec(tgid: int, filename: bytes, argv: list[bytes], **kw: object) -> byt
     return rec("execve", tgid, a=(0, 0, 0x1FF, len(block)), items=(filename + b"\0", block), **kw)  # type: ignore[arg-type]
 
 
-def test_every_event_type_has_a_builder() -> None:
+def test_every_event_type_has_a_builder_giving_its_parameter_count() -> None:
     assert sorted(BUILDERS) == list(range(len(EVENT_TYPES)))
+    procs = ProcTable("node-a", OFFSET, CgroupResolver(mount=""))
+    for i, name in enumerate(EVENT_TYPES):
+        h = HDR.unpack_from(rec(i, PARENT, ret=-1, a=(1, 2, 3, 4, 5, 6)))
+        args, _ = BUILDERS[i](h, [b"a\0", b"b\0", b"c\0"], procs.current(h))
+        assert len(args) == len(EVENT_PARAMS[i]), name
 
 
 def test_fork_exec_and_open_build_a_lineage_with_cwd_and_absolute_fd_names(decoder: Decoder) -> None:
