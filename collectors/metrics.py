@@ -23,9 +23,15 @@ class CollectorMetrics:
         self._drops = meter.create_counter(
             "peregrine.collector.drops", unit="{event}", description="events or fields lost, by category"
         )
-        self._batches = meter.create_counter("peregrine.collector.batches", unit="{batch}")
-        self._bytes = meter.create_counter("peregrine.collector.bytes", unit="By", description="batch bytes")
-        self._errors = meter.create_counter("peregrine.collector.publish_errors", unit="{error}")
+        self._batches = meter.create_counter(
+            "peregrine.collector.batches", unit="{batch}", description="batches handed to Kafka"
+        )
+        self._bytes = meter.create_counter(
+            "peregrine.collector.payload", unit="By", description="encoded batch bytes handed to Kafka"
+        )
+        self._errors = meter.create_counter(
+            "peregrine.collector.publish_errors", unit="{error}", description="batches Kafka refused or lost"
+        )
 
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
             return [Observation(queue_depth())]

@@ -19,7 +19,7 @@ METRIC = re.compile(r"\bperegrine_[a-z0-9_]+")
 PER_POD_GROUPING = re.compile(r"\b(by|without)\s*\(([^)]*)\)")
 # What the brief asks to see, per stage: a series of each of these families must be on a panel.
 REQUIRED = {
-    "collector": ["events", "drops", "batches", "bytes", "publish_errors", "queue_depth"],
+    "collector": ["events", "drops", "batches", "payload", "publish_errors", "queue_depth"],
     "worker": ["events", "decode_duration", "eval_duration", "alerts", "dlq", "gaps"],
     "sink": ["delivered", "failed", "retried", "dlq", "latency"],
     "k8s_meta": ["records_produced", "reconnects", "relists_gone"],

@@ -45,8 +45,6 @@ def test_names_follow_peregrine_component_what(instruments: list[Instrument]) ->
     assert len(names) == len(set(names)), "one name, one instrument"
 
 
-@pytest.mark.xfail(strict=True, reason="peregrine.collector.bytes spells its unit: rename it peregrine."
-                   "collector.payload (unit By, Prometheus peregrine_collector_payload_bytes_total)")
 def test_names_do_not_spell_the_unit(instruments: list[Instrument]) -> None:
     doubled = [i.name for i in instruments if i.name.endswith(SUFFIXES)]
     assert doubled == [], "the unit belongs in `unit`; the exporter appends _total/_seconds/_bytes itself"

@@ -24,6 +24,6 @@ def test_instruments_record_stats_deltas_with_units_and_categories() -> None:
     assert got["peregrine.collector.events"] == ("{event}", [({}, 100)])
     assert got["peregrine.collector.drops"] == ("{event}", [({"category": "ring_full"}, 10)])
     assert got["peregrine.collector.batches"] == ("{batch}", [({}, 3)])
-    assert got["peregrine.collector.bytes"] == ("By", [({}, 4096)])
+    assert got["peregrine.collector.payload"] == ("By", [({}, 4096)])
     assert got["peregrine.collector.publish_errors"] == ("{error}", [({}, 1)])
     assert got["peregrine.collector.queue_depth"] == ("{message}", [({}, 7)])
