@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rates", default="50000,100000,200000,400000")
     p.add_argument("--seconds", type=float, default=10.0, help="per load run (longer than the ring absorbs)")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--bootstrap", default=os.environ.get("PEREGRINE_KAFKA", ""))
+    p.add_argument("--bootstrap-servers", "--bootstrap", dest="bootstrap",
+                   default=os.environ.get("PEREGRINE_BOOTSTRAP_SERVERS", ""))
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_collector needs root (it loads the eBPF probe)", file=sys.stderr)

@@ -219,7 +219,11 @@ def _capture_parser(role: str) -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--print-source", action="store_true", help="print the probe source and cflags, exit")
     if role == "collect":
-        p.add_argument("--bootstrap", default=os.environ.get("PEREGRINE_KAFKA", "127.0.0.1:9092"))
+        p.add_argument(
+            "--bootstrap-servers", "--bootstrap", dest="bootstrap",
+            default=os.environ.get("PEREGRINE_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            help="Kafka host:port[,...] (env PEREGRINE_BOOTSTRAP_SERVERS)",
+        )
         p.add_argument("--events-topic", default="peregrine.events")
         p.add_argument("--stats-topic", default="peregrine.stats")
         p.add_argument("--queue-max", type=int, default=20000, help="producer queue bound (messages)")
@@ -273,7 +277,11 @@ def _capture(role: str, argv: list[str]) -> int:
 def _replay(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="peregrine replay", description="publish a capture file to Kafka")
     p.add_argument("file")
-    p.add_argument("--bootstrap", default=os.environ.get("PEREGRINE_KAFKA", "127.0.0.1:9092"))
+    p.add_argument(
+        "--bootstrap-servers", "--bootstrap", dest="bootstrap",
+        default=os.environ.get("PEREGRINE_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        help="Kafka host:port[,...] (env PEREGRINE_BOOTSTRAP_SERVERS)",
+    )
     p.add_argument("--events-topic", default="peregrine.events")
     p.add_argument("--stats-topic", default="peregrine.stats")
     p.add_argument("--max-rate", action="store_true", help="publish as fast as possible")

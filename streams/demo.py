@@ -80,7 +80,8 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         prog="peregrine demo",
         description="Replay the attack scenario through a local broker, worker and sink; print the alerts.",
     )
-    p.add_argument("--bootstrap", help="use this Kafka (host:port) instead of starting a local broker")
+    p.add_argument("--bootstrap-servers", "--bootstrap", dest="bootstrap",
+                   help="use this Kafka (host:port) instead of starting a local broker")
     p.add_argument("--capture", type=Path, default=CAPTURE, help="capture file to replay")
     p.add_argument("--rules", type=Path, action="append",
                    help="rules file, repeatable (default: Falco's stable and incubating rules from "
