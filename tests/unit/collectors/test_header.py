@@ -18,7 +18,7 @@ PROBE_H = Path(header.__file__).with_name("probe.h")
 def c_layout(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        pytest.skip("no C compiler")
+        pytest.fail("no C compiler: run ./scripts/setup (gcc is in scripts/apt-packages.txt)")
     d = tmp_path_factory.mktemp("layout")
     prints = "".join(
         f'printf("{name} %zu\\n", offsetof(struct pg_hdr, {name}));' for name, _ in header.C_OFFSETS
