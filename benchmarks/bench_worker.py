@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartiti
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from benchmarks.falco_rules import STABLE_AND_INCUBATING
+from benchmarks.processes import stop
 from benchmarks.results import record
 from benchmarks.workload import make_events
 from collectors.wire import Batch, encode_batch
@@ -253,16 +253,6 @@ class Bench:
         raise RuntimeError(f"group {group} not stable with {members} members")
 
 
-def stop(workers: list[subprocess.Popen[bytes]]) -> None:
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)
-    for w in workers:
-        try:
-            w.wait(30)
-        except subprocess.TimeoutExpired:
-            w.kill()
-            w.wait(10)
 
 
 def main(argv: list[str] | None = None) -> None:
