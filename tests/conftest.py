@@ -73,16 +73,20 @@ def _start_or_skip(root: Path, n: int) -> localkafka.Cluster:
         raise
 
 
-@pytest.fixture(scope="session")
-def kafka_broker(request: pytest.FixtureRequest) -> Iterator[localkafka.Cluster]:
-    root = _broker_root("kafka")
-    cluster = _start_or_skip(root, 1)
+def _brokers(request: pytest.FixtureRequest, name: str, n: int) -> Iterator[localkafka.Cluster]:
+    root = _broker_root(name)
+    cluster = _start_or_skip(root, n)
     yield cluster
     localkafka.stop(cluster)
     if _session_failed(request):
-        print(f"\nKafka broker logs kept in {root}")
+        print(f"\nKafka {name} logs kept in {root}")
     else:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(request: pytest.FixtureRequest) -> Iterator[localkafka.Cluster]:
+    yield from _brokers(request, "kafka", 1)
 
 
 @pytest.fixture(scope="session")
@@ -92,14 +96,7 @@ def kafka_bootstrap(kafka_broker: localkafka.Cluster) -> str:
 
 @pytest.fixture(scope="session")
 def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[localkafka.Cluster]:
-    root = _broker_root("cluster")
-    cluster = _start_or_skip(root, 3)
-    yield cluster
-    localkafka.stop(cluster)
-    if _session_failed(request):
-        print(f"\nKafka cluster logs kept in {root}")
-    else:
-        shutil.rmtree(root, ignore_errors=True)
+    yield from _brokers(request, "cluster", 3)
 
 
 @pytest.fixture(scope="session")
