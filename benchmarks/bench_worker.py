@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from benchmarks.falco_rules import STABLE_AND_INCUBATING
@@ -242,7 +242,14 @@ class Bench:
         """Until the group is stable with every worker holding events partitions (so start-up and
         the joining rebalance stay out of the measured window)."""
         while time.monotonic() < deadline:
-            desc = self.admin.describe_consumer_groups([group])[group].result(10)
+            try:
+                desc = self.admin.describe_consumer_groups([group])[group].result(10)
+            except KafkaException as exc:
+                # a fresh broker answers NOT_COORDINATOR until the group's coordinator is loaded
+                if not exc.args[0].retriable():
+                    raise
+                time.sleep(0.2)
+                continue
             holding = [m for m in desc.members
                        if any(tp.topic == self.topic("events") for tp in m.assignment.topic_partitions)]
             if desc.state == ConsumerGroupState.STABLE and len(holding) == members:
