@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from benchmarks.falco_rules import STABLE_AND_INCUBATING
@@ -51,6 +51,12 @@ RULES = list(STABLE_AND_INCUBATING)
 BATCH = 500
 PARTITIONS = 8
 NODES = [f"node-{i}" for i in range(16)]
+
+
+# answered while a fresh broker loads or moves a group's coordinator: wait, then ask again
+_COORDINATOR_MOVING = frozenset({
+    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+})
 
 
 def wire_batch(events: list[list[Any]], node: str, seq: int) -> bytes:
@@ -246,7 +252,8 @@ class Bench:
                 desc = self.admin.describe_consumer_groups([group])[group].result(10)
             except KafkaException as exc:
                 # a fresh broker answers NOT_COORDINATOR until the group's coordinator is loaded
-                if not exc.args[0].retriable():
+                err = exc.args[0]
+                if not (err.retriable() or err.code() in _COORDINATOR_MOVING):
                     raise
                 time.sleep(0.2)
                 continue
