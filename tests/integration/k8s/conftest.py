@@ -255,13 +255,13 @@ class Pods:
         names = [f"c{i}" for i in range(containers)]
         # _preload_content=False: the client's model parsing of the answer costs more CPU (and GIL,
         # shared with the publisher and the worker in this process) than the request itself.
-        self.core.create_namespaced_pod(ns, {
+        _finish(self.core.create_namespaced_pod(ns, {
             "metadata": {"name": name, "labels": labels},
             "spec": {"nodeName": node, "containers": [{"name": n, "image": "nginx:1.25"} for n in names]},
-        }, _preload_content=False).release_conn()
+        }, _preload_content=False))
         ids = [uuid.uuid4().hex + uuid.uuid4().hex for _ in names]
         ip = f"10.1.{len(name) % 250}.{(hash(name) % 250) + 1}"
-        self.core.patch_namespaced_pod_status(name, ns, {"status": {
+        _finish(self.core.patch_namespaced_pod_status(name, ns, {"status": {
             "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
             "containerStatuses": [
                 {"name": n, "ready": True, "started": True, "restartCount": 0,
@@ -271,7 +271,7 @@ class Pods:
                  "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}
                 for n, cid in zip(names, ids, strict=True)
             ],
-        }}, _preload_content=False).release_conn()
+        }}, _preload_content=False))
         return ids
 
     def relabel(self, ns: str, name: str, labels: dict[str, str]) -> None:
@@ -279,8 +279,15 @@ class Pods:
 
     def delete(self, ns: str, name: str) -> None:
         # No kubelet confirms the containers stopped, so a graceful delete would wait forever.
-        answer = self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0, _preload_content=False)
-        answer.release_conn()
+        _finish(self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0, _preload_content=False))
+
+
+def _finish(answer: Any) -> None:
+    """Read an unparsed answer to its end before the connection goes back to the pool: released
+    with its body unread, the connection's next request would read this body as its status line
+    (seen as BadStatusLine on the request after a pod create)."""
+    answer.read()
+    answer.release_conn()
 
 
 @pytest.fixture
