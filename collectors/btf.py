@@ -37,6 +37,7 @@ FIELDS: Final[tuple[tuple[str, str, str], ...]] = (
     ("TASK_START_BOOTTIME", "task_struct", "start_boottime"),
     ("TASK_EXIT_CODE", "task_struct", "exit_code"),
     ("TASK_STACK", "task_struct", "stack"),
+    ("TASK_COMM", "task_struct", "comm"),
     ("PT_REGS_R10", "pt_regs", "r10"),
     ("SIGNAL_TTY", "signal_struct", "tty"),
     ("SIGNAL_PIDS", "signal_struct", "pids"),

@@ -1,15 +1,17 @@
 """Raw probe records -> `rules.record` events, keeping the process table up to date.
 
-Input: the bytes of one ring-buffer record each (`probe.h`: a `pg_hdr`, then `[u16 n][n bytes]`
-items). Output: event lists whose `EV_PROC` is the in-memory process record (the batcher turns it
-into an index). Arguments are raw kernel values, positional per `EVENT_PARAMS[type]`: Linux flag
-bits, ints (fds and dirfds signed), path strings as the process passed them, tuples as Falco's
-text `cip:cport->sip:sport`. `EV_FD` describes the fd an event concerns (opens, sockets, connect,
-accept, dup), with the path made absolute against the process's cwd when it was relative to it.
+Input: parsed records (`Record`: the fields of a `pg_hdr` as `HDR.unpack` gives them, then the
+list of the payload's `[u16 n][n bytes]` items), from `parse` here or, in the collector, from the
+ring reader's C extension, which builds the same tuples. Output: event lists whose `EV_PROC` is
+the in-memory process record (the batcher turns it into an index). Arguments are raw kernel
+values, positional per `EVENT_PARAMS[type]`: Linux flag bits, ints (fds and dirfds signed), path
+strings as the process passed them, tuples as Falco's text `cip:cport->sip:sport`. `EV_FD`
+describes the fd an event concerns (opens, sockets, connect, accept, dup), with the path made
+absolute against the process's cwd when it was relative to it.
 
 Records that only feed the process table (fork, and exec/exit when the rules do not ask for them)
-update the table and produce no event. This is a hot path: one header unpack, one dict dispatch,
-list literals; no logging per event.
+update the table and produce no event. This is a hot path: one dict dispatch, list literals; no
+logging per event.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import os
 import socket
 import struct
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Any, Final
 
 from collectors.header import (
     H_A0,
     H_EVT,
     H_FLAGS,
+    H_ITEMS,
     H_LEN,
     H_RET,
     H_TGID,
@@ -69,11 +72,23 @@ _PROCEXIT: Final = EVENT_TYPE_IDS["procexit"]
 _CHDIR: Final = EVENT_TYPE_IDS["chdir"]
 
 Args = list[object]
+Record = tuple[Any, ...]  # HDR fields, then (at H_ITEMS) the payload items
 Builder = Callable[[Header, list[bytes], Process], tuple[Args, Fd | None]]
 
 
 class DecodeError(ValueError):
     """A record shorter than its header says (a probe/decoder mismatch, never user input)."""
+
+
+def parse(raw: bytes) -> Record:
+    """One raw record as the tuple the decoder reads: header fields, then the payload items."""
+    if len(raw) < HDR_SIZE:
+        raise DecodeError(f"record of {len(raw)} bytes is shorter than the {HDR_SIZE}-byte header")
+    h = HDR.unpack_from(raw)
+    end = HDR_SIZE + h[H_LEN]
+    if end > len(raw):
+        raise DecodeError(f"record says {h[H_LEN]} payload bytes, has {len(raw) - HDR_SIZE}")
+    return (*h, items(raw, end))
 
 
 def items(raw: bytes, end: int) -> list[bytes]:
@@ -425,25 +440,23 @@ class Decoder:
         self.n_truncated = 0
 
     def decode(self, raws: list[bytes]) -> list[Event]:
+        """Raw records (bytes) to events: `parse` then `decode_records`."""
+        return self.decode_records([parse(raw) for raw in raws])
+
+    def decode_records(self, records: list[Record]) -> list[Event]:
         out: list[Event] = []
-        procs, published, unpack = self.procs, self.published, HDR.unpack_from
+        procs, published, builders = self.procs, self.published, BUILDERS
         epoch = self.boot_to_epoch
-        self.n_read += len(raws)
-        for raw in raws:
-            if len(raw) < HDR_SIZE:
-                raise DecodeError(f"record of {len(raw)} bytes is shorter than the {HDR_SIZE}-byte header")
-            h = unpack(raw)
+        self.n_read += len(records)
+        for h in records:
             evt = h[H_EVT]
-            end = HDR_SIZE + h[H_LEN]
-            if end > len(raw):
-                raise DecodeError(f"record says {h[H_LEN]} payload bytes, has {len(raw) - HDR_SIZE}")
             if h[H_FLAGS] & PG_FLAG_TRUNCATED:
                 self.n_truncated += 1
             if evt == PG_EVT_FORK:
                 procs.fork(h, h[H_A0], h[H_A0 + 1])
                 continue
             if evt in _EXEC_IDS and h[H_RET] == 0:
-                proc = self._exec(h, items(raw, end))
+                proc = self._exec(h, h[H_ITEMS])
                 if evt not in published:
                     continue
                 args: Args = [
@@ -457,12 +470,12 @@ class Decoder:
                 if evt == _PROCEXIT:
                     procs.exit(h[H_TGID])
                 elif evt == _CHDIR and h[H_RET] == 0:
-                    path = _item_str(items(raw, end), 0)
+                    path = _item_str(h[H_ITEMS], 0)
                     if path:
                         procs.chdir(h[H_TGID], path)
                 if evt not in published:
                     continue
-                args, fd = BUILDERS[evt](h, items(raw, end) if end > HDR_SIZE else [], proc)
+                args, fd = builders[evt](h, h[H_ITEMS], proc)
             self.num += 1
             out.append([evt, h[H_TS] + epoch, h[H_TID], proc, h[H_RET], args, fd, self.num])
         return out

@@ -32,6 +32,7 @@ H_EVT: Final = 20
 H_LEN: Final = 21
 H_FLAGS: Final = 22
 H_COMM: Final = 24
+H_ITEMS: Final = 25  # a parsed record (collectors.decode.Record) appends the payload items here
 # h[H_CTX_FIRST:H_CTX_END] is the process context compared per event to detect a changed process
 H_CTX_FIRST: Final = H_PPID
 H_CTX_END: Final = H_TTY + 1

@@ -43,9 +43,26 @@
 #define PG_SOCK_ITEM 44 /* u16 family, proto, type, sport, dport, pad; u8 saddr[16], daddr[16] */
 #define EINPROGRESS_ 115
 
+/* The per-event task fields (real_parent, cred, comm, signal, loginuid) sit close together in
+ * task_struct: one copy of that span replaces five helper calls. Every helper call is expensive
+ * on machines whose kernel mitigates return-stack attacks (each kernel `ret` goes through a
+ * thunk), and the context is read for every event. */
+#define PG_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define PG_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define PG_TASK_LO PG_MIN(PG_MIN(PG_MIN(OFF_TASK_REAL_PARENT, OFF_TASK_CRED), PG_MIN(OFF_TASK_SIGNAL, \
+    OFF_TASK_LOGINUID)), OFF_TASK_COMM)
+#define PG_TASK_HI PG_MAX(PG_MAX(PG_MAX(OFF_TASK_REAL_PARENT + 8, OFF_TASK_CRED + 8), \
+    PG_MAX(OFF_TASK_SIGNAL + 8, OFF_TASK_LOGINUID + 4)), OFF_TASK_COMM + 16)
+#define PG_TASK_SPAN 2048
+#if PG_TASK_HI - PG_TASK_LO > PG_TASK_SPAN
+#error "task_struct context fields span more than PG_TASK_SPAN bytes on this kernel"
+#endif
+#define PG_T(type, off) (*(type *)&t[(off) - PG_TASK_LO])
+
 struct pg_buf {
     struct pg_hdr h;
     u8 d[PG_PAYLOAD];
+    u8 task[PG_TASK_SPAN]; /* a copy of task_struct fields (pg_context); never submitted */
 };
 
 struct pg_sys_exit {
@@ -80,10 +97,10 @@ static __always_inline u32 pg_pid_nr(char *pid, int ns_level) {
 }
 
 /* process context of the current task, read through BTF offsets */
-static __always_inline void pg_context(struct pg_hdr *h, u16 evt) {
-    char *task = (char *)bpf_get_current_task();
+static __always_inline void pg_context(struct pg_buf *b, char *task, u64 pt, u16 evt) {
+    struct pg_hdr *h = &b->h;
+    u8 *t = b->task;
     char *p = 0;
-    u64 pt = bpf_get_current_pid_tgid();
     h->ts = bpf_ktime_get_boot_ns();
     h->cgroup_id = bpf_get_current_cgroup_id();
     h->tgid = pt >> 32;
@@ -93,29 +110,35 @@ static __always_inline void pg_context(struct pg_hdr *h, u16 evt) {
     h->flags = 0;
     h->pad = 0;
     h->ret = 0;
-    bpf_get_current_comm(h->comm, sizeof(h->comm));
-
-    h->ppid = 0;
-    RD(p, task + OFF_TASK_REAL_PARENT);
-    if (p)
-        RD(h->ppid, p + OFF_TASK_TGID);
-    RD(h->loginuid, task + OFF_TASK_LOGINUID);
     h->pstart = 0; /* filled by the exec and fork records only: the start time never changes */
-
-    u32 ids[2] = {};
-    p = 0;
-    RD(p, task + OFF_TASK_CRED);
-    if (p)
-        bpf_probe_read_kernel(ids, sizeof(ids), p + OFF_CRED_EUID);
-    h->uid = ids[0];
-    h->gid = OFF_CRED_EGID == OFF_CRED_EUID + 4 ? ids[1] : 0;
-
-    char *sig = 0;
-    RD(sig, task + OFF_TASK_SIGNAL);
     h->tty = 0;
     h->sid = 0;
     h->vpid = 0;
     h->vpgid = 0;
+    h->ppid = 0;
+    h->uid = 0;
+    h->gid = 0;
+    if (bpf_probe_read_kernel(t, PG_TASK_HI - PG_TASK_LO, task + PG_TASK_LO) < 0) {
+        h->loginuid = 0;
+        __builtin_memset(h->comm, 0, sizeof(h->comm));
+        return;
+    }
+    __builtin_memcpy(h->comm, &t[OFF_TASK_COMM - PG_TASK_LO], sizeof(h->comm));
+    h->loginuid = PG_T(u32, OFF_TASK_LOGINUID);
+
+    p = PG_T(char *, OFF_TASK_REAL_PARENT);
+    if (p)
+        RD(h->ppid, p + OFF_TASK_TGID);
+
+    p = PG_T(char *, OFF_TASK_CRED);
+    if (p) {
+        u32 ids[2] = {};
+        bpf_probe_read_kernel(ids, sizeof(ids), p + OFF_CRED_EUID);
+        h->uid = ids[0];
+        h->gid = OFF_CRED_EGID == OFF_CRED_EUID + 4 ? ids[1] : 0;
+    }
+
+    char *sig = PG_T(char *, OFF_TASK_SIGNAL);
     if (!sig)
         return;
     char *tty = 0;
@@ -281,8 +304,8 @@ static __always_inline void pg_put_sock(struct pg_buf *b, u64 fd) {
 
 static __always_inline int pg_submit(struct pg_buf *b) {
     u64 sz = sizeof(struct pg_hdr) + (u64)b->h.len;
-    if (sz > sizeof(struct pg_buf))
-        sz = sizeof(struct pg_buf);
+    if (sz > sizeof(struct pg_hdr) + PG_PAYLOAD)
+        sz = sizeof(struct pg_hdr) + PG_PAYLOAD;
     BARRIER_VAR(sz);
     pg_count(PG_CNT_EVTS);
     if (events.ringbuf_output(b, sz, BPF_RB_NO_WAKEUP) < 0)
@@ -292,8 +315,8 @@ static __always_inline int pg_submit(struct pg_buf *b) {
 
 /* the syscall's arguments from the saved user registers; returns orig_ax (the syscall number).
  * x86_64 pt_regs from r10 on: r10 r9 r8 ax cx dx si di orig_ax (the loader checks this layout). */
-static __always_inline s64 pg_regs_args(u64 *a) {
-    char *task = (char *)bpf_get_current_task(), *stack = 0;
+static __always_inline s64 pg_regs_args(char *task, u64 *a) {
+    char *stack = 0;
     u64 r[9] = {};
     RD(stack, task + OFF_TASK_STACK);
     if (!stack)
@@ -318,11 +341,12 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
     struct pg_buf *b = pg_buffer();
     if (!b)
         return 0;
-    if (pg_regs_args(b->h.a) != ctx->nr) {
+    char *task = (char *)bpf_get_current_task();
+    if (pg_regs_args(task, b->h.a) != ctx->nr) {
         pg_count(PG_CNT_BAD_REGS);
         return 0;
     }
-    pg_context(&b->h, evt);
+    pg_context(b, task, pt, evt);
     b->h.ret = ret;
 
 #pragma unroll
@@ -375,9 +399,9 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     struct pg_buf *b = pg_buffer();
     if (!b)
         return 0;
-    u16 evt = pg_regs_args(b->h.a) == PG_NR_EXECVEAT ? EV_execveat : EV_execve;
-    pg_context(&b->h, evt);
     char *task = (char *)bpf_get_current_task();
+    u16 evt = pg_regs_args(task, b->h.a) == PG_NR_EXECVEAT ? EV_execveat : EV_execve;
+    pg_context(b, task, pt, evt);
     char *cred = 0, *mm = 0;
     RD(cred, task + OFF_TASK_CRED);
     b->h.a[0] = b->h.a[1] = b->h.a[2] = 0;
@@ -416,7 +440,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
     struct pg_buf *b = pg_buffer();
     if (!b)
         return 0;
-    pg_context(&b->h, PG_EVT_FORK);
+    pg_context(b, (char *)bpf_get_current_task(), pt, PG_EVT_FORK);
     b->h.pstart = pg_leader_start();
     pg_session(&b->h);
     b->h.a[0] = ctgid;
@@ -433,8 +457,8 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     struct pg_buf *b = pg_buffer();
     if (!b)
         return 0;
-    pg_context(&b->h, EV_procexit);
     char *task = (char *)bpf_get_current_task();
+    pg_context(b, task, pt, EV_procexit);
     u32 code = 0;
     RD(code, task + OFF_TASK_EXIT_CODE);
     b->h.a[0] = code;
