@@ -35,6 +35,7 @@ from streams.reload import LiveRules, RulesEngine, falco_engine
 
 log = logging.getLogger("peregrine.worker")
 _TOPIC_ALREADY_EXISTS = 36
+_GC_THRESHOLD = 50_000  # allocations between young collections; a 500-event batch is ~2,000 lists
 
 
 def main(argv: Sequence[str]) -> int:
@@ -77,6 +78,10 @@ def run(config: WorkerConfig, engine: RulesEngine) -> int:
         # Batches are acyclic (reference counting frees them); what the cyclic collector keeps
         # rescanning is the long-lived start-up state (Faust, compiled rules): move it out of its way.
         gc.freeze()
+        # A decoded batch is thousands of lists alive at once: at the default threshold (700) the
+        # collector ran ~5 times per batch for nothing, 0.5 us/event. Above a batch's live set, it
+        # runs only when something really accumulates.
+        gc.set_threshold(_GC_THRESHOLD)
         while True:  # the table must keep following; a broker hiccup restarts it from the beginning
             try:
                 await follow_k8s(config, topics.k8s.get_topic_name(), table, ready)
@@ -85,6 +90,9 @@ def run(config: WorkerConfig, engine: RulesEngine) -> int:
                 await asyncio.sleep(5)
 
     worker = faust.Worker(app, loop=loop, loglevel=config.log_level, quiet=True)
+    # At --log-level warning or above Faust adds a terminal spinner and sets the root logger to DEBUG
+    # so that every aiokafka debug call builds a record for it (3-6% of a worker's CPU).
+    worker.spinner = None
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
