@@ -1,4 +1,5 @@
-"""Builds and imports the collector's C extension (`ringread.c`) at start, as bcc builds the probe.
+"""Builds and imports the collector's C extensions at start, as bcc builds the probe: `ringread.c`
+(the ring buffer read in place) and `openevent.c` (openat events built in C).
 
 The shared object is cached under `$PEREGRINE_CACHE/native/` (default `~/.cache/peregrine`), named
 by a hash of the source, the interpreter and the compiler command, so a changed source or a
@@ -25,6 +26,7 @@ from typing import Final
 from collectors.errors import ProbeError
 
 SOURCE: Final = Path(__file__).with_name("ringread.c")
+OPENEVENT: Final = Path(__file__).with_name("openevent.c")
 CFLAGS: Final = ("-O2", "-shared", "-fPIC", "-Wall", "-Werror")
 
 

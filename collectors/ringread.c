@@ -6,7 +6,8 @@
  * libbpf maps it) and `Ring.drain()` walks every committed record in C, returning for each the
  * tuple `struct.unpack("<QQq6QQ10I4H16s", header) + (items,)`, where items is the list of the
  * record's payload items as bytes: exactly what collectors.decode builds in Python from the same
- * bytes (its `parse`), so both paths feed the same decoder. Built by collectors/native.py.
+ * bytes (its `parse`), so both paths feed the same decoder. A header field equal to the previous
+ * record's reuses that record's object (see Prev). Built by collectors/native.py.
  *
  * Limits: x86_64 and little-endian only (the probe's record layout); one consumer per ring.
  */
@@ -23,6 +24,27 @@
 #define PG_HDR 144
 #define N_FIELDS 25 /* header fields; items are field 25 */
 
+static uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+
+/* Field i of the header: byte offset, size, kind (0 unsigned, 1 signed, 2 bytes). */
+static const struct { uint8_t off, size, kind; } FIELDS[N_FIELDS] = {
+    {0, 8, 0}, {8, 8, 0}, {16, 8, 1}, {24, 8, 0}, {32, 8, 0}, {40, 8, 0}, {48, 8, 0}, {56, 8, 0},
+    {64, 8, 0}, {72, 8, 0}, {80, 4, 0}, {84, 4, 0}, {88, 4, 0}, {92, 4, 0}, {96, 4, 0}, {100, 4, 0},
+    {104, 4, 0}, {108, 4, 0}, {112, 4, 0}, {116, 4, 0}, {120, 2, 0}, {122, 2, 0}, {124, 2, 0},
+    {126, 2, 0}, {128, 16, 2},
+};
+
+/* The previous record's header and field objects: consecutive records mostly come from the same
+ * process, so a field equal to the previous one reuses its (immutable) object instead of
+ * allocating, and freeing, a new one. */
+typedef struct {
+    int valid;
+    uint8_t raw[PG_HDR];
+    PyObject *obj[N_FIELDS];
+} Prev;
+
 typedef struct {
     PyObject_HEAD
     void *cons_map;
@@ -31,14 +53,27 @@ typedef struct {
     size_t data_size;
     uint64_t mask;
     PyObject *error; /* the exception class for malformed records */
+    Prev prev;
 } Ring;
 
-static uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
-static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static PyObject *field(const uint8_t *r, int i) {
+    const uint8_t *p = r + FIELDS[i].off;
+    switch (FIELDS[i].size) {
+    case 8:
+        if (FIELDS[i].kind)
+            return PyLong_FromLongLong((long long)rd64(p));
+        return PyLong_FromUnsignedLongLong(rd64(p));
+    case 4:
+        return PyLong_FromUnsignedLong(rd32(p));
+    case 2:
+        return PyLong_FromLong(rd16(p));
+    default:
+        return PyBytes_FromStringAndSize((const char *)p, FIELDS[i].size);
+    }
+}
 
 /* one record -> the 26-tuple; NULL with an exception set on failure */
-static PyObject *parse(PyObject *error, const uint8_t *r, uint32_t size) {
+static PyObject *parse(PyObject *error, const uint8_t *r, uint32_t size, Prev *prev) {
     if (size < PG_HDR) {
         PyErr_Format(error, "record of %u bytes is shorter than the %d-byte header", size, PG_HDR);
         return NULL;
@@ -51,24 +86,33 @@ static PyObject *parse(PyObject *error, const uint8_t *r, uint32_t size) {
     PyObject *t = PyTuple_New(N_FIELDS + 1);
     if (!t)
         return NULL;
-    int i = 0;
-    PyTuple_SET_ITEM(t, i++, PyLong_FromUnsignedLongLong(rd64(r)));
-    PyTuple_SET_ITEM(t, i++, PyLong_FromUnsignedLongLong(rd64(r + 8)));
-    PyTuple_SET_ITEM(t, i++, PyLong_FromLongLong((long long)rd64(r + 16)));
-    for (int k = 0; k < 7; k++) /* a[0..5], pstart */
-        PyTuple_SET_ITEM(t, i++, PyLong_FromUnsignedLongLong(rd64(r + 24 + 8 * k)));
-    for (int k = 0; k < 10; k++)
-        PyTuple_SET_ITEM(t, i++, PyLong_FromUnsignedLong(rd32(r + 80 + 4 * k)));
-    for (int k = 0; k < 4; k++)
-        PyTuple_SET_ITEM(t, i++, PyLong_FromLong(rd16(r + 120 + 2 * k)));
-    PyTuple_SET_ITEM(t, i++, PyBytes_FromStringAndSize((const char *)r + 128, 16));
-    PyObject *items = PyList_New(0);
-    PyTuple_SET_ITEM(t, i++, items);
-    for (int k = 0; k < i; k++)
-        if (!PyTuple_GET_ITEM(t, k)) {
-            Py_DECREF(t);
-            return NULL;
+    for (int i = 0; i < N_FIELDS; i++) {
+        PyObject *o;
+        if (prev && prev->valid && !memcmp(r + FIELDS[i].off, prev->raw + FIELDS[i].off, FIELDS[i].size)) {
+            o = Py_NewRef(prev->obj[i]);
+        } else {
+            o = field(r, i);
+            if (!o) {
+                if (prev)
+                    prev->valid = 0; /* its objects no longer match its bytes */
+                Py_DECREF(t);
+                return NULL;
+            }
+            if (prev)
+                Py_XSETREF(prev->obj[i], Py_NewRef(o));
         }
+        PyTuple_SET_ITEM(t, i, o);
+    }
+    if (prev) {
+        memcpy(prev->raw, r, PG_HDR);
+        prev->valid = 1;
+    }
+    PyObject *items = PyList_New(0);
+    if (!items) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, N_FIELDS, items);
     uint32_t off = PG_HDR, end = PG_HDR + len;
     while (off + 2 <= end) {
         uint32_t n = rd16(r + off);
@@ -106,7 +150,7 @@ static PyObject *Ring_drain(Ring *self, PyObject *Py_UNUSED(ignored)) {
             break; /* reserved, not committed yet: the next drain takes it */
         uint32_t size = hdr & ~(RB_BUSY | RB_DISCARD);
         if (!(hdr & RB_DISCARD) && !failed) {
-            PyObject *t = parse(self->error, rec + RB_HDR, size);
+            PyObject *t = parse(self->error, rec + RB_HDR, size, &self->prev);
             if (!t || PyList_Append(out, t) < 0)
                 failed = out; /* keep consuming: a malformed record must not wedge the ring */
             Py_XDECREF(t);
@@ -174,8 +218,15 @@ static int Ring_init(Ring *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
+static void prev_clear(Prev *prev) {
+    for (int i = 0; i < N_FIELDS; i++)
+        Py_CLEAR(prev->obj[i]);
+    prev->valid = 0;
+}
+
 static void Ring_dealloc(Ring *self) {
     ring_unmap(self);
+    prev_clear(&self->prev);
     Py_XDECREF(self->error);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -205,7 +256,7 @@ static PyObject *parse_bytes(PyObject *Py_UNUSED(m), PyObject *args) {
     PyObject *error;
     if (!PyArg_ParseTuple(args, "y*O", &raw, &error))
         return NULL;
-    PyObject *t = parse(error, (const uint8_t *)raw.buf, (uint32_t)raw.len);
+    PyObject *t = parse(error, (const uint8_t *)raw.buf, (uint32_t)raw.len, NULL);
     PyBuffer_Release(&raw);
     return t;
 }

@@ -97,7 +97,9 @@ def run(config: CollectorConfig, sink: Sink) -> dict[str, int]:
     probe = loader.load_probe(cflags, traced, missing)
     reader = Reader(probe.bpf)
     published = {EVENT_TYPE_IDS[n] for n in wanted & traced}
-    decoder = Decoder(procs, offset, published)
+    from collectors import native
+
+    decoder = Decoder(procs, offset, published, native.load("openevent", native.OPENEVENT).openat)
     from collectors.batch import Batcher
 
     batcher = Batcher(config.node, bid, config.batch_max_events, config.batch_max_age_ms * 1_000_000)
