@@ -62,6 +62,11 @@ def build(source: Path = SOURCE, out_dir: Path | None = None) -> Path:
     return target
 
 
+def build_all() -> list[Path]:
+    """Every extension the collector loads (scripts/setup.d/40-collector-native.sh calls this)."""
+    return [build(SOURCE), build(OPENEVENT)]
+
+
 def load(name: str = "ringread", source: Path = SOURCE) -> ModuleType:
     """Build if needed and import the extension module `name` from `source`."""
     path = build(source)
