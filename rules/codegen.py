@@ -16,9 +16,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from rules.condtree import CALL, SIMPLE_READ, Node, Values, conjuncts, cost, emit, p_true, set_literal
-from rules.fields import BASE_DEPS, BASES, bases_of
+from rules import operators as ops
+from rules.condtree import (
+    CALL,
+    SIMPLE_READ,
+    Affixes,
+    Constants,
+    Node,
+    Values,
+    conjuncts,
+    cost,
+    emit,
+    p_true,
+    set_literal,
+)
+from rules.fields import BASE_DEPS, BASES, HELPERS, bases_of
 
 
 def prologue(codes: Sequence[str], indent: str = "    ") -> list[str]:
@@ -94,7 +108,10 @@ def _indent(line: str) -> int:
 def place(lines: list[str], defs: Sequence[tuple[str, str]]) -> list[str]:
     """Insert each definition at the start of the innermost block holding all its uses, so a
     branch the event never enters costs nothing; then the record locals (`BASES`) the result
-    needs, the same way. `lines` is a function body indented by four spaces."""
+    needs, the same way. A name only used inside several top-level blocks is defined in each of
+    them rather than once before them all: reads are pure, so an event entering two such blocks
+    reads twice, and one entering none (the usual event) reads nothing. `lines` is a function
+    body indented by four spaces."""
     out = list(lines)
     ordered = [*defs, *((base, BASES[base]) for base in reversed(list(BASES)))]
     for name, code in ordered:
@@ -102,12 +119,35 @@ def place(lines: list[str], defs: Sequence[tuple[str, str]]) -> list[str]:
         used = [i for i, line in enumerate(out) if word.search(_LITERALS.sub("''", line))]
         if not used:
             continue
-        header = _enclosing(out, used[0])
-        while header is not None and not all(header < i <= _block_end(out, header) for i in used):
-            header = _enclosing(out, header)
-        at, indent = (0, 4) if header is None else (header + 1, _indent(out[header]) + 4)
-        out.insert(at, f"{' ' * indent}{name} = {code}")
+        groups: dict[int | None, list[int]] = {}
+        for i in used:
+            groups.setdefault(_outermost(out, i), []).append(i)
+        if None in groups:  # a use at the top level: one definition before everything
+            groups = {None: used}
+        for group in sorted(groups.values(), reverse=True):  # bottom first: indices stay valid
+            at, indent = _innermost_site(out, group)
+            out.insert(at, f"{' ' * indent}{name} = {code}")
     return out
+
+
+def _outermost(lines: Sequence[str], i: int) -> int | None:
+    """The top-level block header line `i` sits in (None: line `i` is at the top level)."""
+    header = _enclosing(lines, i)
+    while header is not None:
+        outer = _enclosing(lines, header)
+        if outer is None:
+            return header
+        header = outer
+    return None
+
+
+def _innermost_site(lines: Sequence[str], used: Sequence[int]) -> tuple[int, int]:
+    """Where a definition for these uses goes: (line index, indent) at the start of the innermost
+    block holding them all."""
+    header = _enclosing(lines, used[0])
+    while header is not None and not all(header < i <= _block_end(lines, header) for i in used):
+        header = _enclosing(lines, header)
+    return (0, 4) if header is None else (header + 1, _indent(lines[header]) + 4)
 
 
 def _enclosing(lines: Sequence[str], i: int) -> int | None:
@@ -135,39 +175,142 @@ class _Pending:
     rest: dict[str, Node]  # conjuncts still to test, by emitted code
 
 
+@dataclass(slots=True)
+class _Guards:
+    """What choosing guards needs beyond the rules: the function's reads (to name an affix
+    prefilter's read) and the ruleset's constants (to hold its program)."""
+
+    values: Values
+    constants: Constants
+
+    def affix_guard(self, read: str, affixes: Affixes) -> str:
+        if affixes.size() == len(affixes.exact):  # equality only: a set test needs no call
+            return f"\x01{self.values.ref(read)}\x02 in {set_literal(sorted(affixes.exact))}"
+        exact, prefixes = tuple(sorted(affixes.exact)), tuple(sorted(affixes.prefixes))
+        suffixes, contains = tuple(sorted(affixes.suffixes)), tuple(sorted(affixes.contains))
+        tests = (exact, prefixes, suffixes, contains)
+        rendered = _RENDERED.fullmatch(read)
+        if rendered is not None:
+            # a parameter's text (evt.arg.flags) is a function of its raw value: remember the
+            # answer per raw value, so neither the rendering nor the tests run again
+            render = cast(Callable[[Any], "str | None"], HELPERS[rendered.group(1)])
+            key = ("affixes", rendered.group(1), *tests)
+            name = self.constants.add(key, lambda: ops.affix_program(*tests, transform=render))
+            return f"{name}[\x01{self.values.ref(rendered.group(2))}\x02]"
+        name = self.constants.add(("affixes", *tests), lambda: ops.affix_program(*tests))
+        return f"{name}[\x01{self.values.ref(read)}\x02]"
+
+
+_RENDERED = re.compile(r"(_txt\d+_\d+)\((a\[\d+\])\)")
+
+
+# Guessed chance a value passes one rule's affix test: paths and names rarely do. Tests guessed
+# likelier than _AFFIX_P_MAX are on few-valued fields and never make a prefilter.
+_AFFIX_P = 0.05
+_AFFIX_P_MAX = 0.2
+
+
+def _union_p(ps: Sequence[float]) -> float:
+    """The guessed chance that at least one of several checks holds."""
+    miss = 1.0
+    for p in ps:
+        miss *= 1 - p
+    return 1 - miss
+
+
 def _guard_candidates(
-    items: Sequence[_Pending], used: frozenset[str]
+    items: Sequence[_Pending], used: frozenset[str], guards: _Guards
 ) -> tuple[str, list[int], str | None] | None:
-    """The test that covers the most pending rules: a conjunct several rules share (exact), or
-    "read in the union of their value sets" for rules that each require the same read to be in
-    some set (a necessary condition of each, so a sound prefilter)."""
+    """The test that rules out the most pending rules on a typical event: a conjunct several
+    rules share (exact), "read in the union of their value sets" for rules that each require the
+    same read to be in some set, or "read passes the union of their affixes" for rules that each
+    require affixes of the same string read (both necessary conditions, so sound prefilters).
+    A test covering n rules that holds with guessed chance p is worth n * (1 - p)."""
     shared: dict[str, list[int]] = {}
-    keyed: dict[str, tuple[list[int], list[object]]] = {}
+    keyed: dict[str, tuple[list[int], list[object], list[float]]] = {}
+    affixed: dict[str, tuple[list[int], list[Affixes], list[float]]] = {}
     for i, item in enumerate(items):
         for code, node in item.rest.items():
             shared.setdefault(code, []).append(i)
             key = _key_of(node)
             if key is not None and key[0] not in used:
                 read, values = key
-                members, union = keyed.setdefault(read, ([], []))
+                members, union, ps = keyed.setdefault(read, ([], [], []))
                 if not members or members[-1] != i:
                     members.append(i)
                     union.extend(values)
+                    ps.append(p_true(node))
+        # A rule joins the prefilter of one read only: the one it constrains to the fewest
+        # alternatives, its narrowest test (``fd.nameraw contains ../`` rather than ``fd.name
+        # startswith /etc/``), so a broad alternative does not let most values through.
+        # Few-valued fields (fd.typechar) are left to the other guards: most values pass.
+        required: dict[str, tuple[float, Affixes]] = {}
+        for node in item.rest.values():
+            p = p_true(node)
+            for read, affixes in _affixes_of(node).items():
+                if p <= _AFFIX_P_MAX and _placeholder(guards.values, read) not in used:
+                    required.setdefault(read, (min(p, _AFFIX_P), affixes))
+        if required:
+            read = min(required, key=lambda r: required[r][1].size())
+            members, found, ps = affixed.setdefault(read, ([], [], []))
+            members.append(i)
+            found.append(required[read][1])
+            ps.append(required[read][0])
     best: tuple[str, list[int], str | None] | None = None
-    best_rank: tuple[int, int, float] = (1, 0, 0.0)
+    best_rank: tuple[float, int, float] = (0.0, 0, 0.0)
     for code, members in shared.items():
         if len(members) < 2:
             continue
-        rank = (len(members), 1, -cost(items[members[0]].rest[code]))
+        node = items[members[0]].rest[code]
+        rank = (len(members) * (1 - p_true(node)), 1, -cost(node))
         if rank > best_rank:
             best, best_rank = (code, members, None), rank
-    for read, (members, union) in keyed.items():
+    for read, (members, union, ps) in keyed.items():
         if len(members) < 2:
             continue
-        rank = (len(members), 0, 0.0)
+        rank = (len(members) * (1 - _union_p(ps)), 0, 0.0)
         if rank > best_rank:
             best, best_rank = (f"{read} in {set_literal(union)}", members, read), rank
+    for read, (members, found, ps) in affixed.items():
+        if len(members) < 2:
+            continue
+        rank = (len(members) * (1 - _union_p(ps)), -1, 0.0)
+        if rank > best_rank:
+            union_affixes = Affixes()
+            for affixes in found:
+                union_affixes = union_affixes | affixes
+            placeholder = _placeholder(guards.values, read)
+            best, best_rank = (guards.affix_guard(read, union_affixes), members, placeholder), rank
     return best
+
+
+def _placeholder(values: Values, read: str) -> str:
+    return f"\x01{values.ref(read)}\x02"
+
+
+def _affixes_of(node: Node) -> dict[str, Affixes]:
+    """Necessary affix conditions of `node` by string read: a leaf's own, every conjunct's of an
+    and, and for an or the union of its branches' on each read all of them constrain."""
+    if node[0] == "leaf":
+        found = node[1].required_affixes()
+        return {} if found is None else {found[0]: found[1]}
+    if node[0] == "and":
+        out: dict[str, Affixes] = {}
+        for child in node[1]:
+            for read, affixes in _affixes_of(child).items():
+                out.setdefault(read, affixes)
+        return out
+    if node[0] == "or":
+        branches = [_affixes_of(child) for child in node[1]]
+        common = set(branches[0]).intersection(*branches[1:]) if branches else set()
+        merged: dict[str, Affixes] = {}
+        for read in common:
+            union = Affixes()
+            for branch in branches:
+                union = union | branch[read]
+            merged[read] = union
+        return merged
+    return {}
 
 
 def _key_of(node: Node) -> tuple[str, tuple[object, ...]] | None:
@@ -192,12 +335,13 @@ def _key_of(node: Node) -> tuple[str, tuple[object, ...]] | None:
 
 
 def _factored(
-    items: list[_Pending], indent: str, hit: Callable[[int], str], used: frozenset[str] = frozenset()
+    items: list[_Pending], indent: str, hit: Callable[[int], str], guards: _Guards,
+    used: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Nested ifs testing each shared conjunct once for all the rules that need it."""
     lines: list[str] = []
     while items:
-        guard = _guard_candidates(items, used)
+        guard = _guard_candidates(items, used, guards)
         if guard is None:
             for item in items:
                 ordered = sorted(item.rest.values(), key=lambda c: cost(c) / max(1e-3, 1 - p_true(c)))
@@ -216,15 +360,28 @@ def _factored(
             inside.append(_Pending(items[i].position, rest))
         lines.append(f"{indent}if {code}:")
         inner_used = used if keyed_read is None else used | {keyed_read}
-        lines += _factored(inside, indent + "    ", hit, inner_used)
+        lines += _factored(inside, indent + "    ", hit, guards, inner_used)
         chosen = set(members)
         items = [item for i, item in enumerate(items) if i not in chosen]
     return lines
 
 
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One event type's generated code: the function (`source`), the tuple of rule globals it
+    indexes (`table`), and its parts for inlining into the batch loop (`body` at function
+    indent, `helpers` it reads, the `count` of rules: ``_m == count`` means no match)."""
+
+    source: str
+    table: str
+    body: tuple[str, ...]
+    helpers: tuple[str, ...]
+    count: int
+
+
 def bucket_source(
-    fn_name: str, rules: Sequence[tuple[str, Node]], values: Values, all_matches: bool
-) -> tuple[str, str]:
+    fn_name: str, rules: Sequence[tuple[str, Node]], values: Values, constants: Constants, all_matches: bool
+) -> Bucket:
     """A function over one event of one type, and the tuple of its rules it indexes into.
 
     `rules` are (rule global, simplified condition) in definition order. Every rule is tested
@@ -234,21 +391,23 @@ def bucket_source(
     nothing and lets rules share their tests."""
     items = [_Pending(i, {emit(c): c for c in conjuncts(tree)}) for i, (_, tree) in enumerate(rules)]
     count = len(rules)
+    guards = _Guards(values, constants)
     if all_matches:
-        body = _factored(items, "    ", lambda i: f"_hits.append({i})")
+        body = _factored(items, "    ", lambda i: f"_hits.append({i})", guards)
         head, tail = ["    _hits = []"], ["    _hits.sort()", "    return [_RULES[i] for i in _hits]"]
     else:
-        body = _factored(items, "    ", lambda i: f"if {i} < _m: _m = {i}")
+        body = _factored(items, "    ", lambda i: f"if {i} < _m: _m = {i}", guards)
         head, tail = [f"    _m = {count}"], ["    return _RULES[_m]"]
     resolved, defs = resolve(body, values)
     placed = place([*head, *resolved], defs)
     text = "\n".join(placed)
     # Helpers and constants become default arguments: a local read is cheaper than a global one.
-    helpers = sorted(set(_GLOBAL_NAME.findall(_LITERALS.sub("''", text))))
-    bound = "".join(f", {name}={name}" for name in helpers if not _LOCAL_NAME.fullmatch(name))
+    found = sorted(set(_GLOBAL_NAME.findall(_LITERALS.sub("''", text))))
+    helpers = tuple(name for name in found if not _LOCAL_NAME.fullmatch(name))
+    bound = "".join(f", {name}={name}" for name in helpers)
     lines = [f"def {fn_name}(ev, _RULES=_RULES{bound}):", *placed, *tail]
     table = "(" + "".join(f"{name}, " for name, _ in rules) + ("" if all_matches else "None, ") + ")"
-    return "\n".join(lines) + "\n", table
+    return Bucket("\n".join(lines) + "\n", table, tuple(placed), helpers, count)
 
 
 class _Unset:

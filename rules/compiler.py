@@ -48,6 +48,7 @@ from rules.codegen import UNSET, any_present, bucket_source, place, prologue, re
 from rules.condtree import (
     FALSE,
     TRUE,
+    Affixes,
     Constants,
     Context,
     Node,
@@ -259,7 +260,10 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
             def glob_body(t: str) -> str:
                 return " and ".join([*(test.format(t=t) for test in tests), op.body(t, lit)])
 
-            return _guarded(left, glob_body, ctx, op.cost)
+            longer = Affixes(prefixes=frozenset([prefix])) if len(prefix) >= len(suffix) else (
+                Affixes(suffixes=frozenset([suffix]))
+            )
+            return _guarded(left, glob_body, ctx, op.cost, affixes=(left.code, longer))
     mergeable = op_name in _MERGEABLE and not left.multi and left.presence is None
     mergeable = mergeable and ops.family(left.type) == ops.STRING
     test = (left.code, op_name, (parsed[0],)) if mergeable else None
@@ -275,8 +279,11 @@ def _with_implied(left: Operand, values: tuple[object, ...], leaf: Node, ctx: Co
     """`leaf` behind the field's cheap necessary condition for these values, if it has one."""
     if left.implied is None or leaf[0] != "leaf":
         return leaf
-    read, test = left.implied(values)
-    guard = make_leaf(ctx, [read], lambda b, r: f"({b(read)} is not None and {test.format(t=r(read))})", 1)
+    read, test, affixes = left.implied(values)
+    guard = make_leaf(
+        ctx, [read], lambda b, r: f"({b(read)} is not None and {test.format(t=r(read))})", 1,
+        affixes=(read, affixes),
+    )
     return ("and", [guard, leaf])
 
 
@@ -300,6 +307,7 @@ def _guarded(
     likely: bool = False,
     prior: float = 0.1,
     test: Test | None = None,
+    affixes: tuple[str, Affixes] | None = None,
 ) -> Node:
     """`body` over a present left value: false when the value is missing."""
     code, presence = left.code, left.presence
@@ -320,7 +328,7 @@ def _guarded(
         )
     leaf = make_leaf(
         ctx, [code], lambda b, r: f"({b(code)} is not None and {body(r(code))})", op_cost, likely=likely,
-        prior=prior, test=test,
+        prior=prior, test=test, affixes=affixes,
     )
     if leaf[0] == "leaf":  # remember the presence test apart, so siblings can share it
         leaf = ("leaf", replace(leaf[1], guard=(ctx.bind(code), body(ctx.reuse(code)))))
@@ -351,8 +359,8 @@ def _lower_net(left: Operand, op_name: str, nets: list[str], ctx: Context) -> No
     key = ("net", tuple(nets))
     name = ctx.constants.add(key, lambda: ops.net_program(nets))
     if op_name == "!=":
-        return _guarded(left, lambda t: f"not {name}({t})", ctx, 5)
-    return _guarded(left, lambda t: f"{name}({t})", ctx, 5)
+        return _guarded(left, lambda t: f"not {name}[{t}]", ctx, 2)
+    return _guarded(left, lambda t: f"{name}[{t}]", ctx, 2)
 
 
 def _lower_field_compare(

@@ -96,6 +96,43 @@ Placeholders = Callable[[str], str]
 
 
 @dataclass(frozen=True, slots=True)
+class Affixes:
+    """A necessary condition on one string read, for prefilters (`rules.codegen`): when the
+    check holds, the value equals one of `exact`, starts with one of `prefixes`, ends with one of
+    `suffixes` or contains one of `contains`."""
+
+    exact: frozenset[str] = frozenset()
+    prefixes: frozenset[str] = frozenset()
+    suffixes: frozenset[str] = frozenset()
+    contains: frozenset[str] = frozenset()
+
+    def __or__(self, other: Affixes) -> Affixes:
+        return Affixes(
+            self.exact | other.exact, self.prefixes | other.prefixes, self.suffixes | other.suffixes,
+            self.contains | other.contains,
+        )
+
+    def size(self) -> int:
+        return len(self.exact) + len(self.prefixes) + len(self.suffixes) + len(self.contains)
+
+    @staticmethod
+    def of_test(op: str, values: tuple[object, ...]) -> Affixes | None:
+        """The affixes a mergeable string test (`Test`) requires; None for any other test."""
+        if not values or not all(isinstance(v, str) for v in values):
+            return None
+        texts = frozenset(str(v) for v in values)
+        if op == "in":
+            return Affixes(exact=texts)
+        if op == "startswith":
+            return Affixes(prefixes=texts)
+        if op == "endswith":
+            return Affixes(suffixes=texts)
+        if op == "contains":
+            return Affixes(contains=texts)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class Leaf:
     """One check in generated code, with what the optimiser needs to order and index it."""
 
@@ -105,6 +142,18 @@ class Leaf:
     key: tuple[str, tuple[object, ...]] | None = None  # (read placeholder, values): "read in values"
     test: Test | None = None  # what it tests, when an or of such leaves can become one test
     guard: tuple[str, str] | None = None  # (read, body): the leaf is "read is not None and body"
+    affixes: tuple[str, Affixes] | None = None  # (read code, affixes) the leaf requires, if known
+
+    def required_affixes(self) -> tuple[str, Affixes] | None:
+        """(read code, affixes): a string read this leaf can only be true for if it matches."""
+        if self.affixes is not None:
+            return self.affixes
+        if self.test is not None:
+            read, op, values = self.test
+            found = Affixes.of_test(op, values)
+            if found is not None:
+                return read, found
+        return None
 
 
 Test: TypeAlias = tuple[str, str, tuple[object, ...]]  # (read code, operator, values)
@@ -120,6 +169,7 @@ def make_leaf(
     key: tuple[str, tuple[object, ...]] | None = None,
     prior: float = 0.1,
     test: Test | None = None,
+    affixes: tuple[str, Affixes] | None = None,
 ) -> Node:
     """A leaf over record reads; folded to a constant when every read is a constant (``evt.type``
     on a specialised function, a parameter this event type lacks). `likely` marks checks that
@@ -130,7 +180,8 @@ def make_leaf(
     weight = op_cost + sum(_read_cost(code) for code in reads)
     if key is not None:
         key = (ctx.bind(key[0]), key[1])
-    return ("leaf", Leaf(build(ctx.bind, ctx.reuse), weight, 0.9 if likely else prior, key, test))
+    leaf = Leaf(build(ctx.bind, ctx.reuse), weight, 0.9 if likely else prior, key, test, None, affixes)
+    return ("leaf", leaf)
 
 
 def _read_cost(code: str) -> float:

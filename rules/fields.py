@@ -33,6 +33,7 @@ from rules import record as R
 from rules import render
 from rules import render_flags as rf
 from rules import render_params as rp
+from rules.condtree import Affixes
 
 Extractor = str | Callable[[str | None, int | None], str]
 
@@ -91,8 +92,9 @@ class FieldSpec:
     # For fields whose value may be unknown while the field is present (fd.sip.name with an IP
     # the mapping does not know): code whose None-ness decides presence, so "!=" stays Falco's.
     presence: str | None = None
-    # A cheap necessary condition of "field in values", tested first: (read, test of `{t}`).
-    implied: Callable[[tuple[object, ...]], tuple[str, str]] | None = None
+    # A cheap necessary condition of "field in values", tested first: (read, test of `{t}`, the
+    # affixes that test requires of the read).
+    implied: Callable[[tuple[object, ...]], tuple[str, str, Affixes]] | None = None
 
     def code(self, arg: str | None, event_type: int | None) -> str:
         """The extractor's Python expression for this argument and event type."""
@@ -269,15 +271,18 @@ _OPEN_TYPES = frozenset({"open", "openat", "openat2"})
 _O_MAY_CREATE = rf.LINUX_O_CREAT | rf.LINUX_O_TMPFILE
 
 
-def _directory_implies(values: tuple[object, ...]) -> tuple[str, str]:
+def _directory_implies(values: tuple[object, ...]) -> tuple[str, str, Affixes]:
     """fd.directory = D needs fd.name to be D itself (a directory fd) or to start with D/."""
     prefixes = tuple(str(v).rstrip("/") + "/" for v in values)
-    return f"f[{R.F_NAME}]", f"({{t}}.startswith({prefixes!r}) or {{t}} in {tuple(str(v) for v in values)!r})"
+    exact = tuple(str(v) for v in values)
+    test = f"({{t}}.startswith({prefixes!r}) or {{t}} in {exact!r})"
+    return f"f[{R.F_NAME}]", test, Affixes(exact=frozenset(exact), prefixes=frozenset(prefixes))
 
 
-def _filename_implies(values: tuple[object, ...]) -> tuple[str, str]:
+def _filename_implies(values: tuple[object, ...]) -> tuple[str, str, Affixes]:
     """fd.filename = N needs fd.name to end with /N."""
-    return f"f[{R.F_NAME}]", f"{{t}}.endswith({tuple('/' + str(v) for v in values)!r})"
+    suffixes = tuple("/" + str(v) for v in values)
+    return f"f[{R.F_NAME}]", f"{{t}}.endswith({suffixes!r})", Affixes(suffixes=frozenset(suffixes))
 
 
 def _is_open(mode: str) -> Callable[[str | None, int | None], str]:

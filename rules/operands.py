@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rules.ast import FieldExpr, ListExpr, Pos, TransformerExpr, ValueExpr
-from rules.condtree import Context
+from rules.condtree import Affixes, Context
 from rules.fields import FieldFlag, FieldType, lookup
 from rules.transformers import TRANSFORMERS
 
@@ -33,7 +33,7 @@ class Operand:
     filter_only: bool = False
     prior: float = 0.1  # guessed chance that an equality-like test on this value holds
     always_bool: bool = False  # a computed bool that is never missing
-    implied: Callable[[tuple[object, ...]], tuple[str, str]] | None = None
+    implied: Callable[[tuple[object, ...]], tuple[str, str, Affixes]] | None = None
 
 
 def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Operand:

@@ -19,6 +19,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from rules.fields import FieldType
 
@@ -135,6 +136,45 @@ def substring_program(texts: tuple[str, ...]) -> Callable[[str], object]:
     return re.compile("|".join(re.escape(t) for t in texts), re.DOTALL).search
 
 
+class Memo(dict[Any, bool]):
+    """A pure test's answers per value, computed on first use: generated code asks
+    ``memo[value]``, so a value seen before costs one dictionary lookup in C and no Python call.
+    Bounded: when full it starts over (node paths, names and peers repeat, a few do not)."""
+
+    __slots__ = ("_test", "_limit")
+
+    def __init__(self, test: Callable[[Any], bool], limit: int = 4096) -> None:
+        super().__init__()
+        self._test = test
+        self._limit = limit
+
+    def __missing__(self, value: Any) -> bool:
+        answer = self._test(value)
+        if len(self) >= self._limit:
+            self.clear()
+        self[value] = answer
+        return answer
+
+
+def affix_program(
+    exact: Iterable[str], prefixes: Iterable[str], suffixes: Iterable[str], contains: Iterable[str],
+    transform: Callable[[Any], str | None] | None = None,
+) -> Memo:
+    """Whether a value could pass any of many affix tests, as a `Memo`: a prefilter
+    (`rules.codegen`). False on None. With `transform` (a pure function such as a flags
+    parameter's rendering) the tests apply to ``transform(value)``, remembered per `value`."""
+    exact_set, pre, suf = frozenset(exact), tuple(sorted(prefixes)), tuple(sorted(suffixes))
+    subs = tuple(sorted(contains))
+
+    def could_match(value: Any) -> bool:
+        text = value if transform is None or value is None else transform(value)
+        return text is not None and (
+            text in exact_set or text.startswith(pre) or text.endswith(suf) or any(t in text for t in subs)
+        )
+
+    return Memo(could_match)
+
+
 def simpler_than_regex(pattern: str) -> str | None:
     """The plain operator a regex amounts to, if any (libs warns about such patterns): a literal
     is ``=``, ``.*lit.*`` is ``contains``, ``lit.*`` is ``startswith``, ``.*lit`` is ``endswith``."""
@@ -191,29 +231,19 @@ def pmatch_program(paths: Iterable[str]) -> Callable[[str], bool]:
     return test
 
 
-def net_program(nets: Iterable[str]) -> Callable[[str], bool]:
-    """True when an IP text lies in one of the networks; addresses of another family never do."""
+def net_program(nets: Iterable[str]) -> Memo:
+    """Whether an IP text lies in one of the networks, as a `Memo` (parsing an address costs
+    microseconds; a node talks to few distinct peers). Addresses of another family never do."""
     networks = [ipaddress.ip_network(n, strict=False) for n in nets]
-    # Parsing an address costs microseconds; a node talks to few distinct peers, so answers are
-    # kept per address text (bounded: cleared when full).
-    seen: dict[str, bool] = {}
 
-    def test(value: str) -> bool:
-        known = seen.get(value)
-        if known is not None:
-            return known
+    def inside(value: str) -> bool:
         try:
             addr = ipaddress.ip_address(value)
         except ValueError:
-            answer = False
-        else:
-            answer = any(addr.version == n.version and addr in n for n in networks)
-        if len(seen) >= 65536:
-            seen.clear()
-        seen[value] = answer
-        return answer
+            return False
+        return any(addr.version == n.version and addr in n for n in networks)
 
-    return test
+    return Memo(inside, limit=65536)
 
 
 def hex_bytes(text: str) -> bytes:

@@ -18,6 +18,7 @@ from rules import operators as ops
 from rules.condtree import (
     FALSE,
     TRUE,
+    Affixes,
     Context,
     Leaf,
     Node,
@@ -92,9 +93,25 @@ def _share_presence_tests(kind: str, children: list[Node]) -> list[Node]:
         code = f"({read} is not None and ({bodies}))"
         p = p_true((kind, [("leaf", leaf) for leaf in leaves]))
         total = cost((kind, [("leaf", leaf) for leaf in leaves]))
-        out.append(("leaf", Leaf(code, total, p, None, None, (read, f"({bodies})"))))
+        affixes = _combined_affixes(kind, leaves)
+        out.append(("leaf", Leaf(code, total, p, None, None, (read, f"({bodies})"), affixes)))
     out.extend(child for i, child in enumerate(children) if i not in taken)
     return out
+
+
+def _combined_affixes(kind: str, leaves: list[Leaf]) -> tuple[str, Affixes] | None:
+    """What an and/or of leaves requires of one string read: any conjunct's requirement, or
+    the union of every alternative's when all of them require affixes of the same read."""
+    found = [leaf.required_affixes() for leaf in leaves]
+    if kind == "and":
+        return next((a for a in found if a is not None), None)
+    if any(a is None for a in found) or len({a[0] for a in found if a is not None}) != 1:
+        return None
+    read = found[0][0]  # type: ignore[index]
+    union = Affixes()
+    for a in found:
+        union = union | a[1]  # type: ignore[index]
+    return read, union
 
 
 def _factor_or(children: list[Node], ctx: Context) -> Node | None:
@@ -153,7 +170,7 @@ def _merged_leaf(read: str, op: str, values: tuple[object, ...], prior: float, c
         name = ctx.constants.add(("contains", texts), lambda: ops.substring_program(texts))
         return make_leaf(
             ctx, [read], lambda b, r: f"({b(read)} is not None and {name}({r(read)}) is not None)", 4,
-            prior=prior,
+            prior=prior, test=(read, op, texts),
         )
     affixes = tuple(values)
     return make_leaf(

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rules import compiler as cc
+from rules.batchcode import batch_source
+from rules.codegen import Bucket
 from rules.errors import CompileError, Location
 from rules.fields import HELPERS
 from rules.loaded import LoadedRule, LoadResult, LoadWarning
@@ -103,39 +105,6 @@ class Ruleset:
         return self._sources.get(type_id, "")
 
 
-def _batch_source(all_matches: bool) -> str:
-    """The batch loop: dispatch by ``ev[0]`` through a list, everything in locals.
-
-    The list (`_BY_ID_FIRST`/`_BY_ID_ALL`) holds each event type's function and None past the
-    last type id, as many Nones as there are types, so a negative id up to that size lands on a
-    None as well; any other id (too large, too negative, not an int) raises, and the loop starts
-    over through the dictionary, which answers exactly as ``match``/``match_all`` do."""
-    if all_matches:
-        body = "            for r in fn(ev):\n                append((ev, r))\n"
-        table = "_ALL"
-    else:
-        body = "            r = fn(ev)\n            if r is not None:\n                append((ev, r))\n"
-        table = "_FIRST"
-    loop = (
-        "    out = []\n"
-        "    append = out.append\n"
-        "    for ev in events:\n"
-        "        fn = {lookup}\n"
-        "        if fn is not None:\n" + body + "    return out\n"
-    )
-    return (
-        "def _evaluate_checked(events):\n"
-        f"    get = {table}.get\n" + loop.format(lookup="get(ev[0])") + "\n\n"
-        f"def _evaluate(events, fns=_BY_ID{table}):\n"
-        "    if events.__class__ is not list:\n"
-        "        events = list(events)  # the fallback may need to start over\n"
-        "    try:\n"
-        + "".join(f"    {line}\n" for line in loop.format(lookup="fns[ev[0]]").splitlines())
-        + "    except (IndexError, TypeError):\n"
-        "        return _evaluate_checked(events)\n"
-    )
-
-
 def compile_rules(
     result: LoadResult,
     *,
@@ -214,24 +183,22 @@ def _build(
     parts: list[str] = []
     bucket_sources: dict[int, str] = {}
     first_entries, all_entries = [], []
+    batched: dict[int, Bucket] = {}
     for type_id in sorted(per_type):
         conditions = per_type[type_id]
         name = EVENT_TYPES[type_id]
         table = values[type_id]
-        first, first_rules = cc.bucket_source(f"_first_{name}", conditions, table, all_matches=False)
-        every, all_rules = cc.bucket_source(f"_all_{name}", conditions, table, all_matches=True)
-        bucket_sources[type_id] = first if not all_matches else every
-        parts += [f"_RULES = {first_rules}\n", first, f"_RULES = {all_rules}\n", every]
+        first = cc.bucket_source(f"_first_{name}", conditions, table, constants, all_matches=False)
+        every = cc.bucket_source(f"_all_{name}", conditions, table, constants, all_matches=True)
+        batched[type_id] = every if all_matches else first
+        bucket_sources[type_id] = batched[type_id].source
+        parts += [f"_RULES = {first.table}\n", first.source, f"_RULES = {every.table}\n", every.source]
+        parts.append(f"_R{type_id} = {batched[type_id].table}\n")
         first_entries.append(f"{type_id}: _first_{name}")
         all_entries.append(f"{type_id}: _all_{name}")
     parts.append("_FIRST = {" + ", ".join(first_entries) + "}\n")
     parts.append("_ALL = {" + ", ".join(all_entries) + "}\n")
-    for kind, prefix in (("_FIRST", "_first_"), ("_ALL", "_all_")):
-        by_id = ["None"] * (2 * len(EVENT_TYPES))
-        for type_id in per_type:
-            by_id[type_id] = prefix + EVENT_TYPES[type_id]
-        parts.append(f"_BY_ID{kind} = [{', '.join(by_id)}]\n")
-    parts.append(_batch_source(all_matches))
+    parts.append(batch_source(batched, all_matches))
     module_source = "\n".join(parts)
     namespace: dict[str, Any] = {
         **HELPERS,
