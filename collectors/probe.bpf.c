@@ -43,16 +43,17 @@
 #define PG_SOCK_ITEM 44 /* u16 family, proto, type, sport, dport, pad; u8 saddr[16], daddr[16] */
 #define EINPROGRESS_ 115
 
-/* The per-event task fields (real_parent, cred, comm, signal, loginuid) sit close together in
- * task_struct: one copy of that span replaces five helper calls. Every helper call is expensive
+/* The per-event task fields (pid, tgid, real_parent, cred, comm, signal, loginuid) sit close
+ * together in task_struct: one copy of that span replaces seven helper calls. Every helper call is expensive
  * on machines whose kernel mitigates return-stack attacks (each kernel `ret` goes through a
  * thunk), and the context is read for every event. */
 #define PG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PG_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define PG_TASK_LO PG_MIN(PG_MIN(PG_MIN(OFF_TASK_REAL_PARENT, OFF_TASK_CRED), PG_MIN(OFF_TASK_SIGNAL, \
-    OFF_TASK_LOGINUID)), OFF_TASK_COMM)
+    OFF_TASK_LOGINUID)), PG_MIN(OFF_TASK_COMM, PG_MIN(OFF_TASK_PID, OFF_TASK_TGID)))
 #define PG_TASK_HI PG_MAX(PG_MAX(PG_MAX(OFF_TASK_REAL_PARENT + 8, OFF_TASK_CRED + 8), \
-    PG_MAX(OFF_TASK_SIGNAL + 8, OFF_TASK_LOGINUID + 4)), OFF_TASK_COMM + 16)
+    PG_MAX(OFF_TASK_SIGNAL + 8, OFF_TASK_LOGINUID + 4)), \
+    PG_MAX(OFF_TASK_COMM + 16, PG_MAX(OFF_TASK_PID + 4, OFF_TASK_TGID + 4)))
 #define PG_TASK_SPAN 2048
 #if PG_TASK_HI - PG_TASK_LO > PG_TASK_SPAN
 #error "task_struct context fields span more than PG_TASK_SPAN bytes on this kernel"
@@ -96,8 +97,16 @@ static __always_inline u32 pg_pid_nr(char *pid, int ns_level) {
     return nr;
 }
 
-/* process context of the current task, read through BTF offsets */
-static __always_inline void pg_context(struct pg_buf *b, char *task, u64 pt, u16 evt) {
+/* copy the span of the current task's fields into b->task; its pid and tgid, 0 when unreadable */
+static __always_inline u64 pg_copy_task(struct pg_buf *b, char *task) {
+    u8 *t = b->task;
+    if (bpf_probe_read_kernel(t, PG_TASK_HI - PG_TASK_LO, task + PG_TASK_LO) < 0)
+        return 0;
+    return ((u64)PG_T(u32, OFF_TASK_TGID) << 32) | PG_T(u32, OFF_TASK_PID);
+}
+
+/* process context of the current task, from the pg_copy_task copy and reads through BTF offsets */
+static __always_inline void pg_context(struct pg_buf *b, u64 pt, u16 evt) {
     struct pg_hdr *h = &b->h;
     u8 *t = b->task;
     char *p = 0;
@@ -118,11 +127,6 @@ static __always_inline void pg_context(struct pg_buf *b, char *task, u64 pt, u16
     h->ppid = 0;
     h->uid = 0;
     h->gid = 0;
-    if (bpf_probe_read_kernel(t, PG_TASK_HI - PG_TASK_LO, task + PG_TASK_LO) < 0) {
-        h->loginuid = 0;
-        __builtin_memset(h->comm, 0, sizeof(h->comm));
-        return;
-    }
     __builtin_memcpy(h->comm, &t[OFF_TASK_COMM - PG_TASK_LO], sizeof(h->comm));
     h->loginuid = PG_T(u32, OFF_TASK_LOGINUID);
 
@@ -146,11 +150,25 @@ static __always_inline void pg_context(struct pg_buf *b, char *task, u64 pt, u16
     if (tty) {
         int index = 0, major = 0, minor_start = 0;
         char *drv = 0;
+#if OFF_TTY_INDEX < OFF_TTY_DRIVER && OFF_TTY_DRIVER - OFF_TTY_INDEX <= 24
+        u8 ti[OFF_TTY_DRIVER - OFF_TTY_INDEX + 8] = {}; /* both fields in one read */
+        bpf_probe_read_kernel(ti, sizeof(ti), tty + OFF_TTY_INDEX);
+        index = *(int *)&ti[0];
+        drv = *(char **)&ti[OFF_TTY_DRIVER - OFF_TTY_INDEX];
+#else
         RD(index, tty + OFF_TTY_INDEX);
         RD(drv, tty + OFF_TTY_DRIVER);
+#endif
         if (drv) {
+#if OFF_TTY_DRIVER_MINOR_START == OFF_TTY_DRIVER_MAJOR + 4
+            int mm[2] = {};
+            bpf_probe_read_kernel(mm, sizeof(mm), drv + OFF_TTY_DRIVER_MAJOR);
+            major = mm[0];
+            minor_start = mm[1];
+#else
             RD(major, drv + OFF_TTY_DRIVER_MAJOR);
             RD(minor_start, drv + OFF_TTY_DRIVER_MINOR_START);
+#endif
         }
         u32 minor = minor_start + index;
         /* new_encode_dev, as /proc/PID/stat prints tty_nr */
@@ -332,9 +350,6 @@ static __always_inline s64 pg_regs_args(char *task, u64 *a) {
 }
 
 static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int strmask, int kind) {
-    u64 pt = bpf_get_current_pid_tgid();
-    if ((pt >> 32) == SELF_TGID)
-        return 0;
     s64 ret = ctx->ret;
     if ((kind == K_ARGV1 || kind == K_ARGV2) && ret == 0)
         return 0; /* sched_process_exec emitted it */
@@ -342,11 +357,14 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
     if (!b)
         return 0;
     char *task = (char *)bpf_get_current_task();
-    if (pg_regs_args(task, b->h.a) != ctx->nr) {
+    u64 pt = pg_copy_task(b, task); /* instead of bpf_get_current_pid_tgid: one helper call less */
+    if ((pt >> 32) == SELF_TGID)
+        return 0;
+    if (!pt || pg_regs_args(task, b->h.a) != ctx->nr) {
         pg_count(PG_CNT_BAD_REGS);
         return 0;
     }
-    pg_context(b, task, pt, evt);
+    pg_context(b, pt, evt);
     b->h.ret = ret;
 
 #pragma unroll
@@ -401,7 +419,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
         return 0;
     char *task = (char *)bpf_get_current_task();
     u16 evt = pg_regs_args(task, b->h.a) == PG_NR_EXECVEAT ? EV_execveat : EV_execve;
-    pg_context(b, task, pt, evt);
+    pg_copy_task(b, task);
+    pg_context(b, pt, evt);
     char *cred = 0, *mm = 0;
     RD(cred, task + OFF_TASK_CRED);
     b->h.a[0] = b->h.a[1] = b->h.a[2] = 0;
@@ -440,7 +459,8 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
     struct pg_buf *b = pg_buffer();
     if (!b)
         return 0;
-    pg_context(b, (char *)bpf_get_current_task(), pt, PG_EVT_FORK);
+    pg_copy_task(b, (char *)bpf_get_current_task());
+    pg_context(b, pt, PG_EVT_FORK);
     b->h.pstart = pg_leader_start();
     pg_session(&b->h);
     b->h.a[0] = ctgid;
@@ -458,7 +478,8 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     if (!b)
         return 0;
     char *task = (char *)bpf_get_current_task();
-    pg_context(b, task, pt, EV_procexit);
+    pg_copy_task(b, task);
+    pg_context(b, pt, EV_procexit);
     u32 code = 0;
     RD(code, task + OFF_TASK_EXIT_CODE);
     b->h.a[0] = code;

@@ -19,7 +19,8 @@
 /* drop and count categories, per CPU */
 #define PG_CNT_EVTS 0          /* records the probe tried to emit (emitted + dropped) */
 #define PG_CNT_RING_FULL 1
-#define PG_CNT_BAD_REGS 2      /* saved registers did not hold the syscall: record dropped */
+#define PG_CNT_BAD_REGS 2      /* saved registers did not hold the syscall (or the task was
+                                  * unreadable): record dropped */
 #define PG_CNT_PAGE_FAULT 3    /* a user-memory read failed (the field is empty) */
 #define PG_CNT_N 4
 
