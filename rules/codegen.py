@@ -122,12 +122,60 @@ def place(lines: list[str], defs: Sequence[tuple[str, str]]) -> list[str]:
         groups: dict[int | None, list[int]] = {}
         for i in used:
             groups.setdefault(_outermost(out, i), []).append(i)
-        if None in groups:  # a use at the top level: one definition before everything
-            groups = {None: used}
+        top = groups.pop(None, None)
+        if top is not None and not _inline_once(out, top, word, name, code):
+            groups = {None: used}  # used at the top level: one definition before everything
         for group in sorted(groups.values(), reverse=True):  # bottom first: indices stay valid
             at, indent = _innermost_site(out, group)
             out.insert(at, f"{' ' * indent}{name} = {code}")
     return out
+
+
+def _inline_once(lines: list[str], top: Sequence[int], word: re.Pattern[str], name: str, code: str) -> bool:
+    """Write a read into the one top-level line that uses it, instead of defining it before
+    every event's first test: that line usually short-circuits before reaching it. Applies to a
+    plain read (a list index, a record local) used at most twice there, and to a computed-once
+    read (``_UNSET``) used once there. False (nothing changed) when it does not apply."""
+    if len(top) != 1:
+        return False
+    line = lines[top[0]]
+    count = len(word.findall(_LITERALS.sub("''", line)))
+    if code == "_UNSET":
+        lazy = f"({name} if {name} is not _UNSET else ({name} := "
+        start = line.find(lazy)
+        if count != 3 or start < 0:
+            return False
+        end = _closing(line, start)
+        inner = line[start + len(lazy) : end - 1]
+        lines[top[0]] = line[:start] + f"({inner})" + line[end + 1 :]
+        return True
+    plain = SIMPLE_READ.fullmatch(code) is not None
+    if not (plain or name in BASES) or count > (2 if plain else 1):
+        return False
+    lines[top[0]] = word.sub(lambda _: code, line)
+    return True
+
+
+def _closing(text: str, start: int) -> int:
+    """The index of the parenthesis closing the one open at `start` (string literals skipped)."""
+    depth, i, quote = 0, start, ""
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise ValueError(f"unbalanced parentheses in generated code: {text!r}")
 
 
 def _outermost(lines: Sequence[str], i: int) -> int | None:

@@ -164,12 +164,13 @@ def affix_program(
     (`rules.codegen`). False on None. With `transform` (a pure function such as a flags
     parameter's rendering) the tests apply to ``transform(value)``, remembered per `value`."""
     exact_set, pre, suf = frozenset(exact), tuple(sorted(prefixes)), tuple(sorted(suffixes))
-    subs = tuple(sorted(contains))
+    search = substring_program(tuple(sorted(contains))) if contains else None
 
     def could_match(value: Any) -> bool:
         text = value if transform is None or value is None else transform(value)
         return text is not None and (
-            text in exact_set or text.startswith(pre) or text.endswith(suf) or any(t in text for t in subs)
+            text in exact_set or text.startswith(pre) or text.endswith(suf)
+            or (search is not None and search(text) is not None)
         )
 
     return Memo(could_match)
