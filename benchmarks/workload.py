@@ -1,9 +1,10 @@
 """A realistic, seeded mix of in-memory event records for rule-engine and worker benchmarks.
 
 The mix follows what a Kubernetes node sends once collectors capture only the event types the
-rules need: mostly opens (most of them reads of libraries, /proc and config files), then execs,
-connects, sockets, a few setns/unshare and others. Processes come from a pool of host and
-container processes with parent chains and enriched container records. Almost nothing matches a
+rules need: mostly opens (most of them reads of libraries, /proc and config files, one in five
+of a path seen only once), then execs, connects, sockets, a few setns/unshare and others.
+Processes come from a pool of host and container processes with parent chains and enriched
+container records. Almost nothing matches a
 rule, as in production; `make_events(..., suspicious=...)` mixes in known triggers if wanted.
 
 Usage: ``events = make_events(100_000, seed=1)`` -> list of event records (`rules.record`).
@@ -129,9 +130,20 @@ def _fd_socket(num: int, lip: str, lport: int, rip: str, rport: int, proto: str)
     return fd
 
 
+def _unique_path(rng: random.Random) -> str:
+    """A path seen once: another process's /proc entry, a temporary file, a content-addressed
+    cache file. Nodes open many of these, so no cache of paths can answer every open."""
+    token = "".join(rng.choice(_HEX) for _ in range(12))
+    return rng.choice((f"/proc/{rng.randrange(2, 4_000_000)}/stat", f"/tmp/tmp{token[:8]}/part.json",
+                       f"/app/cache/{token}.bin"))  # fmt: skip
+
+
 def _open_event(rng: random.Random, type_name: str, ts: int, p: list[object], num: int) -> list[object]:
     write = rng.random() < 0.15
-    path = rng.choice(_WRITE_PATHS if write else _READ_PATHS)
+    if rng.random() < 0.2:
+        path = _unique_path(rng)
+    else:
+        path = rng.choice(_WRITE_PATHS if write else _READ_PATHS)
     if write:
         flags = O_WRONLY | O_CREAT | O_TRUNC if rng.random() < 0.5 else O_RDWR
     else:
