@@ -37,17 +37,28 @@ class Batcher:
 
     def add(self, ev: Event, now_ns: int) -> Batch | None:
         """Add one event (its EV_PROC a record); returns the batch it closed, if any."""
-        if not self.events:
-            self._opened_ns = now_ns
-        proc = ev[EV_PROC]
-        idx = self._index.get(id(proc))
-        if idx is None:
-            idx = self._add_proc(proc, 0)
-        ev[EV_PROC] = idx
-        self.events.append(ev)
-        if len(self.events) >= self.max_events:
-            return self.close()
-        return None
+        closed = self.extend([ev], now_ns)
+        return closed[0] if closed else None
+
+    def extend(self, events: list[Event], now_ns: int) -> list[Batch]:
+        """`add` for each event, in one call (the collector's hot loop); returns the batches closed."""
+        closed: list[Batch] = []
+        index, add_proc, max_events = self._index, self._add_proc, self.max_events
+        for ev in events:
+            if not self.events:
+                self._opened_ns = now_ns
+                index = self._index  # close() made new ones
+            proc = ev[EV_PROC]
+            idx = index.get(id(proc))
+            if idx is None:
+                idx = add_proc(proc, 0)
+            ev[EV_PROC] = idx
+            self.events.append(ev)
+            if len(self.events) >= max_events:
+                b = self.close()
+                assert b is not None
+                closed.append(b)
+        return closed
 
     def due(self, now_ns: int) -> bool:
         return bool(self.events) and now_ns - self._opened_ns >= self.max_age_ns

@@ -24,6 +24,9 @@ from typing import Any, Final
 
 from collectors.header import (
     H_A0,
+    H_CGROUP,
+    H_CTX_END,
+    H_CTX_FIRST,
     H_EVT,
     H_FLAGS,
     H_ITEMS,
@@ -443,7 +446,7 @@ class Decoder:
     ) -> None:
         """`openat`: the C builder of openat events (same output as the Python one, faster)."""
         self.procs = procs
-        self.openat = openat
+        self.openat = openat if _OPENAT in frozenset(published) else None
         self.boot_to_epoch = boot_to_epoch_ns
         self.published = frozenset(published)
         self.num = 0  # evt.num of the last event
@@ -457,12 +460,22 @@ class Decoder:
     def decode_records(self, records: list[Record]) -> list[Event]:
         out: list[Event] = []
         procs, published, builders, openat = self.procs, self.published, BUILDERS, self.openat
-        epoch = self.boot_to_epoch
+        current, table, epoch = procs.current, procs.entries, self.boot_to_epoch
         self.n_read += len(records)
         for h in records:
             evt = h[H_EVT]
             if h[H_FLAGS] & PG_FLAG_TRUNCATED:
                 self.n_truncated += 1
+            if evt == _OPENAT and openat is not None:
+                # the frequent case first, with ProcTable.current's unchanged-process test inlined
+                e = table.get(h[H_TGID])
+                if e is not None and e[1] == h[H_CTX_FIRST:H_CTX_END] and e[2] == h[H_CGROUP]:
+                    proc = e[0]
+                else:
+                    proc = current(h)
+                self.num += 1
+                out.append(openat(h, proc, epoch, self.num, abspath))
+                continue
             if evt == PG_EVT_FORK:
                 procs.fork(h, h[H_A0], h[H_A0 + 1])
                 continue
@@ -485,10 +498,6 @@ class Decoder:
                     if path:
                         procs.chdir(h[H_TGID], path)
                 if evt not in published:
-                    continue
-                if evt == _OPENAT and openat is not None:
-                    self.num += 1
-                    out.append(openat(h, proc, epoch, self.num, abspath))
                     continue
                 args, fd = builders[evt](h, h[H_ITEMS], proc)
             self.num += 1

@@ -114,6 +114,11 @@ class ProcTable:
                 self._groups[gid] = None
         return self._groups[gid]
 
+    @property
+    def entries(self) -> dict[int, list[Any]]:
+        """tgid -> [record, context key, cgroup id]: read-only, for the decoder's inlined `current`."""
+        return self._procs
+
     def __len__(self) -> int:
         return len(self._procs)
 

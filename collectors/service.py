@@ -157,9 +157,8 @@ def run(config: CollectorConfig, sink: Sink) -> dict[str, int]:
         records = reader.drain()
         now = time.monotonic_ns()
         if records:
-            add = batcher.add
-            for ev in decoder.decode_records(records):
-                emit(add(ev, now))
+            for b in batcher.extend(decoder.decode_records(records), now):
+                emit(b)
         if batcher.due(now):
             emit(batcher.close())
 
