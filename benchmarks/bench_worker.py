@@ -8,13 +8,16 @@
   exactly_once against 1 process at_least_once (the cost of transactions); 2 processes against 1
   (the scaling ratio). Batches are regrouped so each references ~20 process records, as a node's
   batch does (`node_order`); no Kubernetes records are published, so enrichment always misses.
-  Each figure is the median of ``--runs``.
+  Each figure is the median of ``--runs``. CPU is measured over the same window: cores used by each
+  worker process and by the broker (when the benchmark started it), and how busy the machine was.
 * latency: one exactly_once worker on fresh topics; batches produced at half the measured 1-process
   capacity, each with one shell-in-a-container execve stamped with its production time; a
-  read_committed consumer measures production -> alert visible. p50/p99 over ``--latency-seconds``.
+  read_committed consumer (librdkafka defaults, as the sink stage reads) measures production -> alert
+  visible. p50/p99 over ``--latency-seconds``, with the worker's CPU over that window.
 
 The machine is shared (2 cores: broker, producer, workers and other jobs), so absolute figures are
-what this box gives; the ratios are the comparable part.
+what this box gives; the ratios are the comparable part, and the CPU figures say which resource ran out
+(two workers and the broker cannot all have a core each on two cores).
 
 Run: ``.venv/bin/python -m benchmarks.bench_worker [--events N] [--runs R] [--bootstrap HOST:PORT]``
 (without ``--bootstrap`` it starts its own broker from the project's Kafka jars).
@@ -32,12 +35,14 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from benchmarks.bench_collector import cpu_seconds
 from benchmarks.falco_rules import STABLE_AND_INCUBATING
 from benchmarks.processes import stop
 from benchmarks.results import record
@@ -103,11 +108,51 @@ def shell_event(template: list[Any], ts: int, num: int) -> list[Any]:
     return [R.event_type_id("execve"), ts, 7, proc, 0, args, None, num]
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    busy = user + nice + system + irq + softirq + steal
+    return busy, busy + idle + iowait
+
+
+@dataclass
+class CpuWindow:
+    """Cores used by the given processes, and by the whole machine, between start() and stop()."""
+
+    pids: list[int]
+    t0: float = 0.0
+    cpu0: tuple[float, ...] = ()
+    ticks0: tuple[int, int] = (0, 0)
+    cores: tuple[float, ...] = ()
+    machine_cores: float = 0.0
+
+    def start(self) -> None:
+        self.t0, self.ticks0 = time.monotonic(), machine_ticks()
+        self.cpu0 = tuple(map(cpu_seconds, self.pids))
+
+    def stop(self) -> None:
+        elapsed = time.monotonic() - self.t0
+        self.cores = tuple((cpu_seconds(p) - c) / elapsed for p, c in zip(self.pids, self.cpu0, strict=True))
+        busy, total = machine_ticks()
+        self.machine_cores = (busy - self.ticks0[0]) / max(1, total - self.ticks0[1]) * (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Drain:
+    rate: float  # events/s
+    worker_cores: tuple[float, ...]
+    broker_cores: float | None
+    machine_cores: float
+
+
 class Bench:
-    def __init__(self, bootstrap: str, tmp: Path, commit_interval: float = 0.25) -> None:
+    def __init__(self, bootstrap: str, tmp: Path, commit_interval: float = 0.25,
+                 broker_pid: int | None = None) -> None:
         self.bootstrap = bootstrap
         self.tmp = tmp
         self.commit_interval = commit_interval
+        self.broker_pid = broker_pid
         self.tag = uuid.uuid4().hex[:8]
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
 
@@ -162,7 +207,7 @@ class Bench:
     def committed(self, group: Consumer, tps: list[TopicPartition]) -> int:
         return sum(max(tp.offset, 0) for tp in group.committed(tps, timeout=10))
 
-    def drain_rate(self, n_workers: int, guarantee: str, total_batches: int, timeout: float = 600) -> float:
+    def drain_rate(self, n_workers: int, guarantee: str, total_batches: int, timeout: float = 600) -> Drain:
         """events/s of `n_workers` processes draining the whole backlog in a fresh group."""
         app_id = f"bench-worker-{uuid.uuid4().hex[:8]}"
         tps = [TopicPartition(self.topic("events"), p) for p in range(PARTITIONS)]
@@ -171,13 +216,18 @@ class Bench:
         try:
             deadline = time.monotonic() + timeout
             self._wait_stable(app_id, n_workers, workers, deadline)
+            cpu = CpuWindow([w.pid for w in workers] + ([self.broker_pid] if self.broker_pid else []))
+            cpu.start()
             t0, c0 = time.monotonic(), self.committed(probe, tps)
             while True:
                 now, done = time.monotonic(), self.committed(probe, tps)
                 if done >= total_batches:
+                    cpu.stop()
                     if total_batches - c0 < total_batches // 2:
                         raise RuntimeError("most of the backlog was drained before the group was stable")
-                    return (done - c0) * BATCH / (now - t0)
+                    broker = cpu.cores[n_workers] if self.broker_pid else None
+                    rate = (done - c0) * BATCH / (now - t0)
+                    return Drain(rate, cpu.cores[:n_workers], broker, cpu.machine_cores)
                 if now > deadline or any(w.poll() is not None for w in workers):
                     raise RuntimeError(f"backlog not drained: {done}/{total_batches} batches; see {self.tmp}")
                 time.sleep(0.2)
@@ -185,8 +235,11 @@ class Bench:
             probe.close()
             stop(workers)
 
-    def latency(self, rate: float, seconds: float, base: list[list[Any]], template: list[Any]) -> list[float]:
-        """Seconds from producing a batch to its alert being visible to a read_committed consumer."""
+    def latency(
+        self, rate: float, seconds: float, base: list[list[Any]], template: list[Any]
+    ) -> tuple[list[float], CpuWindow]:
+        """Seconds from producing a batch to its alert being visible to a read_committed consumer, and
+        the CPU used while producing."""
         app_id = f"bench-latency-{uuid.uuid4().hex[:8]}"
         alerts_topic = self.topic("alerts")
         seen: list[float] = []
@@ -220,6 +273,8 @@ class Bench:
                           "message.max.bytes": 8_000_000})
             interval = BATCH / rate
             n = int(seconds / interval)
+            cpu = CpuWindow([workers[0].pid, os.getpid()] + ([self.broker_pid] if self.broker_pid else []))
+            cpu.start()
             start = time.monotonic()
             for i in range(n):
                 target = start + i * interval
@@ -233,10 +288,11 @@ class Bench:
                 p.produce(self.topic("events"), batch, node.encode())
                 p.poll(0)
             p.flush(60)
+            cpu.stop()
             deadline = time.monotonic() + 30
             while len(seen) < n and time.monotonic() < deadline:
                 time.sleep(0.2)
-            return list(seen)
+            return list(seen), cpu
         finally:
             stop_reading.set()
             reader.join(30)
@@ -287,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
             cluster = localkafka.start(tmp / "kafka", n=1, heap="1g")
             bootstrap = cluster.bootstrap
         try:
-            run(Bench(bootstrap, tmp, args.commit_interval), args)
+            run(Bench(bootstrap, tmp, args.commit_interval, cluster.nodes[0].pid if cluster else None), args)
         finally:
             if cluster is not None:
                 localkafka.stop(cluster)
@@ -304,17 +360,23 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
     n_events = total * BATCH
     avg_bytes = sum(map(len, batches)) / len(batches)
 
-    rates: dict[tuple[int, str], list[float]] = {(1, "exactly_once"): [], (1, "at_least_once"): [],
-                                                 (2, "exactly_once"): []}
+    drains: dict[tuple[int, str], list[Drain]] = {(1, "exactly_once"): [], (1, "at_least_once"): [],
+                                                  (2, "exactly_once"): []}
     for _ in range(args.runs):
-        for (n, guarantee), out in rates.items():
+        for (n, guarantee), out in drains.items():
             out.append(bench.drain_rate(n, guarantee, total))
-    med = {k: statistics.median(v) for k, v in rates.items()}
+    med = {k: statistics.median(d.rate for d in v) for k, v in drains.items()}
     eos1, alo1, eos2 = med[(1, "exactly_once")], med[(1, "at_least_once")], med[(2, "exactly_once")]
     common = {"load_avg_1m": round(os.getloadavg()[0], 1), "events": n_events, "batch_events": BATCH,
               "batch_bytes": round(avg_bytes),
               "partitions": PARTITIONS, "rules": "falco stable + incubating",
-              "rates": {f"{n}x{g}": [round(r) for r in v] for (n, g), v in rates.items()}}
+              "rates": {f"{n}x{g}": [round(d.rate) for d in v] for (n, g), v in drains.items()},
+              "worker_cores": {f"{n}x{g}": [[round(c, 2) for c in d.worker_cores] for d in v]
+                               for (n, g), v in drains.items()},
+              "broker_cores": {f"{n}x{g}": [round(d.broker_cores, 2) for d in v if d.broker_cores is not None]
+                               for (n, g), v in drains.items()},
+              "machine_cores": {f"{n}x{g}": [round(d.machine_cores, 2) for d in v]
+                                for (n, g), v in drains.items()}}
     record("worker events/s, 1 process, exactly_once", f"{eos1:,.0f} events/s",
            f"at_least_once 1 process {alo1:,.0f} events/s", eos1 / alo1, args.runs, common)
     record("worker scaling, 2 processes, exactly_once", f"{eos2:,.0f} events/s ({eos2 / 2:,.0f} per process)",
@@ -323,15 +385,18 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
     template = next(e[R.EV_PROC] for e in events if e[R.EV_PROC][R.P_CONTAINER] is not None)
     # Fresh topics: no backlog to drain first, and no transaction left open by the throughput runs'
     # workers (other groups, so nothing fences them) holding back read_committed readers.
-    fresh = Bench(bench.bootstrap, bench.tmp, bench.commit_interval)
+    fresh = Bench(bench.bootstrap, bench.tmp, bench.commit_interval, bench.broker_pid)
     fresh.create_topics()
-    seen = fresh.latency(eos1 / 2, args.latency_seconds, events, template)
+    seen, cpu = fresh.latency(eos1 / 2, args.latency_seconds, events, template)
     if not seen:
         raise RuntimeError("no probe alert seen: latency not measured")
     q = statistics.quantiles(seen, n=100)
     figure = f"p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms"
     record("worker latency at half capacity, exactly_once", figure, "goal p99 <= 1000 ms", None, 1,
-           {"rate_events_s": round(eos1 / 2), "probes": len(seen), "max_ms": round(max(seen) * 1000)})
+           {"rate_events_s": round(eos1 / 2), "probes": len(seen), "max_ms": round(max(seen) * 1000),
+            "worker_cores": round(cpu.cores[0], 2), "bench_process_cores": round(cpu.cores[1], 2),
+            "broker_cores": round(cpu.cores[2], 2) if fresh.broker_pid else None,
+            "machine_cores": round(cpu.machine_cores, 2)})
 
 
 if __name__ == "__main__":
