@@ -24,9 +24,6 @@ from typing import Any, Final
 
 from collectors.header import (
     H_A0,
-    H_CGROUP,
-    H_CTX_END,
-    H_CTX_FIRST,
     H_EVT,
     H_FLAGS,
     H_ITEMS,
@@ -78,8 +75,11 @@ _OPENAT: Final = EVENT_TYPE_IDS["openat"]
 Args = list[object]
 Record = tuple[Any, ...]  # HDR fields, then (at H_ITEMS) the payload items
 Builder = Callable[[Header, list[bytes], Process], tuple[Args, Fd | None]]
-# (h, proc, boot_to_epoch, evt.num, abspath) -> the whole event: collectors/openevent.c
-EventBuilder = Callable[[Record, Process, int, int, Callable[..., str | None]], Event]
+# (h, ProcTable.entries, ProcTable.current, boot_to_epoch, evt.num, abspath) -> the whole event,
+# its process found as ProcTable.current finds it: collectors/openevent.c
+EventBuilder = Callable[
+    [Record, dict[int, list[Any]], Callable[[Record], Process], int, int, Callable[..., str | None]], Event
+]
 
 
 class DecodeError(ValueError):
@@ -466,15 +466,9 @@ class Decoder:
             evt = h[H_EVT]
             if h[H_FLAGS] & PG_FLAG_TRUNCATED:
                 self.n_truncated += 1
-            if evt == _OPENAT and openat is not None:
-                # the frequent case first, with ProcTable.current's unchanged-process test inlined
-                e = table.get(h[H_TGID])
-                if e is not None and e[1] == h[H_CTX_FIRST:H_CTX_END] and e[2] == h[H_CGROUP]:
-                    proc = e[0]
-                else:
-                    proc = current(h)
+            if evt == _OPENAT and openat is not None:  # the frequent case first
                 self.num += 1
-                out.append(openat(h, proc, epoch, self.num, abspath))
+                out.append(openat(h, table, current, epoch, self.num, abspath))
                 continue
             if evt == PG_EVT_FORK:
                 procs.fork(h, h[H_A0], h[H_A0 + 1])

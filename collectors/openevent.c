@@ -1,9 +1,12 @@
 /* collectors/openevent.c: the openat event built in C, the collector's most frequent event.
  *
- * `openat(h, proc, epoch, num, abspath)` returns the same event list as collectors.decode builds
- * for an openat record in Python (`_openat` and the event literal of `Decoder.decode_records`):
+ * `openat(h, table, current, epoch, num, abspath)` returns the same event list as collectors.decode
+ * builds for an openat record in Python (`_openat` and the event literal of
+ * `Decoder.decode_records`):
  *     [evt, ts + epoch, tid, proc, ret, [fd, dirfd, raw, flags, mode, None, None], fd_record, num]
- * `h` is a parsed record (collectors.decode.Record). Paths that are absolute and already canonical
+ * `h` is a parsed record (collectors.decode.Record). The process is `table[tgid][0]` when that
+ * entry's context key and cgroup equal the record's (ProcTable.entries), else `current(h)` (which
+ * makes a new version). Paths that are absolute and already canonical
  * are used as they are; every other path goes through the Python `abspath` passed in, so the
  * normalisation rules live in one place. tests/ebpf/test_collector_openevent.py compares the two
  * builders. Built by collectors/native.py.
@@ -16,7 +19,11 @@
 #define H_TS 0
 #define H_RET 2
 #define H_A0 3
+#define H_CGROUP 1
+#define H_TGID 10
 #define H_TID 11
+#define H_CTX_FIRST 12 /* ppid, uid, gid, loginuid, tty: collectors.header H_CTX_FIRST..H_CTX_END */
+#define H_CTX_END 17
 #define H_EVT 20
 #define H_ITEMS 25
 #define O_DIRECTORY_ 0200000
@@ -56,16 +63,51 @@ static PyObject *first_path(PyObject *items, int *canonical) {
     return PyUnicode_DecodeUTF8(s, n, "replace");
 }
 
+/* 1: the entry's record is current, 0: it is not, -1: error */
+static int unchanged(PyObject *entry, PyObject *h) {
+    if (!PyList_Check(entry) || PyList_GET_SIZE(entry) < 3)
+        return 0;
+    PyObject *ctx = PyList_GET_ITEM(entry, 1);
+    if (!PyTuple_Check(ctx) || PyTuple_GET_SIZE(ctx) != H_CTX_END - H_CTX_FIRST)
+        return 0;
+    for (int i = 0; i < H_CTX_END - H_CTX_FIRST; i++) {
+        PyObject *was = PyTuple_GET_ITEM(ctx, i), *now = PyTuple_GET_ITEM(h, H_CTX_FIRST + i);
+        int eq = PyObject_RichCompareBool(was, now, Py_EQ);
+        if (eq <= 0)
+            return eq;
+    }
+    return PyObject_RichCompareBool(PyList_GET_ITEM(entry, 2), PyTuple_GET_ITEM(h, H_CGROUP), Py_EQ);
+}
+
+/* ProcTable.current(h), with the unchanged-process case done here; a new reference */
+static PyObject *current_process(PyObject *h, PyObject *table, PyObject *current) {
+    PyObject *entry = PyDict_GetItemWithError(table, PyTuple_GET_ITEM(h, H_TGID));
+    if (!entry && PyErr_Occurred())
+        return NULL;
+    if (entry) {
+        int eq = unchanged(entry, h);
+        if (eq < 0)
+            return NULL;
+        if (eq)
+            return Py_NewRef(PyList_GET_ITEM(entry, 0));
+    }
+    return PyObject_CallOneArg(current, h);
+}
+
 static PyObject *openat_event(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "openat(h, proc, epoch, num, abspath)");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "openat(h, table, current, epoch, num, abspath)");
         return NULL;
     }
-    PyObject *h = args[0], *proc = args[1], *epoch = args[2], *num = args[3], *abspath = args[4];
-    if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) <= H_ITEMS) {
-        PyErr_SetString(PyExc_TypeError, "h must be a parsed record");
+    PyObject *h = args[0], *table = args[1], *current = args[2], *epoch = args[3], *num = args[4];
+    PyObject *abspath = args[5];
+    if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) <= H_ITEMS || !PyDict_Check(table)) {
+        PyErr_SetString(PyExc_TypeError, "h must be a parsed record and table a dict");
         return NULL;
     }
+    PyObject *proc = current_process(h, table, current);
+    if (!proc)
+        return NULL;
     PyObject *ret = PyTuple_GET_ITEM(h, H_RET);
     PyObject *raw = NULL, *fd = NULL, *dirfd = NULL, *flags = NULL, *mode = NULL, *name = NULL;
     PyObject *ts = NULL, *a = NULL, *f = NULL, *ev = NULL;
@@ -135,6 +177,7 @@ static PyObject *openat_event(PyObject *Py_UNUSED(m), PyObject *const *args, Py_
     PyList_SET_ITEM(ev, 6, Py_NewRef(f));
     PyList_SET_ITEM(ev, 7, Py_NewRef(num));
 done:
+    Py_DECREF(proc);
     Py_XDECREF(raw);
     Py_XDECREF(fd);
     Py_XDECREF(dirfd);
@@ -149,7 +192,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"openat", (PyCFunction)(void (*)(void))openat_event, METH_FASTCALL,
-     "openat(h, proc, epoch, num, abspath): the event list of a parsed openat record"},
+     "openat(h, table, current, epoch, num, abspath): the event list of a parsed openat record"},
     {NULL, NULL, 0, NULL},
 };
 

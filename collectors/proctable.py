@@ -116,7 +116,8 @@ class ProcTable:
 
     @property
     def entries(self) -> dict[int, list[Any]]:
-        """tgid -> [record, context key, cgroup id]: read-only, for the decoder's inlined `current`."""
+        """tgid -> [record, context key, cgroup id], read-only: the C openat builder
+        (collectors/openevent.c) does `current`'s unchanged-process test on it."""
         return self._procs
 
     def __len__(self) -> int:

@@ -107,23 +107,25 @@ static PyObject *parse(PyObject *error, const uint8_t *r, uint32_t size, Prev *p
         memcpy(prev->raw, r, PG_HDR);
         prev->valid = 1;
     }
-    PyObject *items = PyList_New(0);
+    uint32_t end = PG_HDR + len, n_items = 0;
+    for (uint32_t off = PG_HDR; off + 2 <= end; off += 2 + rd16(r + off))
+        n_items++;
+    PyObject *items = PyList_New(n_items);
     if (!items) {
         Py_DECREF(t);
         return NULL;
     }
     PyTuple_SET_ITEM(t, N_FIELDS, items);
-    uint32_t off = PG_HDR, end = PG_HDR + len;
-    while (off + 2 <= end) {
+    uint32_t off = PG_HDR;
+    for (uint32_t k = 0; k < n_items; k++) {
         uint32_t n = rd16(r + off);
         uint32_t stop = off + 2 + n > end ? end : off + 2 + n;
         PyObject *b = PyBytes_FromStringAndSize((const char *)r + off + 2, stop - off - 2);
-        if (!b || PyList_Append(items, b) < 0) {
-            Py_XDECREF(b);
+        if (!b) {
             Py_DECREF(t);
             return NULL;
         }
-        Py_DECREF(b);
+        PyList_SET_ITEM(items, k, b);
         off += 2 + n;
     }
     return t;
