@@ -18,6 +18,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,3 +116,12 @@ def unique_topic() -> Callable[[str], str]:
         return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
     return make
+
+
+@pytest.fixture(scope="session")
+def kube_api(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """One real kube-apiserver with etcd for the session (tests/kube_apiserver.py), shared by the
+    k8s and end-to-end tests; started on first use."""
+    from kube_apiserver import serve
+
+    yield from serve(request)

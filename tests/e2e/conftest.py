@@ -1,10 +1,11 @@
 """Fixtures of the end-to-end tests, borrowed from the stages' own integration tests.
 
-The receivers (Slack stand-in, the real rsyslogd), the real kube-apiserver + etcd and the worker
-harness belong to other test folders. Pytest no longer accepts ``pytest_plugins`` outside the root
-conftest, so their conftest files are imported here by path under private module names and the
-fixtures re-exported; their helper modules are made importable by adding their folders to
-``sys.path`` (what pytest's default import mode does for every test folder it collects).
+The receivers (Slack stand-in, the real rsyslogd) and the worker harness belong to other test
+folders. Pytest no longer accepts ``pytest_plugins`` outside the root conftest, so the sinks'
+conftest is imported here by path under a private module name and its fixtures re-exported (the
+kube-apiserver is the root conftest's session fixture `kube_api`, so there is one per run).
+Helper modules are made importable by adding their folders to ``sys.path`` (what pytest's
+default import mode does for every test folder it collects).
 
 `pipeline` hands out an `e2e_pipeline.Pipeline` with test-unique topics, groups and app ids, and
 kills every process it started at teardown.
@@ -17,8 +18,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
+from kubernetes import client as k8s_client
 
 TESTS = Path(__file__).resolve().parents[1]
 for _folder in ("e2e", "integration/sinks", "integration/worker", "integration/k8s", "ebpf"):
@@ -36,14 +39,19 @@ def _load(name: str, path: Path) -> ModuleType:
 
 
 _sinks = _load("e2e_borrowed_sink_fixtures", TESTS / "integration" / "sinks" / "conftest.py")
-_k8s = _load("e2e_borrowed_k8s_fixtures", TESTS / "integration" / "k8s" / "conftest.py")
 
 receiver = _sinks.receiver
 rsyslog = _sinks.rsyslog
-kube_api = _k8s.kube_api
-core = _k8s.core
 
 from e2e_pipeline import Pipeline  # noqa: E402 - needs the sys.path entries above
+
+
+@pytest.fixture
+def core(kube_api: Any) -> Iterator[k8s_client.CoreV1Api]:
+    """An API client of the session's kube-apiserver (`kube_api`, tests/conftest.py)."""
+    api = kube_api.client()
+    yield k8s_client.CoreV1Api(api)
+    api.close()
 
 
 @pytest.fixture
