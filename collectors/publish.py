@@ -5,7 +5,9 @@ local queue is bounded: when it is full, `send` drops the batch at once and coun
 (`userspace_queue_full`) instead of blocking, so the ring buffer keeps being drained. While the
 broker is unreachable librdkafka keeps the queued batches and retries until `message.timeout.ms`;
 batches it gives up on are counted as `delivery_failed`. Reachability changes are logged once
-each (plus a reminder every 30 s while down), never per message.
+each (plus a reminder every 30 s while down), never per message; so is a refused TLS/SASL login
+(`refused`), which `peregrine replay` treats as fatal. Security settings come in through `extra`
+(`collectors.kafka_security`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Publisher:
         self.bytes_sent = 0
         self.errors = 0
         self.reachable: bool | None = None
+        self.refused: str | None = None  # the broker's answer when it refused our credentials
         self._last_remind = 0.0
 
     def _on_error(self, err: Any) -> None:
@@ -73,6 +76,13 @@ class Publisher:
                 )
                 self._last_remind = now
             self.reachable = False
+        elif err.code() == KafkaError._AUTHENTICATION:
+            # librdkafka keeps retrying: say it once per reminder period, the reason, never the secret
+            now = time.monotonic()
+            if self.refused is None or now - self._last_remind >= _REMIND_S:
+                log.error("Kafka at %s refused our credentials: %s", self.bootstrap, err.str())
+                self._last_remind = now
+            self.refused = err.str()
         else:
             log.warning("Kafka error: %s", err.str())
 

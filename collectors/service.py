@@ -25,6 +25,7 @@ import time
 from dataclasses import replace
 from typing import Any, Protocol
 
+from collectors import kafka_security
 from collectors.btf import Btf
 from collectors.capture import CaptureWriter, read_capture
 from collectors.cgroups import CgroupResolver
@@ -32,6 +33,7 @@ from collectors.config import CollectorConfig
 from collectors.decode import Decoder
 from collectors.errors import CollectorError
 from collectors.header import PG_CNT_BAD_REGS, PG_CNT_EVTS, PG_CNT_PAGE_FAULT, PG_CNT_RING_FULL
+from collectors.kafka_security import KafkaSecurity, KafkaSecurityError
 from collectors.proctable import ProcTable
 from collectors.stats import Stats, StatsCounter, encode_stats
 from collectors.wire import Batch, encode_batch
@@ -239,6 +241,7 @@ def _capture_parser(role: str) -> argparse.ArgumentParser:
         p.add_argument("--events-topic", default="peregrine.events")
         p.add_argument("--stats-topic", default="peregrine.stats")
         p.add_argument("--queue-max", type=int, default=20000, help="producer queue bound (messages)")
+        kafka_security.add_arguments(p)
     else:
         p.add_argument("--out", required=True, help="capture file to write")
     return p
@@ -273,12 +276,16 @@ def _capture(role: str, argv: list[str]) -> int:
     if role == "collect":
         from collectors.publish import Publisher
 
+        security = _security(args)
+        if security is None:
+            return 2
         sink = Publisher(
             config.bootstrap,
             {"events": config.events_topic, "stats": config.stats_topic},
             f"peregrine-collector-{config.node}",
             config.queue_max_messages,
             config.message_timeout_ms,
+            extra=security.librdkafka(),
         )
     else:
         sink = CaptureWriter(args.out)
@@ -297,12 +304,16 @@ def _replay(argv: list[str]) -> int:
     p.add_argument("--events-topic", default="peregrine.events")
     p.add_argument("--stats-topic", default="peregrine.stats")
     p.add_argument("--max-rate", action="store_true", help="publish as fast as possible")
+    kafka_security.add_arguments(p)
     args = p.parse_args(argv)
     from collectors.publish import Publisher
 
+    security = _security(args)
+    if security is None:
+        return 2
     pub = Publisher(
         args.bootstrap, {"events": args.events_topic, "stats": args.stats_topic}, "peregrine-replay",
-        100_000, 120_000,
+        100_000, 120_000, extra=security.librdkafka(),
     )
     sent = {"events": 0, "stats": 0}
     first_t: int | None = None
@@ -315,11 +326,31 @@ def _replay(argv: list[str]) -> int:
                 time.sleep(wait / 1e9)
         while not pub.send(frame.kind, frame.key, frame.value, 0):
             pub.wait(0.1)  # queue full: wait for deliveries (replay may block, capture never does)
+            if pub.refused:
+                break
+        if pub.refused:
+            break
         sent[frame.kind] += 1
         pub.poll()
-    left = pub.close(60.0)
+    deadline = time.monotonic() + 60.0
+    while pub.queue_depth() and not pub.refused and time.monotonic() < deadline:
+        pub.wait(0.2)
+    if pub.refused:
+        print(f"peregrine replay: Kafka at {args.bootstrap} refused our credentials: {pub.refused}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    left = pub.close(1.0)
     print(json.dumps({"replayed": sent, "undelivered": left}))
     return 0 if left == 0 else 1
+
+
+def _security(args: argparse.Namespace) -> KafkaSecurity | None:
+    """The TLS/SASL settings, or None after printing why they are unusable."""
+    try:
+        return kafka_security.from_args(args)
+    except KafkaSecurityError as exc:
+        print(f"peregrine: {exc}", file=sys.stderr)
+        return None
 
 
 def main(argv: list[str]) -> int:

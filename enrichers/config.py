@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from collectors.kafka_security import KafkaSecurity
 from enrichers.errors import ConfigError
 from enrichers.records import TOPIC
 
@@ -33,6 +34,7 @@ class K8sMetaConfig:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     list_page_size: int = 500
+    kafka: KafkaSecurity = field(default_factory=KafkaSecurity)  # TLS/SASL; its repr hides secrets
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers:

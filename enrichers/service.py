@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from collectors import kafka_security
 from enrichers.config import K8sMetaConfig
-from enrichers.errors import EnricherError, RecordError, TopicError
+from enrichers.errors import ConfigError, EnricherError, RecordError, TopicError
 from enrichers.metrics import PublisherMetrics, publisher_metrics
 from enrichers.mirror import Produce, TopicMirror, records_by_uid
 from enrichers.records import (
@@ -110,7 +111,7 @@ def run(config: K8sMetaConfig, stop: threading.Event, clock: Callable[[], float]
 
 def _publish(config: K8sMetaConfig, api: Any, stop: threading.Event, clock: Callable[[], float]) -> None:
     ensure_topic(config)
-    published = read_table(config.bootstrap_servers, config.topic)
+    published = read_table(config.bootstrap_servers, config.topic, security=config.kafka)
     log.info("%s: %d live keys already published", config.topic, len(published))
     mirror = TopicMirror(published, config.tombstone_grace_s)
     events: queue.Queue[WatchEvent] = queue.Queue(maxsize=_QUEUE_SIZE)
@@ -218,7 +219,12 @@ def parse_args(argv: list[str]) -> K8sMetaConfig:
         "--tombstone-grace", type=float, default=120.0, metavar="SECONDS",
         help="how long a deleted container still enriches late events (default 120)",
     )
+    kafka_security.add_arguments(p)
     a = p.parse_args(argv)
+    try:
+        security = kafka_security.from_args(a)
+    except kafka_security.KafkaSecurityError as exc:
+        raise ConfigError(str(exc)) from None
     return K8sMetaConfig(
         bootstrap_servers=a.bootstrap_servers,
         kubeconfig=a.kubeconfig,
@@ -230,6 +236,7 @@ def parse_args(argv: list[str]) -> K8sMetaConfig:
         topic_replication=a.replication,
         cluster_domain=a.cluster_domain,
         tombstone_grace_s=a.tombstone_grace,
+        kafka=security,
     )
 
 

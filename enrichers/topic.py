@@ -16,15 +16,19 @@ from typing import Any, Final
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
+from collectors.kafka_security import KafkaSecurity
 from enrichers.config import K8sMetaConfig
 from enrichers.errors import TopicError
 
 _ADMIN_TIMEOUT_S: Final = 30.0
 
 
+_PLAIN = KafkaSecurity()
+
+
 def ensure_topic(config: K8sMetaConfig) -> None:
     """Create the topic compacted if missing; refuse one that exists without compaction."""
-    admin = AdminClient({"bootstrap.servers": config.bootstrap_servers})
+    admin = AdminClient({"bootstrap.servers": config.bootstrap_servers, **config.kafka.librdkafka()})
     topic = config.topic
     new = NewTopic(
         topic,
@@ -60,10 +64,12 @@ def ensure_topic(config: K8sMetaConfig) -> None:
         )
 
 
-def read_table(bootstrap_servers: str, topic: str, timeout_s: float = 60.0) -> dict[bytes, bytes]:
+def read_table(
+    bootstrap_servers: str, topic: str, timeout_s: float = 60.0, security: KafkaSecurity = _PLAIN
+) -> dict[bytes, bytes]:
     """The topic's current state: latest value per key, tombstoned keys left out."""
     state: dict[bytes, bytes] = {}
-    for key, value in read_records(bootstrap_servers, topic, timeout_s):
+    for key, value in read_records(bootstrap_servers, topic, timeout_s, security):
         if value is None:
             state.pop(key, None)
         else:
@@ -72,7 +78,7 @@ def read_table(bootstrap_servers: str, topic: str, timeout_s: float = 60.0) -> d
 
 
 def read_records(
-    bootstrap_servers: str, topic: str, timeout_s: float = 60.0
+    bootstrap_servers: str, topic: str, timeout_s: float = 60.0, security: KafkaSecurity = _PLAIN
 ) -> list[tuple[bytes, bytes | None]]:
     """Every keyed record the topic still holds, in offset order per partition.
 
@@ -86,6 +92,7 @@ def read_records(
             "group.id": f"peregrine-k8s-read-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
+            **security.librdkafka(),
         }
     )
     deadline = time.monotonic() + timeout_s
@@ -161,5 +168,6 @@ def producer(config: K8sMetaConfig) -> Any:
             "acks": "all",
             "linger.ms": 20,
             "compression.type": "lz4",
+            **config.kafka.librdkafka(),
         }
     )

@@ -19,8 +19,8 @@ PACKAGES = ("rules", "collectors", "enrichers", "streams")
 ALLOWED_INTERNAL: dict[str, tuple[str, ...]] = {
     "rules": (),
     "collectors": ("rules",),
-    "enrichers": ("rules.record", "rules.errors"),
-    "streams": ("rules", "collectors.wire", "collectors.stats", "enrichers"),
+    "enrichers": ("rules.record", "rules.errors", "collectors.kafka_security"),
+    "streams": ("rules", "collectors.wire", "collectors.stats", "collectors.kafka_security", "enrichers"),
 }
 # Third-party distributions each package may import at all.
 ALLOWED_THIRD_PARTY: dict[str, frozenset[str]] = {
