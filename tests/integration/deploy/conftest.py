@@ -1,9 +1,8 @@
-"""Fixtures of the deployment tests: helm (built by scripts/setup.d/60-helm.sh), the real
-kube-apiserver of tests/integration/k8s, and a real Prometheus server.
+"""Fixtures of the deployment tests: helm (built by scripts/setup.d/60-helm.sh), the session's
+real kube-apiserver, and a real Prometheus server.
 
-`kube_api` is the k8s tests' own session fixture, loaded from their conftest by path (a conftest
-in a sibling directory is not visible here otherwise); if both directories run in one session,
-each starts its own API server.
+`kube_api` is the root conftest's session fixture (tests/kube_apiserver.py): one API server for
+the k8s, deployment and end-to-end tests of a run.
 
 `prometheus` starts the Debian ``prometheus`` binary with its own configuration and storage
 directory on a free loopback port (never the system service), scraping the targets a test
@@ -12,12 +11,10 @@ gives it every second.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -30,6 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kube_apiserver import free_port
 
 CACHE = Path(os.environ.get("PEREGRINE_CACHE", Path.home() / ".cache" / "peregrine"))
 HELM = CACHE / "helm"
@@ -37,21 +35,6 @@ CHART = Path(__file__).resolve().parents[3] / "k8s" / "chart" / "peregrine"
 SERVICE_MONITOR_CRD = CACHE / "crds" / "servicemonitors.yaml"  # also from 60-helm.sh
 KUBE_VERSION = "1.37.2"  # the test API server's: what capability checks in templates see
 READY_TIMEOUT_S = 60.0
-
-
-def _load_k8s_fixtures() -> Any:
-    path = Path(__file__).resolve().parents[1] / "k8s" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("k8s_conftest_for_deploy", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-_k8s = _load_k8s_fixtures()
-kube_api = _k8s.kube_api
-free_port = _k8s.free_port
 
 
 @dataclass(frozen=True)

@@ -99,3 +99,14 @@ capabilities:
       key: {{ .Values.kafka.sasl.passwordSecret.key }}
 {{- end }}
 {{- end -}}
+
+{{/* The Kafka TLS/SASL settings every Python role reads (collectors.kafka_security): env entries;
+     the CA bundle is passed as --ssl-cafile by the caller, the password comes from a Secret. */}}
+{{- define "peregrine.kafkaSecurityEnv" -}}
+- {name: PEREGRINE_KAFKA_SECURITY_PROTOCOL, value: {{ .Values.kafka.securityProtocol | quote }}}
+{{- if .Values.kafka.sasl.username }}
+- {name: PEREGRINE_KAFKA_SASL_MECHANISM, value: {{ .Values.kafka.sasl.mechanism | quote }}}
+- {name: PEREGRINE_KAFKA_SASL_USERNAME, value: {{ .Values.kafka.sasl.username | quote }}}
+{{- end }}
+{{- include "peregrine.kafkaPasswordEnv" (merge (dict "env" "PEREGRINE_KAFKA_SASL_PASSWORD") .) }}
+{{- end -}}
