@@ -194,3 +194,80 @@ def probe_offsets(btf: Btf) -> dict[str, int]:
         layout = dict(zip(PT_REGS_RUN, run, strict=True))
         raise BtfError(f"struct pt_regs is not laid out as on x86_64: {layout}")
     return values
+
+
+# The executable's inode, read at exec for proc.is_exe_writable/upper_layer and proc.exe_ino.*:
+# optional extras, so a missing member leaves those fields missing instead of stopping the probe.
+EXE_FIELDS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("MM_EXE_FILE", "mm_struct", "exe_file"),
+    ("FILE_F_INODE", "file", "f_inode"),
+    ("INODE_I_MODE", "inode", "i_mode"),
+    ("INODE_I_UID", "inode", "i_uid"),
+    ("INODE_I_GID", "inode", "i_gid"),
+    ("INODE_I_FLAGS", "inode", "i_flags"),
+    ("INODE_I_SB", "inode", "i_sb"),
+    ("INODE_I_INO", "inode", "i_ino"),
+    ("SB_S_FLAGS", "super_block", "s_flags"),
+    ("SB_S_MAGIC", "super_block", "s_magic"),
+    ("CRED_FSUID", "cred", "fsuid"),
+    ("CRED_FSGID", "cred", "fsgid"),
+)
+# inode times moved across kernels: i_ctime_sec/_nsec (6.11+), __i_ctime (6.6-6.10; i_mtime until
+# 6.7), i_ctime (before); a seconds member and a nanoseconds member (read as u32: < 10^9) each
+_INODE_TIMES: Final = {
+    "CTIME": (("i_ctime_sec", "i_ctime_nsec"), ("__i_ctime.tv_sec", "__i_ctime.tv_nsec"),
+              ("i_ctime.tv_sec", "i_ctime.tv_nsec")),
+    "MTIME": (("i_mtime_sec", "i_mtime_nsec"), ("__i_mtime.tv_sec", "__i_mtime.tv_nsec"),
+              ("i_mtime.tv_sec", "i_mtime.tv_nsec")),
+}  # fmt: skip
+# overlayfs embeds the vfs inode in struct ovl_inode; a non-NULL __upperdentry means the file has
+# an upper-layer copy (written in the container). Read from vmlinux, so overlay must be built in:
+# a module's BTF (/sys/kernel/btf/overlay) is split BTF on top of vmlinux, which Btf does not parse.
+_OVL_FIELDS: Final = (("OVL_VFS_INODE", "vfs_inode"), ("OVL_UPPERDENTRY", "__upperdentry"))
+
+
+def _optional(btf: Btf, struct_name: str, path: str) -> int | None:
+    try:
+        return btf.offsetof(struct_name, path)
+    except BtfError:
+        return None
+
+
+def exe_offsets(btf: Btf) -> tuple[dict[str, int], list[str]]:
+    """Macros for the probe's exe-file reads (PG_EXE, PG_EXE_TIMES, PG_EXE_OVL and their OFF_*,
+    plus the inode span PG_INODE_LO/PG_INODE_LEN read in one copy), and what is missing, in words."""
+    values: dict[str, int] = {}
+    missing: list[str] = []
+    for macro, s, path in EXE_FIELDS:
+        off = _optional(btf, s, path)
+        if off is None:
+            return {}, [f"{s}.{path} (every exe field stays missing)"]
+        values[f"OFF_{macro}"] = off
+    values["PG_EXE"] = 1
+    times: dict[str, int] = {}
+    for name, variants in _INODE_TIMES.items():
+        for sec, nsec in variants:
+            sec_off, nsec_off = _optional(btf, "inode", sec), _optional(btf, "inode", nsec)
+            if sec_off is not None and nsec_off is not None:
+                times |= {f"OFF_INODE_{name}_SEC": sec_off, f"OFF_INODE_{name}_NSEC": nsec_off}
+                break
+        else:
+            names = " or ".join(v[0] for v in variants)
+            missing.append(f"inode {name.lower()} ({names}; proc.exe_ino.* stay missing)")
+    if len(times) == 4:
+        values |= times | {"PG_EXE_TIMES": 1}
+    else:
+        times = {}
+    inode_offs = [values[f"OFF_{m}"] for m, s, _ in EXE_FIELDS if s == "inode"]
+    ends = [o + 8 for o in inode_offs] + [o + 8 for o in times.values()]
+    values["PG_INODE_LO"] = min(inode_offs + list(times.values()))
+    values["PG_INODE_LEN"] = max(ends) - values["PG_INODE_LO"]
+    ovl = {f"OFF_{m}": _optional(btf, "ovl_inode", f) for m, f in _OVL_FIELDS}
+    if all(v is not None for v in ovl.values()):
+        values |= {k: v for k, v in ovl.items() if v is not None} | {"PG_EXE_OVL": 1}
+    else:
+        missing.append(
+            "struct ovl_inode vfs_inode/__upperdentry in vmlinux (proc.is_exe_upper_layer and "
+            "is_exe_lower_layer stay false)"
+        )
+    return values, missing

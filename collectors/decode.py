@@ -22,6 +22,7 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from collectors.exeinfo import exe_info
 from collectors.header import (
     H_A0,
     H_EVT,
@@ -505,4 +506,5 @@ class Decoder:
         if argv and argv[-1] == "":
             argv.pop()
         truncated = bool(h[H_FLAGS] & PG_FLAG_TRUNCATED)
-        return self.procs.exec(h, filename, argv, (h[H_A0], h[H_A0 + 1], h[H_A0 + 2]), truncated)
+        exe = exe_info(it[2], h[H_A0 + 2]) if len(it) > 2 else None
+        return self.procs.exec(h, filename, argv, (h[H_A0], h[H_A0 + 1], h[H_A0 + 2]), truncated, exe)

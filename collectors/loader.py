@@ -12,6 +12,7 @@ compiled, without root.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterable
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from collectors.btf import VMLINUX, Btf, probe_offsets
+from collectors.btf import VMLINUX, Btf, exe_offsets, probe_offsets
 from collectors.errors import PreflightError, ProbeError
 from rules.record import EVENT_TYPE_IDS, EVENT_TYPES
 
@@ -30,6 +31,7 @@ _NOT_SYSCALLS: Final = frozenset({"procexit"})
 _TRACEPOINT_NAME: Final = {"umount2": "umount"}
 # exec and process exit feed the process table, so they are traced whatever the rules need
 ALWAYS_TRACED: Final = frozenset({"execve", "execveat", "procexit"})
+log = logging.getLogger("peregrine.collector")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,10 @@ def build_cflags(
     if pages & (pages - 1):
         raise ProbeError(f"ring buffer size {ring_bytes} B is not a power-of-two number of pages")
     flags = [f"-D{k}={v}" for k, v in probe_offsets(btf).items()]
+    exe, exe_missing = exe_offsets(btf)
+    for what in exe_missing:  # optional extras: the fields stay missing, the probe still starts
+        log.warning("not in this kernel's BTF, so not read at exec: %s", what)
+    flags += [f"-D{k}={v}" for k, v in exe.items()]
     flags += [
         f"-DSELF_TGID={self_tgid}",
         f"-DRING_PAGES={pages}",

@@ -11,7 +11,8 @@
  * that halves the programs run per syscall. sys_exit_X emits one record: the header of probe.h
  * (process context read through OFF_*), the arguments and return value, then payload items (user
  * strings, sockaddrs, socket addresses read from the fd table). Successful execs come from
- * sched_process_exec (argv read from the new mm), failed ones from sys_exit_execve[at].
+ * sched_process_exec (argv read from the new mm, then the new image's inode from mm->exe_file),
+ * failed ones from sys_exit_execve[at].
  * Records go to a ring buffer without wakeups; user space consumes it on a timer. Every record the
  * probe tries to emit and every record or field it loses is counted per CPU (PG_CNT_*).
  *
@@ -332,6 +333,75 @@ static __always_inline int pg_submit(struct pg_buf *b) {
     return 0;
 }
 
+#ifdef PG_EXE
+#if PG_INODE_LEN > PG_TASK_SPAN
+#error "the inode fields span more than PG_TASK_SPAN bytes on this kernel"
+#endif
+#define PG_OVL_MAGIC 0x794c7630
+#define PG_I(type, off) (*(type *)&t[(off) - PG_INODE_LO])
+/* the new image's inode, one item of PG_EXE_ITEM bytes (collectors/decode.py exe_info reads it):
+ * u64 ino, s64 ctime_sec, s64 mtime_sec, u32 ctime_nsec, mtime_nsec, i_uid, i_gid, fsuid, fsgid,
+ * s_magic (low half), u16 i_mode, u8 PG_EXE_*, u8 pad, u32 i_flags, s_flags (low half).
+ * An empty item when mm->exe_file or its inode is unreadable. The inode is copied in one read
+ * into b->task (free once pg_context is done); about five helper calls per exec in all. */
+static __always_inline void pg_put_exe(struct pg_buf *b, char *mm, char *cred) {
+    u32 off = b->h.len;
+    BARRIER_VAR(off);
+    off &= PG_PAYLOAD - 1;
+    if (off > PG_PAYLOAD - 2 - PG_EXE_ITEM) {
+        b->h.flags |= PG_FLAG_TRUNCATED;
+        return;
+    }
+    u8 *o = &b->d[off + 2], *t = b->task;
+    char *file = 0, *inode = 0, *sb = 0;
+    u32 n = 0;
+    if (mm)
+        RD(file, mm + OFF_MM_EXE_FILE);
+    if (file)
+        RD(inode, file + OFF_FILE_F_INODE);
+    if (inode && bpf_probe_read_kernel(t, PG_INODE_LEN, inode + PG_INODE_LO) == 0) {
+        __builtin_memset(o, 0, PG_EXE_ITEM);
+        *(u64 *)&o[0] = PG_I(u64, OFF_INODE_I_INO);
+#ifdef PG_EXE_TIMES
+        *(s64 *)&o[8] = PG_I(s64, OFF_INODE_CTIME_SEC);
+        *(s64 *)&o[16] = PG_I(s64, OFF_INODE_MTIME_SEC);
+        *(u32 *)&o[24] = PG_I(u32, OFF_INODE_CTIME_NSEC);
+        *(u32 *)&o[28] = PG_I(u32, OFF_INODE_MTIME_NSEC);
+        o[54] |= PG_EXE_HAVE_TIMES;
+#endif
+        *(u32 *)&o[32] = PG_I(u32, OFF_INODE_I_UID);
+        *(u32 *)&o[36] = PG_I(u32, OFF_INODE_I_GID);
+        *(u16 *)&o[52] = PG_I(u16, OFF_INODE_I_MODE);
+        *(u32 *)&o[56] = PG_I(u32, OFF_INODE_I_FLAGS);
+        sb = PG_I(char *, OFF_INODE_I_SB);
+        if (cred) {
+#if OFF_CRED_FSGID == OFF_CRED_FSUID + 4
+            bpf_probe_read_kernel(&o[40], 8, cred + OFF_CRED_FSUID);
+#else
+            bpf_probe_read_kernel(&o[40], 4, cred + OFF_CRED_FSUID);
+            bpf_probe_read_kernel(&o[44], 4, cred + OFF_CRED_FSGID);
+#endif
+        }
+        u32 magic = 0;
+        if (sb) {
+            bpf_probe_read_kernel(&o[60], 4, sb + OFF_SB_S_FLAGS);
+            RD(magic, sb + OFF_SB_S_MAGIC);
+        }
+        *(u32 *)&o[48] = magic;
+#ifdef PG_EXE_OVL
+        if (magic == PG_OVL_MAGIC) {
+            char *upper = 0;
+            RD(upper, inode - OFF_OVL_VFS_INODE + OFF_OVL_UPPERDENTRY);
+            o[54] |= PG_EXE_HAVE_LAYER | (upper ? PG_EXE_UPPER : 0);
+        }
+#endif
+        n = PG_EXE_ITEM;
+    }
+    pg_put_len(b, off, n);
+    b->h.len = off + 2 + n;
+}
+#endif
+
 /* the syscall's arguments from the saved user registers; returns orig_ax (the syscall number).
  * x86_64 pt_regs from r10 on: r10 r9 r8 ax cx dx si di orig_ax (the loader checks this layout). */
 static __always_inline s64 pg_regs_args(char *task, u64 *a) {
@@ -443,6 +513,9 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     pg_session(&b->h);
     pg_put_str(b, (char *)args + (args->data_loc_filename & 0xffff), 1);
     pg_put_user(b, (const void *)start, b->h.a[3]);
+#ifdef PG_EXE
+    pg_put_exe(b, mm, cred);
+#endif
     return pg_submit(b);
 }
 

@@ -12,6 +12,13 @@
 
 #define PG_FLAG_TRUNCATED 1 /* a string or argv did not fit and was cut */
 
+/* successful exec records end with an item of PG_EXE_ITEM bytes about the new image's inode
+ * (probe.bpf.c pg_put_exe); its byte 54 holds these bits */
+#define PG_EXE_ITEM 64
+#define PG_EXE_HAVE_TIMES 1 /* ctime and mtime are filled */
+#define PG_EXE_HAVE_LAYER 2 /* an overlayfs inode whose layer is known */
+#define PG_EXE_UPPER 4      /* ... with an upper-layer copy */
+
 #define PG_MAX_STR 4096    /* one path or argv block */
 #define PG_HALF 8191       /* appends start at or below this offset */
 #define PG_PAYLOAD 16384

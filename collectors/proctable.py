@@ -19,6 +19,7 @@ import pwd
 from typing import Any, Final
 
 from collectors.cgroups import CgroupResolver, container_id_v1, parse_container_id
+from collectors.exeinfo import ExeInfo
 from collectors.header import (
     H_CGROUP,
     H_COMM,
@@ -47,6 +48,8 @@ from rules.record import (
     P_CWD,
     P_EXE,
     P_EXE_FLAGS,
+    P_EXE_INO_CTIME,
+    P_EXE_INO_MTIME,
     P_EXEPATH,
     P_GID,
     P_GROUP,
@@ -197,9 +200,15 @@ class ProcTable:
         self._procs[child_tgid] = [child, None, None]
 
     def exec(
-        self, h: Header, filename: str, argv: list[str], caps: tuple[int, int, int], truncated: bool
+        self,
+        h: Header,
+        filename: str,
+        argv: list[str],
+        caps: tuple[int, int, int],
+        truncated: bool,
+        exe: ExeInfo | None = None,
     ) -> Process:
-        """A successful exec: a new version with the new image."""
+        """A successful exec: a new version with the new image (`exe`: its inode, when read)."""
         tgid = h[H_TGID]
         assert isinstance(tgid, int)
         e = self._procs.get(tgid)
@@ -218,6 +227,11 @@ class ProcTable:
         p[P_CWD] = cwd
         p[P_CAP_INH], p[P_CAP_PERM], p[P_CAP_EFF] = caps
         p[P_EXE_FLAGS] = EXE_FROM_MEMFD if exepath.startswith("/memfd:") else 0
+        if exe is not None:
+            p[P_EXE_FLAGS] |= exe.flags
+            p[P_EXE_INO_CTIME], p[P_EXE_INO_MTIME] = exe.ctime_ns, exe.mtime_ns
+        else:
+            p[P_EXE_INO_CTIME] = p[P_EXE_INO_MTIME] = None
         self._apply_context(p, h)
         self._procs[tgid] = [p, h[H_CTX_FIRST:H_CTX_END], h[H_CGROUP]]
         return p
