@@ -30,6 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
+from benchmarks.processes import cpu_seconds
 from benchmarks.results import record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,13 +91,6 @@ def run_load(exe: str, rate: int, seconds: float, extra: int = 4) -> dict[str, f
                          capture_output=True, text=True).stdout
     result: dict[str, float] = json.loads(out)
     return result
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its threads (librdkafka's included)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Collector:

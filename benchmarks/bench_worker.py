@@ -42,9 +42,8 @@ from typing import Any
 from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from benchmarks.bench_collector import cpu_seconds
 from benchmarks.falco_rules import STABLE_AND_INCUBATING
-from benchmarks.processes import stop
+from benchmarks.processes import cpu_seconds, stop
 from benchmarks.results import record
 from benchmarks.workload import make_events
 from collectors.wire import Batch, encode_batch
