@@ -338,13 +338,18 @@ static __always_inline int pg_submit(struct pg_buf *b) {
 #error "the inode fields span more than PG_TASK_SPAN bytes on this kernel"
 #endif
 #define PG_OVL_MAGIC 0x794c7630
+#define PG_CRED_LO (PG_MIN(PG_MIN(OFF_CRED_FSUID, OFF_CRED_FSGID), PG_MIN(OFF_CRED_CAP_INHERITABLE, \
+    PG_MIN(OFF_CRED_CAP_PERMITTED, OFF_CRED_CAP_EFFECTIVE))) & ~7)
+#define PG_CRED_HI PG_MAX(PG_MAX(OFF_CRED_FSUID + 4, OFF_CRED_FSGID + 4), PG_MAX(OFF_CRED_CAP_INHERITABLE + 8, \
+    PG_MAX(OFF_CRED_CAP_PERMITTED + 8, OFF_CRED_CAP_EFFECTIVE + 8)))
 #define PG_I(type, off) (*(type *)&t[(off) - PG_INODE_LO])
 /* the new image's inode, one item of PG_EXE_ITEM bytes (collectors/decode.py exe_info reads it):
  * u64 ino, s64 ctime_sec, s64 mtime_sec, u32 ctime_nsec, mtime_nsec, i_uid, i_gid, fsuid, fsgid,
  * s_magic (low half), u16 i_mode, u8 PG_EXE_*, u8 pad, u32 i_flags, s_flags (low half).
  * An empty item when mm->exe_file or its inode is unreadable. The inode is copied in one read
- * into b->task (free once pg_context is done); about five helper calls per exec in all. */
-static __always_inline void pg_put_exe(struct pg_buf *b, char *mm, char *cred) {
+ * into b->task (free once pg_context is done); fsids is fsuid | fsgid << 32, read by the caller with
+ * the capabilities. Four helper calls per exec (five on overlayfs), about 0.4 us. */
+static __always_inline void pg_put_exe(struct pg_buf *b, char *mm, u64 fsids) {
     u32 off = b->h.len;
     BARRIER_VAR(off);
     off &= PG_PAYLOAD - 1;
@@ -374,18 +379,18 @@ static __always_inline void pg_put_exe(struct pg_buf *b, char *mm, char *cred) {
         *(u16 *)&o[52] = PG_I(u16, OFF_INODE_I_MODE);
         *(u32 *)&o[56] = PG_I(u32, OFF_INODE_I_FLAGS);
         sb = PG_I(char *, OFF_INODE_I_SB);
-        if (cred) {
-#if OFF_CRED_FSGID == OFF_CRED_FSUID + 4
-            bpf_probe_read_kernel(&o[40], 8, cred + OFF_CRED_FSUID);
-#else
-            bpf_probe_read_kernel(&o[40], 4, cred + OFF_CRED_FSUID);
-            bpf_probe_read_kernel(&o[44], 4, cred + OFF_CRED_FSGID);
-#endif
-        }
+        *(u64 *)&o[40] = fsids;
         u32 magic = 0;
         if (sb) {
+#if OFF_SB_S_MAGIC > OFF_SB_S_FLAGS && OFF_SB_S_MAGIC - OFF_SB_S_FLAGS <= 24
+            u8 sf[OFF_SB_S_MAGIC - OFF_SB_S_FLAGS + 4] = {}; /* both fields in one read */
+            bpf_probe_read_kernel(sf, sizeof(sf), sb + OFF_SB_S_FLAGS);
+            *(u32 *)&o[60] = *(u32 *)&sf[0];
+            magic = *(u32 *)&sf[OFF_SB_S_MAGIC - OFF_SB_S_FLAGS];
+#else
             bpf_probe_read_kernel(&o[60], 4, sb + OFF_SB_S_FLAGS);
             RD(magic, sb + OFF_SB_S_MAGIC);
+#endif
         }
         *(u32 *)&o[48] = magic;
 #ifdef PG_EXE_OVL
@@ -490,15 +495,32 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
         return 0;
     char *task = (char *)bpf_get_current_task();
     u16 evt = pg_regs_args(task, b->h.a) == PG_NR_EXECVEAT ? EV_execveat : EV_execve;
-    pg_copy_task(b, task);
+    u64 copied = pg_copy_task(b, task);
     pg_context(b, pt, evt);
-    char *cred = 0, *mm = 0;
-    RD(cred, task + OFF_TASK_CRED);
+    u8 *t = b->task;
+    char *cred = copied ? PG_T(char *, OFF_TASK_CRED) : 0, *mm = 0;
+    u64 fsids = 0;
     b->h.a[0] = b->h.a[1] = b->h.a[2] = 0;
     if (cred) {
+#if defined(PG_EXE) && PG_CRED_HI - PG_CRED_LO <= 64
+        u8 c[PG_CRED_HI - PG_CRED_LO] = {}; /* the capabilities and fsuid/fsgid in one read */
+        bpf_probe_read_kernel(c, sizeof(c), cred + PG_CRED_LO);
+        __builtin_memcpy(&b->h.a[0], &c[OFF_CRED_CAP_INHERITABLE - PG_CRED_LO], 8);
+        __builtin_memcpy(&b->h.a[1], &c[OFF_CRED_CAP_PERMITTED - PG_CRED_LO], 8);
+        __builtin_memcpy(&b->h.a[2], &c[OFF_CRED_CAP_EFFECTIVE - PG_CRED_LO], 8);
+        __builtin_memcpy(&fsids, &c[OFF_CRED_FSUID - PG_CRED_LO], 4);
+        __builtin_memcpy((u8 *)&fsids + 4, &c[OFF_CRED_FSGID - PG_CRED_LO], 4);
+#else
         RD(b->h.a[0], cred + OFF_CRED_CAP_INHERITABLE);
         RD(b->h.a[1], cred + OFF_CRED_CAP_PERMITTED);
         RD(b->h.a[2], cred + OFF_CRED_CAP_EFFECTIVE);
+#ifdef PG_EXE
+        u32 fs[2] = {};
+        RD(fs[0], cred + OFF_CRED_FSUID);
+        RD(fs[1], cred + OFF_CRED_FSGID);
+        fsids = fs[0] | (u64)fs[1] << 32;
+#endif
+#endif
     }
     u64 start = 0, end = 0;
     RD(mm, task + OFF_TASK_MM);
@@ -514,7 +536,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     pg_put_str(b, (char *)args + (args->data_loc_filename & 0xffff), 1);
     pg_put_user(b, (const void *)start, b->h.a[3]);
 #ifdef PG_EXE
-    pg_put_exe(b, mm, cred);
+    pg_put_exe(b, mm, fsids);
 #endif
     return pg_submit(b);
 }
