@@ -313,6 +313,11 @@ class ProcTable:
         p[P_CAP_PERM] = int(status.get("CapPrm", "0"), 16)
         p[P_CAP_EFF] = int(status.get("CapEff", "0"), 16)
         p[P_EXE_FLAGS] = EXE_FROM_MEMFD if str(p[P_EXEPATH]).startswith("/memfd:") else 0
+        try:  # the inode times only: the other exe extras come from the probe, at exec
+            st = os.stat(f"{base}/exe")
+            p[P_EXE_INO_CTIME], p[P_EXE_INO_MTIME] = st.st_ctime_ns, st.st_mtime_ns
+        except OSError:
+            pass
         p[P_CONTAINER_ID] = HOST_CONTAINER_ID
         try:
             with open(f"{base}/cgroup") as f:

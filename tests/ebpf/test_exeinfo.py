@@ -13,10 +13,12 @@ import pytest
 
 from collectors import loader
 from collectors.btf import VMLINUX, Btf, exe_offsets
+from collectors.cgroups import CgroupResolver
 from collectors.errors import BtfError
 from collectors.exeinfo import ExeInfo, exe_info
 from collectors.header import PG_EXE_HAVE_LAYER, PG_EXE_HAVE_TIMES, PG_EXE_ITEM, PG_EXE_UPPER
-from rules.record import EXE_LOWER_LAYER, EXE_UPPER_LAYER, EXE_WRITABLE
+from collectors.proctable import ProcTable
+from rules.record import EXE_LOWER_LAYER, EXE_UPPER_LAYER, EXE_WRITABLE, P_EXE_INO_CTIME, P_EXE_INO_MTIME
 
 needs_btf = pytest.mark.skipif(not os.access(VMLINUX, os.R_OK), reason="no readable kernel BTF")
 
@@ -107,3 +109,11 @@ def test_item_values_and_layer_flags() -> None:
 def test_writable_approximation(item: bytes, caps: int, writable: bool) -> None:
     info = exe_info(item, caps)
     assert info is not None and bool(info.flags & EXE_WRITABLE) is writable
+
+
+def test_processes_found_in_proc_get_their_executable_inode_times() -> None:
+    table = ProcTable("node-a", 0, CgroupResolver(mount=""))
+    table.seed()
+    me = table.get(os.getpid())
+    st = os.stat("/proc/self/exe")
+    assert me is not None and (me[P_EXE_INO_CTIME], me[P_EXE_INO_MTIME]) == (st.st_ctime_ns, st.st_mtime_ns)
