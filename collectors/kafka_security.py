@@ -51,14 +51,22 @@ class KafkaSecurity:
         if (self.cert_file is None) != (self.key_file is None):
             raise KafkaSecurityError("--ssl-certfile and --ssl-keyfile go together")
 
+    @property
+    def uses_tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
     def librdkafka(self) -> dict[str, str]:
         """The confluent-kafka (librdkafka) settings for producers, consumers and admin clients."""
         conf = {"security.protocol": self.protocol}
-        if self.protocol in ("SSL", "SASL_SSL"):
+        if self.uses_tls:
             optional = {"ssl.ca.location": self.ca_file, "ssl.certificate.location": self.cert_file,
                         "ssl.key.location": self.key_file, "ssl.key.password": self.key_password}  # fmt: skip
             conf.update({k: v for k, v in optional.items() if v is not None})
-        if self.protocol.startswith("SASL_"):
+        if self.uses_sasl:
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = str(self.sasl_username)
             conf["sasl.password"] = str(self.sasl_password)

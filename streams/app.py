@@ -221,7 +221,7 @@ def ssl_context(config: WorkerConfig) -> ssl.SSLContext:
         context.load_cert_chain(
             str(sec.cert_file),
             str(sec.key_file),
-            password=sec.key_password.reveal() if sec.key_password else None,
+            password=sec.key_password,
         )
     return context
 
@@ -232,7 +232,7 @@ def _credentials(config: WorkerConfig) -> Any:
     if sec.uses_sasl:
         return faust.SASLCredentials(
             username=sec.sasl_username,
-            password=sec.sasl_password.reveal() if sec.sasl_password else None,
+            password=sec.sasl_password,
             ssl_context=context,
             mechanism=sec.sasl_mechanism,
         )

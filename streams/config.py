@@ -1,8 +1,9 @@
 """`WorkerConfig`: everything a detection worker needs, from command-line flags and the environment.
 
-Flags win over environment variables (``PEREGRINE_*``), which win over defaults. Secrets (the SASL
-password, the TLS key password) come from the environment only, never from flags (they would show in
-``ps``), and are wrapped in `Secret` so that no repr, log line or error message prints them.
+Flags win over environment variables (``PEREGRINE_*``), which win over defaults. Kafka TLS and SASL
+are `collectors.kafka_security`, shared with the collector and k8s-meta: secrets (the SASL password,
+the TLS key password) come from the environment only, never from flags (they would show in ``ps``),
+and no repr, log line or error message prints them.
 
 Limits: one bootstrap list for consuming and producing; TLS is configured by files (CA, client
 certificate, key), not by an in-memory context.
@@ -13,32 +14,18 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from collectors import kafka_security
+from collectors.kafka_security import KafkaSecurity, KafkaSecurityError
+
 GUARANTEES: Final = ("exactly_once", "at_least_once")
-SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 class ConfigError(ValueError):
     """A worker option is missing or invalid; the message names the flag and the variable."""
-
-
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """A value that never shows in repr/str; read it with `reveal()` where it is handed over."""
-
-    _value: str = field(repr=False)
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,26 +35,6 @@ class Topics:
     alerts: str = "peregrine.alerts"
     dlq: str = "peregrine.events.dlq"
     k8s: str = "peregrine.k8s"
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaSecurity:
-    protocol: str = "PLAINTEXT"
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    key_password: Secret | None = None
-    sasl_mechanism: str = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: Secret | None = None
-
-    @property
-    def uses_tls(self) -> bool:
-        return self.protocol in ("SSL", "SASL_SSL")
-
-    @property
-    def uses_sasl(self) -> bool:
-        return self.protocol in ("SASL_PLAINTEXT", "SASL_SSL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +63,6 @@ class WorkerConfig:
             raise ConfigError(f"--guarantee must be one of {', '.join(GUARANTEES)}, not {self.guarantee!r}")
         if self.partitions < 1 or self.replication < 1:
             raise ConfigError("--partitions and --replication must be at least 1")
-        sec = self.security
-        if sec.protocol not in SECURITY_PROTOCOLS:
-            raise ConfigError(f"--security-protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
-        if sec.uses_sasl:
-            if sec.sasl_mechanism not in SASL_MECHANISMS:
-                raise ConfigError(f"--sasl-mechanism must be one of {', '.join(SASL_MECHANISMS)}")
-            if not sec.sasl_username or sec.sasl_password is None:
-                raise ConfigError(
-                    f"{sec.protocol} needs --sasl-username and PEREGRINE_KAFKA_SASL_PASSWORD (environment)"
-                )
-        if (sec.cert_file is None) != (sec.key_file is None):
-            raise ConfigError("--ssl-certfile and --ssl-keyfile go together")
 
     @property
     def exactly_once(self) -> bool:
@@ -130,18 +85,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--guarantee", choices=GUARANTEES, help="processing guarantee (default exactly_once)")
     for name in ("events", "stats", "alerts", "dlq", "k8s"):
         p.add_argument(f"--{name}-topic", help=f"topic name (default {getattr(Topics(), name)})")
-    p.add_argument("--security-protocol", choices=SECURITY_PROTOCOLS)
-    p.add_argument("--ssl-cafile", type=Path)
-    p.add_argument("--ssl-certfile", type=Path)
-    p.add_argument("--ssl-keyfile", type=Path, help="key password: env PEREGRINE_KAFKA_SSL_KEY_PASSWORD")
-    p.add_argument("--sasl-mechanism", choices=SASL_MECHANISMS)
-    p.add_argument("--sasl-username", help="password: env PEREGRINE_KAFKA_SASL_PASSWORD")
     p.add_argument("--session-timeout", type=float, help="consumer group session timeout, seconds")
     p.add_argument("--heartbeat-interval", type=float, help="seconds")
     p.add_argument("--commit-interval", type=float, help="seconds between offset commits/transactions")
     p.add_argument("--datadir", type=Path, help="Faust data directory")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.add_argument("--k8s-wait", type=float, help="seconds to wait for the Kubernetes table at start")
+    kafka_security.add_arguments(p)
     return p
 
 
@@ -160,18 +110,10 @@ def from_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Work
     rules = a.rules or [r for r in e.get("PEREGRINE_RULES", "").split(":") if r]
     names = Topics.__dataclass_fields__
     topics = Topics(**{n: getattr(a, f"{n}_topic") or getattr(d.topics, n) for n in names})
-    password = e.get("PEREGRINE_KAFKA_SASL_PASSWORD")
-    key_password = e.get("PEREGRINE_KAFKA_SSL_KEY_PASSWORD")
-    security = KafkaSecurity(
-        protocol=str(pick(a.security_protocol, "PEREGRINE_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")),
-        ca_file=a.ssl_cafile,
-        cert_file=a.ssl_certfile,
-        key_file=a.ssl_keyfile,
-        key_password=Secret(key_password) if key_password else None,
-        sasl_mechanism=str(pick(a.sasl_mechanism, "PEREGRINE_KAFKA_SASL_MECHANISM", "PLAIN")),
-        sasl_username=a.sasl_username or e.get("PEREGRINE_KAFKA_SASL_USERNAME"),
-        sasl_password=Secret(password) if password else None,
-    )
+    try:
+        security = kafka_security.from_args(a, e)
+    except KafkaSecurityError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         return WorkerConfig(
             bootstrap=tuple(h.strip() for h in bootstrap.split(",") if h.strip()),

@@ -178,5 +178,5 @@ def _aiokafka_security(config: WorkerConfig) -> dict[str, Any]:
     if sec.uses_sasl:
         settings["sasl_mechanism"] = sec.sasl_mechanism
         settings["sasl_plain_username"] = sec.sasl_username
-        settings["sasl_plain_password"] = sec.sasl_password.reveal() if sec.sasl_password else None
+        settings["sasl_plain_password"] = sec.sasl_password
     return settings

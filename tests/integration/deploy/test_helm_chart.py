@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CHART, SERVICE_MONITOR_CRD, Helm
+from deploy_tools import CHART, SERVICE_MONITOR_CRD, Helm
 from kubernetes import client as k8s_client
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError

@@ -28,7 +28,7 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from conftest import free_port
+from kube_apiserver import free_port
 from metric_catalog import ROOT, catalog
 from test_grafana_dashboard import METRIC, dashboard, expressions
 
