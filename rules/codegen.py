@@ -233,7 +233,7 @@ class _Guards:
 
     def affix_guard(self, read: str, affixes: Affixes) -> str:
         if affixes.size() == len(affixes.exact):  # equality only: a set test needs no call
-            return f"\x01{self.values.ref(read)}\x02 in {set_literal(sorted(affixes.exact))}"
+            return f"{self.values.placeholder(read)} in {set_literal(sorted(affixes.exact))}"
         exact, prefixes = tuple(sorted(affixes.exact)), tuple(sorted(affixes.prefixes))
         suffixes, contains = tuple(sorted(affixes.suffixes)), tuple(sorted(affixes.contains))
         tests = (exact, prefixes, suffixes, contains)
@@ -244,9 +244,9 @@ class _Guards:
             render = cast(Callable[[Any], "str | None"], HELPERS[rendered.group(1)])
             key = ("affixes", rendered.group(1), *tests)
             name = self.constants.add(key, lambda: ops.affix_program(*tests, transform=render))
-            return f"{name}[\x01{self.values.ref(rendered.group(2))}\x02]"
+            return f"{name}[{self.values.placeholder(rendered.group(2))}]"
         name = self.constants.add(("affixes", *tests), lambda: ops.affix_program(*tests))
-        return f"{name}[\x01{self.values.ref(read)}\x02]"
+        return f"{name}[{self.values.placeholder(read)}]"
 
 
 _RENDERED = re.compile(r"(_txt\d+_\d+)\((a\[\d+\])\)")
@@ -296,7 +296,7 @@ def _guard_candidates(
         for node in item.rest.values():
             p = p_true(node)
             for read, affixes in _affixes_of(node).items():
-                if p <= _AFFIX_P_MAX and _placeholder(guards.values, read) not in used:
+                if p <= _AFFIX_P_MAX and guards.values.placeholder(read) not in used:
                     required.setdefault(read, (min(p, _AFFIX_P), affixes))
         if required:
             read = min(required, key=lambda r: required[r][1].size())
@@ -324,16 +324,9 @@ def _guard_candidates(
             continue
         rank = (len(members) * (1 - _union_p(ps)), -1, 0.0)
         if rank > best_rank:
-            union_affixes = Affixes()
-            for affixes in found:
-                union_affixes = union_affixes | affixes
-            placeholder = _placeholder(guards.values, read)
-            best, best_rank = (guards.affix_guard(read, union_affixes), members, placeholder), rank
+            guard = guards.affix_guard(read, Affixes.union(found))
+            best, best_rank = (guard, members, guards.values.placeholder(read)), rank
     return best
-
-
-def _placeholder(values: Values, read: str) -> str:
-    return f"\x01{values.ref(read)}\x02"
 
 
 def _affixes_of(node: Node) -> dict[str, Affixes]:
@@ -353,10 +346,7 @@ def _affixes_of(node: Node) -> dict[str, Affixes]:
         common = set(branches[0]).intersection(*branches[1:]) if branches else set()
         merged: dict[str, Affixes] = {}
         for read in common:
-            union = Affixes()
-            for branch in branches:
-                union = union | branch[read]
-            merged[read] = union
+            merged[read] = Affixes.union(branch[read] for branch in branches)
         return merged
     return {}
 

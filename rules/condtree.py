@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ast as pyast
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
 
@@ -63,6 +63,10 @@ class Values:
             self.codes.append(code)
         return n
 
+    def placeholder(self, code: str) -> str:
+        """Where generated code reads `code` (`rules.codegen.resolve` decides how)."""
+        return f"\x01{self.ref(code)}\x02"
+
 
 @dataclass(slots=True)
 class Context:
@@ -77,7 +81,7 @@ class Context:
 
     def bind(self, code: str) -> str:
         """Placeholder for the first read of `code` in a leaf."""
-        return f"\x01{self.values.ref(code)}\x02"
+        return self.values.placeholder(code)
 
     def reuse(self, code: str) -> str:
         """Placeholder for a later read of `code` in the same leaf, after `bind` ran."""
@@ -111,6 +115,14 @@ class Affixes:
             self.exact | other.exact, self.prefixes | other.prefixes, self.suffixes | other.suffixes,
             self.contains | other.contains,
         )
+
+    @staticmethod
+    def union(many: Iterable[Affixes]) -> Affixes:
+        """What any one of several requirements lets through."""
+        out = Affixes()
+        for affixes in many:
+            out = out | affixes
+        return out
 
     def size(self) -> int:
         return len(self.exact) + len(self.prefixes) + len(self.suffixes) + len(self.contains)

@@ -107,11 +107,7 @@ def _combined_affixes(kind: str, leaves: list[Leaf]) -> tuple[str, Affixes] | No
         return next((a for a in found if a is not None), None)
     if any(a is None for a in found) or len({a[0] for a in found if a is not None}) != 1:
         return None
-    read = found[0][0]  # type: ignore[index]
-    union = Affixes()
-    for a in found:
-        union = union | a[1]  # type: ignore[index]
-    return read, union
+    return found[0][0], Affixes.union(a[1] for a in found)  # type: ignore[index]
 
 
 def _factor_or(children: list[Node], ctx: Context) -> Node | None:
