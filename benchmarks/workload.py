@@ -234,6 +234,36 @@ def make_events(count: int, seed: int = 1, node: str = "node-1") -> list[list[ob
     return events
 
 
+def rule_hitting_events(literals: list[str], count: int, seed: int) -> list[list[object]]:
+    """Workload events whose process names, arguments, terminals, parents, environments and
+    paths are often swapped for `literals` (the strings rules compare with), so many events
+    reach deep into the rules and many rules match: for tests comparing two ways of evaluating."""
+    rng = random.Random(seed)
+    events = make_events(count, seed=seed)
+    for ev in events:
+        proc = list(ev[R.EV_PROC])  # type: ignore[call-overload]
+        if rng.random() < 0.7:
+            proc[R.P_NAME] = rng.choice(literals)
+        if rng.random() < 0.3:
+            proc[R.P_ARGS] = [rng.choice(literals)]
+        if rng.random() < 0.3:
+            proc[R.P_TTY] = 34816
+        if rng.random() < 0.2:
+            extra = rng.choice(["GLIBC_TUNABLES=x", "HOME=/root", rng.choice(literals)])
+            proc[R.P_ENV] = ["PATH=/bin", extra]
+        if rng.random() < 0.3 and proc[R.P_PARENT] is not None:
+            parent = list(proc[R.P_PARENT])
+            parent[R.P_NAME] = rng.choice(literals)
+            proc[R.P_PARENT] = parent
+        ev[R.EV_PROC] = proc
+        fd = ev[R.EV_FD]
+        if fd is not None and rng.random() < 0.7:
+            fd = list(fd)  # type: ignore[call-overload]
+            fd[R.F_NAME] = rng.choice(literals) if rng.random() < 0.5 else "/etc/" + rng.choice(literals)
+            ev[R.EV_FD] = fd
+    return events
+
+
 # --- single records for tests: fields by name, everything else a plain default ----------------
 def _slots(prefixes: tuple[str, ...]) -> dict[str, int]:
     out = {}

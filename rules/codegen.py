@@ -295,7 +295,7 @@ def _guard_candidates(
         required: dict[str, tuple[float, Affixes]] = {}
         for node in item.rest.values():
             p = p_true(node)
-            for read, affixes in _affixes_of(node).items():
+            for read, affixes in affixes_of(node).items():
                 if p <= _AFFIX_P_MAX and guards.values.placeholder(read) not in used:
                     required.setdefault(read, (min(p, _AFFIX_P), affixes))
         if required:
@@ -329,7 +329,7 @@ def _guard_candidates(
     return best
 
 
-def _affixes_of(node: Node) -> dict[str, Affixes]:
+def affixes_of(node: Node) -> dict[str, Affixes]:
     """Necessary affix conditions of `node` by string read: a leaf's own, every conjunct's of an
     and, and for an or the union of its branches' on each read all of them constrain."""
     if node[0] == "leaf":
@@ -338,11 +338,11 @@ def _affixes_of(node: Node) -> dict[str, Affixes]:
     if node[0] == "and":
         out: dict[str, Affixes] = {}
         for child in node[1]:
-            for read, affixes in _affixes_of(child).items():
+            for read, affixes in affixes_of(child).items():
                 out.setdefault(read, affixes)
         return out
     if node[0] == "or":
-        branches = [_affixes_of(child) for child in node[1]]
+        branches = [affixes_of(child) for child in node[1]]
         common = set(branches[0]).intersection(*branches[1:]) if branches else set()
         merged: dict[str, Affixes] = {}
         for read in common:

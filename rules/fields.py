@@ -145,14 +145,14 @@ def _args(p: list[object] | tuple[object, ...]) -> str | None:
     return " ".join(args) if args else ""  # type: ignore[arg-type]
 
 
-def _env(p: list[object] | tuple[object, ...], key: str | None) -> str | None:
-    env = p[R.P_ENV]
+def _env(env: list[str] | tuple[str, ...] | None, key: str | None) -> str | None:
+    """proc.env from the P_ENV slot (a list, or the tuple rules.gate keys its memo with)."""
     if env is None:
         return None
     if key is None:
-        return " ".join(env)  # type: ignore[arg-type]
+        return " ".join(env)
     prefix = key + "="
-    for item in env:  # type: ignore[attr-defined]
+    for item in env:
         if item.startswith(prefix):
             return str(item[len(prefix) :])
     return None
@@ -576,7 +576,7 @@ _ROWS: tuple[FieldSpec, ...] = (
     ),
     FieldSpec(
         "proc.env", CH, F.ARG_ALLOWED, "environment (p[P_ENV]) joined by spaces, or [NAME]'s value",
-        lambda arg, t: f"_env(p, {arg!r})",
+        lambda arg, t: f"_env(p[{R.P_ENV}], {arg!r})",
     ),
     FieldSpec("thread.tid", I64, F.NONE, "thread id (ev[EV_TID])", f"ev[{R.EV_TID}]"),
     FieldSpec(

@@ -136,19 +136,19 @@ def substring_program(texts: tuple[str, ...]) -> Callable[[str], object]:
     return re.compile("|".join(re.escape(t) for t in texts), re.DOTALL).search
 
 
-class Memo(dict[Any, bool]):
+class Memo(dict[Any, Any]):
     """A pure test's answers per value, computed on first use: generated code asks
     ``memo[value]``, so a value seen before costs one dictionary lookup in C and no Python call.
     Bounded: when full it starts over (node paths, names and peers repeat, a few do not)."""
 
     __slots__ = ("_test", "_limit")
 
-    def __init__(self, test: Callable[[Any], bool], limit: int = 4096) -> None:
+    def __init__(self, test: Callable[[Any], Any], limit: int = 4096) -> None:
         super().__init__()
         self._test = test
         self._limit = limit
 
-    def __missing__(self, value: Any) -> bool:
+    def __missing__(self, value: Any) -> Any:
         answer = self._test(value)
         if len(self) >= self._limit:
             self.clear()

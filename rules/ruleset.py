@@ -17,11 +17,12 @@ server IP so, where Falco would resolve the name and compare the addresses.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rules import compiler as cc
+from rules import gate
 from rules.batchcode import batch_source
 from rules.codegen import Bucket
 from rules.errors import CompileError, Location
@@ -52,7 +53,10 @@ class CompiledRule:
 class Ruleset:
     """Enabled rules indexed by event type id. Immutable after construction."""
 
-    __slots__ = ("rules", "warnings", "event_type_ids", "all_matches", "_first", "_all", "_batch", "_sources")
+    __slots__ = (
+        "rules", "warnings", "event_type_ids", "all_matches", "_first", "_all", "_batch", "_select",
+        "_sources",
+    )
 
     def __init__(
         self,
@@ -62,6 +66,7 @@ class Ruleset:
         bucket_sources: Mapping[int, str],
         namespace: dict[str, Any],
         all_matches: bool,
+        select: Callable[[Iterable[Event]], list[Event]] | None = None,
     ) -> None:
         self.rules = rules
         self.warnings = warnings
@@ -69,6 +74,7 @@ class Ruleset:
         self._first: dict[int, Any] = namespace["_FIRST"]
         self._all: dict[int, Any] = namespace["_ALL"]
         self._batch = namespace["_evaluate"]
+        self._select = select
         self.event_type_ids: frozenset[int] = frozenset(self._first)
         sources = dict(bucket_sources)
         sources[-1] = module_source
@@ -93,9 +99,15 @@ class Ruleset:
         fn = self._all.get(ev[0])
         return [] if fn is None else fn(ev)
 
+    @property
+    def gated(self) -> bool:
+        """Whether `evaluate` runs the C batch gate (`rules.gate`) before the generated code."""
+        return self._select is not None
+
     def evaluate(self, events: Iterable[Event]) -> list[tuple[Event, CompiledRule]]:
         """The batch hot path: (event, rule) for each match; one per event unless all_matches."""
-        return self._batch(events)  # type: ignore[no-any-return]
+        select = self._select
+        return self._batch(events if select is None else select(events))  # type: ignore[no-any-return]
 
     def source(self, event_type: str | int | None = None) -> str:
         """The generated code: of one event type's function, or (None) the whole module."""
@@ -210,7 +222,9 @@ def _build(
     }
     namespace.update({f"_rule{i}": rule for i, rule in enumerate(rules)})
     exec(compile(module_source, "<peregrine rules>", "exec"), namespace)  # noqa: S102 - our own generated code
-    return Ruleset(rules, warnings, module_source, bucket_sources, namespace, all_matches)
+    trees = {type_id: [tree for _, tree in per_type[type_id]] for type_id in per_type}
+    select = gate.selector(gate.programs(trees, values, namespace))
+    return Ruleset(rules, warnings, module_source, bucket_sources, namespace, all_matches, select)
 
 
 def _check_exception_field(text: str, ctx: cc.Context) -> None:

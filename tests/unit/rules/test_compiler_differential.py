@@ -4,13 +4,12 @@ evaluated on its own, unoptimised (lowered tree, no simplification, factoring or
 
 from __future__ import annotations
 
-import random
 import re
 from pathlib import Path
 
 import pytest
 
-from benchmarks.workload import make_events
+from benchmarks.workload import rule_hitting_events
 from rules import compiler as cc
 from rules import record as R
 from rules.collect import load_files
@@ -39,31 +38,6 @@ def _reference(ruleset: Ruleset, conditions: dict[str, object]) -> dict[tuple[st
     return functions
 
 
-def _varied_events(literals: list[str], seed: int) -> list[list[object]]:
-    """Workload events with names, paths and images swapped for literals the rules compare with."""
-    rng = random.Random(seed)
-    events = make_events(3000, seed=seed)
-    for ev in events:
-        proc = list(ev[R.EV_PROC])
-        if rng.random() < 0.7:
-            proc[R.P_NAME] = rng.choice(literals)
-        if rng.random() < 0.3:
-            proc[R.P_ARGS] = [rng.choice(literals)]
-        if rng.random() < 0.3:
-            proc[R.P_TTY] = 34816
-        if rng.random() < 0.3 and proc[R.P_PARENT] is not None:
-            parent = list(proc[R.P_PARENT])
-            parent[R.P_NAME] = rng.choice(literals)
-            proc[R.P_PARENT] = parent
-        ev[R.EV_PROC] = proc
-        fd = ev[R.EV_FD]
-        if fd is not None and rng.random() < 0.7:
-            fd = list(fd)
-            fd[R.F_NAME] = rng.choice(literals) if rng.random() < 0.5 else "/etc/" + rng.choice(literals)
-            ev[R.EV_FD] = fd
-    return events
-
-
 @pytest.mark.parametrize("all_matches", [False, True])
 def test_shared_functions_agree_with_each_rule_alone(falco_rules_dir: Path, all_matches: bool) -> None:
     result = load_files([falco_rules_dir / f for f in FILES])
@@ -74,7 +48,7 @@ def test_shared_functions_agree_with_each_rule_alone(falco_rules_dir: Path, all_
     order = {rule.name: i for i, rule in enumerate(ruleset.rules)}
     checked = matched = 0
     distinct: set[str] = set()
-    for ev in _varied_events(literals, seed=7):
+    for ev in rule_hitting_events(literals, 3000, seed=7):
         expected = sorted(
             (rule for rule in ruleset.rules
              if (rule.name, ev[R.EV_TYPE]) in reference and reference[(rule.name, ev[R.EV_TYPE])](ev)),  # type: ignore[operator]
@@ -97,7 +71,7 @@ def test_batch_loop_agrees_with_match(falco_rules_dir: Path, all_matches: bool) 
     result = load_files([falco_rules_dir / f for f in FILES])
     ruleset = compile_rules(result, all_matches=all_matches)
     literals = sorted(set(re.findall(r"'([^'\\]{1,60})'", ruleset.source())))
-    events = _varied_events(literals, seed=11)[:1500]
+    events = rule_hitting_events(literals, 1500, seed=11)
     for i, type_id in enumerate((-1, -len(R.EVENT_TYPES), len(R.EVENT_TYPES), 10**6, -(10**6))):
         odd = list(events[i])
         odd[R.EV_TYPE] = type_id

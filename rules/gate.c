@@ -1,0 +1,390 @@
+/* rules/gate.c: the batch prefilter of the rule engine, one C loop over a batch of events.
+ *
+ * On a busy node almost every event matches no rule, and the generated Python still spends about
+ * ten interpreted lines per event to find that out. `Gate.select(events)` runs first and keeps
+ * only the events some rule could match; the generated code then runs on those alone. What
+ * "could match" means is decided in Python (rules/gate.py builds the programs): per event type,
+ * a few record reads, each paired with a dict (`rules.operators.Memo`) mapping the read's value
+ * to a bit mask of the type's rules whose tests on that read pass. An event survives when the
+ * AND of its masks is not zero. The values' masks are computed by Python on first sight and
+ * remembered, so a value seen before costs one dict lookup here.
+ *
+ * Soundness over speed: a record not shaped as the paths expect (not a list or tuple, an index
+ * out of range) or a type id that is not a plain int in range keeps the event, so the generated
+ * code sees it and behaves exactly as it would without the gate (including raising). A value
+ * that cannot be looked up (unhashable) or whose mask cannot be computed skips that one test,
+ * which only lets more events through. Only an event whose type has no rule at all, or whose
+ * masks AND to zero, is left out.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#define MAX_TYPES 256
+#define MAX_STEPS 6
+/* Every ROUND events of a type its tests are reordered, most rules ruled out first; when more
+ * than KEEP_SHARE of them survived, the next BYPASS events of that type skip the tests: on such
+ * a type (connect, where most events pass some rule's tests) the tests cost more than the
+ * generated code they would spare. */
+#define ROUND 1024
+#define KEEP_SHARE 0.75
+#define BYPASS 16384
+/* Rejected values remembered per test before starting over: paths that occur once would
+ * otherwise grow it without bound. */
+#define REJECTS_MAX 8192
+
+enum { DROP = 0, KEEP = 1, TEST = 2 };
+
+typedef struct {
+    uint64_t cleared; /* rules this test ruled out lately: tests are reordered by it */
+    int nsteps;
+    Py_ssize_t index[MAX_STEPS];
+    char lenient[MAX_STEPS]; /* (x or EMPTY)[i]: a falsy container reads as None */
+    PyObject *memo;          /* dict (subclass): value -> int mask */
+    /* Optional, for a string field: on a memo miss, a str value in none of these (exact set,
+     * prefix, suffix and substring tuples) gets `rejected` without asking Python or being
+     * remembered. */
+    PyObject *exact, *prefixes, *suffixes, *contains;
+    uint64_t rejected;
+    PyObject *rejects; /* values found to have none of the affixes, so the check runs once each */
+} Test;
+
+typedef struct {
+    int state;
+    int ntests;
+    Test *tests;
+    /* Adaptation, which never changes a result (any order of the tests and keeping every event
+     * are both sound): counts over the current round of ROUND events, and how many events of
+     * this type still bypass the tests because they let most events through. */
+    uint32_t seen, kept, bypass;
+} Program;
+
+typedef struct {
+    PyObject_HEAD
+    int ntypes;
+    Program programs[MAX_TYPES];
+} Gate;
+
+static void Gate_dealloc(Gate *self) {
+    for (int t = 0; t < self->ntypes; t++) {
+        Program *p = &self->programs[t];
+        for (int i = 0; i < p->ntests; i++) {
+            Test *test = &p->tests[i];
+            Py_XDECREF(test->memo);
+            Py_XDECREF(test->exact);
+            Py_XDECREF(test->prefixes);
+            Py_XDECREF(test->suffixes);
+            Py_XDECREF(test->contains);
+            Py_XDECREF(test->rejects);
+        }
+        PyMem_Free(p->tests);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* One test: (((index, lenient), ...), memo) or (steps, memo, (exact, prefixes, suffixes,
+ * contains), rejected mask) */
+static int parse_test(PyObject *item, Test *test) {
+    PyObject *path, *memo, *affixes = NULL;
+    unsigned long long rejected = 0;
+    if (!PyTuple_Check(item) ||
+        !PyArg_ParseTuple(item, "O!O!|O!K", &PyTuple_Type, &path, &PyDict_Type, &memo, &PyTuple_Type, &affixes,
+                          &rejected)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "a test is (path tuple, dict[, affixes, mask])");
+        return -1;
+    }
+    if (affixes != NULL) {
+        PyObject *exact, *prefixes, *suffixes, *contains;
+        if (!PyArg_ParseTuple(affixes, "O!O!O!O!", &PyFrozenSet_Type, &exact, &PyTuple_Type, &prefixes,
+                              &PyTuple_Type, &suffixes, &PyTuple_Type, &contains))
+            return -1;
+        PyObject *parts[3] = {prefixes, suffixes, contains};
+        for (int k = 0; k < 3; k++)
+            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(parts[k]); j++)
+                if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(parts[k], j))) {
+                    PyErr_SetString(PyExc_TypeError, "affixes are str");
+                    return -1;
+                }
+        Py_INCREF(exact);
+        Py_INCREF(prefixes);
+        Py_INCREF(suffixes);
+        Py_INCREF(contains);
+        test->exact = exact;
+        test->prefixes = prefixes;
+        test->suffixes = suffixes;
+        test->contains = contains;
+        test->rejected = (uint64_t)rejected;
+        test->rejects = PyDict_New();
+        if (test->rejects == NULL) return -1;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(path);
+    if (n < 1 || n > MAX_STEPS) {
+        PyErr_Format(PyExc_ValueError, "a path has 1 to %d steps, not %zd", MAX_STEPS, n);
+        return -1;
+    }
+    for (Py_ssize_t s = 0; s < n; s++) {
+        Py_ssize_t index;
+        int lenient;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(path, s), "np", &index, &lenient)) return -1;
+        if (index < 0) {
+            PyErr_SetString(PyExc_ValueError, "a path index is not negative");
+            return -1;
+        }
+        test->index[s] = index;
+        test->lenient[s] = (char)lenient;
+    }
+    test->nsteps = (int)n;
+    Py_INCREF(memo);
+    test->memo = memo;
+    return 0;
+}
+
+/* Gate(programs): programs[t] is None (no rule for type t: drop), True (keep every event of
+ * type t) or a tuple of tests. */
+static int Gate_init(Gate *self, PyObject *args, PyObject *kwds) {
+    PyObject *programs;
+    if (!PyArg_ParseTuple(args, "O!", &PyTuple_Type, &programs)) return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(programs);
+    if (n > MAX_TYPES || self->ntypes != 0) {
+        PyErr_Format(PyExc_ValueError, "at most %d event types, given once", MAX_TYPES);
+        return -1;
+    }
+    for (Py_ssize_t t = 0; t < n; t++) {
+        PyObject *entry = PyTuple_GET_ITEM(programs, t);
+        Program *p = &self->programs[t];
+        self->ntypes = (int)t + 1;
+        if (entry == Py_None) {
+            p->state = DROP;
+        } else if (entry == Py_True) {
+            p->state = KEEP;
+        } else if (PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) > 0) {
+            Py_ssize_t k = PyTuple_GET_SIZE(entry);
+            p->tests = PyMem_Calloc((size_t)k, sizeof(Test));
+            if (p->tests == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            for (Py_ssize_t i = 0; i < k; i++) {
+                if (parse_test(PyTuple_GET_ITEM(entry, i), &p->tests[i]) < 0) return -1;
+                p->ntests = (int)i + 1;
+            }
+            p->state = TEST;
+        } else {
+            PyErr_Format(PyExc_TypeError, "program of type %zd is None, True or a non-empty tuple", t);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The value a test reads, borrowed; NULL when the record is not shaped as expected. */
+static PyObject *read_path(PyObject *ev, const Test *test) {
+    PyObject *v = ev;
+    for (int s = 0; s < test->nsteps; s++) {
+        Py_ssize_t size;
+        PyObject **items;
+        if (PyList_CheckExact(v)) {
+            size = PyList_GET_SIZE(v);
+            items = ((PyListObject *)v)->ob_item;
+        } else if (PyTuple_CheckExact(v)) {
+            size = PyTuple_GET_SIZE(v);
+            items = ((PyTupleObject *)v)->ob_item;
+        } else if (v == Py_None && test->lenient[s]) {
+            continue; /* (None or EMPTY)[i] is None */
+        } else {
+            return NULL;
+        }
+        if (size == 0 && test->lenient[s]) {
+            v = Py_None;
+            continue;
+        }
+        if (test->index[s] >= size) return NULL;
+        v = items[test->index[s]];
+    }
+    return v;
+}
+
+/* 1 when the str `value` has one of the test's affixes (or the check failed: then assume so). */
+static int has_affix(const Test *test, PyObject *value) {
+    int found = PySet_Contains(test->exact, value);
+    if (found != 0) return 1; /* an error counts as found */
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    for (int side = 0; side < 2; side++) {
+        PyObject *affixes = side == 0 ? test->prefixes : test->suffixes;
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(affixes); j++) {
+            found = (int)PyUnicode_Tailmatch(value, PyTuple_GET_ITEM(affixes, j), 0, n, side == 0 ? -1 : 1);
+            if (found != 0) return 1;
+        }
+    }
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(test->contains); j++) {
+        if (PyUnicode_Find(value, PyTuple_GET_ITEM(test->contains, j), 0, n, 1) != -1) return 1;
+    }
+    return 0;
+}
+
+/* The mask the test's memo gives `value` into *bits: 1, or 0 (error cleared) when the value
+ * cannot be looked up (unhashable) or its mask not computed, so the caller skips the test. */
+static int lookup(const Test *test, PyObject *value, uint64_t *bits) {
+    PyObject *found = PyDict_GetItemWithError(test->memo, value);
+    if (found != NULL) {
+        *bits = PyLong_AsUnsignedLongLongMask(found);
+    } else {
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (test->exact != NULL && PyUnicode_CheckExact(value)) {
+            /* a str's hash is cached and lookups cannot fail */
+            if (PyDict_GetItem(test->rejects, value) != NULL) {
+                *bits = test->rejected;
+                return 1;
+            }
+            if (!has_affix(test, value)) {
+                PyErr_Clear();
+                if (PyDict_GET_SIZE(test->rejects) >= REJECTS_MAX) PyDict_Clear(test->rejects);
+                if (PyDict_SetItem(test->rejects, value, Py_None) < 0) PyErr_Clear();
+                *bits = test->rejected;
+                return 1;
+            }
+        }
+        PyErr_Clear();
+        /* first sight: the memo's __missing__ computes and remembers the mask */
+        Py_INCREF(value);
+        found = PyObject_GetItem(test->memo, value);
+        Py_DECREF(value);
+        if (found == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        *bits = PyLong_AsUnsignedLongLongMask(found);
+        Py_DECREF(found);
+    }
+    if (*bits == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* Once per round: tests that ruled out more rules go first; old counts fade. */
+static void adapt(Program *p) {
+    for (int i = 1; i < p->ntests; i++) {
+        Test moving = p->tests[i];
+        int j = i - 1;
+        while (j >= 0 && p->tests[j].cleared < moving.cleared) {
+            p->tests[j + 1] = p->tests[j];
+            j--;
+        }
+        p->tests[j + 1] = moving;
+    }
+    for (int i = 0; i < p->ntests; i++) p->tests[i].cleared /= 2;
+    if (p->kept > KEEP_SHARE * p->seen) p->bypass = BYPASS;
+    p->seen = p->kept = 0;
+}
+
+static int run_tests(Program *p, PyObject *ev) {
+    uint64_t mask = ~(uint64_t)0;
+    for (int i = 0; i < p->ntests; i++) {
+        Test *test = &p->tests[i];
+        PyObject *value = read_path(ev, test);
+        if (value == NULL) return 1;
+        uint64_t bits;
+        if (PyList_CheckExact(value)) { /* a list of strings (proc.env): keyed as a tuple */
+            PyObject *key = PyList_AsTuple(value);
+            if (key == NULL) {
+                PyErr_Clear();
+                continue;
+            }
+            int ok = lookup(test, key, &bits);
+            Py_DECREF(key);
+            if (!ok) continue;
+        } else if (!lookup(test, value, &bits)) {
+            continue;
+        }
+        test->cleared += (uint64_t)__builtin_popcountll(mask & ~bits);
+        mask &= bits;
+        if (mask == 0) return 0;
+    }
+    return 1;
+}
+
+/* 1 keep, 0 leave out. Never fails: trouble keeps the event. */
+static int decide(Gate *self, PyObject *ev) {
+    PyObject *t;
+    if (PyList_CheckExact(ev) && PyList_GET_SIZE(ev) > 0) {
+        t = PyList_GET_ITEM(ev, 0);
+    } else if (PyTuple_CheckExact(ev) && PyTuple_GET_SIZE(ev) > 0) {
+        t = PyTuple_GET_ITEM(ev, 0);
+    } else {
+        return 1;
+    }
+    if (!PyLong_CheckExact(t)) return 1;
+    int overflow;
+    long id = PyLong_AsLongAndOverflow(t, &overflow);
+    if (overflow || id < 0 || id >= self->ntypes) return 1;
+    Program *p = &self->programs[id];
+    if (p->state != TEST) return p->state == KEEP;
+    if (p->bypass > 0) {
+        p->bypass--;
+        return 1;
+    }
+    int keep = run_tests(p, ev);
+    p->kept += (uint32_t)keep;
+    if (++p->seen == ROUND) adapt(p);
+    return keep;
+}
+
+static PyObject *Gate_select(Gate *self, PyObject *events) {
+    PyObject *seq = PySequence_Fast(events, "events must be iterable");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *ev = items[i];
+        if (decide(self, ev) && PyList_Append(out, ev) < 0) {
+            Py_DECREF(out);
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
+static PyMethodDef Gate_methods[] = {
+    {"select", (PyCFunction)Gate_select, METH_O,
+     "select(events) -> list: the events, in order, that some rule could match"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject GateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gate.Gate",
+    .tp_basicsize = sizeof(Gate),
+    .tp_dealloc = (destructor)Gate_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Gate(programs): per event type, which events some rule could match",
+    .tp_methods = Gate_methods,
+    .tp_init = (initproc)Gate_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static struct PyModuleDef gate_module = {PyModuleDef_HEAD_INIT, "gate", NULL, -1, NULL};
+
+PyMODINIT_FUNC PyInit_gate(void) {
+    if (PyType_Ready(&GateType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&gate_module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&GateType);
+    if (PyModule_AddObject(m, "Gate", (PyObject *)&GateType) < 0) {
+        Py_DECREF(&GateType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,168 @@
+"""The batch gate (rules/gate.py, rules/gate.c) only leaves out events no rule matches, and keeps
+every event whose record it cannot read as planned, so `Ruleset.evaluate` with the gate gives
+exactly what per-event `match`/`match_all` give without it."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rules
+from benchmarks.workload import build_event, build_fd, build_process, rule_hitting_events
+from rules import gate
+from rules import record as R
+from rules.operators import Memo
+
+FILES = ("falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml")
+OPENAT = R.EVENT_TYPE_IDS["openat"]
+F_NAME_STEPS = ((R.EV_FD, False), (R.F_NAME, True))
+P_NAME_STEPS = ((R.EV_PROC, False), (R.P_NAME, False))
+
+
+def _stable_cases() -> Any:
+    path = Path(__file__).parents[2] / "conformance" / "data" / "stable_rules_cases.py"
+    spec = importlib.util.spec_from_file_location("stable_rules_cases_for_gate", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["first", "all"])
+def ruleset(request: pytest.FixtureRequest, falco_rules_dir: Path) -> rules.Ruleset:
+    names = {"10.96.0.1": "kubernetes.default.svc.cluster.local"}
+    return rules.load([falco_rules_dir / f for f in FILES], all_matches=request.param, ip_names=names)
+
+
+def _one_by_one(ruleset: rules.Ruleset, events: list[list[Any]]) -> list[tuple[int, str]]:
+    pairs = []
+    for ev in events:
+        found = ruleset.match_all(ev) if ruleset.all_matches else [r for r in [ruleset.match(ev)] if r]
+        pairs += [(id(ev), rule.name) for rule in found]
+    return pairs
+
+
+def test_gate_is_built_on_this_machine(ruleset: rules.Ruleset) -> None:
+    assert ruleset.gated  # ./scripts/setup installs the compiler and headers it needs
+
+
+def test_gated_evaluate_agrees_with_each_event_alone(ruleset: rules.Ruleset) -> None:
+    literals = sorted(set(re.findall(r"'([^'\\]{1,60})'", ruleset.source())))
+    events = rule_hitting_events(literals, 6000, seed=5)
+    # several passes: the gate reorders its tests and bypasses types as it learns, never
+    # changing a result
+    for _ in range(3):
+        got = [(id(ev), rule.name) for ev, rule in ruleset.evaluate(events)]
+        assert got == _one_by_one(ruleset, events)
+    assert len({name for _, name in got}) >= 15  # the events reach many different rules
+
+
+def test_gated_evaluate_fires_every_stable_case(falco_rules_dir: Path) -> None:
+    data = _stable_cases()
+    ruleset = rules.load([falco_rules_dir / "falco_rules.yaml"], all_matches=True, **data.LOAD_OPTIONS)
+    for case in data.CASES:
+        for ev in (case.trigger(), case.near_miss()):
+            assert [r.name for _, r in ruleset.evaluate([ev])] == [r.name for r in ruleset.match_all(ev)]
+
+
+def test_glibc_tunables_in_the_environment_passes_the_gate(falco_rules_dir: Path) -> None:
+    """proc.env is a list: the gate keys its memo with the list as a tuple."""
+    ruleset = rules.load([falco_rules_dir / f for f in FILES[:2]])
+    proc = build_process(name="app", exepath="/usr/bin/app", env=["PATH=/bin", "GLIBC_TUNABLES=glibc.x=1"])
+    ev = build_event("execve", proc=proc)
+    expected = ruleset.match(ev)
+    assert expected is not None and "Environment Variables" in expected.name
+    assert [r for _, r in ruleset.evaluate([ev] * 3)] == [expected] * 3
+    quiet = build_event("execve", proc=build_process(name="app", exepath="/usr/bin/app", env=["PATH=/bin"]))
+    assert ruleset.match(quiet) is None and ruleset.evaluate([quiet]) == []
+
+
+def _gate(programs: dict[int, object]) -> Any:
+    table = tuple(programs.get(t) for t in range(len(R.EVENT_TYPES)))
+    select = gate.selector(table)  # type: ignore[arg-type]
+    assert select is not None
+    return select
+
+
+def test_types_without_rules_are_left_out_and_odd_records_kept() -> None:
+    select = _gate({OPENAT: ((P_NAME_STEPS, Memo(lambda name: int(name == "bash"))),)})
+    bash = build_event("openat", proc=build_process(name="bash"))
+    sh = build_event("openat", proc=build_process(name="sh"))
+    other_type = build_event("execve", proc=build_process(name="bash"))
+    odd: list[Any] = [
+        [True, *bash[1:]],  # a bool is not a type id
+        [float(OPENAT), *bash[1:]],
+        [10**30, *bash[1:]],
+        [-1, *bash[1:]],
+        [OPENAT, *bash[1:3]],  # too short to reach the process: kept, the generated code decides
+        [OPENAT, 0, 0, "not a record", *bash[4:]],
+        [],
+        "not an event",
+        tuple(sh),  # a tuple record is read like a list
+    ]
+    kept = select([bash, sh, other_type, *odd])
+    assert kept[0] is bash and kept[1:] == odd[:-1]
+
+
+def test_missing_fd_reads_as_none_and_unhashable_values_skip_the_test() -> None:
+    seen: list[Any] = []
+
+    def mask(value: Any) -> int:
+        seen.append(value)
+        return int(value is None)
+
+    select = _gate({OPENAT: ((F_NAME_STEPS, Memo(mask)),)})
+    no_fd = build_event("openat", fd=None)
+    empty_fd = build_event("openat")
+    empty_fd[R.EV_FD] = []
+    named = build_event("openat", fd=build_fd(name="/etc/passwd"))
+    unhashable = build_event("openat", fd=build_fd(name="/x"))
+    unhashable[R.EV_FD][R.F_NAME] = {"a": 1}  # type: ignore[index]
+    assert select([no_fd, empty_fd, named, unhashable]) == [no_fd, empty_fd, unhashable]
+    assert seen == [None, "/etc/passwd"]  # remembered: each value asked once
+
+
+def test_a_failing_mask_skips_the_test_and_a_list_is_keyed_as_a_tuple() -> None:
+    def broken(value: Any) -> int:
+        raise RuntimeError("no mask")
+
+    env_steps = ((R.EV_PROC, False), (R.P_ENV, False))
+    select = _gate({OPENAT: ((P_NAME_STEPS, Memo(broken)), (env_steps, Memo(lambda env: int("X=1" in env))))})
+    with_x = build_event("openat", proc=build_process(name="a", env=["X=1"]))
+    without = build_event("openat", proc=build_process(name="a", env=["Y=1"]))
+    assert select([with_x, without]) == [with_x]
+
+
+def test_affix_filter_rejects_in_c_without_asking_python() -> None:
+    asked: list[str] = []
+
+    def mask(value: str) -> int:
+        asked.append(value)
+        return 1 if value.startswith("/etc/") else 0
+
+    affixes = (frozenset({"/root/.bashrc"}), ("/etc/",), (".pem",), ("/.ssh/",))
+    select = _gate({OPENAT: ((F_NAME_STEPS, Memo(mask), affixes, 0),)})
+    paths = ["/etc/shadow", "/tmp/a", "/home/u/.ssh/id", "/x/cert.pem", "/root/.bashrc", "/tmp/b", "/tmp/a"]
+    events = [build_event("openat", fd=build_fd(name=path)) for path in paths]
+    kept = select(events)
+    assert [ev[R.EV_FD][R.F_NAME] for ev in kept] == ["/etc/shadow"]
+    assert asked == ["/etc/shadow", "/home/u/.ssh/id", "/x/cert.pem", "/root/.bashrc"]
+
+
+def test_rules_beyond_the_mask_keep_every_event(ruleset: rules.Ruleset) -> None:
+    many = [("leaf", None)] * (gate.MASK_BITS + 1)
+    assert gate.program(many, None, {}) is True  # type: ignore[arg-type]
+
+
+def test_alternatives_split_an_or_of_different_fields() -> None:
+    a, b, c = ("leaf", "a"), ("leaf", "b"), ("leaf", "c")
+    assert gate.alternatives(("or", [a, b])) == [a, b]
+    assert gate.alternatives(("and", [a, ("or", [b, c])])) == [("and", [a, b]), ("and", [a, c])]
+    wide = ("or", [("leaf", str(i)) for i in range(9)])
+    assert gate.alternatives(wide) == [wide]  # past the limit: kept whole
