@@ -62,8 +62,11 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     int ntypes;
+    PyObject *names; /* dict: IP text -> DNS name, read live by RESOLVE steps; or NULL */
     Program programs[MAX_TYPES];
 } Gate;
+
+#define RESOLVE (-1) /* a step that replaces the value read so far with names.get(value) */
 
 static void Gate_dealloc(Gate *self) {
     for (int t = 0; t < self->ntypes; t++) {
@@ -79,6 +82,7 @@ static void Gate_dealloc(Gate *self) {
         }
         PyMem_Free(p->tests);
     }
+    Py_XDECREF(self->names);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -126,8 +130,8 @@ static int parse_test(PyObject *item, Test *test) {
         Py_ssize_t index;
         int lenient;
         if (!PyArg_ParseTuple(PyTuple_GET_ITEM(path, s), "np", &index, &lenient)) return -1;
-        if (index < 0) {
-            PyErr_SetString(PyExc_ValueError, "a path index is not negative");
+        if (index < RESOLVE || (index == RESOLVE && s == 0)) {
+            PyErr_SetString(PyExc_ValueError, "a path index is not negative, or RESOLVE after a read");
             return -1;
         }
         test->index[s] = index;
@@ -139,15 +143,23 @@ static int parse_test(PyObject *item, Test *test) {
     return 0;
 }
 
-/* Gate(programs): programs[t] is None (no rule for type t: drop), True (keep every event of
- * type t) or a tuple of tests. */
+/* Gate(programs, names): programs[t] is None (no rule for type t: drop), True (keep every
+ * event of type t) or a tuple of tests; names is a dict or None (then no RESOLVE step). */
 static int Gate_init(Gate *self, PyObject *args, PyObject *kwds) {
-    PyObject *programs;
-    if (!PyArg_ParseTuple(args, "O!", &PyTuple_Type, &programs)) return -1;
+    PyObject *programs, *names;
+    if (!PyArg_ParseTuple(args, "O!O", &PyTuple_Type, &programs, &names)) return -1;
     Py_ssize_t n = PyTuple_GET_SIZE(programs);
-    if (n > MAX_TYPES || self->ntypes != 0) {
+    if (n > MAX_TYPES || self->ntypes != 0 || self->names != NULL) {
         PyErr_Format(PyExc_ValueError, "at most %d event types, given once", MAX_TYPES);
         return -1;
+    }
+    if (names != Py_None) {
+        if (!PyDict_CheckExact(names)) {
+            PyErr_SetString(PyExc_TypeError, "names is a dict or None");
+            return -1;
+        }
+        Py_INCREF(names);
+        self->names = names;
     }
     for (Py_ssize_t t = 0; t < n; t++) {
         PyObject *entry = PyTuple_GET_ITEM(programs, t);
@@ -167,6 +179,11 @@ static int Gate_init(Gate *self, PyObject *args, PyObject *kwds) {
             for (Py_ssize_t i = 0; i < k; i++) {
                 if (parse_test(PyTuple_GET_ITEM(entry, i), &p->tests[i]) < 0) return -1;
                 p->ntests = (int)i + 1;
+                for (int s = 0; s < p->tests[i].nsteps; s++)
+                    if (p->tests[i].index[s] == RESOLVE && self->names == NULL) {
+                        PyErr_SetString(PyExc_ValueError, "a RESOLVE step needs names");
+                        return -1;
+                    }
             }
             p->state = TEST;
         } else {
@@ -178,10 +195,20 @@ static int Gate_init(Gate *self, PyObject *args, PyObject *kwds) {
 }
 
 /* The value a test reads, borrowed; NULL when the record is not shaped as expected. */
-static PyObject *read_path(PyObject *ev, const Test *test) {
+static PyObject *read_path(const Gate *self, PyObject *ev, const Test *test) {
     PyObject *v = ev;
     for (int s = 0; s < test->nsteps; s++) {
         Py_ssize_t size;
+        if (test->index[s] == RESOLVE) { /* names.get(v) if v is not None else None */
+            if (v == Py_None) continue;
+            PyObject *name = PyDict_GetItemWithError(self->names, v);
+            if (name == NULL && PyErr_Occurred()) {
+                PyErr_Clear();
+                return NULL;
+            }
+            v = name == NULL ? Py_None : name;
+            continue;
+        }
         PyObject **items;
         if (PyList_CheckExact(v)) {
             size = PyList_GET_SIZE(v);
@@ -282,11 +309,11 @@ static void adapt(Program *p) {
     p->seen = p->kept = 0;
 }
 
-static int run_tests(Program *p, PyObject *ev) {
+static int run_tests(const Gate *self, Program *p, PyObject *ev) {
     uint64_t mask = ~(uint64_t)0;
     for (int i = 0; i < p->ntests; i++) {
         Test *test = &p->tests[i];
-        PyObject *value = read_path(ev, test);
+        PyObject *value = read_path(self, ev, test);
         if (value == NULL) return 1;
         uint64_t bits;
         if (PyList_CheckExact(value)) { /* a list of strings (proc.env): keyed as a tuple */
@@ -328,7 +355,7 @@ static int decide(Gate *self, PyObject *ev) {
         p->bypass--;
         return 1;
     }
-    int keep = run_tests(p, ev);
+    int keep = run_tests(self, p, ev);
     p->kept += (uint32_t)keep;
     if (++p->seen == ROUND) adapt(p);
     return keep;
@@ -368,7 +395,7 @@ static PyTypeObject GateType = {
     .tp_basicsize = sizeof(Gate),
     .tp_dealloc = (destructor)Gate_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Gate(programs): per event type, which events some rule could match",
+    .tp_doc = "Gate(programs, names): per event type, which events some rule could match",
     .tp_methods = Gate_methods,
     .tp_init = (initproc)Gate_init,
     .tp_new = PyType_GenericNew,

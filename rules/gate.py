@@ -52,6 +52,10 @@ _LITERALS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 _READ = re.compile(r"(?<![\w.])(ev|pp|p|c|f|a)\[(\d+)\]")
 _RECORD = re.compile(r"(?<![\w.])(ev|pp|p|c|f|a)\b")
 _LIVE = re.compile(r"\b_ipn\b")  # the DNS table the caller updates: not a function of the value
+# ``fd.sip.name``: the name the live table gives an IP. gate.c looks the name up itself at each
+# event (a RESOLVE step), so the memo keys on the name and never holds a stale answer.
+_NAMED = re.compile(r"\(_ipn\.get\(((?:ev|pp|p|c|f|a)\[\d+\])\) if \1 is not None else None\)")
+RESOLVE = -1
 _PROCESS_UNKEYED = (R.P_PARENT, R.P_CONTAINER)
 # Slots holding records or dicts, which no memo can key on (gate.c would skip the test). A list
 # of strings (proc.env) is looked up as a tuple.
@@ -78,7 +82,12 @@ _BASE_PATHS = _base_paths()
 
 def _read_path(read: str) -> tuple[Path_, str] | None:
     """(steps, code of the read with its field as ``_x``) for a read of one record field, plain
-    (``p[2]``) or through a pure function (``_txt3_3(a[3])``); None for anything else."""
+    (``p[2]``), through a pure function (``_txt3_3(a[3])``) or through the live DNS table; None
+    for anything else."""
+    named = _NAMED.fullmatch(read)
+    if named is not None:
+        found = _read_path(named.group(1))
+        return None if found is None or found[1] != "_x" else ((*found[0], (RESOLVE, False)), "_x")
     bare = _LITERALS.sub("''", read)
     fields = set(_READ.findall(bare))
     if len(fields) != 1 or _LIVE.search(bare):
@@ -271,11 +280,23 @@ def _module() -> Any:
     return native.load("gate", SOURCE)
 
 
-def selector(built: tuple[Program, ...]) -> Callable[[Any], list[Any]] | None:
-    """The C gate's ``select(events)`` over these programs; None where it cannot be built."""
+def selector(built: tuple[Program, ...], names: object) -> Callable[[Any], list[Any]] | None:
+    """The C gate's ``select(events)`` over these programs, reading `names` (the live DNS table)
+    for RESOLVE steps; None where it cannot be built. gate.c reads only a plain dict: with any
+    other mapping the tests through it are dropped (fewer tests only keep more events)."""
     try:
         module = _module()
     except native.NativeError:
         return None
-    select: Callable[[Any], list[Any]] = module.Gate(built).select
+    if type(names) is not dict:
+        built = tuple(_without_resolve(entry) for entry in built)
+        names = None
+    select: Callable[[Any], list[Any]] = module.Gate(built, names).select
     return select
+
+
+def _without_resolve(entry: Program) -> Program:
+    if not isinstance(entry, tuple):
+        return entry
+    kept = tuple(test for test in entry if all(index != RESOLVE for index, _ in test[0]))
+    return kept or True

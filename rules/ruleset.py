@@ -223,7 +223,7 @@ def _build(
     namespace.update({f"_rule{i}": rule for i, rule in enumerate(rules)})
     exec(compile(module_source, "<peregrine rules>", "exec"), namespace)  # noqa: S102 - our own generated code
     trees = {type_id: [tree for _, tree in per_type[type_id]] for type_id in per_type}
-    select = gate.selector(gate.programs(trees, values, namespace))
+    select = gate.selector(gate.programs(trees, values, namespace), namespace["_ipn"])
     return Ruleset(rules, warnings, module_source, bucket_sources, namespace, all_matches, select)
 
 

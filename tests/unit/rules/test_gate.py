@@ -85,7 +85,7 @@ def test_glibc_tunables_in_the_environment_passes_the_gate(falco_rules_dir: Path
 
 def _gate(programs: dict[int, object]) -> Any:
     table = tuple(programs.get(t) for t in range(len(R.EVENT_TYPES)))
-    select = gate.selector(table)  # type: ignore[arg-type]
+    select = gate.selector(table, {})  # type: ignore[arg-type]
     assert select is not None
     return select
 
@@ -166,3 +166,34 @@ def test_alternatives_split_an_or_of_different_fields() -> None:
     assert gate.alternatives(("and", [a, ("or", [b, c])])) == [("and", [a, b]), ("and", [a, c])]
     wide = ("or", [("leaf", str(i)) for i in range(9)])
     assert gate.alternatives(wide) == [wide]  # past the limit: kept whole
+
+
+def test_names_are_read_live_through_the_gate(falco_rules_dir: Path) -> None:
+    """fd.sip.name: gate.c looks the IP up in the caller's table at each event, so a service
+    learned after the rules were compiled is seen at once, and one forgotten no longer matches."""
+    names: dict[str, str] = {}
+    ruleset = rules.load([falco_rules_dir / "falco_rules.yaml"], ip_names=names)
+    container = {"id": "c" * 64, "image_repo": "docker.io/library/alpine", "name": "app"}
+    proc = build_process(name="curl", container=container)
+    fd = build_fd(typechar="4", l4proto="tcp", sip="10.96.0.1", sport=443, cip="10.0.0.5", cport=40000,
+                  name="10.0.0.5:40000->10.96.0.1:443")
+    ev = build_event("connect", proc=proc, fd=fd)
+    assert ruleset.evaluate([ev]) == [] and ruleset.match(ev) is None
+    names["10.96.0.1"] = "kubernetes.default.svc.cluster.local"
+    rule = ruleset.match(ev)
+    assert rule is not None and rule.name == "Contact K8S API Server From Container"
+    assert ruleset.evaluate([ev]) == [(ev, rule)]
+    del names["10.96.0.1"]
+    assert ruleset.evaluate([ev]) == []
+
+
+def test_a_mapping_that_is_not_a_dict_drops_the_name_tests(falco_rules_dir: Path) -> None:
+    from types import MappingProxyType
+
+    backing = {"10.96.0.1": "kubernetes.default.svc.cluster.local"}
+    ruleset = rules.load([falco_rules_dir / "falco_rules.yaml"], ip_names=MappingProxyType(backing))
+    container = {"id": "c" * 64, "image_repo": "docker.io/library/alpine", "name": "app"}
+    fd = build_fd(typechar="4", l4proto="tcp", sip="10.96.0.1", sport=443)
+    ev = build_event("connect", proc=build_process(name="curl", container=container), fd=fd)
+    assert ruleset.gated
+    assert [r.name for _, r in ruleset.evaluate([ev])] == ["Contact K8S API Server From Container"]
