@@ -169,6 +169,25 @@ def necessary(node: Node, values: Values, steps: Path_) -> tuple[str, float] | N
     return "(" + " or ".join(f"({part[0]})" for part in parts if part is not None) + ")", 1 - miss
 
 
+def push_not(node: Node) -> Node:
+    """The same condition with every not on a leaf (De Morgan): ``not (a and b)`` becomes
+    ``not a or not b``, which `alternatives` can split and `necessary` can use."""
+    kind = node[0]
+    if kind in ("and", "or"):
+        return (kind, [push_not(child) for child in node[1]])
+    if kind != "not":
+        return node
+    inner = node[1]
+    if inner[0] == "not":
+        return push_not(inner[1])
+    if inner[0] in ("and", "or"):
+        flipped = "or" if inner[0] == "and" else "and"
+        return (flipped, [push_not(("not", child)) for child in inner[1]])
+    if inner[0] == "const":
+        return ("const", not inner[1])
+    return node
+
+
 def alternatives(tree: Node, limit: int = 8) -> list[Node]:
     """Conditions one of which holds whenever `tree` does, each an and of plain conjuncts: an
     or at the top, or among the top conjuncts, is split into its branches (as far as `limit`
@@ -199,7 +218,7 @@ def program(rules: Sequence[Node], values: Values, namespace: dict[str, Any]) ->
     Each alternative of each rule (`alternatives`) has a bit. gate.c stops at the first zero
     mask, so the fields guessed to rule out the most alternatives (the sum of their tests'
     chances to fail) come first."""
-    alts = [alt for tree in rules if tree != ("const", False) for alt in alternatives(tree)]
+    alts = [alt for tree in rules if tree != ("const", False) for alt in alternatives(push_not(tree))]
     if len(alts) > MASK_BITS:
         alts = [tree for tree in rules if tree != ("const", False)]
     if len(alts) > MASK_BITS:
