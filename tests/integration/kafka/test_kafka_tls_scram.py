@@ -1,0 +1,266 @@
+"""Every role that talks to Kafka, over TLS and SASL/SCRAM, against a real broker (`tls_broker`):
+its SSL listener (server certificate from a CA made at fixture time), its SASL_SSL listener with
+SCRAM-SHA-512 and SCRAM-SHA-256, and its MTLS listener that demands a client certificate.
+
+* the collector's publishing path (`peregrine replay` of the attack capture): every batch arrives,
+  configured by flags or by ``PEREGRINE_KAFKA_*`` variables, over TLS, SCRAM and mutual TLS with an
+  encrypted client key; a wrong SCRAM password stops it with a clear message without the password;
+* k8s-meta's records: written and read back over SCRAM with k8s-meta's own producer and reader;
+* `peregrine worker` (Faust/aiokafka), its security from the environment: over SASL_SSL/SCRAM it
+  turns the replayed batches into exactly the alerts the rule engine computes, once each; with a
+  CA it must not trust or a wrong password it exits at once and says why;
+* a client that does not trust the broker's CA is refused within a bounded time, with an error that
+  says the certificate could not be verified (replay does not stop on it yet: xfail).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tls_broker
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from tls_broker import KEY_PASSWORD, PASSWORD, USER, TlsBroker, read_values
+
+import rules
+from collectors.capture import read_capture
+from collectors.kafka_security import KafkaSecurity
+from collectors.wire import decode_batch
+from enrichers.config import K8sMetaConfig
+from enrichers.records import ContainerMeta, ServiceMeta, decode, encode, key_of
+from enrichers.table import K8sTable
+from enrichers.topic import ensure_topic, producer, read_table
+from streams import config as worker_config
+
+pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parents[3]
+CAPTURE = REPO / "tests" / "data" / "attack_scenario.cap"
+PEREGRINE_RULES = REPO / "rules" / "data" / "peregrine_rules.yaml"
+BATCHES = sorted(frame.value for frame in read_capture(str(CAPTURE)) if frame.kind == "events")
+WRONG_PASSWORD = "wrong-scram-password"
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[TlsBroker]:
+    started = tls_broker.start()
+    try:
+        yield started
+    finally:
+        tls_broker.stop(started)
+
+
+def _replay(bootstrap: str, topic: str, env: dict[str, str], *flags: str, timeout: float = 180) -> (
+        subprocess.CompletedProcess[str]):
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay", str(CAPTURE), "--max-rate", "--bootstrap", bootstrap,
+         "--events-topic", topic, "--stats-topic", f"{topic}.stats", *flags],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+    )  # fmt: skip
+
+
+def _scram_env(broker: TlsBroker, mechanism: str, password: str = PASSWORD) -> dict[str, str]:
+    return {
+        "PEREGRINE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "PEREGRINE_KAFKA_SSL_CAFILE": broker.ca_file,
+        "PEREGRINE_KAFKA_SASL_MECHANISM": mechanism,
+        "PEREGRINE_KAFKA_SASL_USERNAME": USER,
+        "PEREGRINE_KAFKA_SASL_PASSWORD": password,
+    }
+
+
+def _topic(name: str) -> str:
+    return f"tls-{name}-{uuid.uuid4().hex[:8]}"
+
+
+def test_replay_publishes_over_tls_with_the_ca_from_flags(broker: TlsBroker) -> None:
+    topic = _topic("events")
+    done = _replay(broker.ssl, topic, {}, "--security-protocol", "SSL", "--ssl-cafile", broker.ca_file)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {"replayed": {"events": len(BATCHES), "stats": 1},
+                                                        "undelivered": 0}  # fmt: skip
+    security = KafkaSecurity("SSL", ca_file=broker.ca_file)
+    assert sorted(read_values(broker.ssl, topic, len(BATCHES), security)) == BATCHES
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "SCRAM-SHA-256"])
+def test_replay_publishes_over_sasl_ssl_with_scram_from_the_environment(
+    broker: TlsBroker, mechanism: str
+) -> None:
+    topic = _topic("events")
+    done = _replay(broker.sasl_ssl, topic, _scram_env(broker, mechanism))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert PASSWORD not in done.stderr + done.stdout
+    assert sorted(read_values(broker.sasl_ssl, topic, len(BATCHES), broker.scram(mechanism))) == BATCHES
+
+
+def test_replay_with_a_wrong_scram_password_stops_and_says_why(broker: TlsBroker) -> None:
+    done = _replay(broker.sasl_ssl, _topic("refused"), _scram_env(broker, "SCRAM-SHA-512", WRONG_PASSWORD),
+                   timeout=60)  # fmt: skip
+    # a negative code (SIGSEGV, SIGABRT) is the crash at exit seen in ~1.5% of runs: replay returns
+    # without closing the producer, so OpenSSL's exit handler races a broker thread retrying SCRAM
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert f"Kafka at {broker.sasl_ssl} refused our credentials" in done.stderr
+    assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in done.stderr
+    assert WRONG_PASSWORD not in done.stderr + done.stdout
+
+
+def test_replay_over_mutual_tls_with_an_encrypted_client_key(broker: TlsBroker) -> None:
+    topic = _topic("events")
+    env = {"PEREGRINE_KAFKA_SECURITY_PROTOCOL": "SSL", "PEREGRINE_KAFKA_SSL_CAFILE": broker.ca_file,
+           "PEREGRINE_KAFKA_SSL_CERTFILE": broker.client_cert,
+           "PEREGRINE_KAFKA_SSL_KEYFILE": broker.client_key,
+           "PEREGRINE_KAFKA_SSL_KEY_PASSWORD": KEY_PASSWORD}  # fmt: skip
+    done = _replay(broker.mtls, topic, env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert KEY_PASSWORD not in done.stderr + done.stdout
+    security = KafkaSecurity("SSL", ca_file=broker.ca_file, cert_file=broker.client_cert,
+                             key_file=broker.client_key, key_password=KEY_PASSWORD)  # fmt: skip
+    assert sorted(read_values(broker.mtls, topic, len(BATCHES), security)) == BATCHES
+
+
+def _pod(container_id: str) -> ContainerMeta:
+    return ContainerMeta(
+        container_id=container_id, runtime="containerd", name="mysql", image="mysql:8.4",
+        image_repository="docker.io/library/mysql", image_tag="8.4", image_digest=None, privileged=False,
+        start_ts=None, mounts=(), namespace="default", pod_name=f"mysql-{container_id[:5]}",
+        pod_uid=container_id, labels={"app": "mysql"}, pod_ip="10.244.1.7", node="node-1",
+    )  # fmt: skip
+
+
+def test_k8s_meta_records_over_sasl_ssl_with_scram(broker: TlsBroker) -> None:
+    """k8s-meta's record format through its own producer and reader, a deleted pod as a tombstone."""
+    security = broker.scram("SCRAM-SHA-256")
+    config = K8sMetaConfig(bootstrap_servers=broker.sasl_ssl, topic=_topic("k8s"), kafka=security)
+    assert PASSWORD not in repr(config)
+    gone, kept = _pod("a" * 64), _pod("b" * 64)
+    service = ServiceMeta(ip="10.96.0.1", name="kubernetes", namespace="default",
+                          dns_name="kubernetes.default.svc.cluster.local")  # fmt: skip
+    ensure_topic(config)
+    p = producer(config)
+    for meta in (gone, kept, service):
+        p.produce(config.topic, value=encode(meta)[1], key=key_of(meta))
+    p.produce(config.topic, value=None, key=key_of(gone))
+    assert p.flush(30) == 0
+    table = read_table(broker.sasl_ssl, config.topic, security=security)
+    assert {key: decode(key, value) for key, value in table.items()} == {key_of(kept): kept,
+                                                                        key_of(service): service}  # fmt: skip
+
+
+@pytest.mark.parametrize("trusted", ["no CA", "another CA"])
+def test_a_librdkafka_client_that_does_not_trust_the_ca_is_refused(broker: TlsBroker, trusted: str) -> None:
+    ca_file = None if trusted == "no CA" else broker.other_ca_file
+    errors: list[str] = []
+    conf: dict[str, Any] = {"bootstrap.servers": broker.ssl, "log_level": 0,
+                            "error_cb": lambda e: errors.append(e.str()),
+                            **KafkaSecurity("SSL", ca_file=ca_file).librdkafka()}  # fmt: skip
+    admin = AdminClient(conf)
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=5)
+    admin.poll(0.5)
+    assert any("certificate verify failed" in e for e in errors), errors[:3]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "collectors/publish.py treats librdkafka's _SSL error (certificate verify failed) as any other "
+    "error: replay logs it on every reconnect and waits for the message timeout instead of stopping "
+    "like it does for a refused SASL login"))  # fmt: skip
+def test_replay_that_does_not_trust_the_ca_stops_and_says_why(broker: TlsBroker) -> None:
+    try:
+        done = _replay(broker.ssl, _topic("untrusted"), {}, "--security-protocol", "SSL",
+                       "--ssl-cafile", broker.other_ca_file, timeout=20)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("replay was still retrying after 20 s")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"Kafka at {broker.ssl}" in done.stderr and "certificate verify failed" in done.stderr
+
+
+def _expected_rules() -> Counter[str]:
+    ruleset = rules.load([PEREGRINE_RULES])
+    table = K8sTable()  # the worker's table: the k8s topic is empty here
+    out: Counter[str] = Counter()
+    for frame in read_capture(str(CAPTURE)):
+        if frame.kind == "events":
+            batch = decode_batch(frame.value)
+            table.enrich(batch.procs)
+            out.update(rule.name for _, rule in ruleset.evaluate(batch.events))
+    return out
+
+
+def _worker_argv(broker: TlsBroker, tmp_path: Path) -> tuple[list[str], dict[str, str]]:
+    """`peregrine worker` flags on test-unique topics and app id, and the topics by role."""
+    tag = uuid.uuid4().hex[:8]
+    topics = {name: f"tls-{name}-{tag}" for name in ("events", "stats", "alerts", "dlq", "k8s")}
+    argv = ["--bootstrap", broker.sasl_ssl, "--rules", str(PEREGRINE_RULES), "--app-id", f"tls-worker-{tag}",
+            "--partitions", "2", "--replication", "1", "--session-timeout", "6", "--heartbeat-interval", "1",
+            "--commit-interval", "0.5", "--datadir", str(tmp_path / "worker"), "--k8s-wait", "5"]  # fmt: skip
+    for name, topic in topics.items():
+        argv += [f"--{name}-topic", topic]
+    return argv, topics
+
+
+def _worker_env(env: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, **env, "PEREGRINE_METRICS_PORT": "0"}
+
+
+@pytest.mark.parametrize(("problem", "says"), [
+    ("another CA", "certificate verify failed"),
+    ("a wrong password", "Authentication failed during authentication due to invalid credentials"),
+])  # fmt: skip
+def test_worker_that_cannot_log_in_exits_and_says_why(
+    broker: TlsBroker, tmp_path: Path, problem: str, says: str
+) -> None:
+    env = _scram_env(broker, "SCRAM-SHA-512", WRONG_PASSWORD if problem == "a wrong password" else PASSWORD)
+    if problem == "another CA":
+        env["PEREGRINE_KAFKA_SSL_CAFILE"] = broker.other_ca_file
+    argv, _ = _worker_argv(broker, tmp_path)
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "worker", *argv], env=_worker_env(env),
+                          capture_output=True, text=True, timeout=90, cwd=REPO)  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert "peregrine worker: cannot create the topics" in output and says in output, output[-3000:]
+    assert WRONG_PASSWORD not in output and PASSWORD not in output
+
+
+def test_worker_over_sasl_ssl_with_scram_turns_replayed_batches_into_alerts(
+    broker: TlsBroker, tmp_path: Path
+) -> None:
+    want = _expected_rules()
+    assert sum(want.values()) > 0
+    env = _scram_env(broker, "SCRAM-SHA-512")
+    argv, topics = _worker_argv(broker, tmp_path)
+    config = worker_config.from_args(argv, env)  # what the worker process below builds from the same input
+    assert config.security == broker.scram("SCRAM-SHA-512")
+
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        cmd = [sys.executable, "-m", "streams.cli", "worker", *argv]
+        worker = subprocess.Popen(cmd, env=_worker_env(env), stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        done = _replay(broker.sasl_ssl, topics["events"], env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        n = sum(want.values())
+        alerts = read_values(broker.sasl_ssl, topics["alerts"], n, config.security, idle_s=120)
+        # read again from the start with room for one more: a duplicate would show up
+        assert len(read_values(broker.sasl_ssl, topics["alerts"], n + 1, config.security, idle_s=3)) == n
+        assert worker.poll() is None, log.read_text(errors="replace")[-3000:]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+    text = log.read_text(errors="replace")
+    assert Counter(json.loads(a)["rule"] for a in alerts) == want, text[-3000:]
+    assert PASSWORD not in text
