@@ -47,6 +47,11 @@ typedef struct {
     PyObject *exact, *prefixes, *suffixes, *contains;
     uint64_t rejected;
     PyObject *rejects; /* values found to have none of the affixes, so the check runs once each */
+    /* The last list looked up (proc.env) and its mask, valid during one select() call only,
+     * while the batch keeps the list alive: consecutive events of one process share it, and
+     * the tuple key need not be built again. */
+    PyObject *last_list;
+    uint64_t last_bits;
 } Test;
 
 typedef struct {
@@ -61,6 +66,7 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
+    unsigned long long seen, kept, tested; /* events given, events kept, tests run: counts() */
     int ntypes;
     PyObject *names; /* dict: IP text -> DNS name, read live by RESOLVE steps; or NULL */
     Program programs[MAX_TYPES];
@@ -309,22 +315,29 @@ static void adapt(Program *p) {
     p->seen = p->kept = 0;
 }
 
-static int run_tests(const Gate *self, Program *p, PyObject *ev) {
+static int run_tests(Gate *self, Program *p, PyObject *ev) {
     uint64_t mask = ~(uint64_t)0;
     for (int i = 0; i < p->ntests; i++) {
         Test *test = &p->tests[i];
+        self->tested++;
         PyObject *value = read_path(self, ev, test);
         if (value == NULL) return 1;
         uint64_t bits;
         if (PyList_CheckExact(value)) { /* a list of strings (proc.env): keyed as a tuple */
-            PyObject *key = PyList_AsTuple(value);
-            if (key == NULL) {
-                PyErr_Clear();
-                continue;
+            if (value == test->last_list) {
+                bits = test->last_bits;
+            } else {
+                PyObject *key = PyList_AsTuple(value);
+                if (key == NULL) {
+                    PyErr_Clear();
+                    continue;
+                }
+                int ok = lookup(test, key, &bits);
+                Py_DECREF(key);
+                if (!ok) continue;
+                test->last_list = value;
+                test->last_bits = bits;
             }
-            int ok = lookup(test, key, &bits);
-            Py_DECREF(key);
-            if (!ok) continue;
         } else if (!lookup(test, value, &bits)) {
             continue;
         }
@@ -361,11 +374,17 @@ static int decide(Gate *self, PyObject *ev) {
     return keep;
 }
 
+static void forget_lists(Gate *self) {
+    for (int t = 0; t < self->ntypes; t++)
+        for (int i = 0; i < self->programs[t].ntests; i++) self->programs[t].tests[i].last_list = NULL;
+}
+
 static PyObject *Gate_select(Gate *self, PyObject *events) {
     PyObject *seq = PySequence_Fast(events, "events must be iterable");
     if (seq == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
+    forget_lists(self);
     PyObject *out = PyList_New(0);
     if (out == NULL) {
         Py_DECREF(seq);
@@ -374,18 +393,28 @@ static PyObject *Gate_select(Gate *self, PyObject *events) {
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *ev = items[i];
         if (decide(self, ev) && PyList_Append(out, ev) < 0) {
+            forget_lists(self);
             Py_DECREF(out);
             Py_DECREF(seq);
             return NULL;
         }
     }
+    forget_lists(self);
+    self->seen += (unsigned long long)n;
+    self->kept += (unsigned long long)PyList_GET_SIZE(out);
     Py_DECREF(seq);
     return out;
+}
+
+static PyObject *Gate_counts(Gate *self, PyObject *unused) {
+    return Py_BuildValue("KKK", self->seen, self->kept, self->tested);
 }
 
 static PyMethodDef Gate_methods[] = {
     {"select", (PyCFunction)Gate_select, METH_O,
      "select(events) -> list: the events, in order, that some rule could match"},
+    {"counts", (PyCFunction)Gate_counts, METH_NOARGS,
+     "counts() -> (events given, events kept, field tests run), since the gate was made"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -197,3 +197,10 @@ def test_a_mapping_that_is_not_a_dict_drops_the_name_tests(falco_rules_dir: Path
     ev = build_event("connect", proc=build_process(name="curl", container=container), fd=fd)
     assert ruleset.gated
     assert [r.name for _, r in ruleset.evaluate([ev])] == ["Contact K8S API Server From Container"]
+
+
+def test_counts_say_how_much_the_gate_did() -> None:
+    select = _gate({OPENAT: ((P_NAME_STEPS, Memo(lambda name: int(name == "bash"))),)})
+    events = [build_event("openat", proc=build_process(name=name)) for name in ("bash", "sh", "sh")]
+    select(events)
+    assert select.__self__.counts() == (3, 1, 3)
