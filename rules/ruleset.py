@@ -104,6 +104,14 @@ class Ruleset:
         """Whether `evaluate` runs the C batch gate (`rules.gate`) before the generated code."""
         return self._select is not None
 
+    def gate_counts(self) -> tuple[int, int]:
+        """(events given to `evaluate`, events the gate passed on to the generated code) so
+        far; (0, 0) without the gate."""
+        if self._select is None:
+            return 0, 0
+        seen, kept, _ = self._select.__self__.counts()  # type: ignore[attr-defined]
+        return seen, kept
+
     def evaluate(self, events: Iterable[Event]) -> list[tuple[Event, CompiledRule]]:
         """The batch hot path: (event, rule) for each match; one per event unless all_matches."""
         select = self._select

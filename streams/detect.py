@@ -68,6 +68,7 @@ class Detection:
     missing: int  # batches skipped before this one in the node's sequence
     decode_s: float
     eval_s: float
+    gate_kept: int  # events the rule engine's batch gate passed on to the rules' code
 
 
 class Detector:
@@ -93,12 +94,14 @@ class Detector:
         build_alert = self.rules.engine.build_alert
         alerts: list[tuple[bytes, bytes]] = []
         priorities: list[str] = []
+        _, kept_before = ruleset.gate_counts()
         for ev, rule in ruleset.evaluate(batch.events):
             alert = build_alert(rule, ev)
             key = str(ev[EV_PROC][P_CONTAINER_ID]).encode()
             alerts.append((key, json.dumps(alert, ensure_ascii=False, separators=(",", ":")).encode()))
             priorities.append(str(alert.get("priority", "")))
-        return Detection(batch, alerts, priorities, missing, decode_s, time.perf_counter() - t0)
+        gate_kept = ruleset.gate_counts()[1] - kept_before
+        return Detection(batch, alerts, priorities, missing, decode_s, time.perf_counter() - t0, gate_kept)
 
 
 async def handle_message(
@@ -146,6 +149,7 @@ async def handle_message(
         await emitter.send(src_topic, partition, alerts_topic, key, value)
     metrics.batches.add(1)
     metrics.events.add(len(batch.events))
+    metrics.gate_kept.add(found.gate_kept)
     metrics.decode_duration.record(found.decode_s)
     metrics.eval_duration.record(found.eval_s)
     for priority in found.priorities:

@@ -18,6 +18,7 @@ from opentelemetry.metrics import Counter, Histogram
 class WorkerMetrics:
     batches: Counter
     events: Counter
+    gate_kept: Counter
     alerts: Counter
     dlq: Counter
     gaps: Counter
@@ -36,6 +37,10 @@ def worker_metrics() -> WorkerMetrics:
         ),
         events=meter.create_counter(
             "peregrine.worker.events", unit="{event}", description="Events evaluated against the rules"
+        ),
+        gate_kept=meter.create_counter(
+            "peregrine.worker.gate.kept", unit="{event}",
+            description="Events the rule engine's batch gate could not rule out (evaluated in full)",
         ),
         alerts=meter.create_counter(
             "peregrine.worker.alerts", unit="{alert}", description="Rule alerts produced, by priority"

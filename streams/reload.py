@@ -29,7 +29,7 @@ log = logging.getLogger("peregrine.worker.rules")
 
 @dataclass(frozen=True, slots=True)
 class RulesEngine:
-    load: Callable[..., Any]  # (paths, *, ip_names=...) -> Ruleset with .evaluate(events)
+    load: Callable[..., Any]  # (paths, *, ip_names=...) -> Ruleset: .evaluate(events), .gate_counts()
     build_alert: Callable[[Any, Event], dict[str, Any]]
 
 
@@ -57,6 +57,8 @@ class LiveRules:
         # At start a bad rules file is fatal (raised to the caller): there is no old set to keep.
         self.ruleset: Any = self._load()
         self.generation = 1
+        if not getattr(self.ruleset, "gated", True):
+            log.warning("the rule engine's C batch gate is not built (no C compiler?): rules run slower")
 
     def _load(self) -> Any:
         return self.engine.load([str(p) for p in self.paths], ip_names=self.ip_names)

@@ -93,6 +93,9 @@ def expected_shells(node: str, seqs: Iterable[int], n_events: int, shell_every: 
 
 
 class StandInRuleset:
+    def gate_counts(self) -> tuple[int, int]:
+        return 0, 0  # no batch gate: every event reaches the stand-in rule
+
     def evaluate(self, events: list[list[Any]]) -> list[tuple[list[Any], str]]:
         return [(ev, STANDIN_RULE) for ev in events if ev[0] == EXECVE and ev[EV_PROC][P_NAME] == "bash"
                 and ev[EV_PROC][P_TTY] != 0]
