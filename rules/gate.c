@@ -37,6 +37,7 @@ enum { DROP = 0, KEEP = 1, TEST = 2 };
 
 typedef struct {
     uint64_t cleared; /* rules this test ruled out lately: tests are reordered by it */
+    uint64_t bit;     /* this test's bit in ProcSlot.done when it reads through the process only */
     int nsteps;
     Py_ssize_t index[MAX_STEPS];
     char lenient[MAX_STEPS]; /* (x or EMPTY)[i]: a falsy container reads as None */
@@ -47,17 +48,24 @@ typedef struct {
     PyObject *exact, *prefixes, *suffixes, *contains;
     uint64_t rejected;
     PyObject *rejects; /* values found to have none of the affixes, so the check runs once each */
-    /* The last list looked up (proc.env) and its mask, valid during one select() call only,
-     * while the batch keeps the list alive: consecutive events of one process share it, and
-     * the tuple key need not be built again. */
-    PyObject *last_list;
-    uint64_t last_bits;
 } Test;
+
+/* What a type's tests that read only through the process record found for one process: the
+ * AND of their masks (`mask`) over the tests already run (`done`). Valid during one select()
+ * call (`gen`), while the batch keeps the record alive: the events of a batch come from few
+ * processes, so each process test runs about once per process and batch. */
+typedef struct {
+    PyObject *proc;
+    uint64_t mask, done;
+    unsigned long long gen;
+} ProcSlot;
+#define PROC_SLOTS 64
 
 typedef struct {
     int state;
     int ntests;
     Test *tests;
+    ProcSlot slots[PROC_SLOTS];
     /* Adaptation, which never changes a result (any order of the tests and keeping every event
      * are both sound): counts over the current round of ROUND events, and how many events of
      * this type still bypass the tests because they let most events through. */
@@ -67,6 +75,8 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     unsigned long long seen, kept, tested; /* events given, events kept, tests run: counts() */
+    unsigned long long gen;                /* select() calls so far: ProcSlot validity */
+    Py_ssize_t proc_index;                 /* EV_PROC: where an event holds its process record */
     int ntypes;
     PyObject *names; /* dict: IP text -> DNS name, read live by RESOLVE steps; or NULL */
     Program programs[MAX_TYPES];
@@ -149,11 +159,12 @@ static int parse_test(PyObject *item, Test *test) {
     return 0;
 }
 
-/* Gate(programs, names): programs[t] is None (no rule for type t: drop), True (keep every
- * event of type t) or a tuple of tests; names is a dict or None (then no RESOLVE step). */
+/* Gate(programs, names, proc_index): programs[t] is None (no rule for type t: drop), True
+ * (keep every event of type t) or a tuple of tests; names is a dict or None (then no RESOLVE
+ * step); proc_index is where an event record holds its process record. */
 static int Gate_init(Gate *self, PyObject *args, PyObject *kwds) {
     PyObject *programs, *names;
-    if (!PyArg_ParseTuple(args, "O!O", &PyTuple_Type, &programs, &names)) return -1;
+    if (!PyArg_ParseTuple(args, "O!On", &PyTuple_Type, &programs, &names, &self->proc_index)) return -1;
     Py_ssize_t n = PyTuple_GET_SIZE(programs);
     if (n > MAX_TYPES || self->ntypes != 0 || self->names != NULL) {
         PyErr_Format(PyExc_ValueError, "at most %d event types, given once", MAX_TYPES);
@@ -190,6 +201,10 @@ static int Gate_init(Gate *self, PyObject *args, PyObject *kwds) {
                         PyErr_SetString(PyExc_ValueError, "a RESOLVE step needs names");
                         return -1;
                     }
+            }
+            for (int i = 0; i < p->ntests && i < 64; i++) {
+                Test *test = &p->tests[i];
+                if (test->nsteps >= 2 && test->index[0] == self->proc_index) test->bit = (uint64_t)1 << i;
             }
             p->state = TEST;
         } else {
@@ -299,7 +314,8 @@ static int lookup(const Test *test, PyObject *value, uint64_t *bits) {
     return 1;
 }
 
-/* Once per round: tests that ruled out more rules go first; old counts fade. */
+/* Once per round: tests that ruled out more rules go first (insertion sort: a dozen tests);
+ * old counts fade. */
 static void adapt(Program *p) {
     for (int i = 1; i < p->ntests; i++) {
         Test moving = p->tests[i];
@@ -315,31 +331,47 @@ static void adapt(Program *p) {
     p->seen = p->kept = 0;
 }
 
+/* The event's process record, borrowed, or NULL when the event has none where expected. */
+static PyObject *process_of(const Gate *self, PyObject *ev) {
+    if (PyList_CheckExact(ev)) {
+        return self->proc_index < PyList_GET_SIZE(ev) ? PyList_GET_ITEM(ev, self->proc_index) : NULL;
+    }
+    return self->proc_index < PyTuple_GET_SIZE(ev) ? PyTuple_GET_ITEM(ev, self->proc_index) : NULL;
+}
+
 static int run_tests(Gate *self, Program *p, PyObject *ev) {
-    uint64_t mask = ~(uint64_t)0;
+    PyObject *proc = process_of(self, ev);
+    ProcSlot *slot = proc == NULL ? NULL : &p->slots[((uintptr_t)proc >> 4) % PROC_SLOTS];
+    if (slot != NULL && (slot->gen != self->gen || slot->proc != proc)) {
+        slot->proc = proc;
+        slot->gen = self->gen;
+        slot->mask = ~(uint64_t)0;
+        slot->done = 0;
+    }
+    uint64_t mask = slot == NULL ? ~(uint64_t)0 : slot->mask;
+    if (mask == 0) return 0;
     for (int i = 0; i < p->ntests; i++) {
         Test *test = &p->tests[i];
+        if (slot != NULL && (slot->done & test->bit)) continue; /* already in the slot's mask */
         self->tested++;
         PyObject *value = read_path(self, ev, test);
         if (value == NULL) return 1;
         uint64_t bits;
         if (PyList_CheckExact(value)) { /* a list of strings (proc.env): keyed as a tuple */
-            if (value == test->last_list) {
-                bits = test->last_bits;
-            } else {
-                PyObject *key = PyList_AsTuple(value);
-                if (key == NULL) {
-                    PyErr_Clear();
-                    continue;
-                }
-                int ok = lookup(test, key, &bits);
-                Py_DECREF(key);
-                if (!ok) continue;
-                test->last_list = value;
-                test->last_bits = bits;
+            PyObject *key = PyList_AsTuple(value);
+            if (key == NULL) {
+                PyErr_Clear();
+                continue;
             }
+            int ok = lookup(test, key, &bits);
+            Py_DECREF(key);
+            if (!ok) continue;
         } else if (!lookup(test, value, &bits)) {
             continue;
+        }
+        if (slot != NULL && test->bit) {
+            slot->mask &= bits;
+            slot->done |= test->bit;
         }
         test->cleared += (uint64_t)__builtin_popcountll(mask & ~bits);
         mask &= bits;
@@ -374,17 +406,12 @@ static int decide(Gate *self, PyObject *ev) {
     return keep;
 }
 
-static void forget_lists(Gate *self) {
-    for (int t = 0; t < self->ntypes; t++)
-        for (int i = 0; i < self->programs[t].ntests; i++) self->programs[t].tests[i].last_list = NULL;
-}
-
 static PyObject *Gate_select(Gate *self, PyObject *events) {
     PyObject *seq = PySequence_Fast(events, "events must be iterable");
     if (seq == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
-    forget_lists(self);
+    self->gen++; /* process slots of earlier calls no longer count: their records may be gone */
     PyObject *out = PyList_New(0);
     if (out == NULL) {
         Py_DECREF(seq);
@@ -393,13 +420,11 @@ static PyObject *Gate_select(Gate *self, PyObject *events) {
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *ev = items[i];
         if (decide(self, ev) && PyList_Append(out, ev) < 0) {
-            forget_lists(self);
             Py_DECREF(out);
             Py_DECREF(seq);
             return NULL;
         }
     }
-    forget_lists(self);
     self->seen += (unsigned long long)n;
     self->kept += (unsigned long long)PyList_GET_SIZE(out);
     Py_DECREF(seq);

@@ -310,7 +310,7 @@ def selector(built: tuple[Program, ...], names: object) -> Callable[[Any], list[
     if type(names) is not dict:
         built = tuple(_without_resolve(entry) for entry in built)
         names = None
-    select: Callable[[Any], list[Any]] = module.Gate(built, names).select
+    select: Callable[[Any], list[Any]] = module.Gate(built, names, R.EV_PROC).select
     return select
 
 

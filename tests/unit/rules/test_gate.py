@@ -204,3 +204,17 @@ def test_counts_say_how_much_the_gate_did() -> None:
     events = [build_event("openat", proc=build_process(name=name)) for name in ("bash", "sh", "sh")]
     select(events)
     assert select.__self__.counts() == (3, 1, 3)
+
+
+def test_a_process_is_tested_once_per_batch() -> None:
+    """Tests reading only through the process record run once per process and select() call:
+    later events of that process reuse the mask, and a new call starts over."""
+    fd_test = (F_NAME_STEPS, Memo(lambda name: 1))
+    select = _gate({OPENAT: ((P_NAME_STEPS, Memo(lambda name: int(name == "bash"))), fd_test)})
+    bash, sh = build_process(name="bash"), build_process(name="sh")
+    events = [build_event("openat", proc=proc, fd=build_fd()) for proc in (bash, sh, bash, sh, bash)]
+    assert select(events) == [events[0], events[2], events[4]]
+    # bash: name once, fd.name three times; sh: name once, ruled out before its fd is read
+    assert select.__self__.counts() == (5, 3, 5)
+    bash[R.P_NAME] = "sh"  # a record changed between batches is read again
+    assert select(events[:1]) == []
