@@ -76,6 +76,7 @@ typedef struct {
     PyObject_HEAD
     unsigned long long seen, kept, tested; /* events given, events kept, tests run: counts() */
     unsigned long long gen;                /* select() calls so far: ProcSlot validity */
+    int busy;                              /* inside select(): see Gate_select */
     Py_ssize_t proc_index;                 /* EV_PROC: where an event holds its process record */
     int ntypes;
     PyObject *names; /* dict: IP text -> DNS name, read live by RESOLVE steps; or NULL */
@@ -407,24 +408,30 @@ static int decide(Gate *self, PyObject *ev) {
 }
 
 static PyObject *Gate_select(Gate *self, PyObject *events) {
+    /* A mask's Python may let another thread run: one calling select() on this gate meanwhile
+     * would share its process slots and counts, so it keeps every event instead (sound). */
+    if (self->busy) return PySequence_List(events);
     PyObject *seq = PySequence_Fast(events, "events must be iterable");
     if (seq == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
-    self->gen++; /* process slots of earlier calls no longer count: their records may be gone */
     PyObject *out = PyList_New(0);
     if (out == NULL) {
         Py_DECREF(seq);
         return NULL;
     }
+    self->gen++; /* process slots of earlier calls no longer count: their records may be gone */
+    self->busy = 1;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *ev = items[i];
         if (decide(self, ev) && PyList_Append(out, ev) < 0) {
+            self->busy = 0;
             Py_DECREF(out);
             Py_DECREF(seq);
             return NULL;
         }
     }
+    self->busy = 0;
     self->seen += (unsigned long long)n;
     self->kept += (unsigned long long)PyList_GET_SIZE(out);
     Py_DECREF(seq);

@@ -218,3 +218,19 @@ def test_a_process_is_tested_once_per_batch() -> None:
     assert select.__self__.counts() == (5, 3, 5)
     bash[R.P_NAME] = "sh"  # a record changed between batches is read again
     assert select(events[:1]) == []
+
+
+def test_a_select_inside_a_select_keeps_every_event() -> None:
+    """Another thread may run while a mask is computed in Python; a select() meanwhile must not
+    share the first one's process slots, so it keeps everything."""
+    inner: list[list[Any]] = []
+
+    def mask(name: str) -> int:
+        if name == "outer":
+            inner.extend(select([build_event("openat", proc=build_process(name="ruled-out"))]))
+        return 0
+
+    select = _gate({OPENAT: ((P_NAME_STEPS, Memo(mask)),)})
+    assert select([build_event("openat", proc=build_process(name="outer"))]) == []
+    assert len(inner) == 1  # kept by the nested call, though its mask would be 0
+    assert select([build_event("openat", proc=build_process(name="ruled-out"))]) == []
