@@ -7,8 +7,9 @@ SCRAM-SHA-512 and SCRAM-SHA-256, and its MTLS listener that demands a client cer
   encrypted client key; a wrong SCRAM password stops it with a clear message without the password;
 * k8s-meta's records: written and read back over SCRAM with k8s-meta's own producer and reader;
 * `peregrine worker` (Faust/aiokafka), its security from the environment: over SASL_SSL/SCRAM it
-  turns the replayed batches into exactly the alerts the rule engine computes, once each; with a
-  CA it must not trust or a wrong password it exits at once and says why;
+  turns the replayed batches into exactly the alerts the rule engine computes, once each, which
+  `peregrine sink` (its own librdkafka properties in its YAML) then delivers; with a CA it must not
+  trust or a wrong password the worker exits at once and says why;
 * a client that does not trust the broker's CA is refused within a bounded time, with an error that
   says the certificate could not be verified (replay does not stop on it yet: xfail).
 """
@@ -20,14 +21,17 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tls_broker
+import yaml
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from tls_broker import KEY_PASSWORD, PASSWORD, USER, TlsBroker, read_values
@@ -232,35 +236,76 @@ def test_worker_that_cannot_log_in_exits_and_says_why(
     assert WRONG_PASSWORD not in output and PASSWORD not in output
 
 
-def test_worker_over_sasl_ssl_with_scram_turns_replayed_batches_into_alerts(
-    broker: TlsBroker, tmp_path: Path
-) -> None:
+@contextmanager
+def _running(role_argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A `peregrine` role as a real process, its output in `log`; SIGTERM (then SIGKILL) at exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", *role_argv], env=_worker_env(env),
+                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _sink_config(broker: TlsBroker, alerts_topic: str, out: Path) -> dict[str, Any]:
+    """The sink's own Kafka settings (librdkafka properties, the password from a variable)."""
+    kafka = {
+        "bootstrap_servers": broker.sasl_ssl, "topic": alerts_topic, "dlq_topic": f"{alerts_topic}.dlq",
+        "group_prefix": f"{alerts_topic}-sink",
+        "properties": {"security.protocol": "SASL_SSL", "ssl.ca.location": broker.ca_file,
+                       "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": USER},
+        "secret_properties_env": {"sasl.password": "PEREGRINE_KAFKA_SASL_PASSWORD"},
+    }  # fmt: skip
+    return {"kafka": kafka, "batch": {"max_wait_s": 0.05},
+            "destinations": [{"name": "file", "type": "file", "path": str(out)}]}  # fmt: skip
+
+
+def _wait_for_lines(
+    path: Path, n: int, proc: subprocess.Popen[bytes], log: Path, timeout: float
+) -> list[str]:
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= n:
+            return lines
+        time.sleep(0.2)
+    raise AssertionError(f"{len(lines)} of {n} lines in {path} (exit {proc.poll()})\n"
+                         f"{log.read_text(errors='replace')[-3000:]}")  # fmt: skip
+
+
+def test_replay_worker_and_sink_over_sasl_ssl_with_scram(broker: TlsBroker, tmp_path: Path) -> None:
+    """The pipeline's Kafka roles in a row, every hop over SASL_SSL/SCRAM: the replayed batches
+    become exactly the alerts the rule engine computes, once each, and the sink delivers them."""
     want = _expected_rules()
-    assert sum(want.values()) > 0
+    n = sum(want.values())
+    assert n > 0
     env = _scram_env(broker, "SCRAM-SHA-512")
     argv, topics = _worker_argv(broker, tmp_path)
     config = worker_config.from_args(argv, env)  # what the worker process below builds from the same input
     assert config.security == broker.scram("SCRAM-SHA-512")
 
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        cmd = [sys.executable, "-m", "streams.cli", "worker", *argv]
-        worker = subprocess.Popen(cmd, env=_worker_env(env), stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
+    worker_log = tmp_path / "worker.log"
+    with _running(["worker", *argv], env, worker_log) as worker:
         done = _replay(broker.sasl_ssl, topics["events"], env)
         assert done.returncode == 0, done.stderr[-2000:]
-        n = sum(want.values())
         alerts = read_values(broker.sasl_ssl, topics["alerts"], n, config.security, idle_s=120)
-        # read again from the start with room for one more: a duplicate would show up
-        assert len(read_values(broker.sasl_ssl, topics["alerts"], n + 1, config.security, idle_s=3)) == n
-        assert worker.poll() is None, log.read_text(errors="replace")[-3000:]
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
-    text = log.read_text(errors="replace")
+        assert worker.poll() is None, worker_log.read_text(errors="replace")[-3000:]
+    text = worker_log.read_text(errors="replace")
     assert Counter(json.loads(a)["rule"] for a in alerts) == want, text[-3000:]
     assert PASSWORD not in text
+    # read again from the start with room for one more: a duplicate would show up
+    assert len(read_values(broker.sasl_ssl, topics["alerts"], n + 1, config.security, idle_s=3)) == n
+
+    sink_yaml, delivered, sink_log = tmp_path / "sink.yaml", tmp_path / "alerts.jsonl", tmp_path / "sink.log"
+    sink_yaml.write_text(yaml.safe_dump(_sink_config(broker, topics["alerts"], delivered)))
+    with _running(["sink", "--config", str(sink_yaml)], env, sink_log) as sink:
+        lines = _wait_for_lines(delivered, n, sink, sink_log, 120)
+    assert sorted(json.loads(line)["uuid"] for line in lines) == sorted(json.loads(a)["uuid"] for a in alerts)
+    assert PASSWORD not in sink_log.read_text(errors="replace")
