@@ -5,7 +5,8 @@ reported, as Falco does), then writes one Python module: per event type, one fun
 that type's enabled rules in definition order (first match wins, or all matches with
 ``all_matches``), and one batch loop dispatching each event to its type's function. Event types no
 rule can match have no function, so such events cost one dictionary lookup. ``Ruleset.source``
-shows the generated code.
+shows the generated code. `evaluate` first passes the batch through the C gate (`rules.gate`),
+which leaves out the events no rule can match, so the generated code runs on the few others.
 
 ``ip_names`` (IP text -> DNS name) stands in for Falco's DNS resolution of ``fd.*ip.name``: the
 engine does no I/O, so the caller injects the mapping (the worker keeps it updated from
