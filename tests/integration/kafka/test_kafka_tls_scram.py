@@ -64,10 +64,20 @@ def broker() -> Iterator[TlsBroker]:
         tls_broker.stop(started)
 
 
-def _replay(bootstrap: str, topic: str, env: dict[str, str], *flags: str, timeout: float = 180) -> (
-        subprocess.CompletedProcess[str]):
+# `peregrine` as `python -m streams.cli` runs it, that also prints how many threads the process still
+# has when the interpreter starts to exit (librdkafka's threads are native: /proc lists them)
+_COUNT_THREADS_AT_EXIT = """
+import atexit, os, runpy, sys
+atexit.register(lambda: print(f"threads at exit: {len(os.listdir('/proc/self/task'))}", file=sys.stderr))
+runpy.run_module("streams.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+def _replay(bootstrap: str, topic: str, env: dict[str, str], *flags: str, timeout: float = 180,
+            count_threads: bool = False) -> subprocess.CompletedProcess[str]:
+    program = ["-c", _COUNT_THREADS_AT_EXIT] if count_threads else ["-m", "streams.cli"]
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "replay", str(CAPTURE), "--max-rate", "--bootstrap", bootstrap,
+        [sys.executable, *program, "replay", str(CAPTURE), "--max-rate", "--bootstrap", bootstrap,
          "--events-topic", topic, "--stats-topic", f"{topic}.stats", *flags],
         env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout, cwd=REPO,
     )  # fmt: skip
@@ -111,12 +121,24 @@ def test_replay_publishes_over_sasl_ssl_with_scram_from_the_environment(
 def test_replay_with_a_wrong_scram_password_stops_and_says_why(broker: TlsBroker) -> None:
     done = _replay(broker.sasl_ssl, _topic("refused"), _scram_env(broker, "SCRAM-SHA-512", WRONG_PASSWORD),
                    timeout=60)  # fmt: skip
-    # a negative code (SIGSEGV, SIGABRT) is the crash at exit seen in ~1.5% of runs: replay returns
-    # without closing the producer, so OpenSSL's exit handler races a broker thread retrying SCRAM
+    # a negative code (SIGSEGV, SIGABRT) is the crash at exit of ~1.5% of runs: see the next test
     assert done.returncode == 2, done.stderr[-3000:]
     assert f"Kafka at {broker.sasl_ssl} refused our credentials" in done.stderr
     assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in done.stderr
     assert WRONG_PASSWORD not in done.stderr + done.stdout
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "replay (collectors/service.py, Publisher.close in collectors/publish.py) never destroys its "
+    "librdkafka producer (a reference cycle through error_cb keeps it alive): at exit OpenSSL's cleanup "
+    "races its threads; ~1.5% of replays refused by SCRAM over TLS die of SIGSEGV or SIGABRT instead "
+    "of exiting 2"))  # fmt: skip
+@pytest.mark.parametrize("password", [PASSWORD, WRONG_PASSWORD])
+def test_replay_ends_its_kafka_client_threads_before_exit(broker: TlsBroker, password: str) -> None:
+    done = _replay(broker.sasl_ssl, _topic("exit"), _scram_env(broker, "SCRAM-SHA-512", password), timeout=60,
+                   count_threads=True)  # fmt: skip
+    assert done.returncode == (0 if password == PASSWORD else 2), done.stderr[-3000:]
+    assert "threads at exit: 1\n" in done.stderr, done.stderr[-3000:]
 
 
 def test_replay_over_mutual_tls_with_an_encrypted_client_key(broker: TlsBroker) -> None:
