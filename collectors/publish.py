@@ -22,6 +22,11 @@ log = logging.getLogger("peregrine.collector.publish")
 
 _DOWN_CODES: Final = (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE)
 _REMIND_S: Final = 30.0
+# Errors after which retrying cannot help, and what they mean for the operator.
+_REFUSED: Final = {
+    KafkaError._AUTHENTICATION: "refused our credentials",
+    KafkaError._SSL: "failed the TLS handshake",
+}
 
 
 class Publisher:
@@ -59,7 +64,8 @@ class Publisher:
         self.bytes_sent = 0
         self.errors = 0
         self.reachable: bool | None = None
-        self.refused: str | None = None  # the broker's answer when it refused our credentials
+        # why the broker will not take us (credentials refused, TLS handshake failed), with its words
+        self.refused: str | None = None
         self._last_remind = 0.0
 
     def _on_error(self, err: Any) -> None:
@@ -76,13 +82,15 @@ class Publisher:
                 )
                 self._last_remind = now
             self.reachable = False
-        elif err.code() == KafkaError._AUTHENTICATION:
-            # librdkafka keeps retrying: say it once per reminder period, the reason, never the secret
+        elif err.code() in _REFUSED:
+            # a refused login, or a TLS handshake that failed (certificate not verified): librdkafka
+            # keeps retrying; say it once per reminder period, the reason, never the secret
             now = time.monotonic()
+            refusal = f"{_REFUSED[err.code()]}: {err.str()}"
             if self.refused is None or now - self._last_remind >= _REMIND_S:
-                log.error("Kafka at %s refused our credentials: %s", self.bootstrap, err.str())
+                log.error("Kafka at %s %s", self.bootstrap, refusal)
                 self._last_remind = now
-            self.refused = err.str()
+            self.refused = refusal
         else:
             log.warning("Kafka error: %s", err.str())
 
@@ -122,6 +130,10 @@ class Publisher:
         return len(self._producer)
 
     def close(self, timeout_s: float) -> int:
-        """Flush; returns how many messages were still undelivered."""
+        """Flush, drop what is left and destroy the producer; returns how many messages were still
+        undelivered. Its threads must end before the process exits: OpenSSL's exit handler frees
+        what a broker thread retrying a TLS or SCRAM login still uses (SIGSEGV, SIGABRT)."""
         left: int = self._producer.flush(timeout_s)
+        self._producer.purge()
+        self._producer.close()
         return left

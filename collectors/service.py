@@ -336,8 +336,8 @@ def _replay(argv: list[str]) -> int:
     while pub.queue_depth() and not pub.refused and time.monotonic() < deadline:
         pub.wait(0.2)
     if pub.refused:
-        print(f"peregrine replay: Kafka at {args.bootstrap} refused our credentials: {pub.refused}",
-              file=sys.stderr)  # fmt: skip
+        pub.close(0)
+        print(f"peregrine replay: Kafka at {args.bootstrap} {pub.refused}", file=sys.stderr)
         return 2
     left = pub.close(1.0)
     print(json.dumps({"replayed": sent, "undelivered": left}))

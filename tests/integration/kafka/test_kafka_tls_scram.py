@@ -11,7 +11,7 @@ SCRAM-SHA-512 and SCRAM-SHA-256, and its MTLS listener that demands a client cer
   `peregrine sink` (its own librdkafka properties in its YAML) then delivers; with a CA it must not
   trust or a wrong password the worker exits at once and says why;
 * a client that does not trust the broker's CA is refused within a bounded time, with an error that
-  says the certificate could not be verified (replay does not stop on it yet: xfail).
+  says the certificate could not be verified, and replay stops at once on it (exit 2).
 """
 
 from __future__ import annotations
@@ -121,18 +121,13 @@ def test_replay_publishes_over_sasl_ssl_with_scram_from_the_environment(
 def test_replay_with_a_wrong_scram_password_stops_and_says_why(broker: TlsBroker) -> None:
     done = _replay(broker.sasl_ssl, _topic("refused"), _scram_env(broker, "SCRAM-SHA-512", WRONG_PASSWORD),
                    timeout=60)  # fmt: skip
-    # a negative code (SIGSEGV, SIGABRT) is the crash at exit of ~1.5% of runs: see the next test
+    # a negative code (SIGSEGV, SIGABRT) would be the crash at exit the next test guards against
     assert done.returncode == 2, done.stderr[-3000:]
     assert f"Kafka at {broker.sasl_ssl} refused our credentials" in done.stderr
     assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in done.stderr
     assert WRONG_PASSWORD not in done.stderr + done.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "replay (collectors/service.py, Publisher.close in collectors/publish.py) never destroys its "
-    "librdkafka producer (a reference cycle through error_cb keeps it alive): at exit OpenSSL's cleanup "
-    "races its threads; ~1.5% of replays refused by SCRAM over TLS die of SIGSEGV or SIGABRT instead "
-    "of exiting 2"))  # fmt: skip
 @pytest.mark.parametrize("password", [PASSWORD, WRONG_PASSWORD])
 def test_replay_ends_its_kafka_client_threads_before_exit(broker: TlsBroker, password: str) -> None:
     done = _replay(broker.sasl_ssl, _topic("exit"), _scram_env(broker, "SCRAM-SHA-512", password), timeout=60,
@@ -197,10 +192,6 @@ def test_a_librdkafka_client_that_does_not_trust_the_ca_is_refused(broker: TlsBr
     assert any("certificate verify failed" in e for e in errors), errors[:3]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "collectors/publish.py treats librdkafka's _SSL error (certificate verify failed) as any other "
-    "error: replay logs it on every reconnect and waits for the message timeout instead of stopping "
-    "like it does for a refused SASL login"))  # fmt: skip
 def test_replay_that_does_not_trust_the_ca_stops_and_says_why(broker: TlsBroker) -> None:
     try:
         done = _replay(broker.ssl, _topic("untrusted"), {}, "--security-protocol", "SSL",
