@@ -17,7 +17,9 @@
  * masks AND to zero, is left out.
  */
 #define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE /* memmem */
 #include <Python.h>
+#include <string.h>
 #include <stdint.h>
 
 #define MAX_TYPES 256
@@ -46,6 +48,7 @@ typedef struct {
      * prefix, suffix and substring tuples) gets `rejected` without asking Python or being
      * remembered. */
     PyObject *exact, *prefixes, *suffixes, *contains;
+    int ascii; /* every affix is ASCII: an ASCII value is compared byte by byte */
     uint64_t rejected;
     PyObject *rejects; /* values found to have none of the affixes, so the check runs once each */
 } Test;
@@ -121,12 +124,16 @@ static int parse_test(PyObject *item, Test *test) {
                               &PyTuple_Type, &suffixes, &PyTuple_Type, &contains))
             return -1;
         PyObject *parts[3] = {prefixes, suffixes, contains};
+        test->ascii = 1;
         for (int k = 0; k < 3; k++)
-            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(parts[k]); j++)
-                if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(parts[k], j))) {
+            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(parts[k]); j++) {
+                PyObject *affix = PyTuple_GET_ITEM(parts[k], j);
+                if (!PyUnicode_CheckExact(affix)) {
                     PyErr_SetString(PyExc_TypeError, "affixes are str");
                     return -1;
                 }
+                if (!PyUnicode_IS_ASCII(affix)) test->ascii = 0;
+            }
         Py_INCREF(exact);
         Py_INCREF(prefixes);
         Py_INCREF(suffixes);
@@ -260,6 +267,24 @@ static int has_affix(const Test *test, PyObject *value) {
     int found = PySet_Contains(test->exact, value);
     if (found != 0) return 1; /* an error counts as found */
     Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    if (test->ascii && PyUnicode_IS_ASCII(value)) { /* paths: bytes, without a call per affix */
+        const char *text = (const char *)PyUnicode_1BYTE_DATA(value);
+        for (int side = 0; side < 2; side++) {
+            PyObject *affixes = side == 0 ? test->prefixes : test->suffixes;
+            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(affixes); j++) {
+                PyObject *affix = PyTuple_GET_ITEM(affixes, j);
+                Py_ssize_t k = PyUnicode_GET_LENGTH(affix);
+                if (k <= n && memcmp(side == 0 ? text : text + n - k, PyUnicode_1BYTE_DATA(affix), (size_t)k) == 0)
+                    return 1;
+            }
+        }
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(test->contains); j++) {
+            PyObject *needle = PyTuple_GET_ITEM(test->contains, j);
+            if (memmem(text, (size_t)n, PyUnicode_1BYTE_DATA(needle), (size_t)PyUnicode_GET_LENGTH(needle)) != NULL)
+                return 1;
+        }
+        return 0;
+    }
     for (int side = 0; side < 2; side++) {
         PyObject *affixes = side == 0 ? test->prefixes : test->suffixes;
         for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(affixes); j++) {
@@ -271,6 +296,14 @@ static int has_affix(const Test *test, PyObject *value) {
         if (PyUnicode_Find(value, PyTuple_GET_ITEM(test->contains, j), 0, n, 1) != -1) return 1;
     }
     return 0;
+}
+
+/* Bits set in x, without relying on a popcount instruction the build flags do not assume. */
+static inline uint64_t bit_count(uint64_t x) {
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return (x * 0x0101010101010101ULL) >> 56;
 }
 
 /* The mask the test's memo gives `value` into *bits: 1, or 0 (error cleared) when the value
@@ -376,7 +409,7 @@ static int run_tests(Gate *self, Program *p, PyObject *ev) {
             slot->mask &= bits;
             slot->done |= test->bit;
         }
-        test->cleared += (uint64_t)__builtin_popcountll(mask & ~bits);
+        test->cleared += bit_count(mask & ~bits);
         mask &= bits;
         if (mask == 0) return 0;
     }
