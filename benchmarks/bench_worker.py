@@ -101,8 +101,8 @@ class ProbeBatches:
         for node in NODES:
             wire = msgpack.unpackb(wire_batch([*base, shell_event(template, 0, 0)], node, 0), raw=False)
             *events, probe = wire["events"]
-            head = [msgpack.packb("procs"), msgpack.packb(wire["procs"], use_bin_type=True), msgpack.packb("events"),
-                    b"\xdc" + (len(events) + 1).to_bytes(2, "big"),  # array 16 of the events
+            head = [msgpack.packb("procs"), msgpack.packb(wire["procs"], use_bin_type=True),
+                    msgpack.packb("events"), b"\xdc" + (len(events) + 1).to_bytes(2, "big"),  # array 16
                     *(msgpack.packb(e, use_bin_type=True) for e in events)]  # fmt: skip
             self._parts[node] = (b"".join(head), probe, wire["t_first"])
 
