@@ -47,8 +47,9 @@ from benchmarks.falco_rules import STABLE_AND_INCUBATING
 from benchmarks.processes import cpu_seconds, stop
 from benchmarks.results import record
 from benchmarks.workload import make_events
-from collectors.wire import SCHEMA_VERSION, Batch, encode_batch
+from collectors.wire import Batch, encode_batch
 from rules import record as R
+from rules.record import SCHEMA_VERSION
 from streams import localkafka
 
 REPO = Path(__file__).resolve().parents[1]
