@@ -131,18 +131,22 @@ EMPTY_CONTAINER: tuple[None, ...] = (None,) * R.CONTAINER_LEN
 
 
 # --- helpers the templates call (all return None for a missing input) ------------------------
-def _cmdline(p: list[object] | tuple[object, ...]) -> str | None:
-    name, args = p[R.P_NAME], p[R.P_ARGS]
+# proc.cmdline and proc.args take their slots rather than the record, so rules.gate can key a
+# memo on (name, args); an ancestor's (proc.acmdline) goes through `_cmdline`.
+def _cmdline_of(name: object, args: list[str] | tuple[str, ...] | None) -> str | None:
     if name is None:
         return None
-    return f"{name} {' '.join(args)}" if args else str(name)  # type: ignore[arg-type]
+    return f"{name} {' '.join(args)}" if args else str(name)
 
 
-def _args(p: list[object] | tuple[object, ...]) -> str | None:
-    args = p[R.P_ARGS]
-    if args is None and p[R.P_NAME] is None:
+def _cmdline(p: list[object] | tuple[object, ...]) -> str | None:
+    return _cmdline_of(p[R.P_NAME], p[R.P_ARGS])  # type: ignore[arg-type]
+
+
+def _args(args: list[str] | tuple[str, ...] | None, name: object) -> str | None:
+    if args is None and name is None:
         return None
-    return " ".join(args) if args else ""  # type: ignore[arg-type]
+    return " ".join(args) if args else ""
 
 
 def _env(env: list[str] | tuple[str, ...] | None, key: str | None) -> str | None:
@@ -400,6 +404,7 @@ HELPERS: dict[str, object] = {
     "_FD_TYPES": _FD_TYPES,
     "_SOCKFAMILY": _SOCKFAMILY,
     "_cmdline": _cmdline,
+    "_cmdline_of": _cmdline_of,
     "_args": _args,
     "_env": _env,
     "_directory": _directory,
@@ -514,14 +519,18 @@ _ROWS: tuple[FieldSpec, ...] = (
     ),
     FieldSpec(
         "proc.cmdline", CH, F.NONE, "comm and args joined by spaces (p[P_NAME], p[P_ARGS])",
-        "_cmdline(p)",
+        f"_cmdline_of(p[{R.P_NAME}], p[{R.P_ARGS}])",
     ),
-    FieldSpec("proc.pcmdline", CH, F.NONE, "parent's cmdline", "_cmdline(pp)"),
+    FieldSpec(
+        "proc.pcmdline", CH, F.NONE, "parent's cmdline", f"_cmdline_of(pp[{R.P_NAME}], pp[{R.P_ARGS}])"
+    ),
     FieldSpec(
         "proc.acmdline", CH, _ANC, "N-th ancestor's cmdline",
         _ancestor_field(lambda n: f"_cmdline({n})"),
     ),
-    FieldSpec("proc.args", CH, F.NONE, "argv[1:] joined by spaces (p[P_ARGS])", "_args(p)"),
+    FieldSpec(
+        "proc.args", CH, F.NONE, "argv[1:] joined by spaces (p[P_ARGS])", f"_args(p[{R.P_ARGS}], p[{R.P_NAME}])"
+    ),
     FieldSpec("proc.cwd", PATH, F.NONE, "working directory (p[P_CWD])", _proc(R.P_CWD)),
     FieldSpec("proc.tty", U32, F.FEW_VALUES, "controlling tty, 0 if none (p[P_TTY])", _proc(R.P_TTY)),
     FieldSpec("proc.pid", I64, F.NONE, "tgid (p[P_PID])", _proc(R.P_PID)),

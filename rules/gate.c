@@ -42,7 +42,8 @@ typedef struct {
     uint64_t bit;     /* this test's bit in ProcSlot.done when it reads through the process only */
     int nsteps;
     Py_ssize_t index[MAX_STEPS];
-    char lenient[MAX_STEPS]; /* (x or EMPTY)[i]: a falsy container reads as None */
+    Py_ssize_t arg[MAX_STEPS]; /* a plain step: 1 when (x or EMPTY)[i], a falsy container reading as
+                                  None; an ANCESTORS step: the parent slot */
     PyObject *memo;          /* dict (subclass): value -> int mask */
     /* Optional, for a string field: on a memo miss, a str value in none of these (exact set,
      * prefix, suffix and substring tuples) gets `rejected` without asking Python or being
@@ -88,6 +89,16 @@ typedef struct {
 } Gate;
 
 #define RESOLVE (-1) /* a step that replaces the value read so far with names.get(value) */
+/* (ANCESTORS, parent slot), then one last step (field, 0): the value read so far is a process
+ * record, and the value becomes the tuple of that field of each strict ancestor, parent first,
+ * at most MAX_ANCESTORS (rules.fields._ancestor_nodes: proc.aname without an index). */
+#define ANCESTORS (-2)
+#define MAX_ANCESTORS 64
+/* (FIELDS, count + FIELDS_LENIENT * lenient), then `count` last steps (slot, 0): the value read
+ * so far is a record, and the value becomes the tuple of those slots (a list slot as a tuple);
+ * a missing record (None or empty, when lenient) gives a tuple of None. */
+#define FIELDS (-3)
+#define FIELDS_LENIENT 256
 
 static void Gate_dealloc(Gate *self) {
     for (int t = 0; t < self->ntypes; t++) {
@@ -152,15 +163,17 @@ static int parse_test(PyObject *item, Test *test) {
         return -1;
     }
     for (Py_ssize_t s = 0; s < n; s++) {
-        Py_ssize_t index;
-        int lenient;
-        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(path, s), "np", &index, &lenient)) return -1;
-        if (index < RESOLVE || (index == RESOLVE && s == 0)) {
-            PyErr_SetString(PyExc_ValueError, "a path index is not negative, or RESOLVE after a read");
+        Py_ssize_t index, arg;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(path, s), "nn", &index, &arg)) return -1;
+        int bad = index < FIELDS || (index < 0 && s == 0) || (index == ANCESTORS && (s != n - 2 || arg < 0)) ||
+                  (index == FIELDS && (arg % FIELDS_LENIENT < 2 || s + 1 + arg % FIELDS_LENIENT != n));
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "a path index is not negative, RESOLVE, ANCESTORS and FIELDS come "
+                                              "after a read, ANCESTORS before the last step, FIELDS before its slots");
             return -1;
         }
         test->index[s] = index;
-        test->lenient[s] = (char)lenient;
+        test->arg[s] = arg;
     }
     test->nsteps = (int)n;
     Py_INCREF(memo);
@@ -225,9 +238,76 @@ static int Gate_init(Gate *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-/* The value a test reads, borrowed; NULL when the record is not shaped as expected. */
-static PyObject *read_path(const Gate *self, PyObject *ev, const Test *test) {
+/* Item i of a list or tuple, borrowed; NULL when `v` is neither or too short. */
+static PyObject *item_of(PyObject *v, Py_ssize_t i) {
+    if (PyList_CheckExact(v)) return i < PyList_GET_SIZE(v) ? PyList_GET_ITEM(v, i) : NULL;
+    if (PyTuple_CheckExact(v)) return i < PyTuple_GET_SIZE(v) ? PyTuple_GET_ITEM(v, i) : NULL;
+    return NULL;
+}
+
+/* proc.aname's value: field `field` of each strict ancestor of `proc`, a new tuple; NULL when a
+ * record is not shaped as expected (the generated code would raise: keep the event). */
+static PyObject *ancestors(PyObject *proc, Py_ssize_t parent_slot, Py_ssize_t field) {
+    PyObject *found[MAX_ANCESTORS];
+    int n = 0;
+    PyObject *node = item_of(proc, parent_slot);
+    if (node == NULL) return NULL;
+    while (node != Py_None && n < MAX_ANCESTORS) {
+        PyObject *value = item_of(node, field);
+        PyObject *next = item_of(node, parent_slot);
+        if (value == NULL || next == NULL) return NULL;
+        found[n++] = value;
+        node = next;
+    }
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    for (int k = 0; k < n; k++) {
+        Py_INCREF(found[k]);
+        PyTuple_SET_ITEM(out, k, found[k]);
+    }
+    return out;
+}
+
+/* The tuple of `count` slots (indexes at `slots`) of `record`, lists as tuples; a new reference,
+ * NULL when the record is not shaped as expected. */
+static PyObject *fields_of(PyObject *record, const Py_ssize_t *slots, Py_ssize_t count, int lenient) {
+    int missing = record == Py_None || (PyList_CheckExact(record) && PyList_GET_SIZE(record) == 0) ||
+                  (PyTuple_CheckExact(record) && PyTuple_GET_SIZE(record) == 0);
+    if (missing && !lenient) return NULL;
+    PyObject *out = PyTuple_New(count);
+    if (out == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < count; j++) {
+        PyObject *value = missing ? Py_None : item_of(record, slots[j]);
+        if (value == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (PyList_CheckExact(value)) {
+            value = PyList_AsTuple(value);
+            if (value == NULL) {
+                PyErr_Clear();
+                Py_DECREF(out);
+                return NULL;
+            }
+        } else {
+            Py_INCREF(value);
+        }
+        PyTuple_SET_ITEM(out, j, value);
+    }
+    return out;
+}
+
+/* The value a test reads, borrowed, or a new reference left in *owned for the caller to
+ * release; NULL when the record is not shaped as expected. */
+static PyObject *read_path(const Gate *self, PyObject *ev, const Test *test, PyObject **owned) {
     PyObject *v = ev;
+    *owned = NULL;
     for (int s = 0; s < test->nsteps; s++) {
         Py_ssize_t size;
         if (test->index[s] == RESOLVE) { /* names.get(v) if v is not None else None */
@@ -240,6 +320,15 @@ static PyObject *read_path(const Gate *self, PyObject *ev, const Test *test) {
             v = name == NULL ? Py_None : name;
             continue;
         }
+        if (test->index[s] == ANCESTORS) {
+            *owned = ancestors(v, test->arg[s], test->index[s + 1]);
+            return *owned;
+        }
+        if (test->index[s] == FIELDS) {
+            Py_ssize_t count = test->arg[s] % FIELDS_LENIENT;
+            *owned = fields_of(v, &test->index[s + 1], count, test->arg[s] >= FIELDS_LENIENT);
+            return *owned;
+        }
         PyObject **items;
         if (PyList_CheckExact(v)) {
             size = PyList_GET_SIZE(v);
@@ -247,12 +336,12 @@ static PyObject *read_path(const Gate *self, PyObject *ev, const Test *test) {
         } else if (PyTuple_CheckExact(v)) {
             size = PyTuple_GET_SIZE(v);
             items = ((PyTupleObject *)v)->ob_item;
-        } else if (v == Py_None && test->lenient[s]) {
+        } else if (v == Py_None && test->arg[s]) {
             continue; /* (None or EMPTY)[i] is None */
         } else {
             return NULL;
         }
-        if (size == 0 && test->lenient[s]) {
+        if (size == 0 && test->arg[s]) {
             v = Py_None;
             continue;
         }
@@ -390,21 +479,21 @@ static int run_tests(Gate *self, Program *p, PyObject *ev) {
         Test *test = &p->tests[i];
         if (slot != NULL && (slot->done & test->bit)) continue; /* already in the slot's mask */
         self->tested++;
-        PyObject *value = read_path(self, ev, test);
+        PyObject *owned;
+        PyObject *value = read_path(self, ev, test, &owned);
         if (value == NULL) return 1;
         uint64_t bits;
+        int ok;
         if (PyList_CheckExact(value)) { /* a list of strings (proc.env): keyed as a tuple */
             PyObject *key = PyList_AsTuple(value);
-            if (key == NULL) {
-                PyErr_Clear();
-                continue;
-            }
-            int ok = lookup(test, key, &bits);
-            Py_DECREF(key);
-            if (!ok) continue;
-        } else if (!lookup(test, value, &bits)) {
-            continue;
+            ok = key != NULL && lookup(test, key, &bits);
+            Py_XDECREF(key);
+            PyErr_Clear();
+        } else {
+            ok = lookup(test, value, &bits);
         }
+        Py_XDECREF(owned);
+        if (!ok) continue;
         if (slot != NULL && test->bit) {
             slot->mask &= bits;
             slot->done |= test->bit;

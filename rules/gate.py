@@ -37,7 +37,9 @@ from rules.fields import BASES
 from rules.operators import Memo
 from rules.record import EVENT_TYPES
 
-Path_: TypeAlias = tuple[tuple[int, bool], ...]  # (index, lenient) steps from the event record
+# Steps from the event record: (index, 1 when a missing record reads as all None (``x or _EF``)
+# else 0), or (RESOLVE, 0), or (ANCESTORS, parent slot) before a last (field, 0).
+Path_: TypeAlias = tuple[tuple[int, int], ...]
 # A field's test: its steps, its memo, and optionally (gate.c checks them on a memo miss) the
 # affixes (exact, prefixes, suffixes, contains) a string value needs to pass any alternative
 # requiring affixes, with the mask of a value passing none.
@@ -56,6 +58,15 @@ _LIVE = re.compile(r"\b_ipn\b")  # the DNS table the caller updates: not a funct
 # event (a RESOLVE step), so the memo keys on the name and never holds a stale answer.
 _NAMED = re.compile(r"\(_ipn\.get\(((?:ev|pp|p|c|f|a)\[\d+\])\) if \1 is not None else None\)")
 RESOLVE = -1
+# proc.aname and the like without an index: a field of every strict ancestor. gate.c walks the
+# parents itself (an ANCESTORS step) and keys the memo on the tuple of values.
+_ANCESTRAL = re.compile(r"\[_n\[(\d+)\] for _n in _ancestor_nodes\(p\)\]")
+ANCESTORS = -2
+# (FIELDS, count + FIELDS_LENIENT if a missing record reads as all None) before `count` last
+# steps (slot, 0): the value is the tuple of those slots of one record.
+FIELDS = -3
+FIELDS_LENIENT = 256
+MAX_FIELDS = 3
 _PROCESS_UNKEYED = (R.P_PARENT, R.P_CONTAINER)
 # Slots holding records or dicts, which no memo can key on (gate.c would skip the test). A list
 # of strings (proc.env) is looked up as a tuple.
@@ -73,7 +84,7 @@ def _base_paths() -> dict[str, tuple[Path_, bool]]:
         found = re.fullmatch(r"\(?(\w+)\[(\d+)\](?: or _E\w)?\)?", code)
         assert found is not None, code
         parent, _ = paths[found.group(1)]
-        paths[name] = ((*parent, (int(found.group(2)), False)), " or _E" in code)
+        paths[name] = ((*parent, (int(found.group(2)), 0)), " or _E" in code)
     return paths
 
 
@@ -87,19 +98,29 @@ def _read_path(read: str) -> tuple[Path_, str] | None:
     named = _NAMED.fullmatch(read)
     if named is not None:
         found = _read_path(named.group(1))
-        return None if found is None or found[1] != "_x" else ((*found[0], (RESOLVE, False)), "_x")
+        return None if found is None or found[1] != "_x" else ((*found[0], (RESOLVE, 0)), "_x")
+    ancestral = _ANCESTRAL.fullmatch(read)
+    if ancestral is not None:
+        return ((R.EV_PROC, 0), (ANCESTORS, R.P_PARENT), (int(ancestral.group(1)), 0)), "_x"
     bare = _LITERALS.sub("''", read)
-    fields = set(_READ.findall(bare))
-    if len(fields) != 1 or _LIVE.search(bare):
+    fields = sorted(set(_READ.findall(bare)), key=lambda field: int(field[1]))
+    bases = {base for base, _ in fields}
+    if not fields or len(fields) > MAX_FIELDS or len(bases) != 1 or _LIVE.search(bare):
         return None
-    base, index = fields.pop()
-    if (base, int(index)) in _UNKEYED:
+    base = bases.pop()
+    if any((base, int(index)) in _UNKEYED for _, index in fields):
         return None
-    token = f"{base}[{index}]"
-    if _RECORD.search(_LITERALS.sub("''", read.replace(token, "_x"))):
+    code = read
+    for position, (_, index) in enumerate(fields):
+        code = code.replace(f"{base}[{index}]", "_x" if len(fields) == 1 else f"_x[{position}]")
+    if _RECORD.search(_LITERALS.sub("''", code)):
         return None
     steps, lenient = _BASE_PATHS[base]
-    return (*steps, (int(index), lenient)), read.replace(token, "_x")
+    if len(fields) == 1:
+        return (*steps, (int(fields[0][1]), int(lenient))), code
+    # several slots of one record (proc.cmdline: name and args): the memo keys on their tuple
+    count = (FIELDS, len(fields) + FIELDS_LENIENT * int(lenient))
+    return (*steps, count, *((int(index), 0) for _, index in fields)), code
 
 
 def single_read(node: Node, values: Values) -> tuple[Path_, str] | None:

@@ -20,8 +20,8 @@ from rules.operators import Memo
 
 FILES = ("falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml")
 OPENAT = R.EVENT_TYPE_IDS["openat"]
-F_NAME_STEPS = ((R.EV_FD, False), (R.F_NAME, True))
-P_NAME_STEPS = ((R.EV_PROC, False), (R.P_NAME, False))
+F_NAME_STEPS = ((R.EV_FD, 0), (R.F_NAME, 1))
+P_NAME_STEPS = ((R.EV_PROC, 0), (R.P_NAME, 0))
 
 
 def _stable_cases() -> Any:
@@ -132,7 +132,7 @@ def test_a_failing_mask_skips_the_test_and_a_list_is_keyed_as_a_tuple() -> None:
     def broken(value: Any) -> int:
         raise RuntimeError("no mask")
 
-    env_steps = ((R.EV_PROC, False), (R.P_ENV, False))
+    env_steps = ((R.EV_PROC, 0), (R.P_ENV, 0))
     select = _gate({OPENAT: ((P_NAME_STEPS, Memo(broken)), (env_steps, Memo(lambda env: int("X=1" in env))))})
     with_x = build_event("openat", proc=build_process(name="a", env=["X=1"]))
     without = build_event("openat", proc=build_process(name="a", env=["Y=1"]))
@@ -237,3 +237,44 @@ def test_a_select_inside_a_select_keeps_every_event() -> None:
     assert select([build_event("openat", proc=build_process(name="outer"))]) == []
     assert len(inner) == 1  # kept by the nested call, though its mask would be 0
     assert select([build_event("openat", proc=build_process(name="ruled-out"))]) == []
+
+
+def test_ancestors_and_several_slots_are_keyed_as_tuples() -> None:
+    """proc.aname without an index: the tuple of every strict ancestor's name, parent first;
+    proc.cmdline: the tuple (name, args), a missing parent's as (None, None)."""
+    seen: list[Any] = []
+
+    def remember(value: Any) -> int:
+        seen.append(value)
+        return 1
+
+    ancestors = ((R.EV_PROC, 0), (gate.ANCESTORS, R.P_PARENT), (R.P_NAME, 0))
+    parent_cmdline = ((R.EV_PROC, 0), (R.P_PARENT, 0), (gate.FIELDS, 2 + gate.FIELDS_LENIENT),
+                      (R.P_NAME, 0), (R.P_ARGS, 0))  # fmt: skip
+    select = _gate({OPENAT: ((ancestors, Memo(remember)), (parent_cmdline, Memo(remember)))})
+    grand = build_process(name="systemd", parent=None)
+    child = build_process(name="sh", parent=build_process(name="nginx", args=["-g", "x"], parent=grand))
+    orphan = build_process(name="init", parent=None)
+    events = [build_event("openat", proc=child), build_event("openat", proc=orphan)]
+    assert select(events) == events
+    assert seen == [("nginx", "systemd"), ("nginx", ("-g", "x")), (), (None, None)]
+
+
+def test_a_record_not_shaped_as_expected_on_the_way_is_kept() -> None:
+    ancestors = ((R.EV_PROC, 0), (gate.ANCESTORS, R.P_PARENT), (R.P_NAME, 0))
+    select = _gate({OPENAT: ((ancestors, Memo(lambda names: 0)),)})
+    broken = build_process(name="sh", parent=["too short"])
+    ev = build_event("openat", proc=broken)
+    assert select([ev]) == [ev]
+
+
+def test_grep_for_private_keys_passes_the_gate_and_other_greps_do_not(falco_rules_dir: Path) -> None:
+    """proc.cmdline is read as (name, args), so the gate can rule out a grep for anything else."""
+    ruleset = rules.load([falco_rules_dir / f for f in FILES[:2]])
+    hunt = build_event("execve", proc=build_process(name="grep", args=["-r", "BEGIN RSA PRIVATE", "/"]))
+    plain = build_event("execve", proc=build_process(name="grep", args=["-r", "TODO", "/src"]))
+    expected = ruleset.match(hunt)
+    assert expected is not None and ruleset.match(plain) is None
+    assert ruleset.evaluate([hunt, plain]) == [(hunt, expected)]
+    seen, kept = ruleset.gate_counts()
+    assert (seen, kept) == (2, 1)
