@@ -529,7 +529,8 @@ _ROWS: tuple[FieldSpec, ...] = (
         _ancestor_field(lambda n: f"_cmdline({n})"),
     ),
     FieldSpec(
-        "proc.args", CH, F.NONE, "argv[1:] joined by spaces (p[P_ARGS])", f"_args(p[{R.P_ARGS}], p[{R.P_NAME}])"
+        "proc.args", CH, F.NONE, "argv[1:] joined by spaces (p[P_ARGS])",
+        f"_args(p[{R.P_ARGS}], p[{R.P_NAME}])",
     ),
     FieldSpec("proc.cwd", PATH, F.NONE, "working directory (p[P_CWD])", _proc(R.P_CWD)),
     FieldSpec("proc.tty", U32, F.FEW_VALUES, "controlling tty, 0 if none (p[P_TTY])", _proc(R.P_TTY)),
