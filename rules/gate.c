@@ -4,7 +4,8 @@
  * ten interpreted lines per event to find that out. `Gate.select(events)` runs first and keeps
  * only the events some rule could match; the generated code then runs on those alone. What
  * "could match" means is decided in Python (rules/gate.py builds the programs): per event type,
- * a few record reads, each paired with a dict (`rules.operators.Memo`) mapping the read's value
+ * a few record reads (a slot, a name resolved live, every ancestor's field, several slots of one
+ * record as a tuple), each paired with a dict (`rules.operators.Memo`) mapping the read's value
  * to a bit mask of the type's rules whose tests on that read pass. An event survives when the
  * AND of its masks is not zero. The values' masks are computed by Python on first sight and
  * remembered, so a value seen before costs one dict lookup here.

@@ -92,9 +92,10 @@ _BASE_PATHS = _base_paths()
 
 
 def _read_path(read: str) -> tuple[Path_, str] | None:
-    """(steps, code of the read with its field as ``_x``) for a read of one record field, plain
-    (``p[2]``), through a pure function (``_txt3_3(a[3])``) or through the live DNS table; None
-    for anything else."""
+    """(steps, code of the read with its value as ``_x``) for a read of one record field, plain
+    (``p[2]``), through a pure function (``_txt3_3(a[3])``) or through the live DNS table; of a
+    field of every ancestor (``proc.aname``); or of up to MAX_FIELDS slots of one record
+    (``_cmdline_of(p[2], p[5])``, ``_x[0]`` and ``_x[1]``); None for anything else."""
     named = _NAMED.fullmatch(read)
     if named is not None:
         found = _read_path(named.group(1))
