@@ -143,7 +143,7 @@ def _cmdline(p: list[object] | tuple[object, ...]) -> str | None:
     return _cmdline_of(p[R.P_NAME], p[R.P_ARGS])  # type: ignore[arg-type]
 
 
-def _args(args: list[str] | tuple[str, ...] | None, name: object) -> str | None:
+def _args(name: object, args: list[str] | tuple[str, ...] | None) -> str | None:
     if args is None and name is None:
         return None
     return " ".join(args) if args else ""
@@ -530,7 +530,7 @@ _ROWS: tuple[FieldSpec, ...] = (
     ),
     FieldSpec(
         "proc.args", CH, F.NONE, "argv[1:] joined by spaces (p[P_ARGS])",
-        f"_args(p[{R.P_ARGS}], p[{R.P_NAME}])",
+        f"_args(p[{R.P_NAME}], p[{R.P_ARGS}])",
     ),
     FieldSpec("proc.cwd", PATH, F.NONE, "working directory (p[P_CWD])", _proc(R.P_CWD)),
     FieldSpec("proc.tty", U32, F.FEW_VALUES, "controlling tty, 0 if none (p[P_TTY])", _proc(R.P_TTY)),

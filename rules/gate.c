@@ -86,7 +86,7 @@ typedef struct {
     uint64_t first_steps;                  /* event slots any test reads through: prefetched */
     int ntypes;
     PyObject *names; /* dict: IP text -> DNS name, read live by RESOLVE steps; or NULL */
-    Program programs[MAX_TYPES];
+    Program *programs; /* ntypes of them, by event type id */
 } Gate;
 
 #define RESOLVE (-1) /* a step that replaces the value read so far with names.get(value) */
@@ -115,6 +115,7 @@ static void Gate_dealloc(Gate *self) {
         }
         PyMem_Free(p->tests);
     }
+    PyMem_Free(self->programs);
     Py_XDECREF(self->names);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -189,8 +190,13 @@ static int Gate_init(Gate *self, PyObject *args, PyObject *kwds) {
     PyObject *programs, *names;
     if (!PyArg_ParseTuple(args, "O!On", &PyTuple_Type, &programs, &names, &self->proc_index)) return -1;
     Py_ssize_t n = PyTuple_GET_SIZE(programs);
-    if (n > MAX_TYPES || self->ntypes != 0 || self->names != NULL) {
+    if (n > MAX_TYPES || self->programs != NULL) {
         PyErr_Format(PyExc_ValueError, "at most %d event types, given once", MAX_TYPES);
+        return -1;
+    }
+    self->programs = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(Program));
+    if (self->programs == NULL) {
+        PyErr_NoMemory();
         return -1;
     }
     if (names != Py_None) {

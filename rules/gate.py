@@ -18,16 +18,16 @@ Masks are remembered per value, so a value seen before costs one dict lookup in 
 once is usually rejected in C by the affixes the rules require of it (`_affix_filter`).
 
 Without a C compiler the gate is absent and every event goes to the generated code: same
-results, slower (`selector` returns None, `Ruleset.gated` is False).
+results, slower (`build` returns None, `Ruleset.gated` is False).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from rules import native
 from rules import record as R
@@ -321,10 +321,20 @@ def _module() -> Any:
     return native.load("gate", SOURCE)
 
 
-def selector(built: tuple[Program, ...], names: object) -> Callable[[Any], list[Any]] | None:
-    """The C gate's ``select(events)`` over these programs, reading `names` (the live DNS table)
-    for RESOLVE steps; None where it cannot be built. gate.c reads only a plain dict: with any
-    other mapping the tests through it are dropped (fewer tests only keep more events)."""
+class Gate(Protocol):
+    """What gate.c's Gate offers."""
+
+    def select(self, events: Iterable[Any]) -> list[Any]:
+        """The events, in order, that some rule could match."""
+
+    def counts(self) -> tuple[int, int, int]:
+        """(events given, events kept, field tests run) since the gate was made."""
+
+
+def build(built: tuple[Program, ...], names: object) -> Gate | None:
+    """The C gate over these programs, reading `names` (the live DNS table) for RESOLVE steps;
+    None where it cannot be built. gate.c reads only a plain dict: with any other mapping the
+    tests through it are dropped (fewer tests only keep more events)."""
     try:
         module = _module()
     except native.NativeError:
@@ -332,8 +342,8 @@ def selector(built: tuple[Program, ...], names: object) -> Callable[[Any], list[
     if type(names) is not dict:
         built = tuple(_without_resolve(entry) for entry in built)
         names = None
-    select: Callable[[Any], list[Any]] = module.Gate(built, names, R.EV_PROC).select
-    return select
+    made: Gate = module.Gate(built, names, R.EV_PROC)
+    return made
 
 
 def _without_resolve(entry: Program) -> Program:

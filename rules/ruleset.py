@@ -18,7 +18,7 @@ server IP so, where Falco would resolve the name and compare the addresses.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +55,7 @@ class Ruleset:
     """Enabled rules indexed by event type id. Immutable after construction."""
 
     __slots__ = (
-        "rules", "warnings", "event_type_ids", "all_matches", "_first", "_all", "_batch", "_select",
+        "rules", "warnings", "event_type_ids", "all_matches", "_first", "_all", "_batch", "_gate",
         "_sources",
     )
 
@@ -67,7 +67,7 @@ class Ruleset:
         bucket_sources: Mapping[int, str],
         namespace: dict[str, Any],
         all_matches: bool,
-        select: Callable[[Iterable[Event]], list[Event]] | None = None,
+        batch_gate: gate.Gate | None = None,
     ) -> None:
         self.rules = rules
         self.warnings = warnings
@@ -75,7 +75,7 @@ class Ruleset:
         self._first: dict[int, Any] = namespace["_FIRST"]
         self._all: dict[int, Any] = namespace["_ALL"]
         self._batch = namespace["_evaluate"]
-        self._select = select
+        self._gate = batch_gate
         self.event_type_ids: frozenset[int] = frozenset(self._first)
         sources = dict(bucket_sources)
         sources[-1] = module_source
@@ -103,20 +103,20 @@ class Ruleset:
     @property
     def gated(self) -> bool:
         """Whether `evaluate` runs the C batch gate (`rules.gate`) before the generated code."""
-        return self._select is not None
+        return self._gate is not None
 
     def gate_counts(self) -> tuple[int, int]:
         """(events given to `evaluate`, events the gate passed on to the generated code) so
         far; (0, 0) without the gate."""
-        if self._select is None:
+        if self._gate is None:
             return 0, 0
-        seen, kept, _ = self._select.__self__.counts()  # type: ignore[attr-defined]
+        seen, kept, _ = self._gate.counts()
         return seen, kept
 
     def evaluate(self, events: Iterable[Event]) -> list[tuple[Event, CompiledRule]]:
         """The batch hot path: (event, rule) for each match; one per event unless all_matches."""
-        select = self._select
-        return self._batch(events if select is None else select(events))  # type: ignore[no-any-return]
+        batch_gate = self._gate
+        return self._batch(events if batch_gate is None else batch_gate.select(events))  # type: ignore[no-any-return]
 
     def source(self, event_type: str | int | None = None) -> str:
         """The generated code: of one event type's function, or (None) the whole module."""
@@ -232,8 +232,8 @@ def _build(
     namespace.update({f"_rule{i}": rule for i, rule in enumerate(rules)})
     exec(compile(module_source, "<peregrine rules>", "exec"), namespace)  # noqa: S102 - our own generated code
     trees = {type_id: [tree for _, tree in per_type[type_id]] for type_id in per_type}
-    select = gate.selector(gate.programs(trees, values, namespace), namespace["_ipn"])
-    return Ruleset(rules, warnings, module_source, bucket_sources, namespace, all_matches, select)
+    batch_gate = gate.build(gate.programs(trees, values, namespace), namespace["_ipn"])
+    return Ruleset(rules, warnings, module_source, bucket_sources, namespace, all_matches, batch_gate)
 
 
 def _check_exception_field(text: str, ctx: cc.Context) -> None:

@@ -35,6 +35,8 @@ import pytest
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
+from benchmarks.processes import stop
+
 CACHE = Path(os.environ.get("PEREGRINE_CACHE", Path.home() / ".cache" / "peregrine"))
 APISERVER = CACHE / "kube-apiserver"
 SERVICE_CIDR = "10.0.0.0/24"
@@ -118,12 +120,12 @@ class KubeApi:
 
     def stop(self) -> None:
         """Stop the API server (SIGTERM, then SIGKILL); etcd keeps its data."""
-        _terminate(self.apiserver)
+        stop([p for p in (self.apiserver,) if p is not None])
         self.apiserver = None
 
     def close(self) -> None:
         self.stop()
-        _terminate(self.etcd)
+        stop([p for p in (self.etcd,) if p is not None])
         self.etcd = None
 
     def client(self) -> k8s_client.ApiClient:
@@ -173,17 +175,6 @@ class KubeApi:
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError):
             return False
-
-
-def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
 
 
 def _prepare(root: Path, api: KubeApi) -> None:

@@ -83,11 +83,15 @@ def test_glibc_tunables_in_the_environment_passes_the_gate(falco_rules_dir: Path
     assert ruleset.match(quiet) is None and ruleset.evaluate([quiet]) == []
 
 
-def _gate(programs: dict[int, object]) -> Any:
+def _built(programs: dict[int, object]) -> gate.Gate:
     table = tuple(programs.get(t) for t in range(len(R.EVENT_TYPES)))
-    select = gate.selector(table, {})  # type: ignore[arg-type]
-    assert select is not None
-    return select
+    made = gate.build(table, {})  # type: ignore[arg-type]
+    assert made is not None
+    return made
+
+
+def _gate(programs: dict[int, object]) -> Any:
+    return _built(programs).select
 
 
 def test_types_without_rules_are_left_out_and_odd_records_kept() -> None:
@@ -158,7 +162,7 @@ def test_affix_filter_rejects_in_c_without_asking_python() -> None:
                      "/etc/été", "/home/é/.ssh/k", "/x/é.pem"]  # fmt: skip
 
 
-def test_rules_beyond_the_mask_keep_every_event(ruleset: rules.Ruleset) -> None:
+def test_rules_beyond_the_mask_keep_every_event() -> None:
     many = [("leaf", None)] * (gate.MASK_BITS + 1)
     assert gate.program(many, None, {}) is True  # type: ignore[arg-type]
 
@@ -203,22 +207,23 @@ def test_a_mapping_that_is_not_a_dict_drops_the_name_tests(falco_rules_dir: Path
 
 
 def test_counts_say_how_much_the_gate_did() -> None:
-    select = _gate({OPENAT: ((P_NAME_STEPS, Memo(lambda name: int(name == "bash"))),)})
+    made = _built({OPENAT: ((P_NAME_STEPS, Memo(lambda name: int(name == "bash"))),)})
     events = [build_event("openat", proc=build_process(name=name)) for name in ("bash", "sh", "sh")]
-    select(events)
-    assert select.__self__.counts() == (3, 1, 3)
+    made.select(events)
+    assert made.counts() == (3, 1, 3)
 
 
 def test_a_process_is_tested_once_per_batch() -> None:
     """Tests reading only through the process record run once per process and select() call:
     later events of that process reuse the mask, and a new call starts over."""
     fd_test = (F_NAME_STEPS, Memo(lambda name: 1))
-    select = _gate({OPENAT: ((P_NAME_STEPS, Memo(lambda name: int(name == "bash"))), fd_test)})
+    made = _built({OPENAT: ((P_NAME_STEPS, Memo(lambda name: int(name == "bash"))), fd_test)})
+    select = made.select
     bash, sh = build_process(name="bash"), build_process(name="sh")
     events = [build_event("openat", proc=proc, fd=build_fd()) for proc in (bash, sh, bash, sh, bash)]
     assert select(events) == [events[0], events[2], events[4]]
     # bash: name once, fd.name three times; sh: name once, ruled out before its fd is read
-    assert select.__self__.counts() == (5, 3, 5)
+    assert made.counts() == (5, 3, 5)
     bash[R.P_NAME] = "sh"  # a record changed between batches is read again
     assert select(events[:1]) == []
 
