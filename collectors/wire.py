@@ -18,10 +18,13 @@ bytes. Decoding resolves references in place: ``EV_PROC`` and ``P_PARENT`` becom
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from functools import cache
+from pathlib import Path
+from typing import Any, Final, Protocol
 
 import msgpack
 
+from rules import native
 from rules.record import (
     EV_ARGS,
     EV_PROC,
@@ -85,11 +88,10 @@ def encode_batch(batch: Batch) -> bytes:
 
 
 def decode_batch(data: bytes) -> Batch:
-    """Unpack and validate a batch, resolving process references. Raises only WireError."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise WireError("not bytes", type(data).__name__)
-    if len(data) > MAX_BATCH_BYTES:
-        raise WireError("batch too large", f"{len(data)} bytes > {MAX_BATCH_BYTES}")
+    """Unpack and validate a batch, resolving process references. Raises only WireError.
+
+    The reference decoder: `Decoder` gives the same batches faster where its C part is built."""
+    _check_size(data)
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except msgpack.ExtraData as exc:
@@ -98,6 +100,65 @@ def decode_batch(data: bytes) -> Batch:
         # msgpack signals truncation with ValueError subclasses, bad UTF-8 with UnicodeDecodeError
         raise WireError("malformed msgpack", f"{type(exc).__name__}: {exc}") from None
     return _validate(obj)
+
+
+def _check_size(data: object) -> None:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise WireError("not bytes", type(data).__name__)
+    if len(data) > MAX_BATCH_BYTES:
+        raise WireError("batch too large", f"{len(data)} bytes > {MAX_BATCH_BYTES}")
+
+
+NATIVE_SOURCE: Final = Path(__file__).with_name("wiredecode.c")
+
+
+class _NativeDecoder(Protocol):
+    def decode(self, data: bytes) -> tuple[Any, ...] | None: ...
+    def counts(self) -> tuple[int, int]: ...
+
+
+@cache
+def _native_module() -> Any:
+    return native.load("wiredecode", NATIVE_SOURCE)
+
+
+class Decoder:
+    """`decode_batch` for a consumer of many batches: the same results and errors, decoded in one C
+    pass (wiredecode.c) that keeps a bounded cache of strings across batches, where the C part is
+    built; in Python otherwise (`native` says which). A batch the C pass is not sure of is decoded
+    by `decode_batch`, which then gives the same result or the precise error. Not thread-safe:
+    one per consumer."""
+
+    def __init__(self) -> None:
+        self._native: _NativeDecoder | None
+        try:
+            module = _native_module()
+        except native.NativeError:
+            self._native = None
+        else:
+            self._native = module.Decoder(
+                SCHEMA_VERSION, EVENT_LEN, PROCESS_LEN, EV_TYPE, EV_PROC, EV_ARGS,
+                P_PARENT, P_CONTAINER, _N_PARAMS,
+            )
+
+    @property
+    def native(self) -> bool:
+        return self._native is not None
+
+    def cache_counts(self) -> tuple[int, int]:
+        """(strings found in the cache, strings made) since this decoder was made."""
+        return self._native.counts() if self._native is not None else (0, 0)
+
+    def decode(self, data: bytes) -> Batch:
+        """Like `decode_batch`. Raises only WireError (and MemoryError)."""
+        if self._native is None:
+            return decode_batch(data)
+        _check_size(data)
+        fields = self._native.decode(data)
+        if fields is None:
+            return decode_batch(data)
+        node, boot_id, seq, t_first, t_last, procs, events, v = fields
+        return Batch(node, boot_id, seq, t_first, t_last, procs, events, v)
 
 
 def _validate(obj: Any) -> Batch:

@@ -6,63 +6,18 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire_strategies import batches
 
 from collectors.wire import MAX_BATCH_BYTES, Batch, WireError, decode_batch, encode_batch
 from rules.record import (
     EV_PROC,
-    EVENT_LEN,
     EVENT_PARAMS,
     EVENT_TYPES,
-    FD_LEN,
-    P_CONTAINER,
     P_NAME,
     P_PARENT,
     PROCESS_LEN,
     SCHEMA_VERSION,
 )
-
-scalar = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**64 - 1),
-    st.text(max_size=20),
-    st.binary(max_size=20),
-)
-
-
-@st.composite
-def processes(draw: st.DrawFn, n: int) -> list[list[object]]:
-    procs = []
-    for i in range(n):
-        p = [draw(scalar) for _ in range(PROCESS_LEN)]
-        p[P_PARENT] = draw(st.integers(min_value=-1, max_value=i - 1))  # parents come first: a forest
-        p[P_CONTAINER] = None
-        procs.append(p)
-    return procs
-
-
-@st.composite
-def batches(draw: st.DrawFn) -> Batch:
-    n_procs = draw(st.integers(min_value=1, max_value=6))
-    procs = draw(processes(n_procs))
-    events = []
-    for _ in range(draw(st.integers(min_value=0, max_value=12))):
-        ev = [draw(scalar) for _ in range(EVENT_LEN)]
-        ev[0] = draw(st.integers(min_value=0, max_value=len(EVENT_TYPES) - 1))
-        ev[EV_PROC] = draw(st.integers(min_value=0, max_value=n_procs - 1))
-        n_params = len(EVENT_PARAMS[ev[0]])
-        ev[5] = draw(st.lists(scalar, min_size=n_params, max_size=n_params))
-        ev[6] = draw(st.one_of(st.none(), st.lists(scalar, min_size=FD_LEN, max_size=FD_LEN)))
-        events.append(ev)
-    return Batch(
-        node=draw(st.text(min_size=1, max_size=30)),
-        boot_id=draw(st.text(max_size=36)),
-        seq=draw(st.integers(min_value=0, max_value=2**63 - 1)),
-        t_first=draw(st.integers(min_value=0, max_value=2**63 - 1)),
-        t_last=draw(st.integers(min_value=0, max_value=2**63 - 1)),
-        procs=procs,
-        events=events,
-    )
 
 
 def _unresolve(batch: Batch) -> tuple[list[list[object]], list[list[object]]]:

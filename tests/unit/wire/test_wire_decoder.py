@@ -1,0 +1,137 @@
+"""The C wire decoder (`collectors.wire.Decoder`, wiredecode.c) against the reference `decode_batch`:
+the same batch for every input the reference accepts, the same WireError for every one it refuses."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from wire_strategies import batches
+
+from benchmarks.bench_worker import node_order, wire_batch
+from benchmarks.workload import make_events
+from collectors.wire import MAX_BATCH_BYTES, Batch, Decoder, WireError, decode_batch, encode_batch
+from rules.record import EV_ARGS, EV_FD, EV_PROC, EVENT_PARAMS, P_PARENT, SCHEMA_VERSION
+
+SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+
+
+@pytest.fixture(scope="module")
+def decoder() -> Decoder:
+    made = Decoder()
+    assert made.native, "collectors/wiredecode.c is not built: run ./scripts/setup"
+    return made
+
+
+def _same(decoder: Decoder, data: bytes) -> Batch | None:
+    """Decode with both; assert they agree (equal batches, or the same error); the batch if any."""
+    try:
+        expected = decode_batch(data)
+    except WireError as exc:
+        with pytest.raises(WireError) as info:
+            decoder.decode(data)
+        assert (info.value.reason, info.value.detail) == (exc.reason, exc.detail)
+        return None
+    got = decoder.decode(data)
+    assert got == expected
+    for a, b in zip(got.procs, expected.procs, strict=True):  # references resolved the same way
+        assert (a[P_PARENT] is None) == (b[P_PARENT] is None)
+        if a[P_PARENT] is not None:
+            assert got.procs.index(a[P_PARENT]) == expected.procs.index(b[P_PARENT])
+    for a, b in zip(got.events, expected.events, strict=True):
+        assert any(a[EV_PROC] is p for p in got.procs)
+        assert got.procs.index(a[EV_PROC]) == expected.procs.index(b[EV_PROC])
+    return got
+
+
+@given(batches())
+@settings(max_examples=200, suppress_health_check=SLOW_OK)
+def test_valid_batches_decode_as_the_reference_does(decoder: Decoder, batch: Batch) -> None:
+    assert _same(decoder, encode_batch(batch)) is not None
+
+
+@given(batches(), st.data())
+@settings(max_examples=600, suppress_health_check=SLOW_OK)
+def test_mutated_batches_decode_or_fail_as_the_reference_does(
+    decoder: Decoder, batch: Batch, data: st.DataObject
+) -> None:
+    raw = bytearray(encode_batch(batch))
+    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
+        pos = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
+        raw[pos] = data.draw(st.integers(min_value=0, max_value=255))
+    _same(decoder, bytes(raw[: data.draw(st.integers(min_value=0, max_value=len(raw)))]))
+
+
+@given(st.binary(max_size=512))
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fuzzed_bytes_fail_as_the_reference_does(decoder: Decoder, data: bytes) -> None:
+    _same(decoder, data)
+
+
+def _envelope(**fields: object) -> dict[str, object]:
+    base: dict[str, object] = {"v": SCHEMA_VERSION, "node": "n", "boot_id": "b", "seq": 1, "t_first": 0,
+                               "t_last": 0, "procs": [], "events": []}  # fmt: skip
+    return {**base, **fields}
+
+
+def test_workload_batches_decode_as_the_reference_does(decoder: Decoder) -> None:
+    events = node_order(make_events(4000, seed=3))
+    for i in range(0, len(events), 500):
+        assert _same(decoder, wire_batch(events[i : i + 500], "node-1", i)) is not None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"v": True},  # True == 1: the reference accepts it as version 1
+        {"extra": 1},  # unknown envelope keys are ignored
+        {"procs": [[None] * 29]},
+        {"events": [{"a": 1}]},
+        {"node": ""},
+        {"node": "\udcff"},  # not encodable: packed as bytes below
+        {"seq": 2**64 - 1},
+        {"seq": 1.5},
+    ],
+    ids=repr,
+)
+def test_odd_envelopes_agree_with_the_reference(decoder: Decoder, fields: dict[str, object]) -> None:
+    try:
+        data = msgpack.packb(_envelope(**fields), use_bin_type=True)
+    except UnicodeEncodeError:
+        data = msgpack.packb(_envelope(node=b"\xff"), use_bin_type=True)
+    _same(decoder, data)
+
+
+def test_keys_in_another_order_and_maps_inside_records(decoder: Decoder) -> None:
+    proc = [None] * 30
+    proc[P_PARENT] = -1
+    proc[3] = {"nested": ["map"]}  # not in the contract's records today, but the reference decodes it
+    ev = [0, 1, 2, 0, 0, [None] * len(EVENT_PARAMS[0]), None, 1]
+    reordered = dict(reversed(list(_envelope(procs=[proc], events=[ev]).items())))
+    data = msgpack.packb(reordered, use_bin_type=True)
+    got = _same(decoder, data)
+    assert got is not None and got.procs[0][3] == {"nested": ["map"]}
+
+
+def test_oversized_and_non_bytes_input(decoder: Decoder) -> None:
+    with pytest.raises(WireError, match="batch too large"):
+        decoder.decode(b"\x00" * (MAX_BATCH_BYTES + 1))
+    with pytest.raises(WireError, match="not bytes"):
+        decoder.decode("text")  # type: ignore[arg-type]
+    assert _same(decoder, b"\x91" * 100_000 + b"\xc0") is None
+
+
+def test_strings_are_shared_within_and_across_batches(decoder: Decoder) -> None:
+    events = make_events(1000, seed=5)
+    data = wire_batch(events[:500], "node-1", 1)
+    hits_before, _ = decoder.cache_counts()
+    first, second = decoder.decode(data), decoder.decode(data)
+    opens = [e for e in first.events if e[EV_FD] is not None and isinstance(e[EV_FD][2], str) and
+             e[EV_FD][2].startswith("/") and e[EV_FD][2] == e[EV_FD][3]]  # fmt: skip
+    assert opens, "the workload has opens with absolute paths"
+    assert all(e[EV_FD][2] is e[EV_FD][3] for e in opens)  # fd.name and fd.nameraw: one object
+    assert first.events[0][EV_ARGS] == second.events[0][EV_ARGS]
+    assert first.events[0][EV_ARGS] is not second.events[0][EV_ARGS]  # lists are never shared
+    assert decoder.cache_counts()[0] > hits_before
+    assert first == decode_batch(data)
