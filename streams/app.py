@@ -56,12 +56,19 @@ _MAX_POLL_RECORDS = 64
 # partitions alone lasting 1.5 s, one after the other, and a standing 1.5-3 s latency. The wait bounds
 # each such stall; an idle worker then asks the broker 20 times a second.
 _FETCH_MAX_WAIT_MS = 50
+# ...and the broker answers a fetch as soon as it has this many bytes (or the wait is over). At the
+# default (1 byte) a live stream is fetched one batch at a time, and each fetch costs the worker
+# milliseconds of aiokafka and Faust Python: at 60k events/s the worker took 0.74 core, and 0.49 with
+# this (the broker 0.92 and 0.77), for about 30 ms more latency. A drain is unaffected: its fetches
+# return megabytes.
+_FETCH_MIN_BYTES = 256 * 1024
 
 
 class _PromptFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = _FETCH_MAX_WAIT_MS  # read when the consumer starts its fetcher
+        consumer._fetch_min_bytes = _FETCH_MIN_BYTES
         return consumer
 
 
