@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--events", type=int, default=2_000_000, help="backlog size per throughput run")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--latency-seconds", type=float, default=20.0)
-    ap.add_argument("--latency-warmup", type=float, default=30.0,
+    ap.add_argument("--latency-warmup", type=float, default=60.0,
                     help="seconds of traffic at the latency rate before measuring")
     ap.add_argument("--bootstrap", help="use this broker instead of starting one")
     ap.add_argument("--commit-interval", type=float, default=0.25,
