@@ -13,6 +13,7 @@ increases by one per batch and per (node, boot_id), which lets consumers count g
 `decode_batch` checks everything a worker relies on before evaluating (types, lengths, references)
 and raises `WireError` naming the offending field; it never raises anything else, whatever the
 bytes. Decoding resolves references in place: ``EV_PROC`` and ``P_PARENT`` become the records.
+`Decoder` does the same in one C pass (wiredecode.c) for the worker, falling back to it.
 """
 
 from __future__ import annotations
@@ -126,8 +127,8 @@ class Decoder:
     """`decode_batch` for a consumer of many batches: the same results and errors, decoded in one C
     pass (wiredecode.c) that keeps a bounded cache of strings across batches, where the C part is
     built; in Python otherwise (`native` says which). A batch the C pass is not sure of is decoded
-    by `decode_batch`, which then gives the same result or the precise error. Not thread-safe:
-    one per consumer."""
+    by `decode_batch`, which then gives the same result or the precise error. Keep one per
+    consumer: the cache is what makes it fast."""
 
     def __init__(self) -> None:
         self._native: _NativeDecoder | None

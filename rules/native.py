@@ -6,7 +6,8 @@ by a hash of the source, the interpreter and the compiler command, so a changed 
 different Python rebuilds it and a second start only imports it. Needs a C compiler (`cc`,
 Debian's gcc, in scripts/apt-packages.txt) and the interpreter's headers (python3-dev); a failure
 raises NativeError with the compiler's message. Used by the rule engine's batch gate
-(rules/gate.c) and the collector's ring reader and event builder (collectors/native.py).
+(rules/gate.c), the collector's ring reader and event builder (collectors/native.py) and the
+worker's wire decoder (collectors/wiredecode.c, through `collectors.wire.Decoder`).
 """
 
 from __future__ import annotations
