@@ -65,7 +65,7 @@ _FETCH_MIN_BYTES = 256 * 1024
 # How long an alert waits for others before its produce request goes. Exactly once, alerts become
 # visible only when the transaction commits, and the commit sends whatever lingers, so waiting costs
 # no latency; at 5 ms the 8 partitions' transactional producers sent a request per alert or two. At
-# 124k events/s with an alert per batch, 5 ms gave p99 1.7-1.9 s (worker 0.81-0.83 core, 3 runs) and
+# 124k events/s with an alert per batch, 5 ms gave p99 1.7-1.9 s (worker 0.81-0.83 core, 2 runs) and
 # 100 ms p99 0.55 s (0.68 core); p50 did not rise. At least once, an alert is visible once sent.
 _LINGER_EXACTLY_ONCE = 0.1
 _LINGER = 0.005
