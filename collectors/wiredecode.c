@@ -25,7 +25,7 @@
 #define CACHE_BITS 15
 #define CACHE_SLOTS (1u << CACHE_BITS)
 #define CACHE_MAX_LEN 256
-/* Records nest three deep (envelope, events, event, args, argv list); deeper input is not ours. */
+/* Records nest five deep (envelope, events, event, args, an argv list); deeper input is not ours. */
 #define MAX_DEPTH 16
 #define N_KEYS 8
 
