@@ -87,7 +87,7 @@ def bench_in_process(batches: list[Batch], runs: int) -> None:
 def bench_broker(batches: list[Batch], runs: int) -> None:
     from confluent_kafka import Consumer, Producer
 
-    from streams import localkafka
+    from devtools import localkafka
 
     n = sum(len(b.events) for b in batches)
     payloads = [encode_batch(copy.deepcopy(b)) for b in batches]

@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = None
     bootstrap = args.bootstrap
     if not bootstrap:
-        from streams import localkafka
+        from devtools import localkafka
 
         cluster = localkafka.start(Path(tempfile.mkdtemp(prefix="peregrine-bench-")), n=1)
         bootstrap = cluster.bootstrap
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = [step(exe, bootstrap, int(rate), args.seconds) for rate in args.rates.split(",")]
     finally:
         if cluster is not None:
-            from streams import localkafka
+            from devtools import localkafka
 
             localkafka.stop(cluster)
 

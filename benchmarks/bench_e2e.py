@@ -33,7 +33,7 @@ from typing import Any
 from benchmarks.falco_rules import STABLE_AND_INCUBATING
 from benchmarks.processes import stop
 from benchmarks.results import record
-from streams import localkafka
+from devtools import localkafka
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = list(STABLE_AND_INCUBATING)
@@ -81,7 +81,7 @@ class Receiver:
 def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PEREGRINE_METRICS_PORT": "0"}
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "streams.cli", *argv], cwd=REPO, env=env,
+        return subprocess.Popen([sys.executable, "-m", "cli.main", *argv], cwd=REPO, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
 
 

@@ -50,9 +50,9 @@ from benchmarks.processes import cpu_seconds, stop
 from benchmarks.results import record
 from benchmarks.workload import make_events
 from collectors.wire import Batch, encode_batch
+from devtools import localkafka
 from rules import record as R
 from rules.record import SCHEMA_VERSION
-from streams import localkafka
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = list(STABLE_AND_INCUBATING)
@@ -227,7 +227,7 @@ class Bench:
                 flags += ["--rules", str(r)]
             log = (self.tmp / f"{app_id}-{i}.log").open("wb")
             env = {**os.environ, "PEREGRINE_METRICS_PORT": "0"}
-            procs.append(subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", *flags], cwd=REPO,
+            procs.append(subprocess.Popen([sys.executable, "-m", "cli.main", "worker", *flags], cwd=REPO,
                                           env=env, stdout=log, stderr=subprocess.STDOUT))
         return procs
 

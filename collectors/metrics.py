@@ -1,6 +1,6 @@
 """The collector's OpenTelemetry instruments (`peregrine.collector.*`), fed once per stats interval.
 
-Only the OpenTelemetry API is used here; `streams.telemetry` installs the SDK at process start
+Only the OpenTelemetry API is used here; `telemetry.otel` installs the SDK at process start
 (a no-op meter otherwise). Attributes never name pods or processes.
 """
 

@@ -7,7 +7,7 @@ broker is unreachable librdkafka keeps the queued batches and retries until `mes
 batches it gives up on are counted as `delivery_failed`. Reachability changes are logged once
 each (plus a reminder every 30 s while down), never per message; so is a refused TLS/SASL login
 (`refused`), which `peregrine replay` treats as fatal. Security settings come in through `extra`
-(`collectors.kafka_security`).
+(`bus.security`).
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ import time
 from dataclasses import replace
 from typing import Any, Protocol
 
-from collectors import kafka_security
+from bus import security as kafka_security
+from bus.security import KafkaSecurity, KafkaSecurityError
 from collectors.btf import Btf
 from collectors.capture import CaptureWriter, read_capture
 from collectors.cgroups import CgroupResolver
@@ -33,7 +34,6 @@ from collectors.config import CollectorConfig
 from collectors.decode import Decoder
 from collectors.errors import CollectorError
 from collectors.header import PG_CNT_BAD_REGS, PG_CNT_EVTS, PG_CNT_PAGE_FAULT, PG_CNT_RING_FULL
-from collectors.kafka_security import KafkaSecurity, KafkaSecurityError
 from collectors.proctable import ProcTable
 from collectors.stats import Stats, StatsCounter, encode_stats
 from collectors.wire import Batch, encode_batch
@@ -354,7 +354,7 @@ def _security(args: argparse.Namespace) -> KafkaSecurity | None:
 
 
 def main(argv: list[str]) -> int:
-    """Entry point for `peregrine collect|record|replay` (streams.cli passes the role first)."""
+    """Entry point for `peregrine collect|record|replay` (cli.main passes the role first)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not argv or argv[0] not in ("collect", "record", "replay"):
         print("usage: collectors.service {collect|record|replay} ...", file=sys.stderr)

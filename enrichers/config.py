@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from collectors.kafka_security import KafkaSecurity
+from bus.security import KafkaSecurity
 from enrichers.errors import ConfigError
 from enrichers.records import TOPIC
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from collectors import kafka_security
+from bus import security as kafka_security
 from enrichers.config import K8sMetaConfig
 from enrichers.errors import ConfigError, EnricherError, RecordError, TopicError
 from enrichers.metrics import PublisherMetrics, publisher_metrics

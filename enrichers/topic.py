@@ -16,7 +16,7 @@ from typing import Any, Final
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
-from collectors.kafka_security import KafkaSecurity
+from bus.security import KafkaSecurity
 from enrichers.config import K8sMetaConfig
 from enrichers.errors import TopicError
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from rules import operators as ops
+from rules.affixes import Affixes
 from rules.condtree import (
     CALL,
     SIMPLE_READ,
-    Affixes,
     Constants,
     Node,
     Values,

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from rules import operators as ops
+from rules.affixes import Affixes
 from rules.ast import (
     AndExpr,
     BinaryCheckExpr,
@@ -48,7 +49,6 @@ from rules.codegen import UNSET, any_present, bucket_source, place, prologue, re
 from rules.condtree import (
     FALSE,
     TRUE,
-    Affixes,
     Constants,
     Context,
     Node,

@@ -33,7 +33,7 @@ from rules import record as R
 from rules import render
 from rules import render_flags as rf
 from rules import render_params as rp
-from rules.condtree import Affixes
+from rules.affixes import Affixes
 
 Extractor = str | Callable[[str | None, int | None], str]
 

@@ -31,8 +31,9 @@ from typing import Any, Protocol, TypeAlias
 
 from rules import native
 from rules import record as R
+from rules.affixes import Affixes
 from rules.codegen import affixes_of
-from rules.condtree import Affixes, Node, Values, p_true
+from rules.condtree import Node, Values, p_true
 from rules.fields import BASES
 from rules.operators import Memo
 from rules.record import EVENT_TYPES

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rules.affixes import Affixes
 from rules.ast import FieldExpr, ListExpr, Pos, TransformerExpr, ValueExpr
-from rules.condtree import Affixes, Context
+from rules.condtree import Context
 from rules.fields import FieldFlag, FieldType, lookup
 from rules.transformers import TRANSFORMERS
 

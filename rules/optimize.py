@@ -15,10 +15,10 @@ included (every merged test is false on a missing value, and so is the merged on
 from __future__ import annotations
 
 from rules import operators as ops
+from rules.affixes import Affixes
 from rules.condtree import (
     FALSE,
     TRUE,
-    Affixes,
     Context,
     Leaf,
     Node,

@@ -1,7 +1,7 @@
 """`WorkerConfig`: everything a detection worker needs, from command-line flags and the environment.
 
 Flags win over environment variables (``PEREGRINE_*``), which win over defaults. Kafka TLS and SASL
-are `collectors.kafka_security`, shared with the collector and k8s-meta: secrets (the SASL password,
+are `bus.security`, shared with the collector and k8s-meta: secrets (the SASL password,
 the TLS key password) come from the environment only, never from flags (they would show in ``ps``),
 and no repr, log line or error message prints them.
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from collectors import kafka_security
-from collectors.kafka_security import KafkaSecurity, KafkaSecurityError
+from bus import security as kafka_security
+from bus.security import KafkaSecurity, KafkaSecurityError
 
 GUARANTEES: Final = ("exactly_once", "at_least_once")
 

@@ -7,7 +7,7 @@ alert to `peregrine.alerts`, keyed by container id so one container's alerts sta
 else happens per event: no coroutine, no log line, no message.
 
 A batch that does not decode (or has a schema version this build does not read) goes to the
-dead-letter topic with the reason (`streams.dlq`), and so does a batch the rule engine raises on:
+dead-letter topic with the reason (`bus.dlq`), and so does a batch the rule engine raises on:
 one bad batch must not stop a partition. Both are counted.
 
 `Detector` is the synchronous, Kafka-free part (unit-tested directly); `install_detection` wires it
@@ -26,9 +26,9 @@ from typing import Any
 
 import faust
 
+from bus import dlq
 from collectors.wire import Batch, Decoder, WireError
 from rules.record import EV_PROC, P_CONTAINER_ID, Process
-from streams import dlq
 from streams.app import Emitter, WorkerTopics, commit_gate
 from streams.metrics import WorkerMetrics
 from streams.reload import LiveRules

@@ -1,6 +1,6 @@
 """Every instrument the detection worker records, in one place (the dashboards are built on these names).
 
-Instruments come from the OpenTelemetry API, which is a no-op until `streams.telemetry` installs the
+Instruments come from the OpenTelemetry API, which is a no-op until `telemetry.otel` installs the
 SDK, so tests and benchmarks pay nothing for them. Names follow ``peregrine.worker.<quantity>`` with
 OTel units; attributes are low-cardinality (reason, priority, outcome), never a pod or node name.
 Recording happens once per batch, never per event.

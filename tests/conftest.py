@@ -2,7 +2,7 @@
 
 * `kafka_bootstrap`: one real single-node KRaft broker for the whole session.
 * `kafka_cluster`: three real KRaft nodes (replication 3, min.insync.replicas 2) for failure tests;
-  the fixture hands out the `streams.localkafka.Cluster`, so tests can kill and restart nodes.
+  the fixture hands out the `devtools.localkafka.Cluster`, so tests can kill and restart nodes.
 * `unique_topic`: random topic (and group) names, so tests never see each other's data.
 
 Logs of a broker are kept (their directory is printed) when any test of the session failed.
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from streams import localkafka
+from devtools import localkafka
 
 REPO = Path(__file__).resolve().parents[1]
 # Falco's own rules files live in shared/, beside the repository (CI lays it out the same way);

@@ -1,6 +1,6 @@
 """The whole pipeline as real processes, and what its receivers got.
 
-`Pipeline` starts `python -m streams.cli collect|worker|sink|k8s-meta|replay` as subprocesses on
+`Pipeline` starts `python -m cli.main collect|worker|sink|k8s-meta|replay` as subprocesses on
 test-unique topics (``peregrine.<name>-<tag>``), consumer groups and app ids, logs each to a file
 in the test's tmp directory, and kills whatever still runs at teardown (SIGTERM, then SIGKILL).
 Topics are created up front, so a sink or worker never subscribes to a topic that is not there.
@@ -33,12 +33,12 @@ from receivers import SLACK_PATH, Receiver, Rsyslog
 from worker_harness import WorkerProcs, WorkerSetup, produce
 
 from enrichers.records import Meta, encode
-from streams.sinks.alert import parse_time_ns
+from sinks.alert import parse_time_ns
 
 REPO = Path(__file__).resolve().parents[2]
 FALCO_RULE_FILES = ("falco_rules.yaml", "falco-incubating_rules.yaml")
 PEREGRINE_RULES = REPO / "rules" / "data" / "peregrine_rules.yaml"
-ATTACK_CAPTURE = REPO / "tests" / "data" / "attack_scenario.cap"
+ATTACK_CAPTURE = REPO / "devtools" / "data" / "attack_scenario.cap"
 COLLECTOR_READY = "peregrine collector ready"
 SLACK_URL_ENV = "E2E_SLACK_WEBHOOK_URL"
 _SD_UUID = re.compile(r'uuid="([0-9a-f-]+)"')
@@ -100,7 +100,7 @@ class Pipeline:
         log = self.tmp / f"{name}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", *role_argv],
+                [sys.executable, "-m", "cli.main", *role_argv],
                 stdout=out, stderr=subprocess.STDOUT, env=self.env(env), cwd=REPO,
             )
         service = Service(name, proc, log)
@@ -147,7 +147,7 @@ class Pipeline:
 
     def replay(self, capture: Path = ATTACK_CAPTURE) -> dict[str, Any]:
         done = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "replay", str(capture), "--max-rate",
+            [sys.executable, "-m", "cli.main", "replay", str(capture), "--max-rate",
              "--bootstrap", self.bootstrap,
              "--events-topic", self.topic("events"), "--stats-topic", self.topic("stats")],
             capture_output=True, text=True, env=self.env(), cwd=REPO, timeout=120,

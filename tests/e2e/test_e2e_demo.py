@@ -20,7 +20,7 @@ def test_demo_prints_the_attack_scenarios_alerts_and_keeps_them(
 ) -> None:
     out = tmp_path / "alerts.jsonl"
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "demo", "--bootstrap", kafka_bootstrap, "--out", str(out),
+        [sys.executable, "-m", "cli.main", "demo", "--bootstrap", kafka_bootstrap, "--out", str(out),
          "--quiet", "3"],
         capture_output=True, text=True, cwd=REPO, timeout=400,
         env={"PEREGRINE_FALCO_RULES": str(falco_rules_dir), "PATH": "/usr/bin:/bin"},

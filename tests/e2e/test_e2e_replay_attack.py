@@ -2,7 +2,7 @@
 worker` (Falco stable + incubating + Peregrine's rules) -> `peregrine sink` -> a Slack stand-in, a
 real rsyslogd (RFC 5424 + CEF) and a JSON-lines file.
 
-The capture (`tests/data/attack_scenario.cap`, recorded live by `tests/ebpf/`) holds an
+The capture (`devtools/data/attack_scenario.cap`, recorded live by `tests/ebpf/`) holds an
 interactive bash under runc in a kubepods container, kubectl, a connect to 10.96.0.1:443, unshare +
 nsenter, apt-get. The pod and the API server's service are published to the k8s topic in
 k8s-meta's own record format (no API server is needed here: test_e2e_live_attack does it live).

@@ -1,4 +1,4 @@
-"""The attack scenario, recorded live and shipped as `tests/data/attack_scenario.cap`.
+"""The attack scenario, recorded live and shipped as `devtools/data/attack_scenario.cap`.
 
 In a cgroup laid out like a containerd container under kubepods, a process named runc starts an
 interactive bash on a pty; the shell runs a binary named kubectl, connects to the API server's
@@ -47,7 +47,7 @@ from rules.record import (
     Event,
 )
 
-SHIPPED = Path(__file__).resolve().parents[1] / "data" / "attack_scenario.cap"
+SHIPPED = Path(__file__).resolve().parents[2] / "devtools" / "data" / "attack_scenario.cap"
 API_SERVER = ("10.96.0.1", 443)
 CLONE_NEWUTS = 0x04000000
 PYTHON = "/usr/bin/python3"

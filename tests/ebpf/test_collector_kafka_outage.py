@@ -22,8 +22,8 @@ from confluent_kafka import Consumer
 
 from collectors.stats import LOST_CATEGORIES, decode_stats
 from collectors.wire import decode_batch
+from devtools import localkafka
 from rules.record import EV_FD, F_NAME
-from streams import localkafka
 
 pytestmark = [pytest.mark.root, pytest.mark.kafka, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 

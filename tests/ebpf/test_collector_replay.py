@@ -14,7 +14,7 @@ from confluent_kafka import Consumer
 
 from collectors.capture import read_capture
 
-CAPTURE = Path(__file__).resolve().parents[1] / "data" / "attack_scenario.cap"
+CAPTURE = Path(__file__).resolve().parents[2] / "devtools" / "data" / "attack_scenario.cap"
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -103,8 +103,8 @@ def _build_every_component() -> None:
     from collectors.metrics import CollectorMetrics
     from enrichers.metrics import publisher_metrics, table_metrics
     from enrichers.table import K8sTable
+    from sinks.metrics import create_metrics
     from streams.metrics import worker_metrics
-    from streams.sinks.metrics import create_metrics
 
     CollectorMetrics(lambda: 0)
     worker_metrics()

@@ -24,7 +24,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
 
 import rules
-from streams.sinks.config import parse_config
+from sinks.config import parse_config
 
 ROOT = CHART.parents[2]
 NOT_INSTALLABLE = {"KafkaTopic"}  # Strimzi publishes its CRDs on no package registry

@@ -25,7 +25,7 @@ UNITS = re.compile(r"s|By|1|\{[a-z_]+\}")
 SUFFIXES = ("_total", "_seconds", "_bytes", "_ratio", ".total", ".seconds", ".bytes")
 # Attribute keys the components may use; all are bounded sets that do not grow with the cluster.
 ALLOWED_ATTRIBUTES = {"category", "reason", "outcome", "priority", "destination", "resource"}
-PACKAGES = ("collectors", "enrichers", "streams")
+PACKAGES = ("collectors", "enrichers", "streams", "sinks", "telemetry")
 
 
 @pytest.fixture(scope="module")

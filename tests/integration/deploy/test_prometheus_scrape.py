@@ -1,7 +1,7 @@
 """A real Prometheus scrapes real `peregrine sink` and `peregrine k8s-meta` processes and sees the
 `peregrine_*` series.
 
-Each role runs as its own process through the `peregrine` CLI (so `streams.telemetry` sets up the
+Each role runs as its own process through the `peregrine` CLI (so `telemetry.otel` sets up the
 SDK and the Prometheus endpoint exactly as in a pod). The sink reads alerts from the real broker
 and writes them to a file destination; one poison record goes to the dead-letter topic. k8s-meta
 watches the real kube-apiserver of the k8s tests and publishes to the broker. Prometheus,
@@ -71,7 +71,7 @@ def _role(args: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
     """`peregrine <role> ...` as its own process, metrics on 127.0.0.1:port, as in a pod."""
     env = {"PATH": "/usr/bin:/bin", "PEREGRINE_METRICS_PORT": str(port),
            "PEREGRINE_METRICS_ADDR": "127.0.0.1"}
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", *args],
+    return subprocess.Popen([sys.executable, "-m", "cli.main", *args],
                             cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 

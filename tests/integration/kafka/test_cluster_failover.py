@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams import localkafka
+from devtools import localkafka
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cluster]
 

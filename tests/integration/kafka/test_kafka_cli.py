@@ -13,7 +13,7 @@ pytestmark = pytest.mark.kafka
 
 
 def _peregrine(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
                           timeout=180, env=env, check=False)
 
 

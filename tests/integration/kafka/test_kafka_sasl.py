@@ -17,16 +17,16 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 
+from bus.security import KafkaSecurity
 from collectors.capture import read_capture
-from collectors.kafka_security import KafkaSecurity
+from devtools import localkafka
 from enrichers.config import K8sMetaConfig
 from enrichers.topic import ensure_topic, producer, read_table
-from streams import localkafka
 
 pytestmark = pytest.mark.kafka
 
 REPO = Path(__file__).resolve().parents[3]
-CAPTURE = REPO / "tests" / "data" / "attack_scenario.cap"
+CAPTURE = REPO / "devtools" / "data" / "attack_scenario.cap"
 USER, PASSWORD = "peregrine", "s3cret-not-in-logs"
 JAAS = (
     "org.apache.kafka.common.security.plain.PlainLoginModule required "
@@ -80,7 +80,7 @@ def _env(password: str) -> dict[str, str]:
 
 def _replay(bootstrap: str, topic: str, password: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "replay", str(CAPTURE), "--max-rate", "--bootstrap", bootstrap,
+        [sys.executable, "-m", "cli.main", "replay", str(CAPTURE), "--max-rate", "--bootstrap", bootstrap,
          "--events-topic", topic, "--stats-topic", f"{topic}.stats"],
         env=_env(password), capture_output=True, text=True, timeout=180, cwd=REPO,
     )  # fmt: skip

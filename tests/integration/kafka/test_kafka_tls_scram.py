@@ -37,8 +37,8 @@ from confluent_kafka.admin import AdminClient
 from tls_broker import KEY_PASSWORD, PASSWORD, USER, TlsBroker, read_values
 
 import rules
+from bus.security import KafkaSecurity
 from collectors.capture import read_capture
-from collectors.kafka_security import KafkaSecurity
 from collectors.wire import decode_batch
 from enrichers.config import K8sMetaConfig
 from enrichers.records import ContainerMeta, ServiceMeta, decode, encode, key_of
@@ -49,7 +49,7 @@ from streams import config as worker_config
 pytestmark = pytest.mark.kafka
 
 REPO = Path(__file__).resolve().parents[3]
-CAPTURE = REPO / "tests" / "data" / "attack_scenario.cap"
+CAPTURE = REPO / "devtools" / "data" / "attack_scenario.cap"
 PEREGRINE_RULES = REPO / "rules" / "data" / "peregrine_rules.yaml"
 BATCHES = sorted(frame.value for frame in read_capture(str(CAPTURE)) if frame.kind == "events")
 WRONG_PASSWORD = "wrong-scram-password"
@@ -64,18 +64,18 @@ def broker() -> Iterator[TlsBroker]:
         tls_broker.stop(started)
 
 
-# `peregrine` as `python -m streams.cli` runs it, that also prints how many threads the process still
+# `peregrine` as `python -m cli.main` runs it, that also prints how many threads the process still
 # has when the interpreter starts to exit (librdkafka's threads are native: /proc lists them)
 _COUNT_THREADS_AT_EXIT = """
 import atexit, os, runpy, sys
 atexit.register(lambda: print(f"threads at exit: {len(os.listdir('/proc/self/task'))}", file=sys.stderr))
-runpy.run_module("streams.cli", run_name="__main__", alter_sys=True)
+runpy.run_module("cli.main", run_name="__main__", alter_sys=True)
 """
 
 
 def _replay(bootstrap: str, topic: str, env: dict[str, str], *flags: str, timeout: float = 180,
             count_threads: bool = False) -> subprocess.CompletedProcess[str]:
-    program = ["-c", _COUNT_THREADS_AT_EXIT] if count_threads else ["-m", "streams.cli"]
+    program = ["-c", _COUNT_THREADS_AT_EXIT] if count_threads else ["-m", "cli.main"]
     return subprocess.run(
         [sys.executable, *program, "replay", str(CAPTURE), "--max-rate", "--bootstrap", bootstrap,
          "--events-topic", topic, "--stats-topic", f"{topic}.stats", *flags],
@@ -241,7 +241,7 @@ def test_worker_that_cannot_log_in_exits_and_says_why(
     if problem == "another CA":
         env["PEREGRINE_KAFKA_SSL_CAFILE"] = broker.other_ca_file
     argv, _ = _worker_argv(broker, tmp_path)
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "worker", *argv], env=_worker_env(env),
+    done = subprocess.run([sys.executable, "-m", "cli.main", "worker", *argv], env=_worker_env(env),
                           capture_output=True, text=True, timeout=90, cwd=REPO)  # fmt: skip
     output = done.stdout + done.stderr
     assert done.returncode == 1, output[-3000:]
@@ -253,7 +253,7 @@ def test_worker_that_cannot_log_in_exits_and_says_why(
 def _running(role_argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A `peregrine` role as a real process, its output in `log`; SIGTERM (then SIGKILL) at exit."""
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", *role_argv], env=_worker_env(env),
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", *role_argv], env=_worker_env(env),
                                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
     try:
         yield proc

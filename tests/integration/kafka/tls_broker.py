@@ -1,4 +1,4 @@
-"""A one-node KRaft broker (the project's jars, `streams.localkafka`) with TLS and SCRAM listeners.
+"""A one-node KRaft broker (the project's jars, `devtools.localkafka`) with TLS and SCRAM listeners.
 
 Beside its PLAINTEXT listener (inter-broker traffic, readiness, creating the SCRAM users) it has:
 
@@ -33,8 +33,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported wi
     UserScramCredentialUpsertion,
 )
 
-from collectors.kafka_security import KafkaSecurity
-from streams import localkafka
+from bus.security import KafkaSecurity
+from devtools import localkafka
 
 USER: Final = "peregrine"
 PASSWORD: Final = "scram-s3cret-not-in-logs"

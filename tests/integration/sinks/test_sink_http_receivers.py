@@ -15,14 +15,14 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from receivers import HEC_TOKEN, SLACK_PATH, Broken, Receiver, Slow, Status
 
-from streams.sinks import elastic, loki, slack, splunk, webhook
-from streams.sinks.alert import decode_alert
-from streams.sinks.base import Destination
-from streams.sinks.config import RetryConfig
-from streams.sinks.delivery import EXHAUSTED, REJECTED, DeliveryReport, deliver
-from streams.sinks.http import HttpConfig
-from streams.sinks.metrics import create_metrics
-from streams.sinks.options import Secret
+from sinks import elastic, loki, slack, splunk, webhook
+from sinks.alert import decode_alert
+from sinks.base import Destination
+from sinks.config import RetryConfig
+from sinks.delivery import EXHAUSTED, REJECTED, DeliveryReport, deliver
+from sinks.http import HttpConfig
+from sinks.metrics import create_metrics
+from sinks.options import Secret
 
 LIMIT = 8192
 AlertDoc = Callable[..., dict[str, Any]]

@@ -18,14 +18,14 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from receivers import HEC_TOKEN, SLACK_PATH, Receiver, Rsyslog
 
-from streams.sinks import elastic, file, loki, slack, splunk, syslog, webhook
-from streams.sinks.alert import Alert, decode_alert
-from streams.sinks.base import Destination
-from streams.sinks.config import RetryConfig
-from streams.sinks.delivery import deliver
-from streams.sinks.http import HttpConfig
-from streams.sinks.metrics import create_metrics
-from streams.sinks.options import Secret
+from sinks import elastic, file, loki, slack, splunk, syslog, webhook
+from sinks.alert import Alert, decode_alert
+from sinks.base import Destination
+from sinks.config import RetryConfig
+from sinks.delivery import deliver
+from sinks.http import HttpConfig
+from sinks.metrics import create_metrics
+from sinks.options import Secret
 
 AlertDoc = Callable[..., dict[str, Any]]
 MakeReceiver = Callable[..., Receiver]

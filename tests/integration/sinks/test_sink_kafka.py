@@ -22,9 +22,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from receivers import HEC_TOKEN, Receiver
 
-from streams.sinks.config import SinkConfig, parse_config
-from streams.sinks.metrics import create_metrics
-from streams.sinks.service import run
+from sinks.config import SinkConfig, parse_config
+from sinks.metrics import create_metrics
+from sinks.service import run
 
 pytestmark = pytest.mark.kafka
 AlertDoc = Callable[..., dict[str, Any]]

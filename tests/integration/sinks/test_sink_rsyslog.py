@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from receivers import Rsyslog
 
-from streams.sinks import syslog
-from streams.sinks.alert import decode_alert
-from streams.sinks.errors import RetryableError
+from sinks import syslog
+from sinks.alert import decode_alert
+from sinks.errors import RetryableError
 
 AlertDoc = Callable[..., dict[str, Any]]
 

@@ -16,7 +16,7 @@ import pytest
 from receivers import Receiver, Status
 from test_sink_kafka import Topics, produce, topics, wait_until
 
-from streams.sinks.service import main
+from sinks.service import main
 
 __all__ = ["topics"]  # fixture shared with test_sink_kafka
 
@@ -74,7 +74,7 @@ def test_the_process_delivers_stops_on_sigterm_and_keeps_secrets_out_of_its_logs
         [
             sys.executable,
             "-c",
-            "import sys; from streams.sinks.service import main; sys.exit(main(sys.argv[1:]))",
+            "import sys; from sinks.service import main; sys.exit(main(sys.argv[1:]))",
             "--config",
             str(config),
             "--log-level",

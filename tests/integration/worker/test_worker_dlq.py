@@ -11,7 +11,7 @@ import pytest
 from worker_batches import expected_shells, make_batch
 from worker_harness import Record, WorkerProcs, WorkerSetup, consume_until, produce
 
-from streams import dlq
+from bus import dlq
 
 pytestmark = pytest.mark.kafka
 

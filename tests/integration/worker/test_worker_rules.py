@@ -95,11 +95,11 @@ def test_falco_rules_alerts_match_the_engine_with_kubernetes_fields(
 def test_replayed_attack_capture_gives_exactly_the_engines_alerts(
     workers: WorkerProcs, falco_rules_dir: Path
 ) -> None:
-    """`peregrine replay` of the recorded attack scenario (tests/data) -> `peregrine worker` with
+    """`peregrine replay` of the recorded attack scenario (devtools/data) -> `peregrine worker` with
     Falco's stable + incubating rules and Peregrine's own, the pod and the API server's service on
     `peregrine.k8s`: exactly the alerts (rule, priority, output) the engine gives for the capture."""
     setup = workers.setup
-    capture = REPO / "tests" / "data" / "attack_scenario.cap"
+    capture = REPO / "devtools" / "data" / "attack_scenario.cap"
     rule_files = [falco_rules_dir / "falco_rules.yaml", falco_rules_dir / "falco-incubating_rules.yaml",
                   REPO / "rules" / "data" / "peregrine_rules.yaml"]
     frames = [f for f in read_capture(str(capture)) if f.kind == "events"]
@@ -121,7 +121,7 @@ def test_replayed_attack_capture_gives_exactly_the_engines_alerts(
 
     produce(setup.bootstrap, setup.topic("k8s"), [encode(m) for m in k8s])
     replay = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "replay", str(capture), "--max-rate",
+        [sys.executable, "-m", "cli.main", "replay", str(capture), "--max-rate",
          "--bootstrap", setup.bootstrap, "--events-topic", setup.topic("events"),
          "--stats-topic", setup.topic("stats")],
         cwd=REPO, capture_output=True, text=True, timeout=120, check=False,

@@ -85,7 +85,7 @@ class WorkerProcs:
         if standin:
             cmd = [PYTHON, str(HERE / "worker_batches.py")]
         else:
-            cmd = [PYTHON, "-m", "streams.cli", "worker"]
+            cmd = [PYTHON, "-m", "cli.main", "worker"]
         log = self.setup.tmp / f"worker-{index}.log"
         env = {**os.environ, "PEREGRINE_METRICS_PORT": "0", "PYTHONPATH": str(REPO)}
         with log.open("wb") as out:

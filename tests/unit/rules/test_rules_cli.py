@@ -257,7 +257,7 @@ def test_test_bad_capture_is_one_error(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 1 and "cannot read capture" in err
 
 
-SHIPPED_CAPTURE = Path(__file__).resolve().parents[2] / "data" / "attack_scenario.cap"
+SHIPPED_CAPTURE = Path(__file__).resolve().parents[3] / "devtools" / "data" / "attack_scenario.cap"
 
 
 def test_default_rules_catch_the_recorded_attack_scenario(capsys: pytest.CaptureFixture[str]) -> None:

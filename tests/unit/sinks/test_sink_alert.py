@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from rules.priority import Priority
-from streams.sinks.alert import decode_alert, parse_time_ns
-from streams.sinks.errors import AlertDecodeError
+from sinks.alert import decode_alert, parse_time_ns
+from sinks.errors import AlertDecodeError
 
 AlertDoc = Callable[..., dict[str, Any]]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from rules.priority import Priority
-from streams.sinks.config import RetryConfig, load_config, parse_config
-from streams.sinks.errors import ConfigError
-from streams.sinks.options import Secret
+from sinks.config import RetryConfig, load_config, parse_config
+from sinks.errors import ConfigError
+from sinks.options import Secret
 
 WEBHOOK_SECRET = "https://hooks.slack.test/services/T1/B2/TOPSECRETTOKEN"
 HEC_SECRET = "hec-token-7c1e-SECRET"

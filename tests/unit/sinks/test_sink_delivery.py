@@ -13,9 +13,9 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from streams.sinks.base import ACCEPTED, Outcome
-from streams.sinks.config import RetryConfig
-from streams.sinks.delivery import (
+from sinks.base import ACCEPTED, Outcome
+from sinks.config import RetryConfig
+from sinks.delivery import (
     EXHAUSTED,
     REJECTED,
     DeliveryReport,
@@ -24,8 +24,8 @@ from streams.sinks.delivery import (
     chunks,
     deliver,
 )
-from streams.sinks.errors import PermanentError, RetryableError
-from streams.sinks.metrics import create_metrics
+from sinks.errors import PermanentError, RetryableError
+from sinks.metrics import create_metrics
 
 RETRY = RetryConfig(max_attempts=4, initial_backoff_s=1.0, max_backoff_s=8.0, max_retry_after_s=60.0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from streams.sinks import escape
+from sinks import escape
 
 
 def test_clean_makes_nul_ansi_and_bidi_visible_and_keeps_newlines_for_the_format_step() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.sinks.config import load_config
+from sinks.config import load_config
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "streams" / "sinks" / "sinks.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "sinks" / "sinks.example.yaml"
 
 
 def test_example_config_loads_without_secrets() -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from streams.sinks.alert import decode_alert
-from streams.sinks.errors import RetryableError
-from streams.sinks.file import FileConfig, FileDestination, StdoutConfig, StdoutDestination
+from sinks.alert import decode_alert
+from sinks.errors import RetryableError
+from sinks.file import FileConfig, FileDestination, StdoutConfig, StdoutDestination
 
 
 @pytest.mark.parametrize("fsync", ["always", "interval", "never"])

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from streams.sinks import elastic, file, loki, slack, splunk, syslog, webhook
-from streams.sinks.alert import Alert, decode_alert
-from streams.sinks.http import HttpConfig
-from streams.sinks.options import Secret
+from sinks import elastic, file, loki, slack, splunk, syslog, webhook
+from sinks.alert import Alert, decode_alert
+from sinks.http import HttpConfig
+from sinks.options import Secret
 
 LIMIT = 8192
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from streams.sinks.http import parse_retry_after, redact
-from streams.sinks.options import Secret
+from sinks.http import parse_retry_after, redact
+from sinks.options import Secret
 
 
 def test_retry_after_seconds_and_http_dates() -> None:

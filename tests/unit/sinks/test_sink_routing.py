@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from rules.priority import Priority
-from streams.sinks.alert import Alert, decode_alert
-from streams.sinks.routing import Route
+from sinks.alert import Alert, decode_alert
+from sinks.routing import Route
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams import dlq
+from bus import dlq
 
 
 def test_headers_round_trip() -> None:

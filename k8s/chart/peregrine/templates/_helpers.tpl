@@ -100,7 +100,7 @@ capabilities:
 {{- end }}
 {{- end -}}
 
-{{/* The Kafka TLS/SASL settings every Python role reads (collectors.kafka_security): env entries;
+{{/* The Kafka TLS/SASL settings every Python role reads (bus.security): env entries;
      the CA bundle is passed as --ssl-cafile by the caller, the password comes from a Secret. */}}
 {{- define "peregrine.kafkaSecurityEnv" -}}
 - {name: PEREGRINE_KAFKA_SECURITY_PROTOCOL, value: {{ .Values.kafka.securityProtocol | quote }}}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from streams.sinks.errors import ConfigError
+from sinks.errors import ConfigError
 
 
 class Secret:

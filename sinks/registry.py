@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from streams.sinks import elastic, file, loki, slack, splunk, syslog, webhook
-from streams.sinks.base import Destination
-from streams.sinks.options import Options
+from sinks import elastic, file, loki, slack, splunk, syslog, webhook
+from sinks.base import Destination
+from sinks.options import Options
 
 
 @dataclass(frozen=True, slots=True)

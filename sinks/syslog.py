@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rules.priority import Priority
-from streams.sinks import escape
-from streams.sinks.alert import Alert
-from streams.sinks.base import ACCEPTED, Outcome
-from streams.sinks.errors import RetryableError
-from streams.sinks.options import Options
+from sinks import escape
+from sinks.alert import Alert
+from sinks.base import ACCEPTED, Outcome
+from sinks.errors import RetryableError
+from sinks.options import Options
 
 FACILITIES = {
     "kern": 0, "user": 1, "daemon": 3, "auth": 4, "syslog": 5, "authpriv": 10, "local0": 16, "local1": 17,

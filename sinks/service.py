@@ -19,10 +19,10 @@ import signal
 import threading
 from types import FrameType
 
-from streams.sinks.config import DestinationConfig, SinkConfig, load_config
-from streams.sinks.errors import SinkError
-from streams.sinks.metrics import SinkMetrics, create_metrics
-from streams.sinks.runner import Runner
+from sinks.config import DestinationConfig, SinkConfig, load_config
+from sinks.errors import SinkError
+from sinks.metrics import SinkMetrics, create_metrics
+from sinks.runner import Runner
 
 log = logging.getLogger("peregrine.sink")
 

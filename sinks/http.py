@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
-from streams.sinks.errors import PermanentError, RetryableError
-from streams.sinks.options import Options, Secret
+from sinks.errors import PermanentError, RetryableError
+from sinks.options import Options, Secret
 
 USER_AGENT = "peregrine-sink/0.1"
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from streams.sinks import escape
-from streams.sinks.alert import Alert
-from streams.sinks.base import ACCEPTED, Outcome
-from streams.sinks.http import HttpConfig, HttpSender, parse_http, read_url
-from streams.sinks.options import Options, Secret
+from sinks import escape
+from sinks.alert import Alert
+from sinks.base import ACCEPTED, Outcome
+from sinks.http import HttpConfig, HttpSender, parse_http, read_url
+from sinks.options import Options, Secret
 
 PUSH_PATH = "/loki/api/v1/push"
 LABEL_LIMIT = 1024  # Loki's default max_label_value_length is 2048 bytes

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rules.priority import Priority
-from streams.sinks.errors import AlertDecodeError
+from sinks.errors import AlertDecodeError
 
 # A fixed namespace so an alert that lacks a uuid gets the same one on every redelivery.
 _UUID_NAMESPACE = uuidlib.UUID("8c5f3f7e-4d0b-4c4e-9a57-1f0e6c2b9d11")

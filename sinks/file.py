@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from streams.sinks import escape
-from streams.sinks.alert import Alert
-from streams.sinks.base import ACCEPTED, Outcome
-from streams.sinks.errors import RetryableError
-from streams.sinks.options import Options
+from sinks import escape
+from sinks.alert import Alert
+from sinks.base import ACCEPTED, Outcome
+from sinks.errors import RetryableError
+from sinks.options import Options
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,15 +24,15 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
-from streams import dlq
-from streams.sinks import escape
-from streams.sinks.alert import Alert, decode_alert
-from streams.sinks.base import Destination
-from streams.sinks.config import DestinationConfig, KafkaConfig
-from streams.sinks.delivery import Stopped, deliver
-from streams.sinks.errors import AlertDecodeError
-from streams.sinks.metrics import SinkMetrics
-from streams.sinks.registry import KINDS
+from bus import dlq
+from sinks import escape
+from sinks.alert import Alert, decode_alert
+from sinks.base import Destination
+from sinks.config import DestinationConfig, KafkaConfig
+from sinks.delivery import Stopped, deliver
+from sinks.errors import AlertDecodeError
+from sinks.metrics import SinkMetrics
+from sinks.registry import KINDS
 
 log = logging.getLogger("peregrine.sink")
 

@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from streams.sinks.base import Destination, Outcome
-from streams.sinks.config import RetryConfig
-from streams.sinks.errors import PermanentError, RetryableError
-from streams.sinks.metrics import SinkMetrics
+from sinks.base import Destination, Outcome
+from sinks.config import RetryConfig
+from sinks.errors import PermanentError, RetryableError
+from sinks.metrics import SinkMetrics
 
 log = logging.getLogger("peregrine.sink")
 

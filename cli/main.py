@@ -16,11 +16,11 @@ _ROLES: dict[str, tuple[str, tuple[str, ...], bool, str]] = {
     "record": ("collectors.service", ("record",), False, "capture batches to a file"),
     "replay": ("collectors.service", ("replay",), False, "publish a recorded capture to Kafka"),
     "worker": ("streams.worker", (), True, "detection worker: events -> rules -> alerts"),
-    "sink": ("streams.sinks.service", (), True, "deliver alerts to Slack and SIEMs"),
+    "sink": ("sinks.service", (), True, "deliver alerts to Slack and SIEMs"),
     "k8s-meta": ("enrichers.service", (), True, "publish Kubernetes metadata to peregrine.k8s"),
     "rules": ("rules.cli", (), False, "validate, list and test rules files"),
-    "kafka": ("streams.localkafka", (), False, "start/stop a local Kafka broker (up|down|status)"),
-    "demo": ("streams.demo", (), False, "replay the attack scenario through a local pipeline"),
+    "kafka": ("devtools.localkafka", (), False, "start/stop a local Kafka broker (up|down|status)"),
+    "demo": ("devtools.demo", (), False, "replay the attack scenario through a local pipeline"),
 }
 
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peregrine {name}: not available in this installation ({exc})", file=sys.stderr)
         return 2
     if service and "-h" not in rest and "--help" not in rest:
-        from streams.telemetry import setup_telemetry
+        from telemetry.otel import setup_telemetry
 
         setup_telemetry(role=name)
     result: int = module.main([*lead, *rest])

@@ -37,10 +37,10 @@ from typing import Any
 
 import yaml
 
-from streams.sinks.errors import ConfigError
-from streams.sinks.options import Options, Secret
-from streams.sinks.registry import KINDS
-from streams.sinks.routing import Route, parse_route
+from sinks.errors import ConfigError
+from sinks.options import Options, Secret
+from sinks.registry import KINDS
+from sinks.routing import Route, parse_route
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 

@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from streams.sinks import escape
-from streams.sinks.alert import Alert
-from streams.sinks.base import ACCEPTED, Outcome
-from streams.sinks.errors import PermanentError, RetryableError
-from streams.sinks.http import HttpConfig, HttpSender, Response, parse_http, parse_retry_after, read_url
-from streams.sinks.options import Options, Secret
+from sinks import escape
+from sinks.alert import Alert
+from sinks.base import ACCEPTED, Outcome
+from sinks.errors import PermanentError, RetryableError
+from sinks.http import HttpConfig, HttpSender, Response, parse_http, parse_retry_after, read_url
+from sinks.options import Options, Secret
 
 EVENT_PATH = "/services/collector/event"
 ACK_PATH = "/services/collector/ack"

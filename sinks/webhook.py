@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from streams.sinks import escape
-from streams.sinks.alert import Alert
-from streams.sinks.base import ACCEPTED, Outcome
-from streams.sinks.http import HttpConfig, HttpSender, parse_http, read_url
-from streams.sinks.options import Options, Secret
+from sinks import escape
+from sinks.alert import Alert
+from sinks.base import ACCEPTED, Outcome
+from sinks.http import HttpConfig, HttpSender, parse_http, read_url
+from sinks.options import Options, Secret
 
 ID_HEADER = "X-Peregrine-Alert-Id"
 

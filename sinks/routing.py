@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from rules.priority import Priority
-from streams.sinks.alert import Alert
-from streams.sinks.options import Options
+from sinks.alert import Alert
+from sinks.options import Options
 
 
 @dataclass(frozen=True, slots=True)

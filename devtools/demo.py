@@ -2,8 +2,8 @@
 
 What it runs, all on this machine and all torn down at the end (also on Ctrl-C):
 
-1. a Kafka broker (`streams.localkafka`, needs ``./scripts/setup``), unless ``--bootstrap`` names one;
-2. `peregrine replay` of the shipped capture (``tests/data/attack_scenario.cap``, recorded live by
+1. a Kafka broker (`devtools.localkafka`, needs ``./scripts/setup``), unless ``--bootstrap`` names one;
+2. `peregrine replay` of the shipped capture (``devtools/data/attack_scenario.cap``, recorded live by
    the collector: an interactive bash under runc in a kubepods container, kubectl, a connect to the
    API server's service address, unshare + nsenter, apt-get) onto this run's own topics;
 3. Kubernetes metadata for it, in k8s-meta's record format: the capture's containers are said to
@@ -20,7 +20,7 @@ Progress goes to stderr. The demo ends once alerts have stopped arriving for ``-
 after ``--timeout``; exit status 0 when at least one alert arrived. Topics, the worker's app id and
 the sink's groups carry a random suffix, so repeated demos on one broker never see each other.
 
-Limits: each process is started with this interpreter (``python -m streams.cli``); the capture is
+Limits: each process is started with this interpreter (``python -m cli.main``); the capture is
 read from the source tree (pass ``--capture`` for an installed copy).
 """
 
@@ -44,14 +44,16 @@ from typing import IO, Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+import rules
 from collectors.wire import decode_batch
+from devtools import localkafka
 from enrichers.records import ContainerMeta, Meta, ServiceMeta, encode
 from rules.record import EV_PROC, HOST_CONTAINER_ID, P_CONTAINER_ID
-from streams import localkafka
 
+# Package data, so the demo works from an installed wheel as well as from the source tree.
+CAPTURE = Path(__file__).resolve().parent / "data" / "attack_scenario.cap"
+PEREGRINE_RULES = Path(rules.__file__).resolve().parent / "data" / "peregrine_rules.yaml"
 REPO = Path(__file__).resolve().parents[1]
-CAPTURE = REPO / "tests" / "data" / "attack_scenario.cap"
-PEREGRINE_RULES = REPO / "rules" / "data" / "peregrine_rules.yaml"
 FALCO_RULE_FILES = ("falco_rules.yaml", "falco-incubating_rules.yaml")
 DEMO_POD = "mysql-db-7d9f8b6c5d-x2x4k"
 API_SERVICE = ServiceMeta(ip="10.96.0.1", name="kubernetes", namespace="default",
@@ -173,7 +175,7 @@ def _create_topics(run: Run) -> None:
 
 def _replay(run: Run, capture: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "replay", str(capture), "--max-rate", "--bootstrap",
+        [sys.executable, "-m", "cli.main", "replay", str(capture), "--max-rate", "--bootstrap",
          run.bootstrap, "--events-topic", run.topic("events"), "--stats-topic", run.topic("stats")],
         capture_output=True, text=True, env=_env(), timeout=180,
     )
@@ -264,7 +266,7 @@ class Stage:
 def _process(run: Run, name: str, role_argv: list[str]) -> Iterator[Stage]:
     log_path = run.workdir / f"{name}.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", *role_argv],
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", *role_argv],
                                 stdout=log, stderr=subprocess.STDOUT, env=_env())
     try:
         yield Stage(name, proc, log_path)

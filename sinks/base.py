@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from streams.sinks.alert import Alert
+from sinks.alert import Alert
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rules.priority import Priority
-from streams.sinks import escape
-from streams.sinks.alert import Alert
-from streams.sinks.base import ACCEPTED, Outcome
-from streams.sinks.http import HttpConfig, HttpSender, parse_http
-from streams.sinks.options import Options
+from sinks import escape
+from sinks.alert import Alert
+from sinks.base import ACCEPTED, Outcome
+from sinks.http import HttpConfig, HttpSender, parse_http
+from sinks.options import Options
 
 # Falcosidekick's palette, which Falco users already read at a glance.
 COLOURS = {

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.sinks import escape
-from streams.sinks.alert import Alert
-from streams.sinks.base import ACCEPTED, Outcome
-from streams.sinks.errors import RetryableError
-from streams.sinks.http import HttpConfig, HttpSender, parse_http, read_url
-from streams.sinks.options import Options, Secret
+from sinks import escape
+from sinks.alert import Alert
+from sinks.base import ACCEPTED, Outcome
+from sinks.errors import RetryableError
+from sinks.http import HttpConfig, HttpSender, parse_http, read_url
+from sinks.options import Options, Secret
 
 ECS_VERSION = "8.11.0"
 _EVENT_TYPES = {
