@@ -36,6 +36,7 @@ from collectors.header import (
     H_VPGID,
     H_VPID,
     LOGINUID_UNSET,
+    PG_MAX_STR,
 )
 from rules.record import (
     EXE_FROM_MEMFD,
@@ -82,6 +83,17 @@ def _readlink(path: str) -> str | None:
         return os.readlink(path)
     except OSError:
         return None
+
+
+def _argv(block: bytes) -> list[str]:
+    """Arguments from a /proc cmdline read of at most PG_MAX_STR + 1 bytes, cut to what the probe
+    captures at exec, so a process seeded at start cannot carry a longer command line (1 MB+ of
+    arguments would otherwise reach alerts, logs and every sink) than one seen exec'ing."""
+    cut = len(block) > PG_MAX_STR
+    args = block[:PG_MAX_STR].split(b"\0")
+    if not cut or args[-1] == b"":
+        args.pop()  # the terminator's empty tail; a cut block keeps its partial last argument
+    return [a.decode("utf-8", "replace") for a in args]
 
 
 def _comm(h: Header) -> str:
@@ -280,7 +292,7 @@ class ProcTable:
             with open(f"{base}/status") as f:
                 status = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
             with open(f"{base}/cmdline", "rb") as f:
-                argv = [a.decode("utf-8", "replace") for a in f.read().split(b"\0")[:-1]]
+                argv = _argv(f.read(PG_MAX_STR + 1))
         except (OSError, ValueError):
             return None
         name = stat[stat.index("(") + 1 : stat.rindex(")")]

@@ -53,5 +53,5 @@ def test_every_member_offset_matches_probe_h(c_layout: dict[str, int]) -> None:
 def test_constants_match_probe_h() -> None:
     defines = dict(re.findall(r"#define (PG_\w+) (\w+)", PROBE_H.read_text()))
     for name in ("PG_EVT_FORK", "PG_FLAG_TRUNCATED", "PG_CNT_EVTS", "PG_CNT_RING_FULL",
-                 "PG_CNT_BAD_REGS", "PG_CNT_PAGE_FAULT", "PG_CNT_N"):
+                 "PG_CNT_BAD_REGS", "PG_CNT_PAGE_FAULT", "PG_CNT_N", "PG_MAX_STR"):
         assert getattr(header, name) == int(defines[name], 0), name
