@@ -51,8 +51,13 @@ def main(argv: list[str]) -> int:
         log.info("signal %d: finishing the current batches", signum)
         stop.set()
 
+    def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+        # logrotate's postrotate convention; without a handler SIGHUP would end the sink
+        log.info("SIGHUP: a rotated file destination reopens at its next batch")
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     return run(config, selected, stop, create_metrics())
 
 
