@@ -22,6 +22,7 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from collectors.errors import CollectorError
 from collectors.exeinfo import exe_info
 from collectors.header import (
     H_A0,
@@ -83,7 +84,8 @@ EventBuilder = Callable[
 ]
 
 
-class DecodeError(ValueError):
+# Also a ValueError, as it was before the package had a root: callers that parse records catch it.
+class DecodeError(CollectorError, ValueError):
     """A record shorter than its header says (a probe/decoder mismatch, never user input)."""
 
 

@@ -4,10 +4,13 @@
     ├── PreflightError   the machine cannot run the probe (not root, no tracefs, headers, BTF)
     ├── BtfError         a kernel struct or member the probe reads is missing from BTF
     ├── ProbeError       the probe did not compile, load or attach
-    └── CaptureError     a capture file cannot be read or written (path and offset in the message)
+    ├── CaptureError     a capture file cannot be read or written (path and offset in the message)
+    ├── WireError        an event batch does not decode (`collectors.wire`; also a ValueError)
+    ├── StatsError       a stats message does not decode (`collectors.stats`; also a ValueError)
+    └── DecodeError      a raw probe record shorter than its header (`collectors.decode`; also a ValueError)
 
-`collectors.wire.WireError` and `collectors.stats.StatsError` stay outside this tree on purpose:
-consumers import them without the collector's dependencies.
+This module imports nothing, so consumers of the wire formats (workers) get the root without the
+collector's dependencies.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ from typing import Any, Final
 
 import msgpack
 
+from collectors.errors import CollectorError
+
 STATS_VERSION: Final = 1
 CATEGORIES: Final = (
     "ring_full", "inflight_full", "bug", "page_fault_reads", "userspace_queue_full", "delivery_failed",
@@ -29,7 +31,8 @@ LOST_CATEGORIES: Final = ("ring_full", "inflight_full", "bug", "userspace_queue_
 _KEYS: Final = ("v", "node", "boot_id", "t", "interval_ns", "n_evts", "n_read", "drops")
 
 
-class StatsError(ValueError):
+# Also a ValueError, as it was before the package had a root: `streams.drops` catches ValueError.
+class StatsError(CollectorError, ValueError):
     """A stats message that cannot be decoded; the message names the field."""
 
 

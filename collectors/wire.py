@@ -25,6 +25,7 @@ from typing import Any, Final, Protocol
 
 import msgpack
 
+from collectors.errors import CollectorError
 from rules import native
 from rules.record import (
     EV_ARGS,
@@ -49,7 +50,8 @@ _N_TYPES: Final = len(EVENT_TYPES)
 _N_PARAMS: Final = tuple(len(p) for p in EVENT_PARAMS)
 
 
-class WireError(ValueError):
+# Also a ValueError, as it was before the package had a root: callers that validate input catch it.
+class WireError(CollectorError, ValueError):
     """A batch that cannot be decoded; `reason` is short and stable (it becomes the DLQ reason)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

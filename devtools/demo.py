@@ -42,11 +42,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 import rules
+from bus import topics
+from bus.connection import KafkaConnection, parse_bootstrap
+from bus.errors import TopicError
 from collectors.wire import decode_batch
 from devtools import localkafka
+from devtools.errors import DevtoolsError
 from enrichers.records import ContainerMeta, Meta, ServiceMeta, encode
 from rules.record import EV_PROC, HOST_CONTAINER_ID, P_CONTAINER_ID
 
@@ -58,10 +61,9 @@ FALCO_RULE_FILES = ("falco_rules.yaml", "falco-incubating_rules.yaml")
 DEMO_POD = "mysql-db-7d9f8b6c5d-x2x4k"
 API_SERVICE = ServiceMeta(ip="10.96.0.1", name="kubernetes", namespace="default",
                           dns_name="kubernetes.default.svc.cluster.local")
-TOPIC_NAMES = ("events", "stats", "alerts", "events.dlq", "alerts.dlq", "k8s")
 
 
-class DemoError(RuntimeError):
+class DemoError(DevtoolsError):
     """A stage of the demo failed; the message says which and shows its log."""
 
 
@@ -73,8 +75,8 @@ class Run:
     workdir: Path
     tag: str
 
-    def topic(self, name: str) -> str:
-        return f"peregrine.{name}-demo-{self.tag}"
+    def topic(self, spec: topics.TopicSpec) -> str:
+        return f"{spec.name}-demo-{self.tag}"
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
@@ -143,7 +145,8 @@ def demo(run: Run, rules: list[Path], args: argparse.Namespace, stack: ExitStack
     sink_config = run.workdir / "sink.yaml"
     sink_config.write_text(json.dumps(_sink_config(run, alerts)))  # JSON is YAML
     sink = stack.enter_context(
-        _process(run, "sink", ["sink", "--config", str(sink_config), "--log-level", "WARNING"])
+        _process(run, "sink", ["sink", "--config", str(sink_config), "--bootstrap-servers", run.bootstrap,
+                               "--log-level", "WARNING"])  # fmt: skip
     )
     _status("waiting for alerts (the worker takes a few seconds to join its group)")
     return _follow(alerts, args.quiet, args.timeout, [worker, sink], sys.stdout)
@@ -163,20 +166,17 @@ def _local_broker(root: Path) -> Iterator[str]:
 
 
 def _create_topics(run: Run) -> None:
-    admin = AdminClient({"bootstrap.servers": run.bootstrap})
-    topics = [NewTopic(run.topic(n), 1, 1) for n in TOPIC_NAMES if n != "k8s"]
-    topics.append(NewTopic(run.topic("k8s"), 1, 1, config={"cleanup.policy": "compact"}))
-    for name, future in admin.create_topics(topics, request_timeout=30).items():
-        try:
-            future.result(60)
-        except Exception as exc:
-            raise DemoError(f"cannot create topic {name} on {run.bootstrap}: {exc}") from None
+    try:
+        topics.declare(KafkaConnection(parse_bootstrap(run.bootstrap)),
+                       [spec.named(run.topic(spec)) for spec in topics.CATALOG], partitions=1)  # fmt: skip
+    except TopicError as exc:
+        raise DemoError(f"cannot create the topics on {run.bootstrap}: {exc}") from None
 
 
 def _replay(run: Run, capture: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "cli.main", "replay", str(capture), "--max-rate", "--bootstrap",
-         run.bootstrap, "--events-topic", run.topic("events"), "--stats-topic", run.topic("stats")],
+         run.bootstrap, "--events-topic", run.topic(topics.EVENTS), "--stats-topic", run.topic(topics.STATS)],
         capture_output=True, text=True, env=_env(), timeout=180,
     )
     if done.returncode != 0:
@@ -187,7 +187,7 @@ def _container_ids(run: Run) -> set[str]:
     """The containers the replayed batches reference, read back from the events topic."""
     consumer = Consumer({"bootstrap.servers": run.bootstrap, "group.id": f"demo-{run.tag}",
                          "enable.auto.commit": False})
-    tp = TopicPartition(run.topic("events"), 0)
+    tp = TopicPartition(run.topic(topics.EVENTS), 0)
     try:
         low, high = consumer.get_watermark_offsets(tp, timeout=30)
         consumer.assign([TopicPartition(tp.topic, 0, low)])
@@ -219,18 +219,18 @@ def _publish(run: Run, records: list[Meta]) -> None:
     producer = Producer({"bootstrap.servers": run.bootstrap, "enable.idempotence": True})
     for meta in records:
         key, value = encode(meta)
-        producer.produce(run.topic("k8s"), value, key)
+        producer.produce(run.topic(topics.K8S), value, key)
     if producer.flush(60) != 0:
-        raise DemoError(f"Kubernetes metadata not delivered to {run.topic('k8s')}")
+        raise DemoError(f"Kubernetes metadata not delivered to {run.topic(topics.K8S)}")
 
 
 def _worker_argv(run: Run, rules: list[Path]) -> list[str]:
     argv = ["worker", "--bootstrap", run.bootstrap, "--app-id", f"peregrine-demo-{run.tag}",
             "--partitions", "1", "--replication", "1", "--commit-interval", "0.2",
             "--datadir", str(run.workdir / "worker"), "--log-level", "warning"]
-    for name, flag in (("events", "events"), ("stats", "stats"), ("alerts", "alerts"),
-                       ("events.dlq", "dlq"), ("k8s", "k8s")):
-        argv += [f"--{flag}-topic", run.topic(name)]
+    for spec, flag in ((topics.EVENTS, "events"), (topics.STATS, "stats"), (topics.ALERTS, "alerts"),
+                       (topics.EVENTS_DLQ, "dlq"), (topics.K8S, "k8s")):  # fmt: skip
+        argv += [f"--{flag}-topic", run.topic(spec)]
     for r in rules:
         argv += ["--rules", str(r)]
     return argv
@@ -238,8 +238,8 @@ def _worker_argv(run: Run, rules: list[Path]) -> list[str]:
 
 def _sink_config(run: Run, alerts: Path) -> dict[str, Any]:
     return {
-        "kafka": {"bootstrap_servers": run.bootstrap, "topic": run.topic("alerts"),
-                  "dlq_topic": run.topic("alerts.dlq"), "group_prefix": f"peregrine-demo-sink-{run.tag}"},
+        "kafka": {"topic": run.topic(topics.ALERTS), "dlq_topic": run.topic(topics.ALERTS_DLQ),
+                  "group_prefix": f"peregrine-demo-sink-{run.tag}"},
         "batch": {"max_alerts": 100, "max_wait_s": 0.05},
         "destinations": [{"name": "file", "type": "file", "path": str(alerts), "fsync": "never"}],
     }

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devtools.errors import DevtoolsError
+
 DEFAULT_DIR = Path(os.environ.get("PEREGRINE_KAFKA_DIR", Path.home() / ".local/share/peregrine/kafka"))
 STATE_FILE = "peregrine-kafka.json"
 
@@ -41,7 +43,7 @@ logger.req.level = warn
 """
 
 
-class KafkaError(RuntimeError):
+class KafkaError(DevtoolsError):
     """The local broker could not be prepared, started or reached; the message says what to do."""
 
 

@@ -3,7 +3,9 @@
     RulesError
      ├── LoadError      a rules file cannot be read or an item is malformed (YAML, schema, references)
      ├── ParseError     a condition does not parse (carries the position)
-     └── CompileError   a condition parses but cannot be compiled (unknown field, bad operator/type)
+     ├── CompileError   a condition parses but cannot be compiled (unknown field, bad operator/type)
+     ├── MacroError     internal to loading (`rules.resolve`): re-raised as a LoadError with its location
+     └── NativeError    a C extension (the batch gate, the wire decoder) cannot be built (`rules.native`)
 
 Every error names where it happened: the file, the line of the item in it, the item's kind and
 name, and for conditions the position inside the condition with a caret under it.

@@ -24,10 +24,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Final
 
+from rules.errors import RulesError
+
 CFLAGS: Final = ("-O2", "-shared", "-fPIC", "-Wall", "-Werror")
 
 
-class NativeError(Exception):
+class NativeError(RulesError):
     """A C extension could not be built or imported (the message says why)."""
 
 

@@ -30,6 +30,7 @@ from functools import cache
 from typing import TypeVar
 
 from rules.ast import AndExpr, Expr, IdentifierExpr, NotExpr, OrExpr, Pos
+from rules.errors import RulesError
 
 _Node = TypeVar("_Node")
 
@@ -128,12 +129,13 @@ def original_offset(origin: list[int], offset: int, written_len: int) -> int:
     return origin[offset] if 0 <= offset < len(origin) else written_len
 
 
-class MacroError(Exception):
-    """A macro reference that cannot be resolved; `offset` is in the condition being resolved."""
+class MacroError(RulesError):
+    """A macro reference that cannot be resolved; `offset` is in the condition being resolved.
+
+    Internal: `rules.collect` turns it into a LoadError located in the file as written."""
 
     def __init__(self, message: str, offset: int) -> None:
         super().__init__(message)
-        self.message = message
         self.offset = offset
 
 

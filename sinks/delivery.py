@@ -24,6 +24,8 @@ log = logging.getLogger("peregrine.sink")
 Wait = Callable[[float], bool]  # sleeps up to the delay; False means "stop requested"
 
 
+# Not a SinkError: a control-flow signal that unwinds the runner's batch loop on shutdown, caught by
+# `sinks.runner` alone; nothing went wrong, so `except SinkError` handlers must not see it.
 class Stopped(Exception):
     """Shutdown was requested while a batch waited for a retry; nothing may be committed."""
 

@@ -1,7 +1,7 @@
 """`WorkerConfig`: everything a detection worker needs, from command-line flags and the environment.
 
 Flags win over environment variables (``PEREGRINE_*``), which win over defaults. Kafka TLS and SASL
-are `bus.security`, shared with the collector and k8s-meta: secrets (the SASL password,
+are `bus.connection`, shared with every Kafka role: secrets (the SASL password,
 the TLS key password) come from the environment only, never from flags (they would show in ``ps``),
 and no repr, log line or error message prints them.
 
@@ -18,23 +18,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from bus import security as kafka_security
-from bus.security import KafkaSecurity, KafkaSecurityError
+from bus import connection as kafka_connection
+from bus import topics as catalog
+from bus.connection import KafkaConnection
+from bus.errors import ConnectionConfigError
+from bus.security import KafkaSecurity
+from streams.errors import WorkerError
 
 GUARANTEES: Final = ("exactly_once", "at_least_once")
 
 
-class ConfigError(ValueError):
+class ConfigError(WorkerError):
     """A worker option is missing or invalid; the message names the flag and the variable."""
 
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    events: str = "peregrine.events"
-    stats: str = "peregrine.stats"
-    alerts: str = "peregrine.alerts"
-    dlq: str = "peregrine.events.dlq"
-    k8s: str = "peregrine.k8s"
+    events: str = catalog.EVENTS.name
+    stats: str = catalog.STATS.name
+    alerts: str = catalog.ALERTS.name
+    dlq: str = catalog.EVENTS_DLQ.name
+    k8s: str = catalog.K8S.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,10 @@ class WorkerConfig:
     def exactly_once(self) -> bool:
         return self.guarantee == "exactly_once"
 
+    @property
+    def connection(self) -> KafkaConnection:
+        return KafkaConnection(self.bootstrap, self.security)
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -75,8 +83,6 @@ def parser() -> argparse.ArgumentParser:
         description="Detection worker: consume event batches, evaluate the rules, produce Falco JSON alerts. "
         "SIGHUP reloads the rules files (a bad file keeps the running rules).",
     )
-    p.add_argument("--bootstrap-servers", "--bootstrap", dest="bootstrap",
-                   help="host:port[,host:port...] (env PEREGRINE_BOOTSTRAP_SERVERS)")
     p.add_argument("--rules", action="append", metavar="FILE", help="rules file, repeatable, in load order "
                    "(env PEREGRINE_RULES, colon-separated)")
     p.add_argument("--app-id", help="Faust app id = consumer group (env PEREGRINE_WORKER_APP_ID)")
@@ -91,7 +97,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--datadir", type=Path, help="Faust data directory")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.add_argument("--k8s-wait", type=float, help="seconds to wait for the Kubernetes table at start")
-    kafka_security.add_arguments(p)
+    kafka_connection.add_arguments(p)
     return p
 
 
@@ -106,24 +112,23 @@ def from_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Work
             return flag
         return e.get(var, default)
 
-    bootstrap = str(pick(a.bootstrap, "PEREGRINE_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     rules = a.rules or [r for r in e.get("PEREGRINE_RULES", "").split(":") if r]
     names = Topics.__dataclass_fields__
     topics = Topics(**{n: getattr(a, f"{n}_topic") or getattr(d.topics, n) for n in names})
     try:
-        security = kafka_security.from_args(a, e)
-    except KafkaSecurityError as exc:
+        connection = kafka_connection.from_args(a, e)
+    except ConnectionConfigError as exc:
         raise ConfigError(str(exc)) from None
     try:
         return WorkerConfig(
-            bootstrap=tuple(h.strip() for h in bootstrap.split(",") if h.strip()),
+            bootstrap=connection.bootstrap,
             rules_files=tuple(Path(r) for r in rules),
             app_id=str(pick(a.app_id, "PEREGRINE_WORKER_APP_ID", d.app_id)),
             topics=topics,
             partitions=int(str(pick(a.partitions, "PEREGRINE_PARTITIONS", d.partitions))),
             replication=int(str(pick(a.replication, "PEREGRINE_REPLICATION", d.replication))),
             guarantee=str(pick(a.guarantee, "PEREGRINE_GUARANTEE", d.guarantee)),
-            security=security,
+            security=connection.security,
             session_timeout=a.session_timeout or d.session_timeout,
             heartbeat_interval=a.heartbeat_interval or d.heartbeat_interval,
             commit_interval=a.commit_interval or d.commit_interval,
@@ -131,7 +136,5 @@ def from_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Work
             log_level=a.log_level or e.get("PEREGRINE_LOG_LEVEL", d.log_level),
             k8s_wait=a.k8s_wait if a.k8s_wait is not None else d.k8s_wait,
         )
-    except ValueError as exc:
-        if isinstance(exc, ConfigError):
-            raise
+    except ValueError as exc:  # int() of a PEREGRINE_* variable; ConfigError is not a ValueError
         raise ConfigError(f"invalid number in the worker options: {exc}") from None
