@@ -11,9 +11,9 @@ Two steps, in this order:
    LEEF, RFC 5424 header and structured data). JSON needs only step 1: `json.dumps` escapes quotes
    and controls, and after step 1 the text always encodes as UTF-8.
 
-Limits: Slack mrkdwn has no escape for ``*_~``` `` ``; those can change emphasis but cannot mention,
-link or break out of the message, which is what `slack` prevents. LEEF has no escape for its
-attribute delimiter, so the delimiter is replaced in values.
+Limits: Slack mrkdwn has no escape for ``*_~``` `` ``, so attacker text is sent as ``plain_text``.
+LEEF has no escape for its attribute delimiter, so values get a reversible escape of our own
+(`leef_value`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,13 @@ from typing import Any
 
 TRUNCATION_MARKER = "...[truncated {} bytes]"
 
+# Beyond C0/C1 controls: line and paragraph separators, every bidi control (embeddings, overrides,
+# isolates, and the marks U+200E/U+200F/U+061C that reorder neighbouring text just as well), and
+# the invisible characters that hide text inside a value (zero-width space, word joiner and the
+# invisible operators, BOM). ZWNJ/ZWJ stay: scripts and emoji need them and they reorder nothing.
 _UNSAFE = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]"
 )
 
 
@@ -98,13 +103,30 @@ def fit(text: str, limit_chars: int, escape: Callable[[str], str]) -> str:
     return "".join(parts) + TRUNCATION_MARKER.format(total - kept)
 
 
-# Slack mrkdwn: these three are Slack's only control characters; escaping `<` is what disarms
-# <!channel>, <!here>, <@U123>, <#C123> and <http://x|y> links.
-_SLACK = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+# Slack: `&`, `<` and `>` are Slack's only control characters in any text object; escaping `<` is
+# what disarms <!channel>, <!here>, <@U123>, <#C123> and <http://x|y> links. Line breaks become
+# visible text, so a crafted value cannot show a forged line of its own. mrkdwn has no escape for
+# `*_~` and backticks, so attacker text goes into `plain_text` objects, where Slack applies no
+# formatting (`slack.py`); the same-length URL defang below keeps a link out of a client that
+# linkifies plain text, and keeps `fit`'s character accounting exact.
+_SLACK = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": "\\n", "\r": "\\r"})
+_URL_SCHEME = re.compile(r"(?i)\b(h)tt(ps?)(?=:)|\b(f)t(p)(?=:)")
 
 
 def slack(text: str) -> str:
     return text.translate(_SLACK)
+
+
+def defang(text: str) -> str:
+    """``http://`` -> ``hxxp://``, ``https:`` -> ``hxxps:``, ``ftp:`` -> ``fxp:``, as security
+    tooling writes indicators, at the same length."""
+    return _URL_SCHEME.sub(_defanged, text)
+
+
+def _defanged(match: re.Match[str]) -> str:
+    if match.group(1) is not None:
+        return f"{match.group(1)}xx{match.group(2)}"
+    return f"{match.group(3)}x{match.group(4)}"
 
 
 # CEF (ArcSight v23): header fields escape `\` and `|` and cannot hold line breaks; extension
@@ -122,8 +144,11 @@ def cef_extension(text: str) -> str:
     return text.translate(_CEF_EXTENSION)
 
 
-# LEEF: header fields escape `|` (and `\` so the escape stays unambiguous); attribute values have
-# no escape mechanism, so the delimiter and line breaks become visible text.
+# LEEF: header fields escape `|` (and `\` so the escape stays unambiguous). LEEF has no escape for
+# attribute values, so ours is a reversible one: `\` is doubled first, then the delimiter becomes
+# ``\xNN`` and line breaks ``\n``/``\r``/``\t``. A literal ``\x5e`` in a value is written ``\\x5e``
+# and a value can never end in a lone `\` that would swallow the delimiter after it; a parser that
+# splits on the delimiter (as QRadar's does) always finds the attribute boundaries we wrote.
 _LEEF_HEADER = str.maketrans({"\\": "\\\\", "|": "\\|", "\n": " ", "\r": " ", "\t": " "})
 
 
@@ -132,7 +157,7 @@ def leef_header(text: str) -> str:
 
 
 def leef_value(text: str, delimiter: str) -> str:
-    table: dict[str, str | int | None] = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    table: dict[str, str | int | None] = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
     table[delimiter] = f"\\x{ord(delimiter):02x}"
     return text.translate(str.maketrans(table))
 

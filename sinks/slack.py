@@ -1,11 +1,15 @@
 """Slack incoming webhook: Block Kit inside a coloured attachment, one message per alert.
 
 The webhook URL is the credential, so it only comes from the environment (``webhook_url_env``).
-Every attacker-controlled string goes through `escape.slack`, which disarms ``<!channel>``,
-``<!here>``, ``<@U..>`` and ``<http://x|y>`` links; ``unfurl_*`` is off so a URL in a command line
-does not fetch a preview. Mentions appear only when configured, and only for alerts at least as
-severe as ``mention_min_priority``. Limits honoured: 3000 characters per section text, 2000 per
-field, 10 fields, plain-text fallback for notifications.
+Every attacker-controlled string (command lines, file names, pod labels: everything but the rule
+name and our own labels) is rendered inert: it goes into ``plain_text`` objects, where Slack applies
+no ``*_~``` formatting, through `escape.slack`, which disarms ``<!channel>``, ``<!here>``,
+``<@U..>`` and ``<http://x|y>`` links and makes line breaks visible (a crafted value cannot show a
+forged line), and through `escape.defang` (``hxxp://``), so no URL becomes a link; `escape.clean`
+has already made control, bidi and invisible characters visible. ``unfurl_*`` is off. Mentions
+appear only when configured, and only for alerts at least as severe as ``mention_min_priority``.
+Limits honoured: 150 characters per header, 3000 per section text, 2000 per field, 10 fields,
+plain-text fallback for notifications.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ DEFAULT_FIELDS = (
     "fd.name",
 )
 _MENTION = re.compile(r"<(!here|!channel|!everyone|@[UW][A-Z0-9]+|!subteam\^[A-Z0-9]+)>")
+HEADER_LIMIT = 150
 SECTION_LIMIT = 3000
 FIELD_LIMIT = 2000
 MAX_FIELDS = 10
@@ -93,16 +98,11 @@ def build_slack(alert: Alert, config: SlackConfig, limit: int) -> dict[str, Any]
         if value is not None and len(fields) < MAX_FIELDS:
             fields.append(_field(key, escape.clean(str(value), limit)))
     context = f"{alert.time} · {alert.source} · {', '.join(alert.tags)} · {alert.uuid}"
-    body = escape.fit(output, SECTION_LIMIT, escape.slack)
-    footer = escape.fit(escape.clean(context, limit), SECTION_LIMIT, escape.slack)
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": body}},
+        {"type": "header", "text": _plain(escape.fit(title, HEADER_LIMIT, escape.slack))},
+        {"type": "section", "text": _plain(_inert(output, SECTION_LIMIT))},
         {"type": "section", "fields": fields},
-        {
-            "type": "context",
-            "elements": [{"type": "mrkdwn", "text": footer}],
-        },
+        {"type": "context", "elements": [_plain(_inert(escape.clean(context, limit), SECTION_LIMIT))]},
     ]
     payload: dict[str, Any] = {
         "text": f"{mention} {title}" if mention else title,
@@ -115,10 +115,17 @@ def build_slack(alert: Alert, config: SlackConfig, limit: int) -> dict[str, Any]
     return payload
 
 
-def _field(name: str, value: str) -> dict[str, str]:
+def _inert(text: str, limit_chars: int) -> str:
+    return escape.fit(escape.defang(text), limit_chars, escape.slack)
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": False}
+
+
+def _field(name: str, value: str) -> dict[str, Any]:
     label = escape.slack(escape.clean(name, 100))
-    text = escape.fit(value, FIELD_LIMIT - len(label) - 3, escape.slack)
-    return {"type": "mrkdwn", "text": f"*{label}*\n{text}"}
+    return _plain(f"{label}\n{_inert(value, FIELD_LIMIT - len(label) - 1)}")
 
 
 class SlackDestination:

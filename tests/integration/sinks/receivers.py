@@ -155,6 +155,9 @@ class Receiver:
                 return self._problem("slack: section text over 3000 characters")
             if len(block.get("fields", [])) > 10:
                 return self._problem("slack: more than 10 fields")
+            problem = _slack_text_problem(block)
+            if problem:
+                return self._problem(f"slack: {problem}")
         uuid = blocks[-1]["elements"][0]["text"].rsplit(" · ", 1)[-1]
         self._accept([{"uuid": uuid, "payload": doc}])
         return 200, {"Content-Type": "text/plain"}, b"ok"
@@ -327,3 +330,23 @@ class Rsyslog:
                 return found
             time.sleep(0.05)
         return self.messages(listener)
+
+
+def _slack_text_problem(block: dict[str, Any]) -> str | None:
+    """Block Kit's rules for text objects (docs.slack.dev, text object and header block): a type of
+    plain_text or mrkdwn, 1 to 3000 characters, `emoji` only on plain_text, `verbatim` only on
+    mrkdwn; a header holds plain_text of at most 150 characters; a field at most 2000."""
+    objects = [block["text"]] if "text" in block else []
+    objects += block.get("fields", []) + block.get("elements", [])
+    for obj in objects:
+        kind, text = obj.get("type"), obj.get("text")
+        if kind not in ("plain_text", "mrkdwn") or not isinstance(text, str) or not 1 <= len(text) <= 3000:
+            return f"invalid text object {obj!r:.80}"
+        if ("emoji" in obj and kind != "plain_text") or ("verbatim" in obj and kind != "mrkdwn"):
+            return "emoji is for plain_text only, verbatim for mrkdwn only"
+    header = block["text"] if block["type"] == "header" else None
+    if header is not None and (header["type"] != "plain_text" or len(header["text"]) > 150):
+        return "a header is plain_text of at most 150 characters"
+    if any(len(f["text"]) > 2000 for f in block.get("fields", [])):
+        return "a field over 2000 characters"
+    return None

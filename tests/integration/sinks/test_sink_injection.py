@@ -119,9 +119,16 @@ def test_slack(receiver: MakeReceiver, alert_doc: AlertDoc) -> None:
         texts += [f["text"] for f in block.get("fields", []) + block.get("elements", [])]
     joined = "\n".join(texts)
     assert "<" not in joined and ">" not in joined  # no mention, channel ping or link can form
-    assert "&lt;!channel&gt;" in joined and "&lt;http://evil.example|click me&gt;" in joined
+    assert "&lt;!channel&gt;" in joined and "&lt;hxxp://evil.example|click me&gt;" in joined
+    assert "http" not in joined.replace("hxxp", "")  # no bare URL a client could linkify
     assert_clean(joined)
     assert all(len(t) <= 3000 for t in texts)
+    blocks = payload["attachments"][0]["blocks"]
+    body = blocks[1]["text"]
+    assert body["type"] == "plain_text"  # mrkdwn has no escape for *_~`: no formatting applies here
+    assert "\n" not in body["text"] and "line1\\nline2\\r\\nFAKE" in body["text"]  # no forged line
+    for f in blocks[2]["fields"]:
+        assert f["type"] == "plain_text" and f["text"].count("\n") == 1  # label, then the value
 
 
 def test_file(tmp_path: Path, alert_doc: AlertDoc) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from sinks import escape
 
 
@@ -51,6 +54,7 @@ def test_cef_header_and_extension_escapes() -> None:
 
 def test_leef_values_replace_the_delimiter_and_line_breaks() -> None:
     assert escape.leef_value("a^b\tc\nd=e", "^") == "a\\x5eb\\tc\\nd=e"
+    assert escape.leef_value("\\x5e ends in \\", "^") == "\\\\x5e ends in \\\\"
     assert escape.leef_header("x|y") == "x\\|y"
 
 
@@ -67,3 +71,34 @@ def test_syslog_header_tokens_are_printable_ascii_without_spaces() -> None:
 def test_json_bytes_round_trips_cleaned_values() -> None:
     value = escape.clean_json({"k\ud800": ["\x1b", 1, None, True, "x" * 50]}, 20)
     assert json.loads(escape.json_bytes(value)) == value
+
+
+def _leef_split(attributes: str, delimiter: str) -> list[tuple[str, str]]:
+    """How a LEEF consumer reads attributes (IBM QRadar LEEF 2.0): split on the delimiter character,
+    then each pair at its first `=`; LEEF itself defines no escape inside values."""
+    return [tuple(pair.split("=", 1)) for pair in attributes.split(delimiter)]  # type: ignore[misc]
+
+
+def _leef_unescape(value: str) -> str:
+    """The inverse of `escape.leef_value`, written from its documented rule, not from its code."""
+    out, i = [], 0
+    named = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\"}
+    while i < len(value):
+        if value[i] != "\\":
+            out.append(value[i])
+            i += 1
+        elif value[i + 1] == "x":
+            out.append(chr(int(value[i + 2 : i + 4], 16)))
+            i += 4
+        else:
+            out.append(named[value[i + 1]])
+            i += 2
+    return "".join(out)
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from("a^\\x5e=|\n\r\t é"), max_size=12), min_size=1, max_size=5))
+def test_leef_values_survive_a_delimiter_split_exactly(values: list[str]) -> None:
+    attributes = "^".join(f"k{i}={escape.leef_value(v, '^')}" for i, v in enumerate(values))
+    pairs = _leef_split(attributes, "^")
+    assert [k for k, _ in pairs] == [f"k{i}" for i in range(len(values))]
+    assert [_leef_unescape(v) for _, v in pairs] == values

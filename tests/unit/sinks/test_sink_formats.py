@@ -34,9 +34,10 @@ def test_slack_block_kit_with_colour_fields_and_no_mention_by_default(alert: Cal
     assert attachment["color"] == "#5bffb5"  # Notice
     assert payload["text"] == "Notice: Terminal shell in container"
     blocks = attachment["blocks"]
-    assert [b["type"] for b in blocks] == ["section", "section", "section", "context"]
+    assert [b["type"] for b in blocks] == ["header", "section", "section", "context"]
     fields = [f["text"] for f in blocks[2]["fields"]]
-    assert "*k8s.ns.name*\ndefault" in fields and "*proc.cmdline*\nbash -il" in fields
+    assert "k8s.ns.name\ndefault" in fields and "proc.cmdline\nbash -il" in fields
+    assert {f["type"] for f in blocks[2]["fields"]} == {"plain_text"}
     assert len(fields) <= 10
     assert payload["unfurl_links"] is False
     assert "<!" not in json.dumps(payload)
@@ -143,3 +144,13 @@ def test_webhook_and_file_carry_falco_json_with_uuid_first(alert: Callable[..., 
     assert json.loads(body) == alert_doc()
     line = file.build_json_line(alert(), LIMIT)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
+
+
+def test_slack_renders_attacker_text_inert(alert: Callable[..., Alert]) -> None:
+    forged = "ls\n*all clear* _ok_ ~x~ `y` https://evil.example/x \u200eRLM\u200fLRM"
+    payload = slack.build_slack(alert(output=forged), slack_config(), LIMIT)
+    body = payload["attachments"][0]["blocks"][1]["text"]
+    assert body["type"] == "plain_text" and body["emoji"] is False  # no *_~` formatting applies
+    assert "\n" not in body["text"] and "ls\\n*all clear*" in body["text"]  # no forged line
+    assert "hxxps://evil.example/x" in body["text"] and "https" not in body["text"]
+    assert "\\u200eRLM\\u200fLRM" in body["text"]  # bidi marks shown, not obeyed
