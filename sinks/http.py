@@ -5,12 +5,24 @@ mapping: 2xx accepted; 429, 408, 425 and 5xx retryable, honouring ``Retry-After`
 HTTP date); any other status is permanent. Connection errors, timeouts, TLS failures and malformed
 responses are retryable and drop the connection. Every text that can reach a log or the DLQ passes
 through `redact`, because a URL (Slack webhooks) or a header can be the credential itself.
+
+``timeout_s`` bounds the whole exchange, not each socket operation: a receiver that drips one
+byte just inside the per-read timeout would otherwise hold an attempt (and the destination's
+offsets) for as long as it likes. Every read and write gets the time left until the deadline, and
+a response that is not complete by then fails the attempt and closes the connection, so bytes
+still in flight can never be read as the reply to the next request on a reused connection. A
+response body over `MAX_RESPONSE_BYTES` is not read further (the connection is dropped): a receiver
+cannot grow the sink's memory by answering with gigabytes.
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
+import io
+import socket
 import ssl
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +33,9 @@ from sinks.errors import PermanentError, RetryableError
 from sinks.options import Options, Secret
 
 USER_AGENT = "peregrine-sink/0.1"
+# Enough for an Elasticsearch bulk reply to the largest batch (about 200 bytes an item); far below
+# what would matter for the sink's memory.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
@@ -132,15 +147,26 @@ class HttpSender:
             raise RetryableError(self.redact(f"transport error: {type(exc).__name__}: {exc}")) from None
 
     def _exchange(self, target: str, body: bytes, headers: Mapping[str, str]) -> Response:
+        deadline = time.monotonic() + self._timeout
         conn = self._conn
         if conn is None:
             conn = self._connect()
             self._reused = False
+        if conn.sock is not None:
+            conn.sock.settimeout(self._timeout)  # a reused socket: the whole timeout again
         conn.request("POST", target, body=body, headers=dict(headers))
+        conn.response_class = functools.partial(_DeadlineResponse, deadline=deadline)  # type: ignore[assignment]
         reply = conn.getresponse()
-        data = reply.read()
-        if reply.will_close:
+        length = reply.getheader("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_RESPONSE_BYTES:
             self.close()
+            raise RetryableError(f"response body of {length} bytes is over {MAX_RESPONSE_BYTES}")
+        data = _read_bounded(reply)
+        if data is None:
+            self.close()
+            raise RetryableError(f"response body over {MAX_RESPONSE_BYTES} bytes")
+        if reply.will_close or not reply.isclosed():
+            self.close()  # the receiver asked to, or the reply was not read to its end
         else:
             self._reused = True
         return Response(reply.status, {k.lower(): v for k, v in reply.getheaders()}, data)
@@ -169,6 +195,42 @@ class HttpSender:
             self._conn.close()
             self._conn = None
         self._reused = False
+
+
+def _read_bounded(reply: http.client.HTTPResponse) -> bytes | None:
+    """The whole body, or None once it passes MAX_RESPONSE_BYTES."""
+    parts: list[bytes] = []
+    size = 0
+    while piece := reply.read(min(65536, MAX_RESPONSE_BYTES + 1 - size)):
+        parts.append(piece)
+        size += len(piece)
+        if size > MAX_RESPONSE_BYTES:
+            return None
+    return b"".join(parts)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket as the response reads it, each read limited to the time left."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no complete response before the deadline")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    def __init__(self, sock: socket.socket, *args: object, deadline: float, **kwargs: object) -> None:
+        super().__init__(sock, *args, **kwargs)  # type: ignore[arg-type]
+        self.fp = io.BufferedReader(_DeadlineReader(sock, deadline))
 
 
 def _url_secrets(url: Secret) -> tuple[Secret, ...]:

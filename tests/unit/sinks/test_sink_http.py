@@ -1,10 +1,17 @@
-"""The HTTP sender's pure parts: Retry-After parsing and redaction of secrets."""
+"""The HTTP sender: Retry-After parsing, redaction of secrets, and its bounds against a hostile
+receiver (a total deadline, a bounded response body), the last against a raw local socket."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from datetime import UTC, datetime
 
-from sinks.http import parse_retry_after, redact
+import pytest
+
+from sinks.errors import RetryableError
+from sinks.http import HttpConfig, HttpSender, parse_retry_after, redact
 from sinks.options import Secret
 
 
@@ -19,3 +26,65 @@ def test_retry_after_seconds_and_http_dates() -> None:
 def test_redact_removes_every_secret_value() -> None:
     token = Secret("abc123")
     assert redact("bad token abc123 in https://x/abc123", [token]) == "bad token *** in https://x/***"
+
+
+class _RawServer:
+    """A receiver that answers each connection with a script of (bytes, pause) writes."""
+
+    def __init__(self, scripts: list[list[tuple[bytes, float]]]) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.connections = 0
+        self._scripts = scripts
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        for script in self._scripts:
+            conn, _ = self._listener.accept()
+            self.connections += 1
+            with conn:
+                conn.recv(65536)
+                try:
+                    for data, pause in script:
+                        conn.sendall(data)
+                        time.sleep(pause)
+                except OSError:
+                    pass  # the sender gave up and closed: what the slow scripts expect
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def test_a_receiver_dripping_its_reply_fails_the_attempt_at_the_total_deadline() -> None:
+    drip = [(bytes([b]), 0.2) for b in OK]  # each byte well inside the per-read timeout
+    server = _RawServer([drip, [(OK, 0)]])
+    sender = HttpSender(HttpConfig(url=f"http://127.0.0.1:{server.port}/", timeout_s=1.0))
+    try:
+        with pytest.raises(RetryableError, match="deadline|timed out"):
+            sender.post("", b"{}", {})
+        # the late bytes of the first reply are never read as the answer to the next request
+        assert sender.post("", b"{}", {}).body == b"ok"
+        assert server.connections == 2
+    finally:
+        sender.close()
+        server.close()
+
+
+@pytest.mark.parametrize("reply", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"100000\r\n" + b"x" * 0x100000 + b"\r\n",
+])
+def test_a_huge_response_body_is_not_read(reply: bytes) -> None:
+    chunked_more = [(b"100000\r\n" + b"x" * 0x100000 + b"\r\n", 0)] * 4 if b"chunked" in reply else []
+    server = _RawServer([[(reply, 0), *chunked_more]])
+    sender = HttpSender(HttpConfig(url=f"http://127.0.0.1:{server.port}/", timeout_s=5.0))
+    try:
+        with pytest.raises(RetryableError, match="over 4194304"):
+            sender.post("", b"{}", {})
+    finally:
+        sender.close()
+        server.close()
