@@ -5,13 +5,16 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
+from bus import topics
+from bus.connection import KafkaConnection
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CollectorConfig:
     node: str = field(default_factory=socket.gethostname)
-    bootstrap: str = "127.0.0.1:9092"
-    events_topic: str = "peregrine.events"
-    stats_topic: str = "peregrine.stats"
+    kafka: KafkaConnection = field(default_factory=KafkaConnection)
+    events_topic: str = topics.EVENTS.name
+    stats_topic: str = topics.STATS.name
     # event types to capture and publish; None: every type of rules/record.py the kernel offers
     event_types: frozenset[str] | None = None
     ring_bytes: int = 16 << 20

@@ -6,8 +6,8 @@ local queue is bounded: when it is full, `send` drops the batch at once and coun
 broker is unreachable librdkafka keeps the queued batches and retries until `message.timeout.ms`;
 batches it gives up on are counted as `delivery_failed`. Reachability changes are logged once
 each (plus a reminder every 30 s while down), never per message; so is a refused TLS/SASL login
-(`refused`), which `peregrine replay` treats as fatal. Security settings come in through `extra`
-(`bus.security`).
+(`refused`), which `peregrine replay` treats as fatal. Where the broker is and how to reach it (TLS,
+SASL) is the `bus.connection.KafkaConnection` it is given.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import time
 from typing import Any, Final
 
 from confluent_kafka import KafkaError, Producer
+
+from bus.clients import librdkafka_config
+from bus.connection import KafkaConnection
 
 log = logging.getLogger("peregrine.collector.publish")
 
@@ -34,17 +37,16 @@ class Publisher:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         topics: dict[str, str],
         client_id: str,
         queue_max_messages: int,
         message_timeout_ms: int,
-        extra: dict[str, Any] | None = None,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.bootstrap = kafka.servers
         self.topics = topics
         conf: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
+            **librdkafka_config(kafka),
             "client.id": client_id,
             "enable.idempotence": True,
             "compression.type": "lz4",
@@ -55,7 +57,6 @@ class Publisher:
             "reconnect.backoff.max.ms": 2000,
             "error_cb": self._on_error,
         }
-        conf.update(extra or {})
         self._producer = Producer(conf)
         self.queue_full_events = 0
         self.failed_events = 0

@@ -25,8 +25,10 @@ import time
 from dataclasses import replace
 from typing import Any, Protocol
 
-from bus import security as kafka_security
-from bus.security import KafkaSecurity, KafkaSecurityError
+from bus import connection as kafka_connection
+from bus import topics
+from bus.connection import KafkaConnection
+from bus.errors import ConnectionConfigError
 from collectors.btf import Btf
 from collectors.capture import CaptureWriter, read_capture
 from collectors.cgroups import CgroupResolver
@@ -233,22 +235,18 @@ def _capture_parser(role: str) -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--print-source", action="store_true", help="print the probe source and cflags, exit")
     if role == "collect":
-        p.add_argument(
-            "--bootstrap-servers", "--bootstrap", dest="bootstrap",
-            default=os.environ.get("PEREGRINE_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-            help="Kafka host:port[,...] (env PEREGRINE_BOOTSTRAP_SERVERS)",
-        )
-        p.add_argument("--events-topic", default="peregrine.events")
-        p.add_argument("--stats-topic", default="peregrine.stats")
+        p.add_argument("--events-topic", default=topics.EVENTS.name)
+        p.add_argument("--stats-topic", default=topics.STATS.name)
         p.add_argument("--queue-max", type=int, default=20000, help="producer queue bound (messages)")
-        kafka_security.add_arguments(p)
+        kafka_connection.add_arguments(p)
     else:
         p.add_argument("--out", required=True, help="capture file to write")
     return p
 
 
-def _config(args: argparse.Namespace) -> CollectorConfig:
+def _config(args: argparse.Namespace, kafka: KafkaConnection) -> CollectorConfig:
     c = CollectorConfig(
+        kafka=kafka,
         event_types=_event_types(args),
         ring_bytes=(args.ring_kb << 10) if args.ring_kb else (args.ring_mb << 20),
         batch_max_events=args.batch_events,
@@ -257,11 +255,9 @@ def _config(args: argparse.Namespace) -> CollectorConfig:
     )
     if args.node:
         c = replace(c, node=args.node)
-    if hasattr(args, "bootstrap"):
-        c = replace(
-            c, bootstrap=args.bootstrap, events_topic=args.events_topic, stats_topic=args.stats_topic,
-            queue_max_messages=args.queue_max,
-        )
+    if hasattr(args, "events_topic"):
+        c = replace(c, events_topic=args.events_topic, stats_topic=args.stats_topic,
+                    queue_max_messages=args.queue_max)  # fmt: skip
     return c
 
 
@@ -271,21 +267,20 @@ def _capture(role: str, argv: list[str]) -> int:
         from collectors import loader
 
         return loader.main(["--print-source", *sorted(_event_types(args) or ())])
-    config = _config(args)
+    kafka = _connection(args) if role == "collect" else KafkaConnection()
+    if kafka is None:
+        return 2
+    config = _config(args, kafka)
     sink: Sink
     if role == "collect":
         from collectors.publish import Publisher
 
-        security = _security(args)
-        if security is None:
-            return 2
         sink = Publisher(
-            config.bootstrap,
+            config.kafka,
             {"events": config.events_topic, "stats": config.stats_topic},
             f"peregrine-collector-{config.node}",
             config.queue_max_messages,
             config.message_timeout_ms,
-            extra=security.librdkafka(),
         )
     else:
         sink = CaptureWriter(args.out)
@@ -296,24 +291,18 @@ def _capture(role: str, argv: list[str]) -> int:
 def _replay(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="peregrine replay", description="publish a capture file to Kafka")
     p.add_argument("file")
-    p.add_argument(
-        "--bootstrap-servers", "--bootstrap", dest="bootstrap",
-        default=os.environ.get("PEREGRINE_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        help="Kafka host:port[,...] (env PEREGRINE_BOOTSTRAP_SERVERS)",
-    )
-    p.add_argument("--events-topic", default="peregrine.events")
-    p.add_argument("--stats-topic", default="peregrine.stats")
+    p.add_argument("--events-topic", default=topics.EVENTS.name)
+    p.add_argument("--stats-topic", default=topics.STATS.name)
     p.add_argument("--max-rate", action="store_true", help="publish as fast as possible")
-    kafka_security.add_arguments(p)
+    kafka_connection.add_arguments(p)
     args = p.parse_args(argv)
     from collectors.publish import Publisher
 
-    security = _security(args)
-    if security is None:
+    kafka = _connection(args)
+    if kafka is None:
         return 2
     pub = Publisher(
-        args.bootstrap, {"events": args.events_topic, "stats": args.stats_topic}, "peregrine-replay",
-        100_000, 120_000, extra=security.librdkafka(),
+        kafka, {"events": args.events_topic, "stats": args.stats_topic}, "peregrine-replay", 100_000, 120_000
     )
     sent = {"events": 0, "stats": 0}
     first_t: int | None = None
@@ -337,18 +326,18 @@ def _replay(argv: list[str]) -> int:
         pub.wait(0.2)
     if pub.refused:
         pub.close(0)
-        print(f"peregrine replay: Kafka at {args.bootstrap} {pub.refused}", file=sys.stderr)
+        print(f"peregrine replay: Kafka at {kafka.servers} {pub.refused}", file=sys.stderr)
         return 2
     left = pub.close(1.0)
     print(json.dumps({"replayed": sent, "undelivered": left}))
     return 0 if left == 0 else 1
 
 
-def _security(args: argparse.Namespace) -> KafkaSecurity | None:
-    """The TLS/SASL settings, or None after printing why they are unusable."""
+def _connection(args: argparse.Namespace) -> KafkaConnection | None:
+    """Where Kafka is and how to reach it, or None after printing why the settings are unusable."""
     try:
-        return kafka_security.from_args(args)
-    except KafkaSecurityError as exc:
+        return kafka_connection.from_args(args)
+    except ConnectionConfigError as exc:
         print(f"peregrine: {exc}", file=sys.stderr)
         return None
 

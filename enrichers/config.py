@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bus import topics
+from bus.connection import KafkaConnection, parse_bootstrap
 from bus.security import KafkaSecurity
 from enrichers.errors import ConfigError
-from enrichers.records import TOPIC
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,7 @@ class K8sMetaConfig:
     in_cluster: bool = False
     context: str | None = None
     node: str | None = None
-    topic: str = TOPIC
+    topic: str = topics.K8S.name
     topic_partitions: int = 1
     topic_replication: int = 1
     cluster_domain: str = "cluster.local"
@@ -51,3 +52,7 @@ class K8sMetaConfig:
             raise ConfigError("watch_timeout_s and list_page_size must be positive")
         if self.topic_partitions <= 0 or self.topic_replication <= 0:
             raise ConfigError("topic_partitions and topic_replication must be positive")
+
+    @property
+    def connection(self) -> KafkaConnection:
+        return KafkaConnection(parse_bootstrap(self.bootstrap_servers), self.kafka)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import queue
 import signal
 import threading
@@ -20,13 +19,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from bus import security as kafka_security
+from bus import connection as kafka_connection
+from bus import topics
+from bus.errors import ConnectionConfigError
 from enrichers.config import K8sMetaConfig
 from enrichers.errors import ConfigError, EnricherError, RecordError, TopicError
 from enrichers.metrics import PublisherMetrics, publisher_metrics
 from enrichers.mirror import Produce, TopicMirror, records_by_uid
 from enrichers.records import (
-    TOPIC,
     containers_from_pod,
     decode,
     encode,
@@ -204,14 +204,8 @@ def parse_args(argv: list[str]) -> K8sMetaConfig:
     auth.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     auth.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
     p.add_argument("--context", help="kubeconfig context (default: the current one)")
-    p.add_argument(
-        "--bootstrap-servers",
-        "--bootstrap",
-        default=os.environ.get("PEREGRINE_BOOTSTRAP_SERVERS", "localhost:9092"),
-        help="Kafka bootstrap servers (default: $PEREGRINE_BOOTSTRAP_SERVERS or localhost:9092)",
-    )
     p.add_argument("--node", help="watch only the pods of this node (field selector spec.nodeName)")
-    p.add_argument("--topic", default=TOPIC)
+    p.add_argument("--topic", default=topics.K8S.name)
     p.add_argument("--partitions", type=int, default=1, help="partitions if the topic is created")
     p.add_argument("--replication", type=int, default=1, help="replication factor if the topic is created")
     p.add_argument("--cluster-domain", default="cluster.local")
@@ -219,14 +213,14 @@ def parse_args(argv: list[str]) -> K8sMetaConfig:
         "--tombstone-grace", type=float, default=120.0, metavar="SECONDS",
         help="how long a deleted container still enriches late events (default 120)",
     )
-    kafka_security.add_arguments(p)
+    kafka_connection.add_arguments(p)
     a = p.parse_args(argv)
     try:
-        security = kafka_security.from_args(a)
-    except kafka_security.KafkaSecurityError as exc:
+        connection = kafka_connection.from_args(a)
+    except ConnectionConfigError as exc:
         raise ConfigError(str(exc)) from None
     return K8sMetaConfig(
-        bootstrap_servers=a.bootstrap_servers,
+        bootstrap_servers=connection.servers,
         kubeconfig=a.kubeconfig,
         in_cluster=a.in_cluster,
         context=a.context,
@@ -236,7 +230,7 @@ def parse_args(argv: list[str]) -> K8sMetaConfig:
         topic_replication=a.replication,
         cluster_domain=a.cluster_domain,
         tombstone_grace_s=a.tombstone_grace,
-        kafka=security,
+        kafka=connection.security,
     )
 
 

@@ -8,14 +8,15 @@ look at the topic's state. Workers do not need this module: they feed records to
 
 from __future__ import annotations
 
-import concurrent.futures
 import time
 import uuid
 from typing import Any, Final
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
+from bus import topics
+from bus.clients import librdkafka_config, librdkafka_security
+from bus.errors import BusError
 from bus.security import KafkaSecurity
 from enrichers.config import K8sMetaConfig
 from enrichers.errors import TopicError
@@ -28,40 +29,11 @@ _PLAIN = KafkaSecurity()
 
 def ensure_topic(config: K8sMetaConfig) -> None:
     """Create the topic compacted if missing; refuse one that exists without compaction."""
-    admin = AdminClient({"bootstrap.servers": config.bootstrap_servers, **config.kafka.librdkafka()})
-    topic = config.topic
-    new = NewTopic(
-        topic,
-        num_partitions=config.topic_partitions,
-        replication_factor=config.topic_replication,
-        config={"cleanup.policy": "compact"},
-    )
+    spec = topics.K8S.named(config.topic)
     try:
-        admin.create_topics([new], operation_timeout=_ADMIN_TIMEOUT_S)[topic].result(_ADMIN_TIMEOUT_S)
-    except KafkaException as e:
-        if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise TopicError(f"topic {topic}: cannot create it: {e.args[0].str()}") from None
-    except concurrent.futures.TimeoutError:
-        raise TopicError(
-            f"topic {topic}: no answer from Kafka at {config.bootstrap_servers} in {_ADMIN_TIMEOUT_S}s"
-        ) from None
-    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    deadline = time.monotonic() + _ADMIN_TIMEOUT_S
-    while True:
-        try:
-            entries = admin.describe_configs([resource])[resource].result(_ADMIN_TIMEOUT_S)
-            break
-        except concurrent.futures.TimeoutError:
-            raise TopicError(f"topic {topic}: no answer from Kafka in {_ADMIN_TIMEOUT_S}s") from None
-        except KafkaException as e:
-            if not _transient(e.args[0]) or time.monotonic() > deadline:
-                raise TopicError(f"topic {topic}: cannot read its configuration: {e.args[0].str()}") from None
-            time.sleep(0.2)
-    policy = entries["cleanup.policy"].value
-    if "compact" not in (policy or ""):
-        raise TopicError(
-            f"topic {topic}: cleanup.policy is {policy!r}; it must be compacted or the table loses pods"
-        )
+        topics.declare(config.connection, [spec], config.topic_replication, config.topic_partitions)
+    except BusError as exc:
+        raise TopicError(str(exc)) from None
 
 
 def read_table(
@@ -92,7 +64,7 @@ def read_records(
             "group.id": f"peregrine-k8s-read-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
-            **security.librdkafka(),
+            **librdkafka_security(security),
         }
     )
     deadline = time.monotonic() + timeout_s
@@ -121,24 +93,6 @@ def read_records(
         consumer.close()
 
 
-# A topic created a moment ago may have no leader yet, or be unknown to the broker that answers;
-# librdkafka does not always flag these as retriable.
-_SETTLING: Final = frozenset(
-    {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError._UNKNOWN_PARTITION,
-        KafkaError._TIMED_OUT,
-        KafkaError._TRANSPORT,
-    }
-)
-
-
-def _transient(error: KafkaError) -> bool:
-    return bool(error.retriable()) or error.code() in _SETTLING
-
-
 def _end_offsets(consumer: Any, topic: str, deadline: float) -> dict[int, int]:
     """partition -> end offset, for the partitions that hold anything. A topic created a moment
     ago may have no leader yet: retriable errors are retried until the deadline."""
@@ -154,7 +108,7 @@ def _end_offsets(consumer: Any, topic: str, deadline: float) -> dict[int, int]:
                     ends[p] = high
             return ends
         except KafkaException as e:
-            if not _transient(e.args[0]) or time.monotonic() > deadline:
+            if not topics.transient(e.args[0]) or time.monotonic() > deadline:
                 raise TopicError(f"topic {topic}: cannot read its end offsets: {e.args[0].str()}") from None
             time.sleep(0.2)
 
@@ -163,11 +117,10 @@ def producer(config: K8sMetaConfig) -> Any:
     """An idempotent producer: retries never reorder or duplicate records of one key."""
     return Producer(
         {
-            "bootstrap.servers": config.bootstrap_servers,
+            **librdkafka_config(config.connection),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 20,
             "compression.type": "lz4",
-            **config.kafka.librdkafka(),
         }
     )

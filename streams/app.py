@@ -20,15 +20,14 @@ with its input:
   commit, and the agents hold it from decoding a batch until Faust acknowledges it (which Faust does
   without yielding once the loop body ends), so a commit sees every batch fully or not at all.
 
-Topics are created at start by `streams.worker.declare_topics` with the configured partitions and
-replication (`peregrine.k8s` compacted); existing topics are left as they are.
+Topics are created at start by `streams.worker.declare_topics` (`bus.topics.declare`) with the
+configured partitions and replication (`peregrine.k8s` compacted); existing topics are left as they are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,7 @@ import faust
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from bus import faust_auth
 from streams.config import WorkerConfig
 
 log = logging.getLogger("peregrine.worker.app")
@@ -155,8 +155,8 @@ class WorkerTopics:
 def build_app(config: WorkerConfig) -> tuple[faust.App, WorkerTopics]:
     app = _App(
         config.app_id,
-        broker=[f"kafka://{host}" for host in config.bootstrap],
-        broker_credentials=_credentials(config),
+        broker=faust_auth.broker_urls(config.connection),
+        broker_credentials=faust_auth.credentials(config.connection),
         processing_guarantee=config.guarantee,
         topic_partitions=config.partitions,
         topic_replication_factor=config.replication,
@@ -226,30 +226,3 @@ class Emitter:
         # Not awaiting delivery: a transaction commit (or, at least once, the flush before an offset
         # commit) waits for it, and waiting per message would serialise the worker on the broker.
         await app.producer.send(topic, key, value, None, None, headers, transactional_id=tid)
-
-
-def ssl_context(config: WorkerConfig) -> ssl.SSLContext:
-    sec = config.security
-    context = ssl.create_default_context(cafile=str(sec.ca_file) if sec.ca_file else None)
-    if sec.cert_file is not None and sec.key_file is not None:
-        context.load_cert_chain(
-            str(sec.cert_file),
-            str(sec.key_file),
-            password=sec.key_password,
-        )
-    return context
-
-
-def _credentials(config: WorkerConfig) -> Any:
-    sec = config.security
-    context = ssl_context(config) if sec.uses_tls else None
-    if sec.uses_sasl:
-        return faust.SASLCredentials(
-            username=sec.sasl_username,
-            password=sec.sasl_password,
-            ssl_context=context,
-            mechanism=sec.sasl_mechanism,
-        )
-    if context is not None:
-        return faust.SSLCredentials(context)
-    return None

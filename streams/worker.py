@@ -1,10 +1,10 @@
 """`peregrine worker`: wires the config, the rules, the Kubernetes table and the agents, then runs Faust.
 
 At start: rules load (a bad file is fatal here: exit 2 with the loader's message), missing topics
-are created (before Faust subscribes), the Kubernetes table is read from the start of
-`peregrine.k8s` (the detection agent waits up to ``--k8s-wait`` seconds for it to catch up, then
-evaluates anyway and the table keeps following), and SIGHUP is bound to the rules reload. Faust
-handles SIGTERM/SIGINT (commit, leave the group, stop).
+are created (before Faust subscribes; an uncompacted `peregrine.k8s` is refused), the Kubernetes
+table is read from the start of `peregrine.k8s` (the detection agent waits up to ``--k8s-wait``
+seconds for it to catch up, then evaluates anyway and the table keeps following), and SIGHUP is
+bound to the rules reload. Faust handles SIGTERM/SIGINT (commit, leave the group, stop).
 
 Every worker reads the whole `peregrine.k8s` topic with its own group-less consumer: the table is
 small (one record per container) and every batch may reference any container.
@@ -17,12 +17,13 @@ import gc
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 
+from bus import topics as catalog
+from bus.clients import aiokafka_kwargs
 from enrichers.errors import RecordError
 from enrichers.metrics import table_metrics
 from enrichers.table import K8sTable
@@ -34,7 +35,6 @@ from streams.metrics import worker_metrics
 from streams.reload import LiveRules, RulesEngine, falco_engine
 
 log = logging.getLogger("peregrine.worker")
-_TOPIC_ALREADY_EXISTS = 36
 _GC_THRESHOLD = 50_000  # allocations between young collections; a 500-event batch is ~2,000 lists
 
 
@@ -64,13 +64,13 @@ def run(config: WorkerConfig, engine: RulesEngine) -> int:
     install_drops(app, topics, emitter, metrics)
 
     # Before Faust subscribes: it drops topics missing at subscription time and never looks again.
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(declare_topics(config))
+        declare_topics(config)
     except Exception as exc:
         print(f"peregrine worker: cannot create the topics: {exc}", file=sys.stderr)
         return 1
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
 
     @app.task  # type: ignore[untyped-decorator]
     async def start() -> None:
@@ -103,12 +103,11 @@ def run(config: WorkerConfig, engine: RulesEngine) -> int:
 async def follow_k8s(config: WorkerConfig, topic: str, table: K8sTable, ready: asyncio.Event) -> None:
     """Fold `peregrine.k8s` into the table from the beginning, forever; set `ready` once at the end."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=list(config.bootstrap),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
-        **_aiokafka_security(config),
+        **aiokafka_kwargs(config.connection),
     )
     await consumer.start()
     try:
@@ -135,28 +134,16 @@ async def follow_k8s(config: WorkerConfig, topic: str, table: K8sTable, ready: a
         await consumer.stop()
 
 
-async def declare_topics(config: WorkerConfig) -> None:
+def declare_topics(config: WorkerConfig) -> None:
     """Create the worker's topics that do not exist (partitions, replication; peregrine.k8s compacted)."""
     t = config.topics
-    compact = {"cleanup.policy": "compact"}
-    new = [
-        NewTopic(name, config.partitions, config.replication, topic_configs=compact if name == t.k8s else {})
-        for name in (t.events, t.stats, t.alerts, t.dlq, t.k8s)
-    ]
-    admin = AIOKafkaAdminClient(bootstrap_servers=list(config.bootstrap), **_aiokafka_security(config))
-    await admin.start()
-    try:
-        response = await admin.create_topics(new, timeout_ms=30_000)
-    finally:
-        await admin.close()
-    for topic, code, *message in response.topic_errors:
-        if code not in (0, _TOPIC_ALREADY_EXISTS):
-            detail = message[0] if message else ""
-            raise RuntimeError(f"creating {topic}: Kafka error {code} {detail}".strip())
+    specs = [catalog.EVENTS.named(t.events), catalog.STATS.named(t.stats), catalog.ALERTS.named(t.alerts),
+             catalog.EVENTS_DLQ.named(t.dlq), catalog.K8S.named(t.k8s)]  # fmt: skip
+    catalog.declare(config.connection, specs, config.replication, config.partitions)
 
 
 async def _partitions(config: WorkerConfig, topic: str) -> set[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=list(config.bootstrap), **_aiokafka_security(config))
+    admin = AIOKafkaAdminClient(**aiokafka_kwargs(config.connection))
     await admin.start()
     try:
         for _ in range(60):
@@ -168,15 +155,3 @@ async def _partitions(config: WorkerConfig, topic: str) -> set[int]:
     finally:
         await admin.close()
     raise RuntimeError(f"topic {topic!r} has no partitions after 30 s")
-
-
-def _aiokafka_security(config: WorkerConfig) -> dict[str, Any]:
-    sec = config.security
-    settings: dict[str, Any] = {"security_protocol": sec.protocol}
-    if sec.uses_tls:
-        settings["ssl_context"] = worker_app.ssl_context(config)
-    if sec.uses_sasl:
-        settings["sasl_mechanism"] = sec.sasl_mechanism
-        settings["sasl_plain_username"] = sec.sasl_username
-        settings["sasl_plain_password"] = sec.sasl_password
-    return settings

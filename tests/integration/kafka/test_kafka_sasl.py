@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 
+from bus.clients import librdkafka_security
 from bus.security import KafkaSecurity
 from collectors.capture import read_capture
 from devtools import localkafka
@@ -90,7 +91,7 @@ def _count(bootstrap: str, topic: str, want: int) -> int:
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"sasl-{uuid.uuid4().hex}",
         "auto.offset.reset": "earliest",
-        **KafkaSecurity("SASL_PLAINTEXT", sasl_username=USER, sasl_password=PASSWORD).librdkafka(),
+        **librdkafka_security(KafkaSecurity("SASL_PLAINTEXT", sasl_username=USER, sasl_password=PASSWORD)),
     })  # fmt: skip
     consumer.subscribe([topic])
     seen, idle = 0, 0

@@ -37,6 +37,7 @@ from confluent_kafka.admin import AdminClient
 from tls_broker import KEY_PASSWORD, PASSWORD, USER, TlsBroker, read_values
 
 import rules
+from bus.clients import librdkafka_security
 from bus.security import KafkaSecurity
 from collectors.capture import read_capture
 from collectors.wire import decode_batch
@@ -184,7 +185,7 @@ def test_a_librdkafka_client_that_does_not_trust_the_ca_is_refused(broker: TlsBr
     errors: list[str] = []
     conf: dict[str, Any] = {"bootstrap.servers": broker.ssl, "log_level": 0,
                             "error_cb": lambda e: errors.append(e.str()),
-                            **KafkaSecurity("SSL", ca_file=ca_file).librdkafka()}  # fmt: skip
+                            **librdkafka_security(KafkaSecurity("SSL", ca_file=ca_file))}  # fmt: skip
     admin = AdminClient(conf)
     with pytest.raises(KafkaException):
         admin.list_topics(timeout=5)

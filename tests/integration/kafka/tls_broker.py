@@ -33,6 +33,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported wi
     UserScramCredentialUpsertion,
 )
 
+from bus.clients import librdkafka_security
 from bus.security import KafkaSecurity
 from devtools import localkafka
 
@@ -203,7 +204,7 @@ def read_values(
     of one second in a row found nothing."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"tls-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest", "isolation.level": "read_committed", **security.librdkafka(),
+        "auto.offset.reset": "earliest", "isolation.level": "read_committed", **librdkafka_security(security),
     })  # fmt: skip
     consumer.subscribe([topic])
     values: list[bytes] = []

@@ -36,7 +36,7 @@ ALLOWED_INTERNAL: dict[str, tuple[str, ...]] = {
 # Third-party distributions each package may import at all.
 ALLOWED_THIRD_PARTY: dict[str, frozenset[str]] = {
     "rules": frozenset({"yaml"}),
-    "bus": frozenset({"confluent_kafka"}),
+    "bus": frozenset({"confluent_kafka", "faust"}),  # each client library's settings (bus.faust_auth)
     "telemetry": frozenset({"opentelemetry", "prometheus_client"}),
     "collectors": frozenset({"bcc", "confluent_kafka", "msgpack", "opentelemetry"}),
     "enrichers": frozenset({"kubernetes", "confluent_kafka", "msgpack", "opentelemetry", "urllib3"}),

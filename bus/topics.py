@@ -1,0 +1,119 @@
+"""The topic catalog (names, default partitions, compaction, retention) and the one way topics are made.
+
+Roles may rename a topic (``--events-topic`` and friends, tests' random names) with `TopicSpec.named`;
+what the topic is stays the catalog's. `declare` creates what is missing and checks what must hold
+for the topics that exist: a compacted topic that is not compacted is refused, since the Kubernetes
+table would lose pods. Existing topics are otherwise left as they are (partitions, retention).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
+
+from bus.clients import librdkafka_config
+from bus.connection import KafkaConnection
+from bus.errors import TopicError
+
+_ADMIN_TIMEOUT_S: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int = 12  # when created, unless the role says otherwise (the worker's --partitions)
+    compacted: bool = False
+    retention_ms: int | None = None  # None: the broker's default
+    max_message_bytes: int | None = None  # None: the broker's default (1 MiB)
+
+    def named(self, name: str) -> TopicSpec:
+        return replace(self, name=name)
+
+    def configs(self) -> dict[str, str]:
+        """The topic-level configs it is created with."""
+        configs = {"cleanup.policy": "compact"} if self.compacted else {}
+        if self.retention_ms is not None:
+            configs["retention.ms"] = str(self.retention_ms)
+        if self.max_message_bytes is not None:
+            configs["max.message.bytes"] = str(self.max_message_bytes)
+        return configs
+
+
+EVENTS: Final = TopicSpec("peregrine.events")  # event batches (collectors.wire), key = node
+STATS: Final = TopicSpec("peregrine.stats")  # per-node drop counters (collectors.stats), key = node
+K8S: Final = TopicSpec("peregrine.k8s", partitions=1, compacted=True)  # enrichers.records, key = container id
+ALERTS: Final = TopicSpec("peregrine.alerts")  # Falco JSON alerts, key = container id
+EVENTS_DLQ: Final = TopicSpec("peregrine.events.dlq")  # poison batches (bus.dlq)
+ALERTS_DLQ: Final = TopicSpec("peregrine.alerts.dlq", partitions=1)  # alerts a sink gave up on (bus.dlq)
+CATALOG: Final = (EVENTS, STATS, K8S, ALERTS, EVENTS_DLQ, ALERTS_DLQ)
+
+
+def declare(
+    connection: KafkaConnection,
+    topics: Sequence[TopicSpec],
+    replication: int = 1,
+    partitions: int | None = None,
+    timeout_s: float = _ADMIN_TIMEOUT_S,
+) -> None:
+    """Create the missing topics (``partitions`` overrides each spec's); TopicError if one cannot be
+    created, or exists uncompacted where the catalog wants it compacted."""
+    admin = AdminClient(librdkafka_config(connection))
+    new = [NewTopic(t.name, num_partitions=partitions or t.partitions, replication_factor=replication,
+                    config=t.configs()) for t in topics]  # fmt: skip
+    for name, future in admin.create_topics(new, operation_timeout=timeout_s).items():
+        try:
+            future.result(timeout_s)
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise TopicError(f"topic {name}: cannot create it: {e.args[0].str()}") from None
+        except concurrent.futures.TimeoutError:
+            silent = f"topic {name}: no answer from Kafka at {connection.servers} in {timeout_s}s"
+            raise TopicError(silent) from None
+    for topic in topics:
+        if topic.compacted:
+            _check_compacted(admin, topic.name, timeout_s)
+
+
+def _check_compacted(admin: Any, topic: str, timeout_s: float) -> None:
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            entries = admin.describe_configs([resource])[resource].result(timeout_s)
+            break
+        except concurrent.futures.TimeoutError:
+            raise TopicError(f"topic {topic}: no answer from Kafka in {timeout_s}s") from None
+        except KafkaException as e:
+            if not transient(e.args[0]) or time.monotonic() > deadline:
+                raise TopicError(f"topic {topic}: cannot read its configuration: {e.args[0].str()}") from None
+            time.sleep(0.2)
+    policy = entries["cleanup.policy"].value
+    if "compact" not in (policy or ""):
+        raise TopicError(
+            f"topic {topic}: cleanup.policy is {policy!r}; it must be compacted or the table loses pods"
+        )
+
+
+# A topic created a moment ago may have no leader yet, or be unknown to the broker that answers;
+# librdkafka does not always flag these as retriable.
+_SETTLING: Final = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
+)
+
+
+def transient(error: KafkaError) -> bool:
+    """Worth retrying shortly: retriable, or a topic still settling after its creation."""
+    return bool(error.retriable()) or error.code() in _SETTLING
