@@ -80,7 +80,8 @@ def test_a_receiver_dripping_its_reply_fails_the_attempt_at_the_total_deadline()
 ])
 def test_a_huge_response_body_is_not_read(reply: bytes) -> None:
     chunked_more = [(b"100000\r\n" + b"x" * 0x100000 + b"\r\n", 0)] * 4 if b"chunked" in reply else []
-    server = _RawServer([[(reply, 0), *chunked_more]])
+    # the receiver keeps the connection open afterwards: the sender must stop on size, not on EOF
+    server = _RawServer([[(reply, 0), *chunked_more, (b"", 2.0)]])
     sender = HttpSender(HttpConfig(url=f"http://127.0.0.1:{server.port}/", timeout_s=5.0))
     try:
         with pytest.raises(RetryableError, match="over 4194304"):
