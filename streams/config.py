@@ -26,6 +26,8 @@ from bus.security import KafkaSecurity
 from streams.errors import WorkerError
 
 GUARANTEES: Final = ("exactly_once", "at_least_once")
+# Falco's ``rule_matching``: the first matching rule of an event alerts, or every matching rule does.
+RULE_MATCHING: Final = ("first", "all")
 
 
 class ConfigError(WorkerError):
@@ -57,6 +59,7 @@ class WorkerConfig:
     datadir: Path = Path("/tmp/peregrine-worker")
     log_level: str = "info"
     k8s_wait: float = 30.0  # seconds to wait for the Kubernetes table to catch up at start
+    rule_matching: str = "first"
 
     def __post_init__(self) -> None:
         if not self.bootstrap:
@@ -65,12 +68,19 @@ class WorkerConfig:
             raise ConfigError("no rules files (--rules FILE, repeatable, or PEREGRINE_RULES)")
         if self.guarantee not in GUARANTEES:
             raise ConfigError(f"--guarantee must be one of {', '.join(GUARANTEES)}, not {self.guarantee!r}")
+        if self.rule_matching not in RULE_MATCHING:
+            raise ConfigError(f"--rule-matching (PEREGRINE_RULE_MATCHING) must be one of "
+                              f"{', '.join(RULE_MATCHING)}, not {self.rule_matching!r}")
         if self.partitions < 1 or self.replication < 1:
             raise ConfigError("--partitions and --replication must be at least 1")
 
     @property
     def exactly_once(self) -> bool:
         return self.guarantee == "exactly_once"
+
+    @property
+    def all_matches(self) -> bool:
+        return self.rule_matching == "all"
 
     @property
     def connection(self) -> KafkaConnection:
@@ -89,6 +99,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=int, help="partitions of topics created at start")
     p.add_argument("--replication", type=int, help="replication factor of topics created at start")
     p.add_argument("--guarantee", choices=GUARANTEES, help="processing guarantee (default exactly_once)")
+    p.add_argument("--rule-matching", choices=RULE_MATCHING, help="alert for the first matching rule of "
+                   "an event, as Falco does by default, or for every one (env PEREGRINE_RULE_MATCHING)")
     for name in ("events", "stats", "alerts", "dlq", "k8s"):
         p.add_argument(f"--{name}-topic", help=f"topic name (default {getattr(Topics(), name)})")
     p.add_argument("--session-timeout", type=float, help="consumer group session timeout, seconds")
@@ -135,6 +147,7 @@ def from_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Work
             datadir=a.datadir or Path(e.get("PEREGRINE_WORKER_DATADIR", str(d.datadir))),
             log_level=a.log_level or e.get("PEREGRINE_LOG_LEVEL", d.log_level),
             k8s_wait=a.k8s_wait if a.k8s_wait is not None else d.k8s_wait,
+            rule_matching=str(pick(a.rule_matching, "PEREGRINE_RULE_MATCHING", d.rule_matching)),
         )
     except ValueError as exc:  # int() of a PEREGRINE_* variable; ConfigError is not a ValueError
         raise ConfigError(f"invalid number in the worker options: {exc}") from None

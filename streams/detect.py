@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic
 
 import faust
 
@@ -31,7 +31,7 @@ from collectors.wire import Batch, Decoder, WireError
 from rules.record import EV_PROC, P_CONTAINER_ID, Process
 from streams.app import Emitter, WorkerTopics, commit_gate
 from streams.metrics import WorkerMetrics
-from streams.reload import LiveRules
+from streams.reload import LiveRules, Rule
 
 log = logging.getLogger("peregrine.worker.detect")
 
@@ -71,10 +71,10 @@ class Detection:
     gate_kept: int  # events the rule engine's batch gate passed on to the rules' code
 
 
-class Detector:
+class Detector(Generic[Rule]):
     """Decode, enrich, evaluate one batch; raises WireError for a batch that does not decode."""
 
-    def __init__(self, rules: LiveRules, enrich: Enrich | None = None) -> None:
+    def __init__(self, rules: LiveRules[Rule], enrich: Enrich | None = None) -> None:
         self.rules = rules
         self.enrich = enrich
         self.seq = SeqTracker()
@@ -108,7 +108,7 @@ class Detector:
 
 
 async def handle_message(
-    detector: Detector,
+    detector: Detector[Rule],
     emitter: Emitter,
     topics: WorkerTopics,
     metrics: WorkerMetrics,
@@ -162,7 +162,7 @@ async def handle_message(
 def install_detection(
     app: faust.App,
     topics: WorkerTopics,
-    detector: Detector,
+    detector: Detector[Rule],
     emitter: Emitter,
     metrics: WorkerMetrics,
     ready: asyncio.Event,

@@ -8,7 +8,8 @@ stays and the error (file, line, what is wrong) is logged. Loading runs in a thr
 loop keeps heartbeating while a large rules file compiles.
 
 The rule engine is passed in as a `RulesEngine` (load + build_alert) so this module and the agents
-do not depend on how rules are compiled; `falco_engine` is the real one.
+do not depend on how rules are compiled; `falco_engine` is the real one (`rules.load`, whose
+`rules.Ruleset` is a `RuleSet`), and the worker tests pass a one-rule stand-in.
 """
 
 from __future__ import annotations
@@ -16,52 +17,85 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from rules.record import Event
 from streams.metrics import WorkerMetrics
 
+if TYPE_CHECKING:
+    from rules import CompiledRule
+
 log = logging.getLogger("peregrine.worker.rules")
+
+Rule = TypeVar("Rule")
+Rule_co = TypeVar("Rule_co", covariant=True)
+
+
+class RuleSet(Protocol[Rule_co]):
+    """What the worker uses of a compiled rule set."""
+
+    @property
+    def gated(self) -> bool:
+        """Whether `evaluate` runs the C batch gate (without it rules run slower)."""
+
+    def gate_counts(self) -> tuple[int, int]:
+        """(events given to `evaluate`, events the gate passed on) so far."""
+
+    def evaluate(self, events: list[Event]) -> Sequence[tuple[Event, Rule_co]]:
+        """(event, rule) per match: one per event, or every matching rule with ``all_matches``."""
+
+
+class Loader(Protocol[Rule_co]):
+    def __call__(
+        self, paths: list[str], *, all_matches: bool, ip_names: dict[str, str] | None
+    ) -> RuleSet[Rule_co]: ...
 
 
 @dataclass(frozen=True, slots=True)
-class RulesEngine:
-    load: Callable[..., Any]  # (paths, *, ip_names=...) -> Ruleset: .evaluate(events), .gate_counts()
-    build_alert: Callable[[Any, Event], dict[str, Any]]
+class RulesEngine(Generic[Rule]):
+    load: Loader[Rule]
+    build_alert: Callable[[Rule, Event], Mapping[str, object]]
 
 
-def falco_engine() -> RulesEngine:
+def falco_engine() -> RulesEngine[CompiledRule]:
     import rules
 
     return RulesEngine(load=rules.load, build_alert=rules.build_alert)
 
 
-class LiveRules:
-    """Holds the running Ruleset in `ruleset`; read it once per batch."""
+class LiveRules(Generic[Rule]):
+    """Holds the running rule set in `ruleset`; read it once per batch.
+
+    `all_matches` is Falco's ``rule_matching: all``: every matching rule of an event alerts, not only
+    the first; reloads keep it."""
 
     def __init__(
         self,
-        engine: RulesEngine,
+        engine: RulesEngine[Rule],
         paths: Sequence[Path],
         metrics: WorkerMetrics,
         ip_names: dict[str, str] | None = None,
+        *,
+        all_matches: bool = False,
     ) -> None:
         self.engine = engine
         self.paths = tuple(paths)
         self.ip_names = ip_names
+        self.all_matches = all_matches
         self._metrics = metrics
         self._lock = asyncio.Lock()
         # At start a bad rules file is fatal (raised to the caller): there is no old set to keep.
-        self.ruleset: Any = self._load()
+        self.ruleset = self._load()
         self.generation = 1
-        if not getattr(self.ruleset, "gated", True):
+        if not self.ruleset.gated:
             log.warning("the rule engine's C batch gate is not built (no C compiler?): rules run slower")
 
-    def _load(self) -> Any:
-        return self.engine.load([str(p) for p in self.paths], ip_names=self.ip_names)
+    def _load(self) -> RuleSet[Rule]:
+        paths = [str(p) for p in self.paths]
+        return self.engine.load(paths, all_matches=self.all_matches, ip_names=self.ip_names)
 
     async def reload(self) -> bool:
         """Load the files again; True when the new set replaced the running one."""

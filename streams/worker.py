@@ -32,7 +32,7 @@ from streams.config import ConfigError, WorkerConfig, from_args
 from streams.detect import Detector, install_detection
 from streams.drops import install_drops
 from streams.metrics import worker_metrics
-from streams.reload import LiveRules, RulesEngine, falco_engine
+from streams.reload import LiveRules, Rule, RulesEngine, falco_engine
 
 log = logging.getLogger("peregrine.worker")
 _GC_THRESHOLD = 50_000  # allocations between young collections; a 500-event batch is ~2,000 lists
@@ -47,13 +47,14 @@ def main(argv: Sequence[str]) -> int:
     return run(config, falco_engine())
 
 
-def run(config: WorkerConfig, engine: RulesEngine) -> int:
+def run(config: WorkerConfig, engine: RulesEngine[Rule]) -> int:
     """Run until stopped; returns the process exit code."""
     metrics = worker_metrics()
     table = K8sTable()
     table_metrics(table)  # the worker's copy of peregrine.k8s: size, hits, misses for Grafana
     try:
-        rules = LiveRules(engine, config.rules_files, metrics, ip_names=table.ip_names)
+        rules = LiveRules(engine, config.rules_files, metrics, ip_names=table.ip_names,
+                          all_matches=config.all_matches)
     except Exception as exc:
         print(f"peregrine worker: cannot load the rules: {exc}", file=sys.stderr)
         return 2

@@ -3,26 +3,16 @@ still evaluated (one worker process, real broker, stand-in rule)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
 import pytest
 from worker_batches import expected_shells, make_batch
-from worker_harness import Record, WorkerProcs, WorkerSetup, consume_until, produce
+from worker_harness import Record, WorkerProcs, consume_until, produce
 
 from bus import dlq
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerProcs]:
-    setup = WorkerSetup(kafka_bootstrap, tmp_path)
-    setup.create_topics()
-    procs = WorkerProcs(setup)
-    yield procs
-    procs.stop_all()
 
 
 POISON = [

@@ -5,16 +5,13 @@ pod fields printed ``<NA>`` for a container the table does not know."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from worker_batches import container_id, make_batch
-from worker_harness import REPO, WorkerProcs, WorkerSetup, consume_until, produce
+from worker_harness import REPO, WorkerProcs, consume_until, produce, replay
 
 import rules
 from collectors.capture import read_capture
@@ -28,15 +25,6 @@ pytestmark = pytest.mark.kafka
 KNOWN, UNKNOWN = "node-known", "node-unknown"
 API_SERVER = ServiceMeta(ip="10.96.0.1", name="kubernetes", namespace="default",
                          dns_name="kubernetes.default.svc.cluster.local")
-
-
-@pytest.fixture
-def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerProcs]:
-    setup = WorkerSetup(kafka_bootstrap, tmp_path)
-    setup.create_topics()
-    procs = WorkerProcs(setup)
-    yield procs
-    procs.stop_all()
 
 
 def pod(node: str) -> ContainerMeta:
@@ -120,13 +108,7 @@ def test_replayed_attack_capture_gives_exactly_the_engines_alerts(
                                        "Launch Package Management Process in Container"}
 
     produce(setup.bootstrap, setup.topic("k8s"), [encode(m) for m in k8s])
-    replay = subprocess.run(
-        [sys.executable, "-m", "cli.main", "replay", str(capture), "--max-rate",
-         "--bootstrap", setup.bootstrap, "--events-topic", setup.topic("events"),
-         "--stats-topic", setup.topic("stats")],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert replay.returncode == 0, replay.stderr
+    replay(setup, capture)
     workers.start(rule_files, standin=False)
     n = sum(want.values())
     alerts = consume_until(setup.bootstrap, setup.topic("alerts"), lambda r: len(r) >= n, 120, settle=3,

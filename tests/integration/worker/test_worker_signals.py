@@ -6,27 +6,17 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from worker_batches import make_batch
-from worker_harness import WorkerProcs, WorkerSetup, consume_until, produce
+from worker_harness import WorkerProcs, consume_until, produce
 
 from collectors.stats import Stats, encode_stats
 
 pytestmark = pytest.mark.kafka
 S = 1_000_000_000
 T0 = 1_780_000_000 * S
-
-
-@pytest.fixture
-def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerProcs]:
-    setup = WorkerSetup(kafka_bootstrap, tmp_path)
-    setup.create_topics()
-    procs = WorkerProcs(setup)
-    yield procs
-    procs.stop_all()
 
 
 def stats(node: str, second: int, n_evts: int, ring_full: int) -> tuple[bytes, bytes]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.wire import Batch, encode_batch
+from rules.output import iso_time
 from rules.record import (
     EV_NUM,
     EV_PROC,
@@ -93,6 +94,8 @@ def expected_shells(node: str, seqs: Iterable[int], n_events: int, shell_every: 
 
 
 class StandInRuleset:
+    gated = True  # nothing to gate: no warning about a missing C gate
+
     def gate_counts(self) -> tuple[int, int]:
         return 0, 0  # no batch gate: every event reaches the stand-in rule
 
@@ -101,7 +104,9 @@ class StandInRuleset:
                 and ev[EV_PROC][P_TTY] != 0]
 
 
-def standin_load(paths: list[str], *, ip_names: dict[str, str] | None = None) -> StandInRuleset:
+def standin_load(
+    paths: list[str], *, all_matches: bool = False, ip_names: dict[str, str] | None = None
+) -> StandInRuleset:  # one rule: first and all matches are the same
     for p in paths:
         text = Path(p).read_text()
         if "invalid" in text:
@@ -122,7 +127,7 @@ def standin_alert(rule: str, ev: list[Any]) -> dict[str, Any]:
         "rule": rule,
         "source": "syscall",
         "tags": ["container", "shell"],
-        "time": str(ev[EV_TS]),
+        "time": iso_time(ev[EV_TS]),  # the one form alerts.wire accepts
         "uuid": str(uuid.uuid5(uuid.NAMESPACE_OID, f"{node}/{ev[EV_TS]}/{ev[EV_TID]}/{ev[EV_NUM]}/{rule}")),
     }
 

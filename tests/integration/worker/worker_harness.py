@@ -118,6 +118,17 @@ class WorkerProcs:
                 p.wait(timeout=10)
 
 
+def replay(setup: WorkerSetup, capture: Path) -> None:
+    """`peregrine replay` of a capture onto the setup's events and stats topics, as fast as it goes."""
+    done = subprocess.run(
+        [PYTHON, "-m", "cli.main", "replay", str(capture), "--max-rate",
+         "--bootstrap", setup.bootstrap, "--events-topic", setup.topic("events"),
+         "--stats-topic", setup.topic("stats")],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
                   "enable.idempotence": True, "message.max.bytes": 8_000_000})

@@ -64,3 +64,22 @@ def test_worker_exits_2_on_a_bad_rules_file_before_touching_kafka(
     assert main(["--rules", str(bad), "--bootstrap", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
     assert "cannot load the rules" in err and "bad.yaml:1" in err
+
+
+def test_rule_matching_is_first_unless_a_flag_or_the_environment_says_all() -> None:
+    c = from_args(["--rules", "r"], env={})
+    assert c.rule_matching == "first" and not c.all_matches
+    c = from_args(["--rules", "r"], env={"PEREGRINE_RULE_MATCHING": "all"})
+    assert c.rule_matching == "all" and c.all_matches
+    c = from_args(["--rules", "r", "--rule-matching", "first"], env={"PEREGRINE_RULE_MATCHING": "all"})
+    assert not c.all_matches
+
+
+def test_an_unknown_rule_matching_is_a_config_error_naming_flag_and_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(ConfigError, match=r"--rule-matching \(PEREGRINE_RULE_MATCHING\).*'every'"):
+        from_args(["--rules", "r"], env={"PEREGRINE_RULE_MATCHING": "every"})
+    with pytest.raises(SystemExit):
+        from_args(["--rules", "r", "--rule-matching", "every"], env={})
+    assert "--rule-matching" in capsys.readouterr().err
