@@ -2,11 +2,11 @@
 
     SinkError
      ├── ConfigError      the YAML file or an environment variable is wrong (names the key path)
-     ├── AlertDecodeError a record on the alerts topic is not a Falco JSON alert (poison: DLQ)
      └── DeliveryError    a destination did not accept alerts
           ├── RetryableError  worth another attempt (connection, timeout, 429, 5xx); may carry retry_after
           └── PermanentError  another attempt cannot help (4xx, rejected payload): DLQ at once
 
+A record that is not an alert raises `alerts.errors.AlertDecodeError`, the contract's own error.
 Messages never contain secrets: the HTTP sender redacts them before an error is built.
 """
 
@@ -19,10 +19,6 @@ class SinkError(Exception):
 
 class ConfigError(SinkError):
     """The sink configuration is invalid; the message names the file and the key path."""
-
-
-class AlertDecodeError(SinkError):
-    """A Kafka record is not a decodable alert."""
 
 
 class DeliveryError(SinkError):

@@ -24,13 +24,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
+from alerts.errors import AlertDecodeError
 from bus import dlq
 from sinks import escape
 from sinks.alert import Alert, decode_alert
 from sinks.base import Destination
 from sinks.config import DestinationConfig, KafkaConfig
 from sinks.delivery import Stopped, deliver
-from sinks.errors import AlertDecodeError
 from sinks.metrics import SinkMetrics
 from sinks.registry import KINDS
 
@@ -158,6 +158,11 @@ class Runner:
             except AlertDecodeError as exc:
                 dead.append(Failed(message, UNDECODABLE, str(exc), 0))
                 continue
+            except Exception as exc:  # a decoder defect on one record must not stop the destination
+                log.exception("%s: decoder failed on %s[%d]@%d", self._config.name, message.topic(),
+                              message.partition(), message.offset())
+                dead.append(Failed(message, UNDECODABLE, f"{type(exc).__name__}: {exc}", 0))
+                continue
             if not self._config.route.accepts(alert):
                 filtered += 1
                 continue
@@ -193,7 +198,7 @@ class Runner:
             log.warning("%s: %d alert(s) to %s (first: %s[%d]@%d after %d attempt(s): %s: %s)",
                         self._config.name, len(pending), self._kafka.dlq_topic, first.message.topic(),
                         first.message.partition(), first.message.offset(), first.attempts, first.reason,
-                        first.detail)
+                        escape.clean(first.detail, DLQ_DETAIL_LIMIT))
             for entry in pending:
                 message = entry.message
 

@@ -3,8 +3,8 @@
 Per batch: decode (`collectors.wire.Decoder`, which validates and resolves references), enrich (one call
 that fills the process records' container slot from the Kubernetes table), check the node's
 sequence for gaps, evaluate the whole batch (`Ruleset.evaluate`), and produce one Kafka message per
-alert to `peregrine.alerts`, keyed by container id so one container's alerts stay in order. Nothing
-else happens per event: no coroutine, no log line, no message.
+alert to `peregrine.alerts` (checked and size-bounded by `alerts.wire`), keyed by container id so one
+container's alerts stay in order. Nothing else happens per event: no coroutine, no log line, no message.
 
 A batch that does not decode (or has a schema version this build does not read) goes to the
 dead-letter topic with the reason (`bus.dlq`), and so does a batch the rule engine raises on:
@@ -17,7 +17,6 @@ into a Faust agent with ``concurrency=1`` (faust#606) under the commit gate (`st
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +25,7 @@ from typing import Any, Generic
 
 import faust
 
+from alerts import wire
 from bus import dlq
 from collectors.wire import Batch, Decoder, WireError
 from rules.record import EV_PROC, P_CONTAINER_ID, Process
@@ -99,10 +99,10 @@ class Detector(Generic[Rule]):
         priorities: list[str] = []
         _, kept_before = ruleset.gate_counts()
         for ev, rule in ruleset.evaluate(batch.events):
-            alert = build_alert(rule, ev)
+            alert = wire.from_json_dict(build_alert(rule, ev))
             key = str(ev[EV_PROC][P_CONTAINER_ID]).encode()
-            alerts.append((key, json.dumps(alert, ensure_ascii=False, separators=(",", ":")).encode()))
-            priorities.append(str(alert.get("priority", "")))
+            alerts.append((key, wire.encode(alert)))
+            priorities.append(alert.priority.label)
         gate_kept = ruleset.gate_counts()[1] - kept_before
         return Detection(batch, alerts, priorities, missing, decode_s, time.perf_counter() - t0, gate_kept)
 

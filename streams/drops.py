@@ -6,7 +6,8 @@ bucket of rate 1/30 s and burst 1. Collectors publish exactly those per-second d
 record per node per second, so a worker applies the same rule per node. The alert is Falco's
 internal-message JSON (``falco_outputs::handle_msg``): no ``tags`` key, source ``internal``,
 priority ``Debug``, every output field a string; plus the ``uuid`` every record on
-`peregrine.alerts` carries.
+`peregrine.alerts` carries (`rules.alert.alert_id` of node, second and rule: no thread, no event).
+It is built as the same `Alert` record as rule alerts and encoded by `alerts.wire`.
 
 Limits: the token bucket runs on the stats' own timestamps (deterministic, replayable) rather than
 the worker's clock, and lives in the worker's memory: after a rebalance the new owner of a node's
@@ -15,13 +16,14 @@ partition starts with a full bucket, so at most one extra alert per node per reb
 
 from __future__ import annotations
 
-import json
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
+
+from alerts import wire
+from rules.alert import INTERNAL_SOURCE, Alert, FieldValue, alert_id
+from rules.priority import Priority
 
 if TYPE_CHECKING:
     import faust
@@ -50,7 +52,6 @@ DROP_FIELDS: Final = (
     "n_drops_page_faults",
     "n_drops_bug",
 )
-_UUID_NAMESPACE: Final = uuid.UUID("5b0c7f41-8f5e-4a0e-b1f4-4f7d6a2c9e10")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,7 @@ class DropMonitor:
         self.max_burst = max_burst
         self._buckets: dict[str, _Bucket] = {}
 
-    def observe(self, sample: DropSample) -> dict[str, Any] | None:
+    def observe(self, sample: DropSample) -> Alert | None:
         n_drops = sample.n_drops
         if n_drops <= 0:
             return None
@@ -116,28 +117,23 @@ class DropMonitor:
         return False
 
 
-def build_drop_alert(sample: DropSample) -> dict[str, Any]:
+def build_drop_alert(sample: DropSample) -> Alert:
     n_drops = sample.n_drops
-    fields = {"n_evts": str(sample.n_evts), "n_drops": str(n_drops)}
+    fields: dict[str, FieldValue] = {"n_evts": str(sample.n_evts), "n_drops": str(n_drops)}
     for name in DROP_FIELDS:
         fields[name] = str(sample.fields.get(name, 0))
     fields["ebpf_enabled"] = "1" if sample.ebpf_enabled else "0"
-    return {
-        "hostname": sample.node,
-        "output": f"{RULE}. {n_drops} system calls dropped in last second.",
-        "output_fields": fields,
-        "priority": "Debug",
-        "rule": RULE,
-        "source": "internal",
-        "time": falco_time(sample.time_ns),
-        "uuid": str(uuid.uuid5(_UUID_NAMESPACE, f"{sample.node}/{sample.time_ns}")),
-    }
-
-
-def falco_time(ns: int) -> str:
-    """Falco's JSON time: UTC, ``%FT%T`` plus nine fractional digits and ``Z``."""
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+    return Alert(
+        time_ns=sample.time_ns,
+        rule=RULE,
+        priority=Priority.DEBUG,
+        output=f"{RULE}. {n_drops} system calls dropped in last second.",
+        output_fields=fields,
+        hostname=sample.node,
+        source=INTERNAL_SOURCE,
+        tags=(),
+        uuid=alert_id(sample.node, sample.time_ns, 0, 0, RULE),
+    )
 
 
 def install_drops(app: faust.App, topics: WorkerTopics, emitter: Emitter, metrics: WorkerMetrics) -> None:
@@ -169,7 +165,7 @@ def install_drops(app: faust.App, topics: WorkerTopics, emitter: Emitter, metric
                 alert = monitor.observe(sample)
                 if alert is not None:
                     metrics.drop_alerts.add(1)
-                    value = json.dumps(alert, separators=(",", ":")).encode()
+                    value = wire.encode(alert)
                     await emitter.send(
                         message.topic, message.partition, alerts_topic, sample.node.encode(), value
                     )

@@ -1,4 +1,4 @@
-"""Decoding records of `peregrine.alerts`."""
+"""Decoding records of `peregrine.alerts` in the sink: the contract's decoder and type (`alerts.wire`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from alerts.errors import AlertDecodeError
+from rules.alert import Alert as ContractAlert
 from rules.priority import Priority
-from sinks.alert import decode_alert, parse_time_ns
-from sinks.errors import AlertDecodeError
+from sinks.alert import Alert, decode_alert, parse_time_ns
 
 AlertDoc = Callable[..., dict[str, Any]]
 
@@ -35,7 +36,8 @@ def test_invalid_utf8_is_replaced_not_rejected(alert_doc: AlertDoc) -> None:
     [
         (b"not json", "not JSON"),
         (b"[1]", "expected a JSON object"),
-        (b'{"time": "2026-08-21T10:15:30Z"}', "missing or non-string field(s): rule, priority"),
+        (b'{"time": "2026-08-21T10:15:30Z"}', "missing key(s): 'hostname', 'output', 'output_fields'"),
+        (b"[" * 100_000, "nested deeper than the JSON parser allows"),
     ],
 )
 def test_poison_records_are_rejected_with_the_reason(value: bytes, message: str) -> None:
@@ -53,12 +55,15 @@ def test_uuid_with_header_breaking_characters_is_poison(alert_doc: AlertDoc) -> 
         decode_alert(json.dumps(alert_doc(uuid="x\r\nSet-Cookie: a")).encode())
 
 
-def test_missing_uuid_gets_the_same_derived_uuid_on_every_redelivery(alert_doc: AlertDoc) -> None:
+def test_a_record_without_uuid_is_not_an_alert_we_wrote(alert_doc: AlertDoc) -> None:
     doc = alert_doc()
     del doc["uuid"]
-    raw = json.dumps(doc).encode()
-    assert decode_alert(raw).uuid == decode_alert(raw).uuid
-    assert len(decode_alert(raw).uuid) == 36
+    with pytest.raises(AlertDecodeError, match="missing key\\(s\\): 'uuid'"):
+        decode_alert(json.dumps(doc).encode())
+
+
+def test_the_sinks_alert_is_the_contracts_one_definition() -> None:
+    assert Alert is ContractAlert
 
 
 @pytest.mark.parametrize(

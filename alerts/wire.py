@@ -1,0 +1,237 @@
+"""The wire format of `peregrine.alerts`: one `Alert` per record, Falco's JSON alert plus ``uuid``.
+
+Detection, drop alerts and sinks all go through this module, so there is one format:
+
+* ``encode(alert)``: compact UTF-8 JSON, keys sorted as Falco writes them, at most
+  `MAX_ALERT_BYTES` (`alerts.bound` cuts long text with a visible marker); a lone surrogate in a
+  string (a path that was not valid UTF-8) becomes U+FFFD, and a non-finite float ``null``.
+* ``decode(data)``: the record back to the `Alert`, or `AlertDecodeError` naming the reason for
+  anything that is not an alert as `encode` writes it, whatever the bytes: the record is bounded
+  before parsing, nesting deeper than the JSON parser's stack is caught, duplicate keys, unknown
+  keys, NaN and every field's type are checked. Invalid UTF-8 is replaced with U+FFFD, once, as
+  the sinks always did: a reader cannot tell a bit flip in a text from text, and every string
+  stays attacker-controlled text that each destination escapes.
+* ``from_json_dict(doc)``: the same checks on a document (the worker's rule engine hands dicts).
+
+``schema.json`` beside this module is the published JSON Schema (draft 2020-12) of a record;
+everything `encode` writes validates against it, and `decode` accepts exactly what it describes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Final, NoReturn
+
+from alerts.bound import MAX_ALERT_BYTES, fit
+from alerts.errors import AlertDecodeError
+from rules.alert import INTERNAL_SOURCE, Alert, FieldValue
+from rules.output import iso_time
+from rules.priority import Priority
+
+__all__ = ["MAX_ALERT_BYTES", "MAX_RECORD_BYTES", "Alert", "decode", "encode", "from_json_dict", "schema"]
+
+# What a reader accepts: the topic's default limit, so alerts written before the bound still decode.
+MAX_RECORD_BYTES: Final = 1024 * 1024
+# The uuid becomes a document id, an HTTP header and a syslog parameter: keep it a plain token.
+_UUID_SHAPE: Final = re.compile(r"[0-9A-Za-z._:-]{1,128}")
+_TIME_SHAPE: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_TEXT_KEYS: Final = ("time", "rule", "priority", "output", "hostname", "source", "uuid")
+_KEYS: Final = frozenset((*_TEXT_KEYS, "output_fields", "tags"))
+_PRIORITIES: Final = {p.label: p for p in Priority}
+_SHOWN: Final = 40  # characters of an offending value an error message quotes
+
+
+def encode(alert: Alert) -> bytes:
+    """The record value of `alert`, at most `MAX_ALERT_BYTES`; `AlertTooLargeError` if it cannot fit."""
+    doc = alert.to_json_dict()
+    fields = alert.output_fields
+    if any(type(v) is float and not math.isfinite(v) for v in fields.values()):
+        doc["output_fields"] = {k: None if type(v) is float and not math.isfinite(v) else v
+                                for k, v in fields.items()}
+    return fit(doc, _dumps)
+
+
+def _dumps(doc: dict[str, object]) -> bytes:
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # same size: a surrogate is 3 bytes in `bound`'s count, U+FFFD too
+        return _SURROGATE.sub("\ufffd", text).encode()
+
+
+def decode(data: bytes) -> Alert:
+    """One record value to its `Alert`; raises `AlertDecodeError` (only) for anything else."""
+    if len(data) > MAX_RECORD_BYTES:
+        raise AlertDecodeError("too large", f"{len(data)} bytes, more than {MAX_RECORD_BYTES}")
+    try:
+        doc = json.loads(
+            data.decode("utf-8", "replace"),
+            object_pairs_hook=_unique_keys,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+        )
+    except RecursionError:
+        raise AlertDecodeError("not an alert", "nested deeper than the JSON parser allows") from None
+    except ValueError as exc:  # JSONDecodeError, our hooks, the 4300-digit int limit
+        raise AlertDecodeError("not JSON", _bounded(str(exc), 200)) from None
+    return from_json_dict(doc)
+
+
+def from_json_dict(doc: object) -> Alert:
+    """Falco's JSON alert (plus uuid) as parsed JSON to the `Alert`; `AlertDecodeError` if it is not one."""
+    if not isinstance(doc, Mapping):
+        _reject(f"expected a JSON object, got {type(doc).__name__}")
+    unknown = doc.keys() - _KEYS
+    if unknown:
+        _reject(f"unknown key(s): {_names(unknown)}")
+    missing = _KEYS - doc.keys()
+    if doc.get("source") == INTERNAL_SOURCE:
+        if "tags" in doc:
+            _reject("an internal alert has no tags")
+        missing -= {"tags"}
+    if missing:
+        _reject(f"missing key(s): {_names(missing)}")
+    wrong = [k for k in _TEXT_KEYS if not isinstance(doc[k], str)]
+    if wrong:
+        _reject(f"not a string: {', '.join(wrong)}")
+    text = {k: _text(doc[k]) for k in _TEXT_KEYS}
+    priority = _PRIORITIES.get(text["priority"])
+    if priority is None:
+        _reject(f"unknown priority {_bounded(text['priority'], _SHOWN)!r}; expected one of "
+                f"{', '.join(_PRIORITIES)}")
+    if not _UUID_SHAPE.fullmatch(text["uuid"]):
+        _reject("uuid must be 1-128 characters of [0-9A-Za-z._:-]")
+    return Alert(
+        time_ns=_time_ns(text["time"]),
+        rule=text["rule"],
+        priority=priority,
+        output=text["output"],
+        output_fields=_fields(doc["output_fields"]),
+        hostname=text["hostname"],
+        source=text["source"],
+        tags=_tags(doc.get("tags", [])),
+        uuid=text["uuid"],
+    )
+
+
+def schema() -> dict[str, object]:
+    """The published JSON Schema of a record (``alerts/schema.json``, shipped as package data)."""
+    loaded: dict[str, object] = json.loads(resources.files("alerts").joinpath("schema.json").read_text())
+    return loaded
+
+
+def parse_time_ns(text: str) -> int:
+    """RFC 3339 (``2026-08-21T10:15:30.123456789Z``, any offset) to epoch ns; ValueError if not one.
+
+    Python's datetime keeps only microseconds, so the fraction is read here."""
+    head, dot, rest = text.partition(".")
+    fraction, zone = rest, ""
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        fraction, zone = rest[:digits], rest[digits:]
+    else:
+        head, zone = _split_zone(text)
+    stamp = datetime.fromisoformat(head + (zone or "Z").replace("z", "Z"))
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    seconds = int(stamp.timestamp())
+    nanos = int((fraction + "000000000")[:9]) if fraction else 0
+    return seconds * 1_000_000_000 + nanos
+
+
+def _split_zone(text: str) -> tuple[str, str]:
+    if text.endswith(("Z", "z")):
+        return text[:-1], "Z"
+    if len(text) > 6 and text[-6] in "+-" and text[-3] == ":":
+        return text[:-6], text[-6:]
+    return text, ""
+
+
+def _time_ns(text: str) -> int:
+    """Only the one form `encode` writes (`rules.output.iso_time`), so a record re-encodes byte for byte."""
+    if _TIME_SHAPE.fullmatch(text):
+        try:
+            ns = parse_time_ns(text)
+            if iso_time(ns) == text:
+                return ns
+        except (ValueError, OverflowError, OSError):
+            pass
+    _reject(f"time {_bounded(text, _SHOWN)!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ")
+
+
+def _fields(value: object) -> dict[str, FieldValue]:
+    if not isinstance(value, Mapping):
+        _reject(f"output_fields must be an object, got {type(value).__name__}")
+    fields: dict[str, FieldValue] = {}
+    for key, v in value.items():
+        if not isinstance(key, str):
+            _reject(f"output_fields has a key of type {type(key).__name__}")
+        if isinstance(v, str):
+            v = _text(v)
+        elif not (v is None or isinstance(v, bool | int | float)):
+            _reject(f"output_fields[{_bounded(key, _SHOWN)!r}] is a {type(v).__name__}, not a scalar")
+        fields[_text(key)] = v
+    return fields
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        _reject("tags must be an array of strings")
+    return tuple(_text(t) for t in value)
+
+
+def _text(value: str) -> str:
+    """A JSON ``\\udXXX`` escape can still carry a lone surrogate: make it U+FFFD like invalid UTF-8."""
+    if value.isascii():
+        return value
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", value)
+    return value
+
+
+class _Invalid(ValueError):
+    """A hook's refusal, turned into AlertDecodeError("not JSON") by `decode`."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Invalid(f"duplicate key {_bounded(key, _SHOWN)!r}")
+            seen.add(key)
+    return doc
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise _Invalid(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Invalid(f"number {_bounded(text, _SHOWN)} is out of range")
+    return value
+
+
+def _names(keys: set[str] | frozenset[str]) -> str:
+    shown = sorted(keys)[:5]
+    more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+    return ", ".join(repr(_bounded(k, _SHOWN)) for k in shown) + more
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+def _reject(detail: str) -> NoReturn:
+    raise AlertDecodeError("not an alert", detail)
