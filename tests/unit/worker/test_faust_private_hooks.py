@@ -1,0 +1,210 @@
+"""The private Faust and aiokafka hooks `streams.app` overrides or reads still exist and still do what
+exactly-once relies on. A version bump that renames, removes or reroutes one fails here, loudly,
+instead of silently losing exactly-once (or the fetch tuning) in production.
+
+Checked against faust-streaming 0.15.3, aiokafka 0.14.0, mode-streaming 0.7.1 (pyproject.toml pins
+them). Each test names the hook, the signature `streams.app` calls or overrides, and, where it is
+cheap and needs no broker, the behaviour relied on: that Faust goes through the hook on the path we
+hook. No broker, nothing started: the app, its transport, consumer and producer are only built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import typing
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiokafka
+import faust
+import mode
+import mode.threads
+import pytest
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from streams import app as worker_app
+from streams.config import WorkerConfig
+
+VERSIONS = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+
+
+def params(fn: Callable[..., Any]) -> list[str]:
+    return list(inspect.signature(fn).parameters)
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> Iterator[tuple[faust.App, WorkerConfig]]:
+    config = WorkerConfig(bootstrap=("127.0.0.1:1",), rules_files=(Path("r.yaml"),), datadir=tmp_path)
+    app, _ = worker_app.build_app(config)
+    yield app, config
+
+
+def test_installed_versions_are_the_ones_checked() -> None:
+    """A bump lands here first: re-read each hook below in the new version, then update the pins."""
+    from importlib.metadata import version
+
+    assert {name: version(name) for name in VERSIONS} == VERSIONS
+
+
+def test_app_builds_its_transport_through_new_transport(built: tuple[faust.App, WorkerConfig]) -> None:
+    # faust.App._new_transport(self): `app.transport` calls it once; our _Transport carries the rest.
+    assert params(faust.App._new_transport) == ["self"]
+    app, _ = built
+    assert type(app.transport) is worker_app._Transport
+    assert isinstance(app.conf.broker_consumer, list)  # what _new_transport passes as the URL list
+
+
+def test_transport_class_attributes_pick_our_consumer_producer_and_transaction_manager(
+    built: tuple[faust.App, WorkerConfig],
+) -> None:
+    # Transport.Consumer / .Producer / .TransactionManager: read by create_consumer/create_producer/
+    # create_transaction_manager, and the app's producer comes from `app.transport`, not from
+    # `app.producer_transport` (which would be a plain Transport).
+    app, _ = built
+    assert type(app.consumer) is worker_app._GatedConsumer
+    assert type(app.producer) is worker_app._ConcurrentCommitProducer
+    manager = app.transport.create_transaction_manager(consumer=app.consumer, producer=app.producer)
+    assert type(manager) is worker_app._FreshTransactions
+
+
+def test_consumer_thread_comes_from_new_consumer_thread(built: tuple[faust.App, WorkerConfig]) -> None:
+    # faust aiokafka Consumer._new_consumer_thread(self), and the thread's constructor
+    # AIOKafkaConsumerThread(consumer, loop=..., beacon=...) that our override calls.
+    assert params(faust_aiokafka.Consumer._new_consumer_thread) == ["self"]
+    app, _ = built
+    assert type(app.consumer._thread) is worker_app._PromptFetchThread  # type: ignore[attr-defined]
+    # (consumer, **kwargs), the keywords reaching mode's ServiceThread (loop) and Service (beacon)
+    assert params(faust_aiokafka.AIOKafkaConsumerThread.__init__) == ["self", "consumer", "kwargs"]
+    assert "loop" in params(mode.threads.ServiceThread.__init__)
+    assert "beacon" in params(mode.Service.__init__)
+
+
+def test_worker_consumer_fetch_settings_are_the_ones_its_fetcher_reads(
+    built: tuple[faust.App, WorkerConfig],
+) -> None:
+    # AIOKafkaConsumerThread._create_worker_consumer(self, transport) returns the AIOKafkaConsumer;
+    # we then set its _fetch_max_wait_ms / _fetch_min_bytes, which AIOKafkaConsumer.start() hands to
+    # its Fetcher. Faust itself fixes fetch_max_wait_ms=1500 when it builds the consumer.
+    assert params(faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer) == ["self", "transport"]
+    start_source = inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in start_source
+    assert "fetch_min_bytes=self._fetch_min_bytes" in start_source
+    app, _ = built
+
+    async def build_and_read() -> tuple[int, int, object]:
+        thread = app.consumer._thread  # type: ignore[attr-defined]
+        consumer: aiokafka.AIOKafkaConsumer = thread._create_worker_consumer(app.transport)
+        try:  # not started: the values are read at start, after we set them
+            return consumer._fetch_max_wait_ms, consumer._fetch_min_bytes, consumer._fetcher
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(build_and_read()) == (worker_app._FETCH_MAX_WAIT_MS, worker_app._FETCH_MIN_BYTES, None)
+
+
+def test_every_commit_goes_through_commit_tps_under_the_gate(built: tuple[faust.App, WorkerConfig]) -> None:
+    # faust Consumer._commit_tps(self, tps, start_new_transaction) -> bool: the one path from the
+    # periodic commit (force_commit) to the offsets and the transactions; our override holds the
+    # commit gate across it. Here: a commit with nothing to commit still runs inside the gate.
+    assert params(faust_consumer.Consumer._commit_tps) == ["self", "tps", "start_new_transaction"]
+    app, _ = built
+    consumer: Any = app.consumer
+    gate_held: list[bool] = []
+
+    def nothing_committable(tps: Any) -> dict[TP, int]:
+        gate_held.append(consumer.commit_gate.locked())
+        return {}
+
+    consumer._filter_committable_offsets = nothing_committable
+    assert asyncio.run(consumer.force_commit()) is False
+    assert gate_held == [True]
+
+
+def test_transactions_are_committed_through_commit_transactions_and_its_private_maps() -> None:
+    # We replace Producer.commit_transactions(self, tid_to_offset_map, group_id, start_new_transaction)
+    # and read Faust's per-transaction maps: _trn_locks[tid] (asyncio.Lock) and
+    # _transaction_producers[tid] (AIOKafkaProducer), both keyed by the transactional id.
+    assert params(faust_aiokafka.Producer.commit_transactions) == [
+        "self", "tid_to_offset_map", "group_id", "start_new_transaction"
+    ]
+    assert params(worker_app._ConcurrentCommitProducer.commit_transactions) == params(
+        faust_aiokafka.Producer.commit_transactions
+    )
+    notes = faust_aiokafka.Producer.__annotations__
+    assert notes["_trn_locks"] == typing.Dict[str, asyncio.Lock]  # noqa: UP006 (what Faust declares)
+    assert notes["_transaction_producers"] == typing.Dict[str, aiokafka.AIOKafkaProducer]  # noqa: UP006
+    assert isinstance(faust_aiokafka.Producer._trn_locks, dict)
+    assert isinstance(faust_aiokafka.Producer._transaction_producers, dict)
+    begin = inspect.getsource(faust_aiokafka.Producer.begin_transaction)
+    assert "self._transaction_producers[transactional_id] = " in begin
+    assert "self._trn_locks[transactional_id] = asyncio.Lock()" in begin
+    # Exactly once, Faust's consumer commits through its TransactionManager, which calls
+    # commit_transactions with the offsets grouped by transactional id.
+    assert "self.transactions.commit(" in inspect.getsource(faust_consumer.Consumer._commit_offsets)
+    assert "producer.commit_transactions(" in inspect.getsource(faust_consumer.TransactionManager.commit)
+    # The aiokafka producer methods _commit_one calls.
+    assert params(aiokafka.AIOKafkaProducer.send_offsets_to_transaction) == ["self", "offsets", "group_id"]
+    assert params(aiokafka.AIOKafkaProducer.commit_transaction) == ["self"]
+    assert params(aiokafka.AIOKafkaProducer.begin_transaction) == ["self"]
+
+
+def test_rebalance_restarts_the_transactions_of_every_partition_passed_as_revoked(
+    built: tuple[faust.App, WorkerConfig],
+) -> None:
+    # TransactionManager.on_rebalance(self, assigned, revoked, newly_assigned): Faust stops the
+    # producers of `revoked` and starts those of `assigned`; _FreshTransactions passes every assigned
+    # partition as revoked too, so each is stopped (the broker aborts its open transaction) and
+    # started again.
+    assert params(faust_consumer.TransactionManager.on_rebalance) == [
+        "self", "assigned", "revoked", "newly_assigned"
+    ]
+    app, config = built
+    app.assignor._topic_groups[config.topics.events] = 0  # what an assignment would have told it
+    manager: Any = app.transport.create_transaction_manager(consumer=app.consumer, producer=app.producer)
+    calls: list[tuple[str, list[str]]] = []
+
+    async def stop(tids: list[str]) -> None:
+        calls.append(("stop", list(tids)))
+
+    async def start(tids: list[str]) -> None:
+        calls.append(("start", list(tids)))
+
+    manager._stop_transactions, manager._start_transactions = stop, start
+    tp = TP(config.topics.events, 3)
+    asyncio.run(manager.on_rebalance({tp}, set(), set()))
+    tid = f"{config.app_id}-0-3"
+    assert calls == [("stop", [tid]), ("start", [tid])]
+
+
+def test_emitter_names_the_transaction_faust_opened_for_the_input_partition(
+    built: tuple[faust.App, WorkerConfig],
+) -> None:
+    # Emitter.send builds "{app id}-{group}-{partition}" for the *input* partition and passes it as
+    # Producer.send(topic, key, value, partition, timestamp, headers, *, transactional_id=...): it
+    # must equal the id Faust's TransactionManager begins for that partition.
+    app, config = built
+    id_format = faust_consumer.TransactionManager.transactional_id_format
+    assert id_format == "{group_id}-{tpg.group}-{tpg.partition}"
+    assert params(faust_aiokafka.Producer.send) == [
+        "self", "topic", "key", "value", "partition", "timestamp", "headers", "transactional_id"
+    ]
+    assert inspect.signature(faust_aiokafka.Producer.send).parameters["transactional_id"].kind is (
+        inspect.Parameter.KEYWORD_ONLY
+    )
+    app.assignor._topic_groups[config.topics.events] = 1
+    manager: Any = app.transport.create_transaction_manager(consumer=app.consumer, producer=app.producer)
+    faust_tids = manager._tps_to_transactional_ids({TP(config.topics.events, 5)})
+    sent: list[dict[str, Any]] = []
+
+    async def send(*args: Any, **kwargs: Any) -> None:  # records the call instead of producing
+        sent.append(kwargs)
+
+    producer: Any = app.producer
+    producer.send = send
+    emitter = worker_app.Emitter(app, exactly_once=True)
+    asyncio.run(emitter.send(config.topics.events, 5, config.topics.alerts, b"key", b"alert"))
+    assert [call["transactional_id"] for call in sent] == sorted(faust_tids)
