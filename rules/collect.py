@@ -37,8 +37,8 @@ from rules.resolve import (
     relocate,
     substitute_lists,
 )
-from rules.yamlfile import (
-    SEMVER,
+from rules.yamlfile import SEMVER, read_items
+from rules.yamlitems import (
     EngineVersionItem,
     Entry,
     ExceptionInfo,
@@ -49,7 +49,6 @@ from rules.yamlfile import (
     RuleEnable,
     RuleItem,
     RuleUpdate,
-    read_items,
 )
 
 ENGINE_VERSION = (0, 57, 0)

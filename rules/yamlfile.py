@@ -7,7 +7,8 @@ by the ``enabled`` key as yaml-cpp's bool would decode it.
 
 The checks and messages follow falco ``userspace/engine/rule_loader_reader.cpp`` (``read``,
 ``read_item``, ``decode_val``, ``decode_seq``, ``decode_overrides``, ``read_rule_exceptions``).
-Unknown keys and unknown top-level items are warnings there, and are warnings here.
+Unknown keys and unknown top-level items are warnings there, and are warnings here. The item
+types are `rules.yamlitems`; this module is the reader.
 Items are yielded one by one, because Falco hands each item to the collector as soon as it is
 read: the first error in file order wins, whether it comes from reading or from collecting.
 
@@ -27,6 +28,19 @@ import yaml
 from rules.errors import LoadError, Location
 from rules.loaded import LoadWarning
 from rules.priority import Priority
+from rules.yamlitems import (
+    EngineVersionItem,
+    Entry,
+    ExceptionInfo,
+    Item,
+    ListItem,
+    MacroItem,
+    PluginRequirement,
+    PluginVersionsItem,
+    RuleEnable,
+    RuleItem,
+    RuleUpdate,
+)
 
 _NULL_TAG = "tag:yaml.org,2002:null"
 
@@ -116,131 +130,6 @@ def _convert(node: yaml.Node, file: str) -> Node:
         entries[key] = _convert(value_node, file)
     return Mapping(entries, line)
 
-
-# --- items --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """An exception's `fields`, `comps` or one of its `values`: a string or a list of entries."""
-
-    item: str = ""
-    items: tuple[Entry, ...] = ()
-    is_list: bool = False
-
-    @property
-    def is_valid(self) -> bool:
-        return bool(self.items) if self.is_list else bool(self.item)
-
-
-@dataclass(frozen=True, slots=True)
-class ExceptionInfo:
-    name: str
-    fields: Entry
-    comps: Entry
-    values: tuple[Entry, ...]
-    location: Location
-
-
-@dataclass(frozen=True, slots=True)
-class EngineVersionItem:
-    version: tuple[int, int, int]
-    location: Location
-
-
-@dataclass(frozen=True, slots=True)
-class PluginRequirement:
-    name: str
-    version: str
-
-
-@dataclass(frozen=True, slots=True)
-class PluginVersionsItem:
-    """One entry of `required_plugin_versions`: the plugin or any of its alternatives will do."""
-
-    alternatives: tuple[PluginRequirement, ...]
-    location: Location
-
-
-@dataclass(frozen=True, slots=True)
-class ListItem:
-    name: str
-    items: tuple[str, ...]
-    append: bool
-    location: Location
-
-
-@dataclass(frozen=True, slots=True)
-class MacroItem:
-    name: str
-    condition: str
-    append: bool
-    location: Location
-
-
-@dataclass(frozen=True, slots=True)
-class RuleItem:
-    """A full rule definition."""
-
-    name: str
-    condition: str
-    output: str
-    desc: str
-    priority: Priority
-    source: str
-    enabled: bool
-    tags: frozenset[str]
-    exceptions: tuple[ExceptionInfo, ...]
-    warn_evttypes: bool
-    skip_if_unknown_filter: bool
-    capture: bool
-    capture_duration: int
-    location: Location
-
-
-@dataclass(frozen=True, slots=True)
-class RuleUpdate:
-    """`append: true`, or the append or the replace half of an `override` (in that order)."""
-
-    name: str
-    mode: Literal["append", "replace"]
-    source: str
-    location: Location
-    condition: str | None = None
-    output: str | None = None
-    desc: str | None = None
-    tags: frozenset[str] | None = None
-    exceptions: tuple[ExceptionInfo, ...] | None = None
-    priority: Priority | None = None
-    enabled: bool | None = None
-    warn_evttypes: bool | None = None
-    skip_if_unknown_filter: bool | None = None
-    capture: bool | None = None
-    capture_duration: int | None = None
-
-    def has_any_value(self) -> bool:
-        return any(
-            v is not None
-            for v in (
-                self.condition, self.output, self.desc, self.tags, self.exceptions, self.priority,
-                self.enabled, self.warn_evttypes, self.skip_if_unknown_filter, self.capture,
-                self.capture_duration,
-            )
-        )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class RuleEnable:
-    """The deprecated standalone form `- rule: x` + `enabled: b`."""
-
-    name: str
-    enabled: bool
-    location: Location
-
-
-Item: TypeAlias = (
-    "EngineVersionItem | PluginVersionsItem | ListItem | MacroItem | RuleItem | RuleUpdate | RuleEnable"
-)
 
 _RULE_APPENDABLE = ("condition", "output", "desc", "tags", "exceptions")
 _RULE_REPLACEABLE = (

@@ -7,7 +7,8 @@ import pytest
 from rules.errors import LoadError
 from rules.loaded import LoadWarning
 from rules.priority import Priority
-from rules.yamlfile import (
+from rules.yamlfile import read_items
+from rules.yamlitems import (
     EngineVersionItem,
     Item,
     ListItem,
@@ -16,7 +17,6 @@ from rules.yamlfile import (
     RuleEnable,
     RuleItem,
     RuleUpdate,
-    read_items,
 )
 
 RULE = "- rule: r\n  desc: d\n  condition: c\n  output: o\n"
