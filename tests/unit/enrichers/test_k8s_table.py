@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from enrichers.errors import RecordError
-from enrichers.holdback import Holdback
 from enrichers.records import ContainerMeta, ServiceMeta, encode
 from enrichers.table import K8sTable
 from rules.record import (
@@ -76,25 +75,6 @@ def test_table_is_bounded_and_evicts_the_least_recently_written() -> None:
 def test_undecodable_record_raises_with_its_key() -> None:
     with pytest.raises(RecordError, match="b'bad'"):
         K8sTable().apply(b"bad", b"\xc1")
-
-
-def test_holdback_releases_a_batch_once_its_container_arrives_or_its_time_is_up() -> None:
-    table = K8sTable()
-    held: Holdback[str] = Holdback(table, hold_s=5.0, max_held=2)
-    assert held.submit([proc(HOST_CONTAINER_ID)], "host-only", now=0) == ["host-only"]
-    early = proc(f"{1:064x}")
-    assert held.submit([early], "early", now=0) == [] and len(held) == 1
-    table.apply(*encode(meta(1)))
-    assert held.release(now=1) == ["early"] and early[P_CONTAINER] is not None
-    assert held.submit([proc(f"{9:064x}")], "never-known", now=2) == []
-    assert held.release(now=6.9) == [] and held.release(now=7) == ["never-known"]
-    assert held.released_incomplete == 1
-
-
-def test_holdback_is_bounded() -> None:
-    held: Holdback[int] = Holdback(K8sTable(), hold_s=60.0, max_held=2)
-    out = [item for n in range(4) for item in held.submit([proc(f"{n:064x}")], n, now=0)]
-    assert out == [0, 1] and len(held) == 2 and held.released_incomplete == 2
 
 
 def test_tombstone_with_a_key_that_is_not_utf8_is_a_harmless_miss() -> None:
