@@ -1,4 +1,9 @@
-"""Syslog RFC 5424 over TCP (RFC 6587 octet counting) or TLS (RFC 5425), message as JSON, CEF or LEEF.
+"""Syslog RFC 5424 over TCP (RFC 6587 octet counting), TLS (RFC 5425) or RELP, message as JSON, CEF or LEEF.
+
+Keys: ``host``, ``port`` (514; 6514 with TLS; 2514 for RELP), ``protocol`` (``tcp`` or ``relp``),
+``format``, ``facility``, ``app_name``, ``msgid``, ``enterprise_id``, ``max_message_bytes``,
+``timeout_s`` and a ``tls`` section (``enabled``, ``ca_file``, ``cert_file``, ``key_file``,
+``server_name``, ``verify``); RELP runs over TLS too.
 
 Frame: ``MSG-LEN SP <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG``. PRI is facility * 8
 + the alert's priority (Falco's priorities are syslog severities). Structured data carries rule,
@@ -7,18 +12,31 @@ documentation number: set your own Private Enterprise Number). MSG has no BOM, s
 parsers read it as is. A frame never contains a raw newline: JSON escapes them, CEF and LEEF
 formats and structured data write them as ``\\n``. LEEF uses ``^`` as its delimiter (see below).
 
-Limits: TCP and TLS syslog have no application-level acknowledgement, so "accepted" means the
-kernel took the bytes on a connection that was open; a receiver that dies with unread bytes loses
-them (RELP would close that gap). A dead connection is detected before each batch (readable or
-EOF) and reopened. Messages above ``max_message_bytes`` are rebuilt with smaller values.
+Delivered means known to have left: with ``protocol: relp`` (rsyslog's imrelp; `sinks.relp`) the
+receiver answers every message, and a batch counts only when each answer is in. Plain TCP and TLS
+syslog have no acknowledgement, so there a batch counts only once the receiver's TCP has
+acknowledged every byte of it (the socket's send queue, SIOCOUTQ, is empty) before ``timeout_s``:
+a receiver whose buffers are full fails the batch, which is redelivered. What TCP cannot show is a
+receiver that dies after its kernel took the bytes and before it read them, so the destination
+keeps what it sent in the last `RETAIN_S` seconds (at most `RETAIN_BYTES`): when the next batch
+finds the connection closed (readable or EOF before the batch), those frames are sent again on the
+new connection before the batch. That makes TCP at-least-once while the sink process lives, at the
+price of duplicates after a reconnect (the alert's uuid is in the structured data for receivers
+that deduplicate); RELP needs none of it. Messages above ``max_message_bytes`` are rebuilt with
+smaller values.
 """
 
 from __future__ import annotations
 
+import fcntl
 import re
 import select
 import socket
 import ssl
+import struct
+import termios
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +47,7 @@ from sinks.alert import Alert
 from sinks.base import ACCEPTED, Outcome
 from sinks.errors import RetryableError
 from sinks.options import Options
+from sinks.relp import RelpSession
 
 FACILITIES = {
     "kern": 0, "user": 1, "daemon": 3, "auth": 4, "syslog": 5, "authpriv": 10, "local0": 16, "local1": 17,
@@ -45,6 +64,10 @@ VENDOR, PRODUCT, PRODUCT_VERSION = "Falcosecurity", "Falco", "peregrine-0.1.0"
 # characters (TAB becomes "#011"), which would break every attribute.
 LEEF_DELIMITER = "^"
 _SLUG = re.compile(r"[^a-z0-9]+")
+# What a receiver's kernel may hold unread (a receive buffer autotunes up to 6 MB on Linux), and for
+# how long a dead receiver may go unnoticed between batches.
+RETAIN_BYTES = 8 * 1024 * 1024
+RETAIN_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +75,7 @@ class SyslogConfig:
     host: str
     port: int
     format: str = "json"  # json | cef | leef
+    protocol: str = "tcp"  # tcp (RFC 6587 octet counting) | relp
     facility: int = 16
     app_name: str = "falco"
     msgid: str = "falco.alert"
@@ -69,10 +93,13 @@ class SyslogConfig:
 def parse(options: Options) -> SyslogConfig:
     facility = options.choice("facility", "local0", tuple(FACILITIES))
     tls = options.section("tls")
+    protocol = options.choice("protocol", "tcp", ("tcp", "relp"))
+    default_port = 2514 if protocol == "relp" else 6514 if tls.flag("enabled", False) else 514
     config = SyslogConfig(
         host=options.text("host"),
-        port=options.integer("port", 6514 if tls.flag("enabled", False) else 514, minimum=1),
+        port=options.integer("port", default_port, minimum=1),
         format=options.choice("format", "json", ("json", "cef", "leef")),
+        protocol=protocol,
         facility=FACILITIES[facility],
         app_name=escape.syslog_token(options.text("app_name", "falco"), 48),
         msgid=escape.syslog_token(options.text("msgid", "falco.alert"), 32),
@@ -196,45 +223,77 @@ class SyslogDestination:
         self._limit = value_limit
         self.max_batch = max_batch
         self._sock: socket.socket | None = None
+        self._relp: RelpSession | None = None
         self._context = _tls_context(config) if config.tls else None
+        self._sent: deque[tuple[float, bytes]] = deque()  # plain TCP only: (when, frames) to resend
+        self._sent_bytes = 0
+        self._lost = False  # the last connection ended with frames possibly unread
 
     def build(self, alert: Alert) -> bytes:
-        return frame(build_syslog(alert, self._config, self._limit))
+        message = build_syslog(alert, self._config, self._limit)
+        return message if self._config.protocol == "relp" else frame(message)
 
     def send(self, payloads: Sequence[bytes]) -> Outcome:
         try:
             sock = self._connection()
-            sock.sendall(b"".join(payloads))
-        except (OSError, ssl.SSLError) as exc:
+            if self._relp is not None:
+                self._relp.send(payloads)
+            else:
+                data = b"".join(payloads)
+                if self._lost:
+                    data = b"".join(frames for _, frames in self._sent) + data
+                sock.settimeout(self._config.timeout_s)
+                sock.sendall(data)
+                _wait_acknowledged(sock, time.monotonic() + self._config.timeout_s)
+                self._lost = False
+                self._retain(b"".join(payloads))
+        except (OSError, ssl.SSLError, RetryableError) as exc:
+            self._lost = True
             self.close()
             where = f"{self._config.host}:{self._config.port}"
-            raise RetryableError(f"syslog {where}: {type(exc).__name__}: {exc}") from None
+            reason = exc.reason if isinstance(exc, RetryableError) else f"{type(exc).__name__}: {exc}"
+            raise RetryableError(f"syslog {where}: {reason}") from None
         return ACCEPTED
 
     def _connection(self) -> socket.socket:
         sock = self._sock
         if sock is not None:
             readable, _, _ = select.select([sock], [], [], 0)
-            if readable:  # a syslog receiver never speaks: readable means closed or closing
+            if readable:  # between batches a receiver never speaks: closed, closing or serverclose
+                self._lost = True
                 self.close()
                 sock = None
         if sock is None:
             config = self._config
             raw = socket.create_connection((config.host, config.port), timeout=config.timeout_s)
-            if self._context is not None:
-                try:
+            try:
+                if self._context is not None:
                     raw = self._context.wrap_socket(raw, server_hostname=config.server_name or config.host)
-                except (OSError, ssl.SSLError):
-                    raw.close()
-                    raise
+                if config.protocol == "relp":
+                    session = RelpSession(raw, config.timeout_s)
+                    session.open()
+                    self._relp = session
+            except (OSError, ssl.SSLError, RetryableError):
+                raw.close()
+                raise
             sock = self._sock = raw
         return sock
 
+    def _retain(self, frames: bytes) -> None:
+        now = time.monotonic()
+        self._sent.append((now, frames))
+        self._sent_bytes += len(frames)
+        while self._sent and (self._sent_bytes > RETAIN_BYTES or now - self._sent[0][0] > RETAIN_S):
+            self._sent_bytes -= len(self._sent.popleft()[1])
+
     def close(self) -> None:
         sock, self._sock = self._sock, None
+        relp, self._relp = self._relp, None
         if sock is None:
             return
         try:
+            if relp is not None:
+                relp.close()
             if isinstance(sock, ssl.SSLSocket):
                 sock.settimeout(1.0)
                 sock.unwrap()  # close_notify, so the receiver sees a clean end of stream
@@ -242,6 +301,20 @@ class SyslogDestination:
             pass
         finally:
             sock.close()
+
+
+def _wait_acknowledged(sock: socket.socket, deadline: float) -> None:
+    """Return once the peer's TCP has acknowledged every byte sent (SIOCOUTQ counts the bytes not
+    yet acknowledged); raise TimeoutError at the deadline, e.g. for a receiver that stopped reading."""
+    pause = 0.0005
+    while True:
+        queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        if queued == 0:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{queued} bytes still unacknowledged by the receiver")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def _tls_context(config: SyslogConfig) -> ssl.SSLContext:

@@ -119,7 +119,11 @@ _CONFIG = """
 global(workDirectory="{work}" maxMessageSize="256k"
        defaultNetstreamDriverCAFile="{ca}" defaultNetstreamDriverCertFile="{cert}"
        defaultNetstreamDriverKeyFile="{key}")
+# Direct: an action runs before the input returns, so what imrelp answered 200 for is already in
+# the output file when rsyslogd is killed (a queued message would die with the process).
+main_queue(queue.type="Direct")
 module(load="imtcp")
+module(load="imrelp")
 template(name="raw" type="string" string="%rawmsg%\\n")
 template(name="fields" type="list" option.jsonf="on") {{
   property(outname="pri" name="pri" format="jsonf")
@@ -140,7 +144,12 @@ ruleset(name="tls") {{
   action(type="omfile" file="{dir}/tls.raw" template="raw")
   action(type="omfile" file="{dir}/tls.jsonl" template="fields")
 }}
+ruleset(name="relp") {{
+  action(type="omfile" file="{dir}/relp.raw" template="raw")
+  action(type="omfile" file="{dir}/relp.jsonl" template="fields")
+}}
 input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="tcp")
+input(type="imrelp" address="127.0.0.1" port="{relp}" ruleset="relp")
 input(type="imtcp" address="127.0.0.1" port="{tls}" ruleset="tls"
       streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
 """
@@ -148,32 +157,43 @@ input(type="imtcp" address="127.0.0.1" port="{tls}" ruleset="tls"
 
 @pytest.fixture
 def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
-    """A real rsyslogd listening on RFC 6587 TCP and RFC 5425 TLS, writing what it receives."""
+    """A real rsyslogd listening on RFC 6587 TCP, RFC 5425 TLS and RELP, writing what it receives.
+    `Rsyslog.kill` and `Rsyslog.start` let a test kill it mid-stream and bring it back."""
     binary = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
     if not Path(binary).exists():
-        pytest.fail("rsyslogd not installed: run scripts/setup (it installs rsyslog, rsyslog-gnutls)")
+        pytest.fail("rsyslogd not installed: run scripts/setup (it installs rsyslog, gnutls and relp)")
     work = tmp_path / "work"
     work.mkdir()
     ca, cert, key = _certificates(tmp_path)
-    tcp, tls = _free_port(), _free_port()
+    tcp, tls, relp = _free_port(), _free_port(), _free_port()
     conf = tmp_path / "rsyslog.conf"
-    conf.write_text(_CONFIG.format(work=work, ca=ca, cert=cert, key=key, dir=tmp_path, tcp=tcp, tls=tls))
-    log = (tmp_path / "rsyslogd.log").open("wb")
-    process = subprocess.Popen(
-        [binary, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslogd.pid")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    conf.write_text(
+        _CONFIG.format(work=work, ca=ca, cert=cert, key=key, dir=tmp_path, tcp=tcp, tls=tls, relp=relp)
     )
+    log = (tmp_path / "rsyslogd.log").open("ab")
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [binary, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslogd.pid")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        _wait_listening(process, [tcp, tls, relp], tmp_path / "rsyslogd.log")
+        return process
+
+    server = Rsyslog(tmp_path, tcp, tls, ca, relp, start)
     try:
-        _wait_listening(process, [tcp, tls], tmp_path / "rsyslogd.log")
-        yield Rsyslog(tmp_path, tcp, tls, ca)
+        server.process = start()
+        yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        process = server.process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
         log.close()
 
 

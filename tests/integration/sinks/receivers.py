@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 import time
 from collections import deque
@@ -312,6 +313,19 @@ class Rsyslog:
     tcp_port: int
     tls_port: int
     ca_file: Path
+    relp_port: int
+    starter: Callable[[], subprocess.Popen[bytes]]
+    process: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no flush, no goodbye on open connections."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def start(self) -> None:
+        """A new rsyslogd on the same ports and files, after `kill`."""
+        self.process = self.starter()
 
     def messages(self, listener: str) -> list[tuple[str, dict[str, str]]]:
         """(raw message, rsyslog's parsed fields) for each message received on ``tcp`` or ``tls``."""

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -13,16 +17,19 @@ from receivers import Rsyslog
 from sinks import syslog
 from sinks.alert import decode_alert
 from sinks.errors import RetryableError
+from sinks.syslog import SyslogDestination
 
 AlertDoc = Callable[..., dict[str, Any]]
 
 
 def destination(rsyslog: Rsyslog, listener: str, fmt: str, **changes: Any) -> syslog.SyslogDestination:
     tls = listener == "tls"
+    ports = {"tcp": rsyslog.tcp_port, "tls": rsyslog.tls_port, "relp": rsyslog.relp_port}
     settings: dict[str, Any] = {
         "host": "127.0.0.1",
-        "port": rsyslog.tls_port if tls else rsyslog.tcp_port,
+        "port": ports[listener],
         "format": fmt,
+        "protocol": "relp" if listener == "relp" else "tcp",
         "tls": tls,
         "ca_file": str(rsyslog.ca_file),
         "server_name": "localhost",
@@ -51,7 +58,7 @@ def parse_sd(text: str) -> tuple[str, dict[str, str]]:
     return sd_id, params
 
 
-@pytest.mark.parametrize("listener", ["tcp", "tls"])
+@pytest.mark.parametrize("listener", ["tcp", "tls", "relp"])
 @pytest.mark.parametrize("fmt", ["json", "cef", "leef"])
 def test_rsyslog_receives_every_field(rsyslog: Rsyslog, alert_doc: AlertDoc, listener: str, fmt: str) -> None:
     docs = [
@@ -106,7 +113,8 @@ def test_a_closed_connection_is_noticed_and_reopened(rsyslog: Rsyslog, alert_doc
     sink._sock.shutdown(2)  # noqa: SLF001 - simulate the peer going away between batches
     sink.send([sink.build(alert)])
     sink.close()
-    assert len(rsyslog.wait_for("tcp", 2)) == 2
+    # the first alert is sent again on the new connection: TCP cannot tell whether it was read
+    assert len(rsyslog.wait_for("tcp", 3)) == 3
 
 
 def test_tls_verifies_the_receivers_certificate(rsyslog: Rsyslog, alert_doc: AlertDoc) -> None:
@@ -116,3 +124,79 @@ def test_tls_verifies_the_receivers_certificate(rsyslog: Rsyslog, alert_doc: Ale
         sink.send([sink.build(alert)])
     sink.close()
     assert rsyslog.messages("tls") == []
+
+
+def _send_with_retries(sink: SyslogDestination, batches: list[list[bytes]]) -> int:
+    """Deliver every batch as the sink runner does: a failed batch is sent again. Returns failures."""
+    failures = 0
+    for batch in batches:
+        for _ in range(100):
+            try:
+                sink.send(batch)
+                break
+            except RetryableError:
+                failures += 1
+                time.sleep(0.1)
+        else:
+            raise AssertionError("a batch was never delivered")
+    return failures
+
+
+def _uuids(rsyslog: Rsyslog, listener: str) -> set[str]:
+    return {parse_sd(fields["structured_data"])[1]["uuid"] for _, fields in rsyslog.messages(listener)}
+
+
+def _batches(
+    alert_doc: AlertDoc, sink: SyslogDestination, count: int, size: int
+) -> tuple[list[list[bytes]], set[str]]:
+    docs = [alert_doc(uuid=f"00000000-0000-4000-8000-{i:012d}") for i in range(count * size)]
+    frames = [sink.build(decode_alert(json.dumps(d).encode())) for d in docs]
+    return [frames[i : i + size] for i in range(0, len(frames), size)], {d["uuid"] for d in docs}
+
+
+def test_relp_loses_nothing_when_rsyslogd_is_killed_mid_stream(rsyslog: Rsyslog, alert_doc: AlertDoc) -> None:
+    sink = destination(rsyslog, "relp", "json", timeout_s=2.0)
+    batches, sent = _batches(alert_doc, sink, 40, 50)
+    failures: list[int] = []
+    sender = threading.Thread(target=lambda: failures.append(_send_with_retries(sink, batches)))
+    sender.start()
+    rsyslog.wait_for("relp", 500)
+    rsyslog.kill()
+    time.sleep(0.5)
+    rsyslog.start()
+    sender.join(timeout=120)
+    sink.close()
+    assert failures and failures[0] >= 1  # the kill was felt mid-stream, and retried
+    received = rsyslog.wait_for("relp", len(sent))
+    assert _uuids(rsyslog, "relp") == sent, f"{len(sent - _uuids(rsyslog, 'relp'))} lost of {len(received)}"
+
+
+def test_tcp_resends_what_a_receiver_killed_with_it_unread_had_taken(
+    rsyslog: Rsyslog, alert_doc: AlertDoc
+) -> None:
+    sink = destination(rsyslog, "tcp", "json", timeout_s=1.0)
+    batches, sent = _batches(alert_doc, sink, 40, 5)
+    _send_with_retries(sink, batches[:1])
+    assert rsyslog.process is not None
+    os.kill(rsyslog.process.pid, signal.SIGSTOP)  # stops reading: its kernel still takes our bytes
+    accepted = 1
+    for batch in batches[1:]:  # accepted while they fit the receiver's socket buffer, then refused
+        try:
+            sink.send(batch)
+        except RetryableError:
+            break
+        accepted += 1
+    assert 1 < accepted < len(batches)
+    rsyslog.kill()  # dies with them unread
+    rsyslog.start()
+    _send_with_retries(sink, batches[accepted:])  # finds the connection gone: resends what was in flight
+    sink.close()
+    rsyslog.wait_for("tcp", len(sent))
+    assert _uuids(rsyslog, "tcp") == sent
+
+
+def test_relp_refuses_a_receiver_that_is_not_relp(rsyslog: Rsyslog, alert_doc: AlertDoc) -> None:
+    sink = destination(rsyslog, "tcp", "json", protocol="relp", timeout_s=1.0)
+    with pytest.raises(RetryableError, match="RELP"):
+        sink.send([sink.build(decode_alert(json.dumps(alert_doc()).encode()))])
+    sink.close()
