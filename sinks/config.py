@@ -2,13 +2,12 @@
 
 ```yaml
 kafka:
-  bootstrap_servers: kafka:9092
+  bootstrap_servers: kafka:9092      # unless --bootstrap-servers or PEREGRINE_BOOTSTRAP_SERVERS say
   topic: peregrine.alerts            # default
   dlq_topic: peregrine.alerts.dlq    # default
   group_prefix: peregrine-sink       # group = <prefix>-<destination name>
   auto_offset_reset: earliest        # a new group starts at the retained backlog (or: latest)
-  properties: {security.protocol: SASL_SSL, sasl.mechanism: SCRAM-SHA-512, sasl.username: sink}
-  secret_properties_env: {sasl.password: KAFKA_PASSWORD}
+  properties: {fetch.max.bytes: "52428800"}   # librdkafka tuning only
 retry: {max_attempts: 10, initial_backoff_s: 0.5, max_backoff_s: 30, max_retry_after_s: 300}
 batch: {max_alerts: 200, max_bytes: 1048576, max_wait_s: 0.2}
 value_limit_bytes: 8192             # longest string kept per field, then truncated with a marker
@@ -25,10 +24,16 @@ destinations:
 ```
 
 Every dataclass is frozen; secrets are `Secret` (repr ``***``). Errors name the file and the key.
+
+Kafka is reached like every other role reaches it (`bus.connection`): TLS and SASL come from the
+``--security-protocol``, ``--ssl-*`` and ``--sasl-*`` flags or their ``PEREGRINE_KAFKA_*`` variables,
+the password from ``PEREGRINE_KAFKA_SASL_PASSWORD`` only. ``properties`` holds librdkafka tuning keys;
+the keys the connection sets, and anything secret, are refused there with the flag or variable to use.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,8 +42,13 @@ from typing import Any
 
 import yaml
 
+from bus import connection as kafka_connection
+from bus import topics
+from bus.clients import CONNECTION_KEYS
+from bus.connection import KafkaConnection
+from bus.errors import ConnectionConfigError
 from sinks.errors import ConfigError
-from sinks.options import Options, Secret
+from sinks.options import Options
 from sinks.registry import KINDS
 from sinks.routing import Route, parse_route
 
@@ -73,15 +83,18 @@ class BatchConfig:
 
 @dataclass(frozen=True, slots=True)
 class KafkaConfig:
-    bootstrap_servers: str
-    topic: str = "peregrine.alerts"
-    dlq_topic: str = "peregrine.alerts.dlq"
+    connection: KafkaConnection  # its repr hides the secrets
+    topic: str = topics.ALERTS.name
+    dlq_topic: str = topics.ALERTS_DLQ.name
     group_prefix: str = "peregrine-sink"
     # Where a group with no committed offset starts. "earliest" loses nothing (a new destination
     # receives the retained backlog); "latest" starts a new destination quiet.
     auto_offset_reset: str = "earliest"
-    properties: tuple[tuple[str, str], ...] = ()
-    secret_properties: tuple[tuple[str, Secret], ...] = ()
+    properties: tuple[tuple[str, str], ...] = ()  # librdkafka tuning: no connection key, no secret
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.connection.servers
 
     def group_id(self, destination: str) -> str:
         return f"{self.group_prefix}-{destination}"
@@ -111,7 +124,9 @@ class SinkConfig:
         raise ConfigError(f"no destination named {name!r}; configured: {known}")
 
 
-def load_config(path: str | Path, env: Mapping[str, str]) -> SinkConfig:
+def load_config(
+    path: str | Path, env: Mapping[str, str], args: argparse.Namespace | None = None
+) -> SinkConfig:
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -121,12 +136,15 @@ def load_config(path: str | Path, env: Mapping[str, str]) -> SinkConfig:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
-    return parse_config(doc, source, env)
+    return parse_config(doc, source, env, args)
 
 
-def parse_config(doc: Any, source: str, env: Mapping[str, str]) -> SinkConfig:
+def parse_config(
+    doc: Any, source: str, env: Mapping[str, str], args: argparse.Namespace | None = None
+) -> SinkConfig:
+    """``args``: the command line's `bus.connection` flags, which win over the environment and the file."""
     top = Options(doc, "", source, env)
-    kafka = _kafka(top.section("kafka"))
+    kafka = _kafka(top.section("kafka"), env, args or argparse.Namespace())
     retry = _retry(top.section("retry"), RetryConfig())
     batch = _batch(top.section("batch"), BatchConfig())
     value_limit = top.integer("value_limit_bytes", 8192, minimum=256)
@@ -145,18 +163,38 @@ def parse_config(doc: Any, source: str, env: Mapping[str, str]) -> SinkConfig:
     return SinkConfig(kafka=kafka, destinations=destinations)
 
 
-def _kafka(options: Options) -> KafkaConfig:
+def _kafka(options: Options, env: Mapping[str, str], args: argparse.Namespace) -> KafkaConfig:
+    if options.has("secret_properties_env"):
+        raise options.error("secret_properties_env", "Kafka secrets come from PEREGRINE_KAFKA_SASL_PASSWORD "
+                            "and PEREGRINE_KAFKA_SSL_KEY_PASSWORD, as for every role")  # fmt: skip
+    default = options.text("bootstrap_servers", kafka_connection.DEFAULT_BOOTSTRAP)
+    try:
+        connection = kafka_connection.from_args(args, env, default_bootstrap=default)
+    except ConnectionConfigError as exc:
+        raise ConfigError(f"Kafka connection: {exc}") from None
     config = KafkaConfig(
-        bootstrap_servers=options.text("bootstrap_servers"),
-        topic=options.text("topic", "peregrine.alerts"),
-        dlq_topic=options.text("dlq_topic", "peregrine.alerts.dlq"),
+        connection=connection,
+        topic=options.text("topic", topics.ALERTS.name),
+        dlq_topic=options.text("dlq_topic", topics.ALERTS_DLQ.name),
         group_prefix=options.text("group_prefix", "peregrine-sink"),
         auto_offset_reset=options.choice("auto_offset_reset", "earliest", ("earliest", "latest")),
-        properties=tuple(options.string_map("properties").items()),
-        secret_properties=tuple(options.secret_map("secret_properties").items()),
+        properties=tuple(_tuning(options).items()),
     )
     options.done()
     return config
+
+
+def _tuning(options: Options) -> dict[str, str]:
+    """``properties``, refusing what the connection sets (and secrets) with where to set it instead."""
+    properties = options.string_map("properties")
+    for key in properties:
+        where = CONNECTION_KEYS.get(key)
+        if where is not None:
+            raise options.error(f"properties.{key}", f"set by {where}, as for every Kafka role")
+        if "password" in key or "secret" in key:
+            raise options.error(f"properties.{key}", "secrets are not read from the file; "
+                                "Kafka's come from PEREGRINE_KAFKA_* environment variables")  # fmt: skip
+    return properties
 
 
 def _retry(options: Options, base: RetryConfig) -> RetryConfig:

@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from alerts.errors import AlertDecodeError
 from bus import dlq
+from bus.clients import librdkafka_config
 from sinks import escape
 from sinks.alert import Alert, decode_alert
 from sinks.base import Destination
@@ -43,9 +44,7 @@ BUILD_FAILED = "build failed"
 
 
 def connection_properties(kafka: KafkaConfig) -> dict[str, Any]:
-    props: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers, **dict(kafka.properties)}
-    props.update({k: v.reveal() for k, v in kafka.secret_properties})
-    return props
+    return {**librdkafka_config(kafka.connection), **dict(kafka.properties)}
 
 
 def consumer_properties(kafka: KafkaConfig, destination: DestinationConfig) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import signal
 import threading
 from types import FrameType
 
+from bus import connection as kafka_connection
 from sinks.config import DestinationConfig, SinkConfig, load_config
 from sinks.errors import SinkError
 from sinks.metrics import SinkMetrics, create_metrics
@@ -33,6 +34,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--destination", action="append", default=[],
                         help="run only this destination (repeatable); default: all")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    kafka_connection.add_arguments(parser)  # as every Kafka role; they win over the file's bootstrap_servers
     return parser.parse_args(argv)
 
 
@@ -40,7 +42,7 @@ def main(argv: list[str]) -> int:
     args = _arguments(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = load_config(args.config, os.environ)
+        config = load_config(args.config, os.environ, args)
         selected = [config.destination(n) for n in args.destination] or list(config.destinations)
     except SinkError as exc:
         log.error("%s", exc)

@@ -10,6 +10,7 @@ cannot validate: the Strimzi `KafkaTopic`s, whose CRD is not available here (see
 
 from __future__ import annotations
 
+import argparse
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
 
 import rules
+from bus import connection as kafka_connection
 from sinks.config import parse_config
 
 ROOT = CHART.parents[2]
@@ -195,14 +197,20 @@ def test_sink_config_is_what_the_sink_reads_and_holds_no_secret(
     assert "HEC_TOKEN" not in env_of(slack), "a destination's pod gets only its own secrets"
     assert env_of(slack)["PEREGRINE_KAFKA_SASL_PASSWORD"] == {
         "secretKeyRef": {"name": "kafka-user", "key": "password"}}
-    # The real parser, with the variables Kubernetes would fill from the Secrets.
+    # The real parser, with the pod's flags and plain variables, and the ones Kubernetes would fill
+    # from the Secrets.
+    plain = {k: v for k, v in env_of(slack).items() if isinstance(v, str)}
     env = {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x", "HEC_TOKEN": "t0k3n",
-           "PEREGRINE_KAFKA_SASL_PASSWORD": "pw"}
-    config = parse_config(yaml.safe_load(text), "sink.yaml", env)
+           "PEREGRINE_KAFKA_SASL_PASSWORD": "pw", **plain}
+    flags = argparse.ArgumentParser()
+    kafka_connection.add_arguments(flags)
+    config = parse_config(yaml.safe_load(text), "sink.yaml", env, flags.parse_known_args(slack["args"])[0])
     assert [d.name for d in config.destinations] == ["slack-secops", "splunk.hec", "archive"]
     assert config.kafka.bootstrap_servers == "kafka-0.kafka:9093,kafka-1.kafka:9093"
-    assert dict(config.kafka.properties)["security.protocol"] == "SASL_SSL"
-    assert dict(config.kafka.properties)["ssl.ca.location"] == "/etc/peregrine/kafka-ca/ca.crt"
+    security = config.kafka.connection.security
+    assert (security.protocol, security.sasl_mechanism, security.sasl_username) == (
+        "SASL_SSL", "SCRAM-SHA-512", "peregrine")
+    assert security.ca_file == "/etc/peregrine/kafka-ca/ca.crt"
 
 
 def test_rules_configmap_loads_and_reaches_collector_and_worker(

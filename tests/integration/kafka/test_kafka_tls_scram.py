@@ -8,7 +8,7 @@ SCRAM-SHA-512 and SCRAM-SHA-256, and its MTLS listener that demands a client cer
 * k8s-meta's records: written and read back over SCRAM with k8s-meta's own producer and reader;
 * `peregrine worker` (Faust/aiokafka), its security from the environment: over SASL_SSL/SCRAM it
   turns the replayed batches into exactly the alerts the rule engine computes, once each, which
-  `peregrine sink` (its own librdkafka properties in its YAML) then delivers; with a CA it must not
+  `peregrine sink` (from the same variables) then delivers; with a CA it must not
   trust or a wrong password the worker exits at once and says why;
 * a client that does not trust the broker's CA is refused within a bounded time, with an error that
   says the certificate could not be verified, and replay stops at once on it (exit 2).
@@ -268,13 +268,10 @@ def _running(role_argv: list[str], env: dict[str, str], log: Path) -> Iterator[s
 
 
 def _sink_config(broker: TlsBroker, alerts_topic: str, out: Path) -> dict[str, Any]:
-    """The sink's own Kafka settings (librdkafka properties, the password from a variable)."""
+    """The sink's file: where to deliver; TLS and SCRAM come from the same variables as every role's."""
     kafka = {
         "bootstrap_servers": broker.sasl_ssl, "topic": alerts_topic, "dlq_topic": f"{alerts_topic}.dlq",
         "group_prefix": f"{alerts_topic}-sink",
-        "properties": {"security.protocol": "SASL_SSL", "ssl.ca.location": broker.ca_file,
-                       "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": USER},
-        "secret_properties_env": {"sasl.password": "PEREGRINE_KAFKA_SASL_PASSWORD"},
     }  # fmt: skip
     return {"kafka": kafka, "batch": {"max_wait_s": 0.05},
             "destinations": [{"name": "file", "type": "file", "path": str(out)}]}  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -14,15 +15,18 @@ from sinks.options import Secret
 
 WEBHOOK_SECRET = "https://hooks.slack.test/services/T1/B2/TOPSECRETTOKEN"
 HEC_SECRET = "hec-token-7c1e-SECRET"
-ENV = {"SLACK_URL": WEBHOOK_SECRET, "HEC_TOKEN": HEC_SECRET, "KAFKA_PW": "kafka-SECRET-pw"}
+KAFKA_SECRET = "kafka-SECRET-pw"
+KAFKA_ENV = {"PEREGRINE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "PEREGRINE_KAFKA_SASL_USERNAME": "sink",
+             "PEREGRINE_KAFKA_SASL_PASSWORD": KAFKA_SECRET}  # fmt: skip
+ENV = {"SLACK_URL": WEBHOOK_SECRET, "HEC_TOKEN": HEC_SECRET, **KAFKA_ENV}
+SECRETS = (WEBHOOK_SECRET, HEC_SECRET, KAFKA_SECRET)
 
 YAML = """
 kafka:
   bootstrap_servers: 127.0.0.1:9092
   topic: alerts-test
   group_prefix: sink-test
-  properties: {security.protocol: SASL_PLAINTEXT, sasl.mechanism: PLAIN, sasl.username: sink}
-  secret_properties_env: {sasl.password: KAFKA_PW}
+  properties: {fetch.wait.max.ms: "100"}
 retry: {max_attempts: 5, initial_backoff_s: 0.1}
 batch: {max_alerts: 50}
 destinations:
@@ -49,6 +53,10 @@ def test_full_file_loads_with_defaults_and_overrides(tmp_path: Path) -> None:
     assert config.kafka.dlq_topic == "peregrine.alerts.dlq"
     assert config.kafka.group_id("splunk") == "sink-test-splunk"
     assert config.kafka.auto_offset_reset == "earliest"
+    assert config.kafka.properties == (("fetch.wait.max.ms", "100"),)
+    security = config.kafka.connection.security
+    assert (security.protocol, security.sasl_username, security.sasl_password) == ("SASL_PLAINTEXT", "sink",
+                                                                                 KAFKA_SECRET)  # fmt: skip
     slack, splunk = config.destinations
     assert slack.route.min_priority is Priority.WARNING
     assert slack.retry.max_attempts == 5 and slack.batch.max_alerts == 50
@@ -65,7 +73,7 @@ def test_secrets_never_appear_in_reprs_or_logs(tmp_path: Path, caplog: pytest.Lo
     with caplog.at_level(logging.DEBUG):
         logging.getLogger("peregrine.sink").info("loaded %s", config)
     text = repr(config) + str(config) + caplog.text
-    for secret in ENV.values():
+    for secret in SECRETS:
         assert secret not in text
     assert repr(Secret("x")) == str(Secret("x")) == "***"
 
@@ -115,6 +123,53 @@ def test_duplicate_destination_names_are_refused() -> None:
     doc = {"kafka": {"bootstrap_servers": "k"}, "destinations": [{"name": "a", "type": "stdout"}] * 2}
     with pytest.raises(ConfigError, match="duplicate destination name"):
         parse_config(doc, "sink.yaml", {})
+
+
+def test_kafka_is_reached_like_every_role_flags_then_environment_then_the_file() -> None:
+    doc = {"kafka": {"bootstrap_servers": "file:9092"}, "destinations": [{"name": "a", "type": "stdout"}]}
+    assert parse_config(doc, "sink.yaml", {}).kafka.bootstrap_servers == "file:9092"
+    env = {"PEREGRINE_BOOTSTRAP_SERVERS": "env:1,env:2"}
+    assert parse_config(doc, "sink.yaml", env).kafka.connection.bootstrap == ("env:1", "env:2")
+    flags = argparse.Namespace(bootstrap_servers="flag:3", security_protocol="SSL", ssl_cafile="/ca.pem")
+    kafka = parse_config(doc, "sink.yaml", env, flags).kafka
+    assert kafka.bootstrap_servers == "flag:3"
+    assert (kafka.connection.security.protocol, kafka.connection.security.ca_file) == ("SSL", "/ca.pem")
+    no_file = {"kafka": {}, "destinations": [{"name": "a", "type": "stdout"}]}
+    assert parse_config(no_file, "sink.yaml", {}).kafka.bootstrap_servers == "127.0.0.1:9092"
+
+
+def test_sasl_without_the_password_variable_is_refused_by_name() -> None:
+    doc = {"kafka": {}, "destinations": [{"name": "a", "type": "stdout"}]}
+    env = {k: v for k, v in KAFKA_ENV.items() if k != "PEREGRINE_KAFKA_SASL_PASSWORD"}
+    with pytest.raises(ConfigError, match="PEREGRINE_KAFKA_SASL_PASSWORD"):
+        parse_config(doc, "sink.yaml", env)
+
+
+@pytest.mark.parametrize(
+    ("properties", "message"),
+    [
+        ({"sasl.password": KAFKA_SECRET}, r"kafka.properties.sasl.password: .*PEREGRINE_KAFKA_SASL_PASSWORD"),
+        ({"ssl.key.password": KAFKA_SECRET}, r"ssl.key.password: .*PEREGRINE_KAFKA_SSL_KEY_PASSWORD"),
+        ({"security.protocol": "SASL_SSL"}, r"properties.security.protocol: .*--security-protocol"),
+        ({"sasl.username": "sink"}, r"properties.sasl.username: .*PEREGRINE_KAFKA_SASL_USERNAME"),
+        ({"bootstrap.servers": "k:1"}, r"properties.bootstrap.servers: .*PEREGRINE_BOOTSTRAP_SERVERS"),
+        ({"sasl.oauthbearer.client.secret": KAFKA_SECRET}, r"client.secret: secrets are not read"),
+    ],
+)
+def test_connection_keys_and_secrets_in_properties_are_refused_without_echoing_them(
+    properties: dict[str, str], message: str
+) -> None:
+    doc = {"kafka": {"properties": properties}, "destinations": [{"name": "a", "type": "stdout"}]}
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_config(doc, "sink.yaml", {})
+    assert KAFKA_SECRET not in str(info.value)
+
+
+def test_secret_properties_env_is_gone_and_says_where_the_password_comes_from() -> None:
+    doc = {"kafka": {"secret_properties_env": {"sasl.password": "KAFKA_PW"}},
+           "destinations": [{"name": "a", "type": "stdout"}]}  # fmt: skip
+    with pytest.raises(ConfigError, match="kafka.secret_properties_env: .*PEREGRINE_KAFKA_SASL_PASSWORD"):
+        parse_config(doc, "sink.yaml", {"KAFKA_PW": KAFKA_SECRET})
 
 
 def test_retry_worst_case_bounds_the_poll_interval_even_for_huge_attempt_counts() -> None:
