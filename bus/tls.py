@@ -1,5 +1,5 @@
-"""The one place a client-side TLS context is built (for the Python Kafka clients; librdkafka does its own
-from the same files)."""
+"""The one place a client-side TLS context is built (for the Python Kafka clients; librdkafka builds its
+own from the same files)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,10 @@ def client_context(
     cert_file: str | None = None,
     key_file: str | None = None,
     key_password: str | None = None,
-    verify: bool = True,
 ) -> ssl.SSLContext:
-    """Verifies the server against ``ca_file`` (or the system CAs) unless ``verify`` is off; presents
+    """Verifies the server (certificate and host name) against ``ca_file``, or the system CAs; presents
     ``cert_file``/``key_file`` when given."""
     context = ssl.create_default_context(cafile=ca_file)
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
     if cert_file is not None:
         context.load_cert_chain(cert_file, key_file, password=key_password)
     return context
