@@ -36,32 +36,20 @@ def marker(dropped: int) -> str:
 def fit(doc: Doc, dumps: Callable[[Doc], bytes], limit: int = MAX_ALERT_BYTES) -> bytes:
     """``dumps(doc)``, with the longest texts of `doc` cut until the result is at most `limit` bytes.
 
-    `doc` is Falco's JSON alert as a dict; its ``output`` and ``output_fields`` are replaced, not
-    mutated in place, when something has to be cut."""
+    `doc` is Falco's JSON alert as a dict (`rules.alert.Alert.to_json_dict`); when something has
+    to be cut its ``output`` and ``output_fields`` are replaced, never mutated in place."""
     data = dumps(doc)
     if len(data) <= limit:
         return data
-    fields = doc["output_fields"]
-    assert isinstance(fields, dict)
-    fields = doc["output_fields"] = dict(fields)
+    output, fields = doc["output"], doc["output_fields"]
+    if not (isinstance(output, str) and isinstance(fields, dict)):
+        raise TypeError("fit takes Falco's JSON alert: a string output and an output_fields object")
+    # the texts that may be cut, by field name; None is the output itself, never a field name
     originals: dict[str | None, str] = {k: v for k, v in fields.items() if isinstance(v, str)}
-    output = doc["output"]
-    assert isinstance(output, str)
-    originals[None] = output  # None: the output itself, never a field name
-
-    def current(key: str | None) -> str:
-        value = doc["output"] if key is None else fields[key]
-        assert isinstance(value, str)
-        return value
-
-    def put(key: str | None, value: str) -> None:
-        if key is None:
-            doc["output"] = value
-        else:
-            fields[key] = value
-
+    originals[None] = output
+    texts = dict(originals)
     while len(data) > limit:
-        sizes = {k: json_size(current(k)) for k in originals}
+        sizes = {k: json_size(v) for k, v in texts.items()}
         # only a value longer than its marker-only form can still shrink: this bounds the loop
         shrinkable = [k for k, size in sizes.items() if size > json_size(_cut(originals[k], 0))]
         if not shrinkable:
@@ -70,7 +58,9 @@ def fit(doc: Doc, dumps: Callable[[Doc], bytes], limit: int = MAX_ALERT_BYTES) -
                 f"the bound is {limit} (its rule, tags or field names are too long)"
             )
         key = max(shrinkable, key=sizes.__getitem__)
-        put(key, _cut(originals[key], sizes[key] - (len(data) - limit)))
+        texts[key] = _cut(originals[key], sizes[key] - (len(data) - limit))
+        doc["output"] = texts[None]
+        doc["output_fields"] = {k: texts.get(k, v) for k, v in fields.items()}
         data = dumps(doc)
     return data
 
