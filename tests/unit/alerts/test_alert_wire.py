@@ -11,7 +11,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import rules
@@ -142,8 +142,13 @@ def test_schema_ships_as_package_data() -> None:
 
 
 # --- the size bound -----------------------------------------------------------------------------
+BIG_FIELDS: dict[str, Any] = {"a": "\x00" * 50_000, "b": '"' * 90_000, "c": 7, "d": "x"}
+BIG = Alert(1, "r", Priority.ERROR, "😀" * 200_000, BIG_FIELDS, "h", "syscall", ("t",), "u")
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(alerts(big=long_text()))
+@example(alert=BIG)
 def test_encoded_alerts_never_exceed_the_bound_and_cut_only_what_they_must(alert: Alert) -> None:
     data = wire.encode(alert)
     assert len(data) <= wire.MAX_ALERT_BYTES
