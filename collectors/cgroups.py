@@ -1,8 +1,8 @@
 """cgroup -> container id: the `P_CONTAINER_ID` of a process (a 64-hex id, or "host").
 
 The probe sends `bpf_get_current_cgroup_id()`, the inode of the task's cgroup v2 directory. The
-path comes from `open_by_handle_at` on the cgroup2 mount (O(1); a deleted cgroup gives ESTALE),
-then from a walk of the mount when that fails. Paths are parsed with the layouts of containerd,
+path comes from `open_by_handle_at` on the cgroup2 mount (O(1); a deleted cgroup gives ESTALE;
+it needs CAP_DAC_READ_SEARCH), then from a walk of the mount when that fails, once per cgroup. Paths are parsed with the layouts of containerd,
 CRI-O, docker and podman under kubepods (systemd and cgroupfs drivers), as Falco's CRI layouts do.
 On nodes whose unified hierarchy is empty (cgroup v1 only, or hybrid without a v2 tree) every task
 reports the root id; `container_id_v1` then reads `/proc/PID/cgroup` while the process lives.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import re
 import struct
@@ -105,6 +106,10 @@ class CgroupResolver:
         handle = _FileHandle(8, _FILEID_KERNFS, struct.pack("<Q", cgroup_id))
         fd = self._open_by_handle(self._mount_fd, ctypes.byref(handle), os.O_RDONLY | os.O_DIRECTORY)
         if fd < 0:
+            if ctypes.get_errno() == errno.EPERM:
+                # no CAP_DAC_READ_SEARCH (the chart does not grant it: with open_by_handle_at it
+                # is a container-escape primitive): the walk answers, so stop asking
+                self._open_by_handle = None
             return None
         try:
             return os.readlink(f"/proc/self/fd/{fd}")

@@ -30,7 +30,7 @@ from sinks.config import parse_config
 
 ROOT = CHART.parents[2]
 NOT_INSTALLABLE = {"KafkaTopic"}  # Strimzi publishes its CRDs on no package registry
-COLLECTOR_CAPS = ["BPF", "PERFMON", "SYS_ADMIN", "SYS_RESOURCE", "DAC_READ_SEARCH", "SYS_PTRACE"]
+COLLECTOR_CAPS = ["BPF", "PERFMON", "SYS_PTRACE"]
 RULE = """- rule: Shell in container
   desc: a shell started in a container
   condition: evt.type = execve and container.id != host and proc.name = bash
@@ -136,6 +136,7 @@ def test_collector_is_privileged_only_as_needed(default_objects: list[dict[str, 
     assert pod["hostPID"] is True and not pod.get("hostNetwork") and not pod.get("hostIPC")
     assert pod["automountServiceAccountToken"] is False
     assert c["securityContext"]["privileged"] is False
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": COLLECTOR_CAPS}
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     host = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
