@@ -100,14 +100,19 @@ class _Missing:
 MISSING: Final = _Missing()
 
 
+# How a field with several candidate values is compared (`_Typed.several`)
+ANCESTORS, ENDPOINTS = "ancestors", "endpoints"
+
+
 @dataclass(frozen=True, slots=True)
 class _Typed:
-    """A value with the libs type it is compared as; ``values`` holds one value, or for the
-    index-less ancestor fields and fd.ip/fd.port/fd.net the candidates a check may pass on any of."""
+    """A value with the libs type it is compared as. ``values`` holds one value, or the candidates
+    of a field that has several: the index-less ancestor fields (``several=ANCESTORS``) and
+    fd.ip/fd.port/fd.net, the client and the server end (``several=ENDPOINTS``)."""
 
     type: FieldType
     values: tuple[Any, ...]
-    any_of: bool = False
+    several: str | None = None
 
 
 # --- entry points ------------------------------------------------------------------------------
@@ -171,9 +176,17 @@ class _Evaluator:
         rhs = self.right_values(e, left.type)
         if rhs is None:  # a right-hand field that cannot be extracted
             return False
-        if left.any_of:
-            return any(_compare(e.op, e.modifier, left.type, v, rhs) for v in left.values)
-        return _compare(e.op, e.modifier, left.type, left.values[0], rhs)
+        if left.several is None:
+            return _compare(e.op, e.modifier, left.type, left.values[0], rhs)
+        # Both kinds go through libs' single-value compare_rhs overload, which ignores a
+        # modifier and compares with the first right-hand value only (a set for in/pmatch).
+        op, modifier = e.op, e.modifier
+        if modifier is not None or (left.several == ENDPOINTS and left.type is FieldType.IPNET):
+            modifier, rhs = None, rhs[:1]  # compare_net reads filter_value_p() alone
+        if left.several == ENDPOINTS and op == "!=":
+            # compare_ip/compare_port/compare_net: "!=" holds when neither end is equal
+            return all(_compare(op, None, left.type, v, rhs) for v in left.values)
+        return any(_compare(op, modifier, left.type, v, rhs) for v in left.values)
 
     def right_values(self, e: BinaryCheckExpr, ltype: FieldType) -> list[Any] | None:
         right = e.right
@@ -209,7 +222,7 @@ class _Evaluator:
             if any(v is MISSING for v in out):
                 return MISSING
             out_type = FieldType.UINT64 if name == "len" else inner.type
-            return _Typed(out_type, tuple(out), inner.any_of)
+            return _Typed(out_type, tuple(out), inner.several)
         if name == "concat":
             parts = [self.transformer_arg(v) for v in node.values]
             if any(p is None for p in parts):
@@ -243,9 +256,12 @@ class _Evaluator:
         raw = _Extract(self.ev, self.ip_names).value(spec.name, effective_arg)
         if raw is None:
             return MISSING
-        if spec.flags & FieldFlag.ANCESTORS and effective_arg is None or spec.flags & FieldFlag.ANY_OF:
+        several = ENDPOINTS if spec.flags & FieldFlag.ANY_OF else None
+        if spec.flags & FieldFlag.ANCESTORS and effective_arg is None:
+            several = ANCESTORS
+        if several is not None:
             present = tuple(_typed_value(v, spec.type) for v in raw if v is not None)
-            return _Typed(spec.type, present, any_of=True) if present else MISSING
+            return _Typed(spec.type, present, several) if present else MISSING
         return _Typed(spec.type, (_typed_value(raw, spec.type),))
 
 
@@ -649,14 +665,18 @@ def _transform(name: str, value: Any) -> Any:
     return _b64_decode(value)
 
 
-_B64_ALPHABET = re.compile(rb"[A-Za-z0-9+/]*")
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
 def _b64_decode(value: bytes) -> Any:
     """libs Base64::decodeWithoutPadding: up to two trailing '=' are dropped, every other byte
-    must be in the alphabet, and a length of 4n+1 cannot be decoded (no value then)."""
+    must be in the alphabet, a length of 4n+1 cannot be decoded, and the bits the last character
+    carries beyond the output must be zero (decodeLast); otherwise there is no value."""
     body = value[:-2] if value.endswith(b"==") else value[:-1] if value.endswith(b"=") else value
-    if not _B64_ALPHABET.fullmatch(body) or len(body) % 4 == 1:
+    if any(byte not in _B64_ALPHABET for byte in body) or len(body) % 4 == 1:
+        return MISSING
+    spare_bits = {2: 0b1111, 3: 0b11}.get(len(body) % 4, 0)
+    if spare_bits and _B64_ALPHABET.index(body[-1]) & spare_bits:
         return MISSING
     try:
         return base64.b64decode(body + b"=" * (-len(body) % 4), validate=True)

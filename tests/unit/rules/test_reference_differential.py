@@ -142,6 +142,9 @@ def _event(type_name: str = "execve", **spec: Any) -> R.Event:
     return build_event(type_name, **spec)
 
 
+SOCKET = {"typechar": "4", "cip": "10.0.0.1", "sip": "10.0.0.2", "cport": 5000, "sport": 22}
+
+
 def test_execution_from_dev_shm_fires_on_a_shell_running_a_script_there(falco_rules_dir: Path) -> None:
     """Stable rule "Execution from /dev/shm": ``shell_procs and proc.args startswith "-c /dev/shm"``
     must fire for ``bash -c /dev/shm/x``; its literal "-c /dev/shm" was compiled wrongly."""
@@ -260,6 +263,69 @@ DIVERGENCES: list[tuple[str, str, R.Event, bool, str]] = [
         _event("openat", fd={"name": "/a//b/c"}),
         True,
         "split_path skips empty components: /a//b/c has the components a, b, c",
+    ),
+    (
+        "endpoint_ne_needs_both_ends",
+        "fd.ip != 10.0.0.1",
+        _event("connect", fd=SOCKET),
+        False,
+        "compare_ip (compare_port, compare_net alike): != holds when neither end is equal",
+    ),
+    (
+        "endpoint_port_ne",
+        "fd.port != 22",
+        _event("connect", fd=SOCKET),
+        False,
+        "compare_port: != holds only when neither port is equal",
+    ),
+    (
+        "net_in_reads_the_first_value",
+        "fd.net in (192.168.0.0/16, 10.0.0.0/8)",
+        _event("connect", fd=SOCKET),
+        False,
+        "compare_net compares with filter_value_p(), the first network of the list only",
+    ),
+    (
+        "ancestor_modifier_ignored",
+        "proc.aname = oneof (bash, bash)",
+        _event(proc={"parent": {"name": "bash"}}),
+        True,
+        "compare_full_aname calls the single-value compare_rhs, which ignores the modifier",
+    ),
+    (
+        "b64_three_pads",
+        "b64(proc.name) = a",
+        _event(proc={"name": "YQ==="}),
+        False,
+        "decodeWithoutPadding drops at most two '=': the third is outside the alphabet, no value",
+    ),
+    (
+        "b64_noncanonical",
+        "b64(proc.name) = a",
+        _event(proc={"name": "YR=="}),
+        False,
+        "decodeLast refuses a last character whose spare bits are not zero",
+    ),
+    (
+        "b64_yields_bytes",
+        "b64(proc.name) = val(proc.exe)",
+        _event(proc={"name": "/w==", "exe": b"\xff".decode("utf-8", "surrogateescape")}),
+        True,
+        "b64 yields raw bytes (ff here); the engine decodes them to text with U+FFFD replacements",
+    ),
+    (
+        "evt_arg_index_counts_libs_params",
+        "evt.arg[7] = 34816",
+        _event(args={"tty": 34816}),
+        False,
+        "evt.arg[N] is libs' N-th parameter: execve's 7th is fdlimit, which records do not carry",
+    ),
+    (
+        "string_order_is_byte_order",
+        "proc.name > val(proc.exe)",
+        _event(proc={"name": b"\xff".decode("utf-8", "surrogateescape"), "exe": "\ue000"}),
+        True,
+        "strcmp orders bytes: ff > ee 80 80; the engine orders code points (U+DCFF < U+E000)",
     ),
 ]
 
