@@ -1,10 +1,10 @@
 """The batch loop: one generated function evaluating a list of events, every event type's code
 inlined, so no event pays a function call.
 
-`batch_source` writes ``_evaluate(events)``: a loop that picks an event's code by comparing its
+`batch_function` builds ``_evaluate(events)``: a loop that picks an event's code by comparing its
 type id, the types most events have first (`HOT_TYPES`: opens, connects, execs, sockets), the
 others through a binary search over their ids, then runs that type's rules inline (the body
-`rules.codegen.bucket_source` wrote for its function) and appends ``(event, rule)`` for each
+`rules.codegen.bucket_source` built for its function) and appends ``(event, rule)`` for each
 match. A type id no rule can match, or that is not an int at all, falls through every
 comparison: the event matches nothing, as with `Ruleset.match`.
 
@@ -15,9 +15,11 @@ default argument of one function.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping, Sequence
 
-from rules.codegen import Bucket
+from rules.codegen import Bucket, arguments_of
+from rules.pyexpr import clone, compare, const, name, store
 from rules.record import EVENT_TYPE_IDS
 
 # Most events of a busy node, most frequent first (the realistic mix in benchmarks.workload and
@@ -27,78 +29,81 @@ HOT_TYPES = ("openat", "connect", "execve", "socket", "open", "openat2", "accept
 _CHAIN = 3  # a search leaf tests up to this many ids one after the other
 
 
-def batch_source(buckets: Mapping[int, Bucket], all_matches: bool) -> str:
+def batch_function(buckets: Mapping[int, Bucket], all_matches: bool) -> ast.FunctionDef:
     """``def _evaluate(events, ...)``: (event, rule) per match, in event order; one per event
     unless `all_matches`. The rule tuple of type id T must be bound as ``_R{T}``, and the
     per-type functions `Ruleset.match` (or `match_all`) uses as ``_FIRST`` (or ``_ALL``)."""
-    hot = [EVENT_TYPE_IDS[name] for name in HOT_TYPES if EVENT_TYPE_IDS.get(name) in buckets]
+    hot = [EVENT_TYPE_IDS[n] for n in HOT_TYPES if EVENT_TYPE_IDS.get(n) in buckets]
     rest = sorted(set(buckets) - set(hot))
-    lines: list[str] = []
-    keyword = "if"
-    for type_id in hot:
-        lines.append(f"        {keyword} _t == {type_id}:")
-        lines += _inline(buckets[type_id], type_id, "            ", all_matches)
-        keyword = "elif"
     # Only ints are searched by order; any other id (a float, a bool) is looked up exactly as
     # Ruleset.match looks it up, an unhashable one raising TypeError as it does.
-    lines += [
-        f"        {keyword} _t.__class__ is int:",
-        *(_search(rest, buckets, "            ", all_matches) if rest else ["            pass"]),
-        "        else:",
-        "            _fn = _get(_t)",
-        "            if _fn is not None:",
-    ]
+    found = ast.Call(name("_fn"), [name("ev")], [])
     if all_matches:
-        lines += ["                for _r in _fn(ev):", "                    _append((ev, _r))"]
-    else:
-        lines += [
-            "                _r = _fn(ev)",
-            "                if _r is not None:",
-            "                    _append((ev, _r))",
+        each: list[ast.stmt] = [
+            ast.For(store("_r"), found, [_append(name("_r"))], [])
         ]
-    helpers = sorted({name for bucket in buckets.values() for name in bucket.helpers})
-    bound = "".join(f", {name}={name}" for name in helpers)
-    tables = "".join(f", _R{type_id}=_R{type_id}" for type_id in sorted(buckets))
-    table = "_ALL" if all_matches else "_FIRST"
-    head = [
-        f"def _evaluate(events, _get={table}.get{tables}{bound}):",
-        "    _out = []",
-        "    _append = _out.append",
-        "    for ev in events:",
-        "        _t = ev[0]",
+    else:
+        each = [
+            ast.Assign([store("_r")], found),
+            ast.If(compare(name("_r"), ast.IsNot(), const(None)), [_append(name("_r"))], []),
+        ]
+    other: list[ast.stmt] = [
+        ast.Assign([store("_fn")], ast.Call(name("_get"), [name("_t")], [])),
+        ast.If(compare(name("_fn"), ast.IsNot(), const(None)), each, []),
     ]
-    return "\n".join([*head, *lines, "    return _out"]) + "\n"
+    is_int = compare(ast.Attribute(name("_t"), "__class__", ast.Load()), ast.Is(), name("int"))
+    searched: list[ast.stmt] = _search(rest, buckets, all_matches) if rest else [ast.Pass()]
+    chain: list[ast.stmt] = [ast.If(is_int, searched, other)]
+    for type_id in reversed(hot):
+        chain = [ast.If(_is_type(type_id), _inline(buckets[type_id], type_id, all_matches), chain)]
+    helpers = sorted({h for bucket in buckets.values() for h in bucket.helpers})
+    tables = [f"_R{type_id}" for type_id in sorted(buckets)]
+    params = ["events", "_get", *tables, *helpers]
+    arguments = arguments_of(params)
+    arguments.defaults[0] = ast.Attribute(name("_ALL" if all_matches else "_FIRST"), "get", ast.Load())
+    body: list[ast.stmt] = [
+        ast.Assign([store("_out")], ast.List([], ast.Load())),
+        ast.Assign([store("_append")], ast.Attribute(name("_out"), "append", ast.Load())),
+        ast.For(store("ev"), name("events"), [
+            ast.Assign([store("_t")], ast.Subscript(name("ev"), const(0), ast.Load())),
+            *chain,
+        ], []),
+        ast.Return(name("_out")),
+    ]
+    return ast.FunctionDef("_evaluate", arguments, body, [], None)
 
 
-def _search(ids: Sequence[int], buckets: Mapping[int, Bucket], indent: str, all_matches: bool) -> list[str]:
+def _is_type(type_id: int) -> ast.expr:
+    return compare(name("_t"), ast.Eq(), const(type_id))
+
+
+def _append(rule: ast.expr) -> ast.stmt:
+    """``_append((ev, rule))``."""
+    return ast.Expr(ast.Call(name("_append"), [ast.Tuple([name("ev"), rule], ast.Load())], []))
+
+
+def _search(ids: Sequence[int], buckets: Mapping[int, Bucket], all_matches: bool) -> list[ast.stmt]:
     """Comparisons reaching each id of `ids` (sorted) in about log2(len) steps."""
     if len(ids) <= _CHAIN:
-        lines = []
-        for n, type_id in enumerate(ids):
-            lines.append(f"{indent}{'if' if n == 0 else 'elif'} _t == {type_id}:")
-            lines += _inline(buckets[type_id], type_id, indent + "    ", all_matches)
-        return lines
+        chain: list[ast.stmt] = []
+        for type_id in reversed(ids):
+            chain = [ast.If(_is_type(type_id), _inline(buckets[type_id], type_id, all_matches), chain)]
+        return chain
     middle = len(ids) // 2
-    return [
-        f"{indent}if _t < {ids[middle]}:",
-        *_search(ids[:middle], buckets, indent + "    ", all_matches),
-        f"{indent}else:",
-        *_search(ids[middle:], buckets, indent + "    ", all_matches),
-    ]
+    below = compare(name("_t"), ast.Lt(), const(ids[middle]))
+    lower, upper = _search(ids[:middle], buckets, all_matches), _search(ids[middle:], buckets, all_matches)
+    return [ast.If(below, lower, upper)]
 
 
-def _inline(bucket: Bucket, type_id: int, indent: str, all_matches: bool) -> list[str]:
-    """The bucket's body at `indent`, then what its function would have returned, appended."""
-    shift = indent[4:]  # bodies are written at function level, four spaces in
-    lines = [shift + line for line in bucket.body]
+def _inline(bucket: Bucket, type_id: int, all_matches: bool) -> list[ast.stmt]:
+    """The bucket's body, then what its function would have returned, appended."""
+    table = f"_R{type_id}"
+    body = [clone(stmt) for stmt in bucket.body]
     if all_matches:
-        lines += [
-            f"{indent}if _hits:",
-            f"{indent}    _hits.sort()",
-            f"{indent}    for _i in _hits:",
-            f"{indent}        _append((ev, _R{type_id}[_i]))",
-        ]
-    else:
-        lines.append(f"{indent}if _m != {bucket.count}:")
-        lines.append(f"{indent}    _append((ev, _R{type_id}[_m]))")
-    return lines
+        rule = ast.Subscript(name(table), name("_i"), ast.Load())
+        return [*body, ast.If(name("_hits"), [
+            ast.Expr(ast.Call(ast.Attribute(name("_hits"), "sort", ast.Load()), [], [])),
+            ast.For(store("_i"), name("_hits"), [_append(rule)], []),
+        ], [])]
+    rule = ast.Subscript(name(table), name("_m"), ast.Load())
+    return [*body, ast.If(compare(name("_m"), ast.NotEq(), const(bucket.count)), [_append(rule)], [])]

@@ -1,6 +1,6 @@
-"""Python source for one event type's rules: one function testing them all, read by read.
+"""Syntax trees for one event type's rules: one function testing them all, read by read.
 
-`bucket_source` writes a function over one event record for the simplified conditions of every
+`bucket_source` builds a function over one event record for the simplified conditions of every
 enabled rule of one event type: conjuncts several rules share are tested once in nested ifs,
 rules that each need one read to be in some set sit behind one test of the union of those sets
 (a necessary condition of each, so a sound prefilter), reads used by several checks become locals
@@ -9,53 +9,83 @@ first use and kept), and the function returns the earliest matching rule in defi
 all matches). Since leaves are pure and never raise (`rules.condtree`), testing rules out of
 order and sharing their tests cannot change which rules match; the earliest one is chosen at the
 end. `prologue` binds the record locals (`rules.fields.BASES`) for other generated code.
+
+Everything here works on `ast` nodes: which reads become locals, where a local is defined and
+which use of it is written in place are decided over the tree (`Read` nodes, statement blocks),
+so a user's literal, an `ast.Constant`, is never looked into.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import ast
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from rules import operators as ops
 from rules.affixes import Affixes
 from rules.condtree import (
-    CALL,
-    SIMPLE_READ,
+    And,
     Constants,
+    Leaf,
     Node,
+    Or,
     Values,
     conjuncts,
     cost,
-    emit,
     p_true,
-    set_literal,
+    signature,
+    to_expr,
 )
 from rules.fields import BASE_DEPS, BASES, HELPERS, bases_of
+from rules.pyexpr import (
+    Code,
+    Read,
+    and_,
+    clone,
+    compare,
+    const,
+    helper_calls,
+    name,
+    names_in,
+    set_of,
+    simple_read,
+    store,
+)
 
 
-def prologue(codes: Sequence[str], indent: str = "    ") -> list[str]:
-    """Lines binding the record locals (`rules.fields.BASES`) the given code reads."""
+def prologue(codes: Sequence[Code | str], indent: str = "    ") -> list[str]:
+    """Lines binding the record locals (`rules.fields.BASES`) the given code reads, as text:
+    outputs (`rules.output`) still write their reader as text."""
+    return [f"{indent}{ast.unparse(ast.fix_missing_locations(stmt))}" for stmt in prologue_statements(codes)]
+
+
+def prologue_statements(codes: Sequence[Code | str]) -> list[ast.stmt]:
+    """Statements binding the record locals (`rules.fields.BASES`) the given code reads."""
     needed: set[str] = set()
     for code in codes:
         needed |= bases_of(code)
-    lines = []
-    for base in BASES:  # dependency order
-        if base in needed:
-            lines.append(f"{indent}{base} = {BASES[base]}")
     assert all(dep in needed for base in needed for dep in BASE_DEPS[base])
-    return lines
+    return [_assign(base, BASES[base].tree) for base in BASES if base in needed]  # dependency order
 
 
-_GLOBAL_NAME = re.compile(r"(?<![\w.])(_[A-Za-z]\w*)\b(?!\s*:?=)")
-_LITERALS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-_LOCAL_NAME = re.compile(r"_v[0-9]*|_n|_m|_hits")
-_PLACEHOLDER = re.compile("([\x01\x03])([0-9]+)\x02")
+def _assign(local: str, value: ast.expr) -> ast.stmt:
+    return ast.Assign([store(local)], clone(value))
 
 
-def resolve(lines: Sequence[str], values: Values) -> tuple[list[str], list[tuple[str, str]]]:
-    """Replace read placeholders in one function's lines; returns them and the locals to define.
+# --- which reads become locals ----------------------------------------------------------------
+@dataclass(slots=True)
+class Resolved:
+    """What `resolve` decided: the locals to define (name, value; ``_UNSET`` for those computed
+    on first use) and, per such local, the expressions computing it on first use."""
+
+    defs: list[tuple[str, ast.expr]] = field(default_factory=list)
+    lazy: dict[str, list[ast.expr]] = field(default_factory=dict)
+
+
+def resolve(body: Sequence[ast.AST], values: Values) -> Resolved:
+    """Replace the `Read` nodes of one function's statements (in place) and say which locals
+    to define.
 
     A plain list index read by three or more leaves gets a local; a read that calls a helper, if
     two or more leaves need it, is computed on first use and kept (``_vN``, defined as the
@@ -64,163 +94,211 @@ def resolve(lines: Sequence[str], values: Values) -> tuple[list[str], list[tuple
     reads stay inline."""
     uses = [0] * len(values.codes)
     reuses = [0] * len(values.codes)
-    for text in lines:
-        for kind, n in _PLACEHOLDER.findall(text):
-            if kind == "\x01":
-                uses[int(n)] += 1
-            else:
-                reuses[int(n)] += 1
-    binding: list[str] = []
-    again: list[str] = []
-    defs: list[tuple[str, str]] = []
+    for root in body:
+        for node in ast.walk(root):
+            if isinstance(node, Read):
+                if node.first:
+                    uses[node.index] += 1
+                else:
+                    reuses[node.index] += 1
+    out = Resolved()
+    first: list[Callable[[], ast.expr]] = []
+    again: list[Callable[[], ast.expr]] = []
     for n, code in enumerate(values.codes):
         local = f"_v{n}"
-        if SIMPLE_READ.fullmatch(code):
+        tree = code.tree
+        if simple_read(tree):
             if uses[n] >= 3:
-                defs.append((local, code))
-                binding.append(local)
-                again.append(local)
+                out.defs.append((local, tree))
+                first.append(_local(local))
             else:
-                binding.append(code)
-                again.append(code)
-        elif uses[n] >= 2 and CALL.search(code) or uses[n] >= 3:
-            defs.append((local, "_UNSET"))
-            binding.append(f"({local} if {local} is not _UNSET else ({local} := {code}))")
-            again.append(local)
+                first.append(_copy(tree))
+            again.append(first[-1])
+        elif uses[n] >= 2 and helper_calls(tree) or uses[n] >= 3:
+            out.defs.append((local, name("_UNSET")))
+            first.append(_lazy(local, tree, out.lazy.setdefault(local, [])))
+            again.append(_local(local))
         elif reuses[n] == 0:  # read once, never read again: no local at all
-            binding.append(f"({code})")
-            again.append(local)
+            first.append(_copy(tree))
+            again.append(_local(local))
         else:
-            binding.append(f"({local} := {code})")
-            again.append(local)
-
-    def substitute(match: re.Match[str]) -> str:
-        table = binding if match.group(1) == "\x01" else again
-        return table[int(match.group(2))]
-
-    return [_PLACEHOLDER.sub(substitute, text) for text in lines], defs
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" "))
-
-
-def place(lines: list[str], defs: Sequence[tuple[str, str]]) -> list[str]:
-    """Insert each definition at the start of the innermost block holding all its uses, so a
-    branch the event never enters costs nothing; then the record locals (`BASES`) the result
-    needs, the same way. A name only used inside several top-level blocks is defined in each of
-    them rather than once before them all: reads are pure, so an event entering two such blocks
-    reads twice, and one entering none (the usual event) reads nothing. `lines` is a function
-    body indented by four spaces."""
-    out = list(lines)
-    ordered = [*defs, *((base, BASES[base]) for base in reversed(list(BASES)))]
-    for name, code in ordered:
-        word = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
-        used = [i for i, line in enumerate(out) if word.search(_LITERALS.sub("''", line))]
-        if not used:
-            continue
-        groups: dict[int | None, list[int]] = {}
-        for i in used:
-            groups.setdefault(_outermost(out, i), []).append(i)
-        top = groups.pop(None, None)
-        if top is not None and not _inline_once(out, top, word, name, code):
-            groups = {None: used}  # used at the top level: one definition before everything
-        for group in sorted(groups.values(), reverse=True):  # bottom first: indices stay valid
-            at, indent = _innermost_site(out, group)
-            out.insert(at, f"{' ' * indent}{name} = {code}")
+            first.append(_bind(local, tree))
+            again.append(_local(local))
+    replacer = _Replace(first, again)
+    for root in body:
+        replacer.visit(root)
     return out
 
 
-def _inline_once(lines: list[str], top: Sequence[int], word: re.Pattern[str], name: str, code: str) -> bool:
-    """Write a read into the one top-level line that uses it, instead of defining it before
-    every event's first test: that line usually short-circuits before reaching it. Applies to a
-    plain read (a list index, a record local) used at most twice there, and to a computed-once
-    read (``_UNSET``) used once there. False (nothing changed) when it does not apply."""
+def _local(local: str) -> Callable[[], ast.expr]:
+    return lambda: name(local)
+
+
+def _copy(tree: ast.expr) -> Callable[[], ast.expr]:
+    return lambda: clone(tree)
+
+
+def _bind(local: str, tree: ast.expr) -> Callable[[], ast.expr]:
+    return lambda: ast.NamedExpr(store(local), clone(tree))
+
+
+def _lazy(local: str, tree: ast.expr, made: list[ast.expr]) -> Callable[[], ast.expr]:
+    """``(_vN if _vN is not _UNSET else (_vN := read))``, remembered so `place` can find it."""
+
+    def make() -> ast.expr:
+        computed = ast.NamedExpr(store(local), clone(tree))
+        node = ast.IfExp(compare(name(local), ast.IsNot(), name("_UNSET")), name(local), computed)
+        made.append(node)
+        return node
+
+    return make
+
+
+class _Replace(ast.NodeTransformer):
+    def __init__(self, first: list[Callable[[], ast.expr]], again: list[Callable[[], ast.expr]]) -> None:
+        self.first, self.again = first, again
+
+    def visit_Read(self, node: Read) -> ast.expr:
+        return (self.first if node.first else self.again)[node.index]()
+
+
+# --- where locals are defined -----------------------------------------------------------------
+Block = list[ast.stmt]
+
+
+@dataclass(frozen=True, slots=True)
+class _Site:
+    """One statement's own code (an if's test, not its body), the blocks from the function's
+    body down to the one holding it, and that block."""
+
+    stmt: ast.stmt
+    path: tuple[int, ...]  # ids of the enclosing blocks, outermost first
+    blocks: tuple[Block, ...]
+
+    def own(self) -> list[ast.AST]:
+        if isinstance(self.stmt, ast.If):
+            return [self.stmt.test]
+        return [self.stmt]
+
+
+def _sites(block: Block, outer: tuple[Block, ...] = ()) -> Iterator[_Site]:
+    blocks = (*outer, block)
+    for stmt in block:
+        yield _Site(stmt, tuple(id(b) for b in blocks), blocks)
+        if isinstance(stmt, ast.If):
+            yield from _sites(stmt.body, blocks)
+            if stmt.orelse:
+                yield from _sites(stmt.orelse, blocks)
+
+
+class _Names:
+    """How often each name occurs in each statement's own code, counted once per statement and
+    again only after a statement changes."""
+
+    def __init__(self) -> None:
+        self._counts: dict[int, tuple[ast.stmt, dict[str, int]]] = {}
+
+    def count(self, site: _Site, local: str) -> int:
+        known = self._counts.get(id(site.stmt))
+        if known is None or known[0] is not site.stmt:
+            counts: dict[str, int] = {}
+            for node in names_in(site.own()):
+                counts[node.id] = counts.get(node.id, 0) + 1
+            known = self._counts[id(site.stmt)] = (site.stmt, counts)
+        return known[1].get(local, 0)
+
+    def changed(self, site: _Site) -> None:
+        self._counts.pop(id(site.stmt), None)
+
+
+def place(body: Block, resolved: Resolved) -> None:
+    """Insert (in place) each definition at the start of the innermost block holding all its
+    uses, so a branch the event never enters costs nothing; then the record locals (`BASES`)
+    the result needs, the same way. A name only used inside several top-level blocks is defined
+    in each of them rather than once before them all: reads are pure, so an event entering two
+    such blocks reads twice, and one entering none (the usual event) reads nothing."""
+    ordered = [*resolved.defs, *((base, BASES[base].tree) for base in reversed(list(BASES)))]
+    names = _Names()
+    for local, value in ordered:
+        used = [site for site in _sites(body) if names.count(site, local)]
+        if not used:
+            continue
+        groups: dict[int | None, list[_Site]] = {}
+        for site in used:
+            top = None if len(site.blocks) == 1 else id(site.blocks[1])
+            groups.setdefault(top, []).append(site)
+        top_sites = groups.pop(None, None)
+        lazy = resolved.lazy.get(local, [])
+        if top_sites is not None and not _inline_once(top_sites, local, value, lazy, names):
+            groups = {None: used}  # used at the top level: one definition before everything
+        for group in groups.values():
+            _innermost(group).insert(0, _assign(local, value))
+
+
+def _innermost(sites: Sequence[_Site]) -> Block:
+    """The innermost block holding every site."""
+    depth = 0
+    shortest = min(len(site.path) for site in sites)
+    while depth + 1 < shortest and len({site.path[depth + 1] for site in sites}) == 1:
+        depth += 1
+    return sites[0].blocks[depth]
+
+
+def _inline_once(
+    top: Sequence[_Site], local: str, value: ast.expr, lazy: Sequence[ast.expr], names: _Names
+) -> bool:
+    """Write a read into the one top-level statement that uses it, instead of defining it before
+    every event's first test: that statement usually short-circuits before reaching it. Applies
+    to a plain read (a list index, a record local) used at most twice there, and to a
+    computed-once read (``_UNSET``) used once there. False (nothing changed) when it does not
+    apply."""
     if len(top) != 1:
         return False
-    line = lines[top[0]]
-    count = len(word.findall(_LITERALS.sub("''", line)))
-    if code == "_UNSET":
-        lazy = f"({name} if {name} is not _UNSET else ({name} := "
-        start = line.find(lazy)
-        if count != 3 or start < 0:
+    site = top[0]
+    count = names.count(site, local)
+    if isinstance(value, ast.Name) and value.id == "_UNSET":
+        mine = {id(node) for node in lazy}
+        found = [node for root in site.own() for node in ast.walk(root) if id(node) in mine]
+        if count != 3 or len(found) != 1:
             return False
-        end = _closing(line, start)
-        inner = line[start + len(lazy) : end - 1]
-        lines[top[0]] = line[:start] + f"({inner})" + line[end + 1 :]
+        target = found[0]
+        assert isinstance(target, ast.IfExp) and isinstance(target.orelse, ast.NamedExpr)
+        computed = target.orelse.value
+        _substitute(site, lambda node: computed if node is target else None)
+        names.changed(site)
         return True
-    plain = SIMPLE_READ.fullmatch(code) is not None
-    if not (plain or name in BASES) or count > (2 if plain else 1):
+    plain = simple_read(value)
+    if not (plain or local in BASES) or count > (2 if plain else 1):
         return False
-    lines[top[0]] = word.sub(lambda _: code, line)
+    _substitute(site, lambda node: clone(value) if isinstance(node, ast.Name) and node.id == local else None)
+    names.changed(site)
     return True
 
 
-def _closing(text: str, start: int) -> int:
-    """The index of the parenthesis closing the one open at `start` (string literals skipped)."""
-    depth, i, quote = 0, start, ""
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    raise ValueError(f"unbalanced parentheses in generated code: {text!r}")
+class _Substitute(ast.NodeTransformer):
+    def __init__(self, replace: Callable[[ast.AST], ast.expr | None]) -> None:
+        self.replace = replace
+
+    def visit(self, node: ast.AST) -> ast.AST:
+        found = self.replace(node)
+        if found is not None:
+            return found
+        return self.generic_visit(node)
 
 
-def _outermost(lines: Sequence[str], i: int) -> int | None:
-    """The top-level block header line `i` sits in (None: line `i` is at the top level)."""
-    header = _enclosing(lines, i)
-    while header is not None:
-        outer = _enclosing(lines, header)
-        if outer is None:
-            return header
-        header = outer
-    return None
-
-
-def _innermost_site(lines: Sequence[str], used: Sequence[int]) -> tuple[int, int]:
-    """Where a definition for these uses goes: (line index, indent) at the start of the innermost
-    block holding them all."""
-    header = _enclosing(lines, used[0])
-    while header is not None and not all(header < i <= _block_end(lines, header) for i in used):
-        header = _enclosing(lines, header)
-    return (0, 4) if header is None else (header + 1, _indent(lines[header]) + 4)
-
-
-def _enclosing(lines: Sequence[str], i: int) -> int | None:
-    """The index of the block header (`if ...:`) line `i` sits in, or None at the top."""
-    level = _indent(lines[i])
-    for j in range(i - 1, -1, -1):
-        if _indent(lines[j]) < level:
-            return j
-    return None
-
-
-def _block_end(lines: Sequence[str], header: int) -> int:
-    level = _indent(lines[header])
-    end = header
-    for j in range(header + 1, len(lines)):
-        if _indent(lines[j]) <= level:
-            break
-        end = j
-    return end
+def _substitute(site: _Site, replace: Callable[[ast.AST], ast.expr | None]) -> None:
+    """Rewrite the site's own code (an if's test, or the whole simple statement)."""
+    transformer = _Substitute(replace)
+    if isinstance(site.stmt, ast.If):
+        site.stmt.test = transformer.visit(site.stmt.test)  # type: ignore[assignment]
+    else:
+        transformer.generic_visit(site.stmt)
 
 
 @dataclass(slots=True)
 class _Pending:
     position: int  # the rule's place in this function's definition order
-    rest: dict[str, Node]  # conjuncts still to test, by emitted code
+    rest: dict[str, Node]  # conjuncts still to test, by signature
 
 
 @dataclass(slots=True)
@@ -231,25 +309,34 @@ class _Guards:
     values: Values
     constants: Constants
 
-    def affix_guard(self, read: str, affixes: Affixes) -> str:
+    def affix_guard(self, read: Code, affixes: Affixes) -> ast.expr:
         if affixes.size() == len(affixes.exact):  # equality only: a set test needs no call
-            return f"{self.values.placeholder(read)} in {set_literal(sorted(affixes.exact))}"
+            return compare(self.values.read(read), ast.In(), set_of(sorted(affixes.exact)))
         exact, prefixes = tuple(sorted(affixes.exact)), tuple(sorted(affixes.prefixes))
         suffixes, contains = tuple(sorted(affixes.suffixes)), tuple(sorted(affixes.contains))
         tests = (exact, prefixes, suffixes, contains)
-        rendered = _RENDERED.fullmatch(read)
+        rendered = _rendered(read.tree)
         if rendered is not None:
             # a parameter's text (evt.arg.flags) is a function of its raw value: remember the
             # answer per raw value, so neither the rendering nor the tests run again
-            render = cast(Callable[[Any], "str | None"], HELPERS[rendered.group(1)])
-            key = ("affixes", rendered.group(1), *tests)
-            name = self.constants.add(key, lambda: ops.affix_program(*tests, transform=render))
-            return f"{name}[{self.values.placeholder(rendered.group(2))}]"
-        name = self.constants.add(("affixes", *tests), lambda: ops.affix_program(*tests))
-        return f"{name}[{self.values.placeholder(read)}]"
+            helper, raw = rendered
+            render = cast(Callable[[Any], "str | None"], HELPERS[helper])
+            key = ("affixes", helper, *tests)
+            program = self.constants.add(key, lambda: ops.affix_program(*tests, transform=render))
+            return ast.Subscript(name(program), self.values.read(Code(raw)), ast.Load())
+        program = self.constants.add(("affixes", *tests), lambda: ops.affix_program(*tests))
+        return ast.Subscript(name(program), self.values.read(read), ast.Load())
 
 
-_RENDERED = re.compile(r"(_txt\d+_\d+)\((a\[\d+\])\)")
+def _rendered(tree: ast.expr) -> tuple[str, ast.expr] | None:
+    """(helper, raw read) for a parameter's text rendered from its raw value, ``_txt3_1(a[1])``."""
+    if (
+        isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id.startswith("_txt")
+        and tree.func.id in HELPERS and len(tree.args) == 1 and not tree.keywords
+        and simple_read(tree.args[0]) and cast(ast.Name, cast(ast.Subscript, tree.args[0]).value).id == "a"
+    ):
+        return tree.func.id, tree.args[0]
+    return None
 
 
 # Guessed chance a value passes one rule's affix test: paths and names rarely do. Tests guessed
@@ -266,20 +353,29 @@ def _union_p(ps: Sequence[float]) -> float:
     return 1 - miss
 
 
-def _guard_candidates(
-    items: Sequence[_Pending], used: frozenset[str], guards: _Guards
-) -> tuple[str, list[int], str | None] | None:
+@dataclass(frozen=True, slots=True)
+class _Guard:
+    """A test several pending rules share: the test, the rules (by index), and what it consumes:
+    a shared conjunct (by signature), or a read it keys on (by number)."""
+
+    test: ast.expr
+    members: list[int]
+    conjunct: str | None = None
+    read: int | None = None
+
+
+def _guard_candidates(items: Sequence[_Pending], used: frozenset[int], guards: _Guards) -> _Guard | None:
     """The test that rules out the most pending rules on a typical event: a conjunct several
     rules share (exact), "read in the union of their value sets" for rules that each require the
     same read to be in some set, or "read passes the union of their affixes" for rules that each
     require affixes of the same string read (both necessary conditions, so sound prefilters).
     A test covering n rules that holds with guessed chance p is worth n * (1 - p)."""
     shared: dict[str, list[int]] = {}
-    keyed: dict[str, tuple[list[int], list[object], list[float]]] = {}
-    affixed: dict[str, tuple[list[int], list[Affixes], list[float]]] = {}
+    keyed: dict[int, tuple[list[int], list[object], list[float]]] = {}
+    affixed: dict[Code, tuple[list[int], list[Affixes], list[float]]] = {}
     for i, item in enumerate(items):
-        for code, node in item.rest.items():
-            shared.setdefault(code, []).append(i)
+        for sig, node in item.rest.items():
+            shared.setdefault(sig, []).append(i)
             key = _key_of(node)
             if key is not None and key[0] not in used:
                 read, values = key
@@ -292,129 +388,141 @@ def _guard_candidates(
         # alternatives, its narrowest test (``fd.nameraw contains ../`` rather than ``fd.name
         # startswith /etc/``), so a broad alternative does not let most values through.
         # Few-valued fields (fd.typechar) are left to the other guards: most values pass.
-        required: dict[str, tuple[float, Affixes]] = {}
+        required: dict[Code, tuple[float, Affixes]] = {}
         for node in item.rest.values():
             p = p_true(node)
-            for read, affixes in affixes_of(node).items():
-                if p <= _AFFIX_P_MAX and guards.values.placeholder(read) not in used:
-                    required.setdefault(read, (min(p, _AFFIX_P), affixes))
+            for code, affixes in affixes_of(node).items():
+                if p <= _AFFIX_P_MAX and guards.values.ref(code) not in used:
+                    required.setdefault(code, (min(p, _AFFIX_P), affixes))
         if required:
-            read = min(required, key=lambda r: required[r][1].size())
-            members, found, ps = affixed.setdefault(read, ([], [], []))
+            code = min(required, key=lambda r: required[r][1].size())
+            members, found, ps = affixed.setdefault(code, ([], [], []))
             members.append(i)
-            found.append(required[read][1])
-            ps.append(required[read][0])
-    best: tuple[str, list[int], str | None] | None = None
+            found.append(required[code][1])
+            ps.append(required[code][0])
+    best: _Guard | None = None
     best_rank: tuple[float, int, float] = (0.0, 0, 0.0)
-    for code, members in shared.items():
+    for sig, members in shared.items():
         if len(members) < 2:
             continue
-        node = items[members[0]].rest[code]
+        node = items[members[0]].rest[sig]
         rank = (len(members) * (1 - p_true(node)), 1, -cost(node))
         if rank > best_rank:
-            best, best_rank = (code, members, None), rank
-    for read, (members, union, ps) in keyed.items():
+            best, best_rank = _Guard(to_expr(node), members, conjunct=sig), rank
+    for index, (members, union, ps) in keyed.items():
         if len(members) < 2:
             continue
         rank = (len(members) * (1 - _union_p(ps)), 0, 0.0)
         if rank > best_rank:
-            best, best_rank = (f"{read} in {set_literal(union)}", members, read), rank
-    for read, (members, found, ps) in affixed.items():
+            keyed_test: ast.expr = compare(Read(index, True), ast.In(), set_of(union))
+            best, best_rank = _Guard(keyed_test, members, read=index), rank
+    for code, (members, found, ps) in affixed.items():
         if len(members) < 2:
             continue
         rank = (len(members) * (1 - _union_p(ps)), -1, 0.0)
         if rank > best_rank:
-            guard = guards.affix_guard(read, Affixes.union(found))
-            best, best_rank = (guard, members, guards.values.placeholder(read)), rank
+            affix_test = guards.affix_guard(code, Affixes.union(found))
+            best, best_rank = _Guard(affix_test, members, read=guards.values.ref(code)), rank
     return best
 
 
-def affixes_of(node: Node) -> dict[str, Affixes]:
+def affixes_of(node: Node) -> dict[Code, Affixes]:
     """Necessary affix conditions of `node` by string read: a leaf's own, every conjunct's of an
     and, and for an or the union of its branches' on each read all of them constrain."""
-    if node[0] == "leaf":
-        found = node[1].required_affixes()
+    if isinstance(node, Leaf):
+        found = node.required_affixes()
         return {} if found is None else {found[0]: found[1]}
-    if node[0] == "and":
-        out: dict[str, Affixes] = {}
-        for child in node[1]:
+    if isinstance(node, And):
+        out: dict[Code, Affixes] = {}
+        for child in node.children:
             for read, affixes in affixes_of(child).items():
                 out.setdefault(read, affixes)
         return out
-    if node[0] == "or":
-        branches = [affixes_of(child) for child in node[1]]
+    if isinstance(node, Or):
+        branches = [affixes_of(child) for child in node.children]
         common = set(branches[0]).intersection(*branches[1:]) if branches else set()
-        merged: dict[str, Affixes] = {}
+        merged: dict[Code, Affixes] = {}
         for read in common:
             merged[read] = Affixes.union(branch[read] for branch in branches)
         return merged
     return {}
 
 
-def _key_of(node: Node) -> tuple[str, tuple[object, ...]] | None:
+def _key_of(node: Node) -> tuple[int, tuple[object, ...]] | None:
     """A necessary "read in values" condition of `node`, if it has one: a keyed leaf, any keyed
     conjunct of an and, or the union over an or whose every branch is keyed on the same read."""
-    if node[0] == "leaf":
-        return node[1].key  # type: ignore[no-any-return]
-    if node[0] == "and":
-        keys = [k for k in map(_key_of, node[1]) if k is not None]
+    if isinstance(node, Leaf):
+        return node.key
+    if isinstance(node, And):
+        keys = [k for k in map(_key_of, node.children) if k is not None]
         return min(keys, key=lambda k: len(k[1])) if keys else None
-    if node[0] == "or":
-        keys = []
-        for child in node[1]:
+    if isinstance(node, Or):
+        found = []
+        for child in node.children:
             key = _key_of(child)
             if key is None:
                 return None
-            keys.append(key)
-        if len({read for read, _ in keys}) != 1:
+            found.append(key)
+        if len({read for read, _ in found}) != 1:
             return None
-        return keys[0][0], tuple(v for _, values in keys for v in values)
+        return found[0][0], tuple(v for _, values in found for v in values)
     return None
 
 
 def _factored(
-    items: list[_Pending], indent: str, hit: Callable[[int], str], guards: _Guards,
-    used: frozenset[str] = frozenset(),
-) -> list[str]:
+    items: list[_Pending], hit: Callable[[int], ast.stmt], guards: _Guards, used: frozenset[int] = frozenset()
+) -> list[ast.stmt]:
     """Nested ifs testing each shared conjunct once for all the rules that need it."""
-    lines: list[str] = []
+    out: list[ast.stmt] = []
     while items:
         guard = _guard_candidates(items, used, guards)
         if guard is None:
             for item in items:
                 ordered = sorted(item.rest.values(), key=lambda c: cost(c) / max(1e-3, 1 - p_true(c)))
                 if ordered:
-                    lines.append(f"{indent}if {' and '.join(emit(c) for c in ordered)}:")
-                    lines.append(f"{indent}    {hit(item.position)}")
+                    out.append(ast.If(and_([to_expr(c) for c in ordered]), [hit(item.position)], []))
                 else:
-                    lines.append(f"{indent}{hit(item.position)}")
+                    out.append(hit(item.position))
             break
-        code, members, keyed_read = guard
         inside = []
-        for i in members:
+        for i in guard.members:
             rest = dict(items[i].rest)
-            if keyed_read is None:
-                del rest[code]
+            if guard.conjunct is not None:
+                del rest[guard.conjunct]
             inside.append(_Pending(items[i].position, rest))
-        lines.append(f"{indent}if {code}:")
-        inner_used = used if keyed_read is None else used | {keyed_read}
-        lines += _factored(inside, indent + "    ", hit, guards, inner_used)
-        chosen = set(members)
+        inner_used = used if guard.read is None else used | {guard.read}
+        out.append(ast.If(guard.test, _factored(inside, hit, guards, inner_used), []))
+        chosen = set(guard.members)
         items = [item for i, item in enumerate(items) if i not in chosen]
-    return lines
+    return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Bucket:
-    """One event type's generated code: the function (`source`), the tuple of rule globals it
-    indexes (`table`), and its parts for inlining into the batch loop (`body` at function
-    indent, `helpers` it reads, the `count` of rules: ``_m == count`` means no match)."""
+    """One event type's generated code: the function, the tuple of rule globals it indexes
+    (`table`), and its parts for inlining into the batch loop (`body`, the statements at function
+    level, `helpers` they read, the `count` of rules: ``_m == count`` means no match). `source`
+    prints the function."""
 
-    source: str
-    table: str
-    body: tuple[str, ...]
+    function: ast.FunctionDef
+    table: ast.expr
+    body: tuple[ast.stmt, ...]
     helpers: tuple[str, ...]
     count: int
+
+    @property
+    def source(self) -> str:
+        return ast.unparse(ast.fix_missing_locations(self.function)) + "\n"
+
+
+def _hit_first(i: int) -> ast.stmt:
+    """``if i < _m: _m = i``."""
+    return ast.If(compare(const(i), ast.Lt(), name("_m")), [ast.Assign([store("_m")], const(i))], [])
+
+
+def _hit_all(i: int) -> ast.stmt:
+    """``_hits.append(i)``."""
+    return ast.Expr(ast.Call(ast.Attribute(name("_hits"), "append", ast.Load()), [const(i)], []))
 
 
 def bucket_source(
@@ -427,25 +535,65 @@ def bucket_source(
     or with `all_matches` every match in definition order: on the events that dominate, those
     matching nothing, every rule has to be ruled out anyway, so testing in any order costs
     nothing and lets rules share their tests."""
-    items = [_Pending(i, {emit(c): c for c in conjuncts(tree)}) for i, (_, tree) in enumerate(rules)]
+    items = [_Pending(i, {signature(c): c for c in conjuncts(tree)}) for i, (_, tree) in enumerate(rules)]
     count = len(rules)
     guards = _Guards(values, constants)
     if all_matches:
-        body = _factored(items, "    ", lambda i: f"_hits.append({i})", guards)
-        head, tail = ["    _hits = []"], ["    _hits.sort()", "    return [_RULES[i] for i in _hits]"]
+        tests = _factored(items, _hit_all, guards)
+        head: list[ast.stmt] = [ast.Assign([store("_hits")], ast.List([], ast.Load()))]
+        rules_of_hits = ast.ListComp(
+            ast.Subscript(name("_RULES"), name("_i"), ast.Load()),
+            [ast.comprehension(store("_i"), name("_hits"), [], 0)],
+        )
+        tail: list[ast.stmt] = [
+            ast.Expr(ast.Call(ast.Attribute(name("_hits"), "sort", ast.Load()), [], [])),
+            ast.Return(rules_of_hits),
+        ]
     else:
-        body = _factored(items, "    ", lambda i: f"if {i} < _m: _m = {i}", guards)
-        head, tail = [f"    _m = {count}"], ["    return _RULES[_m]"]
-    resolved, defs = resolve(body, values)
-    placed = place([*head, *resolved], defs)
-    text = "\n".join(placed)
+        tests = _factored(items, _hit_first, guards)
+        head = [ast.Assign([store("_m")], const(count))]
+        tail = [ast.Return(ast.Subscript(name("_RULES"), name("_m"), ast.Load()))]
+    resolved = resolve(tests, values)
+    body = [*head, *tests]
+    place(body, resolved)
     # Helpers and constants become default arguments: a local read is cheaper than a global one.
-    found = sorted(set(_GLOBAL_NAME.findall(_LITERALS.sub("''", text))))
-    helpers = tuple(name for name in found if not _LOCAL_NAME.fullmatch(name))
-    bound = "".join(f", {name}={name}" for name in helpers)
-    lines = [f"def {fn_name}(ev, _RULES=_RULES{bound}):", *placed, *tail]
-    table = "(" + "".join(f"{name}, " for name, _ in rules) + ("" if all_matches else "None, ") + ")"
-    return Bucket("\n".join(lines) + "\n", table, tuple(placed), helpers, count)
+    helpers = tuple(sorted(_globals(body)))
+    params = ["ev", "_RULES", *helpers]
+    function = ast.FunctionDef(fn_name, arguments_of(params), [*body, *tail], [], None)
+    elements: list[ast.expr] = [name(rule) for rule, _ in rules]
+    if not all_matches:
+        elements.append(const(None))
+    table = ast.Tuple(elements, ast.Load())
+    return Bucket(function, table, tuple(body), helpers, count)
+
+
+def condition_function(fn_name: str, tree: Node, values: Values) -> ast.Module:
+    """``def fn_name(ev): return <tree>``, reads resolved and placed as in a bucket's function,
+    as a module to compile: one condition alone (tests compare it with the shared functions)."""
+    body: Block = [ast.Return(to_expr(tree))]
+    place(body, resolve(body, values))
+    module = ast.Module([ast.FunctionDef(fn_name, arguments_of(["ev"]), body, [], None)], [])
+    return ast.fix_missing_locations(module)
+
+
+def arguments_of(params: Sequence[str]) -> ast.arguments:
+    """``(first, name=name, ...)``: every parameter after the first defaults to the global of
+    its name."""
+    return ast.arguments([], [ast.arg(p) for p in params], None, [], [], None, [name(p) for p in params[1:]])
+
+
+def _globals(body: Sequence[ast.stmt]) -> set[str]:
+    """The module names (helpers, constants) statements read: underscored names they load and
+    never bind."""
+    loaded: set[str] = set()
+    bound: set[str] = set()
+    for stmt in body:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Name):
+                (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+            elif isinstance(node, ast.arg):
+                bound.add(node.arg)
+    return {ident for ident in loaded - bound if ident.startswith("_")}
 
 
 class _Unset:

@@ -24,7 +24,7 @@ macro that is the macro's condition, while the location names the rule.
 
 from __future__ import annotations
 
-import ast as pyast
+import ast
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -45,31 +45,36 @@ from rules.ast import (
     UnaryCheckExpr,
     ValueExpr,
 )
-from rules.codegen import UNSET, any_present, bucket_source, place, prologue, resolve
+from rules.codegen import UNSET, any_present, bucket_source, condition_function, prologue
 from rules.condtree import (
     FALSE,
     TRUE,
+    And,
     Constants,
     Context,
+    Leaf,
     Node,
-    Placeholders,
+    Not,
+    Or,
+    Reader,
     Test,
     Values,
-    emit,
     make_leaf,
-    set_literal,
 )
 from rules.fields import NUMERIC_TYPES, FieldFlag, FieldType, lookup
 from rules.operands import UNKNOWN_FIELD, Operand, field_operand, operand, transformer_operand
 from rules.optimize import simplify
+from rules.pyexpr import Code, and_, call, code, compare, const, is_not_none, method, name, not_, or_, set_of
 from rules.record import EV_NUM
 from rules.transformers import TRANSFORMERS
 
 __all__ = [
     "FALSE", "TRUE", "UNKNOWN_FIELD", "UNSET", "Constants", "Context", "Node", "Operand", "Values",
-    "any_present", "bucket_source", "check", "emit", "lower", "operand", "place", "prologue", "resolve",
+    "any_present", "bucket_source", "check", "condition_function", "lower", "operand", "prologue",
     "simplify",
 ]  # fmt: skip
+
+_EV_NUM = code(f"ev[{EV_NUM}]")
 
 
 _PORT_NAMES = {"ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53, "http": 80, "https": 443}
@@ -127,36 +132,38 @@ def _warn_misused(value: ValueExpr, ctx: Context) -> None:
         ctx.warn(f"'{text}' may be a valid field misused as a const string value", value.pos)
 
 
-def _literal(value: object, op: str, ctx: Context) -> str:
-    """Python code for one right-hand constant, prepared for `op`."""
+def _literal(value: object, op: str, ctx: Context) -> ast.expr:
+    """The node for one right-hand constant, prepared for `op`: the constant, or the name of
+    its load-time program."""
     if op == "icontains":
-        return repr(str(value).lower())
+        return const(str(value).lower())
     if op in ("glob", "iglob"):
         pattern = str(value)
         casefold = op == "iglob"
-        return ctx.constants.add(("glob", pattern, casefold), lambda: ops.glob_program(pattern, casefold))
+        program = ctx.constants.add(("glob", pattern, casefold), lambda: ops.glob_program(pattern, casefold))
+        return name(program)
     if op == "regex":
         pattern = str(value)
-        return ctx.constants.add(("regex", pattern), lambda: ops.regex_program(pattern))
-    return repr(value)
+        return name(ctx.constants.add(("regex", pattern), lambda: ops.regex_program(pattern)))
+    return const(value)
 
 
 def lower(expr: Expr, ctx: Context) -> Node:
     """The condition as a boolean tree of Python leaves, specialised to `ctx.event_type`."""
     if isinstance(expr, AndExpr):
-        return ("and", [lower(c, ctx) for c in expr.children])
+        return And(tuple(lower(c, ctx) for c in expr.children))
     if isinstance(expr, OrExpr):
-        return ("or", [lower(c, ctx) for c in expr.children])
+        return Or(tuple(lower(c, ctx) for c in expr.children))
     if isinstance(expr, NotExpr):
-        return ("not", lower(expr.child, ctx))
+        return Not(lower(expr.child, ctx))
     if isinstance(expr, UnaryCheckExpr):
         if expr.op != "exists":
             raise ctx.error(f"unknown unary operator {expr.op}", expr.pos)
         left = operand(expr.left, ctx)
-        probe = left.presence or left.code
+        probe = left.presence or left.read
         if left.multi:
-            return make_leaf(ctx, [probe], lambda b, r: f"_any({b(probe)}, lambda _v: True)", 3, likely=True)
-        return make_leaf(ctx, [probe], lambda b, r: f"{b(probe)} is not None", 1, likely=True)
+            return make_leaf(ctx, [probe], lambda b, r: _any(b(probe), const(True)), 3, likely=True)
+        return make_leaf(ctx, [probe], lambda b, r: is_not_none(b(probe)), 1, likely=True)
     if isinstance(expr, BinaryCheckExpr):
         return _lower_check(expr, ctx)
     if isinstance(expr, IdentifierExpr):
@@ -214,59 +221,63 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
     if op_name == "pmatch":
         paths = tuple(str(v) for v in parsed)
         name = ctx.constants.add(("pmatch", paths), lambda: ops.pmatch_program(paths))
-        return _guarded(left, lambda t: f"{name}({t})", ctx, op.cost)
+        return _guarded(left, lambda t: call(name, t), ctx, op.cost)
     if op.rhs == "list":
         if not parsed and op_name in ("in", "intersects"):
             # ``x in ()`` holds for no value, missing included: Falco's rules test many lists
             # users fill in (user_known_*, allowed_*), and folding them drops dead branches
             return FALSE
-        literal = set_literal(parsed)
         if left.multi:
-            return _guarded(left, lambda t: f"{t} in {literal}", ctx, op.cost)
-        key = (left.code, tuple(parsed)) if left.presence is None else None
-        code = left.code
-        test = (code, "in", tuple(parsed)) if key is not None and left.implied is None else None
+            return _guarded(left, lambda t: compare(t, ast.In(), set_of(parsed)), ctx, op.cost)
+        key = (left.read, tuple(parsed)) if left.presence is None else None
+        read = left.read
+        test = (read, "in", tuple(parsed)) if key is not None and left.implied is None else None
         leaf = make_leaf(
-            ctx, [code], lambda b, r: f"{b(code)} in {literal}", op.cost, key=key, prior=left.prior, test=test
+            ctx, [read], lambda b, r: compare(b(read), ast.In(), set_of(parsed)), op.cost, key=key,
+            prior=left.prior, test=test,
         )
         return _with_implied(left, tuple(parsed), leaf, ctx)
-    if left.code == f"ev[{EV_NUM}]" and op_name in ("=", "!=") and parsed[0] == 0:
+    if left.read == _EV_NUM and op_name in ("=", "!=") and parsed[0] == 0:
         # evt.num counts from 1, so Falco's never_true (evt.num=0) is decided here, as libs
         # master's evaluate_field_invariant does (and rules.evttypes with it)
         return FALSE if op_name == "=" else TRUE
     lit = _literal(parsed[0], op_name, ctx)
     if left.always_bool and op_name in ("=", "!=") and not left.multi:
-        code = left.code  # a bool that is never missing: test it directly
+        read = left.read  # a bool that is never missing: test it directly
         negate = (op_name == "=") != bool(parsed[0])
         return make_leaf(
-            ctx, [code], lambda b, r: f"not {b(code)}" if negate else b(code), 1, prior=left.prior
+            ctx, [read], lambda b, r: not_(b(read)) if negate else b(read), 1, prior=left.prior
         )
     if op_name == "=" and not left.multi:
-        key = (left.code, (parsed[0],)) if left.presence is None else None
-        test = (left.code, "in", (parsed[0],)) if key is not None and left.implied is None else None
+        key = (left.read, (parsed[0],)) if left.presence is None else None
+        test = (left.read, "in", (parsed[0],)) if key is not None and left.implied is None else None
         leaf = make_leaf(
-            ctx, [left.code], lambda b, r: f"{b(left.code)} == {lit}", 1, key=key, prior=left.prior, test=test
+            ctx, [left.read], lambda b, r: compare(b(left.read), ast.Eq(), lit), 1, key=key, prior=left.prior,
+            test=test,
         )
         return _with_implied(left, (parsed[0],), leaf, ctx)
     if op_name == "!=" and not left.multi and left.presence is None:
-        code = left.code
-        return make_leaf(ctx, [code], lambda b, r: f"{b(code)} not in ({lit}, None)", 1, likely=True)
+        read = left.read
+
+        def differs(b: Reader, r: Reader) -> ast.expr:
+            return compare(b(read), ast.NotIn(), ast.Tuple([lit, const(None)], ast.Load()))
+
+        return make_leaf(ctx, [read], differs, 1, likely=True)
     if op_name == "glob":
         prefix, suffix = ops.glob_affixes(str(parsed[0]))
-        tests = [f"{{t}}.startswith({prefix!r})"] * bool(prefix)
-        tests += [f"{{t}}.endswith({suffix!r})"] * bool(suffix)
-        if tests:  # literal ends of the pattern decide most values without running the program
+        ends = [("startswith", prefix)] * bool(prefix) + [("endswith", suffix)] * bool(suffix)
+        if ends:  # literal ends of the pattern decide most values without running the program
 
-            def glob_body(t: str) -> str:
-                return " and ".join([*(test.format(t=t) for test in tests), op.body(t, lit)])
+            def glob_body(t: ast.expr) -> ast.expr:
+                return and_([*(method(t, attr, const(text)) for attr, text in ends), op.body(t, lit)])
 
             longer = Affixes(prefixes=frozenset([prefix])) if len(prefix) >= len(suffix) else (
                 Affixes(suffixes=frozenset([suffix]))
             )
-            return _guarded(left, glob_body, ctx, op.cost, affixes=(left.code, longer))
+            return _guarded(left, glob_body, ctx, op.cost, affixes=(left.read, longer))
     mergeable = op_name in _MERGEABLE and not left.multi and left.presence is None
     mergeable = mergeable and ops.family(left.type) == ops.STRING
-    test = (left.code, op_name, (parsed[0],)) if mergeable else None
+    test = (left.read, op_name, (parsed[0],)) if mergeable else None
     return _guarded(
         left, lambda t: op.body(t, lit), ctx, op.cost, likely=op_name == "!=", prior=left.prior, test=test
     )
@@ -277,61 +288,55 @@ _MERGEABLE = frozenset({"startswith", "endswith", "contains"})
 
 def _with_implied(left: Operand, values: tuple[object, ...], leaf: Node, ctx: Context) -> Node:
     """`leaf` behind the field's cheap necessary condition for these values, if it has one."""
-    if left.implied is None or leaf[0] != "leaf":
+    if left.implied is None or not isinstance(leaf, Leaf):
         return leaf
     read, test, affixes = left.implied(values)
     guard = make_leaf(
-        ctx, [read], lambda b, r: f"({b(read)} is not None and {test.format(t=r(read))})", 1,
-        affixes=(read, affixes),
+        ctx, [read], lambda b, r: and_([is_not_none(b(read)), test(r(read))]), 1, affixes=(read, affixes)
     )
-    return ("and", [guard, leaf])
+    return And((guard, leaf))
 
 
-def _tuple_parts(code: str) -> list[str] | None:
-    """The element codes of a tuple display such as ``(f[5], f[7])``; None for anything else."""
-    try:
-        tree = pyast.parse(code, mode="eval").body
-    except SyntaxError:
-        return None
-    if not isinstance(tree, pyast.Tuple):
-        return None
-    return [pyast.unparse(element) for element in tree.elts]
+def _any(values: ast.expr, body: ast.expr) -> ast.expr:
+    """``_any(values, lambda _v: body)``: some present value passes (`rules.codegen.any_present`)."""
+    arguments = ast.arguments([], [ast.arg("_v")], None, [], [], None, [])
+    return call("_any", values, ast.Lambda(arguments, body))
 
 
 def _guarded(
     left: Operand,
-    body: Callable[[str], str],
+    body: Callable[[ast.expr], ast.expr],
     ctx: Context,
     op_cost: int,
     *,
     likely: bool = False,
     prior: float = 0.1,
     test: Test | None = None,
-    affixes: tuple[str, Affixes] | None = None,
+    affixes: tuple[Code, Affixes] | None = None,
 ) -> Node:
     """`body` over a present left value: false when the value is missing."""
-    code, presence = left.code, left.presence
+    read, presence = left.read, left.presence
     if left.multi:
-        parts = _tuple_parts(code)
-        if parts is not None:  # fd.ip and friends: a fixed pair of reads, tested inline
-            single = [replace(left, code=part, multi=False) for part in parts]
-            return ("or", [_guarded(one, body, ctx, op_cost, likely=likely, prior=prior) for one in single])
+        if isinstance(read.tree, ast.Tuple):  # fd.ip and friends: a fixed pair of reads, tested inline
+            single = [replace(left, read=Code(part), multi=False) for part in read.tree.elts]
+            return Or(tuple(_guarded(one, body, ctx, op_cost, likely=likely, prior=prior) for one in single))
 
-        def any_of(b: Placeholders, r: Placeholders) -> str:
-            return f"_any({b(code)}, lambda _v: {body('_v')})"
+        def any_of(b: Reader, r: Reader) -> ast.expr:
+            return _any(b(read), body(name("_v")))
 
-        return make_leaf(ctx, [code], any_of, op_cost + 3, likely=likely, prior=prior)
+        return make_leaf(ctx, [read], any_of, op_cost + 3, likely=likely, prior=prior)
     if presence is not None:
+        present = presence
         return make_leaf(
-            ctx, [code, presence], lambda b, r: f"({b(presence)} is not None and {body(b(code))})", op_cost,
+            ctx, [read, present], lambda b, r: and_([is_not_none(b(present)), body(b(read))]), op_cost,
             likely=likely, prior=prior,
         )
     leaf = make_leaf(
-        ctx, [code], lambda b, r: f"({b(code)} is not None and {body(r(code))})", op_cost, likely=likely,
+        ctx, [read], lambda b, r: and_([is_not_none(b(read)), body(r(read))]), op_cost, likely=likely,
         prior=prior, test=test, affixes=affixes,
     )
-    if leaf[0] == "leaf":  # remember the presence test apart, so siblings can share it
-        leaf = ("leaf", replace(leaf[1], guard=(ctx.bind(code), body(ctx.reuse(code)))))
+    if isinstance(leaf, Leaf):  # remember the presence test apart, so siblings can share it
+        leaf = replace(leaf, guard=(ctx.values.ref(read), body(ctx.reuse(read))))
     return leaf
 
 
@@ -341,15 +346,18 @@ def _lower_modifier(
     """``op oneof|anyof|allof (list)``: how many list elements satisfy ``field op element``."""
     lits = [_literal(v, op.name, ctx) for v in parsed]
 
-    def body(t: str) -> str:
-        tests = [f"({op.body(t, lit)})" for lit in lits]
+    def body(t: ast.expr) -> ast.expr:
+        tests = [op.body(t, lit) for lit in lits]
         if not tests:
-            return "False" if modifier != "allof" else "True"
+            return const(modifier == "allof")
         if modifier == "anyof":
-            return "(" + " or ".join(tests) + ")"
+            return or_(tests)
         if modifier == "allof":
-            return "(" + " and ".join(tests) + ")"
-        return "((" + " + ".join(tests) + ") == 1)"
+            return and_(tests)
+        total = tests[0]
+        for one in tests[1:]:
+            total = ast.BinOp(total, ast.Add(), one)
+        return compare(total, ast.Eq(), const(1))
 
     return _guarded(left, body, ctx, op.cost * max(1, len(lits)))
 
@@ -357,10 +365,14 @@ def _lower_modifier(
 def _lower_net(left: Operand, op_name: str, nets: list[str], ctx: Context) -> Node:
     """IPNET fields against CIDRs: =/in mean "inside one of", != "inside none of"."""
     key = ("net", tuple(nets))
-    name = ctx.constants.add(key, lambda: ops.net_program(nets))
+    program = ctx.constants.add(key, lambda: ops.net_program(nets))
+
+    def inside(t: ast.expr) -> ast.expr:
+        return ast.Subscript(name(program), t, ast.Load())
+
     if op_name == "!=":
-        return _guarded(left, lambda t: f"not {name}[{t}]", ctx, 2)
-    return _guarded(left, lambda t: f"{name}[{t}]", ctx, 2)
+        return _guarded(left, lambda t: not_(inside(t)), ctx, 2)
+    return _guarded(left, inside, ctx, 2)
 
 
 def _lower_field_compare(
@@ -391,11 +403,11 @@ def _lower_field_compare(
             f"has incompatible type {other.type}",
             right.pos,
         )
-    lcode, rcode = left.code, other.code
+    lcode, rcode = left.read, other.read
 
-    def build(b: Placeholders, r: Placeholders) -> str:
-        right_value = f"{r(rcode)}.lower()" if op.name == "icontains" else r(rcode)
-        return f"({b(lcode)} is not None and {b(rcode)} is not None and {op.body(r(lcode), right_value)})"
+    def build(b: Reader, r: Reader) -> ast.expr:
+        right_value = method(r(rcode), "lower") if op.name == "icontains" else r(rcode)
+        return and_([is_not_none(b(lcode)), is_not_none(b(rcode)), op.body(r(lcode), right_value)])
 
     return make_leaf(ctx, [lcode, rcode], build, op.cost)
 

@@ -1,35 +1,29 @@
 """The boolean tree compiled conditions are written from, and what building it needs.
 
-A condition is lowered (`rules.compiler`) to nested tuples: ``("leaf", Leaf)``, ``("and", [..])``,
-``("or", [..])``, ``("not", node)``, ``("const", bool)``. A `Leaf` is one Python expression over
-the positional records that never raises and has no side effect (a missing value is ``None`` and
-every test is false on it), which is what makes every rewrite in `rules.optimize` and every
-ordering in `rules.codegen` exact: evaluation order cannot change a result.
+A condition is lowered (`rules.compiler`) to a tree of `Leaf`, `And`, `Or`, `Not` and `Const`
+nodes. A `Leaf` is one Python expression (an `ast.expr`) over the positional records that never
+raises and has no side effect (a missing value is ``None`` and every test is false on it), which
+is what makes every rewrite in `rules.optimize` and every ordering in `rules.codegen` exact:
+evaluation order cannot change a result.
 
-Reads of the record inside leaves are placeholders numbered by `Values`, so `rules.codegen` can
-decide per function which reads become locals. `Constants` holds the load-time objects (glob and
-regex programs, path tables, networks) generated code reads as globals.
+Record reads inside leaves are `rules.pyexpr.Read` nodes numbered by `Values`, so
+`rules.codegen` can decide per function which reads become locals; user literals are
+`ast.Constant` nodes. `Constants` holds the load-time objects (glob and regex programs, path
+tables, networks) generated code reads as globals.
 """
 
 from __future__ import annotations
 
-import ast as pyast
-import re
-from collections.abc import Callable, Sequence
+import ast
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 from rules.affixes import Affixes
 from rules.ast import Pos
 from rules.errors import CompileError, Location
 from rules.loaded import LoadWarning
-
-# ("leaf", Leaf) | ("and", [..]) | ("or", [..]) | ("not", node) | ("const", bool)
-Node: TypeAlias = tuple[Any, ...]
-TRUE: Node = ("const", True)
-FALSE: Node = ("const", False)
-SIMPLE_READ = re.compile(r"(ev|p|pp|c|f|a)\[\d+\]")
-CALL = re.compile(r"\b_\w+\(")
+from rules.pyexpr import Code, Read, and_, clone, const, helper_calls, name, not_, or_, simple_read
 
 
 @dataclass(slots=True)
@@ -41,32 +35,32 @@ class Constants:
     _names: dict[object, str] = field(default_factory=dict)
 
     def add(self, key: object, make: Callable[[], object]) -> str:
-        name = self._names.get(key)
-        if name is None:
-            name = self._names[key] = f"_k{len(self._names)}"
-            self.values[name] = make()
-        return name
+        found = self._names.get(key)
+        if found is None:
+            found = self._names[key] = f"_k{len(self._names)}"
+            self.values[found] = make()
+        return found
 
 
 @dataclass(slots=True)
 class Values:
     """The record reads of one generated function, numbered so each is written once: leaves
-    hold placeholders, and `resolve` decides per read whether it is inlined, bound to a local up
-    front, or computed on first use and kept (see `resolve`)."""
+    hold `Read` nodes, and `rules.codegen.resolve` decides per read whether it is inlined, bound
+    to a local up front, or computed on first use and kept."""
 
-    codes: list[str] = field(default_factory=list)
-    _index: dict[str, int] = field(default_factory=dict)
+    codes: list[Code] = field(default_factory=list)
+    _index: dict[Code, int] = field(default_factory=dict)
 
-    def ref(self, code: str) -> int:
+    def ref(self, code: Code) -> int:
         n = self._index.get(code)
         if n is None:
             n = self._index[code] = len(self.codes)
             self.codes.append(code)
         return n
 
-    def placeholder(self, code: str) -> str:
+    def read(self, code: Code) -> Read:
         """Where generated code reads `code` (`rules.codegen.resolve` decides how)."""
-        return f"\x01{self.ref(code)}\x02"
+        return Read(self.ref(code), True)
 
 
 @dataclass(slots=True)
@@ -80,13 +74,13 @@ class Context:
     warnings: list[LoadWarning] | None = None
     values: Values = field(default_factory=Values)
 
-    def bind(self, code: str) -> str:
-        """Placeholder for the first read of `code` in a leaf."""
-        return self.values.placeholder(code)
+    def bind(self, code: Code) -> ast.expr:
+        """The first read of `code` in a leaf."""
+        return self.values.read(code)
 
-    def reuse(self, code: str) -> str:
-        """Placeholder for a later read of `code` in the same leaf, after `bind` ran."""
-        return f"\x03{self.values.ref(code)}\x02"
+    def reuse(self, code: Code) -> ast.expr:
+        """A later read of `code` in the same leaf, after `bind` ran."""
+        return Read(self.values.ref(code), False)
 
     def error(self, message: str, pos: Pos) -> CompileError:
         return CompileError(message, replace(self.location, offset=pos.idx))
@@ -97,23 +91,31 @@ class Context:
             self.warnings.append(LoadWarning("LOAD_COMPILE_CONDITION", message, where))
 
 
-Placeholders = Callable[[str], str]
+Reader = Callable[[Code], ast.expr]
+Test: TypeAlias = tuple[Code, str, tuple[object, ...]]  # (read, operator, values)
 
 
 @dataclass(frozen=True, slots=True)
 class Leaf:
-    """One check in generated code, with what the optimiser needs to order and index it."""
+    """One check in generated code, with what the optimiser needs to order and index it.
+    Compared by `sig`, the structure of its code."""
 
-    code: str
-    cost: float  # rough relative cost: 1 is a local read and a compare
-    p_true: float  # guessed probability of being true on a typical event
-    key: tuple[str, tuple[object, ...]] | None = None  # (read placeholder, values): "read in values"
-    test: Test | None = None  # what it tests, when an or of such leaves can become one test
-    guard: tuple[str, str] | None = None  # (read, body): the leaf is "read is not None and body"
-    affixes: tuple[str, Affixes] | None = None  # (read code, affixes) the leaf requires, if known
+    code: ast.expr = field(compare=False, hash=False, repr=False)
+    cost: float = field(compare=False)  # rough relative cost: 1 is a local read and a compare
+    p_true: float = field(compare=False)  # guessed probability of being true on a typical event
+    key: tuple[int, tuple[object, ...]] | None = field(default=None, compare=False)  # (read, values)
+    test: Test | None = field(default=None, compare=False)  # what an or of such leaves may merge
+    # (read, body): the leaf is "read is not None and body", body reading it again (`first` False)
+    guard: tuple[int, ast.expr] | None = field(default=None, compare=False)
+    affixes: tuple[Code, Affixes] | None = field(default=None, compare=False)  # required of a read
+    sig: str = ""
 
-    def required_affixes(self) -> tuple[str, Affixes] | None:
-        """(read code, affixes): a string read this leaf can only be true for if it matches."""
+    def __post_init__(self) -> None:
+        if not self.sig:
+            object.__setattr__(self, "sig", ast.dump(self.code))
+
+    def required_affixes(self) -> tuple[Code, Affixes] | None:
+        """(read, affixes): a string read this leaf can only be true for if it matches."""
         if self.affixes is not None:
             return self.affixes
         if self.test is not None:
@@ -124,101 +126,123 @@ class Leaf:
         return None
 
 
-Test: TypeAlias = tuple[str, str, tuple[object, ...]]  # (read code, operator, values)
+@dataclass(frozen=True, slots=True)
+class And:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    child: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    value: bool
+
+
+Node: TypeAlias = "Leaf | And | Or | Not | Const"
+TRUE = Const(True)
+FALSE = Const(False)
 
 
 def make_leaf(
     ctx: Context,
-    reads: list[str],
-    build: Callable[[Placeholders, Placeholders], str],
+    reads: list[Code],
+    build: Callable[[Reader, Reader], ast.expr],
     op_cost: int,
     *,
     likely: bool = False,
-    key: tuple[str, tuple[object, ...]] | None = None,
+    key: tuple[Code, tuple[object, ...]] | None = None,
     prior: float = 0.1,
     test: Test | None = None,
-    affixes: tuple[str, Affixes] | None = None,
+    affixes: tuple[Code, Affixes] | None = None,
 ) -> Node:
     """A leaf over record reads; folded to a constant when every read is a constant (``evt.type``
     on a specialised function, a parameter this event type lacks). `likely` marks checks that
     usually hold (``!=``, ``exists``); `key` marks "read is one of these values" for the index."""
-    if all(_is_constant(code) for code in reads):
-        plain = build(_paren, _paren)
-        return ("const", bool(eval(plain, {**ctx.constants.values}, {})))  # noqa: S307 - our own code
+    folded = [read.constant() for read in reads]
+    if all(is_constant for is_constant, _ in folded):
+        # The constants are bound as names: compiling ``'<' is not None`` would warn.
+        bound = {read: f"_c{i}" for i, read in enumerate(reads)}
+        env: dict[str, object] = {bound[read]: value for read, (_, value) in zip(reads, folded, strict=True)}
+
+        def constant(code: Code) -> ast.expr:
+            return name(bound[code])
+
+        tree = ast.fix_missing_locations(ast.Expression(build(constant, constant)))
+        result = eval(compile(tree, "<peregrine fold>", "eval"), {**ctx.constants.values, **env})  # noqa: S307 - our own code
+        return Const(bool(result))
     weight = op_cost + sum(_read_cost(code) for code in reads)
-    if key is not None:
-        key = (ctx.bind(key[0]), key[1])
-    leaf = Leaf(build(ctx.bind, ctx.reuse), weight, 0.9 if likely else prior, key, test, None, affixes)
-    return ("leaf", leaf)
+    index = None if key is None else (ctx.values.ref(key[0]), key[1])
+    code = build(ctx.bind, ctx.reuse)
+    return Leaf(code, weight, 0.9 if likely else prior, index, test, None, affixes)
 
 
-def _read_cost(code: str) -> float:
-    if SIMPLE_READ.fullmatch(code):
+def _read_cost(code: Code) -> float:
+    if simple_read(code.tree):
         return 0.5
-    return 0.5 + 0.5 * code.count("[") + 4 * len(CALL.findall(code))
+    brackets = sum(isinstance(node, (ast.Subscript, ast.List, ast.ListComp)) for node in ast.walk(code.tree))
+    return 0.5 + 0.5 * brackets + 4 * helper_calls(code.tree)
 
 
-def _paren(code: str) -> str:
-    return f"({code})"
+def to_expr(node: Node) -> ast.expr:
+    """The node as one expression (a fresh copy: the caller may rewrite it)."""
+    if isinstance(node, Leaf):
+        return clone(node.code)
+    if isinstance(node, Const):
+        return const(node.value)
+    if isinstance(node, Not):
+        return not_(to_expr(node.child))
+    if isinstance(node, And):
+        return and_([to_expr(c) for c in node.children])
+    return or_([to_expr(c) for c in node.children])
 
 
-def _is_constant(code: str) -> bool:
-    try:
-        pyast.literal_eval(code)
-    except (ValueError, SyntaxError):
-        return False
-    return True
-
-
-def set_literal(values: Sequence[object]) -> str:
-    """A set display of constants: CPython turns ``x in {...}`` into a frozenset constant."""
-    if not values:
-        return "()"
-    unique = list(dict.fromkeys(values))
-    return "{" + ", ".join(repr(v) for v in unique) + "}"
-
-
-def emit(node: Node) -> str:
-    kind = node[0]
-    if kind == "leaf":
-        return str(node[1].code)
-    if kind == "const":
-        return "True" if node[1] else "False"
-    if kind == "not":
-        return f"not {emit(node[1])}"
-    joiner = " and " if kind == "and" else " or "
-    return "(" + joiner.join(emit(c) for c in node[1]) + ")"
+def signature(node: Node) -> str:
+    """A text naming the check `node` makes, equal for equal checks (a dictionary key)."""
+    if isinstance(node, Leaf):
+        return node.sig
+    if isinstance(node, Const):
+        return "True" if node.value else "False"
+    if isinstance(node, Not):
+        return f"not {signature(node.child)}"
+    joiner = " and " if isinstance(node, And) else " or "
+    return "(" + joiner.join(signature(c) for c in node.children) + ")"
 
 
 def cost(node: Node) -> float:
-    kind = node[0]
-    if kind == "leaf":
-        return float(node[1].cost)
-    if kind == "const":
+    if isinstance(node, Leaf):
+        return node.cost
+    if isinstance(node, Const):
         return 0.0
-    if kind == "not":
-        return cost(node[1])
+    if isinstance(node, Not):
+        return cost(node.child)
     # expected work: a child runs only if the ones before it did not decide the result
     total, reach = 0.0, 1.0
-    for c in node[1]:
+    for c in node.children:
         total += reach * cost(c)
-        reach *= p_true(c) if kind == "and" else 1 - p_true(c)
+        reach *= p_true(c) if isinstance(node, And) else 1 - p_true(c)
     return total
 
 
 def p_true(node: Node) -> float:
-    kind = node[0]
-    if kind == "leaf":
-        return float(node[1].p_true)
-    if kind == "const":
-        return 1.0 if node[1] else 0.0
-    if kind == "not":
-        return 1 - p_true(node[1])
+    if isinstance(node, Leaf):
+        return node.p_true
+    if isinstance(node, Const):
+        return 1.0 if node.value else 0.0
+    if isinstance(node, Not):
+        return 1 - p_true(node.child)
     product = 1.0
-    for c in node[1]:
-        product *= p_true(c) if kind == "and" else 1 - p_true(c)
-    return product if kind == "and" else 1 - product
+    for c in node.children:
+        product *= p_true(c) if isinstance(node, And) else 1 - p_true(c)
+    return product if isinstance(node, And) else 1 - product
 
 
-def conjuncts(node: Node) -> list[Node]:
-    return list(node[1]) if node[0] == "and" else [node]
+def conjuncts(node: Node) -> tuple[Node, ...]:
+    return node.children if isinstance(node, And) else (node,)

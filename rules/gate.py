@@ -23,7 +23,7 @@ results, slower (`build` returns None, `Ruleset.gated` is False).
 
 from __future__ import annotations
 
-import re
+import ast
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -33,9 +33,10 @@ from rules import native
 from rules import record as R
 from rules.affixes import Affixes
 from rules.codegen import affixes_of
-from rules.condtree import Node, Values, p_true
+from rules.condtree import FALSE, And, Const, Leaf, Node, Not, Or, Values, p_true
 from rules.fields import BASES
 from rules.operators import Memo
+from rules.pyexpr import RECORDS, Code, Read, and_, clone, const, name, names_in, not_, or_, reads_in
 from rules.record import EVENT_TYPES
 
 # Steps from the event record: (index, 1 when a missing record reads as all None (``x or _EF``)
@@ -50,18 +51,13 @@ Program: TypeAlias = "None | bool | tuple[Test, ...]"
 
 SOURCE = Path(__file__).with_name("gate.c")
 MASK_BITS = 64  # rules per event type a mask can tell apart (uint64 in gate.c)
-_PLACEHOLDER = re.compile("[\x01\x03]([0-9]+)\x02")
-_LITERALS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-_READ = re.compile(r"(?<![\w.])(ev|pp|p|c|f|a)\[(\d+)\]")
-_RECORD = re.compile(r"(?<![\w.])(ev|pp|p|c|f|a)\b")
-_LIVE = re.compile(r"\b_ipn\b")  # the DNS table the caller updates: not a function of the value
-# ``fd.sip.name``: the name the live table gives an IP. gate.c looks the name up itself at each
-# event (a RESOLVE step), so the memo keys on the name and never holds a stale answer.
-_NAMED = re.compile(r"\(_ipn\.get\(((?:ev|pp|p|c|f|a)\[\d+\])\) if \1 is not None else None\)")
+# ``fd.sip.name``: the name the live DNS table (``_ipn``, which the caller updates) gives an IP.
+# gate.c looks the name up itself at each event (a RESOLVE step), so the memo keys on the name
+# and never holds a stale answer; any other use of the table is not a function of the value.
+_LIVE = "_ipn"
 RESOLVE = -1
 # proc.aname and the like without an index: a field of every strict ancestor. gate.c walks the
 # parents itself (an ANCESTORS step) and keys the memo on the tuple of values.
-_ANCESTRAL = re.compile(r"\[_n\[(\d+)\] for _n in _ancestor_nodes\(p\)\]")
 ANCESTORS = -2
 # (FIELDS, count + FIELDS_LENIENT if a missing record reads as all None) before `count` last
 # steps (slot, 0): the value is the tuple of those slots of one record.
@@ -81,133 +77,236 @@ def _base_paths() -> dict[str, tuple[Path_, bool]]:
     """Per record local of generated code (`rules.fields.BASES`): the steps reaching it from the
     event, and whether it reads as an all-None record when missing (``(x or _EF)``)."""
     paths: dict[str, tuple[Path_, bool]] = {"ev": ((), False)}
-    for name, code in BASES.items():  # dependency order
-        found = re.fullmatch(r"\(?(\w+)\[(\d+)\](?: or _E\w)?\)?", code)
-        assert found is not None, code
-        parent, _ = paths[found.group(1)]
-        paths[name] = ((*parent, (int(found.group(2)), 0)), " or _E" in code)
+    for base, read in BASES.items():  # dependency order
+        tree, lenient = read.tree, False
+        if isinstance(tree, ast.BoolOp) and isinstance(tree.op, ast.Or):
+            tree, lenient = tree.values[0], True
+        slot = _slot(tree)
+        assert slot is not None, base
+        parent, _ = paths[slot[0]]
+        paths[base] = ((*parent, (slot[1], 0)), lenient)
     return paths
+
+
+def _slot(tree: ast.AST) -> tuple[str, int] | None:
+    """(record local, index) for ``p[4]`` and the like."""
+    if (
+        isinstance(tree, ast.Subscript) and isinstance(tree.value, ast.Name) and tree.value.id in RECORDS
+        and isinstance(tree.slice, ast.Constant) and type(tree.slice.value) is int
+    ):
+        return tree.value.id, tree.slice.value
+    return None
 
 
 _BASE_PATHS = _base_paths()
 
 
-def _read_path(read: str) -> tuple[Path_, str] | None:
-    """(steps, code of the read with its value as ``_x``) for a read of one record field, plain
+def _named(tree: ast.expr) -> ast.expr | None:
+    """The IP read of ``(_ipn.get(X) if X is not None else None)``, else None."""
+    if not (isinstance(tree, ast.IfExp) and isinstance(tree.test, ast.Compare)):
+        return None
+    test, body = tree.test, tree.body
+    if not (
+        len(test.ops) == 1 and isinstance(test.ops[0], ast.IsNot) and _is_none(test.comparators[0])
+        and _is_none(tree.orelse) and isinstance(body, ast.Call) and len(body.args) == 1 and not body.keywords
+        and isinstance(body.func, ast.Attribute) and body.func.attr == "get"
+        and isinstance(body.func.value, ast.Name) and body.func.value.id == _LIVE
+        and ast.dump(body.args[0]) == ast.dump(test.left)
+    ):
+        return None
+    return test.left
+
+
+def _is_none(tree: ast.expr) -> bool:
+    return isinstance(tree, ast.Constant) and tree.value is None
+
+
+def _ancestral(tree: ast.expr) -> int | None:
+    """The slot of ``[_n[K] for _n in _ancestor_nodes(p)]``, else None."""
+    if not (isinstance(tree, ast.ListComp) and len(tree.generators) == 1):
+        return None
+    loop = tree.generators[0]
+    slot = _slot(tree.elt) if isinstance(tree.elt, ast.Subscript) else None
+    walks = (
+        isinstance(loop.target, ast.Name) and loop.target.id == "_n" and not loop.ifs
+        and isinstance(loop.iter, ast.Call) and isinstance(loop.iter.func, ast.Name)
+        and loop.iter.func.id == "_ancestor_nodes" and len(loop.iter.args) == 1
+        and isinstance(loop.iter.args[0], ast.Name) and loop.iter.args[0].id == "p"
+    )
+    if not walks or slot is None or not isinstance(tree.elt, ast.Subscript):
+        return None
+    element = tree.elt.value
+    return slot[1] if isinstance(element, ast.Name) and element.id == "_n" else None
+
+
+class _Fields(ast.NodeTransformer):
+    """Replace reads of record slots by ``_x`` (one slot) or ``_x[i]`` (several)."""
+
+    def __init__(self, slots: dict[tuple[str, int], int | None]) -> None:
+        self.slots = slots
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.expr:
+        slot = _slot(node)
+        if slot is not None and slot in self.slots:
+            position = self.slots[slot]
+            return name("_x") if position is None else ast.Subscript(name("_x"), const(position), ast.Load())
+        return self.generic_visit(node)  # type: ignore[return-value]
+
+
+def _is_x(tree: ast.expr) -> bool:
+    return isinstance(tree, ast.Name) and tree.id == "_x"
+
+
+def _read_path(read: ast.expr) -> tuple[Path_, ast.expr] | None:
+    """(steps, the read with its value as ``_x``) for a read of one record field, plain
     (``p[2]``), through a pure function (``_txt3_3(a[3])``) or through the live DNS table; of a
     field of every ancestor (``proc.aname``); or of up to MAX_FIELDS slots of one record
     (``_cmdline_of(p[2], p[5])``, ``_x[0]`` and ``_x[1]``); None for anything else."""
-    named = _NAMED.fullmatch(read)
+    named = _named(read)
     if named is not None:
-        found = _read_path(named.group(1))
-        return None if found is None or found[1] != "_x" else ((*found[0], (RESOLVE, 0)), "_x")
-    ancestral = _ANCESTRAL.fullmatch(read)
+        found = _read_path(named)
+        return None if found is None or not _is_x(found[1]) else ((*found[0], (RESOLVE, 0)), found[1])
+    ancestral = _ancestral(read)
     if ancestral is not None:
-        return ((R.EV_PROC, 0), (ANCESTORS, R.P_PARENT), (int(ancestral.group(1)), 0)), "_x"
-    bare = _LITERALS.sub("''", read)
-    fields = sorted(set(_READ.findall(bare)), key=lambda field: int(field[1]))
-    bases = {base for base, _ in fields}
-    if not fields or len(fields) > MAX_FIELDS or len(bases) != 1 or _LIVE.search(bare):
+        return ((R.EV_PROC, 0), (ANCESTORS, R.P_PARENT), (ancestral, 0)), name("_x")
+    slots = sorted({slot for node in ast.walk(read) if (slot := _slot(node)) is not None}, key=lambda s: s[1])
+    bases = {base for base, _ in slots}
+    live = any(node.id == _LIVE for node in names_in(read))
+    if not slots or len(slots) > MAX_FIELDS or len(bases) != 1 or live:
         return None
     base = bases.pop()
-    if any((base, int(index)) in _UNKEYED for _, index in fields):
+    if any(slot in _UNKEYED for slot in slots):
         return None
-    code = read
-    for position, (_, index) in enumerate(fields):
-        code = code.replace(f"{base}[{index}]", "_x" if len(fields) == 1 else f"_x[{position}]")
-    if _RECORD.search(_LITERALS.sub("''", code)):
+    positions: dict[tuple[str, int], int | None] = {
+        slot: None if len(slots) == 1 else position for position, slot in enumerate(slots)
+    }
+    code = _Fields(positions).visit(clone(read))
+    if any(node.id in RECORDS for node in names_in(code)):
         return None
     steps, lenient = _BASE_PATHS[base]
-    if len(fields) == 1:
-        return (*steps, (int(fields[0][1]), int(lenient))), code
+    if len(slots) == 1:
+        return (*steps, (slots[0][1], int(lenient))), code
     # several slots of one record (proc.cmdline: name and args): the memo keys on their tuple
-    count = (FIELDS, len(fields) + FIELDS_LENIENT * int(lenient))
-    return (*steps, count, *((int(index), 0) for _, index in fields)), code
+    count = (FIELDS, len(slots) + FIELDS_LENIENT * int(lenient))
+    return (*steps, count, *((index, 0) for _, index in slots)), code
 
 
-def single_read(node: Node, values: Values) -> tuple[Path_, str] | None:
-    """(steps, Python expression over ``_x``) when `node` tests one record field and nothing
-    else: a leaf, its negation, or an and/or of such tests on the same field."""
-    kind = node[0]
-    if kind == "leaf":
-        code = node[1].code
-        numbers = set(_PLACEHOLDER.findall(code))
-        outside = _LITERALS.sub("''", _PLACEHOLDER.sub("_x", code))
-        if len(numbers) != 1 or _RECORD.search(outside) or _LIVE.search(outside):
+class _Reads(ast.NodeTransformer):
+    def __init__(self, read: ast.expr) -> None:
+        self.read = read
+
+    def visit_Read(self, node: Read) -> ast.expr:
+        return clone(self.read)
+
+
+class Analysis:
+    """The single-field tests of one function's conditions (its `Values`), each subtree
+    analysed once: `necessary` asks the same subtrees again for every field. The expressions
+    returned are shared: copy one before changing it."""
+
+    def __init__(self, values: Values) -> None:
+        self.values = values
+        self._single: dict[int, tuple[Node, tuple[Path_, ast.expr] | None]] = {}
+        self._paths: dict[Code, tuple[Path_, ast.expr] | None] = {}
+
+    def read_path(self, read: Code) -> tuple[Path_, ast.expr] | None:
+        """`_read_path` of one read, worked out once."""
+        if read not in self._paths:
+            self._paths[read] = _read_path(read.tree)
+        return self._paths[read]
+
+    def single_read(self, node: Node) -> tuple[Path_, ast.expr] | None:
+        """(steps, expression over ``_x``) when `node` tests one record field and nothing else:
+        a leaf, its negation, or an and/or of such tests on the same field."""
+        known = self._single.get(id(node))
+        if known is not None and known[0] is node:
+            return known[1]
+        found = self._analyse(node)
+        self._single[id(node)] = (node, found)  # the node is kept: its id stays its own
+        return found
+
+    def _analyse(self, node: Node) -> tuple[Path_, ast.expr] | None:
+        if isinstance(node, Leaf):
+            numbers = {read.index for read in reads_in(node.code)}
+            if len(numbers) != 1 or any(n.id in RECORDS or n.id == _LIVE for n in names_in(node.code)):
+                return None
+            found = self.read_path(self.values.codes[numbers.pop()])
+            if found is None:
+                return None
+            steps, read = found
+            return steps, _Reads(read).visit(clone(node.code))
+        if isinstance(node, Not):
+            inner = self.single_read(node.child)
+            return None if inner is None else (inner[0], not_(inner[1]))
+        if isinstance(node, (And, Or)):
+            parts = [self.single_read(child) for child in node.children]
+            if not parts or any(part is None for part in parts):
+                return None
+            fields = {part[0] for part in parts if part is not None}
+            if len(fields) != 1:
+                return None
+            join = and_ if isinstance(node, And) else or_
+            return fields.pop(), join([part[1] for part in parts if part is not None])
+        return None
+
+    def fields(self, node: Node) -> set[Path_]:
+        """The fields single-field tests inside `node` read."""
+        found = self.single_read(node)
+        if found is not None:
+            return {found[0]}
+        if isinstance(node, (And, Or)):
+            return set().union(*(self.fields(child) for child in node.children))
+        return set()
+
+    def necessary(self, node: Node, steps: Path_) -> tuple[ast.expr, float] | None:
+        """A test of the field at `steps` that holds whenever `node` does, and its guessed chance
+        to hold; None when `node` does not constrain that field. An and keeps the parts that test
+        the field and drops the others; an or needs every branch to constrain it."""
+        exact = self.single_read(node)
+        if exact is not None:
+            return (exact[1], p_true(node)) if exact[0] == steps else None
+        if not isinstance(node, (And, Or)):
             return None
-        found = _read_path(values.codes[int(numbers.pop())])
-        if found is None:
-            return None
-        steps, read = found
-        return steps, _PLACEHOLDER.sub(lambda _: f"({read})", code)
-    if kind == "not":
-        inner = single_read(node[1], values)
-        return None if inner is None else (inner[0], f"not ({inner[1]})")
-    if kind in ("and", "or"):
-        parts = [single_read(child, values) for child in node[1]]
+        parts = [self.necessary(child, steps) for child in node.children]
+        if isinstance(node, And):
+            kept = [part for part in parts if part is not None]
+            if not kept:
+                return None
+            chance = 1.0
+            for _, p in kept:
+                chance *= p
+            return and_([body for body, _ in kept]), chance
         if not parts or any(part is None for part in parts):
             return None
-        fields = {part[0] for part in parts if part is not None}
-        if len(fields) != 1:
-            return None
-        joiner = f" {kind} "
-        return fields.pop(), "(" + joiner.join(f"({part[1]})" for part in parts if part is not None) + ")"
-    return None
+        miss = 1.0
+        for _, p in (part for part in parts if part is not None):
+            miss *= 1 - p
+        return or_([part[0] for part in parts if part is not None]), 1 - miss
 
 
-def _fields(node: Node, values: Values) -> set[Path_]:
-    """The fields single-field tests inside `node` read."""
-    found = single_read(node, values)
-    if found is not None:
-        return {found[0]}
-    if node[0] in ("and", "or"):
-        return set().union(*(_fields(child, values) for child in node[1]))
-    return set()
-
-
-def necessary(node: Node, values: Values, steps: Path_) -> tuple[str, float] | None:
-    """A test of the field at `steps` that holds whenever `node` does, and its guessed chance to
-    hold; None when `node` does not constrain that field. An and keeps the parts that test the
-    field and drops the others; an or needs every branch to constrain it."""
-    exact = single_read(node, values)
-    if exact is not None:
-        return (exact[1], p_true(node)) if exact[0] == steps else None
-    kind = node[0]
-    if kind not in ("and", "or"):
-        return None
-    parts = [necessary(child, values, steps) for child in node[1]]
-    if kind == "and":
-        kept = [part for part in parts if part is not None]
-        if not kept:
-            return None
-        chance = 1.0
-        for _, p in kept:
-            chance *= p
-        return "(" + " and ".join(f"({body})" for body, _ in kept) + ")", chance
-    if not parts or any(part is None for part in parts):
-        return None
-    miss = 1.0
-    for _, p in (part for part in parts if part is not None):
-        miss *= 1 - p
-    return "(" + " or ".join(f"({part[0]})" for part in parts if part is not None) + ")", 1 - miss
+def single_read(node: Node, values: Values) -> tuple[Path_, ast.expr] | None:
+    """`Analysis.single_read` for one node."""
+    return Analysis(values).single_read(node)
 
 
 def push_not(node: Node) -> Node:
     """The same condition with every not on a leaf (De Morgan): ``not (a and b)`` becomes
     ``not a or not b``, which `alternatives` can split and `necessary` can use."""
-    kind = node[0]
-    if kind in ("and", "or"):
-        return (kind, [push_not(child) for child in node[1]])
-    if kind != "not":
+    if isinstance(node, And):
+        return And(tuple(push_not(child) for child in node.children))
+    if isinstance(node, Or):
+        return Or(tuple(push_not(child) for child in node.children))
+    if not isinstance(node, Not):
         return node
-    inner = node[1]
-    if inner[0] == "not":
-        return push_not(inner[1])
-    if inner[0] in ("and", "or"):
-        flipped = "or" if inner[0] == "and" else "and"
-        return (flipped, [push_not(("not", child)) for child in inner[1]])
-    if inner[0] == "const":
-        return ("const", not inner[1])
+    inner = node.child
+    if isinstance(inner, Not):
+        return push_not(inner.child)
+    if isinstance(inner, And):
+        return Or(tuple(push_not(Not(child)) for child in inner.children))
+    if isinstance(inner, Or):
+        return And(tuple(push_not(Not(child)) for child in inner.children))
+    if isinstance(inner, Const):
+        return Const(not inner.value)
     return node
 
 
@@ -216,23 +315,19 @@ def alternatives(tree: Node, limit: int = 8) -> list[Node]:
     or at the top, or among the top conjuncts, is split into its branches (as far as `limit`
     alternatives), so a rule like ``proc.exe startswith /dev/shm/ or proc.cwd startswith ...``,
     which no single field constrains as a whole, is constrained branch by branch."""
-    if tree[0] == "or":
+    if isinstance(tree, Or):
         out: list[Node] = []
-        for branch in tree[1]:
+        for branch in tree.children:
             out += alternatives(branch, limit)
         return out if len(out) <= limit else [tree]
-    if tree[0] != "and":
+    if not isinstance(tree, And):
         return [tree]
-    out = [tree]
-    for i, conjunct in enumerate(tree[1]):
-        if conjunct[0] != "or" or len(out) * len(conjunct[1]) > limit:
+    alts: list[tuple[Node, ...]] = [tree.children]
+    for i, conjunct in enumerate(tree.children):
+        if not isinstance(conjunct, Or) or len(alts) * len(conjunct.children) > limit:
             continue
-        out = [
-            ("and", [*alt[1][:i], branch, *alt[1][i + 1 :]])
-            for alt in out
-            for branch in conjunct[1]
-        ]
-    return out
+        alts = [(*alt[:i], branch, *alt[i + 1 :]) for alt in alts for branch in conjunct.children]
+    return [And(alt) for alt in alts]
 
 
 def program(rules: Sequence[Node], values: Values, namespace: dict[str, Any]) -> Program:
@@ -241,25 +336,26 @@ def program(rules: Sequence[Node], values: Values, namespace: dict[str, Any]) ->
     Each alternative of each rule (`alternatives`) has a bit. gate.c stops at the first zero
     mask, so the fields guessed to rule out the most alternatives (the sum of their tests'
     chances to fail) come first."""
-    alts = [alt for tree in rules if tree != ("const", False) for alt in alternatives(push_not(tree))]
+    alts = [alt for tree in rules if tree != FALSE for alt in alternatives(push_not(tree))]
     if len(alts) > MASK_BITS:
-        alts = [tree for tree in rules if tree != ("const", False)]
+        alts = [tree for tree in rules if tree != FALSE]
     if len(alts) > MASK_BITS:
         return True
     if not alts:
         return None
-    by_read: dict[Path_, dict[int, str]] = {}
+    by_read: dict[Path_, dict[int, ast.expr]] = {}
     pruning: dict[Path_, float] = {}
+    analysis = Analysis(values)
     for position, tree in enumerate(alts):
-        fields = _fields(tree, values)
-        tests = [(steps, found) for steps in fields if (found := necessary(tree, values, steps)) is not None]
+        fields = analysis.fields(tree)
+        tests = [(steps, found) for steps in fields if (found := analysis.necessary(tree, steps)) is not None]
         if not tests:
             return True
         for steps, (body, chance) in tests:
             by_read.setdefault(steps, {})[position] = body
             pruning[steps] = pruning.get(steps, 0.0) + 1 - chance
     every = (1 << len(alts)) - 1
-    required = [_plain_affixes(alt) for alt in alts]
+    required = [_plain_affixes(alt, analysis) for alt in alts]
     ordered = sorted(by_read.items(), key=lambda item: (-pruning[item[0]], item[0]))
     return tuple(
         (steps, _mask_memo(every, tested, namespace), *_affix_filter(steps, tested, required, every))
@@ -267,18 +363,18 @@ def program(rules: Sequence[Node], values: Values, namespace: dict[str, Any]) ->
     )
 
 
-def _plain_affixes(alt: Node) -> dict[Path_, Affixes]:
+def _plain_affixes(alt: Node, analysis: Analysis) -> dict[Path_, Affixes]:
     """The affixes an alternative requires of plain string fields, by field."""
     out: dict[Path_, Affixes] = {}
     for read, affixes in affixes_of(alt).items():
-        found = _read_path(read)
-        if found is not None and found[1] == "_x":
+        found = analysis.read_path(read)
+        if found is not None and _is_x(found[1]):
             out[found[0]] = affixes
     return out
 
 
 def _affix_filter(
-    steps: Path_, tested: Mapping[int, str], required: Sequence[Mapping[Path_, Affixes]], every: int
+    steps: Path_, tested: Mapping[int, ast.expr], required: Sequence[Mapping[Path_, Affixes]], every: int
 ) -> tuple[()] | tuple[AffixSets, int]:
     """For a string field most of whose values are new (paths), what gate.c checks before asking
     the memo's Python: the union of the affixes the alternatives testing it require, and the mask
@@ -297,13 +393,16 @@ def _affix_filter(
     return sets, rejected
 
 
-def _mask_memo(every: int, tested: Mapping[int, str], namespace: dict[str, Any]) -> Memo:
+def _mask_memo(every: int, tested: Mapping[int, ast.expr], namespace: dict[str, Any]) -> Memo:
     """A memo from a field's value to the mask of rules it lets through: those not testing it,
-    and those whose test of it passes."""
+    and those whose test of it passes: ``lambda _x: untested | (bit if test else 0) | ...``."""
     untested = every & ~sum(1 << position for position in tested)
-    terms = [f"({1 << position} if {body} else 0)" for position, body in sorted(tested.items())]
-    source = f"lambda _x: {untested} | " + " | ".join(terms)
-    test: Callable[[Any], int] = eval(compile(source, "<peregrine gate>", "eval"), namespace)  # noqa: S307 - our own generated code
+    mask: ast.expr = const(untested)
+    for position, body in sorted(tested.items(), key=lambda item: item[0]):
+        mask = ast.BinOp(mask, ast.BitOr(), ast.IfExp(clone(body), const(1 << position), const(0)))
+    arguments = ast.arguments([], [ast.arg("_x")], None, [], [], None, [])
+    tree = ast.fix_missing_locations(ast.Expression(ast.Lambda(arguments, mask)))
+    test: Callable[[Any], int] = eval(compile(tree, "<peregrine gate>", "eval"), namespace)  # noqa: S307 - our own generated code
     return Memo(test)
 
 

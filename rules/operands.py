@@ -2,20 +2,21 @@
 
 `field_operand` checks a field against the catalog (`rules.fields`): known, argument required or
 allowed, usable in outputs; `transformer_operand` checks a transformer's arguments and input
-types (`rules.transformers`). Both return an `Operand`: the Python expression over the record
-locals, its type, and what the optimiser may assume about it. Conditions (`rules.compiler`) and
+types (`rules.transformers`). Both return an `Operand`: the expression (a syntax tree) over the
+record locals, its type, and what the optimiser may assume about it. Conditions (`rules.compiler`) and
 outputs (`rules.output`) share them, so a field means the same in both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ast
 from dataclasses import dataclass
 
-from rules.affixes import Affixes
 from rules.ast import FieldExpr, ListExpr, Pos, TransformerExpr, ValueExpr
 from rules.condtree import Context
 from rules.fields import FieldFlag, FieldType, lookup
+from rules.fields.spec import Implied
+from rules.pyexpr import Code, call, const
 from rules.transformers import TRANSFORMERS
 
 # how an unknown field's error starts, as libs words it; `skip-if-unknown-filter` looks for it
@@ -26,15 +27,21 @@ UNKNOWN_FIELD = "filter_check called with nonexistent field"
 class Operand:
     """A value the generated code can read: its expression and what type it has."""
 
-    code: str
+    read: Code
     type: FieldType
     text: str  # as written, for messages
     multi: bool = False  # the code yields candidates; a check holds if one candidate passes
-    presence: str | None = None  # code deciding presence when the value itself may be None
+    presence: Code | None = None  # code deciding presence when the value itself may be None
     filter_only: bool = False
     prior: float = 0.1  # guessed chance that an equality-like test on this value holds
     always_bool: bool = False  # a computed bool that is never missing
-    implied: Callable[[tuple[object, ...]], tuple[str, str, Affixes]] | None = None
+    implied: Implied | None = None
+
+    @property
+    def code(self) -> str:
+        """The expression as Python text, for printing; outputs (`rules.output`) still write
+        their reader as text. Conditions use `read`, the tree."""
+        return str(self.read)
 
 
 def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Operand:
@@ -60,7 +67,7 @@ def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Ope
     event_type = None if output else ctx.event_type
     multi = bool(spec.flags & FieldFlag.ANY_OF) or bool(spec.flags & FieldFlag.ANCESTORS and arg is None)
     return Operand(
-        spec.code(arg, event_type), spec.type, text, multi and not output, spec.presence,
+        spec.code(arg, event_type), spec.type, text, multi and not output, spec.presence_code(),
         bool(spec.flags & FieldFlag.FILTER_ONLY),
         prior=0.7 if spec.flags & FieldFlag.FEW_VALUES else 0.1,
         always_bool=bool(spec.flags & FieldFlag.NEVER_MISSING) and spec.type is FieldType.BOOL,
@@ -81,32 +88,34 @@ def transformer_operand(node: TransformerExpr, ctx: Context, *, output: bool = F
         ):
             raise ctx.error("join expects a separator string and a list: join(sep, (a, b))", node.pos)
         items = [_transformer_arg(v, ctx, output) for v in node.values[1].values]
-        code = f"_tx_join({node.values[0].value!r}, ({''.join(i.code + ', ' for i in items)}))"
-        return Operand(code, FieldType.CHARBUF, node.to_source())
+        parts = ast.Tuple([i.read.tree for i in items], ast.Load())
+        joined = call("_tx_join", const(node.values[0].value), parts)
+        return Operand(Code(joined), FieldType.CHARBUF, node.to_source())
     if name == "concat":
         if len(node.values) < 2:
             raise ctx.error("concat expects at least two arguments", node.pos)
         items = [_transformer_arg(v, ctx, output) for v in node.values]
-        return Operand(f"_tx_concat({', '.join(i.code for i in items)})", FieldType.CHARBUF, node.to_source())
+        concat = call("_tx_concat", *(i.read.tree for i in items))
+        return Operand(Code(concat), FieldType.CHARBUF, node.to_source())
     if name == "getopt":
         if len(node.values) != 2 or not isinstance(node.values[1], ValueExpr) or node.arg is None:
             usage = 'getopt(proc.args, "o:")[o]'
             raise ctx.error(f"getopt expects a field and an option string: {usage}", node.pos)
         inner = _transformer_arg(node.values[0], ctx, output)
-        code = f"_tx_getopt({inner.code}, {node.values[1].value!r}, {node.arg!r})"
-        return Operand(code, FieldType.CHARBUF, node.to_source())
+        getopt = call("_tx_getopt", inner.read.tree, const(node.values[1].value), const(node.arg))
+        return Operand(Code(getopt), FieldType.CHARBUF, node.to_source())
     if len(node.values) != 1 or isinstance(node.values[0], (ValueExpr, ListExpr)):
         raise ctx.error(f"transformer {name} expects one field or transformer", node.pos)
     inner = _transformer_arg(node.values[0], ctx, output)
     assert row.inputs is not None
     if inner.type not in row.inputs or inner.multi:
         raise ctx.error(f"transformer {name} does not support type {inner.type}", node.pos)
-    return Operand(f"{row.helper}({inner.code})", row.output(inner.type), node.to_source())
+    return Operand(Code(call(row.helper, inner.read.tree)), row.output(inner.type), node.to_source())
 
 
 def _transformer_arg(node: object, ctx: Context, output: bool) -> Operand:
     if isinstance(node, ValueExpr):
-        return Operand(repr(node.value), FieldType.CHARBUF, node.value)
+        return Operand(Code(const(node.value)), FieldType.CHARBUF, node.value)
     if isinstance(node, TransformerExpr):
         return transformer_operand(node, ctx, output=output)
     if isinstance(node, FieldExpr):

@@ -1,8 +1,8 @@
 """The operator table: which field types allow which operator, and the code each compiles to.
 
 One row per operator (libs' ``cmpop``). ``types`` is the set of type families the operator accepts
-(libs' ``flt_is_comparable``); ``body`` turns a present left value ``t`` and a right operand ``r``
-(a constant's name, or a present right-hand field value) into a Python boolean expression. The
+(libs' ``flt_is_comparable``); ``body`` builds from a present left value ``t`` and a right operand ``r``
+(a constant, a constant's name, or a present right-hand field value) a boolean expression node. The
 compiler wraps every body in a presence test, so a missing left value makes every operator false,
 ``!=`` included (libs' ``compare_nocache``). Constants that need work at load time (sets, glob and
 regex programs, path-prefix tables, networks) are built here by ``prepare`` and named by the
@@ -14,6 +14,7 @@ escapes that differ between the two dialects can differ.
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import ipaddress
 import re
@@ -22,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rules.fields import FieldType
+from rules.pyexpr import call, compare, const, is_not_none, method
 
-Body = Callable[[str, str], str]
+Body = Callable[[ast.expr, ast.expr], ast.expr]
 
 NUMERIC, BOOL, STRING, BUFFER, IP, LIST, DNS = "numeric", "bool", "string", "buffer", "ip", "list", "dns"
 _ALL = frozenset({NUMERIC, BOOL, STRING, BUFFER, IP, LIST, DNS})
@@ -55,33 +57,49 @@ class Operator:
     rhs_field: bool = True  # a val()/transformer right-hand side is allowed
 
 
-def _fmt(template: str) -> Body:
-    return lambda t, r: template.format(t=t, r=r)
+def _compare(op: type[ast.cmpop]) -> Body:
+    return lambda t, r: compare(t, op(), r)
+
+
+def _contains(t: ast.expr, r: ast.expr) -> ast.expr:
+    return compare(r, ast.In(), t)
+
+
+def _icontains(t: ast.expr, r: ast.expr) -> ast.expr:
+    return compare(r, ast.In(), method(t, "lower"))
+
+
+def _method(attr: str) -> Body:
+    return lambda t, r: method(t, attr, r)
+
+
+def _program(t: ast.expr, r: ast.expr) -> ast.expr:
+    return is_not_none(call(r, t))
 
 
 OPERATORS: dict[str, Operator] = {
     op.name: op
     for op in (
-        Operator("=", _ALL - {LIST}, "value", _fmt("{t} == {r}"), 1, modifiable=True),
-        Operator("==", _ALL - {LIST}, "value", _fmt("{t} == {r}"), 1, modifiable=True),
-        Operator("!=", _ALL - {LIST}, "value", _fmt("{t} != {r}"), 1, modifiable=True),
-        Operator("<", frozenset({NUMERIC, STRING}), "value", _fmt("{t} < {r}"), 1),
-        Operator("<=", frozenset({NUMERIC, STRING}), "value", _fmt("{t} <= {r}"), 1),
-        Operator(">", frozenset({NUMERIC, STRING}), "value", _fmt("{t} > {r}"), 1),
-        Operator(">=", frozenset({NUMERIC, STRING}), "value", _fmt("{t} >= {r}"), 1),
-        Operator("contains", frozenset({STRING, BUFFER}), "value", _fmt("{r} in {t}"), 2, modifiable=True),
-        Operator("icontains", frozenset({STRING}), "value", _fmt("{r} in {t}.lower()"), 3, modifiable=True),
-        Operator("bcontains", frozenset({BUFFER}), "value", _fmt("{r} in {t}"), 2, True, False),
-        Operator("startswith", frozenset({STRING, BUFFER}), "value", _fmt("{t}.startswith({r})"), 2, True),
-        Operator("bstartswith", frozenset({BUFFER}), "value", _fmt("{t}.startswith({r})"), 2, True, False),
-        Operator("endswith", frozenset({STRING, BUFFER}), "value", _fmt("{t}.endswith({r})"), 2, True),
-        Operator("glob", frozenset({STRING}), "value", _fmt("{r}({t}) is not None"), 5, True, False),
-        Operator("iglob", frozenset({STRING}), "value", _fmt("{r}({t}) is not None"), 5, True, False),
-        Operator("regex", frozenset({STRING}), "value", _fmt("{r}({t}) is not None"), 6, True, False),
-        Operator("in", _ALL, "list", _fmt("{t} in {r}"), 1),
-        Operator("intersects", _ALL, "list", _fmt("{t} in {r}"), 1),
-        Operator("pmatch", frozenset({STRING}), "list", _fmt("{r}({t})"), 4, rhs_field=False),
-        Operator("exists", _ALL, "none", _fmt("True"), 1),
+        Operator("=", _ALL - {LIST}, "value", _compare(ast.Eq), 1, modifiable=True),
+        Operator("==", _ALL - {LIST}, "value", _compare(ast.Eq), 1, modifiable=True),
+        Operator("!=", _ALL - {LIST}, "value", _compare(ast.NotEq), 1, modifiable=True),
+        Operator("<", frozenset({NUMERIC, STRING}), "value", _compare(ast.Lt), 1),
+        Operator("<=", frozenset({NUMERIC, STRING}), "value", _compare(ast.LtE), 1),
+        Operator(">", frozenset({NUMERIC, STRING}), "value", _compare(ast.Gt), 1),
+        Operator(">=", frozenset({NUMERIC, STRING}), "value", _compare(ast.GtE), 1),
+        Operator("contains", frozenset({STRING, BUFFER}), "value", _contains, 2, modifiable=True),
+        Operator("icontains", frozenset({STRING}), "value", _icontains, 3, modifiable=True),
+        Operator("bcontains", frozenset({BUFFER}), "value", _contains, 2, True, False),
+        Operator("startswith", frozenset({STRING, BUFFER}), "value", _method("startswith"), 2, True),
+        Operator("bstartswith", frozenset({BUFFER}), "value", _method("startswith"), 2, True, False),
+        Operator("endswith", frozenset({STRING, BUFFER}), "value", _method("endswith"), 2, True),
+        Operator("glob", frozenset({STRING}), "value", _program, 5, True, False),
+        Operator("iglob", frozenset({STRING}), "value", _program, 5, True, False),
+        Operator("regex", frozenset({STRING}), "value", _program, 6, True, False),
+        Operator("in", _ALL, "list", _compare(ast.In), 1),
+        Operator("intersects", _ALL, "list", _compare(ast.In), 1),
+        Operator("pmatch", frozenset({STRING}), "list", lambda t, r: call(r, t), 4, rhs_field=False),
+        Operator("exists", _ALL, "none", lambda t, r: const(True), 1),
     )
 }
 

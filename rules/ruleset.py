@@ -1,11 +1,12 @@
 """The immutable, event-type-indexed set of compiled rules: what workers evaluate events with.
 
 `compile_rules` type-checks every rule of a `LoadResult` (disabled ones too, so their errors are
-reported, as Falco does), then writes one Python module: per event type, one function running
+reported, as Falco does), then builds one Python module (as syntax trees, `rules.codegen`, compiled
+without source text): per event type, one function running
 that type's enabled rules in definition order (first match wins, or all matches with
 ``all_matches``), and one batch loop dispatching each event to its type's function. Event types no
 rule can match have no function, so such events cost one dictionary lookup. ``Ruleset.source``
-shows the generated code. `evaluate` first passes the batch through the C gate (`rules.gate`),
+prints the generated code. `evaluate` first passes the batch through the C gate (`rules.gate`),
 which leaves out the events no rule can match, so the generated code runs on the few others.
 
 ``ip_names`` (IP text -> DNS name) stands in for Falco's DNS resolution of ``fd.*ip.name``: the
@@ -17,6 +18,7 @@ server IP so, where Falco would resolve the name and compare the addresses.
 
 from __future__ import annotations
 
+import ast
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,13 +26,14 @@ from typing import Any
 
 from rules import compiler as cc
 from rules import gate
-from rules.batchcode import batch_source
+from rules.batchcode import batch_function
 from rules.codegen import Bucket
 from rules.errors import CompileError, Location
 from rules.fields import HELPERS
 from rules.loaded import LoadedRule, LoadResult, LoadWarning
 from rules.output import OutputTemplate, compile_output
 from rules.priority import Priority
+from rules.pyexpr import clone, const, number_lines
 from rules.record import EVENT_TYPE_IDS, EVENT_TYPES, Event
 from rules.transformers import HELPERS as TRANSFORMER_HELPERS
 
@@ -63,8 +66,8 @@ class Ruleset:
         self,
         rules: tuple[CompiledRule, ...],
         warnings: tuple[LoadWarning, ...],
-        module_source: str,
-        bucket_sources: Mapping[int, str],
+        module: ast.Module,
+        bucket_functions: Mapping[int, ast.FunctionDef],
         namespace: dict[str, Any],
         all_matches: bool,
         batch_gate: gate.Gate | None = None,
@@ -77,9 +80,9 @@ class Ruleset:
         self._batch = namespace["_evaluate"]
         self._gate = batch_gate
         self.event_type_ids: frozenset[int] = frozenset(self._first)
-        sources = dict(bucket_sources)
-        sources[-1] = module_source
-        self._sources = sources  # set last: from here on the instance refuses assignment
+        # the trees are kept for `source` (printing only); set last: from here on the instance
+        # refuses assignment
+        self._sources: dict[int, ast.AST] = {**bucket_functions, -1: module}
 
     def __setattr__(self, name: str, value: object) -> None:
         if hasattr(self, "_sources"):
@@ -121,9 +124,10 @@ class Ruleset:
     def source(self, event_type: str | int | None = None) -> str:
         """The generated code: of one event type's function, or (None) the whole module."""
         if event_type is None:
-            return self._sources[-1]
+            return ast.unparse(self._sources[-1]) + "\n"
         type_id = EVENT_TYPE_IDS[event_type] if isinstance(event_type, str) else event_type
-        return self._sources.get(type_id, "")
+        tree = self._sources.get(type_id)
+        return "" if tree is None else ast.unparse(tree) + "\n"
 
 
 def compile_rules(
@@ -201,9 +205,10 @@ def _build(
     ip_names: Mapping[str, str] | None,
     all_matches: bool,
 ) -> Ruleset:
-    parts: list[str] = []
-    bucket_sources: dict[int, str] = {}
-    first_entries, all_entries = [], []
+    statements: list[ast.stmt] = []
+    bucket_functions: dict[int, ast.FunctionDef] = {}
+    first_entries: dict[int, str] = {}
+    all_entries: dict[int, str] = {}
     batched: dict[int, Bucket] = {}
     for type_id in sorted(per_type):
         conditions = per_type[type_id]
@@ -212,15 +217,18 @@ def _build(
         first = cc.bucket_source(f"_first_{name}", conditions, table, constants, all_matches=False)
         every = cc.bucket_source(f"_all_{name}", conditions, table, constants, all_matches=True)
         batched[type_id] = every if all_matches else first
-        bucket_sources[type_id] = batched[type_id].source
-        parts += [f"_RULES = {first.table}\n", first.source, f"_RULES = {every.table}\n", every.source]
-        parts.append(f"_R{type_id} = {batched[type_id].table}\n")
-        first_entries.append(f"{type_id}: _first_{name}")
-        all_entries.append(f"{type_id}: _all_{name}")
-    parts.append("_FIRST = {" + ", ".join(first_entries) + "}\n")
-    parts.append("_ALL = {" + ", ".join(all_entries) + "}\n")
-    parts.append(batch_source(batched, all_matches))
-    module_source = "\n".join(parts)
+        bucket_functions[type_id] = batched[type_id].function
+        statements += [
+            _assign("_RULES", first.table), first.function, _assign("_RULES", every.table), every.function,
+            _assign(f"_R{type_id}", batched[type_id].table),
+        ]
+        first_entries[type_id] = first.function.name
+        all_entries[type_id] = every.function.name
+    statements.append(_assign("_FIRST", _dict(first_entries)))
+    statements.append(_assign("_ALL", _dict(all_entries)))
+    statements.append(batch_function(batched, all_matches))
+    module = ast.Module(statements, [])
+    number_lines(module)
     namespace: dict[str, Any] = {
         **HELPERS,
         **TRANSFORMER_HELPERS,
@@ -230,10 +238,19 @@ def _build(
         "_any": cc.any_present,
     }
     namespace.update({f"_rule{i}": rule for i, rule in enumerate(rules)})
-    exec(compile(module_source, "<peregrine rules>", "exec"), namespace)  # noqa: S102 - our own generated code
+    exec(compile(module, "<peregrine rules>", "exec"), namespace)  # noqa: S102 - our own generated code
     trees = {type_id: [tree for _, tree in per_type[type_id]] for type_id in per_type}
     batch_gate = gate.build(gate.programs(trees, values, namespace), namespace["_ipn"])
-    return Ruleset(rules, warnings, module_source, bucket_sources, namespace, all_matches, batch_gate)
+    return Ruleset(rules, warnings, module, bucket_functions, namespace, all_matches, batch_gate)
+
+
+def _assign(target: str, value: ast.expr) -> ast.stmt:
+    return ast.Assign([ast.Name(target, ast.Store())], clone(value))
+
+
+def _dict(entries: Mapping[int, str]) -> ast.expr:
+    """``{type_id: function, ...}``."""
+    return ast.Dict([const(k) for k in entries], [ast.Name(v, ast.Load()) for v in entries.values()])
 
 
 def _check_exception_field(text: str, ctx: cc.Context) -> None:

@@ -27,13 +27,11 @@ def _reference(ruleset: Ruleset, conditions: dict[str, object]) -> dict[tuple[st
         for name in rule.event_types:
             type_id = R.EVENT_TYPE_IDS[name]
             ctx = cc.Context(rule.location, cc.Constants(), type_id)
-            code = cc.emit(cc.lower(conditions[rule.name], ctx))  # type: ignore[arg-type]
-            lines, defs = cc.resolve([f"    return {code}"], ctx.values)
-            source = "def check(ev):\n" + "\n".join(cc.place(lines, defs)) + "\n"
+            module = cc.condition_function("check", cc.lower(conditions[rule.name], ctx), ctx.values)  # type: ignore[arg-type]
             namespace = {**HELPERS, **ctx.constants.values, "_UNSET": cc.UNSET, "_any": cc.any_present,
                          "_ipn": {"10.96.0.1": "kubernetes.default.svc.cluster.local"}}
             namespace.update(TRANSFORMER_HELPERS)
-            exec(compile(source, rule.name, "exec"), namespace)
+            exec(compile(module, rule.name, "exec"), namespace)
             functions[(rule.name, type_id)] = namespace["check"]
     return functions
 

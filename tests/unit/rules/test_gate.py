@@ -4,6 +4,7 @@ exactly what per-event `match`/`match_all` give without it."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
 import sys
@@ -16,6 +17,7 @@ import rules
 from benchmarks.workload import build_event, build_fd, build_process, rule_hitting_events
 from rules import gate
 from rules import record as R
+from rules.condtree import And, Leaf, Node, Or, Values
 from rules.operators import Memo
 
 FILES = ("falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml")
@@ -162,16 +164,20 @@ def test_affix_filter_rejects_in_c_without_asking_python() -> None:
                      "/etc/été", "/home/é/.ssh/k", "/x/é.pem"]  # fmt: skip
 
 
+def _leaf(text: str) -> Leaf:
+    return Leaf(ast.Name(text, ast.Load()), 1.0, 0.1)
+
+
 def test_rules_beyond_the_mask_keep_every_event() -> None:
-    many = [("leaf", None)] * (gate.MASK_BITS + 1)
-    assert gate.program(many, None, {}) is True  # type: ignore[arg-type]
+    many: list[Node] = [_leaf("x")] * (gate.MASK_BITS + 1)
+    assert gate.program(many, Values(), {}) is True
 
 
 def test_alternatives_split_an_or_of_different_fields() -> None:
-    a, b, c = ("leaf", "a"), ("leaf", "b"), ("leaf", "c")
-    assert gate.alternatives(("or", [a, b])) == [a, b]
-    assert gate.alternatives(("and", [a, ("or", [b, c])])) == [("and", [a, b]), ("and", [a, c])]
-    wide = ("or", [("leaf", str(i)) for i in range(9)])
+    a, b, c = _leaf("a"), _leaf("b"), _leaf("c")
+    assert gate.alternatives(Or((a, b))) == [a, b]
+    assert gate.alternatives(And((a, Or((b, c))))) == [And((a, b)), And((a, c))]
+    wide = Or(tuple(_leaf(f"x{i}") for i in range(9)))
     assert gate.alternatives(wide) == [wide]  # past the limit: kept whole
 
 
