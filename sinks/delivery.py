@@ -65,12 +65,16 @@ def deliver(
     metrics: SinkMetrics,
     attributes: dict[str, str],
     max_bytes: int | None = None,
+    between: Callable[[], None] | None = None,
 ) -> DeliveryReport:
     """Send ``payloads`` in order, in chunks of at most ``destination.max_batch`` payloads and
-    ``max_bytes`` bytes; raises `Stopped` on shutdown."""
+    ``max_bytes`` bytes; ``between`` runs after each chunk (the runner keeps its consumer alive
+    there); raises `Stopped` on shutdown."""
     report = DeliveryReport()
     for chunk in chunks([len(p) for p in payloads], max(1, destination.max_batch), max_bytes):
         _deliver_chunk(destination, payloads, chunk, retry, wait, rng, metrics, attributes, report)
+        if between is not None:
+            between()
     return report
 
 

@@ -8,8 +8,17 @@ the batch is consumed again: delivery is at-least-once, and destinations that ke
 the alert uuid (Elasticsearch ``_id``) absorb the duplicates.
 
 Consumers read with ``isolation.level=read_committed``, so alerts of aborted worker transactions
-never leave the pipeline. ``max.poll.interval.ms`` is raised to cover the longest retry sequence,
-or the group would evict a consumer that is patiently waiting for its destination.
+never leave the pipeline.
+
+Liveness: a batch can take long to settle (200 one-alert requests to a slow Slack, retries with
+backoff, Retry-After), and a consumer that does not poll within ``max.poll.interval.ms`` is evicted
+from its group, which hands the batch to another member: delivered twice. So while a batch is
+delivered, the runner pauses its partitions and polls after every request and during every wait
+between attempts (a paused consumer returns no records; one that arrives anyway, after a
+rebalance, is sought back and read again later). What must fit between two polls is then one
+attempt, and ``max.poll.interval.ms`` is computed from the destination's own attempt time limit.
+Fetch buffers are bounded (a few MB per destination, not librdkafka's 64 MB and 100,000 queued
+records), so a storm on the topic cannot grow the sink's memory with it.
 """
 
 from __future__ import annotations
@@ -18,11 +27,11 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from alerts.errors import AlertDecodeError
 from bus import dlq
@@ -38,6 +47,14 @@ from sinks.registry import KINDS
 log = logging.getLogger("peregrine.sink")
 
 MAX_POLL_INTERVAL_MS = 86_400_000  # librdkafka's ceiling
+MIN_POLL_INTERVAL_MS = 300_000  # librdkafka's default: never below it
+POLL_MARGIN_S = 60.0  # for building payloads and the DLQ write between two polls
+# librdkafka tuning defaults for the fetch buffers (a YAML `properties` entry overrides them)
+FETCH_BOUNDS = {
+    "queued.max.messages.kbytes": 8192,
+    "fetch.max.bytes": 4 * 1024 * 1024,
+    "max.partition.fetch.bytes": 1024 * 1024,
+}
 DLQ_DETAIL_LIMIT = 1024
 UNDECODABLE = "undecodable alert"
 BUILD_FAILED = "build failed"
@@ -47,9 +64,21 @@ def connection_properties(kafka: KafkaConfig) -> dict[str, Any]:
     return {**librdkafka_config(kafka.connection), **dict(kafka.properties)}
 
 
+def attempt_limit_s(settings: Any) -> float:
+    """The longest one `send` of this destination can take: its request timeout (HTTP destinations
+    bound the whole exchange by it; syslog each write and acknowledgement), plus Splunk's wait for
+    indexer acknowledgements. 30 s for destinations without a timeout (file, stdout)."""
+    http = getattr(settings, "http", None)
+    timeout = getattr(settings, "timeout_s", None) or getattr(http, "timeout_s", None)
+    return float(timeout or 30.0) + float(getattr(settings, "ack_timeout_s", 0.0))
+
+
 def consumer_properties(kafka: KafkaConfig, destination: DestinationConfig) -> dict[str, Any]:
-    retry_budget_ms = int(destination.retry.worst_case_s() * 1000) + 60_000
+    # between two polls: one attempt (see the module docstring), with room to spare
+    work_ms = int((2 * attempt_limit_s(destination.settings) + POLL_MARGIN_S) * 1000)
     return {
+        "queued.min.messages": 2 * destination.batch.max_alerts,
+        **FETCH_BOUNDS,
         **connection_properties(kafka),
         "group.id": kafka.group_id(destination.name),
         "client.id": f"peregrine-sink-{destination.name}",
@@ -57,7 +86,7 @@ def consumer_properties(kafka: KafkaConfig, destination: DestinationConfig) -> d
         "enable.auto.offset.store": False,
         "isolation.level": "read_committed",
         "auto.offset.reset": kafka.auto_offset_reset,
-        "max.poll.interval.ms": max(300_000, min(retry_budget_ms, MAX_POLL_INTERVAL_MS)),
+        "max.poll.interval.ms": max(MIN_POLL_INTERVAL_MS, min(work_ms, MAX_POLL_INTERVAL_MS)),
     }
 
 
@@ -131,7 +160,7 @@ class Runner:
             while not self._stop.is_set():
                 messages = consumer.consume(self._config.batch.max_alerts, self._config.batch.max_wait_s)
                 if messages:
-                    self._handle(producer, messages)
+                    self._handle_paused(consumer, producer, messages)
                 self._commit(consumer)
         except Stopped:
             log.info("%s: stopping with a batch in retry; it will be consumed again", self._config.name)
@@ -140,7 +169,43 @@ class Runner:
             consumer.close()
             producer.flush(10)
 
-    def _handle(self, producer: Producer, messages: Sequence[Message]) -> None:
+    def _handle_paused(self, consumer: Consumer, producer: Producer, messages: Sequence[Message]) -> None:
+        """`_handle` with the assignment paused and the consumer polled whenever the batch waits."""
+        assignment = consumer.assignment()
+        consumer.pause(assignment)
+
+        def keep_alive() -> None:
+            message = consumer.poll(0)
+            if message is None or message.error() is not None:
+                return
+            # a rebalance gave us partitions afresh, unpaused: read this record again later
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if topic is not None and partition is not None and offset is not None:
+                consumer.seek(TopicPartition(topic, partition, offset))
+            consumer.pause(consumer.assignment())
+
+        def wait(delay: float) -> bool:
+            deadline = time.monotonic() + delay
+            while True:
+                keep_alive()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return True
+                if self._stop.wait(min(left, 1.0)):
+                    return False
+
+        try:
+            self._handle(producer, messages, wait, keep_alive)
+        finally:
+            consumer.resume(consumer.assignment())
+
+    def _handle(
+        self,
+        producer: Producer,
+        messages: Sequence[Message],
+        wait: Callable[[float], bool] | None = None,
+        between: Callable[[], None] | None = None,
+    ) -> None:
         """Settle every record: delivered, filtered out, or acknowledged by the dead-letter topic."""
         sent: list[tuple[Message, Alert]] = []  # parallel to payloads
         payloads: list[bytes] = []
@@ -172,8 +237,8 @@ class Runner:
                 dead.append(Failed(message, BUILD_FAILED, f"{type(exc).__name__}: {exc}", 0))
                 continue
             sent.append((message, alert))
-        report = deliver(self._destination, payloads, self._config.retry, self._stop_aware_wait, self._rng,
-                         self._metrics, self._attributes, self._config.batch.max_bytes)
+        report = deliver(self._destination, payloads, self._config.retry, wait or self._stop_aware_wait,
+                         self._rng, self._metrics, self._attributes, self._config.batch.max_bytes, between)
         now_ns = time.time_ns()
         for i in report.accepted:
             self._metrics.latency.record(max(0, now_ns - sent[i][1].time_ns) / 1e9, self._attributes)

@@ -239,9 +239,17 @@ def _slack_delivered(record: dict[str, Any], seen_ns: int) -> Delivered:
     blocks = payload["attachments"][0]["blocks"]
     footer = blocks[-1]["elements"][0]["text"]
     fields = dict(f["text"].split("\n", 1) for f in blocks[2]["fields"])
-    body = blocks[1]["text"]["text"].replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&")
-    return Delivered(record["uuid"], seen_ns, parse_time_ns(footer.split(" · ", 1)[0]), fields["*rule*"],
-                     fields.get("*hostname*", ""), body, payload)
+    return Delivered(record["uuid"], seen_ns, parse_time_ns(footer.split(" · ", 1)[0]), fields["rule"],
+                     fields.get("hostname", ""), _slack_plain(blocks[1]["text"]["text"]), payload)
+
+
+def _slack_plain(text: str) -> str:
+    """The alert output back from Slack's inert rendering (`sinks.slack`): entities, visible line
+    breaks and defanged URL schemes undone (a literal "hxxp" in an output would read as "http")."""
+    text = re.sub(r"(?i)\b(h)xx(ps?:)", r"\1tt\2", text)
+    text = re.sub(r"(?i)\b(f)x(p:)", r"\1t\2", text)
+    text = text.replace("\\n", "\n").replace("\\r", "\r")
+    return text.replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&")
 
 
 def _syslog_delivered(raw: str, parsed: dict[str, str], seen_ns: int) -> Delivered:
