@@ -265,6 +265,23 @@ def _accept(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd | None]:
     return args, f
 
 
+def _listen(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd | None]:
+    """A listening socket, named as Falco names a server socket: its local "ip:port", this process
+    the server, no client (fd.cip stays missing); only inet sockets get an fd record."""
+    fd = _s32(h[H_A0])
+    args: Args = [h[H_RET], fd, _s32(h[H_A0 + 1])]
+    sk = it[0] if it and len(it[0]) == _SOCK.size else None
+    if sk is None:
+        return args, None
+    family, proto, stype, sport, _dport, _pad, saddr, _daddr = _SOCK.unpack(sk)
+    if family not in (_AF_INET, _AF_INET6):
+        return args, None
+    ip = _ip(family, saddr)
+    f: Fd = [fd, "4" if family == _AF_INET else "6", f"{ip}:{sport}", None,
+             _L4.get(proto) or _SOCK_TYPE_L4.get(stype), None, None, ip, sport, True, False, False]
+    return args, f
+
+
 def _socket(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd | None]:
     fd, domain = _s32(h[H_RET]), _s32(h[H_A0])
     f: Fd | None = None
@@ -362,7 +379,6 @@ def _generic(spec: tuple[str, ...]) -> Builder:
 
 
 _GENERIC: Final[dict[str, tuple[str, ...]]] = {
-    "listen": ("r", "s0", "s1"),
     "setns": ("r", "s0", "u1"),
     "unshare": ("r", "u0"),
     "ptrace": ("r", "a2", "a3", "s0", "s1"),
@@ -404,9 +420,9 @@ _GENERIC: Final[dict[str, tuple[str, ...]]] = {
 _SPECIAL: Final[dict[str, Builder]] = {
     "execve": _exec_failure, "execveat": _exec_failure, "open": _open, "openat": _openat,
     "openat2": _openat2, "creat": _creat, "connect": _connect, "accept": _accept, "accept4": _accept,
-    "socket": _socket, "dup": _dup, "dup2": _dup, "dup3": _dup, "clone": _clone, "clone3": _clone,
-    "fork": _clone, "vfork": _clone, "memfd_create": _memfd, "sendto": _sendto, "prctl": _prctl,
-    "capset": _capset, "procexit": _procexit,
+    "listen": _listen, "socket": _socket, "dup": _dup, "dup2": _dup, "dup3": _dup, "clone": _clone,
+    "clone3": _clone, "fork": _clone, "vfork": _clone, "memfd_create": _memfd, "sendto": _sendto,
+    "prctl": _prctl, "capset": _capset, "procexit": _procexit,
 }
 
 

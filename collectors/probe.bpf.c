@@ -39,6 +39,7 @@
 #define K_CLONE3 7   /* struct clone_args at a[0] -> flags item of 8 bytes */
 #define K_PRCTL 8    /* PR_SET_NAME: string at a[1] */
 #define K_CAPSET 9   /* struct __user_cap_data_struct[2] at a[1] -> item of 24 bytes */
+#define K_SOCK0 11   /* the socket of fd a[0] (listen) */
 
 #define PG_NR_EXECVEAT 322 /* x86_64 */
 #define PG_SOCK_ITEM 44 /* u16 family, proto, type, sport, dport, pad; u8 saddr[16], daddr[16] */
@@ -475,6 +476,8 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
             pg_put_str(b, (const void *)b->h.a[1], 0);
     } else if (kind == K_CAPSET) {
         pg_put_user(b, (const void *)b->h.a[1], 24);
+    } else if (kind == K_SOCK0) {
+        pg_put_sock(b, b->h.a[0]);
     }
     return pg_submit(b);
 }
@@ -612,7 +615,7 @@ PG_SYSCALL(accept, EV_accept, 0, K_ACCEPT)
 PG_SYSCALL(accept4, EV_accept4, 0, K_ACCEPT)
 #endif
 #ifdef HAVE_listen
-PG_SYSCALL(listen, EV_listen, 0, K_NONE)
+PG_SYSCALL(listen, EV_listen, 0, K_SOCK0)
 #endif
 #ifdef HAVE_socket
 PG_SYSCALL(socket, EV_socket, 0, K_NONE)

@@ -25,8 +25,12 @@ from rules.record import (
     EVENT_PARAMS,
     EVENT_TYPE_IDS,
     EVENT_TYPES,
+    F_CIP,
+    F_IS_SERVER,
     F_NAME,
     F_NAMERAW,
+    F_SIP,
+    F_SPORT,
     F_TYPECHAR,
     P_ARGS,
     P_CONTAINER_ID,
@@ -183,3 +187,19 @@ def test_sweep_forgets_processes_gone_from_proc(decoder: Decoder) -> None:
     assert decoder.procs.get(PARENT) is not None  # above pid_max: never in /proc
     assert decoder.procs.sweep() >= 1
     assert decoder.procs.get(PARENT) is None
+
+
+def test_listen_names_its_socket_as_falco_names_a_server_socket(decoder: Decoder) -> None:
+    local = socket.inet_aton("192.0.2.2") + bytes(12)
+    sk = struct.pack("<6H16s16s", 2, 6, 1, 8080, 0, 0, local, bytes(16))
+    unix = struct.pack("<6H16s16s", 1, 0, 1, 0, 0, 0, bytes(16), bytes(16))
+    inet, other, unknown = decoder.decode([
+        rec("listen", PARENT, a=(3, 128), items=(sk,)),
+        rec("listen", PARENT, a=(4, 16), items=(unix,)),
+        rec("listen", PARENT, ret=-9, a=(99, 1), items=(b"",)),
+    ])
+    assert inet[EV_ARGS] == [0, 3, 128]
+    f = inet[EV_FD]
+    assert (f[F_NAME], f[F_TYPECHAR], f[4], f[F_SIP], f[F_SPORT], f[F_CIP], f[F_IS_SERVER]) == (
+        "192.0.2.2:8080", "4", "tcp", "192.0.2.2", 8080, None, True)
+    assert other[EV_FD] is None and unknown[EV_FD] is None and unknown[EV_ARGS] == [-9, 99, 1]
