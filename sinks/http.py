@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import http.client
 import io
+import logging
 import socket
 import ssl
 import time
@@ -31,6 +32,8 @@ from urllib.parse import urlsplit
 
 from sinks.errors import PermanentError, RetryableError
 from sinks.options import Options, Secret
+
+log = logging.getLogger("peregrine.sink")
 
 USER_AGENT = "peregrine-sink/0.1"
 # Enough for an Elasticsearch bulk reply to the largest batch (about 200 bytes an item); far below
@@ -233,6 +236,10 @@ class _DeadlineResponse(http.client.HTTPResponse):
         self.fp = io.BufferedReader(_DeadlineReader(sock, deadline))
 
 
+def _reveal(url: str | Secret) -> str:
+    return url.reveal() if isinstance(url, Secret) else url
+
+
 def _url_secrets(url: Secret) -> tuple[Secret, ...]:
     """A secret URL leaks through its parts too: a receiver may echo the path or the token alone."""
     parts = urlsplit(url.reveal())
@@ -244,6 +251,10 @@ def _url_secrets(url: Secret) -> tuple[Secret, ...]:
 def _tls_context(config: HttpConfig) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=config.ca_file)
     if not config.verify:
+        # the opt-in is `tls.verify: false`, explicit in the file; say it at every start
+        log.warning("TLS certificate verification is OFF for https://%s (tls.verify: false): "
+                    "anyone on the path can read and forge this destination's traffic",
+                    urlsplit(_reveal(config.url)).hostname)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     if config.cert_file:

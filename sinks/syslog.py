@@ -29,6 +29,7 @@ smaller values.
 from __future__ import annotations
 
 import fcntl
+import logging
 import re
 import select
 import socket
@@ -63,6 +64,7 @@ VENDOR, PRODUCT, PRODUCT_VERSION = "Falcosecurity", "Falco", "peregrine-0.1.0"
 # "^" (IBM's own LEEF 2.0 example) rather than TAB: syslog relays such as rsyslog rewrite control
 # characters (TAB becomes "#011"), which would break every attribute.
 LEEF_DELIMITER = "^"
+log = logging.getLogger("peregrine.sink")
 _SLUG = re.compile(r"[^a-z0-9]+")
 # What a receiver's kernel may hold unread (a receive buffer autotunes up to 6 MB on Linux), and for
 # how long a dead receiver may go unnoticed between batches.
@@ -320,6 +322,9 @@ def _wait_acknowledged(sock: socket.socket, deadline: float) -> None:
 def _tls_context(config: SyslogConfig) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=config.ca_file)
     if not config.verify:
+        # the opt-in is `tls.verify: false`, explicit in the file; say it at every start
+        log.warning("TLS certificate verification is OFF for syslog %s:%d (tls.verify: false): anyone on "
+                    "the path can read and forge this destination's traffic", config.host, config.port)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     if config.cert_file:

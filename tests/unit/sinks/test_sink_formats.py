@@ -154,3 +154,10 @@ def test_slack_renders_attacker_text_inert(alert: Callable[..., Alert]) -> None:
     assert "\n" not in body["text"] and "ls\\n*all clear*" in body["text"]  # no forged line
     assert "hxxps://evil.example/x" in body["text"] and "https" not in body["text"]
     assert "\\u200eRLM\\u200fLRM" in body["text"]  # bidi marks shown, not obeyed
+
+
+def test_syslog_without_certificate_verification_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="peregrine.sink"):
+        config = syslog.SyslogConfig(host="siem", port=6514, tls=True, verify=False)
+        syslog.SyslogDestination(config, 8192, 10)
+    assert "verification is OFF for syslog siem:6514" in caplog.text

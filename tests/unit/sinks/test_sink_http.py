@@ -89,3 +89,10 @@ def test_a_huge_response_body_is_not_read(reply: bytes) -> None:
     finally:
         sender.close()
         server.close()
+
+
+def test_disabling_certificate_verification_is_logged_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="peregrine.sink"):
+        HttpSender(HttpConfig(url=Secret("https://hooks.example/services/T0/B0/secret-token"), verify=False))
+    assert "verification is OFF for https://hooks.example" in caplog.text
+    assert "secret-token" not in caplog.text
