@@ -46,7 +46,6 @@ from rules.record import (
     Container,
 )
 
-TOPIC: Final = "peregrine.k8s"
 RECORD_VERSION: Final = 1
 SERVICE_KEY_PREFIX: Final = b"svc:"
 _KIND_CONTAINER: Final = "c"
