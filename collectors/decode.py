@@ -72,6 +72,7 @@ _SOCK_TYPE_L4: Final = {1: "tcp", 2: "udp", 3: "raw"}
 _EXEC_IDS: Final = (EVENT_TYPE_IDS["execve"], EVENT_TYPE_IDS["execveat"])
 _PROCEXIT: Final = EVENT_TYPE_IDS["procexit"]
 _CHDIR: Final = EVENT_TYPE_IDS["chdir"]
+_FCHDIR: Final = EVENT_TYPE_IDS["fchdir"]
 _OPENAT: Final = EVENT_TYPE_IDS["openat"]
 
 Args = list[object]
@@ -118,6 +119,23 @@ def _str(b: bytes) -> str:
 
 def _item_str(it: list[bytes], i: int) -> str | None:
     return _str(it[i]) if i < len(it) and it[i] else None
+
+
+def cwd_path(item: bytes) -> str | None:
+    """The directory of a probe working-directory item (probe.h PG_CWD_DEPTH: components leaf
+    first, each NUL-terminated, then the root's empty one); None when the walk did not complete."""
+    if item != b"\0" and not item.endswith(b"\0\0"):
+        return None
+    parts = item[:-1].split(b"\0")[:-1]
+    return "/" + "/".join(p.decode("utf-8", "replace") for p in reversed(parts))
+
+
+def strings(block: bytes) -> list[str]:
+    """NUL-separated strings (an argv or environment block); a cut block keeps its partial tail."""
+    out = [a.decode("utf-8", "replace") for a in block.split(b"\0")]
+    if out and out[-1] == "":
+        out.pop()
+    return out
 
 
 def _s32(x: int) -> int:
@@ -506,10 +524,8 @@ class Decoder:
                 proc = procs.current(h)
                 if evt == _PROCEXIT:
                     procs.exit(h[H_TGID])
-                elif evt == _CHDIR and h[H_RET] == 0:
-                    path = _item_str(h[H_ITEMS], 0)
-                    if path:
-                        procs.chdir(h[H_TGID], path)
+                elif (evt == _CHDIR or evt == _FCHDIR) and h[H_RET] == 0:
+                    self._chdir(h, evt)
                 if evt not in published:
                     continue
                 args, fd = builders[evt](h, h[H_ITEMS], proc)
@@ -517,12 +533,30 @@ class Decoder:
             out.append([evt, h[H_TS] + epoch, h[H_TID], proc, h[H_RET], args, fd, self.num])
         return out
 
+    def _chdir(self, h: Header, evt: int) -> None:
+        """The new working directory: the probe's walk of it, else (a walk cut short) chdir's path
+        joined to the old one, as Falco does, or for fchdir what /proc says now."""
+        it, tgid = h[H_ITEMS], h[H_TGID]
+        walked = it[-1] if it and (evt == _FCHDIR or len(it) > 1) else b""
+        cwd = cwd_path(walked) if walked else None
+        if cwd is None:
+            cwd = _item_str(it, 0) if evt == _CHDIR else _readlink(f"/proc/{tgid}/cwd")
+        if cwd:
+            self.procs.chdir(tgid, cwd)
+
     def _exec(self, h: Header, it: list[bytes]) -> Process:
-        filename = _item_str(it, 0) or ""
-        block = it[1] if len(it) > 1 else b""
-        argv = [a.decode("utf-8", "replace") for a in block.split(b"\0")]
-        if argv and argv[-1] == "":
-            argv.pop()
-        truncated = bool(h[H_FLAGS] & PG_FLAG_TRUNCATED)
-        exe = exe_info(it[2], h[H_A0 + 2]) if len(it) > 2 else None
-        return self.procs.exec(h, filename, argv, (h[H_A0], h[H_A0 + 1], h[H_A0 + 2]), truncated, exe)
+        """Items: filename, argv, working directory, environment, then the image's inode."""
+        n = len(it)
+        argv = strings(it[1]) if n > 1 else []
+        cwd = cwd_path(it[2]) if n > 2 and it[2] else None
+        env = strings(it[3]) if n > 3 else None
+        exe = exe_info(it[4], h[H_A0 + 2]) if n > 4 else None
+        caps = (h[H_A0], h[H_A0 + 1], h[H_A0 + 2])
+        return self.procs.exec(h, _item_str(it, 0) or "", argv, caps, exe, cwd, env)
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None

@@ -29,8 +29,10 @@ TRACEFS: Final = "/sys/kernel/tracing"
 # event types that are not syscalls, and syscalls whose tracepoint has another name on x86_64
 _NOT_SYSCALLS: Final = frozenset({"procexit"})
 _TRACEPOINT_NAME: Final = {"umount2": "umount"}
-# exec and process exit feed the process table, so they are traced whatever the rules need
-ALWAYS_TRACED: Final = frozenset({"execve", "execveat", "procexit"})
+# Events that keep the process table right are traced whatever the rules select (Falco's
+# libsinsp likewise always adds its state syscalls): exec and exit, and chdir/fchdir, without
+# which proc.cwd, and every fd.name relative to it, would go stale.
+ALWAYS_TRACED: Final = frozenset({"execve", "execveat", "procexit", "chdir", "fchdir"})
 log = logging.getLogger("peregrine.collector")
 
 

@@ -11,8 +11,8 @@
  * that halves the programs run per syscall. sys_exit_X emits one record: the header of probe.h
  * (process context read through OFF_*), the arguments and return value, then payload items (user
  * strings, sockaddrs, socket addresses read from the fd table). Successful execs come from
- * sched_process_exec (argv read from the new mm, then the new image's inode from mm->exe_file),
- * failed ones from sys_exit_execve[at].
+ * sched_process_exec (argv and the environment read from the new mm, the working directory, then
+ * the new image's inode from mm->exe_file), failed ones from sys_exit_execve[at].
  * Records go to a ring buffer without wakeups; user space consumes it on a timer. Every record the
  * probe tries to emit and every record or field it loses is counted per CPU (PG_CNT_*).
  *
@@ -39,6 +39,7 @@
 #define K_CLONE3 7   /* struct clone_args at a[0] -> flags item of 8 bytes */
 #define K_PRCTL 8    /* PR_SET_NAME: string at a[1] */
 #define K_CAPSET 9   /* struct __user_cap_data_struct[2] at a[1] -> item of 24 bytes */
+#define K_CWD 10     /* chdir, fchdir: on success, the new working directory (pg_put_cwd) */
 #define K_SOCK0 11   /* the socket of fd a[0] (listen) */
 
 #define PG_NR_EXECVEAT 322 /* x86_64 */
@@ -245,11 +246,22 @@ static __always_inline void pg_put_str(struct pg_buf *b, const void *src, int ke
     b->h.len = off + 2 + n;
 }
 
+/* an empty item where one did not fit, so that the items after it keep their position */
+static __always_inline void pg_put_empty(struct pg_buf *b, u32 off) {
+    b->h.flags |= PG_FLAG_TRUNCATED;
+    BARRIER_VAR(off);
+    off &= PG_PAYLOAD - 1;
+    if (off > PG_PAYLOAD - 2)
+        return;
+    pg_put_len(b, off, 0);
+    b->h.len = off + 2;
+}
+
 /* append n bytes of user memory (n <= PG_MAX_STR); an empty item when the read fails */
 static __always_inline void pg_put_user(struct pg_buf *b, const void *src, u64 n) {
     u32 off = b->h.len;
     if (off > PG_HALF) {
-        b->h.flags |= PG_FLAG_TRUNCATED;
+        pg_put_empty(b, off);
         return;
     }
     BARRIER_VAR(off);
@@ -408,6 +420,79 @@ static __always_inline void pg_put_exe(struct pg_buf *b, char *mm, u64 fsids) {
 }
 #endif
 
+/* The current task's working directory as a probe.h PG_CWD_DEPTH item: from fs->pwd up through
+ * d_parent, crossing mounts through mnt_mountpoint, to the task's root (chroot) or the root mount
+ * of its namespace. bpf_d_path is not allowed in tracepoints, so this is Falco's walk
+ * (auxmap__store_d_path_approx); unlocked, so a concurrent rename can give a path that never
+ * existed. Components go out leaf first (no reversal here, user space reverses): chdir, fchdir and
+ * exec only, about 3 reads per component. */
+static __always_inline void pg_put_cwd(struct pg_buf *b, char *task) {
+    u32 off = b->h.len;
+    if (off > PG_HALF) {
+        pg_put_empty(b, off);
+        return;
+    }
+    BARRIER_VAR(off);
+    off &= PG_HALF;
+    char *fs = 0, *dentry = 0, *vfsmnt = 0, *root_d = 0, *root_m = 0, *mnt = 0, *up = 0, *mnt_root = 0;
+    u32 pos = 0;
+    int done = 0;
+    RD(fs, task + OFF_TASK_FS);
+    if (fs) {
+        RD(root_m, fs + OFF_FS_ROOT + OFF_PATH_MNT);
+        RD(root_d, fs + OFF_FS_ROOT + OFF_PATH_DENTRY);
+        RD(vfsmnt, fs + OFF_FS_PWD + OFF_PATH_MNT);
+        RD(dentry, fs + OFF_FS_PWD + OFF_PATH_DENTRY);
+    }
+    if (vfsmnt) {
+        mnt = vfsmnt - OFF_MOUNT_MNT;
+        RD(up, mnt + OFF_MOUNT_MNT_PARENT);
+        RD(mnt_root, vfsmnt + OFF_VFSMOUNT_MNT_ROOT);
+    }
+#pragma unroll
+    for (int i = 0; i < PG_CWD_DEPTH; i++) {
+        if (!dentry || (dentry == root_d && vfsmnt == root_m)) {
+            done = dentry != 0;
+            break;
+        }
+        char *parent = 0;
+        RD(parent, dentry + OFF_DENTRY_D_PARENT);
+        if (dentry == mnt_root || dentry == parent) {
+            if (dentry != mnt_root)
+                break; /* a root that is no mount's root: unlinked or detached, stop */
+            if (mnt == up) {
+                done = 1; /* the namespace's root mount */
+                break;
+            }
+            RD(dentry, mnt + OFF_MOUNT_MNT_MOUNTPOINT);
+            mnt = up;
+            vfsmnt = mnt + OFF_MOUNT_MNT;
+            RD(up, mnt + OFF_MOUNT_MNT_PARENT);
+            RD(mnt_root, vfsmnt + OFF_VFSMOUNT_MNT_ROOT);
+            continue;
+        }
+        if (pos > PG_MAX_STR - PG_NAME_MAX - 1)
+            break;
+        BARRIER_VAR(pos);
+        pos &= PG_MAX_STR - 1;
+        char *name = 0;
+        RD(name, dentry + OFF_DENTRY_D_NAME_NAME);
+        int n = bpf_probe_read_kernel_str(&b->d[off + 2 + pos], PG_NAME_MAX, name);
+        if (n <= 1)
+            break;
+        pos += n;
+        dentry = parent;
+    }
+    BARRIER_VAR(pos);
+    pos &= PG_MAX_STR - 1;
+    if (done)
+        b->d[off + 2 + pos++] = 0; /* the root's empty component: the walk is complete */
+    else
+        b->h.flags |= PG_FLAG_TRUNCATED;
+    pg_put_len(b, off, pos);
+    b->h.len = off + 2 + pos;
+}
+
 /* the syscall's arguments from the saved user registers; returns orig_ax (the syscall number).
  * x86_64 pt_regs from r10 on: r10 r9 r8 ax cx dx si di orig_ax (the loader checks this layout). */
 static __always_inline s64 pg_regs_args(char *task, u64 *a) {
@@ -476,6 +561,9 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
             pg_put_str(b, (const void *)b->h.a[1], 0);
     } else if (kind == K_CAPSET) {
         pg_put_user(b, (const void *)b->h.a[1], 24);
+    } else if (kind == K_CWD) {
+        if (ret == 0)
+            pg_put_cwd(b, task);
     } else if (kind == K_SOCK0) {
         pg_put_sock(b, b->h.a[0]);
     }
@@ -487,7 +575,9 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
         return pg_exit((const struct pg_sys_exit *)args, evt, strmask, kind);                    \
     }
 
-/* successful exec: the new image's filename and argv (from mm, in one read) */
+/* successful exec: the new image's filename, argv and environment (from mm, one read each, each
+ * cut at PG_MAX_STR as Falco cuts both at MAX_PROC_ARG_ENV), the working directory and the
+ * image's inode */
 TRACEPOINT_PROBE(sched, sched_process_exec) {
     u64 pt = bpf_get_current_pid_tgid();
     if ((pt >> 32) == SELF_TGID)
@@ -525,11 +615,13 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
 #endif
 #endif
     }
-    u64 start = 0, end = 0;
+    u64 start = 0, end = 0, env = 0, env_end = 0;
     RD(mm, task + OFF_TASK_MM);
     if (mm) {
         RD(start, mm + OFF_MM_ARG_START);
         RD(end, mm + OFF_MM_ARG_END);
+        RD(env, mm + OFF_MM_ENV_START);
+        RD(env_end, mm + OFF_MM_ENV_END);
     }
     b->h.a[3] = end > start ? end - start : 0;
     b->h.a[4] = old_tid;
@@ -538,6 +630,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     pg_session(&b->h);
     pg_put_str(b, (char *)args + (args->data_loc_filename & 0xffff), 1);
     pg_put_user(b, (const void *)start, b->h.a[3]);
+    pg_put_cwd(b, task);
+    pg_put_user(b, (const void *)env, env_end > env ? env_end - env : 0);
 #ifdef PG_EXE
     pg_put_exe(b, mm, fsids);
 #endif
@@ -747,10 +841,10 @@ PG_SYSCALL(recvfrom, EV_recvfrom, 0, K_NONE)
 PG_SYSCALL(recvmsg, EV_recvmsg, 0, K_NONE)
 #endif
 #ifdef HAVE_chdir
-PG_SYSCALL(chdir, EV_chdir, 0x1, K_NONE)
+PG_SYSCALL(chdir, EV_chdir, 0x1, K_CWD)
 #endif
 #ifdef HAVE_fchdir
-PG_SYSCALL(fchdir, EV_fchdir, 0, K_NONE)
+PG_SYSCALL(fchdir, EV_fchdir, 0, K_CWD)
 #endif
 #ifdef HAVE_kill
 PG_SYSCALL(kill, EV_kill, 0, K_NONE)

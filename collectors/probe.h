@@ -19,7 +19,13 @@
 #define PG_EXE_HAVE_LAYER 2 /* an overlayfs inode whose layer is known */
 #define PG_EXE_UPPER 4      /* ... with an upper-layer copy */
 
-#define PG_MAX_STR 4096    /* one path or argv block */
+/* The working directory item (probe.bpf.c pg_put_cwd): its path components from the leaf up, each
+ * NUL-terminated, then one empty component when the walk reached the root ("" + NUL for "/").
+ * Without that final empty component the walk stopped early and the item is incomplete. */
+#define PG_CWD_DEPTH 48    /* components walked; a deeper directory gives an incomplete item */
+#define PG_NAME_MAX 256    /* one component with its NUL (NAME_MAX + 1) */
+
+#define PG_MAX_STR 4096    /* one path, argv block or environment block (Falco's MAX_PROC_ARG_ENV) */
 #define PG_HALF 8191       /* appends start at or below this offset */
 #define PG_PAYLOAD 16384
 

@@ -47,6 +47,7 @@ from rules.record import (
     P_CAP_PERM,
     P_CONTAINER_ID,
     P_CWD,
+    P_ENV,
     P_EXE,
     P_EXE_FLAGS,
     P_EXE_INO_CTIME,
@@ -86,9 +87,10 @@ def _readlink(path: str) -> str | None:
 
 
 def _argv(block: bytes) -> list[str]:
-    """Arguments from a /proc cmdline read of at most PG_MAX_STR + 1 bytes, cut to what the probe
-    captures at exec, so a process seeded at start cannot carry a longer command line (1 MB+ of
-    arguments would otherwise reach alerts, logs and every sink) than one seen exec'ing."""
+    """Arguments (or environment) from a /proc cmdline (environ) read of at most PG_MAX_STR + 1
+    bytes, cut to what the probe captures at exec, so a process seeded at start cannot carry a
+    longer command line (1 MB+ of arguments would otherwise reach alerts, logs and every sink)
+    than one seen exec'ing."""
     cut = len(block) > PG_MAX_STR
     args = block[:PG_MAX_STR].split(b"\0")
     if not cut or args[-1] == b"":
@@ -217,10 +219,13 @@ class ProcTable:
         filename: str,
         argv: list[str],
         caps: tuple[int, int, int],
-        truncated: bool,
         exe: ExeInfo | None = None,
+        cwd: str | None = None,
+        env: list[str] | None = None,
     ) -> Process:
-        """A successful exec: a new version with the new image (`exe`: its inode, when read)."""
+        """A successful exec: a new version with the new image (`exe`: its inode, when read), the
+        working directory the probe read (`cwd`, None when it could not: then the one this table
+        knows, else /proc's) and the environment (`env`, None when not captured: then inherited)."""
         tgid = h[H_TGID]
         assert isinstance(tgid, int)
         e = self._procs.get(tgid)
@@ -228,7 +233,7 @@ class ProcTable:
         if old is None:
             old = self._from_proc(tgid) or self._from_header(h)
         p = list(old)
-        cwd = p[P_CWD] or _readlink(f"/proc/{tgid}/cwd")
+        cwd = cwd or p[P_CWD] or _readlink(f"/proc/{tgid}/cwd")
         exepath = _readlink(f"/proc/{tgid}/exe")
         if exepath is None or not exepath.startswith("/"):
             exepath = filename if filename.startswith("/") or not cwd else os.path.join(cwd, filename)
@@ -237,6 +242,8 @@ class ProcTable:
         p[P_ARGS] = argv[1:]
         p[P_EXEPATH] = os.path.normpath(exepath) if exepath.startswith("/") else exepath
         p[P_CWD] = cwd
+        if env is not None:
+            p[P_ENV] = env
         p[P_CAP_INH], p[P_CAP_PERM], p[P_CAP_EFF] = caps
         p[P_EXE_FLAGS] = EXE_FROM_MEMFD if exepath.startswith("/memfd:") else 0
         if exe is not None:
@@ -295,6 +302,12 @@ class ProcTable:
                 argv = _argv(f.read(PG_MAX_STR + 1))
         except (OSError, ValueError):
             return None
+        env: list[str] | None = None
+        try:  # as the probe reads it at exec: the first PG_MAX_STR bytes
+            with open(f"{base}/environ", "rb") as f:
+                env = _argv(f.read(PG_MAX_STR + 1))
+        except OSError:
+            pass
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
         # fields[0] is state (field 3 of stat)
@@ -309,6 +322,7 @@ class ProcTable:
         p[P_PID], p[P_PPID], p[P_NAME] = pid, ppid, name
         p[P_EXE] = argv[0] if argv else name
         p[P_ARGS] = argv[1:]
+        p[P_ENV] = env
         p[P_EXEPATH] = _readlink(f"{base}/exe") or p[P_EXE]
         p[P_CWD] = _readlink(f"{base}/cwd")
         p[P_TTY] = tty_nr

@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from collectors.cgroups import CgroupResolver
-from collectors.decode import BUILDERS, DecodeError, Decoder, abspath
+from collectors.decode import BUILDERS, DecodeError, Decoder, abspath, cwd_path
 from collectors.header import HDR, PG_EVT_FORK
 from collectors.proctable import ProcTable
 from rules.record import (
@@ -35,6 +35,7 @@ from rules.record import (
     P_ARGS,
     P_CONTAINER_ID,
     P_CWD,
+    P_ENV,
     P_EXE,
     P_EXEPATH,
     P_LOGINUID,
@@ -187,6 +188,49 @@ def test_sweep_forgets_processes_gone_from_proc(decoder: Decoder) -> None:
     assert decoder.procs.get(PARENT) is not None  # above pid_max: never in /proc
     assert decoder.procs.sweep() >= 1
     assert decoder.procs.get(PARENT) is None
+
+
+def _walked(path: str) -> bytes:
+    """The probe's working-directory item for an absolute path: components leaf first, then the root."""
+    parts = [c for c in path.split("/") if c]
+    return b"".join(c.encode() + b"\0" for c in reversed(parts)) + b"\0"
+
+
+def test_working_directory_items_read_leaf_first_and_incomplete_walks_are_unknown() -> None:
+    assert cwd_path(b"\0") == "/"
+    assert cwd_path(_walked("/usr/local/lib")) == "/usr/local/lib"
+    assert cwd_path(b"lib\0local\0") is None  # the walk stopped before the root
+    assert cwd_path(b"") is None
+
+
+def test_exec_takes_the_probes_cwd_over_a_stale_inherited_one_and_its_environment(decoder: Decoder) -> None:
+    block = b"tool\0"
+    env = b"PATH=/bin\0GLIBC_TUNABLES=glibc.malloc.mxfast=0\0"
+    evs = decoder.decode([
+        exec_rec(PARENT, b"/bin/sh", [b"sh"]),
+        rec("chdir", PARENT, items=(b"/stale\0",)),  # the table believes /stale
+        rec("execve", PARENT, a=(0, 0, 0, len(block)), items=(b"./tool\0", block, _walked("/srv/real"), env)),
+        rec("execve", PARENT, a=(0, 0, 0, len(block)), items=(b"./tool\0", block, b"real\0", b"")),
+    ])
+    real, cut = evs[2][EV_PROC], evs[3][EV_PROC]
+    assert real[P_CWD] == "/srv/real" and evs[2][EV_ARGS][6] == "/srv/real"
+    assert real[P_EXEPATH] == "/srv/real/tool"
+    assert real[P_ENV] == ["PATH=/bin", "GLIBC_TUNABLES=glibc.malloc.mxfast=0"]
+    assert cut[P_CWD] == "/srv/real" and cut[P_ENV] == []  # an incomplete walk keeps the known cwd
+
+
+def test_chdir_and_fchdir_take_the_walked_directory(decoder: Decoder) -> None:
+    evs = decoder.decode([
+        exec_rec(PARENT, b"/bin/sh", [b"sh"]),
+        rec("chdir", PARENT, items=(b"link\0", _walked("/data/target"))),  # a symlink, resolved
+        rec("openat", PARENT, ret=3, a=(0xFFFFFF9C, 0, 0, 0), items=(b"release_agent\0",)),
+        rec("fchdir", PARENT, a=(4,), items=(_walked("/sys/fs/cgroup/x"),)),
+        rec("openat", PARENT, ret=5, a=(0xFFFFFF9C, 0, 1, 0), items=(b"release_agent\0",)),
+        rec("chdir", PARENT, items=(b"sub\0", b"sub\0")),  # the walk stopped early: join, as Falco does
+    ])
+    assert evs[2][EV_FD][F_NAME] == "/data/target/release_agent"
+    assert evs[4][EV_FD][F_NAME] == "/sys/fs/cgroup/x/release_agent"
+    assert decoder.procs.get(PARENT)[P_CWD] == "/sys/fs/cgroup/x/sub"  # type: ignore[index]
 
 
 def test_listen_names_its_socket_as_falco_names_a_server_socket(decoder: Decoder) -> None:

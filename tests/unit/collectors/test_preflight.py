@@ -74,12 +74,13 @@ def _fake_tracefs(root: Path, syscalls: set[str]) -> str:
 
 @pytest.mark.skipif(not os.access("/sys/kernel/btf/vmlinux", os.R_OK), reason="no kernel BTF")
 def test_cflags_trace_what_exists_and_name_what_is_missing(tmp_path: Path) -> None:
-    tracefs = _fake_tracefs(tmp_path, {"openat", "execve", "umount"})
+    tracefs = _fake_tracefs(tmp_path, {"openat", "execve", "umount", "chdir"})
     flags, traced, missing = loader.build_cflags(
         Btf.load(), {"openat", "umount2", "finit_module"}, 4242, 1 << 20, tracefs=tracefs
     )
-    assert traced == {"openat", "umount2", "execve", "procexit"}  # exec and exit always, for the table
-    assert missing == {"finit_module", "execveat"}
+    # exec, exit, chdir and fchdir always, for the process table
+    assert traced == {"openat", "umount2", "execve", "procexit", "chdir"}
+    assert missing == {"finit_module", "execveat", "fchdir"}
     assert {"-DHAVE_openat=1", "-DHAVE_umount2=1", "-DSELF_TGID=4242", "-DRING_PAGES=256",
             "-DEV_openat=3", "-DPG_THREAD_SIZE=16384"} <= set(flags)
     assert not any(f.startswith("-DHAVE_finit_module") for f in flags)

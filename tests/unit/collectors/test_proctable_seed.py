@@ -11,7 +11,7 @@ import pytest
 from collectors.cgroups import CgroupResolver
 from collectors.header import PG_MAX_STR
 from collectors.proctable import ProcTable
-from rules.record import P_ARGS, P_EXE
+from rules.record import P_ARGS, P_ENV, P_EXE
 
 
 @pytest.fixture
@@ -47,6 +47,22 @@ def test_a_short_command_line_is_kept_whole() -> None:
         p = table.get(proc.pid)
         assert p is not None
         assert p[P_ARGS] == ["-c", "import sys; sys.stdin.read()", "x y", ""]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_seeded_environment_comes_from_proc_cut_where_the_probe_cuts_an_exec() -> None:
+    env = {"PEREGRINE_FIRST": "1", "BIG": "x" * 10_000, "PEREGRINE_LAST": "2"}
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE,
+                            env=env)
+    try:
+        table = ProcTable("node-a", 0, CgroupResolver(mount=""))
+        table.seed()
+        p = table.get(proc.pid)
+        assert p is not None
+        assert p[P_ENV][0] == "PEREGRINE_FIRST=1" and p[P_ENV][1].startswith("BIG=xxx")
+        assert len("\0".join(p[P_ENV]).encode()) <= PG_MAX_STR
     finally:
         proc.kill()
         proc.wait()
