@@ -14,6 +14,12 @@ Format (documented for whoever drains the topic):
     batch was read.
 
 Headers rather than an envelope, so that the value stays byte-identical to what was produced.
+
+A message that cannot be dead-lettered whole (larger than `MAX_WHOLE_BYTES`, or whose letter Kafka
+refused) is dead-lettered as a reference (`DeadLetter.reference`): the value is its first
+`REFERENCE_BYTES` bytes, the key at most `MAX_KEY_BYTES`, and two more headers say so:
+``peregrine.dlq.size`` (the original value's length in bytes) and ``peregrine.dlq.reference``
+(``1``). The original stays on its topic (topic, partition, offset) until its retention ends.
 """
 
 from __future__ import annotations
@@ -30,7 +36,14 @@ OFFSET: Final = "peregrine.dlq.offset"
 DESTINATION: Final = "peregrine.dlq.destination"
 ATTEMPTS: Final = "peregrine.dlq.attempts"
 EVALUATION_FAILED: Final = "evaluation failed"
+SIZE: Final = "peregrine.dlq.size"
+REFERENCE: Final = "peregrine.dlq.reference"
 _MAX_DETAIL: Final = 1024
+# A letter above this goes as a reference: the events DLQ's max.message.bytes is the broker's default
+# (1 MiB), and the headers and record framing must fit beside the value.
+MAX_WHOLE_BYTES: Final = 1024 * 1024 - 16 * 1024
+REFERENCE_BYTES: Final = 1024
+MAX_KEY_BYTES: Final = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +62,16 @@ class DeadLetter:
             (PARTITION, str(self.partition).encode()),
             (OFFSET, str(self.offset).encode()),
         ]
+
+    def reference(self, value: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
+        """The value and headers of a letter that points at the message instead of carrying it."""
+        headers = [*self.headers(), (SIZE, str(len(value)).encode()), (REFERENCE, b"1")]
+        return bytes(value[:REFERENCE_BYTES]), headers
+
+
+def bounded_key(key: bytes | None) -> bytes | None:
+    """The key of a reference letter: the original's first `MAX_KEY_BYTES` bytes."""
+    return None if key is None else bytes(key[:MAX_KEY_BYTES])
 
 
 def parse_headers(headers: list[tuple[str, bytes]] | None) -> DeadLetter:

@@ -22,6 +22,7 @@ from typing import Any, Final
 import msgpack
 
 from collectors.errors import CollectorError
+from collectors.wire import shown
 
 STATS_VERSION: Final = 1
 CATEGORIES: Final = (
@@ -75,11 +76,12 @@ def decode_stats(data: bytes) -> Stats:
     try:
         obj: Any = msgpack.unpackb(data, raw=False)
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
-        raise StatsError(f"malformed msgpack: {type(exc).__name__}: {exc}") from None
+        raise StatsError(f"malformed msgpack: {type(exc).__name__}: {shown(str(exc))}") from None
     if not isinstance(obj, dict):
         raise StatsError(f"stats is not a map but {type(obj).__name__}")
     if obj.get("v") != STATS_VERSION:
-        raise StatsError(f"unsupported stats version v={obj.get('v')!r}, this build reads v={STATS_VERSION}")
+        version = shown(obj.get("v"))
+        raise StatsError(f"unsupported stats version v={version}, this build reads v={STATS_VERSION}")
     missing = [k for k in _KEYS if k not in obj]
     if missing:
         raise StatsError(f"missing field: {', '.join(missing)}")
@@ -87,7 +89,7 @@ def decode_stats(data: bytes) -> Stats:
         raise StatsError("node and boot_id must be strings")
     for k in ("t", "interval_ns", "n_evts", "n_read"):
         if type(obj[k]) is not int or obj[k] < 0:
-            raise StatsError(f"{k} must be a non-negative integer, got {obj[k]!r}")
+            raise StatsError(f"{k} must be a non-negative integer, got {shown(obj[k])}")
     drops = obj["drops"]
     if not isinstance(drops, dict) or not all(
         isinstance(k, str) and type(v) is int and v >= 0 for k, v in drops.items()

@@ -101,8 +101,22 @@ def decode_batch(data: bytes) -> Batch:
         raise WireError("trailing bytes", str(exc)) from None
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         # msgpack signals truncation with ValueError subclasses, bad UTF-8 with UnicodeDecodeError
-        raise WireError("malformed msgpack", f"{type(exc).__name__}: {exc}") from None
+        raise WireError("malformed msgpack", f"{type(exc).__name__}: {shown(str(exc))}") from None
     return _validate(obj)
+
+
+# Characters of an offending value an error text quotes: error texts reach logs and DLQ headers, and
+# a value is the sender's (a 1 MB version field made a 1 MB log line, a newline forged one).
+_SHOWN: Final = 40
+
+
+def shown(value: object) -> str:
+    """A short, one-line, escaped rendering of an offending wire value, for error texts."""
+    if isinstance(value, (str, bytes)) and len(value) > _SHOWN:
+        return f"{value[:_SHOWN]!r}...({len(value)} long)"
+    scalar = isinstance(value, (str, bytes, int, float, bool, type(None)))
+    text = repr(value) if scalar else type(value).__name__  # msgpack ints are 64-bit: repr is short
+    return text if len(text) <= 2 * _SHOWN else f"{text[:2 * _SHOWN]}..."
 
 
 def _check_size(data: object) -> None:
@@ -169,7 +183,9 @@ def _validate(obj: Any) -> Batch:
         raise WireError("envelope is not a map", type(obj).__name__)
     version = obj.get("v")
     if version != SCHEMA_VERSION:
-        raise WireError("unsupported schema version", f"v={version!r}, this build reads v={SCHEMA_VERSION}")
+        raise WireError(
+            "unsupported schema version", f"v={shown(version)}, this build reads v={SCHEMA_VERSION}"
+        )
     missing = [k for k in _KEYS if k not in obj]
     if missing:
         raise WireError("missing envelope field", ", ".join(missing))
@@ -193,7 +209,9 @@ def _validate(obj: Any) -> Batch:
             raise WireError("bad process record", f"procs[{i}] must be an array of {PROCESS_LEN}")
         parent = p[P_PARENT]
         if type(parent) is not int or not -1 <= parent < n_procs or parent == i:
-            raise WireError("bad process reference", f"procs[{i}] parent {parent!r} of {n_procs} processes")
+            raise WireError(
+                "bad process reference", f"procs[{i}] parent {shown(parent)} of {n_procs} processes"
+            )
         if p[P_CONTAINER] is not None:
             raise WireError("bad process record", f"procs[{i}] carries container metadata on the wire")
     _reject_parent_cycles(procs)
@@ -241,9 +259,9 @@ def _event_error(i: int, ev: Any, n_procs: int) -> WireError:
         return WireError("bad event record", f"events[{i}] must be an array of {EVENT_LEN}")
     etype, proc = ev[EV_TYPE], ev[EV_PROC]
     if type(etype) is not int or not 0 <= etype < _N_TYPES:
-        return WireError("unknown event type", f"events[{i}] type {etype!r}")
+        return WireError("unknown event type", f"events[{i}] type {shown(etype)}")
     if type(proc) is not int or not 0 <= proc < n_procs:
-        return WireError("bad process reference", f"events[{i}] process {proc!r} of {n_procs}")
+        return WireError("bad process reference", f"events[{i}] process {shown(proc)} of {n_procs}")
     # compiled rules index parameters positionally: a short list would fail mid-evaluation
     return WireError(
         "bad event record", f"events[{i}] ({EVENT_TYPES[etype]}) needs {_N_PARAMS[etype]} parameters"

@@ -14,6 +14,14 @@ with its input:
   already running) leaves alerts of uncommitted batches in it: they would commit twice.
   `_FreshTransactions` restarts every transactional producer on each rebalance, so the broker
   aborts whatever was not committed before the batches are read again.
+* aiokafka's ``send`` only queues a record; the broker may still refuse it (a record above the
+  topic's ``max.message.bytes``, a broker down) and the failure lands in a future nobody read, while
+  the commit went ahead and the batch was gone. `Deliveries` keeps every send's future per
+  transaction; the commit (`_GatedConsumer._commit_tps`) first settles them, and leaves out the
+  partitions whose transaction lost a record: their offsets are not committed, and the worker rejoins
+  its group, which (as any rebalance) restarts those producers, so the broker aborts the transaction,
+  and reads the partitions again from their committed offsets. `Deliveries` remembers which input
+  message lost a record, so the agents retry it once and then dead-letter it (`Emitter.attempts`).
 * The periodic commit first snapshots acknowledged offsets and then, after awaiting, commits the open
   transaction; a batch processed in between would have its alerts committed while its offset is
   not, and be evaluated again after a crash. `_GatedConsumer` holds `commit_gate` across the whole
@@ -28,16 +36,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import faust
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from faust.types.enums import ProcessingGuarantee
 
 from bus import faust_auth
 from streams.config import WorkerConfig
+from streams.logsafe import shown
 
 log = logging.getLogger("peregrine.worker.app")
 
@@ -71,6 +83,89 @@ _LINGER_EXACTLY_ONCE = 0.1
 _LINGER = 0.005
 
 
+# Input messages whose records Kafka refused, remembered until they are read again (a commit interval
+# later); bounded so a broker refusing everything cannot grow it.
+_MAX_REMEMBERED_FAILURES: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The input message a record was produced for."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    attempts: int
+    reason: str  # the exception's type and message, bounded
+
+
+@dataclass(slots=True)
+class Deliveries:
+    """The delivery futures of the records sent since the last commit, per transactional id ("" at
+    least once), and what they taught: which transactions lost a record (not to be committed until a
+    rebalance restarts them) and how often each input message's records were refused."""
+
+    _pending: dict[str, list[tuple[Origin, asyncio.Future[Any]]]] = field(default_factory=dict)
+    _poisoned: set[str] = field(default_factory=set)
+    _failures: OrderedDict[Origin, Failure] = field(default_factory=OrderedDict)
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def add(self, tid: str, origin: Origin, future: asyncio.Future[Any]) -> None:
+        self._pending.setdefault(tid, []).append((origin, future))
+
+    def fail(self, tid: str, origin: Origin, exc: BaseException) -> None:
+        self._poisoned.add(tid)
+        before = self._failures.pop(origin, None)
+        attempts = 1 if before is None else before.attempts + 1
+        self._failures[origin] = Failure(attempts, shown(f"{type(exc).__name__}: {exc}"))
+        while len(self._failures) > _MAX_REMEMBERED_FAILURES:
+            self._failures.popitem(last=False)
+        log.warning(
+            "Kafka refused a record produced for %s:%d@%d (attempt %d): %s; its partition is read again",
+            shown(origin.topic), origin.partition, origin.offset, attempts, self._failures[origin].reason,
+        )
+
+    def pending_tids(self) -> list[str]:
+        return [tid for tid, sent in self._pending.items() if sent]
+
+    async def settle(self, tid: str) -> None:
+        """Wait for every record sent in `tid`'s transaction; a refused one poisons the transaction."""
+        sent = self._pending.pop(tid, [])
+        for origin, future in sent:
+            try:
+                await future
+            except Exception as exc:  # any refusal: the transaction must not commit
+                self.fail(tid, origin, exc)
+
+    def poisoned(self, tid: str) -> bool:
+        return tid in self._poisoned
+
+    def any_poisoned(self) -> bool:
+        return bool(self._poisoned)
+
+    def restarted(self) -> None:
+        """A rebalance restarted every transaction and rewound every partition: forget the sends."""
+        for sent in self._pending.values():
+            for _, future in sent:
+                future.add_done_callback(_retrieve)  # aborted: nobody will await it
+        self._pending.clear()
+        self._poisoned.clear()
+
+    def failure(self, origin: Origin) -> Failure | None:
+        return self._failures.get(origin)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class _PromptFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -91,8 +186,21 @@ class _GatedConsumer(faust_aiokafka.Consumer):
 
     async def _commit_tps(self, tps: Iterable[Any], start_new_transaction: bool) -> bool:
         async with self.commit_gate:
-            result: bool = await super()._commit_tps(tps, start_new_transaction)
+            app: _App = self.app  # type: ignore[assignment]
+            tps = list(tps)
+            await app.settle_deliveries()
+            keep = [tp for tp in tps if not app.deliveries.poisoned(app.transaction_of(tp))]
+            if app.deliveries.any_poisoned():
+                self._rejoin()
+            result: bool = await super()._commit_tps(keep, start_new_transaction)
             return result
+
+    def _rejoin(self) -> None:
+        """Ask the group for a rebalance: Faust then restarts the transactions (`_FreshTransactions`)
+        and seeks every partition to its committed offset, the one path that rewinds a partition."""
+        thread: Any = self._thread
+        consumer: Any = thread._ensure_consumer()
+        thread.thread_loop.call_soon_threadsafe(consumer._coordinator.request_rejoin)
 
 
 class _ConcurrentCommitProducer(faust_aiokafka.Producer):
@@ -130,6 +238,8 @@ class _ConcurrentCommitProducer(faust_aiokafka.Producer):
 class _FreshTransactions(faust_consumer.TransactionManager):
     async def on_rebalance(self, assigned: set[Any], revoked: set[Any], newly_assigned: set[Any]) -> None:
         await super().on_rebalance(assigned, revoked | assigned, newly_assigned)
+        app: _App = self.app  # type: ignore[assignment]
+        app.deliveries.restarted()
 
 
 class _Transport(faust_aiokafka.Transport):
@@ -139,8 +249,33 @@ class _Transport(faust_aiokafka.Transport):
 
 
 class _App(faust.App):
+    deliveries: Deliveries
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deliveries = Deliveries()
+
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
+
+    def transaction_of(self, tp: Any) -> str:
+        """The transactional id Faust gives the input partition ``tp`` ("" at least once: one producer)."""
+        guarantee: object = self.conf.processing_guarantee
+        if guarantee != ProcessingGuarantee.EXACTLY_ONCE:
+            return ""
+        return f"{self.conf.id}-{self.assignor.group_for_topic(tp.topic)}-{tp.partition}"
+
+    async def settle_deliveries(self) -> None:
+        """Push out and await every record sent since the last commit (under the commit gate)."""
+        producer: Any = self.producer
+        for tid in self.deliveries.pending_tids():
+            if tid:
+                # What aiokafka's own commit does first: close the open batches and wake the sender,
+                # so the wait is one produce round trip, not the linger.
+                await producer._transaction_producers[tid]._message_accumulator.flush_for_commit()
+            else:
+                await producer.flush()
+            await self.deliveries.settle(tid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,24 +340,38 @@ def commit_gate(app: faust.App) -> asyncio.Lock:
 class Emitter:
     """Produces alerts and dead letters on behalf of one input message (see the module docstring)."""
 
-    def __init__(self, app: faust.App, exactly_once: bool) -> None:
+    def __init__(self, app: faust.App) -> None:
+        if not isinstance(app, _App):
+            raise TypeError("Emitter needs the app of build_app")
         self._app = app
-        self._exactly_once = exactly_once
 
     async def send(
         self,
-        source_topic: str,
-        source_partition: int,
+        origin: Origin,
         topic: str,
         key: bytes | None,
         value: bytes,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
+        """Queue one record in the transaction of `origin`'s partition. Never raises for a refused
+        record: the commit leaves that transaction out and the message is read again."""
         app = self._app
-        tid = None
-        if self._exactly_once:
-            group = app.assignor.group_for_topic(source_topic)
-            tid = f"{app.conf.id}-{group}-{source_partition}"
-        # Not awaiting delivery: a transaction commit (or, at least once, the flush before an offset
-        # commit) waits for it, and waiting per message would serialise the worker on the broker.
-        await app.producer.send(topic, key, value, None, None, headers, transactional_id=tid)
+        tid = app.transaction_of(TP(origin.topic, origin.partition))
+        try:
+            queued = await app.producer.send(
+                topic, key, value, None, None, headers, transactional_id=tid or None
+            )
+        except Exception as exc:  # refused before queueing (too large for the producer, no transaction)
+            app.deliveries.fail(tid, origin, exc)
+            return
+        # Not awaiting delivery: the commit settles every future first (`Deliveries`), and waiting per
+        # message would serialise the worker on the broker.
+        app.deliveries.add(tid, origin, asyncio.ensure_future(queued))
+
+    def __len__(self) -> int:
+        """Input messages remembered as refused (bounded; a metric)."""
+        return len(self._app.deliveries)
+
+    def failure(self, origin: Origin) -> Failure | None:
+        """How often Kafka refused the records of `origin` (read again after a rewind), or None."""
+        return self._app.deliveries.failure(origin)

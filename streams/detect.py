@@ -8,7 +8,13 @@ container's alerts stay in order. Nothing else happens per event: no coroutine, 
 
 A batch that does not decode (or has a schema version this build does not read) goes to the
 dead-letter topic with the reason (`bus.dlq`), and so does a batch the rule engine raises on:
-one bad batch must not stop a partition. Both are counted.
+one bad batch must not stop a partition. Both are counted. A batch too large for the dead-letter
+topic, or whose letter Kafka refused, goes there as a reference (`bus.dlq.DeadLetter.reference`).
+A batch whose records Kafka refused (`streams.app.Deliveries`) is read again once, then
+dead-lettered: it is never committed as done without its alerts.
+
+The alert's ``hostname`` is the batch envelope's node (checked by `node_name`), not the per-process
+field the rule engine reads: one node cannot make up host names, so a Loki label stays bounded.
 
 `Detector` is the synchronous, Kafka-free part (unit-tested directly); `install_detection` wires it
 into a Faust agent with ``concurrency=1`` (faust#606) under the commit gate (`streams.app`).
@@ -17,11 +23,14 @@ into a Faust agent with ``concurrency=1`` (faust#606) under the commit gate (`st
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic
+from typing import Any, Final, Generic
 
 import faust
 
@@ -29,7 +38,9 @@ from alerts import wire
 from bus import dlq
 from collectors.wire import Batch, Decoder, WireError
 from rules.record import EV_PROC, P_CONTAINER_ID, Process
-from streams.app import Emitter, WorkerTopics, commit_gate
+from streams.app import Emitter, Origin, WorkerTopics, commit_gate
+from streams.identity import node_problem
+from streams.logsafe import shown
 from streams.metrics import WorkerMetrics
 from streams.reload import LiveRules, Rule
 
@@ -37,26 +48,42 @@ log = logging.getLogger("peregrine.worker.detect")
 
 Enrich = Callable[[Iterable[Process]], object]
 
+# Nodes whose sequence the worker follows: ten times the largest fleet the design plans for per
+# worker, so eviction (the least recently seen node first) only ever drops forged names.
+MAX_TRACKED_NODES: Final = 100_000
+# A batch whose records Kafka refused is evaluated again this many times in all, then dead-lettered.
+EMIT_ATTEMPTS: Final = 2
+MAX_KEY_BYTES: Final = 128  # a container id is 64 hex digits
+REFUSED: Final = "records refused by Kafka"
+
 
 @dataclass(slots=True)
 class SeqTracker:
     """Last batch ``seq`` per node and boot; `observe` returns how many batches were skipped.
 
     A new boot_id restarts the count (the collector restarted), and a seq at or below the last one is
-    a redelivery (after a rebalance or a crash), not a gap. One entry per node: bounded by the fleet.
+    a redelivery (after a rebalance or a crash), not a gap. Keys are attacker-chosen (any collector
+    can name any node): at most `max_nodes` entries, the least recently seen evicted first (a node
+    evicted and seen again starts afresh, as after a restart); `len` is exported as a metric.
     """
 
-    _last: dict[str, tuple[str, int]] = field(default_factory=dict)
+    max_nodes: int = MAX_TRACKED_NODES
+    _last: OrderedDict[str, tuple[str, int]] = field(default_factory=OrderedDict)
+
+    def __len__(self) -> int:
+        return len(self._last)
 
     def observe(self, node: str, boot_id: str, seq: int) -> int:
-        last = self._last.get(node)
+        last = self._last.pop(node, None)
+        missing = 0
         if last is not None and last[0] == boot_id:
             if seq <= last[1]:
+                self._last[node] = last
                 return 0
             missing = seq - last[1] - 1
-        else:
-            missing = 0
         self._last[node] = (boot_id, seq)
+        while len(self._last) > self.max_nodes:
+            self._last.popitem(last=False)
         return missing
 
 
@@ -85,6 +112,9 @@ class Detector(Generic[Rule]):
     def decode(self, data: bytes) -> tuple[Batch, float]:
         t0 = time.perf_counter()
         batch = self.decoder.decode(data)
+        problem = node_problem(batch.node, batch.boot_id)
+        if problem is not None:
+            raise WireError("bad envelope field", problem)
         if self.enrich is not None:
             self.enrich(batch.procs)
         return batch, time.perf_counter() - t0
@@ -98,13 +128,22 @@ class Detector(Generic[Rule]):
         alerts: list[tuple[bytes, bytes]] = []
         priorities: list[str] = []
         _, kept_before = ruleset.gate_counts()
+        node = batch.node
         for ev, rule in ruleset.evaluate(batch.events):
             alert = wire.from_json_dict(build_alert(rule, ev))
-            key = str(ev[EV_PROC][P_CONTAINER_ID]).encode()
+            if alert.hostname != node:  # the per-process field is the node's to fill: not trusted
+                alert = dataclasses.replace(alert, hostname=node)
+            key = alert_key(ev[EV_PROC][P_CONTAINER_ID])
             alerts.append((key, wire.encode(alert)))
             priorities.append(alert.priority.label)
         gate_kept = ruleset.gate_counts()[1] - kept_before
         return Detection(batch, alerts, priorities, missing, decode_s, time.perf_counter() - t0, gate_kept)
+
+
+def alert_key(container_id: object) -> bytes:
+    """The alert's record key: the container id, or a digest of a value too long to be one."""
+    key = str(container_id).encode("utf-8", "replace")
+    return key if len(key) <= MAX_KEY_BYTES else hashlib.sha256(key).hexdigest().encode()
 
 
 async def handle_message(
@@ -115,41 +154,53 @@ async def handle_message(
     message: Any,  # faust.types.Message
 ) -> None:
     """Everything the agent does for one Kafka message, under the commit gate."""
-    src_topic, partition, offset = message.topic, message.partition, message.offset
-    alerts_topic = topics.alerts.get_topic_name()
+    origin = Origin(message.topic, message.partition, message.offset)
+    where = f"{shown(origin.topic)}:{origin.partition}@{origin.offset}"
+    value: bytes = message.value or b""
 
-    async def dead_letter(reason: str, detail: str) -> None:
-        letter = dlq.DeadLetter(reason, detail, src_topic, partition, offset)
+    async def dead_letter(reason: str, detail: str, whole: bool = True) -> None:
+        letter = dlq.DeadLetter(reason, detail, origin.topic, origin.partition, origin.offset)
         metrics.dlq.add(1, {"reason": reason})
         dlq_topic = topics.dlq.get_topic_name()
-        value = message.value or b""
-        await emitter.send(src_topic, partition, dlq_topic, message.key, value, letter.headers())
+        if whole and len(value) <= dlq.MAX_WHOLE_BYTES:
+            await emitter.send(origin, dlq_topic, message.key, value, letter.headers())
+        else:
+            ref_value, ref_headers = letter.reference(value)
+            await emitter.send(origin, dlq_topic, dlq.bounded_key(message.key), ref_value, ref_headers)
 
+    failure = emitter.failure(origin)
+    if failure is not None and failure.attempts >= EMIT_ATTEMPTS:
+        # Read again after Kafka refused what it produced, again: the letter itself may be what was
+        # refused, so after the whole batch comes a reference, which always fits.
+        log.warning("batch to the dead-letter topic: %s, %d times (%s)", REFUSED, failure.attempts, where)
+        await dead_letter(REFUSED, failure.reason, whole=failure.attempts == EMIT_ATTEMPTS)
+        return
     try:
-        batch, decode_s = detector.decode(message.value)
+        batch, decode_s = detector.decode(value)
     except WireError as exc:
-        log.warning("batch to the dead-letter topic: %s (%s:%d@%d)", exc, src_topic, partition, offset)
+        log.warning("batch to the dead-letter topic: %s (%s)", shown(exc), where)
         await dead_letter(exc.reason, exc.detail)
         return
     try:
         found = detector.evaluate(batch, decode_s)
     except Exception as exc:  # a rule-engine bug on one batch must not stop the partition
-        log.exception("evaluation failed, batch dead-lettered (%s:%d@%d)", src_topic, partition, offset)
-        await dead_letter(dlq.EVALUATION_FAILED, f"{type(exc).__name__}: {exc}")
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("evaluation failed, batch dead-lettered (%s): %s", where, shown(reason))
+        await dead_letter(dlq.EVALUATION_FAILED, reason)
         return
     if found.missing:
         metrics.gaps.add(1)
         metrics.missing_batches.add(found.missing)
         log.warning(
             "sequence gap node=%s boot_id=%s seq=%d missing=%d",
-            batch.node,
-            batch.boot_id,
+            batch.node,  # checked by node_problem: a DNS name, no control characters
+            shown(batch.boot_id),
             batch.seq,
             found.missing,
-            extra={"node": batch.node, "boot_id": batch.boot_id, "seq": batch.seq, "missing": found.missing},
+            extra={"node": batch.node, "seq": batch.seq, "missing": found.missing},
         )
-    for key, value in found.alerts:
-        await emitter.send(src_topic, partition, alerts_topic, key, value)
+    for key, alert in found.alerts:
+        await emitter.send(origin, alerts_topic(topics), key, alert)
     metrics.batches.add(1)
     metrics.events.add(len(batch.events))
     metrics.gate_kept.add(found.gate_kept)
@@ -157,6 +208,11 @@ async def handle_message(
     metrics.eval_duration.record(found.eval_s)
     for priority in found.priorities:
         metrics.alerts.add(1, {"priority": priority})
+
+
+def alerts_topic(topics: WorkerTopics) -> str:
+    name: str = topics.alerts.get_topic_name()
+    return name
 
 
 def install_detection(

@@ -12,16 +12,25 @@ It is built as the same `Alert` record as rule alerts and encoded by `alerts.wir
 Limits: the token bucket runs on the stats' own timestamps (deterministic, replayable) rather than
 the worker's clock, and lives in the worker's memory: after a rebalance the new owner of a node's
 partition starts with a full bucket, so at most one extra alert per node per rebalance.
+
+Hostile stats: any collector can name any node, so a record's time is checked against the worker's
+clock (`MAX_AHEAD_NS` ahead at most, nothing before `MIN_TIME_NS`) before it may move a bucket: a
+forged far-future time froze a victim's bucket, silencing its real drop alerts until a restart.
+Such records, and ones whose node is not a DNS name, go to the dead-letter topic. Buckets are at
+most `MAX_NODES`, the least recently seen evicted first (an evicted node starts with a full bucket).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from alerts import wire
+from bus import dlq
 from rules.alert import INTERNAL_SOURCE, Alert, FieldValue, alert_id
 from rules.priority import Priority
 
@@ -31,12 +40,23 @@ if TYPE_CHECKING:
     from streams.app import Emitter, WorkerTopics
     from streams.metrics import WorkerMetrics
 
+from streams.identity import node_problem
+from streams.logsafe import shown
+
 log = logging.getLogger("peregrine.worker.drops")
 
 RULE: Final = "Falco internal: syscall event drop"
 THRESHOLD: Final = 0.1
 RATE_PER_S: Final = 1 / 30
 MAX_BURST: Final = 1.0
+MAX_NODES: Final = 100_000  # buckets kept (see streams.detect.MAX_TRACKED_NODES)
+# A stats record may be this far ahead of the worker's clock (collectors' clocks drift; NTP keeps them
+# within seconds), and no older than 2020: outside, its time is forged or broken.
+MAX_AHEAD_NS: Final = 5 * 60 * 10**9
+MIN_TIME_NS: Final = 1_577_836_800 * 10**9
+BAD_TIME: Final = "stats time out of range"
+BAD_NODE: Final = "bad stats node"
+BAD_RECORD: Final = "bad stats record"
 # Falco's output fields after n_evts/n_drops, in its order; all strings in the alert.
 DROP_FIELDS: Final = (
     "n_drops_buffer_total",
@@ -86,12 +106,20 @@ class DropMonitor:
     """Per-node rule and token bucket; `observe` returns the alert to emit, or None."""
 
     def __init__(
-        self, threshold: float = THRESHOLD, rate_per_s: float = RATE_PER_S, max_burst: float = MAX_BURST
+        self,
+        threshold: float = THRESHOLD,
+        rate_per_s: float = RATE_PER_S,
+        max_burst: float = MAX_BURST,
+        max_nodes: int = MAX_NODES,
     ) -> None:
         self.threshold = threshold
         self.rate_per_s = rate_per_s
         self.max_burst = max_burst
-        self._buckets: dict[str, _Bucket] = {}
+        self.max_nodes = max_nodes
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def observe(self, sample: DropSample) -> Alert | None:
         n_drops = sample.n_drops
@@ -105,9 +133,12 @@ class DropMonitor:
         return build_drop_alert(sample)
 
     def _claim(self, node: str, now_ns: int) -> bool:
-        bucket = self._buckets.get(node)
+        bucket = self._buckets.pop(node, None)
         if bucket is None:
-            bucket = self._buckets[node] = _Bucket(self.max_burst, now_ns)
+            bucket = _Bucket(self.max_burst, now_ns)
+        self._buckets[node] = bucket  # most recently seen last
+        while len(self._buckets) > self.max_nodes:
+            self._buckets.popitem(last=False)
         elapsed = max(0, now_ns - bucket.last_ns) / 1e9
         bucket.tokens = min(self.max_burst, bucket.tokens + elapsed * self.rate_per_s)
         bucket.last_ns = max(bucket.last_ns, now_ns)
@@ -115,6 +146,24 @@ class DropMonitor:
             bucket.tokens -= 1.0
             return True
         return False
+
+
+class StatsRefused(ValueError):
+    """A stats record the monitor must not see; `reason` is the dead-letter reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def check_sample(sample: DropSample, now_ns: int) -> None:
+    """Raise StatsRefused for a sample whose node or time may not touch the monitor's state."""
+    problem = node_problem(sample.node)
+    if problem is not None:
+        raise StatsRefused(BAD_NODE, problem)
+    if not MIN_TIME_NS <= sample.time_ns <= now_ns + MAX_AHEAD_NS:
+        raise StatsRefused(BAD_TIME, f"t={sample.time_ns} against the worker's clock {now_ns}")
 
 
 def build_drop_alert(sample: DropSample) -> Alert:
@@ -138,37 +187,53 @@ def build_drop_alert(sample: DropSample) -> Alert:
 
 def install_drops(app: faust.App, topics: WorkerTopics, emitter: Emitter, metrics: WorkerMetrics) -> None:
     """The stats agent: one DropMonitor per worker; its partitions' nodes are its own (stats are keyed
-    by node). Undecodable stats records are counted in the DLQ metric and skipped, not dead-lettered:
-    they carry no evidence worth replaying."""
+    by node). Stats records that do not decode, or whose node or time is refused (`check_sample`), are
+    dead-lettered as a reference (a stats record is small; the reference bounds a hostile one)."""
     decode = _stats_decoder()
     if decode is None:
         log.warning("drop alerts disabled: collectors.stats (the stats wire format) is not installed")
         return
-    from streams.app import commit_gate
+    from streams.app import Origin, commit_gate
+    from streams.detect import REFUSED
 
     monitor = DropMonitor()
+    metrics.sizes.attach("drops", monitor)
     alerts_topic = topics.alerts.get_topic_name()
+    dlq_topic = topics.dlq.get_topic_name()
+
+    async def refuse(origin: Origin, message: Any, reason: str, detail: str) -> None:
+        metrics.dlq.add(1, {"reason": reason})
+        log.warning("stats record to the dead-letter topic: %s (%s:%d@%d)", shown(detail),
+                    shown(origin.topic), origin.partition, origin.offset)
+        letter = dlq.DeadLetter(reason, detail, origin.topic, origin.partition, origin.offset)
+        value, headers = letter.reference(message.value or b"")
+        await emitter.send(origin, dlq_topic, dlq.bounded_key(message.key), value, headers)
 
     @app.agent(topics.stats, name="peregrine-drops", concurrency=1)
     async def drops(stream: Any) -> None:
         gate = commit_gate(app)
         async for event in stream.events():
             message = event.message
+            origin = Origin(message.topic, message.partition, message.offset)
             async with gate:
+                failure = emitter.failure(origin)
+                if failure is not None:  # its alert was refused: the bucket already spent its token
+                    await refuse(origin, message, REFUSED, failure.reason)
+                    continue
                 try:
                     sample = decode(message.value)
+                    check_sample(sample, time.time_ns())
+                except StatsRefused as exc:
+                    await refuse(origin, message, exc.reason, exc.detail)
+                    continue
                 except ValueError as exc:
-                    metrics.dlq.add(1, {"reason": "bad stats record"})
-                    where = f"{message.topic}:{message.partition}@{message.offset}"
-                    log.warning("bad stats record %s: %s", where, exc)
+                    await refuse(origin, message, BAD_RECORD, str(exc))
                     continue
                 alert = monitor.observe(sample)
                 if alert is not None:
                     metrics.drop_alerts.add(1)
                     value = wire.encode(alert)
-                    await emitter.send(
-                        message.topic, message.partition, alerts_topic, sample.node.encode(), value
-                    )
+                    await emitter.send(origin, alerts_topic, sample.node.encode(), value)
 
 
 def _stats_decoder() -> Callable[[bytes], DropSample] | None:

@@ -8,10 +8,35 @@ Recording happens once per batch, never per event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sized
+from dataclasses import dataclass, field
 
 from opentelemetry import metrics
-from opentelemetry.metrics import Counter, Histogram
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
+
+
+@dataclass(slots=True)
+class TableSizes:
+    """The worker's tables keyed by attacker-chosen values (node names), bounded each, and exported
+    as gauges so a flood of forged keys shows on a dashboard. Components attach their table."""
+
+    tables: dict[str, Sized] = field(default_factory=dict)
+
+    def attach(self, name: str, table: Sized) -> None:
+        self.tables[name] = table
+
+    def size(self, name: str) -> int:
+        table = self.tables.get(name)
+        return 0 if table is None else len(table)
+
+
+# gauge name under peregrine.worker -> (table name, unit, description)
+_TABLE_GAUGES = (
+    ("seq.nodes", "seq", "{node}", "Nodes whose batch sequence the worker follows (bounded, LRU)"),
+    ("drops.nodes", "drops", "{node}", "Nodes whose drop-alert token bucket the worker keeps (bounded, LRU)"),
+    ("refused.messages", "refused", "{message}",
+     "Input messages whose records Kafka refused, remembered until read again (bounded)"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +52,16 @@ class WorkerMetrics:
     rules_reloads: Counter
     decode_duration: Histogram
     eval_duration: Histogram
+    sizes: TableSizes
 
 
 def worker_metrics() -> WorkerMetrics:
     meter = metrics.get_meter("peregrine.worker")
+    sizes = TableSizes()
+    for what, table, unit, description in _TABLE_GAUGES:
+        meter.create_observable_gauge(
+            f"peregrine.worker.{what}", [_observe(sizes, table)], unit=unit, description=description
+        )
     return WorkerMetrics(
         batches=meter.create_counter(
             "peregrine.worker.batches", unit="{batch}", description="Event batches evaluated"
@@ -67,4 +98,12 @@ def worker_metrics() -> WorkerMetrics:
         eval_duration=meter.create_histogram(
             "peregrine.worker.eval.duration", unit="s", description="Time to evaluate one batch"
         ),
+        sizes=sizes,
     )
+
+
+def _observe(sizes: TableSizes, table: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def callback(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(sizes.size(table))]
+
+    return callback

@@ -59,9 +59,12 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule]) -> int:
         print(f"peregrine worker: cannot load the rules: {exc}", file=sys.stderr)
         return 2
     app, topics = worker_app.build_app(config)
-    emitter = worker_app.Emitter(app, config.exactly_once)
+    emitter = worker_app.Emitter(app)
     ready = asyncio.Event()
-    install_detection(app, topics, Detector(rules, table.enrich), emitter, metrics, ready, config.k8s_wait)
+    detector = Detector(rules, table.enrich)
+    metrics.sizes.attach("seq", detector.seq)
+    metrics.sizes.attach("refused", emitter)
+    install_detection(app, topics, detector, emitter, metrics, ready, config.k8s_wait)
     install_drops(app, topics, emitter, metrics)
 
     # Before Faust subscribes: it drops topics missing at subscription time and never looks again.

@@ -27,6 +27,7 @@ from rules.record import (
     EV_TID,
     EV_TS,
     EVENT_LEN,
+    P_ARGS,
     P_CONTAINER_ID,
     P_NAME,
     P_NODE,
@@ -59,13 +60,19 @@ def _proc(
     return p
 
 
-def make_batch(node: str, seq: int, n_events: int, shell_every: int = 0, boot_id: str = "boot-1") -> bytes:
-    """One batch; event numbers are ``seq * n_events + i + 1`` so they are unique per node."""
+def make_batch(
+    node: str, seq: int, n_events: int, shell_every: int = 0, boot_id: str = "boot-1",
+    shell_args: list[str] | None = None, proc_node: str | None = None,
+) -> bytes:
+    """One batch; event numbers are ``seq * n_events + i + 1`` so they are unique per node.
+    ``shell_args`` are the shell's arguments (they reach the stand-in alert's output); ``proc_node``
+    is what the process records claim as their node (the envelope's by default)."""
     cid = container_id(node)
+    pnode = node if proc_node is None else proc_node
     procs = [
-        _proc(100, 1, "runc", ["init"], 0, cid, -1, node),
-        _proc(101, 100, "nginx", ["-g", "daemon off;"], 0, cid, 0, node),
-        _proc(102, 100, "bash", ["-il"], 34816, cid, 0, node),
+        _proc(100, 1, "runc", ["init"], 0, cid, -1, pnode),
+        _proc(101, 100, "nginx", ["-g", "daemon off;"], 0, cid, 0, pnode),
+        _proc(102, 100, "bash", shell_args or ["-il"], 34816, cid, 0, pnode),
     ]
     events = []
     base = seq * n_events
@@ -120,7 +127,8 @@ def standin_alert(rule: str, ev: list[Any]) -> dict[str, Any]:
     cid = proc[P_CONTAINER_ID][:12]
     return {
         "hostname": node,
-        "output": f"Notice A shell was spawned (proc.name={proc[P_NAME]} container.id={cid})",
+        "output": f"Notice A shell was spawned (proc.name={proc[P_NAME]} container.id={cid} "
+                  f"proc.args={' '.join(proc[P_ARGS])})",
         "output_fields": {"evt.time": ev[EV_TS], "evt.num": ev[EV_NUM], "proc.name": proc[P_NAME],
                           "container.id": cid, "k8s.pod.name": None},
         "priority": "Notice",

@@ -34,6 +34,8 @@ class WorkerSetup:
     partitions: int = 4
     guarantee: str = "exactly_once"
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    # topic-level configs by short name ("alerts": {"max.message.bytes": "16384"}), at creation
+    topic_configs: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def topic(self, name: str) -> str:
         return f"peregrine.{name}-{self.tag}"
@@ -64,9 +66,10 @@ class WorkerSetup:
 
     def create_topics(self) -> None:
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        names = [self.topic(n) for n in ("events", "stats", "alerts", "dlq")]
-        new = [NewTopic(n, self.partitions, 1) for n in names]
-        new.append(NewTopic(self.topic("k8s"), self.partitions, 1, config={"cleanup.policy": "compact"}))
+        configs = {"k8s": {"cleanup.policy": "compact"}}
+        configs = {n: {**configs.get(n, {}), **self.topic_configs.get(n, {})}
+                   for n in ("events", "stats", "alerts", "dlq", "k8s")}
+        new = [NewTopic(self.topic(n), self.partitions, 1, config=c) for n, c in configs.items()]
         futures = admin.create_topics(new)
         for f in futures.values():
             f.result(30)

@@ -200,11 +200,53 @@ def test_emitter_names_the_transaction_faust_opened_for_the_input_partition(
     faust_tids = manager._tps_to_transactional_ids({TP(config.topics.events, 5)})
     sent: list[dict[str, Any]] = []
 
-    async def send(*args: Any, **kwargs: Any) -> None:  # records the call instead of producing
+    async def send(*args: Any, **kwargs: Any) -> asyncio.Future[None]:  # records instead of producing
         sent.append(kwargs)
+        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered  # what aiokafka returns: the delivery future
 
     producer: Any = app.producer
     producer.send = send
-    emitter = worker_app.Emitter(app, exactly_once=True)
-    asyncio.run(emitter.send(config.topics.events, 5, config.topics.alerts, b"key", b"alert"))
+    emitter = worker_app.Emitter(app)
+    origin = worker_app.Origin(config.topics.events, 5, 0)
+    asyncio.run(emitter.send(origin, config.topics.alerts, b"key", b"alert"))
     assert [call["transactional_id"] for call in sent] == sorted(faust_tids)
+
+
+def test_a_refused_send_is_remembered_not_raised(built: tuple[faust.App, WorkerConfig]) -> None:
+    # Producer.send raises before queueing (aiokafka refuses a record above max_request_size at once):
+    # Emitter.send must not raise into the agent, and must poison the transaction it was sent in.
+    app, config = built
+    app.assignor._topic_groups[config.topics.events] = 0
+
+    async def send(*args: Any, **kwargs: Any) -> None:
+        raise aiokafka.errors.MessageSizeTooLargeError("too large")
+
+    producer: Any = app.producer
+    producer.send = send
+    emitter = worker_app.Emitter(app)
+    origin = worker_app.Origin(config.topics.events, 2, 7)
+    asyncio.run(emitter.send(origin, config.topics.alerts, b"key", b"alert"))
+    failure = emitter.failure(origin)
+    assert failure is not None and failure.attempts == 1 and "MessageSizeTooLarge" in failure.reason
+    deliveries = app.deliveries  # type: ignore[attr-defined]
+    assert deliveries.poisoned(f"{config.app_id}-0-2")
+
+
+def test_deliveries_are_settled_through_the_accumulator_and_a_rebalance_through_the_coordinator() -> None:
+    # _App.settle_deliveries calls AIOKafkaProducer._message_accumulator.flush_for_commit(), what
+    # aiokafka's own commit does first (close open batches, wake the sender); _GatedConsumer._rejoin
+    # calls the consumer thread's thread_loop and AIOKafkaConsumer._coordinator.request_rejoin().
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from aiokafka.producer.message_accumulator import MessageAccumulator
+
+    assert params(MessageAccumulator.flush_for_commit) == ["self"]
+    assert "self._message_accumulator = MessageAccumulator(" in inspect.getsource(aiokafka.AIOKafkaProducer)
+    assert "self._message_accumulator.flush_for_commit()" in inspect.getsource(
+        aiokafka.producer.sender.Sender
+    )
+    assert params(GroupCoordinator.request_rejoin) == ["self"]
+    assert "self._coordinator = GroupCoordinator(" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+    assert params(faust_aiokafka.AIOKafkaConsumerThread._ensure_consumer) == ["self"]
+    assert "thread_loop" in inspect.getsource(mode.threads.ServiceThread.__init__)

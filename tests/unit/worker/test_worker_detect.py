@@ -74,3 +74,43 @@ async def test_reload_replaces_the_rules_and_a_bad_file_keeps_them(tmp_path: Pat
 def test_a_bad_rules_file_at_start_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="invalid"):
         standin(tmp_path, "invalid\n")
+
+
+def test_the_sequence_table_is_bounded_and_evicts_the_least_recently_seen_node() -> None:
+    t = SeqTracker(max_nodes=3)
+    for node in ("a", "b", "c"):
+        t.observe(node, "b1", 5)
+    t.observe("a", "b1", 6)  # a is now the most recent
+    t.observe("d", "b1", 0)
+    assert len(t) == 3
+    assert t.observe("a", "b1", 8) == 1  # kept: its gap is still seen
+    assert t.observe("b", "b1", 9) == 0  # evicted: starts afresh, as after a restart
+
+
+@pytest.mark.parametrize(
+    "node", ["", "n" * 254, "evil\nrules reloaded", "a b", "-lead", "trail.", "ünicode"]
+)
+def test_a_node_name_that_is_not_a_dns_name_is_refused(tmp_path: Path, node: str) -> None:
+    with pytest.raises(WireError) as info:
+        Detector(standin(tmp_path)).decode(wb.make_batch(node, 0, 10))
+    assert info.value.reason in ("bad envelope field", "malformed msgpack")
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_a_boot_id_longer_than_a_uuid_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(WireError, match="boot_id"):
+        Detector(standin(tmp_path)).decode(wb.make_batch("node-a", 0, 10, boot_id="b" * 65))
+
+
+def test_the_alert_hostname_is_the_envelope_node_not_the_process_records(tmp_path: Path) -> None:
+    d = Detector(standin(tmp_path))
+    batch, decode_s = d.decode(wb.make_batch("node-a", 0, 100, shell_every=50, proc_node="made-up"))
+    found = d.evaluate(batch, decode_s)
+    assert {json.loads(value)["hostname"] for _, value in found.alerts} == {"node-a"}
+
+
+def test_an_alert_key_is_bounded() -> None:
+    from streams.detect import alert_key
+
+    assert alert_key("a" * 64) == b"a" * 64
+    assert len(alert_key("x" * 1_000_000)) == 64

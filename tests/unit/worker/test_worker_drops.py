@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from alerts import wire
-from streams.drops import DROP_FIELDS, RULE, DropMonitor, DropSample, build_drop_alert
+from streams.drops import (
+    BAD_NODE,
+    BAD_TIME,
+    DROP_FIELDS,
+    RULE,
+    DropMonitor,
+    DropSample,
+    StatsRefused,
+    build_drop_alert,
+    check_sample,
+)
 
 S = 1_000_000_000
 T0 = 1_780_000_000 * S
@@ -63,3 +75,26 @@ def test_record_decodes_as_the_alert_it_was_built_from() -> None:
 def test_uuid_is_stable_per_node_and_second() -> None:
     a, b = build_drop_alert(sample()), build_drop_alert(sample())
     assert a.uuid == b.uuid != build_drop_alert(sample("n2")).uuid != build_drop_alert(sample(t=T0 + S)).uuid
+
+
+def test_buckets_are_bounded_and_evict_the_least_recently_seen_node() -> None:
+    m = DropMonitor(max_nodes=2)
+    assert m.observe(sample("n1")) is not None
+    assert m.observe(sample("n2")) is not None
+    assert m.observe(sample("n3")) is not None  # n1 evicted
+    assert len(m) == 2
+    assert m.observe(sample("n1", t=T0 + S)) is not None  # a fresh bucket
+
+
+@pytest.mark.parametrize("t", [2**64 - 1, T0 + 301 * S, 0, 1_500_000_000 * S])
+def test_a_stats_time_outside_the_sane_window_is_refused(t: int) -> None:
+    with pytest.raises(StatsRefused) as info:
+        check_sample(sample("victim", t=t), now_ns=T0)
+    assert info.value.reason == BAD_TIME
+
+
+def test_a_stats_node_that_is_not_a_dns_name_is_refused() -> None:
+    with pytest.raises(StatsRefused) as info:
+        check_sample(sample("evil\nline" + "x" * 10_000), now_ns=T0)
+    assert info.value.reason == BAD_NODE and len(str(info.value)) < 300 and "\n" not in str(info.value)
+    check_sample(sample("node-1.example", t=T0 + 299 * S), now_ns=T0)  # in the window: accepted
