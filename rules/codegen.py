@@ -48,9 +48,12 @@ from rules.pyexpr import (
     helper_calls,
     name,
     names_in,
+    reads_in,
+    rewrite,
     set_of,
     simple_read,
     store,
+    walk,
 )
 
 
@@ -95,12 +98,11 @@ def resolve(body: Sequence[ast.AST], values: Values) -> Resolved:
     uses = [0] * len(values.codes)
     reuses = [0] * len(values.codes)
     for root in body:
-        for node in ast.walk(root):
-            if isinstance(node, Read):
-                if node.first:
-                    uses[node.index] += 1
-                else:
-                    reuses[node.index] += 1
+        for node in reads_in(root):
+            if node.first:
+                uses[node.index] += 1
+            else:
+                reuses[node.index] += 1
     out = Resolved()
     first: list[Callable[[], ast.expr]] = []
     again: list[Callable[[], ast.expr]] = []
@@ -124,9 +126,13 @@ def resolve(body: Sequence[ast.AST], values: Values) -> Resolved:
         else:
             first.append(_bind(local, tree))
             again.append(_local(local))
-    replacer = _Replace(first, again)
+    def replace(node: ast.AST) -> ast.expr | None:
+        if isinstance(node, Read):
+            return (first if node.first else again)[node.index]()
+        return None
+
     for root in body:
-        replacer.visit(root)
+        rewrite(root, replace)
     return out
 
 
@@ -154,22 +160,14 @@ def _lazy(local: str, tree: ast.expr, made: list[ast.expr]) -> Callable[[], ast.
     return make
 
 
-class _Replace(ast.NodeTransformer):
-    def __init__(self, first: list[Callable[[], ast.expr]], again: list[Callable[[], ast.expr]]) -> None:
-        self.first, self.again = first, again
-
-    def visit_Read(self, node: Read) -> ast.expr:
-        return (self.first if node.first else self.again)[node.index]()
-
-
 # --- where locals are defined -----------------------------------------------------------------
 Block = list[ast.stmt]
 
 
 @dataclass(frozen=True, slots=True)
 class _Site:
-    """One statement's own code (an if's test, not its body), the blocks from the function's
-    body down to the one holding it, and that block."""
+    """A statement, whose own code is an if's test (not its body) or the whole simple statement,
+    with the blocks from the function's body down to the one holding it (`blocks[-1]`)."""
 
     stmt: ast.stmt
     path: tuple[int, ...]  # ids of the enclosing blocks, outermost first
@@ -258,7 +256,7 @@ def _inline_once(
     count = names.count(site, local)
     if isinstance(value, ast.Name) and value.id == "_UNSET":
         mine = {id(node) for node in lazy}
-        found = [node for root in site.own() for node in ast.walk(root) if id(node) in mine]
+        found = [node for node in walk(site.own()) if id(node) in mine]
         if count != 3 or len(found) != 1:
             return False
         target = found[0]
@@ -275,24 +273,12 @@ def _inline_once(
     return True
 
 
-class _Substitute(ast.NodeTransformer):
-    def __init__(self, replace: Callable[[ast.AST], ast.expr | None]) -> None:
-        self.replace = replace
-
-    def visit(self, node: ast.AST) -> ast.AST:
-        found = self.replace(node)
-        if found is not None:
-            return found
-        return self.generic_visit(node)
-
-
 def _substitute(site: _Site, replace: Callable[[ast.AST], ast.expr | None]) -> None:
     """Rewrite the site's own code (an if's test, or the whole simple statement)."""
-    transformer = _Substitute(replace)
     if isinstance(site.stmt, ast.If):
-        site.stmt.test = transformer.visit(site.stmt.test)  # type: ignore[assignment]
+        site.stmt.test = rewrite(site.stmt.test, replace)
     else:
-        transformer.generic_visit(site.stmt)
+        rewrite(site.stmt, replace)
 
 
 @dataclass(slots=True)
@@ -588,7 +574,7 @@ def _globals(body: Sequence[ast.stmt]) -> set[str]:
     loaded: set[str] = set()
     bound: set[str] = set()
     for stmt in body:
-        for node in ast.walk(stmt):
+        for node in walk(stmt):
             if isinstance(node, ast.Name):
                 (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
             elif isinstance(node, ast.arg):

@@ -23,7 +23,20 @@ from rules.affixes import Affixes
 from rules.ast import Pos
 from rules.errors import CompileError, Location
 from rules.loaded import LoadWarning
-from rules.pyexpr import Code, Read, and_, clone, const, helper_calls, name, not_, or_, simple_read
+from rules.pyexpr import (
+    Code,
+    Read,
+    and_,
+    clone,
+    const,
+    helper_calls,
+    name,
+    not_,
+    or_,
+    shape,
+    simple_read,
+    walk,
+)
 
 
 @dataclass(slots=True)
@@ -112,7 +125,7 @@ class Leaf:
 
     def __post_init__(self) -> None:
         if not self.sig:
-            object.__setattr__(self, "sig", ast.dump(self.code))
+            object.__setattr__(self, "sig", shape(self.code))
 
     def required_affixes(self) -> tuple[Code, Affixes] | None:
         """(read, affixes): a string read this leaf can only be true for if it matches."""
@@ -187,7 +200,7 @@ def make_leaf(
 def _read_cost(code: Code) -> float:
     if simple_read(code.tree):
         return 0.5
-    brackets = sum(isinstance(node, (ast.Subscript, ast.List, ast.ListComp)) for node in ast.walk(code.tree))
+    brackets = sum(isinstance(node, (ast.Subscript, ast.List, ast.ListComp)) for node in walk(code.tree))
     return 0.5 + 0.5 * brackets + 4 * helper_calls(code.tree)
 
 

@@ -27,7 +27,7 @@ import ast
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, cast
 
 from rules import native
 from rules import record as R
@@ -36,7 +36,22 @@ from rules.codegen import affixes_of
 from rules.condtree import FALSE, And, Const, Leaf, Node, Not, Or, Values, p_true
 from rules.fields import BASES
 from rules.operators import Memo
-from rules.pyexpr import RECORDS, Code, Read, and_, clone, const, name, names_in, not_, or_, reads_in
+from rules.pyexpr import (
+    RECORDS,
+    Code,
+    Read,
+    and_,
+    clone,
+    const,
+    name,
+    names_in,
+    not_,
+    or_,
+    reads_in,
+    rewrite,
+    shape,
+    walk,
+)
 from rules.record import EVENT_TYPES
 
 # Steps from the event record: (index, 1 when a missing record reads as all None (``x or _EF``)
@@ -111,7 +126,7 @@ def _named(tree: ast.expr) -> ast.expr | None:
         and _is_none(tree.orelse) and isinstance(body, ast.Call) and len(body.args) == 1 and not body.keywords
         and isinstance(body.func, ast.Attribute) and body.func.attr == "get"
         and isinstance(body.func.value, ast.Name) and body.func.value.id == _LIVE
-        and ast.dump(body.args[0]) == ast.dump(test.left)
+        and shape(body.args[0]) == shape(test.left)
     ):
         return None
     return test.left
@@ -125,32 +140,34 @@ def _ancestral(tree: ast.expr) -> int | None:
     """The slot of ``[_n[K] for _n in _ancestor_nodes(p)]``, else None."""
     if not (isinstance(tree, ast.ListComp) and len(tree.generators) == 1):
         return None
-    loop = tree.generators[0]
-    slot = _slot(tree.elt) if isinstance(tree.elt, ast.Subscript) else None
+    loop, element = tree.generators[0], tree.elt
     walks = (
         isinstance(loop.target, ast.Name) and loop.target.id == "_n" and not loop.ifs
         and isinstance(loop.iter, ast.Call) and isinstance(loop.iter.func, ast.Name)
         and loop.iter.func.id == "_ancestor_nodes" and len(loop.iter.args) == 1
         and isinstance(loop.iter.args[0], ast.Name) and loop.iter.args[0].id == "p"
     )
-    if not walks or slot is None or not isinstance(tree.elt, ast.Subscript):
+    slot = (
+        isinstance(element, ast.Subscript) and isinstance(element.value, ast.Name)
+        and element.value.id == "_n"
+        and isinstance(element.slice, ast.Constant) and type(element.slice.value) is int
+    )
+    if not (walks and slot):
         return None
-    element = tree.elt.value
-    return slot[1] if isinstance(element, ast.Name) and element.id == "_n" else None
+    return cast(int, cast(ast.Constant, cast(ast.Subscript, element).slice).value)
 
 
-class _Fields(ast.NodeTransformer):
-    """Replace reads of record slots by ``_x`` (one slot) or ``_x[i]`` (several)."""
+def _fields_as_x(read: ast.expr, slots: dict[tuple[str, int], int | None]) -> ast.expr:
+    """A copy of `read` reading its record slots as ``_x`` (one slot) or ``_x[i]`` (several)."""
 
-    def __init__(self, slots: dict[tuple[str, int], int | None]) -> None:
-        self.slots = slots
-
-    def visit_Subscript(self, node: ast.Subscript) -> ast.expr:
+    def replace(node: ast.AST) -> ast.expr | None:
         slot = _slot(node)
-        if slot is not None and slot in self.slots:
-            position = self.slots[slot]
-            return name("_x") if position is None else ast.Subscript(name("_x"), const(position), ast.Load())
-        return self.generic_visit(node)  # type: ignore[return-value]
+        if slot is None or slot not in slots:
+            return None
+        position = slots[slot]
+        return name("_x") if position is None else ast.Subscript(name("_x"), const(position), ast.Load())
+
+    return rewrite(clone(read), replace)
 
 
 def _is_x(tree: ast.expr) -> bool:
@@ -169,7 +186,7 @@ def _read_path(read: ast.expr) -> tuple[Path_, ast.expr] | None:
     ancestral = _ancestral(read)
     if ancestral is not None:
         return ((R.EV_PROC, 0), (ANCESTORS, R.P_PARENT), (ancestral, 0)), name("_x")
-    slots = sorted({slot for node in ast.walk(read) if (slot := _slot(node)) is not None}, key=lambda s: s[1])
+    slots = sorted({slot for node in walk(read) if (slot := _slot(node)) is not None}, key=lambda s: s[1])
     bases = {base for base, _ in slots}
     live = any(node.id == _LIVE for node in names_in(read))
     if not slots or len(slots) > MAX_FIELDS or len(bases) != 1 or live:
@@ -180,7 +197,7 @@ def _read_path(read: ast.expr) -> tuple[Path_, ast.expr] | None:
     positions: dict[tuple[str, int], int | None] = {
         slot: None if len(slots) == 1 else position for position, slot in enumerate(slots)
     }
-    code = _Fields(positions).visit(clone(read))
+    code = _fields_as_x(read, positions)
     if any(node.id in RECORDS for node in names_in(code)):
         return None
     steps, lenient = _BASE_PATHS[base]
@@ -189,14 +206,6 @@ def _read_path(read: ast.expr) -> tuple[Path_, ast.expr] | None:
     # several slots of one record (proc.cmdline: name and args): the memo keys on their tuple
     count = (FIELDS, len(slots) + FIELDS_LENIENT * int(lenient))
     return (*steps, count, *((index, 0) for _, index in slots)), code
-
-
-class _Reads(ast.NodeTransformer):
-    def __init__(self, read: ast.expr) -> None:
-        self.read = read
-
-    def visit_Read(self, node: Read) -> ast.expr:
-        return clone(self.read)
 
 
 class Analysis:
@@ -234,7 +243,7 @@ class Analysis:
             if found is None:
                 return None
             steps, read = found
-            return steps, _Reads(read).visit(clone(node.code))
+            return steps, rewrite(clone(node.code), lambda n: clone(read) if isinstance(n, Read) else None)
         if isinstance(node, Not):
             inner = self.single_read(node.child)
             return None if inner is None else (inner[0], not_(inner[1]))

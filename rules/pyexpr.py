@@ -13,12 +13,13 @@ every one before compiling, and `compile` refuses any it left behind.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TypeVar
 
 T = TypeVar("T")
+E = TypeVar("E", bound=ast.AST)
 
 # The locals generated functions bind per event (`rules.fields.BASES`) and the event itself.
 RECORDS = frozenset({"ev", "p", "pp", "c", "f", "a"})
@@ -47,7 +48,7 @@ class Code:
 
     def __post_init__(self) -> None:
         if not self.key:
-            object.__setattr__(self, "key", ast.dump(self.tree))
+            object.__setattr__(self, "key", shape(self.tree))
 
     def __str__(self) -> str:
         """The code as Python text, for printing (and outputs, which still take text)."""
@@ -55,10 +56,9 @@ class Code:
 
     def constant(self) -> tuple[bool, object]:
         """(True, value) when the code is a constant (``None``, ``'<'``), else (False, None)."""
-        try:
-            return True, ast.literal_eval(self.tree)
-        except ValueError:
-            return False, None
+        if isinstance(self.tree, ast.Constant):
+            return True, self.tree.value
+        return False, None
 
 
 @cache
@@ -72,7 +72,13 @@ def fill(template: str, **holes: object) -> ast.expr:
     tree = clone(_parsed(template))
     if not holes:
         return tree
-    return _Holes(holes).visit(tree)  # type: ignore[no-any-return]
+
+    def hole(node: ast.AST) -> ast.expr | None:
+        if isinstance(node, ast.Name) and node.id in holes:
+            return as_expr(holes[node.id])
+        return None
+
+    return rewrite(tree, hole)
 
 
 def code(template: str, **holes: object) -> Code:
@@ -88,16 +94,6 @@ def _fixed(template: str) -> Code:
     return Code(clone(_parsed(template)))
 
 
-class _Holes(ast.NodeTransformer):
-    def __init__(self, holes: dict[str, object]) -> None:
-        self.holes = holes
-
-    def visit_Name(self, node: ast.Name) -> ast.expr:
-        if node.id not in self.holes:
-            return node
-        return as_expr(self.holes[node.id])
-
-
 def as_expr(value: object) -> ast.expr:
     """A node for a hole's value: a copy of a node or `Code`, else a constant."""
     if isinstance(value, Code):
@@ -105,6 +101,35 @@ def as_expr(value: object) -> ast.expr:
     if isinstance(value, ast.expr):
         return clone(value)
     return const(value)
+
+
+def rewrite(tree: E, replace: Callable[[ast.AST], ast.expr | None]) -> E:
+    """`tree` with every node `replace` gives a replacement for replaced (in place; the
+    replacement is not looked into), and below the others looked into: an
+    `ast.NodeTransformer` without its per-field lookups. Returns the root, replaced or not."""
+    found = replace(tree)
+    if found is not None:
+        return found  # type: ignore[return-value]
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        fields = node.__dict__
+        for key, value in fields.items():
+            if isinstance(value, ast.AST):
+                found = replace(value)
+                if found is None:
+                    stack.append(value)
+                else:
+                    fields[key] = found
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, ast.AST):
+                        found = replace(item)
+                        if found is None:
+                            stack.append(item)
+                        else:
+                            value[i] = found
+    return tree
 
 
 def clone(node: T) -> T:
@@ -170,18 +195,57 @@ def set_of(values: Sequence[object]) -> ast.expr:
     return ast.Set([const(v) for v in unique])
 
 
+def walk(tree: ast.AST | Iterable[ast.AST]) -> Iterator[ast.AST]:
+    """Every node under `tree` (one node or several), in no particular order: `ast.walk`
+    without its per-field lookups (the compiler walks its trees often)."""
+    stack = [tree] if isinstance(tree, ast.AST) else list(tree)
+    while stack:
+        node = stack.pop()
+        yield node
+        for value in node.__dict__.values():
+            if isinstance(value, ast.AST):
+                stack.append(value)
+            elif isinstance(value, list):
+                stack.extend(item for item in value if isinstance(item, ast.AST))
+
+
 def names_in(tree: ast.AST | Iterable[ast.AST]) -> Iterator[ast.Name]:
     """Every `ast.Name` under `tree` (one node or several)."""
-    for root in [tree] if isinstance(tree, ast.AST) else tree:
-        for node in ast.walk(root):
-            if isinstance(node, ast.Name):
-                yield node
+    for node in walk(tree):
+        if isinstance(node, ast.Name):
+            yield node
 
 
 def reads_in(tree: ast.AST) -> Iterator[Read]:
-    for node in ast.walk(tree):
+    for node in walk(tree):
         if isinstance(node, Read):
             yield node
+
+
+def shape(tree: ast.AST) -> str:
+    """Text naming the structure of `tree`, equal for equal trees (a dictionary key; cheaper
+    than `ast.dump`, and like it blind to positions)."""
+    parts: list[str] = []
+
+    def visit(value: object) -> None:
+        if isinstance(value, ast.AST):
+            parts.append(type(value).__name__)
+            parts.append("(")
+            for field_name in value._fields:
+                visit(getattr(value, field_name, None))
+                parts.append(",")
+            parts.append(")")
+        elif isinstance(value, list):
+            parts.append("[")
+            for item in value:
+                visit(item)
+                parts.append(",")
+            parts.append("]")
+        else:
+            parts.append(repr(value))
+
+    visit(tree)
+    return "".join(parts)
 
 
 def simple_read(tree: ast.expr) -> bool:
@@ -195,25 +259,36 @@ def simple_read(tree: ast.expr) -> bool:
 def helper_calls(tree: ast.AST) -> int:
     """How many helpers (``_cmdline_of(...)``, a constant's program ``_k3(...)``) `tree` calls."""
     return sum(
-        1 for node in ast.walk(tree)
+        1 for node in walk(tree)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.startswith("_")
     )
 
 
-def number_lines(tree: ast.AST) -> None:
+def number_lines(tree: ast.Module) -> None:
     """Give every statement its own line, in order, and its expressions the line of their
     statement (as printed source would: tracing and tracebacks then tell statements apart)."""
     line = 0
 
-    def visit(node: ast.AST, lineno: int) -> None:
+    def number(stmts: list[ast.stmt]) -> None:
         nonlocal line
-        if isinstance(node, ast.stmt):
+        for stmt in stmts:
             line += 1
-            lineno = line
-        if "lineno" in node._attributes:
-            node.lineno = node.end_lineno = lineno  # type: ignore[attr-defined]
-            node.col_offset = node.end_col_offset = 0  # type: ignore[attr-defined]
-        for child in ast.iter_child_nodes(node):
-            visit(child, lineno)
+            blocks: list[list[ast.stmt]] = []
+            stack: list[ast.AST] = [stmt]
+            while stack:
+                node = stack.pop()
+                if "lineno" in node._attributes:
+                    node.lineno = node.end_lineno = line  # type: ignore[attr-defined]
+                    node.col_offset = node.end_col_offset = 0  # type: ignore[attr-defined]
+                for value in node.__dict__.values():
+                    if isinstance(value, ast.AST):
+                        stack.append(value)
+                    elif isinstance(value, list) and value:
+                        if isinstance(value[0], ast.stmt):
+                            blocks.append(value)  # numbered after this statement, in order
+                        else:
+                            stack.extend(item for item in value if isinstance(item, ast.AST))
+            for block in blocks:
+                number(block)
 
-    visit(tree, 1)
+    number(tree.body)

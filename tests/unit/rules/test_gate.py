@@ -18,6 +18,7 @@ from benchmarks.workload import build_event, build_fd, build_process, rule_hitti
 from rules import gate
 from rules import record as R
 from rules.condtree import And, Leaf, Node, Or, Values
+from rules.fields import FIELDS
 from rules.operators import Memo
 
 FILES = ("falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml")
@@ -289,3 +290,24 @@ def test_grep_for_private_keys_passes_the_gate_and_other_greps_do_not(falco_rule
     assert ruleset.evaluate([hunt, plain]) == [(hunt, expected)]
     seen, kept = ruleset.gate_counts()
     assert (seen, kept) == (2, 1)
+
+
+def test_the_reads_a_field_test_can_key_on() -> None:
+    """The record steps the analysis finds in each kind of field code (gate.c walks them)."""
+    analysis = gate.Analysis(Values())
+
+    def steps(field: str, arg: str | None = None) -> object:
+        found = analysis.read_path(FIELDS[field].code(arg, OPENAT))
+        return None if found is None else found[0]
+
+    proc, fd = (R.EV_PROC, 0), (R.EV_FD, 0)
+    assert steps("proc.aname") == (proc, (gate.ANCESTORS, R.P_PARENT), (R.P_NAME, 0))
+    assert steps("proc.cmdline") == (proc, (gate.FIELDS, 2), (R.P_NAME, 0), (R.P_ARGS, 0))
+    assert steps("proc.pname") == (proc, (R.P_PARENT, 0), (R.P_NAME, 1))
+    assert steps("fd.name") == (fd, (R.F_NAME, 1))
+    assert steps("fd.sip.name") == (fd, (R.F_SIP, 1), (gate.RESOLVE, 0))
+    assert steps("proc.env", "HOME") == (proc, (R.P_ENV, 0))
+    assert steps("container.image.repository") == (proc, (R.P_CONTAINER, 0), (R.C_IMAGE_REPO, 1))
+    assert steps("fd.lip.name") is None  # the live table read through a computed address
+    assert steps("proc.aname", "2") is None  # several records deep
+    assert steps("k8s.pod.label", "app") is None  # a dict: no memo keys on it
