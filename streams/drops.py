@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from streams.app import Emitter, WorkerTopics
     from streams.metrics import WorkerMetrics
 
+from streams.errors import WorkerError
 from streams.identity import node_problem
 from streams.logsafe import shown
 
@@ -148,7 +149,7 @@ class DropMonitor:
         return False
 
 
-class StatsRefused(ValueError):
+class StatsRefused(WorkerError):
     """A stats record the monitor must not see; `reason` is the dead-letter reason."""
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -1,7 +1,8 @@
 """Errors of the detection worker, under one root.
 
     WorkerError
-     └── ConfigError    a worker option is missing or invalid (names the flag and the variable)
+     ├── ConfigError    a worker option is missing or invalid (names the flag and the variable)
+     └── StatsRefused   a stats record whose node or time may not touch the drop alerts' state
 """
 
 from __future__ import annotations
