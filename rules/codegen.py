@@ -72,6 +72,15 @@ def prologue_statements(codes: Sequence[Code | str]) -> list[ast.stmt]:
     return [_assign(base, BASES[base].tree) for base in BASES if base in needed]  # dependency order
 
 
+def reader_module(fn_name: str, codes: Sequence[Code]) -> ast.Module:
+    """``def fn_name(ev): <record locals>; return (code, ...)``, as a module to compile: every
+    value of `codes` for one event (an output template's tokens)."""
+    values = ast.Tuple([clone(code.tree) for code in codes], ast.Load())
+    body = [*prologue_statements(codes), ast.Return(values)]
+    module = ast.Module([ast.FunctionDef(fn_name, arguments_of(["ev"]), body, [], None)], [])
+    return ast.fix_missing_locations(module)
+
+
 def _assign(local: str, value: ast.expr) -> ast.stmt:
     return ast.Assign([store(local)], clone(value))
 

@@ -22,8 +22,8 @@ from rules.ast import (
     TransformerExpr,
     UnaryCheckExpr,
 )
+from rules.codegen import reader_module
 from rules.collect import load_files
-from rules.compiler import prologue
 from rules.fields import FIELDS, HELPERS, FieldFlag, bases_of, lookup
 from rules.parser import parse_field_or_transformer
 
@@ -122,7 +122,6 @@ def test_extractor_reads_present_and_missing_values_without_raising(name: str) -
     for ev in _events():
         for event_type in (None, ev[R.EV_TYPE]):
             code = spec.code(arg, event_type)
-            source = "def read(ev):\n" + "\n".join(prologue([code])) + f"\n    return {code}\n"
-            exec(compile(source, name, "exec"), namespace)
+            exec(compile(reader_module("read", [code]), name, "exec"), namespace)
             namespace["read"](ev)  # type: ignore[operator]
             assert bases_of(code) <= {"p", "pp", "c", "f", "a"}
