@@ -18,9 +18,15 @@ _ROLES: dict[str, tuple[str, tuple[str, ...], bool, str]] = {
     "worker": ("streams.worker", (), True, "detection worker: events -> rules -> alerts"),
     "sink": ("sinks.service", (), True, "deliver alerts to Slack and SIEMs"),
     "k8s-meta": ("enrichers.service", (), True, "publish Kubernetes metadata to peregrine.k8s"),
-    "rules": ("rules.cli", (), False, "validate, list and test rules files"),
+    "rules": ("rules.cli", (), False, "validate, list, test and backtest rules files"),
     "kafka": ("devtools.localkafka", (), False, "start/stop a local Kafka broker (up|down|status)"),
     "demo": ("devtools.demo", (), False, "replay the attack scenario through a local pipeline"),
+}
+
+
+# `peregrine rules backtest` reads Kafka, which `rules.cli` must never import: it has its own package.
+_SUBCOMMANDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("rules", "backtest"): ("backtest.cli", "evaluate a rules change against the retained peregrine.events"),
 }
 
 
@@ -41,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peregrine: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, lead, service, _ = _ROLES[name]
+    sub = _SUBCOMMANDS.get((name, rest[0])) if rest else None
+    if sub is not None:
+        module_name, lead, rest = sub[0], (), rest[1:]
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -51,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
 
         setup_telemetry(role=name)
     result: int = module.main([*lead, *rest])
+    if sub is None and rest and rest[0] in ("-h", "--help"):
+        extra = [f"  {n} {word}: {desc} (`peregrine {n} {word} --help`)"
+                 for (n, word), (_, desc) in _SUBCOMMANDS.items() if n == name]  # fmt: skip
+        if extra:
+            print("\nalso:\n" + "\n".join(extra))
     return result
 
 

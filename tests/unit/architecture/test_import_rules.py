@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[3]
 # rules -> alert -> sink), then the doors every room shares and the tools that wire them.
 PACKAGES = (
     "rules", "bus", "telemetry", "collectors", "enrichers", "alerts", "streams", "sinks", "cli", "devtools",
+    "backtest",
 )
 
 # Peregrine modules each package may import (prefix match); its own package is always allowed.
@@ -32,6 +33,9 @@ ALLOWED_INTERNAL: dict[str, tuple[str, ...]] = {
     # the CLI only routes: every role module is imported by name, at run time
     "cli": ("telemetry",),
     "devtools": ("rules", "collectors.wire", "enrichers.records", "bus", "alerts", "devtools"),
+    # reads the bus as the worker does (decode, enrich, evaluate), writes nothing
+    "backtest": ("rules", "collectors.wire", "enrichers.records", "enrichers.table", "enrichers.topic",
+                 "enrichers.errors", "bus"),
 }
 # Third-party distributions each package may import at all.
 ALLOWED_THIRD_PARTY: dict[str, frozenset[str]] = {
@@ -46,6 +50,7 @@ ALLOWED_THIRD_PARTY: dict[str, frozenset[str]] = {
     "sinks": frozenset({"confluent_kafka", "opentelemetry", "yaml"}),
     "cli": frozenset(),
     "devtools": frozenset({"confluent_kafka"}),
+    "backtest": frozenset({"confluent_kafka", "msgpack"}),
 }
 # Edges of the graph that are command-line entry points rather than library code. `peregrine rules
 # test --events FILE` reads capture files, whose format the collector owns; the import happens
