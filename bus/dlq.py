@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from bus.topics import MAX_MESSAGE_BYTES
+
 REASON: Final = "peregrine.dlq.reason"
 DETAIL: Final = "peregrine.dlq.detail"
 TOPIC: Final = "peregrine.dlq.topic"
@@ -36,12 +38,13 @@ OFFSET: Final = "peregrine.dlq.offset"
 DESTINATION: Final = "peregrine.dlq.destination"
 ATTEMPTS: Final = "peregrine.dlq.attempts"
 EVALUATION_FAILED: Final = "evaluation failed"
+SUPPRESSED: Final = "peregrine.dlq.suppressed"  # letters of this key refused by the rate cap before it
 SIZE: Final = "peregrine.dlq.size"
 REFERENCE: Final = "peregrine.dlq.reference"
 _MAX_DETAIL: Final = 1024
-# A letter above this goes as a reference: the events DLQ's max.message.bytes is the broker's default
-# (1 MiB), and the headers and record framing must fit beside the value.
-MAX_WHOLE_BYTES: Final = 1024 * 1024 - 16 * 1024
+# A letter above this goes as a reference: the events DLQ takes bus.topics.MAX_MESSAGE_BYTES, and the
+# headers and record framing must fit beside the value.
+MAX_WHOLE_BYTES: Final = MAX_MESSAGE_BYTES - 16 * 1024
 REFERENCE_BYTES: Final = 1024
 MAX_KEY_BYTES: Final = 256
 

@@ -45,11 +45,19 @@ class TopicSpec:
         return configs
 
 
-EVENTS: Final = TopicSpec("peregrine.events")  # event batches (collectors.wire), key = node
-STATS: Final = TopicSpec("peregrine.stats")  # per-node drop counters (collectors.stats), key = node
+# A message's size, set here once for every topic, producer and reader (issue #16): the topics'
+# max.message.bytes (what the broker takes, compressed), the worker's max request and fetch per
+# partition (streams.app), and the largest dead letter sent whole (bus.dlq); a batch decompressed may
+# reach MAX_DECOMPRESSED_BYTES, which collectors.wire checks before decoding anything.
+MAX_MESSAGE_BYTES: Final = 1024 * 1024
+MAX_DECOMPRESSED_BYTES: Final = 16 * 1024 * 1024
+
+_SIZED: Final = MAX_MESSAGE_BYTES
+EVENTS: Final = TopicSpec("peregrine.events", max_message_bytes=_SIZED)  # collectors.wire, key = node
+STATS: Final = TopicSpec("peregrine.stats", max_message_bytes=_SIZED)  # collectors.stats, key = node
 K8S: Final = TopicSpec("peregrine.k8s", partitions=1, compacted=True)  # enrichers.records, key = container id
 ALERTS: Final = TopicSpec("peregrine.alerts")  # Falco JSON alerts, key = container id
-EVENTS_DLQ: Final = TopicSpec("peregrine.events.dlq")  # poison batches (bus.dlq)
+EVENTS_DLQ: Final = TopicSpec("peregrine.events.dlq", max_message_bytes=_SIZED)  # poison batches (bus.dlq)
 ALERTS_DLQ: Final = TopicSpec("peregrine.alerts.dlq", partitions=1)  # alerts a sink gave up on (bus.dlq)
 CATALOG: Final = (EVENTS, STATS, K8S, ALERTS, EVENTS_DLQ, ALERTS_DLQ)
 

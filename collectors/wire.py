@@ -25,6 +25,7 @@ from typing import Any, Final, Protocol
 
 import msgpack
 
+from bus.topics import MAX_DECOMPRESSED_BYTES
 from collectors.errors import CollectorError
 from rules import native
 from rules.record import (
@@ -42,9 +43,10 @@ from rules.record import (
     Process,
 )
 
-# Kafka's default message.max.bytes is ~1 MiB; a batch this large means a bug upstream, and
-# refusing it bounds the memory a hostile message can make a worker allocate.
-MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
+# A batch on the wire is at most bus.topics.MAX_MESSAGE_BYTES compressed; decompressed, one larger than
+# this means a bug upstream or a compression bomb, and refusing it before decoding bounds the memory a
+# hostile message can make a worker allocate. Set with the other size limits, in bus.topics.
+MAX_BATCH_BYTES: Final = MAX_DECOMPRESSED_BYTES
 _KEYS: Final = ("v", "node", "boot_id", "seq", "t_first", "t_last", "procs", "events")
 _N_TYPES: Final = len(EVENT_TYPES)
 _N_PARAMS: Final = tuple(len(p) for p in EVENT_PARAMS)

@@ -15,18 +15,14 @@ with its input:
   `_FreshTransactions` restarts every transactional producer on each rebalance, so the broker
   aborts whatever was not committed before the batches are read again.
 * aiokafka's ``send`` only queues a record; the broker may still refuse it (a record above the
-  topic's ``max.message.bytes``, a broker down) and the failure lands in a future nobody read, while
-  the commit went ahead and the batch was gone. `Deliveries` keeps every send's future per
-  transaction; the commit (`_GatedConsumer._commit_tps`) first settles them, and leaves out the
-  partitions whose transaction lost a record: their offsets are not committed, and the worker rejoins
-  its group, which (as any rebalance) restarts those producers, so the broker aborts the transaction,
-  and reads the partitions again from their committed offsets. `Deliveries` remembers which input
-  message lost a record, so the agents retry it once and then dead-letter it (`Emitter.attempts`).
-* The periodic commit first snapshots acknowledged offsets and then, after awaiting, commits the open
-  transaction; a batch processed in between would have its alerts committed while its offset is
-  not, and be evaluated again after a crash. `_GatedConsumer` holds `commit_gate` across the whole
-  commit, and the agents hold it from decoding a batch until Faust acknowledges it (which Faust does
-  without yielding once the loop body ends), so a commit sees every batch fully or not at all.
+  topic's ``max.message.bytes``, a broker down), and the failure landed in a future nobody read while
+  the commit went ahead: the batch was gone. `Deliveries` journals every record sent since the last
+  commit with its future, per transaction, and the commit (`_GatedConsumer._commit_tps`) first
+  settles them (`_App.settle_deliveries`). A transaction that lost a record is redone in place: its
+  producer is restarted (the broker aborts the transaction and the sequence numbers start afresh),
+  and its records are sent again, those of each refused input message replaced by that message's
+  dead letter (whole, then a reference). Only if that fails too are its partitions left out of the
+  commit and rewound by a rebalance, after which the agents dead-letter the message (`Emitter.failure`).
 
 Topics are created at start by `streams.worker.declare_topics` (`bus.topics.declare`) with the
 configured partitions and replication (`peregrine.k8s` compacted); existing topics are left as they are.
@@ -37,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -48,6 +44,7 @@ from faust.types import TP
 from faust.types.enums import ProcessingGuarantee
 
 from bus import faust_auth
+from bus import topics as catalog
 from streams.config import WorkerConfig
 from streams.logsafe import shown
 
@@ -83,9 +80,12 @@ _LINGER_EXACTLY_ONCE = 0.1
 _LINGER = 0.005
 
 
-# Input messages whose records Kafka refused, remembered until they are read again (a commit interval
-# later); bounded so a broker refusing everything cannot grow it.
+# Input messages whose records Kafka refused, remembered for the agents (bounded: a broker refusing
+# everything cannot grow it).
 _MAX_REMEMBERED_FAILURES: Final = 4096
+# Times a transaction is redone after a refusal before the partition is left to a rebalance (a broker
+# that refuses even the reference letters, i.e. is down or misconfigured).
+_REDO_ROUNDS: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,50 +98,71 @@ class Origin:
 
 
 @dataclass(frozen=True, slots=True)
+class Source:
+    """The input message itself: where it was read, and its key and value (for its dead letter)."""
+
+    origin: Origin
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Failure:
     attempts: int
     reason: str  # the exception's type and message, bounded
 
 
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] | None
+
+
+# What replaces the records of an input message Kafka refused: its dead letter (whole when `whole`,
+# else a reference), or None when the node is over its dead-letter budget.
+LetterFor = Callable[[Source, str, bool], Awaitable[Record | None]]
+
+
+@dataclass(slots=True)
+class _Sent:
+    source: Source
+    record: Record
+    future: asyncio.Future[Any]  # done with the exception when refused before it was queued
+
+
 @dataclass(slots=True)
 class Deliveries:
-    """The delivery futures of the records sent since the last commit, per transactional id ("" at
-    least once), and what they taught: which transactions lost a record (not to be committed until a
-    rebalance restarts them) and how often each input message's records were refused."""
+    """Every record sent since the last commit, per transactional id ("" at least once), with its
+    delivery future; and which input messages had records refused (`failure`)."""
 
-    _pending: dict[str, list[tuple[Origin, asyncio.Future[Any]]]] = field(default_factory=dict)
+    _journal: dict[str, list[_Sent]] = field(default_factory=dict)
     _poisoned: set[str] = field(default_factory=set)
     _failures: OrderedDict[Origin, Failure] = field(default_factory=OrderedDict)
 
     def __len__(self) -> int:
         return len(self._failures)
 
-    def add(self, tid: str, origin: Origin, future: asyncio.Future[Any]) -> None:
-        self._pending.setdefault(tid, []).append((origin, future))
-
-    def fail(self, tid: str, origin: Origin, exc: BaseException) -> None:
-        self._poisoned.add(tid)
-        before = self._failures.pop(origin, None)
-        attempts = 1 if before is None else before.attempts + 1
-        self._failures[origin] = Failure(attempts, shown(f"{type(exc).__name__}: {exc}"))
-        while len(self._failures) > _MAX_REMEMBERED_FAILURES:
-            self._failures.popitem(last=False)
-        log.warning(
-            "Kafka refused a record produced for %s:%d@%d (attempt %d): %s; its partition is read again",
-            shown(origin.topic), origin.partition, origin.offset, attempts, self._failures[origin].reason,
-        )
+    def add(self, tid: str, sent: _Sent) -> None:
+        self._journal.setdefault(tid, []).append(sent)
 
     def pending_tids(self) -> list[str]:
-        return [tid for tid, sent in self._pending.items() if sent]
+        return [tid for tid, sent in self._journal.items() if sent]
 
-    async def settle(self, tid: str) -> None:
-        """Wait for every record sent in `tid`'s transaction; a refused one poisons the transaction."""
-        sent = self._pending.pop(tid, [])
-        for origin, future in sent:
-            try:
-                await future
-            except Exception as exc:  # any refusal: the transaction must not commit
-                self.fail(tid, origin, exc)
+    def take(self, tid: str) -> list[_Sent]:
+        return self._journal.pop(tid, [])
+
+    def fail(self, origin: Origin, exc: BaseException) -> Failure:
+        before = self._failures.pop(origin, None)
+        failure = Failure(1 if before is None else before.attempts + 1, shown(f"{type(exc).__name__}: {exc}"))
+        self._failures[origin] = failure
+        while len(self._failures) > _MAX_REMEMBERED_FAILURES:
+            self._failures.popitem(last=False)
+        return failure
+
+    def poison(self, tid: str) -> None:
+        self._poisoned.add(tid)
 
     def poisoned(self, tid: str) -> bool:
         return tid in self._poisoned
@@ -151,14 +172,29 @@ class Deliveries:
 
     def restarted(self) -> None:
         """A rebalance restarted every transaction and rewound every partition: forget the sends."""
-        for sent in self._pending.values():
-            for _, future in sent:
-                future.add_done_callback(_retrieve)  # aborted: nobody will await it
-        self._pending.clear()
+        for sent in self._journal.values():
+            for s in sent:
+                s.future.add_done_callback(_retrieve)  # aborted: nobody will await it
+        self._journal.clear()
         self._poisoned.clear()
 
     def failure(self, origin: Origin) -> Failure | None:
         return self._failures.get(origin)
+
+
+async def _refused(sent: list[_Sent]) -> dict[Origin, BaseException]:
+    """Await every delivery; the first refusal of each input message."""
+    refused: dict[Origin, BaseException] = {}
+    for s in sent:
+        try:
+            await s.future
+        except Exception as exc:  # any refusal: the transaction must not commit as it is
+            refused.setdefault(s.source.origin, exc)
+    return refused
+
+
+async def _no_letters(source: Source, reason: str, whole: bool) -> Record | None:
+    raise RuntimeError("streams.app: no dead letters wired (Emitter.letters_by)")
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -250,10 +286,13 @@ class _Transport(faust_aiokafka.Transport):
 
 class _App(faust.App):
     deliveries: Deliveries
+    letter_for: LetterFor
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deliveries = Deliveries()
+        self.letter_for = _no_letters
+
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
@@ -266,16 +305,69 @@ class _App(faust.App):
         return f"{self.conf.id}-{self.assignor.group_for_topic(tp.topic)}-{tp.partition}"
 
     async def settle_deliveries(self) -> None:
-        """Push out and await every record sent since the last commit (under the commit gate)."""
-        producer: Any = self.producer
+        """Push out and await every record sent since the last commit (under the commit gate). A
+        transaction that lost a record is redone: restarted (the broker aborts it), and its records
+        sent again, but each refused input message's records replaced by its dead letter (a reference
+        the second time). A transaction still losing records is poisoned: `_GatedConsumer` leaves its
+        partitions out of the commit and rewinds them through a rebalance."""
         for tid in self.deliveries.pending_tids():
-            if tid:
-                # What aiokafka's own commit does first: close the open batches and wake the sender,
-                # so the wait is one produce round trip, not the linger.
-                await producer._transaction_producers[tid]._message_accumulator.flush_for_commit()
+            sent = self.deliveries.take(tid)
+            for round_ in range(_REDO_ROUNDS):
+                await self._flush(tid)
+                refused = await _refused(sent)
+                if not refused:
+                    break
+                sent = await self._redo(tid, sent, refused, whole=round_ == 0)
             else:
-                await producer.flush()
-            await self.deliveries.settle(tid)
+                self.deliveries.poison(tid)
+
+    async def _flush(self, tid: str) -> None:
+        producer: Any = self.producer
+        if tid:
+            # What aiokafka's own commit does first: close the open batches and wake the sender, so
+            # the wait is one produce round trip, not the linger.
+            await producer._transaction_producers[tid]._message_accumulator.flush_for_commit()
+        else:
+            await producer.flush()
+
+    async def _redo(
+        self, tid: str, sent: list[_Sent], refused: dict[Origin, BaseException], whole: bool
+    ) -> list[_Sent]:
+        producer: Any = self.producer
+        if tid:  # a new producer for the id fences the old one: the broker aborts its transaction
+            await producer.stop_transaction(tid)
+            await producer.maybe_begin_transaction(tid)
+        lettered: set[Origin] = set()
+        reasons: dict[Origin, str] = {}
+        for origin, exc in refused.items():
+            failure = self.deliveries.fail(origin, exc)
+            reasons[origin] = failure.reason
+            log.warning("Kafka refused a record produced for %s:%d@%d (%d times): %s; its transaction is "
+                        "redone with its dead letter", shown(origin.topic), origin.partition, origin.offset,
+                        failure.attempts, failure.reason)  # fmt: skip
+        again: list[_Sent] = []
+        for s in sent:
+            origin = s.source.origin
+            if origin not in refused:
+                again.append(await self._queue(tid, s.source, s.record))
+            elif origin not in lettered:
+                lettered.add(origin)
+                letter = await self.letter_for(s.source, reasons[origin], whole)
+                if letter is not None:
+                    again.append(await self._queue(tid, s.source, letter))
+        return again
+
+    async def _queue(self, tid: str, source: Source, record: Record) -> _Sent:
+        future: asyncio.Future[Any]
+        try:
+            future = asyncio.ensure_future(await self.producer.send(
+                record.topic, record.key, record.value, None, None, record.headers,
+                transactional_id=tid or None,
+            ))  # fmt: skip
+        except Exception as exc:  # refused before queueing (above max_request_size, no transaction)
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(exc)
+        return _Sent(source, record, future)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,8 +399,10 @@ def build_app(config: WorkerConfig) -> tuple[faust.App, WorkerTopics]:
         broker_max_poll_records=_MAX_POLL_RECORDS,
         producer_linger=_LINGER_EXACTLY_ONCE if config.exactly_once else _LINGER,
         producer_compression_type="lz4",
-        producer_max_request_size=4 * 1024 * 1024,
-        consumer_max_fetch_size=8 * 1024 * 1024,
+        # bus.topics sets every size limit together: a record the topics would refuse is refused here,
+        # before it is sent, and a partition's fetch is one message (Kafka returns a larger one whole).
+        producer_max_request_size=catalog.MAX_MESSAGE_BYTES,
+        consumer_max_fetch_size=catalog.MAX_MESSAGE_BYTES,
     )
     t = config.topics
 
@@ -347,26 +441,23 @@ class Emitter:
 
     async def send(
         self,
-        origin: Origin,
+        source: Source,
         topic: str,
         key: bytes | None,
         value: bytes,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        """Queue one record in the transaction of `origin`'s partition. Never raises for a refused
-        record: the commit leaves that transaction out and the message is read again."""
+        """Queue one record in the transaction of `source`'s partition. Never raises for a refused
+        record: the commit redoes the transaction with the source's dead letter instead."""
         app = self._app
-        tid = app.transaction_of(TP(origin.topic, origin.partition))
-        try:
-            queued = await app.producer.send(
-                topic, key, value, None, None, headers, transactional_id=tid or None
-            )
-        except Exception as exc:  # refused before queueing (too large for the producer, no transaction)
-            app.deliveries.fail(tid, origin, exc)
-            return
+        tid = app.transaction_of(TP(source.origin.topic, source.origin.partition))
         # Not awaiting delivery: the commit settles every future first (`Deliveries`), and waiting per
         # message would serialise the worker on the broker.
-        app.deliveries.add(tid, origin, asyncio.ensure_future(queued))
+        app.deliveries.add(tid, await app._queue(tid, source, Record(topic, key, value, headers)))
+
+    def letters_by(self, letter_for: LetterFor) -> None:
+        """How the commit turns an input message whose records Kafka refused into its dead letter."""
+        self._app.letter_for = letter_for
 
     def __len__(self) -> int:
         """Input messages remembered as refused (bounded; a metric)."""

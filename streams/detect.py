@@ -38,8 +38,9 @@ from alerts import wire
 from bus import dlq
 from collectors.wire import Batch, Decoder, WireError
 from rules.record import EV_PROC, P_CONTAINER_ID, Process
-from streams.app import Emitter, Origin, WorkerTopics, commit_gate
+from streams.app import Emitter, Origin, Source, WorkerTopics, commit_gate
 from streams.identity import node_problem
+from streams.letters import REFUSED, DeadLetters
 from streams.logsafe import shown
 from streams.metrics import WorkerMetrics
 from streams.reload import LiveRules, Rule
@@ -54,7 +55,6 @@ MAX_TRACKED_NODES: Final = 100_000
 # A batch whose records Kafka refused is evaluated again this many times in all, then dead-lettered.
 EMIT_ATTEMPTS: Final = 2
 MAX_KEY_BYTES: Final = 128  # a container id is 64 hex digits
-REFUSED: Final = "records refused by Kafka"
 
 
 @dataclass(slots=True)
@@ -149,6 +149,7 @@ def alert_key(container_id: object) -> bytes:
 async def handle_message(
     detector: Detector[Rule],
     emitter: Emitter,
+    letters: DeadLetters,
     topics: WorkerTopics,
     metrics: WorkerMetrics,
     message: Any,  # faust.types.Message
@@ -157,23 +158,16 @@ async def handle_message(
     origin = Origin(message.topic, message.partition, message.offset)
     where = f"{shown(origin.topic)}:{origin.partition}@{origin.offset}"
     value: bytes = message.value or b""
+    source = Source(origin, message.key, value)
 
     async def dead_letter(reason: str, detail: str, whole: bool = True) -> None:
-        letter = dlq.DeadLetter(reason, detail, origin.topic, origin.partition, origin.offset)
-        metrics.dlq.add(1, {"reason": reason})
-        dlq_topic = topics.dlq.get_topic_name()
-        if whole and len(value) <= dlq.MAX_WHOLE_BYTES:
-            await emitter.send(origin, dlq_topic, message.key, value, letter.headers())
-        else:
-            ref_value, ref_headers = letter.reference(value)
-            await emitter.send(origin, dlq_topic, dlq.bounded_key(message.key), ref_value, ref_headers)
+        await letters.send(emitter, source, reason, detail, whole)
 
     failure = emitter.failure(origin)
     if failure is not None and failure.attempts >= EMIT_ATTEMPTS:
-        # Read again after Kafka refused what it produced, again: the letter itself may be what was
-        # refused, so after the whole batch comes a reference, which always fits.
+        # Read again after the commit could not write its alerts nor its whole letter: a reference.
         log.warning("batch to the dead-letter topic: %s, %d times (%s)", REFUSED, failure.attempts, where)
-        await dead_letter(REFUSED, failure.reason, whole=failure.attempts == EMIT_ATTEMPTS)
+        await dead_letter(REFUSED, failure.reason, whole=False)
         return
     try:
         batch, decode_s = detector.decode(value)
@@ -200,7 +194,7 @@ async def handle_message(
             extra={"node": batch.node, "seq": batch.seq, "missing": found.missing},
         )
     for key, alert in found.alerts:
-        await emitter.send(origin, alerts_topic(topics), key, alert)
+        await emitter.send(source, alerts_topic(topics), key, alert)
     metrics.batches.add(1)
     metrics.events.add(len(batch.events))
     metrics.gate_kept.add(found.gate_kept)
@@ -220,6 +214,7 @@ def install_detection(
     topics: WorkerTopics,
     detector: Detector[Rule],
     emitter: Emitter,
+    letters: DeadLetters,
     metrics: WorkerMetrics,
     ready: asyncio.Event,
     ready_timeout: float,
@@ -230,7 +225,7 @@ def install_detection(
         gate = commit_gate(app)
         async for event in stream.events():
             async with gate:
-                await handle_message(detector, emitter, topics, metrics, event.message)
+                await handle_message(detector, emitter, letters, topics, metrics, event.message)
 
 
 async def _wait_ready(ready: asyncio.Event, timeout: float) -> None:

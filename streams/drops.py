@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from alerts import wire
-from bus import dlq
 from rules.alert import INTERNAL_SOURCE, Alert, FieldValue, alert_id
 from rules.priority import Priority
 
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     import faust
 
     from streams.app import Emitter, WorkerTopics
+    from streams.letters import DeadLetters
     from streams.metrics import WorkerMetrics
 
 from streams.errors import WorkerError
@@ -186,7 +186,9 @@ def build_drop_alert(sample: DropSample) -> Alert:
     )
 
 
-def install_drops(app: faust.App, topics: WorkerTopics, emitter: Emitter, metrics: WorkerMetrics) -> None:
+def install_drops(
+    app: faust.App, topics: WorkerTopics, emitter: Emitter, letters: DeadLetters, metrics: WorkerMetrics
+) -> None:
     """The stats agent: one DropMonitor per worker; its partitions' nodes are its own (stats are keyed
     by node). Stats records that do not decode, or whose node or time is refused (`check_sample`), are
     dead-lettered as a reference (a stats record is small; the reference bounds a hostile one)."""
@@ -194,21 +196,19 @@ def install_drops(app: faust.App, topics: WorkerTopics, emitter: Emitter, metric
     if decode is None:
         log.warning("drop alerts disabled: collectors.stats (the stats wire format) is not installed")
         return
-    from streams.app import Origin, commit_gate
-    from streams.detect import REFUSED
+    from streams.app import Origin, Source, commit_gate
+    from streams.letters import REFUSED
 
     monitor = DropMonitor()
     metrics.sizes.attach("drops", monitor)
     alerts_topic = topics.alerts.get_topic_name()
-    dlq_topic = topics.dlq.get_topic_name()
 
-    async def refuse(origin: Origin, message: Any, reason: str, detail: str) -> None:
-        metrics.dlq.add(1, {"reason": reason})
+    async def refuse(source: Source, reason: str, detail: str) -> None:
+        origin = source.origin
         log.warning("stats record to the dead-letter topic: %s (%s:%d@%d)", shown(detail),
                     shown(origin.topic), origin.partition, origin.offset)
-        letter = dlq.DeadLetter(reason, detail, origin.topic, origin.partition, origin.offset)
-        value, headers = letter.reference(message.value or b"")
-        await emitter.send(origin, dlq_topic, dlq.bounded_key(message.key), value, headers)
+        # a stats record is small: the reference bounds a hostile one
+        await letters.send(emitter, source, reason, detail, whole=False)
 
     @app.agent(topics.stats, name="peregrine-drops", concurrency=1)
     async def drops(stream: Any) -> None:
@@ -216,25 +216,26 @@ def install_drops(app: faust.App, topics: WorkerTopics, emitter: Emitter, metric
         async for event in stream.events():
             message = event.message
             origin = Origin(message.topic, message.partition, message.offset)
+            source = Source(origin, message.key, message.value or b"")
             async with gate:
                 failure = emitter.failure(origin)
                 if failure is not None:  # its alert was refused: the bucket already spent its token
-                    await refuse(origin, message, REFUSED, failure.reason)
+                    await refuse(source, REFUSED, failure.reason)
                     continue
                 try:
                     sample = decode(message.value)
                     check_sample(sample, time.time_ns())
                 except StatsRefused as exc:
-                    await refuse(origin, message, exc.reason, exc.detail)
+                    await refuse(source, exc.reason, exc.detail)
                     continue
                 except ValueError as exc:
-                    await refuse(origin, message, BAD_RECORD, str(exc))
+                    await refuse(source, BAD_RECORD, str(exc))
                     continue
                 alert = monitor.observe(sample)
                 if alert is not None:
                     metrics.drop_alerts.add(1)
                     value = wire.encode(alert)
-                    await emitter.send(origin, alerts_topic, sample.node.encode(), value)
+                    await emitter.send(source, alerts_topic, sample.node.encode(), value)
 
 
 def _stats_decoder() -> Callable[[bytes], DropSample] | None:

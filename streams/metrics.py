@@ -34,6 +34,7 @@ class TableSizes:
 _TABLE_GAUGES = (
     ("seq.nodes", "seq", "{node}", "Nodes whose batch sequence the worker follows (bounded, LRU)"),
     ("drops.nodes", "drops", "{node}", "Nodes whose drop-alert token bucket the worker keeps (bounded, LRU)"),
+    ("dlq.nodes", "letters", "{node}", "Nodes whose dead-letter budget the worker keeps (bounded, LRU)"),
     ("refused.messages", "refused", "{message}",
      "Input messages whose records Kafka refused, remembered until read again (bounded)"),
 )
@@ -46,6 +47,7 @@ class WorkerMetrics:
     gate_kept: Counter
     alerts: Counter
     dlq: Counter
+    dlq_suppressed: Counter
     gaps: Counter
     missing_batches: Counter
     drop_alerts: Counter
@@ -79,6 +81,11 @@ def worker_metrics() -> WorkerMetrics:
         dlq=meter.create_counter(
             "peregrine.worker.dlq", unit="{message}",
             description="Messages (event batches, stats records) dead-lettered, by reason"
+        ),
+        dlq_suppressed=meter.create_counter(
+            "peregrine.worker.dlq.suppressed", unit="{message}",
+            description="Messages not dead-lettered because their node (or the worker) was over its "
+            "dead-letter budget, by reason",
         ),
         gaps=meter.create_counter(
             "peregrine.worker.gaps", unit="{gap}", description="Jumps in a node's batch sequence"

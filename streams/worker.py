@@ -31,6 +31,7 @@ from streams import app as worker_app
 from streams.config import ConfigError, WorkerConfig, from_args
 from streams.detect import Detector, install_detection
 from streams.drops import install_drops
+from streams.letters import DeadLetters, LetterBudget
 from streams.metrics import worker_metrics
 from streams.reload import LiveRules, Rule, RulesEngine, falco_engine
 
@@ -64,8 +65,12 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule]) -> int:
     detector = Detector(rules, table.enrich)
     metrics.sizes.attach("seq", detector.seq)
     metrics.sizes.attach("refused", emitter)
-    install_detection(app, topics, detector, emitter, metrics, ready, config.k8s_wait)
-    install_drops(app, topics, emitter, metrics)
+    budget = LetterBudget()
+    metrics.sizes.attach("letters", budget)
+    letters = DeadLetters(topics.dlq.get_topic_name(), metrics, budget)
+    emitter.letters_by(letters.letter_for)
+    install_detection(app, topics, detector, emitter, letters, metrics, ready, config.k8s_wait)
+    install_drops(app, topics, emitter, letters, metrics)
 
     # Before Faust subscribes: it drops topics missing at subscription time and never looks again.
     try:

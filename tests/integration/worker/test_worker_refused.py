@@ -5,9 +5,8 @@ The alerts topic here accepts at most 16 KiB per record batch (a broker or topic
 is refused by the broker. Before, the worker logged "Future exception was never retrieved",
 committed the batch anyway (that alert gone) and the partition's transactional producer then failed
 later sends with OutOfOrderSequenceNumber, losing alerts of innocent nodes on the same partition.
-Now the commit waits for every send, leaves the partition out, the worker reads it again, and the
-batch whose alert cannot be written ends in the dead-letter topic; every other alert arrives exactly
-once.
+Now the commit waits for every send, and redoes the transaction with the refused batch's dead letter
+in place of its alerts; every other alert arrives exactly once.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from worker_batches import expected_shells, make_batch
 from worker_harness import WorkerProcs, WorkerSetup, consume_until, produce
 
 from bus import dlq
-from streams.detect import REFUSED
+from streams.letters import REFUSED
 
 pytestmark = pytest.mark.kafka
 

@@ -15,7 +15,7 @@ def test_catalog_names_are_unique_and_the_contracts_names() -> None:
 def test_only_the_kubernetes_table_is_compacted() -> None:
     assert [t.name for t in topics.CATALOG if t.compacted] == ["peregrine.k8s"]
     assert topics.K8S.configs() == {"cleanup.policy": "compact"}
-    assert topics.EVENTS.configs() == {}
+    assert topics.EVENTS.configs() == {"max.message.bytes": str(topics.MAX_MESSAGE_BYTES)}
 
 
 def test_configs_carry_retention_and_message_size_when_set() -> None:

@@ -209,14 +209,14 @@ def test_emitter_names_the_transaction_faust_opened_for_the_input_partition(
     producer: Any = app.producer
     producer.send = send
     emitter = worker_app.Emitter(app)
-    origin = worker_app.Origin(config.topics.events, 5, 0)
-    asyncio.run(emitter.send(origin, config.topics.alerts, b"key", b"alert"))
+    source = worker_app.Source(worker_app.Origin(config.topics.events, 5, 0), b"node", b"batch")
+    asyncio.run(emitter.send(source, config.topics.alerts, b"key", b"alert"))
     assert [call["transactional_id"] for call in sent] == sorted(faust_tids)
 
 
-def test_a_refused_send_is_remembered_not_raised(built: tuple[faust.App, WorkerConfig]) -> None:
+def test_a_refused_send_is_journaled_not_raised(built: tuple[faust.App, WorkerConfig]) -> None:
     # Producer.send raises before queueing (aiokafka refuses a record above max_request_size at once):
-    # Emitter.send must not raise into the agent, and must poison the transaction it was sent in.
+    # Emitter.send must not raise into the agent; the refusal waits in the journal for the commit.
     app, config = built
     app.assignor._topic_groups[config.topics.events] = 0
 
@@ -226,12 +226,22 @@ def test_a_refused_send_is_remembered_not_raised(built: tuple[faust.App, WorkerC
     producer: Any = app.producer
     producer.send = send
     emitter = worker_app.Emitter(app)
-    origin = worker_app.Origin(config.topics.events, 2, 7)
-    asyncio.run(emitter.send(origin, config.topics.alerts, b"key", b"alert"))
-    failure = emitter.failure(origin)
-    assert failure is not None and failure.attempts == 1 and "MessageSizeTooLarge" in failure.reason
+    source = worker_app.Source(worker_app.Origin(config.topics.events, 2, 7), b"node", b"batch")
+    asyncio.run(emitter.send(source, config.topics.alerts, b"key", b"alert"))
     deliveries = app.deliveries  # type: ignore[attr-defined]
-    assert deliveries.poisoned(f"{config.app_id}-0-2")
+    tid = f"{config.app_id}-0-2"
+    assert deliveries.pending_tids() == [tid]
+    [sent] = deliveries.take(tid)
+    assert isinstance(sent.future.exception(), aiokafka.errors.MessageSizeTooLargeError)
+
+
+def test_a_transaction_is_redone_through_stop_and_maybe_begin_transaction() -> None:
+    # _App._redo restarts one transactional producer as a rebalance does: Producer.stop_transaction(tid)
+    # (the new producer for the id fences the old one: the broker aborts) then maybe_begin_transaction.
+    assert params(faust_aiokafka.Producer.stop_transaction) == ["self", "transactional_id"]
+    assert params(faust_aiokafka.Producer.maybe_begin_transaction) == ["self", "transactional_id"]
+    stop = inspect.getsource(faust_aiokafka.Producer.stop_transaction)
+    assert "self._transaction_producers.pop(transactional_id" in stop
 
 
 def test_deliveries_are_settled_through_the_accumulator_and_a_rebalance_through_the_coordinator() -> None:
