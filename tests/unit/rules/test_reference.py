@@ -153,3 +153,41 @@ def test_iglob_folds_ascii_only() -> None:
 )
 def test_pmatch_matches_whole_components(paths: list[str], value: str, expected: bool) -> None:
     assert reference._pmatch(value.encode(), [p.encode() for p in paths]) is expected
+
+
+def test_the_reference_imports_none_of_the_code_it_checks() -> None:
+    """An oracle must not share the code it checks: no code generation, gate, optimiser, operator,
+    operand or transformer tables, and from the catalog only what it declares (types, flags)."""
+    import ast as pyast
+
+    tree = pyast.parse(Path(reference.__file__).read_text())
+    imported = {
+        (node.module, alias.name)
+        for node in pyast.walk(tree)
+        if isinstance(node, pyast.ImportFrom)
+        for alias in node.names
+    } | {
+        (alias.name, None)
+        for node in pyast.walk(tree)
+        if isinstance(node, pyast.Import)
+        for alias in node.names
+    }
+    forbidden = {
+        "compiler",
+        "codegen",
+        "condtree",
+        "optimize",
+        "gate",
+        "operators",
+        "operands",
+        "transformers",
+    }
+    for module, name in imported:
+        assert not (
+            {module, name} & {f"rules.{f}" for f in forbidden} or (module == "rules" and name in forbidden)
+        )
+    assert {name for module, name in imported if module == "rules.fields"} <= {
+        "FieldFlag",
+        "FieldType",
+        "lookup",
+    }
