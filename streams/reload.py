@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from rules.record import Event
+from streams.logsafe import shown
 from streams.metrics import WorkerMetrics
 
 if TYPE_CHECKING:
@@ -105,11 +106,13 @@ class LiveRules(Generic[Rule]):
                 new = await loop.run_in_executor(None, self._load)
             except Exception as exc:  # any failure must leave the running rules in place
                 self._metrics.rules_reloads.add(1, {"outcome": "failed"})
+                # the loader's message quotes the rules file: one line, bounded, like every log value
+                error = shown(exc, 2000)
                 log.error(
                     "rules reload failed, keeping the running rules (generation %d): %s",
                     self.generation,
-                    exc,
-                    extra={"paths": [str(p) for p in self.paths], "error": str(exc)},
+                    error,
+                    extra={"paths": [str(p) for p in self.paths], "error": error},
                 )
                 return False
             self.ruleset = new

@@ -32,6 +32,7 @@ from streams.config import ConfigError, WorkerConfig, from_args
 from streams.detect import Detector, install_detection
 from streams.drops import install_drops
 from streams.letters import DeadLetters, LetterBudget
+from streams.logsafe import shown
 from streams.metrics import worker_metrics
 from streams.reload import LiveRules, Rule, RulesEngine, falco_engine
 
@@ -138,7 +139,7 @@ async def follow_k8s(config: WorkerConfig, topic: str, table: K8sTable, ready: a
                     except RecordError as exc:
                         bad += 1
                         if bad == 1 or bad % 1000 == 0:
-                            log.warning("undecodable %s records: %d (latest: %s)", topic, bad, exc)
+                            log.warning("undecodable %s records: %d (latest: %s)", topic, bad, shown(exc))
     finally:
         await consumer.stop()
 

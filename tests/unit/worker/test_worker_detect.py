@@ -114,3 +114,19 @@ def test_an_alert_key_is_bounded() -> None:
 
     assert alert_key("a" * 64) == b"a" * 64
     assert len(alert_key("x" * 1_000_000)) == 64
+
+
+def test_a_failed_reload_logs_one_bounded_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    live = standin(tmp_path)
+    (tmp_path / "rules.yaml").write_text("invalid\nrules reloaded (generation 9)" + "x" * 100_000)
+
+    def load(paths: list[str], **kwargs: Any) -> Any:
+        raise ValueError(Path(paths[0]).read_text())
+
+    live.engine = RulesEngine(load, wb.standin_alert)
+    with caplog.at_level("ERROR", logger="peregrine.worker.rules"):
+        assert asyncio.run(live.reload()) is False
+    [line] = caplog.messages
+    assert "\n" not in line and len(line) < 5000
