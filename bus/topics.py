@@ -59,7 +59,9 @@ K8S: Final = TopicSpec("peregrine.k8s", partitions=1, compacted=True)  # enriche
 ALERTS: Final = TopicSpec("peregrine.alerts")  # Falco JSON alerts, key = container id
 EVENTS_DLQ: Final = TopicSpec("peregrine.events.dlq", max_message_bytes=_SIZED)  # poison batches (bus.dlq)
 ALERTS_DLQ: Final = TopicSpec("peregrine.alerts.dlq", partitions=1)  # alerts a sink gave up on (bus.dlq)
-CATALOG: Final = (EVENTS, STATS, K8S, ALERTS, EVENTS_DLQ, ALERTS_DLQ)
+# the sinks' suppressions (sinks.suppress), key = suppression id: every sink reads it whole
+SINK_SUPPRESSIONS: Final = TopicSpec("peregrine.sink.suppressions", partitions=1, compacted=True)
+CATALOG: Final = (EVENTS, STATS, K8S, ALERTS, EVENTS_DLQ, ALERTS_DLQ, SINK_SUPPRESSIONS)
 
 
 def declare(

@@ -5,6 +5,7 @@ kafka:
   bootstrap_servers: kafka:9092      # unless --bootstrap-servers or PEREGRINE_BOOTSTRAP_SERVERS say
   topic: peregrine.alerts            # default
   dlq_topic: peregrine.alerts.dlq    # default
+  suppressions_topic: peregrine.sink.suppressions   # default; `peregrine sink suppress` writes it
   group_prefix: peregrine-sink       # group = <prefix>-<destination name>
   auto_offset_reset: earliest        # a new group starts at the retained backlog (or: latest)
   properties: {fetch.max.bytes: "52428800"}   # librdkafka tuning only
@@ -23,6 +24,34 @@ destinations:
     batch: {max_alerts: 500}         # overrides the top-level defaults key by key
 ```
 
+A destination may aggregate (absent: every alert is delivered, the right default for a SIEM); see
+`sinks.aggregate` for the windows and their crash safety:
+
+```yaml
+    aggregate:
+      window_s: 60                   # event time from a key's first alert; also the wall-clock bound
+      key: [rule, k8s.pod.name]      # default: rule + k8s.pod.name, else container.id, else hostname
+                                     # names: rule, hostname, priority, source or any output field
+      sample_fields: [proc.cmdline, user.name]   # up to 5 distinct values each, in the summary
+      max_open_keys: 1000            # state bound: one more flushes the oldest window's summary early
+      overrides:                     # the first whose rule or tag globs match sets key and/or window
+        - {rules: ["Drop and execute*"], key: [rule, hostname], window_s: 300}
+        - {tags: [T1059], window_s: 10}
+    pace: {per_s: 1, burst: 5}       # requests per second and burst (`sinks.pacing`); slack's
+                                     # default is this one (Slack's published webhook limit),
+                                     # others are unpaced; per_s: 0 turns pacing off
+```
+
+Suppressions (`sinks.suppress`), besides those `peregrine sink suppress` puts on the control topic:
+
+```yaml
+suppress:
+  - match: {rule: "Terminal shell in container", k8s.pod.name: "debug-*"}   # globs, all must match
+    until: "2026-12-24T00:00:00Z"     # RFC 3339 with a zone; expired entries are kept, inert
+    destinations: [slack-secops]      # default: every destination
+    reason: "debug pods during the migration"
+```
+
 Every dataclass is frozen; secrets are `Secret` (repr ``***``). Errors name the file and the key.
 
 Kafka is reached like every other role reaches it (`bus.connection`): TLS and SASL come from the
@@ -35,8 +64,9 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +77,16 @@ from bus import topics
 from bus.clients import CONNECTION_KEYS
 from bus.connection import KafkaConnection
 from bus.errors import ConnectionConfigError
+from sinks.aggregate import AggregateConfig, KeyOverride
 from sinks.errors import ConfigError
 from sinks.options import Options
+from sinks.pacing import SLACK_PACE, PaceConfig
 from sinks.registry import KINDS
 from sinks.routing import Route, parse_route
+from sinks.suppress import Suppression
 
+# Options for one element of a list (the file and environment are the caller's)
+Element = Callable[[Any, str], Options]
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
 
@@ -86,6 +121,7 @@ class KafkaConfig:
     connection: KafkaConnection  # its repr hides the secrets
     topic: str = topics.ALERTS.name
     dlq_topic: str = topics.ALERTS_DLQ.name
+    suppressions_topic: str = topics.SINK_SUPPRESSIONS.name
     group_prefix: str = "peregrine-sink"
     # Where a group with no committed offset starts. "earliest" loses nothing (a new destination
     # receives the retained backlog); "latest" starts a new destination quiet.
@@ -109,12 +145,15 @@ class DestinationConfig:
     batch: BatchConfig
     value_limit: int
     settings: Any  # the frozen config of `kind`, from its module's parse()
+    aggregate: AggregateConfig | None = None  # None: every alert delivered as it comes
+    pace: PaceConfig | None = None  # None: requests as fast as the receiver answers
 
 
 @dataclass(frozen=True, slots=True)
 class SinkConfig:
     kafka: KafkaConfig
     destinations: tuple[DestinationConfig, ...]
+    suppress: tuple[Suppression, ...] = ()
 
     def destination(self, name: str) -> DestinationConfig:
         for d in self.destinations:
@@ -152,15 +191,20 @@ def parse_config(
     if not entries:
         raise top.error("destinations", "at least one destination is required")
     destinations = tuple(
-        _destination(Options(entry, f"destinations[{i}]", source, env), retry, batch, value_limit)
+        _destination(Options(entry, f"destinations[{i}]", source, env), retry, batch, value_limit,
+                     lambda doc, path: Options(doc, path, source, env))
         for i, entry in enumerate(entries)
     )
     names = [d.name for d in destinations]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise top.error("destinations", f"duplicate destination name(s): {', '.join(duplicates)}")
+    suppress = tuple(
+        _suppression(Options(entry, f"suppress[{i}]", source, env), set(names))
+        for i, entry in enumerate(top.items("suppress"))
+    )
     top.done()
-    return SinkConfig(kafka=kafka, destinations=destinations)
+    return SinkConfig(kafka=kafka, destinations=destinations, suppress=suppress)
 
 
 def _kafka(options: Options, env: Mapping[str, str], args: argparse.Namespace) -> KafkaConfig:
@@ -176,6 +220,7 @@ def _kafka(options: Options, env: Mapping[str, str], args: argparse.Namespace) -
         connection=connection,
         topic=options.text("topic", topics.ALERTS.name),
         dlq_topic=options.text("dlq_topic", topics.ALERTS_DLQ.name),
+        suppressions_topic=options.text("suppressions_topic", topics.SINK_SUPPRESSIONS.name),
         group_prefix=options.text("group_prefix", "peregrine-sink"),
         auto_offset_reset=options.choice("auto_offset_reset", "earliest", ("earliest", "latest")),
         properties=tuple(_tuning(options).items()),
@@ -219,7 +264,7 @@ def _batch(options: Options, base: BatchConfig) -> BatchConfig:
 
 
 def _destination(
-    options: Options, retry: RetryConfig, batch: BatchConfig, value_limit: int
+    options: Options, retry: RetryConfig, batch: BatchConfig, value_limit: int, element: Element
 ) -> DestinationConfig:
     name = options.text("name")
     if not _NAME.fullmatch(name):
@@ -233,6 +278,66 @@ def _destination(
         batch=_batch(options.section("batch"), batch),
         value_limit=options.integer("value_limit_bytes", value_limit, minimum=256),
         settings=KINDS[kind_name].parse(options),
+        aggregate=_aggregate(options.section("aggregate"), element) if options.has("aggregate") else None,
+        pace=_pace(options.section("pace"), SLACK_PACE if kind_name == "slack" else None),
+    )
+    options.done()
+    return config
+
+
+def _suppression(options: Options, destinations: set[str]) -> Suppression:
+    match = options.string_map("match")
+    if not match:
+        raise options.error("match", "at least one name: glob pair is required")
+    until = options.text("until")
+    try:
+        until_ns = parse_time_ns(until)
+    except ValueError as exc:
+        raise options.error("until", f"not an RFC 3339 time with a zone: {exc}") from None
+    named = options.texts("destinations")
+    unknown = sorted(set(named) - destinations)
+    if unknown:
+        raise options.error("destinations", f"no destination named {', '.join(unknown)}")
+    suppression = Suppression(tuple(sorted(match.items())), until_ns, named, options.text("reason", ""))
+    options.done()
+    return suppression
+
+
+def parse_time_ns(text: str) -> int:
+    """An RFC 3339 time with a zone to epoch nanoseconds (to the microsecond)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no zone")
+    return int(moment.timestamp() * 1_000_000) * 1000
+
+
+def _pace(options: Options, default: PaceConfig | None) -> PaceConfig | None:
+    per_s = options.number("per_s", default.per_s if default else 0.0)
+    burst = options.integer("burst", default.burst if default else 1, minimum=1)
+    options.done()
+    return PaceConfig(per_s, burst) if per_s > 0 else None
+
+
+def _aggregate(options: Options, element: Element) -> AggregateConfig:
+    overrides = []
+    for i, entry in enumerate(options.items("overrides")):
+        item = element(entry, options.where(f"overrides[{i}]"))
+        override = KeyOverride(
+            rules=item.texts("rules"),
+            tags=item.texts("tags"),
+            key=item.texts("key"),
+            window_s=item.number("window_s", 0.0, minimum=0.001) if item.has("window_s") else None,
+        )
+        item.done()
+        if not (override.rules or override.tags):
+            raise item.error("rules", "an override needs rules or tags to match")
+        overrides.append(override)
+    config = AggregateConfig(
+        window_s=options.number("window_s", 60.0, minimum=0.001),
+        key=options.texts("key"),
+        sample_fields=options.texts("sample_fields"),
+        max_open_keys=options.integer("max_open_keys", 1000, minimum=1),
+        overrides=tuple(overrides),
     )
     options.done()
     return config

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from opentelemetry import metrics
-from opentelemetry.metrics import Counter, Histogram
+from opentelemetry.metrics import Counter, Histogram, _Gauge
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,10 @@ class SinkMetrics:
     dlq: Counter  # alerts written to the dead-letter topic
     latency: Histogram  # alert time to acceptance by the destination
     send_duration: Histogram  # one send() call, per batch
+    folded: Counter  # alerts folded into a summary instead of being sent (aggregation)
+    summaries: Counter  # summaries emitted (aggregation)
+    open_keys: _Gauge  # aggregation windows open: the state held (the API names its sync gauge _Gauge)
+    suppressed: Counter  # alerts silenced by a suppression
 
 
 def create_metrics(meter_provider: metrics.MeterProvider | None = None) -> SinkMetrics:
@@ -40,4 +44,10 @@ def create_metrics(meter_provider: metrics.MeterProvider | None = None) -> SinkM
         dlq=counter("dlq", "alerts moved to the dead-letter topic"),
         latency=seconds("latency", "alert time to acceptance by the destination"),
         send_duration=seconds("send.duration", "duration of one send to the destination"),
+        folded=counter("folded", "alerts folded into an aggregation summary instead of being sent"),
+        summaries=meter.create_counter("peregrine.sink.summaries", unit="{summary}",
+                                       description="aggregation summaries emitted"),
+        open_keys=meter.create_gauge("peregrine.sink.open_keys", unit="{key}",
+                                     description="aggregation windows open (state held)"),
+        suppressed=counter("suppressed", "alerts silenced by a suppression"),
     )

@@ -19,6 +19,12 @@ rebalance, is sought back and read again later). What must fit between two polls
 attempt, and ``max.poll.interval.ms`` is computed from the destination's own attempt time limit.
 Fetch buffers are bounded (a few MB per destination, not librdkafka's 64 MB and 100,000 queued
 records), so a storm on the topic cannot grow the sink's memory with it.
+
+A destination with ``aggregate`` passes each routed alert through its `Aggregator` (first of a key
+at once, repeats folded into one summary per window) and commits what the aggregator says: up to
+the oldest record an open window holds, with the windows in the commit metadata, so a restart
+rebuilds them (`sinks.aggregate`). Within a batch, alerts are sent round-robin across keys, and a
+paced destination (Slack by default) takes a token per request (`sinks.pacing`).
 """
 
 from __future__ import annotations
@@ -34,15 +40,19 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from alerts.errors import AlertDecodeError
+from alerts.wire import encode
 from bus import dlq
 from bus.clients import librdkafka_config
 from sinks import escape
+from sinks.aggregate import Aggregator, key_values
 from sinks.alert import Alert, decode_alert
 from sinks.base import Destination
 from sinks.config import DestinationConfig, KafkaConfig
 from sinks.delivery import Stopped, deliver
 from sinks.metrics import SinkMetrics
+from sinks.pacing import Paced, TokenBucket, round_robin
 from sinks.registry import KINDS
+from sinks.suppress import Suppressions
 
 log = logging.getLogger("peregrine.sink")
 
@@ -102,12 +112,18 @@ def producer_properties(kafka: KafkaConfig, destination: DestinationConfig) -> d
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """A record bound for the dead-letter topic."""
+    """A record bound for the dead-letter topic: a consumed record, or a summary the sink made."""
 
-    message: Message
+    message: Message | None  # None: an aggregation summary, written as ``summary``
     reason: str  # short and stable, for grouping: "undecodable alert", "retries exhausted"...
     detail: str  # the error text, secrets already redacted
     attempts: int
+    summary: Alert | None = None
+
+    def value(self) -> bytes:
+        if self.summary is not None:
+            return encode(self.summary)
+        return (self.message.value() if self.message is not None else None) or b""
 
 
 def dlq_headers(failed: Failed, destination: str) -> list[tuple[str, str | bytes | None]]:
@@ -116,11 +132,15 @@ def dlq_headers(failed: Failed, destination: str) -> list[tuple[str, str | bytes
     Header names follow `peregrine.events.dlq` (``peregrine.dlq.*``), plus destination and attempts.
     """
     message = failed.message
-    return [
+    headers: list[tuple[str, str | bytes | None]] = [
         (dlq.REASON, failed.reason.encode()),
         (dlq.DETAIL, escape.clean(failed.detail, DLQ_DETAIL_LIMIT).encode()),
         (dlq.DESTINATION, destination.encode()),
         (dlq.ATTEMPTS, str(failed.attempts).encode()),
+    ]
+    if message is None:  # a summary has no source record
+        return headers
+    return headers + [
         (dlq.TOPIC, (message.topic() or "").encode()),
         (dlq.PARTITION, str(message.partition()).encode()),
         (dlq.OFFSET, str(message.offset()).encode()),
@@ -138,6 +158,7 @@ class Runner:
         stop: threading.Event,
         destination: Destination | None = None,
         rng: random.Random | None = None,
+        suppressions: Suppressions | None = None,
     ) -> None:
         self._kafka = kafka
         self._config = config
@@ -145,22 +166,31 @@ class Runner:
         self._stop = stop
         kind = KINDS[config.kind]
         max_batch = config.batch.max_alerts if kind.batches else 1
-        self._destination = destination or kind.open(config.settings, config.value_limit, max_batch)
+        opened = destination or kind.open(config.settings, config.value_limit, max_batch)
+        self._paced = Paced(opened, TokenBucket(config.pace)) if config.pace is not None else None
+        self._destination: Destination = self._paced or opened
         self._rng = rng or random.Random()
         self._attributes = {"destination": config.name}
-        self._committed: dict[tuple[str, int], int] = {}  # (topic, partition) -> offset we committed
+        # (topic, partition) -> (offset, metadata) we committed
+        self._committed: dict[tuple[str, int], tuple[int, str]] = {}
+        self._aggregator = Aggregator(config.name, config.aggregate) if config.aggregate else None
+        self._suppressions = suppressions
 
     def run(self) -> None:
         consumer = Consumer(consumer_properties(self._kafka, self._config))
         producer = Producer(producer_properties(self._kafka, self._config))
-        consumer.subscribe([self._kafka.topic])
+        if self._aggregator is None:
+            consumer.subscribe([self._kafka.topic])
+        else:
+            consumer.subscribe([self._kafka.topic], on_assign=self._assigned, on_revoke=self._revoked)
         log.info("%s: consuming %s as group %s", self._config.name, self._kafka.topic,
                  self._kafka.group_id(self._config.name))
         try:
             while not self._stop.is_set():
                 messages = consumer.consume(self._config.batch.max_alerts, self._config.batch.max_wait_s)
-                if messages:
-                    self._handle_paused(consumer, producer, messages)
+                due = self._aggregator.due(idle=not messages) if self._aggregator is not None else []
+                if messages or due:
+                    self._handle_paused(consumer, producer, messages, due)
                 self._commit(consumer)
         except Stopped:
             log.info("%s: stopping with a batch in retry; it will be consumed again", self._config.name)
@@ -169,12 +199,37 @@ class Runner:
             consumer.close()
             producer.flush(10)
 
-    def _handle_paused(self, consumer: Consumer, producer: Producer, messages: Sequence[Message]) -> None:
-        """`_handle` with the assignment paused and the consumer polled whenever the batch waits."""
-        assignment = consumer.assignment()
-        consumer.pause(assignment)
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Rebuild the open windows from the committed metadata (the consumer resumes there)."""
+        assert self._aggregator is not None  # subscribed with this callback only when aggregating
+        self._committed.clear()
+        for tp in consumer.committed(partitions, timeout=30):
+            self._aggregator.restore((tp.topic, tp.partition), tp.metadata)
+        self._report_open_keys()
+
+    def _revoked(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        assert self._aggregator is not None
+        self._aggregator.revoke()
+        self._committed.clear()
+        self._report_open_keys()
+
+    def _report_open_keys(self) -> None:
+        if self._aggregator is not None:
+            self._metrics.open_keys.set(self._aggregator.open_keys, self._attributes)
+
+    def _handle_paused(
+        self, consumer: Consumer, producer: Producer, messages: Sequence[Message], due: Sequence[Alert] = ()
+    ) -> None:
+        """`_handle` with the consumer polled whenever the batch waits, its assignment paused from the
+        first poll on. Pausing purges librdkafka's prefetched records, so a batch that sends nothing
+        (an aggregated storm, folded) does not pause: it would cost a fetch round trip per batch."""
+        paused = False
 
         def keep_alive() -> None:
+            nonlocal paused
+            if not paused:
+                consumer.pause(consumer.assignment())
+                paused = True
             message = consumer.poll(0)
             if message is None or message.error() is not None:
                 return
@@ -195,9 +250,10 @@ class Runner:
                     return False
 
         try:
-            self._handle(producer, messages, wait, keep_alive)
+            self._handle(producer, messages, wait, keep_alive, due)
         finally:
-            consumer.resume(consumer.assignment())
+            if paused:
+                consumer.resume(consumer.assignment())
 
     def _handle(
         self,
@@ -205,12 +261,13 @@ class Runner:
         messages: Sequence[Message],
         wait: Callable[[float], bool] | None = None,
         between: Callable[[], None] | None = None,
+        due: Sequence[Alert] = (),
     ) -> None:
-        """Settle every record: delivered, filtered out, or acknowledged by the dead-letter topic."""
-        sent: list[tuple[Message, Alert]] = []  # parallel to payloads
-        payloads: list[bytes] = []
+        """Settle every record: delivered, folded, filtered out, or acknowledged by the dead-letter
+        topic; ``due`` are summaries of windows whose time is up, sent first."""
+        routed: list[tuple[Message | None, Alert]] = [(None, summary) for summary in due]
         dead: list[Failed] = []
-        filtered = 0
+        filtered = suppressed = 0
         for message in messages:
             error = message.error()
             if error is not None:
@@ -230,13 +287,40 @@ class Runner:
             if not self._config.route.accepts(alert):
                 filtered += 1
                 continue
+            where = (message.topic() or "", message.partition() or 0)
+            offset = message.offset() or 0
+            if self._suppressions is not None and self._suppressions.matches(alert, self._config.name,
+                                                                             time.time_ns()):
+                suppressed += 1
+                if self._aggregator is not None:
+                    self._aggregator.suppress(where, offset, alert)
+                continue
+            if self._aggregator is None:
+                routed.append((message, alert))
+                continue
+            routed += [(message if out is alert else None, out)
+                       for out in self._aggregator.offer(where, offset, alert)]
+        sent: list[tuple[Message | None, Alert]] = []  # parallel to payloads
+        payloads: list[bytes] = []
+        names = self._config.aggregate.key if self._config.aggregate is not None else ()
+        for source, alert in round_robin(routed, lambda entry: key_values(entry[1], names)):
             try:
                 payloads.append(self._destination.build(alert))
             except Exception as exc:  # a builder defect must not stall the partition
                 log.exception("%s: cannot build alert %s", self._config.name, alert.uuid)
-                dead.append(Failed(message, BUILD_FAILED, f"{type(exc).__name__}: {exc}", 0))
+                dead.append(Failed(source, BUILD_FAILED, f"{type(exc).__name__}: {exc}", 0,
+                                   alert if source is None else None))
                 continue
-            sent.append((message, alert))
+            sent.append((source, alert))
+        if self._aggregator is not None:
+            folded, summaries = self._aggregator.take_counts()
+            if folded:
+                self._metrics.folded.add(folded, self._attributes)
+            if summaries:
+                self._metrics.summaries.add(summaries, self._attributes)
+            self._report_open_keys()
+        if self._paced is not None:
+            self._paced.wait = wait or self._stop_aware_wait
         report = deliver(self._destination, payloads, self._config.retry, wait or self._stop_aware_wait,
                          self._rng, self._metrics, self._attributes, self._config.batch.max_bytes, between)
         now_ns = time.time_ns()
@@ -245,7 +329,10 @@ class Runner:
         self._metrics.delivered.add(len(report.accepted), self._attributes)
         if filtered:
             self._metrics.filtered.add(filtered, self._attributes)
-        dead += [Failed(sent[d.index][0], d.reason, d.detail, d.attempts) for d in report.dead]
+        if suppressed:
+            self._metrics.suppressed.add(suppressed, self._attributes)
+        dead += [Failed(sent[d.index][0], d.reason, d.detail, d.attempts,
+                        sent[d.index][1] if sent[d.index][0] is None else None) for d in report.dead]
         if dead and not self._dead_letter(producer, dead):
             raise Stopped
 
@@ -259,10 +346,11 @@ class Runner:
         while True:
             failures: list[Failed] = []
             first = pending[0]
-            log.warning("%s: %d alert(s) to %s (first: %s[%d]@%d after %d attempt(s): %s: %s)",
-                        self._config.name, len(pending), self._kafka.dlq_topic, first.message.topic(),
-                        first.message.partition(), first.message.offset(), first.attempts, first.reason,
-                        escape.clean(first.detail, DLQ_DETAIL_LIMIT))
+            origin = (f"{first.message.topic()}[{first.message.partition()}]@{first.message.offset()}"
+                      if first.message is not None else "a summary")
+            log.warning("%s: %d alert(s) to %s (first: %s after %d attempt(s): %s: %s)",
+                        self._config.name, len(pending), self._kafka.dlq_topic, origin, first.attempts,
+                        first.reason, escape.clean(first.detail, DLQ_DETAIL_LIMIT))
             for entry in pending:
                 message = entry.message
 
@@ -272,7 +360,8 @@ class Runner:
                     if err is not None:
                         failures.append(entry)
 
-                producer.produce(self._kafka.dlq_topic, value=message.value(), key=message.key(),
+                producer.produce(self._kafka.dlq_topic, value=entry.value(),
+                                 key=message.key() if message is not None else None,
                                  headers=dlq_headers(entry, self._config.name),
                                  on_delivery=on_delivery)
             while producer.flush(1.0) > 0:
@@ -301,8 +390,12 @@ class Runner:
         except KafkaException as exc:
             log.warning("%s: cannot read positions: %s", self._config.name, exc)
             return
-        moved = [tp for tp in positions
-                 if tp.offset >= 0 and self._committed.get((tp.topic, tp.partition)) != tp.offset]
+        wanted = {(tp.topic, tp.partition): (tp.offset, "") for tp in positions if tp.offset >= 0}
+        if self._aggregator is not None:  # hold back what open windows hold; windows in the metadata
+            wanted = self._aggregator.commits((key, offset) for key, (offset, _) in wanted.items())
+        moved = [TopicPartition(topic, partition, offset, metadata=metadata)
+                 for (topic, partition), (offset, metadata) in wanted.items()
+                 if self._committed.get((topic, partition)) != (offset, metadata)]
         if not moved:
             return
         try:
@@ -311,4 +404,4 @@ class Runner:
             # Typically a rebalance: the new owner consumes these records again (at-least-once).
             log.warning("%s: commit failed, records will be redelivered: %s", self._config.name, exc)
             return
-        self._committed.update({(tp.topic, tp.partition): tp.offset for tp in moved})
+        self._committed.update({(tp.topic, tp.partition): (tp.offset, tp.metadata or "") for tp in moved})

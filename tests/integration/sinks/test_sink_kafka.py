@@ -80,7 +80,7 @@ class Service:
 def service(kafka_bootstrap: str, topics: Topics) -> Iterator[Callable[..., Service]]:
     started: list[Service] = []
 
-    def start(destinations: list[dict[str, Any]], **top: Any) -> Service:
+    def start(destinations: list[dict[str, Any]], env: dict[str, str] | None = None, **top: Any) -> Service:
         doc = {
             "kafka": {
                 "bootstrap_servers": kafka_bootstrap,
@@ -93,7 +93,7 @@ def service(kafka_bootstrap: str, topics: Topics) -> Iterator[Callable[..., Serv
             "destinations": destinations,
             **top,
         }
-        config = parse_config(doc, "test", {"HEC_TOKEN": HEC_TOKEN})
+        config = parse_config(doc, "test", {"HEC_TOKEN": HEC_TOKEN, **(env or {})})
         reader = InMemoryMetricReader()
         stop, result = threading.Event(), [-1]
         metrics = create_metrics(MeterProvider(metric_readers=[reader]))

@@ -9,11 +9,12 @@ def test_catalog_names_are_unique_and_the_contracts_names() -> None:
     names = [t.name for t in topics.CATALOG]
     assert len(names) == len(set(names))
     assert names == ["peregrine.events", "peregrine.stats", "peregrine.k8s", "peregrine.alerts",
-                     "peregrine.events.dlq", "peregrine.alerts.dlq"]  # fmt: skip
+                     "peregrine.events.dlq", "peregrine.alerts.dlq",
+                     "peregrine.sink.suppressions"]  # fmt: skip
 
 
-def test_only_the_kubernetes_table_is_compacted() -> None:
-    assert [t.name for t in topics.CATALOG if t.compacted] == ["peregrine.k8s"]
+def test_only_the_tables_read_whole_are_compacted() -> None:
+    assert [t.name for t in topics.CATALOG if t.compacted] == ["peregrine.k8s", "peregrine.sink.suppressions"]
     assert topics.K8S.configs() == {"cleanup.policy": "compact"}
     assert topics.EVENTS.configs() == {"max.message.bytes": str(topics.MAX_MESSAGE_BYTES)}
 
