@@ -8,7 +8,7 @@ defined in the innermost block that needs them (`resolve`, `place`; helper calls
 first use and kept), and the function returns the earliest matching rule in definition order (or
 all matches). Since leaves are pure and never raise (`rules.condtree`), testing rules out of
 order and sharing their tests cannot change which rules match; the earliest one is chosen at the
-end. `prologue` binds the record locals (`rules.fields.BASES`) for other generated code.
+end. `prologue_statements` binds the record locals (`rules.fields.BASES`) for other generated code.
 
 Everything here works on `ast` nodes: which reads become locals, where a local is defined and
 which use of it is written in place are decided over the tree (`Read` nodes, statement blocks),
@@ -57,13 +57,7 @@ from rules.pyexpr import (
 )
 
 
-def prologue(codes: Sequence[Code | str], indent: str = "    ") -> list[str]:
-    """Lines binding the record locals (`rules.fields.BASES`) the given code reads, as text:
-    outputs (`rules.output`) still write their reader as text."""
-    return [f"{indent}{ast.unparse(ast.fix_missing_locations(stmt))}" for stmt in prologue_statements(codes)]
-
-
-def prologue_statements(codes: Sequence[Code | str]) -> list[ast.stmt]:
+def prologue_statements(codes: Sequence[Code]) -> list[ast.stmt]:
     """Statements binding the record locals (`rules.fields.BASES`) the given code reads."""
     needed: set[str] = set()
     for code in codes:

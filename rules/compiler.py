@@ -45,7 +45,7 @@ from rules.ast import (
     UnaryCheckExpr,
     ValueExpr,
 )
-from rules.codegen import UNSET, any_present, bucket_source, condition_function, prologue
+from rules.codegen import UNSET, any_present, bucket_source, condition_function
 from rules.condtree import (
     FALSE,
     TRUE,
@@ -70,7 +70,7 @@ from rules.transformers import TRANSFORMERS
 
 __all__ = [
     "FALSE", "TRUE", "UNKNOWN_FIELD", "UNSET", "Constants", "Context", "Node", "Operand", "Values",
-    "any_present", "bucket_source", "check", "condition_function", "lower", "operand", "prologue",
+    "any_present", "bucket_source", "check", "condition_function", "lower", "operand",
     "simplify",
 ]  # fmt: skip
 

@@ -37,12 +37,6 @@ class Operand:
     always_bool: bool = False  # a computed bool that is never missing
     implied: Implied | None = None
 
-    @property
-    def code(self) -> str:
-        """The expression as Python text, for printing; outputs (`rules.output`) still write
-        their reader as text. Conditions use `read`, the tree."""
-        return str(self.read)
-
 
 def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Operand:
     found = lookup(node.name, node.arg)

@@ -13,13 +13,16 @@ Templates compile once into one generated function that reads every token's valu
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from rules.codegen import reader_module
 from rules.compiler import Constants, Context, operand
 from rules.errors import CompileError, Location, ParseError
-from rules.fields import HELPERS, FieldType, bases_of
+from rules.fields import HELPERS, FieldType
+from rules.pyexpr import Code
 from rules.record import Event
 from rules.transformers import HELPERS as TRANSFORMER_HELPERS
 
@@ -128,7 +131,7 @@ def compile_output(
     ctx = Context(location=where, constants=constants or Constants())
     literals: list[str] = []
     tokens: list[Token] = []
-    codes: list[str] = []
+    codes: list[Code] = []
     i = start = 0
     while True:
         i = template.find("%", start)
@@ -151,12 +154,13 @@ def compile_output(
         value = operand(node, ctx, output=True)
         key = template[j:end]
         tokens.append(Token(key, width, value.type))
-        codes.append(value.code)
+        codes.append(value.read)
         start = end
-    source = _reader_source(codes)
+    module = reader_module("_read", codes)
+    source = ast.unparse(module)
     namespace: dict[str, object] = {**HELPERS, **TRANSFORMER_HELPERS, **ctx.constants.values}
     namespace["_ipn"] = ip_names or {}
-    exec(compile(source, "<peregrine output>", "exec"), namespace)  # noqa: S102 - our own generated code
+    exec(compile(module, "<peregrine output>", "exec"), namespace)  # noqa: S102 - our own generated code
     read = namespace["_read"]
     return OutputTemplate(template, tuple(literals), tuple(tokens), read, source)  # type: ignore[arg-type]
 
@@ -164,14 +168,3 @@ def compile_output(
 def _with(where: Location, condition: str, offset: int) -> Location:
     return Location(where.file, where.line, where.item_kind, where.item_name, condition, offset)
 
-
-def _reader_source(codes: list[str]) -> str:
-    needed: set[str] = set()
-    for code in codes:
-        needed |= bases_of(code)
-    from rules.compiler import prologue
-
-    lines = ["def _read(ev):"]
-    lines += prologue(codes)
-    lines.append("    return (" + "".join(f"{code}, " for code in codes) + ")")
-    return "\n".join(lines) + "\n"

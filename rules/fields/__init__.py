@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from rules import record as R
 from rules.fields import container, evt, fd, proc, user
-from rules.fields.helpers import EMPTY_CONTAINER, EMPTY_FD, EMPTY_PROCESS, HELPERS
+from rules.fields.runtime import EMPTY_CONTAINER, EMPTY_FD, EMPTY_PROCESS, HELPERS
 from rules.fields.spec import (
     BASE_DEPS,
     BASES,

@@ -12,7 +12,7 @@ from rules import record as R
 from rules import render
 from rules import render_flags as rf
 from rules import render_params as rp
-from rules.fields.helpers import O_MAY_CREATE, OPEN_TYPES, text_fn_name
+from rules.fields.runtime import O_MAY_CREATE, OPEN_TYPES, text_fn_name
 from rules.fields.spec import ABS, BOOL, BUF, CH, I64, U64, F, FieldSpec, proc
 from rules.pyexpr import Code, code
 

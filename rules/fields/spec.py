@@ -124,12 +124,9 @@ BASES: dict[str, Code] = {
 BASE_DEPS: dict[str, tuple[str, ...]] = {"p": (), "pp": ("p",), "c": ("p",), "f": (), "a": ()}
 
 
-def bases_of(read: Code | ast.AST | str) -> set[str]:
-    """Which `BASES` locals a piece of generated code reads (text is parsed, for outputs)."""
-    if isinstance(read, str):
-        tree: ast.AST = ast.parse(read, mode="eval")
-    else:
-        tree = read.tree if isinstance(read, Code) else read
+def bases_of(read: Code | ast.AST) -> set[str]:
+    """Which `BASES` locals a piece of generated code reads."""
+    tree = read.tree if isinstance(read, Code) else read
     found = {node.id for node in names_in(tree) if node.id in BASES}
     for base in list(found):
         found.update(BASE_DEPS[base])

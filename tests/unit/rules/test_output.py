@@ -77,3 +77,12 @@ def test_bad_templates_are_compile_errors(template: str, message: str) -> None:
     with pytest.raises(CompileError) as info:
         compile_output(template, suggested=False)
     assert message in info.value.message
+
+
+@pytest.mark.parametrize("key", ["HOME", "A)B", "x\\n", "a)+__import__(os"])
+def test_a_proc_env_key_reaches_the_reader_as_a_constant_never_as_text(key: str) -> None:
+    """The reader is built as a syntax tree: a key is one `ast.Constant`, whatever it holds."""
+    ev = build_event("execve", proc={"name": "bash", "env": [f"{key}=v", "OTHER=w"]})
+    template = compile_output(f"env=%proc.env[{key}]", suggested=False)
+    assert template.render(ev)[0] == "env=v"
+    assert repr(key) in template.source
