@@ -209,7 +209,7 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
         for v, value in zip(values, parsed, strict=True):
             try:
                 ops.regex_program(str(value))
-            except re.error as exc:
+            except ValueError as exc:  # RE2 refuses the pattern
                 raise ctx.error(f"invalid regex pattern: {exc}", v.pos) from None
             simpler = ops.simpler_than_regex(str(value))
             if simpler is not None:

@@ -8,8 +8,9 @@ compiler wraps every body in a presence test, so a missing left value makes ever
 regex programs, path-prefix tables, networks) are built here by ``prepare`` and named by the
 compiler; nothing is interpreted per event.
 
-Limits: ``regex`` uses Python's ``re`` (full match), not RE2's POSIX mode; character classes and
-escapes that differ between the two dialects can differ.
+``regex`` is RE2 itself (the ``google-re2`` binding), with the options libs compiles it with
+(``RE2::POSIX``: POSIX syntax, leftmost-longest) and anchored at both ends, so a pattern Falco
+refuses (lookahead, backreferences, ``\\d``, ``(?i)``) is refused here with RE2's own message.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import re2  # type: ignore[import-untyped]  # the binding ships no type information
 
 from rules.fields import FieldType
 from rules.pyexpr import call, compare, const, is_not_none, method
@@ -210,9 +213,37 @@ def simpler_than_regex(pattern: str) -> str | None:
     return "="
 
 
+def _re2_options() -> Any:
+    """libs' ``re2::RE2::POSIX`` (sinsp_filtercheck.cpp, add_filter_value): POSIX syntax and
+    leftmost-longest; RE2's own logging off, since the error reaches the user as a LoadError."""
+    options = re2.Options()
+    options.posix_syntax = True
+    options.longest_match = True
+    options.log_errors = False
+    return options
+
+
 def regex_program(pattern: str) -> Callable[[str], object]:
-    """Anchored at both ends, as libs runs RE2 (re.error for an invalid pattern)."""
-    return re.compile(pattern).fullmatch
+    """Anchored at both ends, as libs runs RE2 (``ANCHOR_BOTH``); ValueError with RE2's message for
+    a pattern RE2 refuses.
+
+    libs first replaces invalid UTF-8 in the tested value with U+FFFD (maximal subparts,
+    ``utf8::sanitize_with_lazy_storage``); record text holds such bytes as surrogate escapes,
+    which the binding cannot encode, so only then is the value decoded again with ``replace``,
+    which follows the same maximal-subpart rule."""
+    try:
+        fullmatch = re2.compile(pattern, _re2_options()).fullmatch
+    except re2.error as exc:
+        (reason,) = exc.args  # RE2's error text, as bytes
+        raise ValueError(reason.decode(errors="replace")) from None
+
+    def test(text: str) -> object:
+        try:
+            return fullmatch(text)
+        except UnicodeEncodeError:
+            return fullmatch(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+
+    return test
 
 
 def pmatch_program(paths: Iterable[str]) -> Callable[[str], bool]:

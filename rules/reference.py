@@ -29,7 +29,7 @@ escapes (``bytes.decode("utf-8", "surrogateescape")``), so each string is encode
 Shared on purpose, and why: the *text* of ``evt.arg.*``, ``evt.args``, ``evt.res``, ``fd.type``
 and ``thread.cap_*`` comes from `rules.render` (the output renderer, which the code generator does
 not own), because re-deriving libs' flag, errno and capability tables here would copy the same
-tables. ``regex`` runs Python's ``re`` as a stand-in for RE2 (the standard library has no RE2).
+tables. ``regex`` is RE2 itself (``google-re2``), set up here as libs sets it up, not borrowed.
 
 Written for the reader, not for speed: every event walks the whole tree.
 """
@@ -43,6 +43,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
+
+import re2  # type: ignore[import-untyped]  # the binding ships no type information
 
 from rules import record as R
 from rules import render
@@ -754,10 +756,20 @@ def _string_op(op: str, s: bytes, r: bytes) -> bool:
     if op == "iglob":
         return fnmatch_bytes(r, s, casefold=True)
     if op == "regex":
-        # libs sanitizes both sides to valid UTF-8 before RE2 runs a full match
-        pattern = r.decode("utf-8", "replace")
-        return re.fullmatch(pattern, s.decode("utf-8", "replace")) is not None
+        # sinsp_filtercheck.cpp: the pattern compiles with RE2::POSIX; the value, its invalid
+        # UTF-8 replaced by U+FFFD (maximal subparts, as Python's "replace"), must match whole
+        text = s.decode("utf-8", "replace").encode()
+        return _re2_posix(r).fullmatch(text) is not None
     return {"<": s < r, "<=": s <= r, ">": s > r, ">=": s >= r}[op]
+
+
+def _re2_posix(pattern: bytes) -> Any:
+    """libs' ``re2::RE2(pattern, re2::RE2::POSIX)``."""
+    options = re2.Options()
+    options.posix_syntax = True
+    options.longest_match = True
+    options.log_errors = False
+    return re2.compile(pattern, options)
 
 
 def _buffer_op(op: str, s: bytes, r: bytes) -> bool:

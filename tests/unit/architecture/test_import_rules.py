@@ -39,7 +39,7 @@ ALLOWED_INTERNAL: dict[str, tuple[str, ...]] = {
 }
 # Third-party distributions each package may import at all.
 ALLOWED_THIRD_PARTY: dict[str, frozenset[str]] = {
-    "rules": frozenset({"yaml"}),
+    "rules": frozenset({"yaml", "re2"}),  # re2: regex is RE2 itself, as in Falco
     "bus": frozenset({"confluent_kafka", "faust"}),  # each client library's settings (bus.faust_auth)
     "telemetry": frozenset({"opentelemetry", "prometheus_client"}),
     "collectors": frozenset({"bcc", "confluent_kafka", "msgpack", "opentelemetry"}),
