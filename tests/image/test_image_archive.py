@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import IMAGE_USER, PREFIX, RULES, run
+from image_harness import IMAGE_USER, PREFIX, RULES, run
 
 pytestmark = pytest.mark.image
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
-from conftest import RULES, SITE, Container, run, start
+from image_harness import RULES, SITE, Container, run, start
 
 pytestmark = [pytest.mark.image, pytest.mark.kafka]
 
