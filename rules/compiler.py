@@ -35,6 +35,7 @@ from rules.ast import (
     AndExpr,
     BinaryCheckExpr,
     Expr,
+    FieldExpr,
     FieldRefExpr,
     IdentifierExpr,
     ListExpr,
@@ -62,6 +63,7 @@ from rules.condtree import (
     make_leaf,
 )
 from rules.fields import NUMERIC_TYPES, FieldFlag, FieldType, lookup
+from rules.libs_event_table import EVENT_NAMES, SYSCALL_NAMES
 from rules.operands import UNKNOWN_FIELD, Operand, field_operand, operand, transformer_operand
 from rules.optimize import simplify
 from rules.pyexpr import Code, and_, call, code, compare, const, is_not_none, method, name, not_, or_, set_of
@@ -122,6 +124,15 @@ def parse_value(text: str, ftype: FieldType, op: str, pos: Pos, ctx: Context) ->
     if op in ("glob", "iglob", "regex"):
         return text
     return text
+
+
+def _check_event_names(values: list[ValueExpr], ctx: Context) -> None:
+    """libs refuses an ``evt.type`` value, whatever the operator, that is neither an event name
+    nor a syscall name it knows (sinsp_filtercheck_event.cpp validate_filter_value). A known
+    name our records have no id for is accepted and matches nothing (`rules.record`)."""
+    for v in values:
+        if v.value not in EVENT_NAMES and v.value not in SYSCALL_NAMES:
+            raise ctx.error(f"unknown event type {v.value}", v.pos)
 
 
 def _warn_misused(value: ValueExpr, ctx: Context) -> None:
@@ -205,6 +216,8 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
     for v in values:
         _warn_misused(v, ctx)
     parsed = [parse_value(v.value, left.type, op_name, v.pos, ctx) for v in values]
+    if isinstance(expr.left, FieldExpr) and expr.left.name == "evt.type":
+        _check_event_names(values, ctx)
     if op_name == "regex":
         for v, value in zip(values, parsed, strict=True):
             try:

@@ -1,0 +1,120 @@
+"""`rules.libs_event_table` is derived from falcosecurity/libs, never written by hand.
+
+Run ``python -m tests.unit.rules.test_libs_event_table GIT_DIR`` to write it again from a libs
+checkout (a bare mirror works: the files are read with ``git show HEAD:...``); the test below
+derives it from the mirror the `fetch` tool leaves, when it is there, and compares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rules import libs_event_table
+from rules import record as R
+from rules.ast import BinaryCheckExpr, Expr, FieldExpr, ListExpr, ValueExpr
+from rules.collect import load_files
+
+MIRROR = Path("/work/.mirror/falcosecurity+libs/repo")
+MODULE = Path(libs_event_table.__file__)
+# libs' PPM_MAX_NAME_LEN: scap_get_ppm_sc_name copies names with strlcpy into 32 bytes
+_PPM_MAX_NAME_LEN = 32
+
+
+def _show(git_dir: Path, commit: str, path: str) -> str:
+    command = ["git", f"--git-dir={git_dir}", "show", f"{commit}:{path}"]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def derive(git_dir: Path) -> str:
+    """The module text: driver/event_table.c's event names and the lower-cased PPM_SC_X names of
+    driver/ppm_events_public.h (scap_get_ppm_sc_name), at the mirror's HEAD."""
+    commit = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    table = _show(git_dir, commit, "driver/event_table.c")
+    events = sorted(set(re.findall(r"\[PPME_\w+\]\s*=\s*\{\s*\"([^\"]*)\"", table)))
+    header = _show(git_dir, commit, "driver/ppm_events_public.h")
+    syscalls = sorted(
+        {name.lower()[: _PPM_MAX_NAME_LEN - 1] for name in re.findall(r"PPM_SC_X\((\w+),\s*\d+\)", header)}
+    )
+    lines = [
+        '"""Event-type names libs knows, derived from falcosecurity/libs (do not edit by hand: see',
+        'tests/unit/rules/test_libs_event_table.py, which writes and checks this file).',
+        "",
+        "`EVENT_NAMES` are the names of driver/event_table.c (``ppm_event_info.name``);",
+        "`SYSCALL_NAMES` the lower-cased ``PPM_SC_X`` names of driver/ppm_events_public.h",
+        "(``scap_get_ppm_sc_name``). libs accepts an ``evt.type`` value found in either",
+        "(sinsp_filtercheck_event.cpp ``validate_filter_value``).",
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "from typing import Final",
+        "",
+        f'LIBS_COMMIT: Final = "{commit}"',
+        "",
+        "EVENT_NAMES: Final = frozenset({",
+        *(f'    "{name}",' for name in events),
+        "})",
+        "",
+        "SYSCALL_NAMES: Final = frozenset({",
+        *(f'    "{name}",' for name in syscalls),
+        "})",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.skipif(not MIRROR.is_dir(), reason="no libs mirror on this machine")
+def test_the_module_is_what_libs_gives() -> None:
+    assert MODULE.read_text() == derive(MIRROR)
+
+
+def test_open_family_and_close_are_known() -> None:
+    names = libs_event_table.EVENT_NAMES | libs_event_table.SYSCALL_NAMES
+    assert {"open", "openat", "openat2", "open_by_handle_at", "creat", "close"} <= names
+
+
+
+def test_the_open_family_our_records_lack() -> None:
+    """``evt.type startswith open`` means these names in libs; the records carry ids (and the
+    collector captures) only some: a rule naming the others loads and matches nothing."""
+    known = libs_event_table.EVENT_NAMES | libs_event_table.SYSCALL_NAMES
+    family = {name for name in known if name.startswith("open")}
+    assert family == {"open", "openat", "openat2", "open_by_handle_at", "open_tree", "open_tree_attr"}
+    assert family - set(R.EVENT_TYPES) == {"open_by_handle_at", "open_tree", "open_tree_attr"}
+
+
+def _named_types(expr: Expr) -> set[str]:
+    """Every value an ``evt.type`` check of a loaded (macro-resolved) condition names."""
+    found: set[str] = set()
+    stack: list[object] = [expr]
+    while stack:
+        node = stack.pop()
+        left = node.left if isinstance(node, BinaryCheckExpr) else None
+        if isinstance(node, BinaryCheckExpr) and isinstance(left, FieldExpr) and left.name == "evt.type":
+            right = node.right.values if isinstance(node.right, ListExpr) else [node.right]
+            found |= {v.value for v in right if isinstance(v, ValueExpr)}
+        if dataclasses.is_dataclass(node):
+            for child in (getattr(node, f.name) for f in dataclasses.fields(node)):
+                stack.extend(child if isinstance(child, (list, tuple)) else [child])
+    return found
+
+
+@pytest.mark.parametrize("extra", [None, "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml"])
+def test_falcos_files_name_only_types_records_carry(falco_rules_dir: Path, extra: str | None) -> None:
+    """What Falco's rules files name and the records cannot carry (none, in the copy we ship)."""
+    files = [falco_rules_dir / "falco_rules.yaml", *([falco_rules_dir / extra] if extra else [])]
+    named = set().union(*(_named_types(rule.condition) for rule in load_files(files).rules))
+    assert named, "the walk found no evt.type check"
+    assert named <= libs_event_table.EVENT_NAMES | libs_event_table.SYSCALL_NAMES
+    assert named - set(R.EVENT_TYPES) == set()
+
+
+if __name__ == "__main__":
+    MODULE.write_text(derive(Path(sys.argv[1]) if len(sys.argv) > 1 else MIRROR))
