@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import faust
+from aiokafka import errors as kafka_errors
+from faust import exceptions as faust_errors
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -83,6 +85,17 @@ _LINGER = 0.005
 # Input messages whose records Kafka refused, remembered for the agents (bounded: a broker refusing
 # everything cannot grow it).
 _MAX_REMEMBERED_FAILURES: Final = 4096
+# Refusals of a record for what it is (its size, its bytes, its timestamp): sent again it is refused
+# again, so its input message's dead letter goes instead. Any other error (the transaction aborted by a
+# sibling's refusal, a broker going away) is the transaction's: its records are sent again as they are.
+_RECORD_REFUSALS: Final = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.CorruptRecordException,
+    kafka_errors.InvalidMessageError,
+    kafka_errors.InvalidTimestampError,
+)
 # Times a transaction is redone after a refusal before the partition is left to a rebalance (a broker
 # that refuses even the reference letters, i.e. is down or misconfigured).
 _REDO_ROUNDS: Final = 3
@@ -195,6 +208,12 @@ async def _refused(sent: list[_Sent]) -> dict[Origin, BaseException]:
 
 async def _no_letters(source: Source, reason: str, whole: bool) -> Record | None:
     raise RuntimeError("streams.app: no dead letters wired (Emitter.letters_by)")
+
+
+def _refuses_the_record(exc: BaseException) -> bool:
+    # Faust wraps a send aiokafka refused before queueing (above max_request_size) in ProducerSendError.
+    cause = exc.__cause__ if isinstance(exc, faust_errors.ProducerSendError) else exc
+    return isinstance(cause, _RECORD_REFUSALS)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -339,6 +358,7 @@ class _App(faust.App):
             await producer.maybe_begin_transaction(tid)
         lettered: set[Origin] = set()
         reasons: dict[Origin, str] = {}
+        refused = {origin: exc for origin, exc in refused.items() if _refuses_the_record(exc)}
         for origin, exc in refused.items():
             failure = self.deliveries.fail(origin, exc)
             reasons[origin] = failure.reason

@@ -260,3 +260,24 @@ def test_deliveries_are_settled_through_the_accumulator_and_a_rebalance_through_
     assert "self._coordinator = GroupCoordinator(" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
     assert params(faust_aiokafka.AIOKafkaConsumerThread._ensure_consumer) == ["self"]
     assert "thread_loop" in inspect.getsource(mode.threads.ServiceThread.__init__)
+
+
+def test_a_record_refusal_is_told_from_a_transaction_failure_through_faust_s_wrapper() -> None:
+    # Faust's Producer.send wraps aiokafka's KafkaError as ProducerSendError(...) from exc: the cause is
+    # what says whether the record itself was refused (dead-letter it) or its transaction (send again).
+    assert "raise ProducerSendError(f\"Error while sending: {exc!r}\") from exc" in inspect.getsource(
+        faust_aiokafka.Producer.send
+    )
+    from faust.exceptions import ProducerSendError
+
+    def wrapped(exc: Exception) -> ProducerSendError:
+        try:
+            raise ProducerSendError("Error while sending") from exc
+        except ProducerSendError as outer:
+            return outer
+
+    too_large = aiokafka.errors.MessageSizeTooLargeError("too large")
+    assert worker_app._refuses_the_record(too_large)
+    assert worker_app._refuses_the_record(wrapped(too_large))
+    assert not worker_app._refuses_the_record(aiokafka.errors.KafkaTimeoutError())
+    assert not worker_app._refuses_the_record(wrapped(aiokafka.errors.IllegalOperation("not in txn")))
