@@ -28,7 +28,7 @@ from importlib import resources
 from typing import Final, NoReturn
 
 from alerts.bound import MAX_ALERT_BYTES, fit
-from alerts.errors import AlertDecodeError
+from alerts.errors import AlertDecodeError, AlertError
 from rules.alert import INTERNAL_SOURCE, Alert, FieldValue
 from rules.output import iso_time
 from rules.priority import Priority
@@ -197,8 +197,9 @@ def _text(value: str) -> str:
     return value
 
 
-class _Invalid(ValueError):
-    """A hook's refusal, turned into AlertDecodeError("not JSON") by `decode`."""
+class _Invalid(AlertError, ValueError):
+    """A hook's refusal, turned into AlertDecodeError("not JSON") by `decode`; a ValueError so the
+    one `except ValueError` around `json.loads` catches it with the parser's own errors."""
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:

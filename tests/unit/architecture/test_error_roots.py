@@ -14,6 +14,9 @@ from types import ModuleType
 
 import pytest
 
+from alerts.errors import AlertError
+from backtest.errors import BacktestError
+from bus.errors import BusError
 from collectors.errors import CollectorError
 from devtools.errors import DevtoolsError
 from enrichers.errors import EnricherError
@@ -23,6 +26,9 @@ from streams.errors import WorkerError
 
 ROOTS: dict[str, type[Exception] | None] = {
     "rules": RulesError,
+    "bus": BusError,
+    "alerts": AlertError,
+    "backtest": BacktestError,
     "collectors": CollectorError,
     "enrichers": EnricherError,
     "streams": WorkerError,
@@ -70,3 +76,9 @@ def test_the_allow_list_names_classes_that_exist() -> None:
     for dotted in NOT_ERRORS:
         module, _, name = dotted.rpartition(".")
         assert isinstance(getattr(importlib.import_module(module), name), type), dotted
+
+
+def test_every_package_of_the_import_table_has_a_root_entry() -> None:
+    from test_import_rules import PACKAGES
+
+    assert set(PACKAGES) <= set(ROOTS), f"add to ROOTS: {set(PACKAGES) - set(ROOTS)}"
