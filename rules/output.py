@@ -1,8 +1,9 @@
 """Output templates: ``%field`` tokens in a rule's output, rendered the way Falco prints them.
 
 A token is ``%`` then an optional decimal width, then the longest field or transformer expression
-that parses there (``parent=%proc.pname)`` ends at ``)``). Falco always formats with ``*`` (so a
-missing value prints ``<NA>``, and is ``null`` in JSON) and, with its default
+that parses and compiles there (``parent=%proc.pname)`` ends at ``)``, ``%proc.name.x`` is
+``proc.name`` then ``.x``), as libs' formatter retries ever shorter prefixes. Falco always
+formats with ``*`` (so a missing value prints ``<NA>``, and is ``null`` in JSON) and, with its default
 ``append_output: [{suggested_output: true}]``, appends the container plugin's suggested fields;
 `SUGGESTED_TAIL` is that text. Values print as libs prints them: numbers in decimal, booleans
 ``true``/``false``; ``evt.time`` prints ``HH:MM:SS.nnnnnnnnn`` (UTC here: the engine has no local
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rules.codegen import reader_module
-from rules.compiler import Constants, Context, operand
+from rules.compiler import Constants, Context, Operand, operand
 from rules.errors import CompileError, Location, ParseError
 from rules.fields import HELPERS, FieldType
 from rules.pyexpr import Code
@@ -122,8 +123,6 @@ def compile_output(
     """Compile a rule output (trimmed, with the suggested-field tail unless `suggested` is false).
 
     Raises CompileError naming the offset of an unknown or unusable field."""
-    from rules.parser import parse_field_or_transformer
-
     template = text.strip()
     if suggested:
         template = f"{template} {SUGGESTED_TAIL}" if template else SUGGESTED_TAIL
@@ -146,12 +145,8 @@ def compile_output(
         at = _with(where, template, i)
         if j >= len(template):
             raise CompileError("invalid formatting token: the output ends with '%'", at)
-        try:
-            node, end = parse_field_or_transformer(template, j)
-        except ParseError as exc:
-            raise CompileError(f"invalid formatting token: {exc.message}", at) from None
         ctx.location = at
-        value = operand(node, ctx, output=True)
+        value, end = _longest_token(template, j, ctx)
         key = template[j:end]
         tokens.append(Token(key, width, value.type))
         codes.append(value.read)
@@ -163,6 +158,31 @@ def compile_output(
     exec(compile(module, "<peregrine output>", "exec"), namespace)  # noqa: S102 - our own generated code
     read = namespace["_read"]
     return OutputTemplate(template, tuple(literals), tuple(tokens), read, source)  # type: ignore[arg-type]
+
+
+def _longest_token(template: str, start: int, ctx: Context) -> tuple[Operand, int]:
+    """The token at `start` as libs' formatter finds it (eventformatter.cpp set_format): the
+    longest prefix of the rest of the template that parses *and* compiles, so ``%proc.name.x``
+    and ``%proc.namex`` are ``proc.name`` followed by text. The first failure is the one
+    reported when no prefix works (libs reports the last, one character long)."""
+    from rules.parser import parse_field_or_transformer
+
+    limit = len(template)
+    first: CompileError | None = None
+    while limit > start:
+        try:
+            node, end = parse_field_or_transformer(template[:limit], start)
+            return operand(node, ctx, output=True), end
+        except ParseError as exc:
+            failure = CompileError(f"invalid formatting token: {exc.message}", ctx.location)
+            end = limit
+        except CompileError as exc:
+            failure = exc
+        first = first or failure
+        # every cut at or past where the parse stopped reads the same token: skip them
+        limit = min(limit, end) - 1
+    assert first is not None
+    raise first
 
 
 def _with(where: Location, condition: str, offset: int) -> Location:

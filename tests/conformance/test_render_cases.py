@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from rules import record, render
+from benchmarks.workload import build_event
+from rules import CompileError, record, render
 from rules import render_flags as rf
+from rules.output import compile_output
 from rules.render_paths import resolve_path
 
 CASES = yaml.safe_load((Path(__file__).parent / "data" / "render_cases.yaml").read_text())
@@ -188,3 +190,16 @@ def test_every_literal_falco_rules_compare_rendered_fields_with_is_producible(
     for never in _NEVER_IN_FALCO:
         if never in comparisons:
             assert not _producible(*never), f"{never} became producible: Falco would not match it"
+
+
+@pytest.mark.parametrize("case", CASES["outputs"], ids=[c["template"] for c in CASES["outputs"]])
+def test_output_tokens(case: dict[str, Any]) -> None:
+    """Output templates split into tokens and text as libs' formatter splits them."""
+    if "error" in case:
+        with pytest.raises(CompileError) as info:
+            compile_output(case["template"], suggested=False)
+        assert case["error"] in info.value.message, case["source"]
+        return
+    spec = dict(case["event"])
+    ev = build_event(spec.pop("type"), **spec)
+    assert compile_output(case["template"], suggested=False).render(ev)[0] == case["text"], case["source"]
