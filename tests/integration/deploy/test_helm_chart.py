@@ -30,7 +30,7 @@ from sinks.config import parse_config
 
 ROOT = CHART.parents[2]
 NOT_INSTALLABLE = {"KafkaTopic"}  # Strimzi publishes its CRDs on no package registry
-COLLECTOR_CAPS = ["BPF", "PERFMON", "SYS_PTRACE"]
+COLLECTOR_CAPS = ["BPF", "PERFMON", "SYS_ADMIN", "SYS_PTRACE"]
 RULE = """- rule: Shell in container
   desc: a shell started in a container
   condition: evt.type = execve and container.id != host and proc.name = bash
