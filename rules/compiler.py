@@ -77,6 +77,10 @@ __all__ = [
 ]  # fmt: skip
 
 _EV_NUM = code(f"ev[{EV_NUM}]")
+# libs' words (filter.cpp check_warnings_regex_value)
+_SIMPLER_OPERATORS = (
+    "may be optimized with simpler operators such as '=', 'contains', 'startswith', 'endswith'"
+)
 
 
 _PORT_NAMES = {"ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53, "http": 80, "https": 443}
@@ -224,9 +228,8 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
                 ops.regex_program(str(value))
             except ValueError as exc:  # RE2 refuses the pattern
                 raise ctx.error(f"invalid regex pattern: {exc}", v.pos) from None
-            simpler = ops.simpler_than_regex(str(value))
-            if simpler is not None:
-                ctx.warn(f"regex '{value}' could be written with the faster operator '{simpler}'", v.pos)
+            if ops.regex_may_be_simpler(str(value)):
+                ctx.warn(f"regex check with '{value}' {_SIMPLER_OPERATORS}", v.pos)
     if expr.modifier is not None:
         return _lower_modifier(expr.modifier, left, op, parsed, ctx)
     if left.type is FieldType.IPNET:

@@ -197,20 +197,23 @@ def affix_program(
     return Memo(could_match)
 
 
-def simpler_than_regex(pattern: str) -> str | None:
-    """The plain operator a regex amounts to, if any (libs warns about such patterns): a literal
-    is ``=``, ``.*lit.*`` is ``contains``, ``lit.*`` is ``startswith``, ``.*lit`` is ``endswith``."""
-    lead, trail = pattern.startswith(".*"), pattern.endswith(".*") and len(pattern) >= 4
-    core = pattern[2 if lead else 0 : len(pattern) - (2 if trail else 0)]
-    if not core or any(ch in core for ch in ".^$*+?{}[]\\|()"):
-        return None
-    if lead and trail:
-        return "contains"
-    if trail:
-        return "startswith"
-    if lead:
-        return "endswith"
-    return "="
+def regex_may_be_simpler(pattern: str) -> bool:
+    """libs' heuristic (filter.cpp check_warnings_regex_value): no regex special character but a
+    leading ``^``, a trailing ``$``, or ``.*``/``.+``/``.?`` at the very start or end."""
+    n = len(pattern)
+    i = 0
+    while i < n:
+        ch = pattern[i]
+        if (i == 0 and ch == "^") or (i == n - 1 and ch == "$"):
+            i += 1
+            continue
+        if ((i == 0 and n > 1) or i == n - 2) and ch == "." and pattern[i + 1] in "+*?":
+            i += 2
+            continue
+        if ch in ".+*?^$()[]{}|\\":
+            return False
+        i += 1
+    return True
 
 
 def _re2_options() -> Any:
