@@ -12,11 +12,13 @@ never leave the pipeline.
 
 Liveness: a batch can take long to settle (200 one-alert requests to a slow Slack, retries with
 backoff, Retry-After), and a consumer that does not poll within ``max.poll.interval.ms`` is evicted
-from its group, which hands the batch to another member: delivered twice. So while a batch is
-delivered, the runner pauses its partitions and polls after every request and during every wait
-between attempts (a paused consumer returns no records; one that arrives anyway, after a
-rebalance, is sought back and read again later). What must fit between two polls is then one
-attempt, and ``max.poll.interval.ms`` is computed from the destination's own attempt time limit.
+from its group, which hands the batch to another member: delivered twice. So once a batch has
+taken a tenth of the poll interval (at most `KEEP_ALIVE_AFTER_S`), the runner pauses its partitions
+and polls after every request and during every wait between attempts (a paused consumer returns no
+records; one that arrives anyway, after a rebalance, is sought back and read again later). A
+quicker batch neither pauses nor polls: pausing purges the prefetched records. What must fit
+between two polls is then one attempt plus that tenth, and ``max.poll.interval.ms`` is computed
+from the destination's own attempt time limit.
 Fetch buffers are bounded (a few MB per destination, not librdkafka's 64 MB and 100,000 queued
 records), so a storm on the topic cannot grow the sink's memory with it.
 
@@ -59,6 +61,7 @@ log = logging.getLogger("peregrine.sink")
 MAX_POLL_INTERVAL_MS = 86_400_000  # librdkafka's ceiling
 MIN_POLL_INTERVAL_MS = 300_000  # librdkafka's default: never below it
 POLL_MARGIN_S = 60.0  # for building payloads and the DLQ write between two polls
+KEEP_ALIVE_AFTER_S = 5.0  # a batch taking longer starts polling (paused) to stay in its group
 # librdkafka tuning defaults for the fetch buffers (a YAML `properties` entry overrides them)
 FETCH_BOUNDS = {
     "queued.max.messages.kbytes": 8192,
@@ -221,12 +224,19 @@ class Runner:
         self, consumer: Consumer, producer: Producer, messages: Sequence[Message], due: Sequence[Alert] = ()
     ) -> None:
         """`_handle` with the consumer polled whenever the batch waits, its assignment paused from the
-        first poll on. Pausing purges librdkafka's prefetched records, so a batch that sends nothing
-        (an aggregated storm, folded) does not pause: it would cost a fetch round trip per batch."""
+        first poll on. Pausing purges librdkafka's prefetched records (a fetch round trip per batch:
+        about 200 alerts/s to a file), so a batch that settles within `KEEP_ALIVE_AFTER_S`, far below
+        ``max.poll.interval.ms``, neither pauses nor polls."""
         paused = False
+        started = time.monotonic()
+        # a tenth of the poll interval: what follows still has nine tenths before eviction
+        poll_interval_s = consumer_properties(self._kafka, self._config)["max.poll.interval.ms"] / 1000
+        quiet_s = min(KEEP_ALIVE_AFTER_S, poll_interval_s / 10)
 
         def keep_alive() -> None:
             nonlocal paused
+            if not paused and time.monotonic() - started < quiet_s:
+                return
             if not paused:
                 consumer.pause(consumer.assignment())
                 paused = True
