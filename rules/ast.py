@@ -52,12 +52,19 @@ def quote_string(value: str) -> str:
     """``value`` double-quoted with libs' escapes, so that the lexer reads it back unchanged.
 
     A trailing backslash is written ``\\x5c``: libs' lexer ends a string at the first quote not
-    preceded by a backslash, so ``"a\\\\"`` would not end where it should.
+    preceded by a backslash, so ``"a\\\\"`` would not end where it should. A byte that is not
+    UTF-8 (held as its surrogate escape, U+DC80-U+DCFF) is written ``\\xHH``, which reads back as
+    that byte.
     """
-    body = "".join(_ESCAPES.get(c, c) for c in value)
+    body = "".join(_ESCAPES.get(c) or _byte_escape(c) for c in value)
     if body.endswith("\\\\"):
         body = body[:-2] + "\\x5c"
     return f'"{body}"'
+
+
+def _byte_escape(c: str) -> str:
+    """``\\xHH`` for the surrogate escape of byte HH (U+DC80 to U+DCFF), else the character."""
+    return f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else c
 
 
 def _quote(value: str) -> str:

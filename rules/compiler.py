@@ -300,6 +300,15 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
 
 
 _MERGEABLE = frozenset({"startswith", "endswith", "contains"})
+_ORDERING = frozenset({"<", "<=", ">", ">="})
+
+
+def _utf8(text: ast.expr) -> ast.expr:
+    """The bytes Falco holds for a string value: libs orders strings by strcmp, byte by byte,
+    which is not code-point order once a value holds bytes that are not UTF-8 (surrogate escapes
+    U+DC80-U+DCFF sort below U+E000, their bytes above). Only two fields need it: the grammar
+    allows no quoted string after an ordering operator, and an ASCII number orders alike both ways."""
+    return method(text, "encode", const("utf-8"), const("surrogateescape"))
 
 
 def _with_implied(left: Operand, values: tuple[object, ...], leaf: Node, ctx: Context) -> Node:
@@ -423,7 +432,10 @@ def _lower_field_compare(
 
     def build(b: Reader, r: Reader) -> ast.expr:
         right_value = method(r(rcode), "lower") if op.name == "icontains" else r(rcode)
-        return and_([is_not_none(b(lcode)), is_not_none(b(rcode)), op.body(r(lcode), right_value)])
+        left_value = r(lcode)
+        if op.name in _ORDERING and ops.family(left.type) == ops.STRING:
+            left_value, right_value = _utf8(left_value), _utf8(right_value)
+        return and_([is_not_none(b(lcode)), is_not_none(b(rcode)), op.body(left_value, right_value)])
 
     return make_leaf(ctx, [lcode, rcode], build, op.cost)
 

@@ -59,10 +59,10 @@ Deliberate differences from libs:
 - ``max_depth`` counts nesting the way libs' depth guard does (about five units per level of
   parentheses); Falco raises libs' default of 100 to 1000 for rule conditions, our default.
 
-Limits: conditions are Python ``str``; ``\\xHH`` escapes (libs master, not 0.25.4) give the code
-point U+00HH, and a NUL ends a quoted string (it fails to lex) as in libs. Parsing is one pass
-with precompiled regexes: the 445 macro and rule conditions of Falco's three rules files (80k
-characters) parse in about 0.1 s.
+Conditions are Python ``str``; a ``\\xHH`` escape (libs master, Falco 0.45) is the byte HH, held
+as records hold bytes (UTF-8 decoded, other bytes as surrogate escapes), and a NUL ends a quoted
+string (it fails to lex) as in libs. Parsing is one pass with precompiled regexes: the 445 macro
+and rule conditions of Falco's three rules files (80k characters) parse in about 0.1 s.
 """
 
 from __future__ import annotations
@@ -203,6 +203,7 @@ def _unescape(quoted: str, condition: str, base: int) -> str:
     if "\\" not in body:
         return body
     out: list[str] = []
+    raw_bytes = False
     end = len(body)
     k = 0
     while k < end:
@@ -229,12 +230,19 @@ def _unescape(quoted: str, condition: str, base: int) -> str:
             digits = body[k + 2 : k + 4]
             if not (digits[0] in _HEX_DIGITS and digits[1] in _HEX_DIGITS):
                 raise ParseError(f"invalid hex char escape sequence: {digits}", at)
-            out.append(chr(int(digits, 16)))
+            byte = int(digits, 16)
+            # one raw byte (libs escaping.cpp): above 0x7f, its surrogate escape, as records
+            # hold bytes that are not UTF-8; whole UTF-8 sequences are decoded below
+            out.append(chr(byte) if byte < 0x80 else chr(0xDC00 + byte))
+            raw_bytes = raw_bytes or byte >= 0x80
             k += 2
         else:
             raise ParseError(f"unsupported string escape sequence: \\{e}", at)
         k += 2
-    return "".join(out)
+    text = "".join(out)
+    if raw_bytes:  # \xc3\xa9 are the bytes of é: the same text as a record holding them
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+    return text
 
 
 class _Parser:

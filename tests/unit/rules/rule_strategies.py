@@ -63,12 +63,11 @@ _ENDPOINTS = ("fd.ip", "fd.port", "fd.net")
 
 
 def literal_text(value: str) -> str:
-    """A right-hand string value as condition text: bare when it lexes as one bare word; invalid
-    UTF-8 (surrogate escapes, which a YAML file cannot carry) is written as ``\\xHH``."""
+    """A right-hand string value as condition text: bare when it lexes as one bare word, else
+    quoted (invalid UTF-8, which a YAML file cannot carry, as ``\\xHH``)."""
     if _BARE.fullmatch(value) and value not in _KEYWORDS:
         return value
-    quoted = quote_string(value)
-    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c for c in quoted)
+    return quote_string(value)
 
 
 # --- values events and conditions share ----------------------------------------------------------

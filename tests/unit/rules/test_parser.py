@@ -261,7 +261,8 @@ VALID_ESCAPES = [
     ("\\/", "/"),
     ("\\ ", "\\"),
     ("\\x41", "A"),
-    ("\\xAb", "\xab"),
+    ("\\xAb", "\udcab"),  # a byte that is not UTF-8, as records hold it
+    ("\\xc3\\xa9", "\xe9"),  # the two bytes of é are é
     ("\\x00", "\0"),
     ("\\x413", "A3"),
 ]
@@ -318,6 +319,7 @@ def test_unescape_needs_quoted_text() -> None:
         # ours, where libs' text does not read back: NUL and a trailing backslash
         ("\0", '"\\x00"'),
         ("a \\", '"a \\x5c"'),
+        ("ba\udcffsh", '"ba\\xffsh"'),  # a byte that is not UTF-8
     ],
 )
 def test_quote_string(value: str, quoted: str) -> None:
