@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from receivers import Receiver
+from receivers import Receiver, Status
 from test_sink_kafka import PARTITIONS, Service, Topics, produce, service, topics, wait_until
 
 from sinks.aggregate import parse_metadata
@@ -114,6 +114,25 @@ def test_without_aggregation_another_key_is_not_held_behind_a_storm_in_its_batch
     print(f"\nthe other key's alert arrived {position + 1}th of 31")
     assert position < 30  # round-robin within the batch: not after the whole storm
     assert svc.finish() == 0
+
+
+def test_a_429_with_retry_after_delays_the_storm_and_loses_nothing(
+    kafka_bootstrap: str,
+    topics: Topics,
+    service: Callable[..., Service],
+    receiver: Callable[..., Receiver],
+    alert_doc: Callable[..., dict[str, Any]],
+) -> None:
+    slack = receiver("slack", slack_path=SLACK_PATH)
+    slack.respond(Status(429, {"Retry-After": "1"}, b"rate_limited"))
+    svc = service([{"name": "slack", "type": "slack", "webhook_url_env": "SLACK_URL",
+                    "aggregate": {"window_s": 2}}], env={"SLACK_URL": slack.url + SLACK_PATH})
+    produce(kafka_bootstrap, topics.alerts, storm(alert_doc, 0, 500))
+    assert wait_until(lambda: represented(slack)[0] == 500, 60), represented(slack)
+    assert svc.finish() == 0
+    uuids = slack.uuids()
+    assert len(set(uuids)) == len(uuids) and len(uuids) <= 4  # a first and a summary per window
+    assert svc.counter("retried")["slack"] == 1  # the 429, obeyed once
 
 
 def committed_marks(bootstrap: str, group: str, topic: str) -> tuple[int, int, list[str]]:
