@@ -11,6 +11,10 @@ Two sources, merged: the YAML file's ``suppress`` list, and the compacted contro
 value = JSON), which `peregrine sink suppress --match rule=... --for 2h` appends to. Every sink reads
 the topic from its beginning at start, before delivering anything, then follows it; a record with
 the same id replaces the previous one, so ``--for 0`` lifts a suppression.
+
+The metric is exact per process; the count a summary reports is not rebuilt after a restart (a
+suppression depends on the wall clock, so re-reading cannot tell what it silenced then): alerts
+suppressed while their key's window was open before a kill -9 are missing from that summary.
 """
 
 from __future__ import annotations
