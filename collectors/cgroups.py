@@ -2,8 +2,9 @@
 
 The probe sends `bpf_get_current_cgroup_id()`, the inode of the task's cgroup v2 directory. The
 path comes from `open_by_handle_at` on the cgroup2 mount (O(1); a deleted cgroup gives ESTALE;
-it needs CAP_DAC_READ_SEARCH), then from a walk of the mount when that fails, once per cgroup. Paths are parsed with the layouts of containerd,
-CRI-O, docker and podman under kubepods (systemd and cgroupfs drivers), as Falco's CRI layouts do.
+it needs CAP_DAC_READ_SEARCH), then from a walk of the mount when that fails, once per cgroup.
+Paths are parsed with the layouts of containerd, CRI-O, docker and podman under kubepods (systemd
+and cgroupfs drivers), as Falco's CRI layouts do.
 On nodes whose unified hierarchy is empty (cgroup v1 only, or hybrid without a v2 tree) every task
 reports the root id; `container_id_v1` then reads `/proc/PID/cgroup` while the process lives.
 Results are cached by id (a cgroup id is never reused while the kernel is up).
