@@ -98,10 +98,21 @@ class Context:
     def error(self, message: str, pos: Pos) -> CompileError:
         return CompileError(message, replace(self.location, offset=pos.idx))
 
-    def warn(self, message: str, pos: Pos) -> None:
-        if self.warnings is not None:
-            where = replace(self.location, offset=pos.idx)
-            self.warnings.append(LoadWarning("LOAD_COMPILE_CONDITION", message, where))
+    def warn(
+        self, message: str, pos: Pos, code: str = "LOAD_COMPILE_CONDITION", *, once: bool = False
+    ) -> None:
+        """Record a warning; with `once`, not again for the same rule (Falco keeps a set per
+        condition, e.g. of deprecated fields)."""
+        if self.warnings is None:
+            return
+        where = replace(self.location, offset=pos.idx)
+        rule = replace(where, offset=None)
+        if once and any(
+            w.code == code and w.message == message and replace(w.location, offset=None) == rule
+            for w in self.warnings
+        ):
+            return
+        self.warnings.append(LoadWarning(code, message, where))
 
 
 Reader = Callable[[Code], ast.expr]

@@ -21,6 +21,11 @@ from rules.transformers import TRANSFORMERS
 
 # how an unknown field's error starts, as libs words it; `skip-if-unknown-filter` looks for it
 UNKNOWN_FIELD = "filter_check called with nonexistent field"
+# Falco's description of its one deprecated field we have (falco_load_result.cpp deprecated_field_descs)
+_DEPRECATED_EVT_DIR = (
+    "due to the drop of enter events, 'evt.dir = <' always evaluates to true, and 'evt.dir = >' always"
+    " evaluates to false. The rule expression can be simplified by removing the condition on 'evt.dir'"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +50,7 @@ def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Ope
         raise ctx.error(f"{UNKNOWN_FIELD} {text}", node.pos)
     spec, arg = found
     if spec.flags & FieldFlag.DEPRECATED:
-        ctx.warn(f"field {spec.name} is deprecated (only exit events exist since Falco 0.42)", node.pos)
+        ctx.warn(_DEPRECATED_EVT_DIR, node.pos, "LOAD_DEPRECATED_ITEM", once=True)
     if spec.flags & FieldFlag.ARG_REQUIRED and arg is None:
         raise ctx.error(f"field {spec.name} requires an argument", node.pos)
     if arg is not None and not spec.flags & (FieldFlag.ARG_REQUIRED | FieldFlag.ARG_ALLOWED):

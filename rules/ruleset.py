@@ -54,6 +54,10 @@ class CompiledRule:
         return f"CompiledRule({self.name!r}, {self.priority.label})"
 
 
+# Falco 0.42 warns about evt.dir in an output (rule_loader_compiler.cpp
+# check_deprecated_fields_in_output); its other deprecated names, evt.latency*, are no fields here
+_DEPRECATED_IN_OUTPUT = "evt.dir"
+
 class Ruleset:
     """Enabled rules indexed by event type id. Immutable after construction."""
 
@@ -162,6 +166,10 @@ def compile_rules(
                 raise
             warnings.append(LoadWarning("LOAD_UNKNOWN_FILTER", exc.message, exc.location))
             continue
+        if _DEPRECATED_IN_OUTPUT in loaded.output:  # Falco searches the text, as here
+            message = f"usage of deprecated field '{_DEPRECATED_IN_OUTPUT}' has been detected in the rule"
+            message += " output"
+            warnings.append(LoadWarning("LOAD_DEPRECATED_ITEM", message, location))
         if not loaded.enabled or loaded.priority > min_priority:
             continue
         global_name = f"_rule{len(compiled)}"

@@ -122,6 +122,19 @@ def test_regex_that_a_plain_operator_could_do_warns_as_libs(pattern: str, warns:
 
 
 def test_deprecated_field_warns() -> None:
-    ruleset = compile_condition("evt.type = execve and evt.dir = <")
-    assert any("deprecated" in w.message for w in ruleset.warnings)
+    """Falco 0.42 (#3690): one LOAD_DEPRECATED_ITEM per deprecated field of a rule, with its
+    description (falco_load_result.cpp deprecated_field_descs, filter_warning_resolver.cpp)."""
+    ruleset = compile_condition("evt.type in (execve, openat) and evt.dir = < and not evt.dir = >")
+    (warning,) = [w for w in ruleset.warnings if w.code == "LOAD_DEPRECATED_ITEM"]
+    assert warning.message.startswith("due to the drop of enter events, 'evt.dir = <' always evaluates")
     assert ruleset.match(build_event("execve")) is not None
+
+
+def test_deprecated_field_in_an_output_warns_as_falco() -> None:
+    """Falco 0.42 (#3697): rule_loader_compiler.cpp check_deprecated_fields_in_output."""
+    rule = {"rule": "r", "desc": "d", "condition": "evt.type = execve", "output": "dir=%evt.dir",
+            "priority": "WARNING"}  # fmt: skip
+    ruleset = compile_rules(load_sources([("r.yaml", yaml.safe_dump([rule], sort_keys=False))]))
+    (warning,) = [w for w in ruleset.warnings if w.code == "LOAD_DEPRECATED_ITEM"]
+    assert warning.message == "usage of deprecated field 'evt.dir' has been detected in the rule output"
+    assert warning.location.item_name == "r"
