@@ -408,8 +408,12 @@ def _lower_field_compare(
     ctx: Context,
 ) -> Node:
     """``field op val(other)`` / ``field op transformer(...)``: both sides read from the event."""
-    if not op.rhs_field or op.rhs == "list":
+    if not op.rhs_field or op.name == "pmatch":
         raise ctx.error(f"operator {expr.op} does not support a field on the right-hand side", right.pos)
+    if op.name in ("in", "intersects"):
+        # membership in the other field's one value (sinsp_filtercheck.cpp
+        # populate_filter_values_with_rhs_extracted_values): equality
+        op = ops.OPERATORS["="]
     if left.presence is not None or left.filter_only:
         raise ctx.error(f"field {left.text} does not support a field on the right-hand side", right.pos)
     if isinstance(right, FieldRefExpr):

@@ -320,14 +320,6 @@ DIVERGENCES: list[tuple[str, str, R.Event, bool, str]] = [
         False,
         "evt.arg[N] is libs' N-th parameter: execve's 7th is fdlimit, which records do not carry",
     ),
-    (
-        "in_with_a_field_on_the_right",
-        "proc.name in val(proc.exe)",
-        _event(proc={"name": "bash", "exe": "bash"}),
-        True,
-        "libs' compiler takes a field after in/intersects (add_filter_value refuses only pmatch and regex);"
-        " the engine refuses the rule",
-    ),
 ]
 
 
