@@ -28,6 +28,7 @@ LITERALS: tuple[str, ...] = (
     b"\xff".decode("utf-8", "surrogateescape"), b"ab\xc3".decode("utf-8", "surrogateescape"),
     "-c /dev/shm", "/dev/shm", "/dev/shm/x", "/etc/shadow", "/etc", "/tmp/a b", "-i", "",
 )  # fmt: skip
+_UNSIGNED_MAX = {FieldType.PORT: 2**16 - 1, FieldType.UINT32: 2**32 - 1}
 INTS: tuple[int, ...] = (0, 1, 2, -1, -2, 3, 7, 100, 1000, 4242, 34816, 65535, 2**31, 2**32 - 1)
 IPS: tuple[str, ...] = ("10.0.0.1", "10.96.0.1", "192.168.1.20", "127.0.0.1", "::1", "2001:db8::1")
 NETS: tuple[str, ...] = (
@@ -295,8 +296,12 @@ def _left(draw: st.DrawFn) -> tuple[str, str, FieldType, bool]:
 
 def _literal_for(family: str, draw: st.DrawFn, op: str, ftype: FieldType = FieldType.INT64) -> str:
     if family == NUMERIC:
-        signed = ftype is FieldType.INT64 or "negative_unsigned" not in AVOID
-        return str(draw(st.sampled_from(INTS if signed else tuple(i for i in INTS if i >= 0))))
+        if ftype is FieldType.INT64 or "negative_unsigned" not in AVOID:
+            return str(draw(st.sampled_from(INTS)))
+        # libs parses an unsigned literal into the field's own width, so a negative or too wide one
+        # wraps (the `negative_unsigned` divergences): stay inside the width while that is avoided
+        top = _UNSIGNED_MAX.get(ftype, 2**64 - 1)
+        return str(draw(st.sampled_from(tuple(i for i in INTS if 0 <= i <= top))))
     if family == BOOL:
         return draw(st.sampled_from(("true", "false")))
     if family == IP:
