@@ -174,13 +174,14 @@ class Runner:
         self._destination: Destination = self._paced or opened
         self._rng = rng or random.Random()
         self._attributes = {"destination": config.name}
+        self._consumer_config = consumer_properties(kafka, config)
         # (topic, partition) -> (offset, metadata) we committed
         self._committed: dict[tuple[str, int], tuple[int, str]] = {}
         self._aggregator = Aggregator(config.name, config.aggregate) if config.aggregate else None
         self._suppressions = suppressions
 
     def run(self) -> None:
-        consumer = Consumer(consumer_properties(self._kafka, self._config))
+        consumer = Consumer(self._consumer_config)
         producer = Producer(producer_properties(self._kafka, self._config))
         if self._aggregator is None:
             consumer.subscribe([self._kafka.topic])
@@ -230,7 +231,7 @@ class Runner:
         paused = False
         started = time.monotonic()
         # a tenth of the poll interval: what follows still has nine tenths before eviction
-        poll_interval_s = consumer_properties(self._kafka, self._config)["max.poll.interval.ms"] / 1000
+        poll_interval_s = self._consumer_config["max.poll.interval.ms"] / 1000
         quiet_s = min(KEEP_ALIVE_AFTER_S, poll_interval_s / 10)
 
         def keep_alive() -> None:
