@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -137,11 +137,24 @@ def read_all(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> l
     return found
 
 
+_COORDINATOR_MOVING = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                       KafkaError.COORDINATOR_NOT_AVAILABLE)
+
+
 def committed(bootstrap: str, group: str, topic: str) -> int:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    offsets = consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=30)
-    consumer.close()
-    return sum(max(o.offset, 0) for o in offsets)
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        for _ in range(60):
+            try:
+                return sum(max(o.offset, 0) for o in consumer.committed(partitions, timeout=30))
+            except KafkaException as exc:  # a fresh broker answers NOT_COORDINATOR until it has loaded
+                if not (exc.args[0].retriable() or exc.args[0].code() in _COORDINATOR_MOVING):
+                    raise
+                time.sleep(0.5)
+        raise AssertionError(f"no committed offsets of {group} from the broker")
+    finally:
+        consumer.close()
 
 
 def end_offsets(bootstrap: str, topic: str) -> int:
