@@ -23,7 +23,7 @@ LINK="$PEREGRINE_CACHE/kube-apiserver"
 if [ -x "$OUT" ]; then
   echo "kube-apiserver $VERSION present: $OUT"
 else
-  echo "building kube-apiserver $VERSION (slow: about 25-40 min on 2 cores, once per machine)"
+  echo "building kube-apiserver $VERSION (about 7 min on 2 cores with empty Go caches, once per machine)"
   # -mod=mod lets the go command fill go.sum from the proxy if a pin changed; -p bounds memory and
   # leaves a core for everyone else.
   (cd "$SRC" && GOFLAGS=-mod=mod CGO_ENABLED=0 "$GO" build -p "${GO_BUILD_P:-2}" -trimpath \
