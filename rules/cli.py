@@ -3,6 +3,7 @@
     peregrine rules validate [--strict] FILE...    load and compile, report problems and counts
     peregrine rules list [FILE...]                 rules with priority, tags and event types
     peregrine rules test --events FILE [--rules FILE...]   replay a capture, print Falco JSON alerts
+    peregrine rules profile --events FILE [--rules FILE...] what each rule costs on a capture
 
 Files are loaded in the order given, as Falco loads its ``rules_files``. Without files, `list`
 and `test` use Peregrine's default rules (``rules/data/peregrine_rules.yaml``).
@@ -35,7 +36,7 @@ DEFAULT_RULES = Path(__file__).parent / "data" / "peregrine_rules.yaml"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peregrine rules", description="Validate, list, test rules.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{validate,list,test}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{validate,list,test,profile}")
 
     validate = sub.add_parser("validate", help="load and compile rules files, report problems and counts")
     validate.add_argument("files", nargs="+", metavar="FILE", help="rules files, loaded in this order")
@@ -64,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="IP=NAME",
         help="what fd.*ip.name resolves IP to, e.g. 10.96.0.1=kubernetes.default.svc.cluster.local",
     )
+
+    profile = sub.add_parser("profile", help="replay a capture through each rule alone: cost per rule")
+    profile.add_argument("--events", required=True, metavar="FILE", help="a capture from `peregrine record`")
+    profile.add_argument("--rules", nargs="+", default=[], metavar="FILE", help=default)
+    profile.add_argument("--top", type=int, default=None, metavar="N", help="print the N most expensive")
+    profile.add_argument("--repeat", type=int, default=3, metavar="N", help="replay the capture N times")
+    profile.add_argument("--json", action="store_true", help="one JSON object per rule instead of a table")
+    profile.add_argument("--ip-name", action="append", default=[], metavar="IP=NAME", help="as for `test`")
     return parser
 
 
@@ -77,6 +86,8 @@ def main(argv: list[str]) -> int:
             return _validate(args.files, sys.stdout, sys.stderr, strict=args.strict)
         if args.command == "list":
             return _list(args.files or [str(DEFAULT_RULES)], sys.stdout)
+        if args.command == "profile":
+            return _profile(args, sys.stdout, sys.stderr)
         return _test(args, sys.stdout, sys.stderr)
     except RulesError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)
@@ -166,6 +177,42 @@ def _test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"error: {args.events}: bad capture: {exc}\n")
         return 1
     err.write(f"{n_events} events, {n_alerts} alerts\n")
+    return 0
+
+
+def _profile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from rules.collect import load_files
+    from rules.profile import RuleProfiler, render_table
+
+    try:
+        ip_names = dict(_ip_name(text) for text in args.ip_name)
+        if args.repeat < 1 or (args.top is not None and args.top < 1):
+            raise ValueError("--repeat and --top want a positive number")
+    except ValueError as exc:
+        err.write(f"error: {exc}\n")
+        return 2
+    profiler = RuleProfiler(load_files(args.rules or [str(DEFAULT_RULES)]), ip_names=ip_names)
+    from collectors.errors import CaptureError
+    from collectors.wire import WireError
+
+    try:
+        batches = list(_capture_events(args.events))
+    except (CaptureError, WireError) as exc:
+        err.write(f"error: {args.events}: bad capture: {exc}\n")
+        return 1
+    for _ in range(args.repeat):
+        for events in batches:
+            profiler.feed(events)
+    costs = profiler.costs()
+    if args.json:
+        for row in costs[: args.top]:
+            fields = {"rule": row.rule, "priority": row.priority.label, "events": row.events}
+            fields |= {"evaluations": row.evaluations, "matches": row.matches, "cpu_ns": row.cpu_ns}
+            out.write(json.dumps(fields, ensure_ascii=False) + "\n")
+    else:
+        out.write(render_table(costs, top=args.top))
+    n_events = sum(len(events) for events in batches)
+    err.write(f"{len(profiler)} rules, {n_events} events x {args.repeat}\n")
     return 0
 
 
