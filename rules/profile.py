@@ -7,8 +7,8 @@ runs a batch through every one of them: the gate's kept count is the rule's eval
 matches are its own, and the thread CPU time around the call is its cost. It is an estimate of
 the fused engine's split (one gate per rule costs more than a shared one), good for ranking rules,
 which is what "most expensive rules" asks. Offline (`peregrine rules profile`) it sees every
-event; the worker feeds it a sample of batches and scales nothing: the counters say what the
-sample cost.
+event; the worker feeds it a sample of batches and exports what `drain` returns (the counts since
+the previous drain) as counters: they say what the sample cost, unscaled.
 
 Memory is what the per-rule rulesets hold (their code and gate memos); nothing grows with the
 events fed.
@@ -45,6 +45,7 @@ class _Entry:
     events: int = 0
     matches: int = 0
     cpu_ns: int = 0
+    drained: RuleCost | None = None  # the totals at the previous `drain`
 
 
 class RuleProfiler:
@@ -78,8 +79,11 @@ class RuleProfiler:
     def feed(self, events: Sequence[Event]) -> None:
         """Evaluate one batch with every rule on its own, adding to each rule's counts."""
         clock = time.thread_time_ns
+        by_type: dict[int, list[Event]] = {}
+        for ev in events:
+            by_type.setdefault(ev[0], []).append(ev)
         for entry in self._entries:
-            mine = [ev for ev in events if ev[0] in entry.type_ids]
+            mine = [ev for type_id in entry.type_ids & by_type.keys() for ev in by_type[type_id]]
             if not mine:
                 continue
             evaluate = entry.ruleset.evaluate
@@ -90,25 +94,34 @@ class RuleProfiler:
             entry.matches += len(matched)
 
     def costs(self) -> list[RuleCost]:
-        """Every profiled rule, most CPU time first (definition order breaks ties)."""
-        rows = [
-            RuleCost(
-                rule=e.name,
-                priority=e.priority,
-                events=e.events,
-                evaluations=_evaluations(e),
-                matches=e.matches,
-                cpu_ns=e.cpu_ns,
-            )
-            for e in self._entries
-        ]
-        return sorted(rows, key=lambda row: -row.cpu_ns)
+        """Every profiled rule's totals, most CPU time first (definition order breaks ties)."""
+        return sorted((_totals(e) for e in self._entries), key=lambda row: -row.cpu_ns)
+
+    def drain(self) -> list[RuleCost]:
+        """Per rule, what was added since the previous drain (rules with nothing new left out)."""
+        rows: list[RuleCost] = []
+        for entry in self._entries:
+            now = _totals(entry)
+            before = entry.drained
+            entry.drained = now
+            if before is not None:
+                now = RuleCost(
+                    rule=now.rule,
+                    priority=now.priority,
+                    events=now.events - before.events,
+                    evaluations=now.evaluations - before.evaluations,
+                    matches=now.matches - before.matches,
+                    cpu_ns=now.cpu_ns - before.cpu_ns,
+                )
+            if now.events:
+                rows.append(now)
+        return rows
 
 
-def _evaluations(entry: _Entry) -> int:
-    if not entry.ruleset.gated:  # no C compiler: every event of its types reaches its code
-        return entry.events
-    return entry.ruleset.gate_counts()[1]
+def _totals(entry: _Entry) -> RuleCost:
+    # no C compiler, no gate: every event of the rule's types reaches its code
+    evaluations = entry.ruleset.gate_counts()[1] if entry.ruleset.gated else entry.events
+    return RuleCost(entry.name, entry.priority, entry.events, evaluations, entry.matches, entry.cpu_ns)
 
 
 def render_table(costs: Sequence[RuleCost], *, top: int | None = None) -> str:

@@ -60,6 +60,8 @@ class WorkerConfig:
     log_level: str = "info"
     k8s_wait: float = 30.0  # seconds to wait for the Kubernetes table to catch up at start
     rule_matching: str = "first"
+    # every N-th batch is replayed rule by rule for the per-rule cost metrics (streams.rulecost); 0: off
+    rule_cost_every: int = 64
 
     def __post_init__(self) -> None:
         if not self.bootstrap:
@@ -71,6 +73,8 @@ class WorkerConfig:
         if self.rule_matching not in RULE_MATCHING:
             raise ConfigError(f"--rule-matching (PEREGRINE_RULE_MATCHING) must be one of "
                               f"{', '.join(RULE_MATCHING)}, not {self.rule_matching!r}")
+        if self.rule_cost_every < 0:
+            raise ConfigError("--rule-cost-every (PEREGRINE_RULE_COST_EVERY) must be 0 (off) or more")
         if self.partitions < 1 or self.replication < 1:
             raise ConfigError("--partitions and --replication must be at least 1")
 
@@ -101,6 +105,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--guarantee", choices=GUARANTEES, help="processing guarantee (default exactly_once)")
     p.add_argument("--rule-matching", choices=RULE_MATCHING, help="alert for the first matching rule of "
                    "an event, as Falco does by default, or for every one (env PEREGRINE_RULE_MATCHING)")
+    p.add_argument("--rule-cost-every", type=int, metavar="N", help="sample every N-th batch into the "
+                   "per-rule cost metrics, 0 turns them off (default 64; env PEREGRINE_RULE_COST_EVERY)")
     for name in ("events", "stats", "alerts", "dlq", "k8s"):
         p.add_argument(f"--{name}-topic", help=f"topic name (default {getattr(Topics(), name)})")
     p.add_argument("--session-timeout", type=float, help="consumer group session timeout, seconds")
@@ -148,6 +154,7 @@ def from_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Work
             log_level=a.log_level or e.get("PEREGRINE_LOG_LEVEL", d.log_level),
             k8s_wait=a.k8s_wait if a.k8s_wait is not None else d.k8s_wait,
             rule_matching=str(pick(a.rule_matching, "PEREGRINE_RULE_MATCHING", d.rule_matching)),
+            rule_cost_every=int(str(pick(a.rule_cost_every, "PEREGRINE_RULE_COST_EVERY", d.rule_cost_every))),
         )
     except ValueError as exc:  # int() of a PEREGRINE_* variable; ConfigError is not a ValueError
         raise ConfigError(f"invalid number in the worker options: {exc}") from None

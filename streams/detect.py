@@ -44,6 +44,7 @@ from streams.letters import REFUSED, DeadLetters
 from streams.logsafe import shown
 from streams.metrics import WorkerMetrics
 from streams.reload import LiveRules, Rule
+from streams.rulecost import RuleCosts
 
 log = logging.getLogger("peregrine.worker.detect")
 
@@ -101,9 +102,12 @@ class Detection:
 class Detector(Generic[Rule]):
     """Decode, enrich, evaluate one batch; raises WireError for a batch that does not decode."""
 
-    def __init__(self, rules: LiveRules[Rule], enrich: Enrich | None = None) -> None:
+    def __init__(
+        self, rules: LiveRules[Rule], enrich: Enrich | None = None, costs: RuleCosts | None = None
+    ) -> None:
         self.rules = rules
         self.enrich = enrich
+        self.costs = costs
         self.seq = SeqTracker()
         self.decoder = Decoder()
         if not self.decoder.native:
@@ -127,6 +131,7 @@ class Detector(Generic[Rule]):
         build_alert = self.rules.engine.build_alert
         alerts: list[tuple[bytes, bytes]] = []
         priorities: list[str] = []
+        rule_names: list[str] = []
         _, kept_before = ruleset.gate_counts()
         node = batch.node
         for ev, rule in ruleset.evaluate(batch.events):
@@ -136,7 +141,11 @@ class Detector(Generic[Rule]):
             key = alert_key(ev[EV_PROC][P_CONTAINER_ID])
             alerts.append((key, wire.encode(alert)))
             priorities.append(alert.priority.label)
+            rule_names.append(alert.rule)
         gate_kept = ruleset.gate_counts()[1] - kept_before
+        if self.costs is not None:
+            self.costs.alerted(rule_names)
+            self.costs.observe(batch.events)
         return Detection(batch, alerts, priorities, missing, decode_s, time.perf_counter() - t0, gate_kept)
 
 

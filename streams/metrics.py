@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
 
+from streams.rulecost import RuleCounters
+
 
 @dataclass(slots=True)
 class TableSizes:
@@ -55,6 +57,7 @@ class WorkerMetrics:
     decode_duration: Histogram
     eval_duration: Histogram
     sizes: TableSizes
+    rules: RuleCounters
 
 
 def worker_metrics() -> WorkerMetrics:
@@ -106,6 +109,29 @@ def worker_metrics() -> WorkerMetrics:
             "peregrine.worker.eval.duration", unit="s", description="Time to evaluate one batch"
         ),
         sizes=sizes,
+        rules=_rule_counters(meter),
+    )
+
+
+def _rule_counters(meter: metrics.Meter) -> RuleCounters:
+    sampled = " in the sampled batches (streams.rulecost), by rule"
+    return RuleCounters(
+        events=meter.create_counter(
+            "peregrine.worker.rule.events", unit="{event}", description="Events of the rule's types" + sampled
+        ),
+        evaluations=meter.create_counter(
+            "peregrine.worker.rule.evaluations", unit="{event}",
+            description="Events the rule's gate passed on to its code" + sampled,
+        ),
+        matches=meter.create_counter(
+            "peregrine.worker.rule.matches", unit="{event}", description="Events the rule matched" + sampled
+        ),
+        cpu_time=meter.create_counter(
+            "peregrine.worker.rule.cpu_time", unit="s", description="CPU time of the rule alone" + sampled
+        ),
+        alerts=meter.create_counter(
+            "peregrine.worker.rule.alerts", unit="{alert}", description="Alerts produced, by rule (exact)"
+        ),
     )
 
 

@@ -7,9 +7,10 @@ in one reference assignment between two batches; if loading fails for any reason
 stays and the error (file, line, what is wrong) is logged. Loading runs in a thread so the event
 loop keeps heartbeating while a large rules file compiles.
 
-The rule engine is passed in as a `RulesEngine` (load + build_alert) so this module and the agents
-do not depend on how rules are compiled; `falco_engine` is the real one (`rules.load`, whose
-`rules.Ruleset` is a `RuleSet`), and the worker tests pass a one-rule stand-in.
+The rule engine is passed in as a `RulesEngine` (load + build_alert, and optionally a per-rule
+profiler for the cost metrics) so this module and the agents do not depend on how rules are
+compiled; `falco_engine` is the real one (`rules.load`, whose `rules.Ruleset` is a `RuleSet`), and
+the worker tests pass a one-rule stand-in.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from streams.metrics import WorkerMetrics
 
 if TYPE_CHECKING:
     from rules import CompiledRule
+    from rules.profile import RuleProfiler
 
 log = logging.getLogger("peregrine.worker.rules")
 
@@ -55,16 +57,28 @@ class Loader(Protocol[Rule_co]):
     ) -> RuleSet[Rule_co]: ...
 
 
+class Profile(Protocol):
+    def __call__(self, paths: list[str], *, ip_names: dict[str, str] | None) -> RuleProfiler: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RulesEngine(Generic[Rule]):
     load: Loader[Rule]
     build_alert: Callable[[Rule, Event], Mapping[str, object]]
+    profile: Profile | None = None  # None: no per-rule cost metrics (streams.rulecost)
 
 
 def falco_engine() -> RulesEngine[CompiledRule]:
     import rules
 
-    return RulesEngine(load=rules.load, build_alert=rules.build_alert)
+    return RulesEngine(load=rules.load, build_alert=rules.build_alert, profile=_falco_profile)
+
+
+def _falco_profile(paths: list[str], *, ip_names: dict[str, str] | None) -> RuleProfiler:
+    from rules.collect import load_files
+    from rules.profile import RuleProfiler
+
+    return RuleProfiler(load_files(paths), ip_names=ip_names)
 
 
 class LiveRules(Generic[Rule]):
@@ -88,6 +102,8 @@ class LiveRules(Generic[Rule]):
         self.all_matches = all_matches
         self._metrics = metrics
         self._lock = asyncio.Lock()
+        # run in the loader's thread after each successful reload (streams.rulecost rebuilds there)
+        self.after_reload: list[Callable[[], None]] = []
         # At start a bad rules file is fatal (raised to the caller): there is no old set to keep.
         self.ruleset = self._load()
         self.generation = 1
@@ -117,6 +133,8 @@ class LiveRules(Generic[Rule]):
                 return False
             self.ruleset = new
             self.generation += 1
+            for hook in self.after_reload:
+                await loop.run_in_executor(None, hook)
             self._metrics.rules_reloads.add(1, {"outcome": "ok"})
             log.info(
                 "rules reloaded (generation %d) from %s",

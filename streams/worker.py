@@ -33,8 +33,9 @@ from streams.detect import Detector, install_detection
 from streams.drops import install_drops
 from streams.letters import DeadLetters, LetterBudget
 from streams.logsafe import shown
-from streams.metrics import worker_metrics
+from streams.metrics import WorkerMetrics, worker_metrics
 from streams.reload import LiveRules, Rule, RulesEngine, falco_engine
+from streams.rulecost import RuleCosts
 
 log = logging.getLogger("peregrine.worker")
 _GC_THRESHOLD = 50_000  # allocations between young collections; a 500-event batch is ~2,000 lists
@@ -63,7 +64,7 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule]) -> int:
     app, topics = worker_app.build_app(config)
     emitter = worker_app.Emitter(app)
     ready = asyncio.Event()
-    detector = Detector(rules, table.enrich)
+    detector = Detector(rules, table.enrich, _rule_costs(config, engine, rules, metrics))
     metrics.sizes.attach("seq", detector.seq)
     metrics.sizes.attach("refused", emitter)
     budget = LetterBudget()
@@ -108,6 +109,17 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule]) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     return 0
+
+
+def _rule_costs(
+    config: WorkerConfig, engine: RulesEngine[Rule], rules: LiveRules[Rule], metrics: WorkerMetrics
+) -> RuleCosts:
+    profile = engine.profile
+    paths = [str(p) for p in config.rules_files]
+    build = None if profile is None else lambda: profile(paths, ip_names=rules.ip_names)
+    costs = RuleCosts(build, metrics.rules, every=config.rule_cost_every)
+    rules.after_reload.append(costs.rebuild)
+    return costs
 
 
 async def follow_k8s(config: WorkerConfig, topic: str, table: K8sTable, ready: asyncio.Event) -> None:

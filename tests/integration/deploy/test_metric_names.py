@@ -24,7 +24,9 @@ UNITS = re.compile(r"s|By|1|\{[a-z_]+\}")
 # Suffixes the Prometheus exporter derives from kind and unit; in the name they would be doubled.
 SUFFIXES = ("_total", "_seconds", "_bytes", "_ratio", ".total", ".seconds", ".bytes")
 # Attribute keys the components may use; all are bounded sets that do not grow with the cluster.
-ALLOWED_ATTRIBUTES = {"category", "reason", "outcome", "priority", "destination", "resource"}
+# "rule": a rule's name, from the operator's rules files (never a node's), at most
+# streams.rulecost.MAX_RULE_LABELS of them
+ALLOWED_ATTRIBUTES = {"category", "reason", "outcome", "priority", "destination", "resource", "rule"}
 PACKAGES = ("collectors", "enrichers", "streams", "sinks", "telemetry")
 
 
@@ -61,7 +63,9 @@ def test_prometheus_names_carry_the_unit(instruments: list[Instrument]) -> None:
     for i in instruments:
         base = i.name.replace(".", "_")
         assert i.prometheus, f"{i.name}: the exporter rendered nothing"
-        if i.unit == "s":
+        if i.unit == "s" and "counter" in i.kind:  # seconds counted up, as CPU time
+            assert i.prometheus == (base + "_seconds_total",), i
+        elif i.unit == "s":
             expected = {f"{base}_seconds_{part}" for part in ("bucket", "sum", "count")}
             assert expected <= set(i.prometheus), i
         elif "counter" in i.kind:
