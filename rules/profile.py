@@ -7,8 +7,8 @@ runs a batch through every one of them: the gate's kept count is the rule's eval
 matches are its own, and the thread CPU time around the call is its cost. It is an estimate of
 the fused engine's split (one gate per rule costs more than a shared one), good for ranking rules,
 which is what "most expensive rules" asks. Offline (`peregrine rules profile`) it sees every
-event; the worker feeds it a sample of batches and exports what `drain` returns (the counts since
-the previous drain) as counters: they say what the sample cost, unscaled.
+event; the worker (`streams.rulecost`) feeds it a sample of batches and exports its totals: they
+say what the sample cost, unscaled.
 
 Memory is what the per-rule rulesets hold (their code and gate memos); nothing grows with the
 events fed.
@@ -45,7 +45,6 @@ class _Entry:
     events: int = 0
     matches: int = 0
     cpu_ns: int = 0
-    drained: RuleCost | None = None  # the totals at the previous `drain`
 
 
 class RuleProfiler:
@@ -96,26 +95,6 @@ class RuleProfiler:
     def costs(self) -> list[RuleCost]:
         """Every profiled rule's totals, most CPU time first (definition order breaks ties)."""
         return sorted((_totals(e) for e in self._entries), key=lambda row: -row.cpu_ns)
-
-    def drain(self) -> list[RuleCost]:
-        """Per rule, what was added since the previous drain (rules with nothing new left out)."""
-        rows: list[RuleCost] = []
-        for entry in self._entries:
-            now = _totals(entry)
-            before = entry.drained
-            entry.drained = now
-            if before is not None:
-                now = RuleCost(
-                    rule=now.rule,
-                    priority=now.priority,
-                    events=now.events - before.events,
-                    evaluations=now.evaluations - before.evaluations,
-                    matches=now.matches - before.matches,
-                    cpu_ns=now.cpu_ns - before.cpu_ns,
-                )
-            if now.events:
-                rows.append(now)
-        return rows
 
 
 def _totals(entry: _Entry) -> RuleCost:

@@ -61,7 +61,7 @@ class WorkerConfig:
     k8s_wait: float = 30.0  # seconds to wait for the Kubernetes table to catch up at start
     rule_matching: str = "first"
     # every N-th batch is replayed rule by rule for the per-rule cost metrics (streams.rulecost); 0: off
-    rule_cost_every: int = 64
+    rule_cost_every: int = 128
 
     def __post_init__(self) -> None:
         if not self.bootstrap:
@@ -106,7 +106,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rule-matching", choices=RULE_MATCHING, help="alert for the first matching rule of "
                    "an event, as Falco does by default, or for every one (env PEREGRINE_RULE_MATCHING)")
     p.add_argument("--rule-cost-every", type=int, metavar="N", help="sample every N-th batch into the "
-                   "per-rule cost metrics, 0 turns them off (default 64; env PEREGRINE_RULE_COST_EVERY)")
+                   "per-rule cost metrics, 0 turns them off (default 128; env PEREGRINE_RULE_COST_EVERY)")
     for name in ("events", "stats", "alerts", "dlq", "k8s"):
         p.add_argument(f"--{name}-topic", help=f"topic name (default {getattr(Topics(), name)})")
     p.add_argument("--session-timeout", type=float, help="consumer group session timeout, seconds")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
 
-from streams.rulecost import RuleCounters
+from streams.rulecost import RuleCounters, RuleTotals
 
 
 @dataclass(slots=True)
@@ -114,25 +114,35 @@ def worker_metrics() -> WorkerMetrics:
 
 
 def _rule_counters(meter: metrics.Meter) -> RuleCounters:
+    totals = RuleTotals()
     sampled = " in the sampled batches (streams.rulecost), by rule"
-    return RuleCounters(
-        events=meter.create_counter(
-            "peregrine.worker.rule.events", unit="{event}", description="Events of the rule's types" + sampled
-        ),
-        evaluations=meter.create_counter(
-            "peregrine.worker.rule.evaluations", unit="{event}",
-            description="Events the rule's gate passed on to its code" + sampled,
-        ),
-        matches=meter.create_counter(
-            "peregrine.worker.rule.matches", unit="{event}", description="Events the rule matched" + sampled
-        ),
-        cpu_time=meter.create_counter(
-            "peregrine.worker.rule.cpu_time", unit="s", description="CPU time of the rule alone" + sampled
-        ),
-        alerts=meter.create_counter(
-            "peregrine.worker.rule.alerts", unit="{alert}", description="Alerts produced, by rule (exact)"
-        ),
+    for what, unit, description in (
+        ("events", "{event}", "Events of the rule's types"),
+        ("evaluations", "{event}", "Events the rule's gate passed on to its code"),
+        ("matches", "{event}", "Events the rule matched"),
+        ("cpu_time", "s", "CPU time of the rule alone"),
+    ):
+        meter.create_observable_counter(
+            f"peregrine.worker.rule.{what}", [_observe_rules(totals, what)], unit=unit,
+            description=description + sampled,
+        )
+    alerts = meter.create_counter(
+        "peregrine.worker.rule.alerts", unit="{alert}", description="Alerts produced, by rule (exact)"
     )
+    return RuleCounters(totals=totals, alerts=alerts)
+
+
+_RULE_COLUMNS = {"events": 0, "evaluations": 1, "matches": 2, "cpu_time": 3}
+
+
+def _observe_rules(totals: RuleTotals, what: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    column = _RULE_COLUMNS[what]
+    scale = 1e-9 if what == "cpu_time" else 1  # nanoseconds counted, seconds exported
+
+    def callback(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(row[column] * scale, {"rule": rule}) for rule, row in totals.read().items()]
+
+    return callback
 
 
 def _observe(sizes: TableSizes, table: str) -> Callable[[CallbackOptions], Iterable[Observation]]:

@@ -99,21 +99,3 @@ def test_cli_table_top_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
     code, _, err = run(capsys, "profile", "--events", str(bad))
     assert code == 1 and "bad capture" in err
 
-
-def test_drain_returns_what_was_added_since_the_previous_drain(falco_rules_dir: Path) -> None:
-    profiler = RuleProfiler(load_files([falco_rules_dir / "falco_rules.yaml", OURS]), ip_names=IP_NAMES)
-    batches = _events()
-    assert profiler.drain() == []
-    for batch in batches:
-        profiler.feed(batch)
-    first = {row.rule: row for row in profiler.drain()}
-    assert profiler.drain() == []
-    for batch in batches:
-        profiler.feed(batch)
-    second = {row.rule: row for row in profiler.drain()}
-    assert set(first) == set(second) and first
-    for name, row in first.items():
-        again = second[name]
-        assert (again.events, again.evaluations, again.matches) == (row.events, row.evaluations, row.matches)
-    totals = {row.rule: row for row in profiler.costs()}
-    assert all(totals[name].events == 2 * row.events for name, row in first.items())

@@ -15,7 +15,7 @@ from rules.collect import load_files
 from rules.profile import RuleProfiler
 from rules.record import Event
 from streams import rulecost
-from streams.rulecost import RuleCosts, RuleCounters
+from streams.rulecost import RuleCosts, RuleCounters, RuleTotals
 
 ROOT = Path(__file__).resolve().parents[3]
 CAPTURE = ROOT / "devtools" / "data" / "attack_scenario.cap"
@@ -29,8 +29,7 @@ def reader() -> InMemoryMetricReader:
 
 def counters(reader: InMemoryMetricReader) -> RuleCounters:
     meter = MeterProvider(metric_readers=[reader]).get_meter("test")
-    names = ("events", "evals", "matches", "cpu", "alerts")
-    return RuleCounters(*(meter.create_counter(f"c.{n}") for n in names))
+    return RuleCounters(totals=RuleTotals(), alerts=meter.create_counter("c.alerts"))
 
 
 def sums(reader: InMemoryMetricReader, name: str) -> dict[str, float]:
@@ -45,6 +44,10 @@ def sums(reader: InMemoryMetricReader, name: str) -> dict[str, float]:
     return out
 
 
+def column(counters: RuleCounters, index: int) -> dict[str, int]:
+    return {rule: row[index] for rule, row in counters.totals.read().items()}
+
+
 def batches() -> Iterator[list[Event]]:
     return _capture_events(str(CAPTURE))
 
@@ -53,20 +56,32 @@ def profiler() -> RuleProfiler:
     return RuleProfiler(load_files([OURS]))
 
 
-def test_every_nth_batch_is_sampled_and_the_counters_add_up(reader: InMemoryMetricReader) -> None:
-    costs = RuleCosts(profiler, counters(reader), every=2, max_events=10_000)
+def test_every_nth_batch_is_sampled_and_the_totals_add_up(reader: InMemoryMetricReader) -> None:
+    rule_counters = counters(reader)
+    costs = RuleCosts(profiler, rule_counters, every=2, max_events=10_000)
     fed = list(batches())
     for batch in fed:
         costs.observe(batch)
-    sampled = fed[1::2]
     reference = profiler()
-    for batch in sampled:
+    for batch in fed[1::2]:
         reference.feed(batch)
-    expected = {row.rule: row for row in reference.costs() if row.events}
-    assert sums(reader, "c.events") == {name: row.events for name, row in expected.items()}
-    assert sums(reader, "c.matches") == {name: row.matches for name, row in expected.items()}
-    assert sums(reader, "c.evals") == {name: row.evaluations for name, row in expected.items()}
-    assert set(sums(reader, "c.cpu")) == set(expected)
+    expected = {row.rule: row for row in reference.costs()}
+    assert column(rule_counters, 0) == {name: row.events for name, row in expected.items()}
+    assert column(rule_counters, 1) == {name: row.evaluations for name, row in expected.items()}
+    assert column(rule_counters, 2) == {name: row.matches for name, row in expected.items()}
+
+
+def test_a_reload_carries_the_totals_over(reader: InMemoryMetricReader) -> None:
+    rule_counters = counters(reader)
+    costs = RuleCosts(profiler, rule_counters, every=1, max_events=10_000)
+    for batch in batches():
+        costs.observe(batch)
+    before = column(rule_counters, 0)
+    costs.rebuild()
+    assert column(rule_counters, 0) == before
+    for batch in batches():
+        costs.observe(batch)
+    assert column(rule_counters, 0) == {rule: 2 * n for rule, n in before.items()}
 
 
 def test_alerts_by_rule_are_exact_and_labels_are_bounded(
@@ -79,10 +94,11 @@ def test_alerts_by_rule_are_exact_and_labels_are_bounded(
 
 
 def test_no_profiler_no_sampling(reader: InMemoryMetricReader) -> None:
-    costs = RuleCosts(None, counters(reader), every=1)
+    rule_counters = counters(reader)
+    costs = RuleCosts(None, rule_counters, every=1)
     for batch in batches():
         costs.observe(batch)
-    assert sums(reader, "c.events") == {}
+    assert rule_counters.totals.read() == {}
 
 
 def test_a_profiler_that_fails_to_build_turns_sampling_off(
@@ -91,10 +107,11 @@ def test_a_profiler_that_fails_to_build_turns_sampling_off(
     def broken() -> RuleProfiler:
         raise ValueError("rules file vanished\n" + "x" * 10_000)
 
-    costs = RuleCosts(broken, counters(reader), every=1)
+    rule_counters = counters(reader)
+    costs = RuleCosts(broken, rule_counters, every=1)
     for batch in batches():
         costs.observe(batch)
-    assert sums(reader, "c.events") == {}
+    assert rule_counters.totals.read() == {}
     (record,) = [r for r in caplog.records if r.name == "peregrine.worker.rulecost"]
     assert "sampling off" in record.getMessage() and len(record.getMessage()) < 2200
     assert "\n" not in record.getMessage()
