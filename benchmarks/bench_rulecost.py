@@ -48,6 +48,7 @@ def main() -> None:
     meter = MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("bench")
     counters = RuleCounters(totals=RuleTotals(), alerts=meter.create_counter("alerts"))
     costs = RuleCosts(lambda: RuleProfiler(load_files(paths), ip_names=names), counters, every=args.every)
+    costs.rebuild()
     events = make_events(args.events, seed=1)
     batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
     n = len(events)

@@ -75,10 +75,10 @@ class RuleCosts:
         self._carried: dict[str, tuple[int, int, int, int]] = {}
         self._profiler: RuleProfiler | None = None
         counters.totals.read = self.totals
-        self.rebuild()
 
     def rebuild(self) -> None:
-        """Compile the rules again, rule by rule (run off the event loop: it takes a while)."""
+        """Compile the rules, rule by rule: at start and after each reload, off the event loop (it
+        takes seconds for Falco's files); until the first build is done nothing is sampled."""
         if self.build is None or not self.every:
             return
         try:

@@ -64,7 +64,8 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule]) -> int:
     app, topics = worker_app.build_app(config)
     emitter = worker_app.Emitter(app)
     ready = asyncio.Event()
-    detector = Detector(rules, table.enrich, _rule_costs(config, engine, rules, metrics))
+    costs = _rule_costs(config, engine, rules, metrics)
+    detector = Detector(rules, table.enrich, costs)
     metrics.sizes.attach("seq", detector.seq)
     metrics.sizes.attach("refused", emitter)
     budget = LetterBudget()
@@ -85,7 +86,11 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule]) -> int:
 
     @app.task  # type: ignore[untyped-decorator]
     async def start() -> None:
-        rules.install_sighup(asyncio.get_running_loop())
+        running = asyncio.get_running_loop()
+        rules.install_sighup(running)
+        # the per-rule profile compiles every rule again: seconds of a thread, not of the start
+        # (rebuild logs its own failures)
+        running.run_in_executor(None, costs.rebuild)
         # Batches are acyclic (reference counting frees them); what the cyclic collector keeps
         # rescanning is the long-lived start-up state (Faust, compiled rules): move it out of its way.
         gc.freeze()

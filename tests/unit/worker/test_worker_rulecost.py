@@ -59,6 +59,7 @@ def profiler() -> RuleProfiler:
 def test_every_nth_batch_is_sampled_and_the_totals_add_up(reader: InMemoryMetricReader) -> None:
     rule_counters = counters(reader)
     costs = RuleCosts(profiler, rule_counters, every=2, max_events=10_000)
+    costs.rebuild()
     fed = list(batches())
     for batch in fed:
         costs.observe(batch)
@@ -74,6 +75,7 @@ def test_every_nth_batch_is_sampled_and_the_totals_add_up(reader: InMemoryMetric
 def test_a_reload_carries_the_totals_over(reader: InMemoryMetricReader) -> None:
     rule_counters = counters(reader)
     costs = RuleCosts(profiler, rule_counters, every=1, max_events=10_000)
+    costs.rebuild()
     for batch in batches():
         costs.observe(batch)
     before = column(rule_counters, 0)
@@ -89,6 +91,7 @@ def test_alerts_by_rule_are_exact_and_labels_are_bounded(
 ) -> None:
     monkeypatch.setattr(rulecost, "MAX_RULE_LABELS", 2)
     costs = RuleCosts(None, counters(reader), every=1)
+    costs.rebuild()
     costs.alerted(["a", "b", "a", "c", "d", "b"])
     assert sums(reader, "c.alerts") == {"a": 2, "b": 2, rulecost.OTHER: 2}
 
@@ -96,6 +99,7 @@ def test_alerts_by_rule_are_exact_and_labels_are_bounded(
 def test_no_profiler_no_sampling(reader: InMemoryMetricReader) -> None:
     rule_counters = counters(reader)
     costs = RuleCosts(None, rule_counters, every=1)
+    costs.rebuild()
     for batch in batches():
         costs.observe(batch)
     assert rule_counters.totals.read() == {}
@@ -109,6 +113,7 @@ def test_a_profiler_that_fails_to_build_turns_sampling_off(
 
     rule_counters = counters(reader)
     costs = RuleCosts(broken, rule_counters, every=1)
+    costs.rebuild()
     for batch in batches():
         costs.observe(batch)
     assert rule_counters.totals.read() == {}
