@@ -2,7 +2,8 @@
 
 Each role lives in its own package and is imported only when asked for, so `peregrine rules ...`
 never loads Faust, bcc or Kafka clients. Every role module exposes ``main(argv) -> int`` and parses
-its own options; this module only routes and sets up telemetry for the long-running roles.
+its own options; this module only routes and sets up telemetry for the long-running roles, whose
+``main(argv, health)`` also takes the `telemetry.health.Health` their probe endpoints answer from.
 """
 
 from __future__ import annotations
@@ -55,11 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         print(f"peregrine {name}: not available in this installation ({exc})", file=sys.stderr)
         return 2
+    result: int
     if service and "-h" not in rest and "--help" not in rest:
         from telemetry.otel import setup_telemetry
 
-        setup_telemetry(role=name)
-    result: int = module.main([*lead, *rest])
+        # a service role's main takes the Health its probes answer from
+        result = module.main([*lead, *rest], setup_telemetry(role=name))
+    else:
+        result = module.main([*lead, *rest])
     if sub is None and rest and rest[0] in ("-h", "--help"):
         extra = [f"  {n} {word}: {desc} (`peregrine {n} {word} --help`)"
                  for (n, word), (_, desc) in _SUBCOMMANDS.items() if n == name]  # fmt: skip

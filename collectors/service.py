@@ -10,6 +10,10 @@ close by size or age; stats go out every `stats_interval_ms`. On SIGTERM/SIGINT 
 `--duration`) the programs are detached first, so the final drain and the final stats account
 for every record the probe emitted; the last stderr line is a JSON summary with the kernel's
 own counters.
+
+Probes (`telemetry.health`, `collect` only): ready once the probe is loaded and attached; live while
+the capture loop beats, every poll interval (a minute without one is a wedged loop: the kernel's
+ring would be dropping everything meanwhile).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from collectors.proctable import ProcTable
 from collectors.stats import Stats, StatsCounter, encode_stats
 from collectors.wire import Batch, encode_batch
 from rules.record import EVENT_TYPE_IDS, EVENT_TYPES
+from telemetry.health import Health
 
 log = logging.getLogger("peregrine.collector")
 
@@ -79,8 +84,13 @@ class _Stop:
         self.requested = True
 
 
-def run(config: CollectorConfig, sink: Sink) -> dict[str, int]:
+LOOP_SILENCE_S = 60.0
+
+
+def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> dict[str, int]:
     """Capture until signalled or `duration_s`; returns the final cumulative totals."""
+    health = health or Health()
+    health.waiting("probe", "not loaded and attached yet")
     from collectors import loader
     from collectors.metrics import CollectorMetrics
     from collectors.reader import Reader
@@ -99,6 +109,7 @@ def run(config: CollectorConfig, sink: Sink) -> dict[str, int]:
     procs = ProcTable(config.node, offset, cgroups)
     n_seeded = procs.seed()
     probe = loader.load_probe(cflags, traced, missing)
+    health.holds("probe")
     reader = Reader(probe.bpf)
     published = {EVENT_TYPE_IDS[n] for n in wanted & traced}
     from collectors import native
@@ -173,6 +184,7 @@ def run(config: CollectorConfig, sink: Sink) -> dict[str, int]:
     next_sweep = time.monotonic() + config.sweep_interval_s
     next_tick = time.monotonic()
     while not stop.requested:
+        health.beat("capture loop", LOOP_SILENCE_S)
         if config.duration_s is not None and time.monotonic() - started >= config.duration_s:
             break
         # a fixed period, not a fixed sleep: with a backlog the next drain starts at once
@@ -261,7 +273,7 @@ def _config(args: argparse.Namespace, kafka: KafkaConnection) -> CollectorConfig
     return c
 
 
-def _capture(role: str, argv: list[str]) -> int:
+def _capture(role: str, argv: list[str], health: Health | None) -> int:
     args = _capture_parser(role).parse_args(argv)
     if args.print_source:
         from collectors import loader
@@ -284,7 +296,7 @@ def _capture(role: str, argv: list[str]) -> int:
         )
     else:
         sink = CaptureWriter(args.out)
-    run(config, sink)
+    run(config, sink, health)
     return 0
 
 
@@ -342,15 +354,16 @@ def _connection(args: argparse.Namespace) -> KafkaConnection | None:
         return None
 
 
-def main(argv: list[str]) -> int:
-    """Entry point for `peregrine collect|record|replay` (cli.main passes the role first)."""
+def main(argv: list[str], health: Health | None = None) -> int:
+    """Entry point for `peregrine collect|record|replay` (cli.main passes the role first, and for
+    `collect` the Health its probes answer from)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not argv or argv[0] not in ("collect", "record", "replay"):
         print("usage: collectors.service {collect|record|replay} ...", file=sys.stderr)
         return 2
     role, rest = argv[0], argv[1:]
     try:
-        return _replay(rest) if role == "replay" else _capture(role, rest)
+        return _replay(rest) if role == "replay" else _capture(role, rest, health)
     except CollectorError as exc:
         print(f"peregrine {role}: {exc}", file=sys.stderr)
         return 1

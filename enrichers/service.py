@@ -6,6 +6,10 @@ threads that hand their events to this loop through a bounded queue. The loop tu
 records (`enrichers.records`), keeps only real changes (`enrichers.mirror`), produces them, and
 produces tombstones whose grace period is over. A record Kafka refuses ends the run with an error:
 the next start reads the topic back and repairs the difference.
+
+Probes (`telemetry.health`): ready once the topic was read back and every watched resource was
+listed and handed to the loop (the topic then holds the cluster as of start); live while the loop
+beats, at least every tick while it waits for events.
 """
 
 from __future__ import annotations
@@ -35,11 +39,14 @@ from enrichers.records import (
 )
 from enrichers.topic import ensure_topic, producer, read_table
 from enrichers.watch import Snapshot, WatchEvent, api_client, watchers
+from telemetry.health import Health
 
 log = logging.getLogger(__name__)
 
 _QUEUE_SIZE: Final = 10_000
 _TICK_S: Final = 0.2
+# the loop beats every tick, or after each batch of records it produces: a minute of silence is wedged
+_LOOP_SILENCE_S: Final = 60.0
 _BATCH: Final = 500  # events handled between two tombstone checks
 _JOIN_TIMEOUT_S: Final = 10.0
 _FLUSH_TIMEOUT_S: Final = 30.0
@@ -100,18 +107,28 @@ class Publisher:
         self._send(self._mirror.due(now))
 
 
-def run(config: K8sMetaConfig, stop: threading.Event, clock: Callable[[], float] = time.monotonic) -> None:
+def run(
+    config: K8sMetaConfig,
+    stop: threading.Event,
+    clock: Callable[[], float] = time.monotonic,
+    health: Health | None = None,
+) -> None:
     """Publish until ``stop`` is set; raises EnricherError when it cannot go on."""
+    health = health or Health()
+    health.waiting("topic", "not read back yet")
     api = api_client(config)  # first: a bad kubeconfig should fail before any wait for Kafka
     try:
-        _publish(config, api, stop, clock)
+        _publish(config, api, stop, clock, health)
     finally:
         api.close()  # type: ignore[no-untyped-call]
 
 
-def _publish(config: K8sMetaConfig, api: Any, stop: threading.Event, clock: Callable[[], float]) -> None:
+def _publish(
+    config: K8sMetaConfig, api: Any, stop: threading.Event, clock: Callable[[], float], health: Health
+) -> None:
     ensure_topic(config)
     published = read_table(config.bootstrap_servers, config.topic, security=config.kafka)
+    health.holds("topic")
     log.info("%s: %d live keys already published", config.topic, len(published))
     mirror = TopicMirror(published, config.tombstone_grace_s)
     events: queue.Queue[WatchEvent] = queue.Queue(maxsize=_QUEUE_SIZE)
@@ -127,6 +144,8 @@ def _publish(config: K8sMetaConfig, api: Any, stop: threading.Event, clock: Call
                 continue
 
     resource_watchers = watchers(api, offer, config)
+    for w in resource_watchers:
+        health.waiting(f"{w.resource} listed", "no list handled yet")
     instruments = publisher_metrics(resource_watchers, lambda: len(mirror.published))
     kafka = producer(config)
     failures: list[str] = []
@@ -147,9 +166,12 @@ def _publish(config: K8sMetaConfig, api: Any, stop: threading.Event, clock: Call
         t.start()
     try:
         while not stop.is_set():
+            health.beat("publish loop", _LOOP_SILENCE_S)
             now = clock()
             for event in _drain(events, _BATCH):
                 publisher.handle(event, now)
+                if isinstance(event, Snapshot):
+                    health.holds(f"{event.resource} listed")
             publisher.tick(now)
             kafka.poll(0)
             if failures:
@@ -234,7 +256,7 @@ def parse_args(argv: list[str]) -> K8sMetaConfig:
     )
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], health: Health | None = None) -> int:
     """Entry point of ``peregrine k8s-meta``; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -242,7 +264,7 @@ def main(argv: list[str]) -> int:
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda _sig, _frame: stop.set())
-        run(config, stop)
+        run(config, stop, health=health)
     except EnricherError as e:
         log.error("%s", e)
         return 1

@@ -55,6 +55,7 @@ from sinks.metrics import SinkMetrics
 from sinks.pacing import Paced, TokenBucket, round_robin
 from sinks.registry import KINDS
 from sinks.suppress import Suppressions
+from telemetry.health import Health
 
 log = logging.getLogger("peregrine.sink")
 
@@ -162,6 +163,7 @@ class Runner:
         destination: Destination | None = None,
         rng: random.Random | None = None,
         suppressions: Suppressions | None = None,
+        health: Health | None = None,
     ) -> None:
         self._kafka = kafka
         self._config = config
@@ -179,18 +181,22 @@ class Runner:
         self._committed: dict[tuple[str, int], tuple[int, str]] = {}
         self._aggregator = Aggregator(config.name, config.aggregate) if config.aggregate else None
         self._suppressions = suppressions
+        self._health = health or Health()
+        # a loop that has not polled within the poll interval has lost its partitions anyway
+        self._silence_s = self._consumer_config["max.poll.interval.ms"] / 1000
+        self._joined = f"destination {config.name}: consumer group"
+        self._loop = f"destination {config.name}: poll loop"
 
     def run(self) -> None:
         consumer = Consumer(self._consumer_config)
         producer = Producer(producer_properties(self._kafka, self._config))
-        if self._aggregator is None:
-            consumer.subscribe([self._kafka.topic])
-        else:
-            consumer.subscribe([self._kafka.topic], on_assign=self._assigned, on_revoke=self._revoked)
+        self._health.waiting(self._joined, "no partitions assigned yet")
+        consumer.subscribe([self._kafka.topic], on_assign=self._assigned, on_revoke=self._revoked)
         log.info("%s: consuming %s as group %s", self._config.name, self._kafka.topic,
                  self._kafka.group_id(self._config.name))
         try:
             while not self._stop.is_set():
+                self._health.beat(self._loop, self._silence_s)
                 messages = consumer.consume(self._config.batch.max_alerts, self._config.batch.max_wait_s)
                 due = self._aggregator.due(idle=not messages) if self._aggregator is not None else []
                 if messages or due:
@@ -204,15 +210,19 @@ class Runner:
             producer.flush(10)
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Rebuild the open windows from the committed metadata (the consumer resumes there)."""
-        assert self._aggregator is not None  # subscribed with this callback only when aggregating
+        """Joined (probes); when aggregating, rebuild the open windows from the committed metadata
+        (the consumer resumes there)."""
+        self._health.holds(self._joined)
+        if self._aggregator is None:
+            return
         self._committed.clear()
         for tp in consumer.committed(partitions, timeout=30):
             self._aggregator.restore((tp.topic, tp.partition), tp.metadata)
         self._report_open_keys()
 
     def _revoked(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
-        assert self._aggregator is not None
+        if self._aggregator is None:
+            return
         self._aggregator.revoke()
         self._committed.clear()
         self._report_open_keys()
@@ -241,6 +251,7 @@ class Runner:
             if not paused:
                 consumer.pause(consumer.assignment())
                 paused = True
+            self._health.beat(self._loop, self._silence_s)
             message = consumer.poll(0)
             if message is None or message.error() is not None:
                 return

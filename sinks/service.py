@@ -38,6 +38,7 @@ from sinks.errors import ConfigError, SinkError
 from sinks.metrics import SinkMetrics, create_metrics
 from sinks.runner import Runner
 from sinks.suppress import READY_TIMEOUT_S, Suppression, Suppressions, encode_record, follow
+from telemetry.health import Health
 
 log = logging.getLogger("peregrine.sink")
 
@@ -52,7 +53,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], health: Health | None = None) -> int:
     if argv[:1] == ["suppress"]:
         return suppress_main(argv[1:])
     args = _arguments(argv)
@@ -76,12 +77,16 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hangup)
-    return run(config, selected, stop, create_metrics())
+    return run(config, selected, stop, create_metrics(), health)
 
 
 def run(config: SinkConfig, destinations: list[DestinationConfig], stop: threading.Event,
-        metrics: SinkMetrics) -> int:
-    """Run the runners until ``stop`` is set or one of them fails; 0 on a clean stop, else 1."""
+        metrics: SinkMetrics, health: Health | None = None) -> int:
+    """Run the runners until ``stop`` is set or one of them fails; 0 on a clean stop, else 1.
+
+    Probes: ready once every destination's consumer has its partitions; live while every runner
+    polls its consumer within its poll interval (`sinks.runner`)."""
+    health = health or Health()
     failed = threading.Event()
     suppressions = _follow_suppressions(config, stop)
 
@@ -93,11 +98,11 @@ def run(config: SinkConfig, destinations: list[DestinationConfig], stop: threadi
             failed.set()
             stop.set()
 
+    runners = [Runner(config.kafka, d, metrics, stop, suppressions=suppressions, health=health)
+               for d in destinations]  # fmt: skip
     threads = [
-        threading.Thread(target=guarded, args=(Runner(config.kafka, d, metrics, stop,
-                                                      suppressions=suppressions), d.name),
-                         name=f"sink-{d.name}", daemon=True)
-        for d in destinations
+        threading.Thread(target=guarded, args=(runner, d.name), name=f"sink-{d.name}", daemon=True)
+        for runner, d in zip(runners, destinations, strict=True)
     ]
     for thread in threads:
         thread.start()

@@ -6,6 +6,11 @@ table is read from the start of `peregrine.k8s` (the detection agent waits up to
 seconds for it to catch up, then evaluates anyway and the table keeps following), and SIGHUP is
 bound to the rules reload. Faust handles SIGTERM/SIGINT (commit, leave the group, stop).
 
+Probes (`telemetry.health`): the worker is ready once its rules are loaded (before Faust starts)
+and its consumer has been given its partitions (the first assignment of the group, even an empty
+one: a worker beyond the partition count is a standby, and ready); it is live while its event
+loop, which runs every agent, beats at least once a minute.
+
 Every worker reads the whole `peregrine.k8s` topic with its own group-less consumer: the table is
 small (one record per container) and every batch may reference any container.
 """
@@ -36,22 +41,30 @@ from streams.logsafe import shown
 from streams.metrics import WorkerMetrics, worker_metrics
 from streams.reload import LiveRules, Rule, RulesEngine, falco_engine
 from streams.rulecost import RuleCosts
+from telemetry.health import Health
 
 log = logging.getLogger("peregrine.worker")
 _GC_THRESHOLD = 50_000  # allocations between young collections; a 500-event batch is ~2,000 lists
 
 
-def main(argv: Sequence[str]) -> int:
+LOOP_BEAT_S = 5.0
+LOOP_SILENCE_S = 60.0  # a loop blocked this long is wedged: the liveness probe fails
+
+
+def main(argv: Sequence[str], health: Health | None = None) -> int:
     try:
         config = from_args(argv)
     except ConfigError as exc:
         print(f"peregrine worker: {exc}", file=sys.stderr)
         return 2
-    return run(config, falco_engine())
+    return run(config, falco_engine(), health)
 
 
-def run(config: WorkerConfig, engine: RulesEngine[Rule]) -> int:
-    """Run until stopped; returns the process exit code."""
+def run(config: WorkerConfig, engine: RulesEngine[Rule], health: Health | None = None) -> int:
+    """Run until stopped; returns the process exit code. `health` is what the probes answer from
+    (`telemetry.setup_telemetry` serves it); without one the state is kept but not served."""
+    health = health or Health()
+    health.waiting("consumer group", "no partitions assigned yet")
     metrics = worker_metrics()
     table = K8sTable()
     table_metrics(table)  # the worker's copy of peregrine.k8s: size, hits, misses for Grafana
@@ -62,6 +75,15 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule]) -> int:
         print(f"peregrine worker: cannot load the rules: {exc}", file=sys.stderr)
         return 2
     app, topics = worker_app.build_app(config)
+
+    def assigned(sender: object, /, *args: object, signal: object, **kwargs: object) -> None:
+        health.holds("consumer group")
+
+    app.on_partitions_assigned.connect(assigned)
+
+    @app.timer(LOOP_BEAT_S)  # type: ignore[untyped-decorator]
+    async def beat() -> None:
+        health.beat("event loop", LOOP_SILENCE_S)
     emitter = worker_app.Emitter(app)
     ready = asyncio.Event()
     costs = _rule_costs(config, engine, rules, metrics)

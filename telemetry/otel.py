@@ -5,6 +5,8 @@ Components create their instruments through the OpenTelemetry *API*
 installs the SDK. The `peregrine` CLI calls `setup_telemetry` once at the start of each
 long-running role, so every role exports the same way: a Prometheus endpoint (scraped by
 Prometheus, shown in Grafana) and, when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, OTLP over HTTP.
+The same HTTP server answers the Kubernetes probes, ``/readyz`` and ``/livez``, from the `Health`
+that `setup_telemetry` returns and the role keeps up to date (`telemetry.health`).
 
 Resource attributes are limited to the service name and role on purpose: pod and host names as
 labels would multiply series by the number of pods (DESIGN.md: no per-pod labels).
@@ -14,8 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Final
+
+from telemetry.health import Health, with_probes
 
 log = logging.getLogger("peregrine.telemetry")
 
@@ -50,8 +55,9 @@ class TelemetryConfig:
         )
 
 
-def setup_telemetry(role: str, config: TelemetryConfig | None = None) -> None:
-    """Install the SDK meter provider for this process (call once, at the start of a role)."""
+def setup_telemetry(role: str, config: TelemetryConfig | None = None) -> Health:
+    """Install the SDK meter provider for this process (call once, at the start of a role); the
+    returned `Health` is what the probe endpoints answer from."""
     from opentelemetry import metrics
     from opentelemetry.sdk.metrics import Histogram, MeterProvider
     from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
@@ -59,13 +65,13 @@ def setup_telemetry(role: str, config: TelemetryConfig | None = None) -> None:
     from opentelemetry.sdk.resources import Resource
 
     cfg = config or TelemetryConfig.from_env(role)
+    health = Health()
     readers: list[MetricReader] = []
     if cfg.prometheus_port is not None:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
-        from prometheus_client import start_http_server
 
         try:
-            start_http_server(cfg.prometheus_port, addr=cfg.prometheus_addr)
+            _serve(health, cfg.prometheus_addr, cfg.prometheus_port)
             readers.append(PrometheusMetricReader())
         except OSError as exc:
             log.warning(
@@ -85,3 +91,19 @@ def setup_telemetry(role: str, config: TelemetryConfig | None = None) -> None:
         aggregation=ExplicitBucketHistogramAggregation(SECONDS_BUCKETS),
     )
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers, views=[seconds]))
+    return health
+
+
+def _serve(health: Health, addr: str, port: int) -> None:
+    """prometheus_client's own threaded WSGI server (as its start_http_server), probes added."""
+    import socket
+    from wsgiref.simple_server import make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler, make_wsgi_app
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+    app = with_probes(health, make_wsgi_app())
+    httpd = make_server(addr, port, app, Server, handler_class=_SilentHandler)
+    threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True).start()

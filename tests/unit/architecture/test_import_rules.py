@@ -25,11 +25,13 @@ ALLOWED_INTERNAL: dict[str, tuple[str, ...]] = {
     "rules": (),
     "bus": (),
     "telemetry": (),
-    "collectors": ("rules", "bus"),
-    "enrichers": ("rules.record", "rules.errors", "bus"),
+    # a role answers its probes through telemetry.health (the Health that cli.main hands it)
+    "collectors": ("rules", "bus", "telemetry.health"),
+    "enrichers": ("rules.record", "rules.errors", "bus", "telemetry.health"),
     "alerts": ("rules",),
-    "streams": ("rules", "collectors.wire", "collectors.stats", "enrichers", "bus", "alerts"),
-    "sinks": ("bus", "alerts", "rules.priority"),
+    "streams": ("rules", "collectors.wire", "collectors.stats", "enrichers", "bus", "alerts",
+                "telemetry.health"),
+    "sinks": ("bus", "alerts", "rules.priority", "telemetry.health"),
     # the CLI only routes: every role module is imported by name, at run time
     "cli": ("telemetry",),
     "devtools": ("rules", "collectors.wire", "enrichers.records", "bus", "alerts", "devtools"),
