@@ -251,6 +251,20 @@ def test_metrics_services_match_the_role_ports(custom_objects: list[dict[str, An
     assert monitor["spec"]["endpoints"] == [{"port": "metrics", "interval": "30s"}]
 
 
+def test_every_role_container_is_probed_on_its_metrics_port(custom_objects: list[dict[str, Any]]) -> None:
+    """The paths telemetry.health serves, on the container port the role's metrics are served on."""
+    workloads = by_kind(custom_objects, "Deployment") + by_kind(custom_objects, "DaemonSet")
+    assert len(workloads) >= 4
+    for workload in workloads:
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            name = workload["metadata"]["name"]
+            assert [p["name"] for p in container["ports"]] == ["metrics"], name
+            assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}, name
+            assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}, name
+            metrics_port = env_of(container)["PEREGRINE_METRICS_PORT"]
+            assert int(metrics_port) == container["ports"][0]["containerPort"], name
+
+
 # --- the real API server -------------------------------------------------------------------
 
 

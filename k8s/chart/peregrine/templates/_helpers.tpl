@@ -41,6 +41,23 @@ app.kubernetes.io/component: {{ .role }}
 {{- end }}
 {{- end -}}
 
+{{/* Probes every role answers on its metrics port (telemetry/health.py): ready when it has joined
+its consumer group / read its topic / attached its probe, live while its loop beats. Liveness never
+fails before a role's first beat, so a slow start (the collector compiles its BPF program) is not
+killed; readiness keeps it out meanwhile. */}}
+{{- define "peregrine.probes" -}}
+readinessProbe:
+  httpGet: {path: /readyz, port: metrics}
+  periodSeconds: 5
+  timeoutSeconds: 5
+  failureThreshold: 3
+livenessProbe:
+  httpGet: {path: /livez, port: metrics}
+  periodSeconds: 20
+  timeoutSeconds: 5
+  failureThreshold: 3
+{{- end -}}
+
 {{/* Pod and container hardening of the unprivileged roles (worker, sink, k8s-meta). */}}
 {{- define "peregrine.podSecurity" -}}
 runAsNonRoot: true
