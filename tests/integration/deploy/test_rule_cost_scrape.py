@@ -9,9 +9,11 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -44,9 +46,38 @@ def _alerts_by_rule(bootstrap: str, topic: str, expected: int) -> Counter[str]:
     return found
 
 
+def _scrape(port: int, family: str) -> dict[str, float]:
+    """One series family of the worker's own endpoint, by rule: exact, unlike a Prometheus query
+    that may show the scrape before the last batch."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {s.labels["rule"]: s.value for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == family}  # fmt: skip
+
+
+def _settled(read: Callable[[], dict[str, float]], what: str) -> dict[str, float]:
+    """`read()` once it is not empty and the same two seconds apart (the replay is processed)."""
+    def stable() -> dict[str, float] | None:
+        first = read()
+        time.sleep(2)
+        return first if first and read() == first else None
+
+    settled: dict[str, float] = wait_for(stable, what)
+    return settled
+
+
+@dataclass(frozen=True)
+class Worker:
+    port: int
+    alerts_topic: str
+    replay: Callable[[], None]
+
+
 @pytest.fixture(scope="module")
-def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
-    """(metrics port, alerts topic) of a worker that sampled every batch of the replayed capture."""
+def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """A worker sampling every batch (`--rule-cost-every 1`), and a way to replay the capture to it."""
     tmp = tmp_path_factory.mktemp("rulecost")
     tag = uuid.uuid4().hex[:8]
     topics = {name: f"rulecost-{name}-{tag}" for name in ("events", "stats", "alerts", "dlq", "k8s")}
@@ -61,16 +92,19 @@ def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
     for name, topic in topics.items():
         argv += [f"--{name}-topic", topic]
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    try:
+
+    def replay() -> None:
         # the worker's new group reads from the earliest offset: no need to wait for it to join
-        replay = subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "cli.main", "replay", str(CAPTURE), "--max-rate", "--bootstrap",
              kafka_bootstrap, "--events-topic", topics["events"], "--stats-topic", topics["stats"]],
             cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
         )
-        assert replay.returncode == 0, replay.stderr
+        assert done.returncode == 0, done.stderr
         assert proc.poll() is None, log.read_text()[-3000:]
-        yield port, topics["alerts"]
+
+    try:
+        yield Worker(port, topics["alerts"], replay)
     finally:
         proc.terminate()
         try:
@@ -81,23 +115,28 @@ def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def test_per_rule_series_reach_prometheus_and_the_panel(
-    worker: tuple[int, str], kafka_bootstrap: str, prometheus: Callable[[list[str]], Any]
+    worker: Worker, kafka_bootstrap: str, prometheus: Callable[[list[str]], Any]
 ) -> None:
-    port, alerts_topic = worker
-    prom = prometheus([f"127.0.0.1:{port}"])
+    prom = prometheus([f"127.0.0.1:{worker.port}"])
     shell = "Peregrine: Terminal Shell in Container"
-    series = f'peregrine_worker_rule_alerts_total{{rule="{shell}"}}'
-    alerts = wait_for(lambda: query(prom, series), "per-rule alerts scraped")
-    by_rule = {r["metric"]["rule"]: int(float(r["value"][1]))
-               for r in query(prom, "peregrine_worker_rule_alerts_total")}
-    assert alerts and by_rule[shell] > 0
-    assert _alerts_by_rule(kafka_bootstrap, alerts_topic, sum(by_rule.values())) == Counter(by_rule)
-    cpu = wait_for(lambda: query(prom, "peregrine_worker_rule_cpu_time_seconds_total"), "rule cpu time")
-    matches = {r["metric"]["rule"]: float(r["value"][1])
-               for r in query(prom, "peregrine_worker_rule_matches_total")}
+    worker.replay()
+    alerts = "peregrine_worker_rule_alerts_total"
+    by_rule = _settled(lambda: _scrape(worker.port, alerts), "alerts by rule")
+    assert by_rule.get(shell)
+    on_topic = _alerts_by_rule(kafka_bootstrap, worker.alerts_topic, int(sum(by_rule.values())))
+    assert on_topic == Counter(by_rule)
+    # the profile is built in a thread after start: batches before it are not sampled; after it, all
+    matches = "peregrine_worker_rule_matches_total"
+    before = wait_for(lambda: _scrape(worker.port, matches), "the per-rule profile built")
+    assert set(before) >= set(by_rule)
+    worker.replay()
+    wait_for(lambda: _scrape(worker.port, alerts) == {r: 2 * n for r, n in by_rule.items()}, "second replay")
+    after = _scrape(worker.port, matches)
+    # every batch of the second replay was sampled: each rule matched at least its first-match alerts
+    assert all(after[rule] - before[rule] >= count for rule, count in by_rule.items()), (before, after)
+    cpu_time = "peregrine_worker_rule_cpu_time_seconds_total"
+    cpu = wait_for(lambda: query(prom, cpu_time), "rule cpu time scraped")
     assert {r["metric"]["rule"] for r in cpu} >= set(by_rule)
-    # every batch was sampled: the profile's matches are the engine's alerts (first match: at most)
-    assert all(matches.get(rule, 0) >= count for rule, count in by_rule.items()), (matches, by_rule)
     (panel,) = [p for p in dashboard()["panels"] if p.get("title") == PANEL]
     (expr,) = [t["expr"] for t in panel["targets"]]
     top = wait_for(lambda: query(prom, expr.replace("$__rate_interval", "1m")), f"data for {expr}")
