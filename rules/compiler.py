@@ -63,6 +63,7 @@ from rules.condtree import (
     make_leaf,
 )
 from rules.fields import NUMERIC_TYPES, FieldFlag, FieldType, lookup
+from rules.globs import to_bytes
 from rules.libs_event_table import EVENT_NAMES, SYSCALL_NAMES
 from rules.operands import UNKNOWN_FIELD, Operand, field_operand, operand, transformer_operand
 from rules.optimize import simplify
@@ -151,7 +152,7 @@ def _literal(value: object, op: str, ctx: Context) -> ast.expr:
     """The node for one right-hand constant, prepared for `op`: the constant, or the name of
     its load-time program."""
     if op == "icontains":
-        return const(str(value).lower())
+        return const(to_bytes(str(value)).lower())  # as ops.ascii_folded folds the value
     if op in ("glob", "iglob"):
         pattern = str(value)
         casefold = op == "iglob"
@@ -435,7 +436,7 @@ def _lower_field_compare(
     lcode, rcode = left.read, other.read
 
     def build(b: Reader, r: Reader) -> ast.expr:
-        right_value = method(r(rcode), "lower") if op.name == "icontains" else r(rcode)
+        right_value = ops.ascii_folded(r(rcode)) if op.name == "icontains" else r(rcode)
         left_value = r(lcode)
         if op.name in _ORDERING and ops.family(left.type) == ops.STRING:
             left_value, right_value = _utf8(left_value), _utf8(right_value)

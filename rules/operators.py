@@ -16,7 +16,6 @@ refuses (lookahead, backreferences, ``\\d``, ``(?i)``) is refused here with RE2'
 from __future__ import annotations
 
 import ast
-import fnmatch
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
@@ -26,6 +25,7 @@ from typing import Any
 import re2  # type: ignore[import-untyped]  # the binding ships no type information
 
 from rules.fields import FieldType
+from rules.globs import glob_matcher
 from rules.pyexpr import call, compare, const, is_not_none, method
 
 Body = Callable[[ast.expr, ast.expr], ast.expr]
@@ -68,8 +68,14 @@ def _contains(t: ast.expr, r: ast.expr) -> ast.expr:
     return compare(r, ast.In(), t)
 
 
+def ascii_folded(t: ast.expr) -> ast.expr:
+    """``t``'s bytes with ASCII letters lowered: what strcasestr compares (bytes.lower() folds ASCII
+    only; the right-hand side is folded the same way)."""
+    return method(method(t, "encode", const("utf-8"), const("surrogateescape")), "lower")
+
+
 def _icontains(t: ast.expr, r: ast.expr) -> ast.expr:
-    return compare(r, ast.In(), method(t, "lower"))
+    return compare(r, ast.In(), ascii_folded(t))
 
 
 def _method(attr: str) -> Body:
@@ -135,9 +141,9 @@ def allowed(op: str, fam: str) -> bool:
 
 # --- constants built once at load time -------------------------------------------------------
 def glob_program(pattern: str, casefold: bool) -> Callable[[str], object]:
-    """fnmatch(3) without FNM_PATHNAME: ``*`` also crosses ``/``."""
-    flags = re.DOTALL | (re.IGNORECASE if casefold else 0)
-    return re.compile(fnmatch.translate(pattern), flags).match
+    """fnmatch(3) in the C locale (`rules.globs`); the generated code tests for not None."""
+    test = glob_matcher(pattern, casefold=casefold)
+    return lambda value: True if test(value) else None
 
 
 def glob_affixes(pattern: str) -> tuple[str, str]:
@@ -259,7 +265,7 @@ def pmatch_program(paths: Iterable[str]) -> Callable[[str], bool]:
         trimmed = path.rstrip("/") or "/"
         if any(ch in trimmed for ch in "*?["):
             parts = trimmed.split("/")
-            globbed.append([re.compile(fnmatch.translate(part), re.DOTALL).match for part in parts])
+            globbed.append([glob_matcher(part) for part in parts])
         else:
             plain.add(trimmed)
     root = "/" in plain

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rules.fields import FieldType
+from rules.globs import ascii_lower, ascii_upper, to_bytes
 
 STRING_IN = frozenset({FieldType.CHARBUF, FieldType.FSPATH})
 
@@ -26,12 +27,17 @@ class Transformer:
     accepts_lists: bool = False
 
 
+# libs maps each byte with C's tolower/toupper: ASCII letters only (bytes.lower() does the same)
 def _lower(value: str | bytes | None) -> str | bytes | None:
-    return None if value is None else value.lower()
+    if value is None:
+        return None
+    return ascii_lower(value) if isinstance(value, str) else value.lower()
 
 
 def _upper(value: str | bytes | None) -> str | bytes | None:
-    return None if value is None else value.upper()
+    if value is None:
+        return None
+    return ascii_upper(value) if isinstance(value, str) else value.upper()
 
 
 def _b64(value: str | bytes | None) -> str | bytes | None:
@@ -52,7 +58,10 @@ def _basename(value: str | None) -> str | None:
 
 
 def _len(value: Sequence[object] | None) -> int | None:
-    return None if value is None else len(value)
+    """libs counts a string's bytes (strnlen), a list's items."""
+    if value is None:
+        return None
+    return len(to_bytes(value)) if isinstance(value, str) else len(value)
 
 
 def _join(sep: str, values: Sequence[object]) -> str | None:

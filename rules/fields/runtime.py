@@ -11,12 +11,12 @@ buffers), and ``evt.time`` renders in UTC rather than the host's local time.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 
 from rules import record as R
 from rules import render
 from rules import render_flags as rf
+from rules.globs import glob_matcher
 
 # Stand-ins for a missing process/fd/container: every slot None, so reads stay inline.
 EMPTY_PROCESS: tuple[None, ...] = (None,) * R.PROCESS_LEN
@@ -97,10 +97,7 @@ def _mount_dest(mounts: list[list[object]] | None, pattern: str) -> str | None:
 
 
 def _glob_matcher(pattern: str) -> Callable[[str], bool]:
-    import fnmatch
-
-    rx = re.compile(fnmatch.translate(pattern), re.DOTALL)
-    return lambda text: rx.match(text) is not None
+    return glob_matcher(pattern)
 
 
 def _mounts(mounts: list[list[object]] | None) -> str | None:
