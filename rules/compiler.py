@@ -28,6 +28,7 @@ import ast
 import re
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Final
 
 from rules import operators as ops
 from rules.affixes import Affixes
@@ -87,6 +88,12 @@ _SIMPLER_OPERATORS = (
 _PORT_NAMES = {"ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53, "http": 80, "https": 443}
 
 
+_UNSIGNED_WIDTH: Final = {
+    FieldType.UINT64: 64, FieldType.UINT32: 32, FieldType.PORT: 16,
+    FieldType.ABSTIME: 64, FieldType.RELTIME: 64,
+}  # fmt: skip
+
+
 def parse_value(text: str, ftype: FieldType, op: str, pos: Pos, ctx: Context) -> object:
     """A literal as the field's type (libs' value_parser): int, bool, bytes, IP text or str."""
     if "\0" in text:
@@ -96,7 +103,10 @@ def parse_value(text: str, ftype: FieldType, op: str, pos: Pos, ctx: Context) ->
             return _PORT_NAMES[text]
         if not re.fullmatch(r"[+-]?[0-9]+", text):
             raise ctx.error(f"'{text}' is not a valid number", pos)
-        return int(text)
+        bits = _UNSIGNED_WIDTH.get(ftype)
+        # libs reads an unsigned literal with sscanf("%" PRIu64) (parseu32 for 32 bits) into the
+        # field's width: "-1" is the largest value, a too wide one keeps its low bits
+        return int(text) if bits is None else int(text) % (1 << bits)
     if ftype is FieldType.BOOL:
         if text not in ("true", "false"):
             raise ctx.error(f"'{text}' is not a valid boolean (expected true or false)", pos)

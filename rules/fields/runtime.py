@@ -41,16 +41,19 @@ def _args(name: object, args: list[str] | tuple[str, ...] | None) -> str | None:
 
 
 def _env(env: list[str] | tuple[str, ...] | None, key: str | None) -> str | None:
-    """proc.env from the P_ENV slot (a list, or the tuple rules.gate keys its memo with)."""
+    """proc.env from the P_ENV slot (a list, or the tuple rules.gate keys its memo with). With a
+    NAME, as sinsp_threadinfo::get_env: the first non-empty ``NAME=value``, spaces around it
+    trimmed, and "" (a value, so ``exists`` holds) when there is none; no value at all only when
+    the environment was not captured."""
     if env is None:
         return None
     if key is None:
         return " ".join(env)
     prefix = key + "="
     for item in env:
-        if item.startswith(prefix):
-            return str(item[len(prefix) :])
-    return None
+        if item.startswith(prefix) and len(item) > len(prefix):
+            return str(item[len(prefix) :]).strip(" ")
+    return ""
 
 
 def _directory(f: list[object] | tuple[object, ...]) -> str | None:
