@@ -256,38 +256,37 @@ def regex_program(pattern: str) -> Callable[[str], object]:
 
 
 def pmatch_program(paths: Iterable[str]) -> Callable[[str], bool]:
-    """Path-prefix match by whole components: /var/run matches /var/run and /var/run/x, not
-    /var/runx. Plain prefixes are one set lookup per component of the tested path; prefixes with
-    glob characters in a component are matched component by component."""
-    plain: set[str] = set()
-    globbed: list[list[Callable[[str], object]]] = []
+    """Path-prefix match by whole components, as libs' path_prefix_search: a path is its
+    non-empty components (``/a//b`` and ``a/b`` are both a, b), so ``/`` (no component) is a
+    prefix of every value, and /var/run matches /var/run and /var/run/x, not /var/runx. Plain
+    prefixes are one set lookup per leading run of the value's components; prefixes with glob
+    characters in a component are matched component by component."""
+    plain: set[tuple[str, ...]] = set()
+    globbed: list[list[Callable[[str], bool]]] = []
     for path in paths:
-        trimmed = path.rstrip("/") or "/"
-        if any(ch in trimmed for ch in "*?["):
-            parts = trimmed.split("/")
+        parts = _components(path)
+        if any(ch in path for ch in "*?["):
             globbed.append([glob_matcher(part) for part in parts])
         else:
-            plain.add(trimmed)
-    root = "/" in plain
+            plain.add(parts)
+    if () in plain:
+        return lambda value: True
+    lengths = sorted({len(p) for p in plain})
 
     def test(value: str) -> bool:
-        if root and value.startswith("/"):
+        parts = _components(value)
+        if any(parts[:n] in plain for n in lengths if n <= len(parts)):
             return True
-        if value in plain:
-            return True
-        cut = value.find("/", 1)
-        while cut != -1:
-            if value[:cut] in plain:
-                return True
-            cut = value.find("/", cut + 1)
-        if globbed:
-            parts = value.split("/")
-            for matchers in globbed:
-                if len(parts) >= len(matchers) and all(m(p) for m, p in zip(matchers, parts, strict=False)):
-                    return True
-        return False
+        return any(
+            len(parts) >= len(matchers) and all(m(p) for m, p in zip(matchers, parts, strict=False))
+            for matchers in globbed
+        )
 
     return test
+
+
+def _components(path: str) -> tuple[str, ...]:
+    return tuple(part for part in path.split("/") if part)
 
 
 def net_program(nets: Iterable[str]) -> Memo:

@@ -11,6 +11,7 @@ import base64
 import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from rules.fields import FieldType
 from rules.globs import ascii_lower, ascii_upper, to_bytes
@@ -40,17 +41,28 @@ def _upper(value: str | bytes | None) -> str | bytes | None:
     return ascii_upper(value) if isinstance(value, str) else value.upper()
 
 
+_B64: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
 def _b64(value: str | bytes | None) -> str | bytes | None:
-    """Decode base64, padding optional (libs' decodeWithoutPadding); undecodable -> missing."""
+    """libs Base64::decodeWithoutPadding: at most two trailing ``=`` dropped, every other byte in
+    the alphabet, no length of 4n+1, and the bits of the last character beyond the output zero;
+    otherwise no value. A string yields the decoded bytes as a string of those bytes (invalid
+    UTF-8 as surrogate escapes, as every string of the engine)."""
     if value is None:
         return None
-    raw = value.encode() if isinstance(value, str) else value
-    raw = raw.rstrip(b"=")
+    raw = to_bytes(value) if isinstance(value, str) else value
+    body = raw[:-2] if raw.endswith(b"==") else raw[:-1] if raw.endswith(b"=") else raw
+    if len(body) % 4 == 1 or not _B64.issuperset(body):
+        return None
+    padded = body + b"=" * (-len(body) % 4)
     try:
-        decoded = base64.b64decode(raw + b"=" * (-len(raw) % 4), validate=True)
+        decoded = base64.b64decode(padded, validate=True)
     except (binascii.Error, ValueError):
         return None
-    return decoded.decode(errors="replace") if isinstance(value, str) else decoded
+    if base64.b64encode(decoded) != padded:  # spare bits set in the last character (decodeLast)
+        return None
+    return decoded.decode("utf-8", "surrogateescape") if isinstance(value, str) else decoded
 
 
 def _basename(value: str | None) -> str | None:
