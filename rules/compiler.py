@@ -231,6 +231,11 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
     for v in values:
         _warn_misused(v, ctx)
     parsed = [parse_value(v.value, left.type, op_name, v.pos, ctx) for v in values]
+    modifier = expr.modifier
+    if left.multi and modifier is not None:
+        # several values (fd.ip's two ends, proc.aname's ancestors) go through libs' single-value
+        # compare_rhs, which ignores the modifier and compares with the first value only
+        modifier, parsed = None, parsed[:1]
     if isinstance(expr.left, FieldExpr) and expr.left.name == "evt.type":
         _check_event_names(values, ctx)
     if op_name == "regex":
@@ -241,10 +246,12 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
                 raise ctx.error(f"invalid regex pattern: {exc}", v.pos) from None
             if ops.regex_may_be_simpler(str(value)):
                 ctx.warn(f"regex check with '{value}' {_SIMPLER_OPERATORS}", v.pos)
-    if expr.modifier is not None:
-        return _lower_modifier(expr.modifier, left, op, parsed, ctx)
+    if modifier is not None:
+        return _lower_modifier(modifier, left, op, parsed, ctx)
     if left.type is FieldType.IPNET:
-        return _lower_net(left, op_name, [str(v) for v in parsed], ctx)
+        # compare_net reads filter_value_p(), the first network, when it compares both ends
+        nets = parsed[:1] if _endpoints(left) else parsed
+        return _lower_net(left, op_name, [str(v) for v in nets], ctx)
     if op_name == "pmatch":
         paths = tuple(str(v) for v in parsed)
         name = ctx.constants.add(("pmatch", paths), lambda: ops.pmatch_program(paths))
@@ -306,7 +313,8 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
     mergeable = mergeable and ops.family(left.type) == ops.STRING
     test = (left.read, op_name, (parsed[0],)) if mergeable else None
     return _guarded(
-        left, lambda t: op.body(t, lit), ctx, op.cost, likely=op_name == "!=", prior=left.prior, test=test
+        left, lambda t: op.body(t, lit), ctx, op.cost, likely=op_name == "!=", prior=left.prior, test=test,
+        every=op_name == "!=",
     )
 
 
@@ -349,12 +357,19 @@ def _guarded(
     prior: float = 0.1,
     test: Test | None = None,
     affixes: tuple[Code, Affixes] | None = None,
+    every: bool = False,
 ) -> Node:
-    """`body` over a present left value: false when the value is missing."""
+    """`body` over a present left value: false when the value is missing. With several values,
+    true when one passes, or with `every` (``!=`` on both ends, as libs' compare_ip/compare_port/
+    compare_net) when one is present and every present one passes."""
     read, presence = left.read, left.presence
     if left.multi:
         if isinstance(read.tree, ast.Tuple):  # fd.ip and friends: a fixed pair of reads, tested inline
             single = [replace(left, read=Code(part), multi=False) for part in read.tree.elts]
+            if every:
+                any_end = Or(tuple(_guarded(one, lambda t: const(True), ctx, 1) for one in single))
+                fails = (Not(_guarded(one, lambda t: not_(body(t)), ctx, op_cost)) for one in single)
+                return And((any_end, *fails))
             return Or(tuple(_guarded(one, body, ctx, op_cost, likely=likely, prior=prior) for one in single))
 
         def any_of(b: Reader, r: Reader) -> ast.expr:
@@ -407,8 +422,13 @@ def _lower_net(left: Operand, op_name: str, nets: list[str], ctx: Context) -> No
         return ast.Subscript(name(program), t, ast.Load())
 
     if op_name == "!=":
-        return _guarded(left, lambda t: not_(inside(t)), ctx, 2)
+        return _guarded(left, lambda t: not_(inside(t)), ctx, 2, every=True)
     return _guarded(left, inside, ctx, 2)
+
+
+def _endpoints(left: Operand) -> bool:
+    """fd.ip, fd.port, fd.net: the client and the server end, read as a fixed pair."""
+    return left.multi and isinstance(left.read.tree, ast.Tuple)
 
 
 def _lower_field_compare(

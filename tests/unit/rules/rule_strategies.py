@@ -54,7 +54,7 @@ _KEYWORDS = frozenset({"and", "or", "not"})
 # once its xfail starts passing.
 AVOID: frozenset[str] = frozenset(
     {
-        "pmatch_components", "endpoint_semantics",
+        "pmatch_components",
     }
 )  # fmt: skip
 # evt.arg[N] counted on the record instead of libs' parameters
