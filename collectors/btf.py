@@ -73,6 +73,7 @@ FIELDS: Final[tuple[tuple[str, str, str], ...]] = (
     ("FDT_MAX_FDS", "fdtable", "max_fds"),
     ("FDT_FD", "fdtable", "fd"),
     ("FILE_PRIVATE_DATA", "file", "private_data"),
+    ("FILE_F_PATH", "file", "f_path"),
     ("SOCKET_SK", "socket", "sk"),
     ("SK_FAMILY", "sock", "__sk_common.skc_family"),
     ("SK_DADDR", "sock", "__sk_common.skc_daddr"),

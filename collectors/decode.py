@@ -300,6 +300,15 @@ def _listen(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd | None]:
     return args, f
 
 
+def _open_by_handle_at(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd | None]:
+    """The handle names no path: as libs does, the path is the one the kernel gives the new fd
+    (the probe's walk of its f_path), so fd.name is absent when that walk did not complete."""
+    fd, flags = _s32(h[H_RET]), _u32(h[H_A0 + 2])
+    path = cwd_path(it[0]) if it and it[0] else None
+    args: Args = [fd, _s32(h[H_A0]), flags, path, None, None]
+    return args, (_file_fd(fd, path, path, flags) if fd >= 0 else None)
+
+
 def _socket(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd | None]:
     fd, domain = _s32(h[H_RET]), _s32(h[H_A0])
     f: Fd | None = None
@@ -440,7 +449,7 @@ _SPECIAL: Final[dict[str, Builder]] = {
     "openat2": _openat2, "creat": _creat, "connect": _connect, "accept": _accept, "accept4": _accept,
     "listen": _listen, "socket": _socket, "dup": _dup, "dup2": _dup, "dup3": _dup, "clone": _clone,
     "clone3": _clone, "fork": _clone, "vfork": _clone, "memfd_create": _memfd, "sendto": _sendto,
-    "prctl": _prctl, "capset": _capset, "procexit": _procexit,
+    "prctl": _prctl, "capset": _capset, "procexit": _procexit, "open_by_handle_at": _open_by_handle_at,
 }
 
 

@@ -39,8 +39,9 @@
 #define K_CLONE3 7   /* struct clone_args at a[0] -> flags item of 8 bytes */
 #define K_PRCTL 8    /* PR_SET_NAME: string at a[1] */
 #define K_CAPSET 9   /* struct __user_cap_data_struct[2] at a[1] -> item of 24 bytes */
-#define K_CWD 10     /* chdir, fchdir: on success, the new working directory (pg_put_cwd) */
+#define K_CWD 10     /* chdir, fchdir: on success, the new working directory (pg_put_path) */
 #define K_SOCK0 11   /* the socket of fd a[0] (listen) */
+#define K_FDPATH 12  /* open_by_handle_at: on success, the path of the returned fd (pg_put_path) */
 
 #define PG_NR_EXECVEAT 322 /* x86_64 */
 #define PG_SOCK_ITEM 44 /* u16 family, proto, type, sport, dport, pad; u8 saddr[16], daddr[16] */
@@ -282,18 +283,10 @@ static __always_inline void pg_put_user(struct pg_buf *b, const void *src, u64 n
 }
 
 /* the local and remote addresses of socket `fd` of the current task */
-static __always_inline void pg_put_sock(struct pg_buf *b, u64 fd) {
-    u32 off = b->h.len;
-    if (off > PG_HALF) {
-        b->h.flags |= PG_FLAG_TRUNCATED;
-        return;
-    }
-    BARRIER_VAR(off);
-    off &= PG_HALF;
-    char *task = (char *)bpf_get_current_task();
-    char *files = 0, *fdt = 0, *fdarr = 0, *file = 0, *sock = 0, *sk = 0;
+/* the struct file of the current task's fd, or 0 */
+static __always_inline char *pg_fd_file(char *task, u64 fd) {
+    char *files = 0, *fdt = 0, *fdarr = 0, *file = 0;
     u32 max_fds = 0;
-    u32 n = 0;
     RD(files, task + OFF_TASK_FILES);
     if (files)
         RD(fdt, files + OFF_FILES_FDT);
@@ -303,6 +296,19 @@ static __always_inline void pg_put_sock(struct pg_buf *b, u64 fd) {
     }
     if (fdarr && fd < max_fds)
         RD(file, fdarr + fd * sizeof(void *));
+    return file;
+}
+
+static __always_inline void pg_put_sock(struct pg_buf *b, u64 fd) {
+    u32 off = b->h.len;
+    if (off > PG_HALF) {
+        b->h.flags |= PG_FLAG_TRUNCATED;
+        return;
+    }
+    BARRIER_VAR(off);
+    off &= PG_HALF;
+    char *file = pg_fd_file((char *)bpf_get_current_task(), fd), *sock = 0, *sk = 0;
+    u32 n = 0;
     if (file)
         RD(sock, file + OFF_FILE_PRIVATE_DATA);
     if (sock)
@@ -420,13 +426,14 @@ static __always_inline void pg_put_exe(struct pg_buf *b, char *mm, u64 fsids) {
 }
 #endif
 
-/* The current task's working directory as a probe.h PG_CWD_DEPTH item: from fs->pwd up through
+/* The current task's working directory (file 0) or the path of an open file as a probe.h
+ * PG_CWD_DEPTH item: from fs->pwd (or file->f_path) up through
  * d_parent, crossing mounts through mnt_mountpoint, to the task's root (chroot) or the root mount
  * of its namespace. bpf_d_path is not allowed in tracepoints, so this is Falco's walk
  * (auxmap__store_d_path_approx); unlocked, so a concurrent rename can give a path that never
  * existed. Components go out leaf first (no reversal here, user space reverses): chdir, fchdir and
  * exec only, about 3 reads per component. */
-static __always_inline void pg_put_cwd(struct pg_buf *b, char *task) {
+static __always_inline void pg_put_path(struct pg_buf *b, char *task, char *file) {
     u32 off = b->h.len;
     if (off > PG_HALF) {
         pg_put_empty(b, off);
@@ -441,8 +448,14 @@ static __always_inline void pg_put_cwd(struct pg_buf *b, char *task) {
     if (fs) {
         RD(root_m, fs + OFF_FS_ROOT + OFF_PATH_MNT);
         RD(root_d, fs + OFF_FS_ROOT + OFF_PATH_DENTRY);
-        RD(vfsmnt, fs + OFF_FS_PWD + OFF_PATH_MNT);
-        RD(dentry, fs + OFF_FS_PWD + OFF_PATH_DENTRY);
+        if (!file) {
+            RD(vfsmnt, fs + OFF_FS_PWD + OFF_PATH_MNT);
+            RD(dentry, fs + OFF_FS_PWD + OFF_PATH_DENTRY);
+        }
+    }
+    if (file) {
+        RD(vfsmnt, file + OFF_FILE_F_PATH + OFF_PATH_MNT);
+        RD(dentry, file + OFF_FILE_F_PATH + OFF_PATH_DENTRY);
     }
     if (vfsmnt) {
         mnt = vfsmnt - OFF_MOUNT_MNT;
@@ -563,7 +576,11 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
         pg_put_user(b, (const void *)b->h.a[1], 24);
     } else if (kind == K_CWD) {
         if (ret == 0)
-            pg_put_cwd(b, task);
+            pg_put_path(b, task, 0);
+    } else if (kind == K_FDPATH) {
+        char *file = ret >= 0 ? pg_fd_file(task, (u64)ret) : 0;
+        if (file)
+            pg_put_path(b, task, file);
     } else if (kind == K_SOCK0) {
         pg_put_sock(b, b->h.a[0]);
     }
@@ -630,7 +647,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     pg_session(&b->h);
     pg_put_str(b, (char *)args + (args->data_loc_filename & 0xffff), 1);
     pg_put_user(b, (const void *)start, b->h.a[3]);
-    pg_put_cwd(b, task);
+    pg_put_path(b, task, 0);
     pg_put_user(b, (const void *)env, env_end > env ? env_end - env : 0);
 #ifdef PG_EXE
     pg_put_exe(b, mm, fsids);
@@ -845,6 +862,9 @@ PG_SYSCALL(chdir, EV_chdir, 0x1, K_CWD)
 #endif
 #ifdef HAVE_fchdir
 PG_SYSCALL(fchdir, EV_fchdir, 0, K_CWD)
+#endif
+#ifdef HAVE_open_by_handle_at
+PG_SYSCALL(open_by_handle_at, EV_open_by_handle_at, 0, K_FDPATH)
 #endif
 #ifdef HAVE_kill
 PG_SYSCALL(kill, EV_kill, 0, K_NONE)

@@ -187,6 +187,7 @@ _EVENT_TABLE: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("prctl", ("res", "option", "arg2_str", "arg2_int")),
     ("capset", ("res", "cap_inheritable", "cap_permitted", "cap_effective")),
     ("procexit", ("status", "ret", "sig", "core")),
+    ("open_by_handle_at", ("fd", "mountfd", "flags", "path", "dev", "ino")),
 )
 
 EVENT_TYPES: Final[tuple[str, ...]] = tuple(name for name, _ in _EVENT_TABLE)

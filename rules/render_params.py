@@ -222,6 +222,7 @@ PER_EVENT: Final[dict[str, dict[str, Param]]] = {
         "name": _rel("dirfd"), "flags": _OPEN_FLAGS, "mode": _OPEN_MODE,
         "resolve": Param(table(rf.OPENAT2_RESOLVE)),
     },  # fmt: skip
+    "open_by_handle_at": {"mountfd": _P_FD, "flags": _OPEN_FLAGS, "path": _P_PATH},
     "creat": {"name": _P_PATH, "mode": Param(mode), "creat_flags": Param(table(rf.CREAT_FLAGS, 0xFFFF))},
     "accept": _ACCEPT,
     "accept4": {**_ACCEPT, "flags": Param(accept4_flags)},
