@@ -54,7 +54,7 @@ def _evt_arg(raw: bool) -> Callable[[str | None, int | None], Code]:
                 return code("None") if raw else code("_arg_text_at(ev, INDEX)", INDEX=int(arg))
             return code("_arg_raw(ev, NAME)" if raw else "_arg_text(ev, NAME)", NAME=arg)
         if arg.isdigit():
-            index: int | None = int(arg) if int(arg) < len(R.EVENT_PARAMS[event_type]) else None
+            index = render.libs_arg_index(event_type, int(arg))  # libs' N-th parameter, not ours
         else:
             index = R.EVENT_PARAM_INDEX[event_type].get(arg)
         if index is None:

@@ -125,12 +125,14 @@ def _arg_text(ev: list[object], name: str) -> str | None:
     return render.render_arg(type_id, index, ev[R.EV_ARGS][index], event=ev)  # type: ignore[arg-type,index]
 
 
-def _arg_text_at(ev: list[object], index: int) -> str | None:
-    type_id = ev[R.EV_TYPE]
+def _arg_text_at(ev: list[object], n: int) -> str | None:
+    """``evt.arg[N]`` of any event type: libs' N-th parameter, where the record carries it."""
+    type_id: int = ev[R.EV_TYPE]  # type: ignore[assignment]
     args = ev[R.EV_ARGS]
-    if index >= len(args):  # type: ignore[arg-type]
+    index = render.libs_arg_index(type_id, n)
+    if index is None or index >= len(args) or args[index] is None:  # type: ignore[arg-type,index]
         return None
-    return render.render_arg(type_id, index, args[index], event=ev)  # type: ignore[arg-type,index]
+    return render.render_arg(type_id, index, args[index], event=ev)  # type: ignore[index]
 
 
 def _arg_raw(ev: list[object], name: str) -> object:
