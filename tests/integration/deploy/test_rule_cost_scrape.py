@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
+from http_probe import probe
 from kube_apiserver import free_port
 from metric_catalog import ROOT
 from test_grafana_dashboard import dashboard
@@ -25,6 +26,7 @@ from test_prometheus_scrape import query, wait_for
 
 CAPTURE = ROOT / "devtools" / "data" / "attack_scenario.cap"
 DEADLINE_S = 60.0
+READY_S = 180.0
 PANEL = "Most expensive rules (sampled CPU)"
 
 pytestmark = [pytest.mark.kafka]
@@ -104,6 +106,11 @@ def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
         assert proc.poll() is None, log.read_text()[-3000:]
 
     try:
+        # under CI load the worker's start can outlast a scrape's patience: wait for its own /readyz
+        deadline = time.monotonic() + READY_S
+        while probe(port, "/readyz")[0] != 200:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
         yield Worker(port, topics["alerts"], replay)
     finally:
         proc.terminate()
