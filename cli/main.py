@@ -28,6 +28,7 @@ _ROLES: dict[str, tuple[str, tuple[str, ...], bool, str]] = {
 # `peregrine rules backtest` reads Kafka, which `rules.cli` must never import: it has its own package.
 _SUBCOMMANDS: dict[tuple[str, str], tuple[str, str]] = {
     ("rules", "backtest"): ("backtest.cli", "evaluate a rules change against the retained peregrine.events"),
+    ("kafka", "acls"): ("bus.acls_cli", "print or apply a role's Kafka ACLs (one identity per role)"),
 }
 
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +55,7 @@ class Node:
     directory: Path
     process: subprocess.Popen[bytes] | None = None
     pid: int | None = None
+    sasl_port: int | None = None  # the secured listener, when prepared with SASL users
 
     @property
     def log_file(self) -> Path:
@@ -75,6 +76,11 @@ class Cluster:
     @property
     def bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        """The secured listeners (SASL_PLAINTEXT, PLAIN, ACLs enforced); empty when not secured."""
+        return ",".join(f"127.0.0.1:{n.sasl_port}" for n in self.nodes if n.sasl_port is not None)
 
     def log_tail(self, lines: int = 40) -> str:
         out = []
@@ -160,6 +166,25 @@ message.max.bytes=16777216
 """
 
 
+def _secured(node: Node, users: Mapping[str, str]) -> str:
+    """A SASL/PLAIN listener beside the plaintext one, and the authorizer that enforces ACLs there.
+    The plaintext and controller listeners stay on loopback and authenticate as ANONYMOUS, made the
+    super user: that is the admin (tests apply ACLs through it; the brokers talk through it)."""
+    jaas = " ".join(f'user_{name}="{password}"' for name, password in users.items())
+    return f"""\
+listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port},\
+SASL_PLAINTEXT://127.0.0.1:{node.sasl_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{node.port},SASL_PLAINTEXT://127.0.0.1:{node.sasl_port}
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=\
+org.apache.kafka.common.security.plain.PlainLoginModule required {jaas};
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+"""
+
+
 def _java_cmd(node: Node, main_class: str, *args: str, heap: str) -> list[str]:
     return [
         java_binary(),
@@ -179,8 +204,11 @@ def _java_cmd(node: Node, main_class: str, *args: str, heap: str) -> list[str]:
     ]
 
 
-def prepare(root: Path, n: int = 1, ports: Sequence[int] | None = None) -> Cluster:
-    """Write configs and format storage for n nodes under root (wiped first)."""
+def prepare(
+    root: Path, n: int = 1, ports: Sequence[int] | None = None, sasl_users: Mapping[str, str] | None = None
+) -> Cluster:
+    """Write configs and format storage for n nodes under root (wiped first). With ``sasl_users``
+    (name -> password) each node also listens with SASL/PLAIN and enforces ACLs there (`_secured`)."""
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -196,7 +224,12 @@ def prepare(root: Path, n: int = 1, ports: Sequence[int] | None = None) -> Clust
         )
     voters = ",".join(f"{x.node_id}@127.0.0.1:{x.controller_port}" for x in cluster.nodes)
     for node in cluster.nodes:
-        (node.directory / "server.properties").write_text(_properties(node, voters, n))
+        properties = _properties(node, voters, n)
+        if sasl_users:
+            (node.sasl_port,) = free_ports(1)
+            # later keys win in a Java properties file: the secured listeners replace the plain ones
+            properties += _secured(node, sasl_users)
+        (node.directory / "server.properties").write_text(properties)
         (node.directory / "log4j2.properties").write_text(_LOG4J2)
         cmd = _java_cmd(
             node,
