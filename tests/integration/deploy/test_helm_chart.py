@@ -25,11 +25,12 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
 
 import rules
+from bus import acls
 from bus import connection as kafka_connection
 from sinks.config import parse_config
 
 ROOT = CHART.parents[2]
-NOT_INSTALLABLE = {"KafkaTopic"}  # Strimzi publishes its CRDs on no package registry
+NOT_INSTALLABLE = {"KafkaTopic", "KafkaUser"}  # Strimzi publishes its CRDs on no package registry
 COLLECTOR_CAPS = ["BPF", "PERFMON", "SYS_ADMIN", "SYS_PTRACE"]
 RULE = """- rule: Shell in container
   desc: a shell started in a container
@@ -234,13 +235,66 @@ def test_rules_configmap_loads_and_reaches_collector_and_worker(
 def test_strimzi_topics(custom_objects: list[dict[str, Any]]) -> None:
     topics = {t["spec"]["topicName"]: t for t in by_kind(custom_objects, "KafkaTopic")}
     assert sorted(topics) == ["peregrine.alerts", "peregrine.alerts.dlq", "peregrine.events",
-                              "peregrine.events.dlq", "peregrine.k8s", "peregrine.stats"]
+                              "peregrine.events.dlq", "peregrine.k8s", "peregrine.sink.suppressions",
+                              "peregrine.stats"]  # fmt: skip
     assert {t["metadata"]["labels"]["strimzi.io/cluster"] for t in topics.values()} == {"prod"}
-    assert topics["peregrine.k8s"]["spec"]["config"]["cleanup.policy"] == "compact"
-    others = [t for n, t in topics.items() if n != "peregrine.k8s"]
+    compacted = ("peregrine.k8s", "peregrine.sink.suppressions")
+    assert all(topics[n]["spec"]["config"]["cleanup.policy"] == "compact" for n in compacted)
+    others = [t for n, t in topics.items() if n not in compacted]
     assert all(t["spec"]["config"]["cleanup.policy"] == "delete" for t in others)
     workers = named(custom_objects, "Deployment", "pg-worker")["spec"]["replicas"]
     assert topics["peregrine.events"]["spec"]["partitions"] >= workers, "a worker beyond the partitions idles"
+
+
+# the chart's role keys and deployed objects -> bus.acls' role names
+CHART_ROLES = {"collector": ("DaemonSet", "pg-collector"), "k8s-meta": ("Deployment", "pg-k8s-meta"),
+               "worker": ("Deployment", "pg-worker"), "sink": ("Deployment", "pg-sink-stdout")}  # fmt: skip
+_STRIMZI_TYPE = {"topic": "topic", "group": "group", "transactional_id": "transactionalId"}
+_STRIMZI_PATTERN = {"literal": "literal", "prefixed": "prefix"}
+
+
+def _container(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    container: dict[str, Any] = named(objects, kind, name)["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def test_strimzi_users_grant_each_role_exactly_its_acls(helm: Helm, tmp_path: Path) -> None:
+    """strimzi.users: one KafkaUser per role whose ACLs are `bus.acls.bindings(role)` (the grants the
+    real-broker test enforces), and each role's pod authenticates as its own user."""
+    values = tmp_path / "users.yaml"
+    strimzi = {"enabled": True, "users": True, "cluster": "prod"}
+    values.write_text(yaml.safe_dump({"kafka": {"securityProtocol": "SASL_SSL"}, "strimzi": strimzi}))
+    objects = helm.template("peregrine", values)
+    users = {u["metadata"]["name"]: u for u in by_kind(objects, "KafkaUser")}
+    assert sorted(users) == sorted(f"pg-{role}" for role in CHART_ROLES)
+    for role, (kind, name) in CHART_ROLES.items():
+        spec = users[f"pg-{role}"]["spec"]
+        assert spec["authentication"] == {"type": "scram-sha-512"}
+        granted = {(a["resource"]["type"], a["resource"]["name"], a["resource"]["patternType"], op)
+                   for a in spec["authorization"]["acls"] for op in a["operations"]}  # fmt: skip
+        wanted = {(_STRIMZI_TYPE[b.resource_type], b.name, _STRIMZI_PATTERN[b.pattern], b.operation)
+                  for b in acls.bindings(role, sink_group_prefix="pg-sink")}  # fmt: skip
+        assert granted == wanted, role
+        env = env_of(_container(objects, kind, name))
+        assert env["PEREGRINE_KAFKA_SASL_USERNAME"] == f"pg-{role}", role
+        secret = {"secretKeyRef": {"name": f"pg-{role}", "key": "password"}}
+        assert env["PEREGRINE_KAFKA_SASL_PASSWORD"] == secret, role
+    assert users["pg-collector"]["metadata"]["labels"]["strimzi.io/cluster"] == "prod"
+
+
+def test_a_role_identity_of_its_own_overrides_the_shared_one(
+    helm: Helm, custom_values: Path, tmp_path: Path
+) -> None:
+    own = tmp_path / "own.yaml"
+    own.write_text(yaml.safe_dump({"kafka": {"sasl": {"roles": {"collector": {
+        "username": "node-writer", "passwordSecret": {"name": "collector-kafka", "key": "pw"}}}}}}))
+    objects = helm.template("peregrine", custom_values, own)
+    collector = env_of(_container(objects, "DaemonSet", "pg-collector"))
+    assert collector["PEREGRINE_KAFKA_SASL_USERNAME"] == "node-writer"
+    secret = {"secretKeyRef": {"name": "collector-kafka", "key": "pw"}}
+    assert collector["PEREGRINE_KAFKA_SASL_PASSWORD"] == secret
+    worker = env_of(_container(objects, "Deployment", "pg-worker"))
+    assert worker["PEREGRINE_KAFKA_SASL_USERNAME"] == "peregrine", "the others keep the shared identity"
 
 
 def test_metrics_services_match_the_role_ports(custom_objects: list[dict[str, Any]]) -> None:

@@ -107,23 +107,41 @@ capabilities:
 {{- end }}
 {{- end -}}
 
-{{- define "peregrine.kafkaPasswordEnv" -}}
-{{- if .Values.kafka.sasl.passwordSecret.name }}
-- name: {{ .env }}
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.kafka.sasl.passwordSecret.name }}
-      key: {{ .Values.kafka.sasl.passwordSecret.key }}
+{{/* A role's Kafka identity: (dict "root" . "role" "collector"|"k8sMeta"|"worker"|"sink") ->
+     YAML {username, secret: {name, key}}: its own under kafka.sasl.roles, else the KafkaUser
+     <release>-<role> when strimzi.users (Strimzi writes its password to a Secret of that name),
+     else the shared kafka.sasl identity. */}}
+{{- define "peregrine.kafkaIdentity" -}}
+{{- $sasl := .root.Values.kafka.sasl }}
+{{- $own := index $sasl.roles .role }}
+{{- if $own.username }}
+username: {{ $own.username | quote }}
+secret: {name: {{ $own.passwordSecret.name | quote }}, key: {{ $own.passwordSecret.key | quote }}}
+{{- else if .root.Values.strimzi.users }}
+{{- $user := include "peregrine.name" (dict "root" .root "role" (.role | replace "k8sMeta" "k8s-meta")) }}
+username: {{ $user | quote }}
+secret: {name: {{ $user | quote }}, key: password}
+{{- else }}
+username: {{ $sasl.username | quote }}
+secret: {name: {{ $sasl.passwordSecret.name | quote }}, key: {{ $sasl.passwordSecret.key | quote }}}
 {{- end }}
 {{- end -}}
 
-{{/* The Kafka TLS/SASL settings every Python role reads (bus.security): env entries;
-     the CA bundle is passed as --ssl-cafile by the caller, the password comes from a Secret. */}}
+{{/* The Kafka TLS/SASL settings every Python role reads (bus.security), as env entries, for
+     (dict "root" . "role" ...); the CA bundle is passed as --ssl-cafile by the caller and the
+     password comes from a Secret. */}}
 {{- define "peregrine.kafkaSecurityEnv" -}}
-- {name: PEREGRINE_KAFKA_SECURITY_PROTOCOL, value: {{ .Values.kafka.securityProtocol | quote }}}
-{{- if .Values.kafka.sasl.username }}
-- {name: PEREGRINE_KAFKA_SASL_MECHANISM, value: {{ .Values.kafka.sasl.mechanism | quote }}}
-- {name: PEREGRINE_KAFKA_SASL_USERNAME, value: {{ .Values.kafka.sasl.username | quote }}}
+{{- $id := include "peregrine.kafkaIdentity" . | fromYaml }}
+- {name: PEREGRINE_KAFKA_SECURITY_PROTOCOL, value: {{ .root.Values.kafka.securityProtocol | quote }}}
+{{- if $id.username }}
+- {name: PEREGRINE_KAFKA_SASL_MECHANISM, value: {{ .root.Values.kafka.sasl.mechanism | quote }}}
+- {name: PEREGRINE_KAFKA_SASL_USERNAME, value: {{ $id.username | quote }}}
 {{- end }}
-{{- include "peregrine.kafkaPasswordEnv" (merge (dict "env" "PEREGRINE_KAFKA_SASL_PASSWORD") .) }}
+{{- if $id.secret.name }}
+- name: PEREGRINE_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $id.secret.name }}
+      key: {{ $id.secret.key }}
+{{- end }}
 {{- end -}}
