@@ -12,25 +12,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import rules
 from benchmarks.bench_rules import BATCH, FILES, RULES_DIR
-from benchmarks.results import record
+from benchmarks.results import cpu_rate, record
 from benchmarks.workload import make_events
 from rules.collect import load_files
 from rules.profile import RuleProfiler
 from streams.rulecost import RuleCosts, RuleCounters, RuleTotals
-
-
-def _cpu_rate(fn: Callable[[], int]) -> float:
-    start = time.process_time()
-    n = fn()
-    return n / (time.process_time() - start)
 
 
 def main() -> None:
@@ -68,8 +60,8 @@ def main() -> None:
     plain(), sampled()  # warm-up (gate memos)
     base, with_costs = [], []
     for _ in range(args.runs):
-        base.append(_cpu_rate(plain))
-        with_costs.append(_cpu_rate(sampled))
+        base.append(cpu_rate(plain))
+        with_costs.append(cpu_rate(sampled))
     ratio = statistics.median(s / b for s, b in zip(with_costs, base, strict=True))
     record(
         f"rules evaluate + per-rule cost sampling every {args.every} batches (256 events each)",

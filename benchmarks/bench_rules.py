@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any
 
 import rules
-from benchmarks.results import median_rate, record
+from benchmarks.results import cpu_rate, median_rate, record
 from benchmarks.workload import make_events
 from rules import record as R
 
@@ -35,12 +35,6 @@ _DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "shared" / "falco-rul
 RULES_DIR = Path(os.environ.get("PEREGRINE_FALCO_RULES", _DEFAULT_RULES_DIR))
 FILES = ("falco_rules.yaml", "falco-incubating_rules.yaml")
 BATCH = 500  # events per Kafka message in the worker
-
-
-def _cpu_rate(fn: Callable[[], int]) -> float:
-    start = time.process_time()
-    n = fn()
-    return n / (time.process_time() - start)
 
 
 def _lines_per_event(fn: Callable[[list[object]], object], events: list[list[object]]) -> float:
@@ -115,7 +109,7 @@ def main() -> None:
 
     engine()  # warm-up
     if args.profile:
-        print(json.dumps(profile(ruleset, events, 1 / _cpu_rate(engine) * n)))
+        print(json.dumps(profile(ruleset, events, 1 / cpu_rate(engine) * n)))
         return
     # "Per core" is events per second of CPU time of this process (time.process_time), so other
     # work on a shared machine does not count against the engine; wall-clock rates are reported
@@ -123,8 +117,8 @@ def main() -> None:
     # ratio is the median of the per-run ratios.
     rates, floors, walls = [], [], []
     for _ in range(args.runs):
-        rates.append(_cpu_rate(engine))
-        floors.append(_cpu_rate(floor))
+        rates.append(cpu_rate(engine))
+        floors.append(cpu_rate(floor))
         walls.append(median_rate(engine, 1)[0])
     rate, floor_rate = statistics.median(rates), statistics.median(floors)
     ratio = statistics.median(r / f for r, f in zip(rates, floors, strict=True))

@@ -47,6 +47,7 @@ from faust.types.enums import ProcessingGuarantee
 
 from bus import faust_auth
 from bus import topics as catalog
+from streams import fetchbound
 from streams.config import WorkerConfig
 from streams.logsafe import shown
 
@@ -400,6 +401,7 @@ class WorkerTopics:
 
 
 def build_app(config: WorkerConfig) -> tuple[faust.App, WorkerTopics]:
+    fetchbound.install()  # before any fetch: a compression bomb must not be decompressed whole
     app = _App(
         config.app_id,
         broker=faust_auth.broker_urls(config.connection),

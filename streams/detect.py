@@ -38,6 +38,7 @@ from alerts import wire
 from bus import dlq
 from collectors.wire import Batch, Decoder, WireError
 from rules.record import EV_PROC, P_CONTAINER_ID, Process
+from streams import fetchbound
 from streams.app import Emitter, Origin, Source, WorkerTopics, commit_gate
 from streams.identity import node_problem
 from streams.letters import REFUSED, DeadLetters
@@ -177,6 +178,11 @@ async def handle_message(
         # Read again after the commit could not write its alerts nor its whole letter: a reference.
         log.warning("batch to the dead-letter topic: %s, %d times (%s)", REFUSED, failure.attempts, where)
         await dead_letter(REFUSED, failure.reason, whole=False)
+        return
+    refused = fetchbound.refused(message.headers)
+    if refused is not None:  # a record batch that decompresses past the bound: nothing to decode
+        log.warning("batch to the dead-letter topic: %s (%s)", fetchbound.REFUSED_REASON, where)
+        await dead_letter(fetchbound.REFUSED_REASON, refused, whole=False)
         return
     try:
         batch, decode_s = detector.decode(value)

@@ -47,7 +47,8 @@ ALLOWED_THIRD_PARTY: dict[str, frozenset[str]] = {
     "collectors": frozenset({"bcc", "confluent_kafka", "msgpack", "opentelemetry"}),
     "enrichers": frozenset({"kubernetes", "confluent_kafka", "msgpack", "opentelemetry", "urllib3"}),
     "alerts": frozenset(),
-    "streams": frozenset({"faust", "mode", "aiokafka", "msgpack", "opentelemetry",
+    # cramjam: aiokafka's own codec library, called with a bound (streams.fetchbound)
+    "streams": frozenset({"faust", "mode", "aiokafka", "cramjam", "msgpack", "opentelemetry",
                           "prometheus_client", "aiohttp", "yaml", "yarl"}),
     "sinks": frozenset({"confluent_kafka", "opentelemetry", "yaml"}),
     "cli": frozenset(),
