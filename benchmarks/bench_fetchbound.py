@@ -45,6 +45,7 @@ def _response(values: list[bytes], codec: int) -> bytes:
 def _state() -> dict[str, Any]:
     state: dict[str, Any] = {n: getattr(c_default_records, n) for n in _NAMES}
     state["init"] = fetcher.PartitionRecords.__dict__["__init__"]
+    state["unpack"] = fetcher.PartitionRecords.__dict__["_unpack_records"]
     state["flag"] = fetcher.PartitionRecords.__dict__.get("_peregrine_bounded", False)
     return state
 
@@ -53,6 +54,7 @@ def _restore(state: dict[str, Any]) -> None:
     for n in _NAMES:
         setattr(c_default_records, n, state[n])
     fetcher.PartitionRecords.__init__ = state["init"]  # type: ignore[method-assign]
+    fetcher.PartitionRecords._unpack_records = state["unpack"]  # type: ignore[method-assign]
     fetcher.PartitionRecords._peregrine_bounded = state["flag"]  # type: ignore[attr-defined]
 
 

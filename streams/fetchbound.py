@@ -20,7 +20,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import cramjam
 from aiokafka.consumer import fetcher as aiokafka_fetcher
@@ -135,56 +135,45 @@ class _RefusedRecord:
     checksum: None = None
 
 
-class _Batch:
-    """A fetched batch whose records are its own, or the one refused record if it decompresses past
-    the bound; everything else is the batch's."""
-
-    __slots__ = ("_batch", "_partition")
-
-    def __init__(self, batch: object, partition: object) -> None:
-        self._batch = batch
-        self._partition = partition
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._batch, name)
-
-    def __iter__(self) -> Iterator[object]:
-        try:
-            records = iter(self._batch)  # type: ignore[call-overload]
-            first = next(records)
-        except StopIteration:
-            return
-        except DecompressionRefused as exc:
-            # format v2 (all Kafka 4 writes) has a base offset; the legacy formats' first is unread
-            unread = max(getattr(self._batch, "base_offset", 0), self._partition.next_fetch_offset)  # type: ignore[attr-defined]
-            timestamp = getattr(self._batch, "first_timestamp", -1)
-            yield _RefusedRecord(unread, timestamp, ((REFUSED_HEADER, str(exc).encode()),))
-            return
-        yield first
-        # not `yield from`: that calls iter() on the batch again, which aiokafka's C batch refuses
-        while True:
-            try:
-                record = next(records)
-            except StopIteration:
-                return
-            yield record
-
-
 class _Records:
-    """A fetch response's batches, each wrapped by `_Batch`."""
+    """A fetch response's batches, remembering the last one handed out: the one a refusal is about."""
 
-    __slots__ = ("_records", "_partition")
+    __slots__ = ("_records", "last")
 
-    def __init__(self, records: object, partition: object) -> None:
+    def __init__(self, records: object) -> None:
         self._records = records
-        self._partition = partition
+        self.last: object = None
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._records, name)
 
-    def next_batch(self) -> _Batch | None:
-        batch = self._records.next_batch()  # type: ignore[attr-defined]
-        return None if batch is None else _Batch(batch, self._partition)
+    def has_next(self) -> bool:
+        return bool(self._records.has_next())  # type: ignore[attr-defined]
+
+    def next_batch(self) -> object:
+        self.last = batch = self._records.next_batch()  # type: ignore[attr-defined]
+        return batch
+
+
+def _unpack_bounded(unpack: Callable[[Any], Iterator[object]]) -> Callable[[Any], Iterator[object]]:
+    """aiokafka's record generator, resumed after a refused batch: a refusal ends that generator, and
+    a fresh one goes on from the next batch (the batches' cursor is the response's)."""
+
+    def unpack_records(self: Any) -> Iterator[object]:
+        while True:
+            try:
+                yield from unpack(self)
+                return
+            except DecompressionRefused as exc:
+                batch = self._records.last
+                # format v2 (every Kafka 4 write) has a base offset; a legacy one's first is unread
+                unread = max(getattr(batch, "base_offset", 0), self.next_fetch_offset)
+                record = _RefusedRecord(unread, getattr(batch, "first_timestamp", -1),
+                                        ((REFUSED_HEADER, str(exc).encode()),))  # fmt: skip
+                yield self._consumer_record(self._tp, record)
+                self.next_fetch_offset = max(batch.next_offset, unread + 1)
+
+    return unpack_records
 
 
 def refused(headers: object) -> str | None:
@@ -216,7 +205,8 @@ def install() -> None:
     original_init = partition_records.__init__
 
     def init(self: object, tp: object, records: object, *args: object, **kwargs: object) -> None:
-        original_init(self, tp, _Records(records, self), *args, **kwargs)
+        original_init(self, tp, _Records(records), *args, **kwargs)
 
+    partition_records._unpack_records = _unpack_bounded(partition_records._unpack_records)
     partition_records.__init__ = init
     partition_records._peregrine_bounded = True
