@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -49,12 +49,17 @@ from bus import faust_auth
 from bus import topics as catalog
 from streams import fetchbound
 from streams.config import WorkerConfig
+from streams.fetchbudget import FetchBudget
 from streams.logsafe import shown
 
 log = logging.getLogger("peregrine.worker.app")
 
 # Faust buffers this many messages per stream; a batch is ~100 kB, so the default 4096 is 400 MB.
 _STREAM_BUFFER = 256
+# ...and the consumer hands on at most this many bytes of message values not yet freed
+# (`streams.fetchbudget`): counted in messages alone, 256 batches of 16 MB would be 4 GB. 256 typical
+# batches take a quarter of it, so the budget only binds on batches far larger than a node's.
+BUFFER_BYTES: Final = 64 * 1024 * 1024
 # Records handed over by the consumer thread per request. Unbounded, a drain handed over 3,000 at once
 # and the agent sat idle up to 0.4 s while that thread decompressed and parsed them (idle gaps over
 # 20 ms: 11% of the drain; with 64: 3%, what is left is mostly the transaction commits).
@@ -236,6 +241,14 @@ class _GatedConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.commit_gate = asyncio.Lock()
+        self.budget = FetchBudget(BUFFER_BYTES)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        hold = self.budget.hold
+        async for tp, message in super().getmany(timeout):
+            value = message.value
+            await hold(message, len(value) if value else 0)
+            yield tp, message
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _PromptFetchThread(self, loop=self.loop, beacon=self.beacon)

@@ -27,6 +27,7 @@ from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.record import default_records, legacy_records
 from aiokafka.record._crecords import default_records as c_default_records
 from aiokafka.record._crecords import legacy_records as c_legacy_records
+from aiokafka.structs import ConsumerRecord
 
 from bus import topics as catalog
 from streams.errors import DecompressionRefused
@@ -155,14 +156,25 @@ class _Records:
         return batch
 
 
-def _unpack_bounded(unpack: Callable[[Any], Iterator[object]]) -> Callable[[Any], Iterator[object]]:
-    """aiokafka's record generator, resumed after a refused batch: a refusal ends that generator, and
-    a fresh one goes on from the next batch (the batches' cursor is the response's)."""
+_Unpack = Callable[[Any], Iterator["ConsumerRecord[Any, Any]"]]
 
-    def unpack_records(self: Any) -> Iterator[object]:
+
+def _unpack_bounded(unpack: _Unpack) -> _Unpack:
+    """aiokafka's record generator, resumed after a refused batch (a refusal ends that generator, and
+    a fresh one goes on from the next batch: the batches' cursor is the response's), and ended once
+    it has handed out `MAX_BATCH_DECOMPRESSED` bytes of values: aiokafka then fetches again from the
+    next record. Without that end, the consumer thread decompresses up to 64 records per hand-over
+    (`streams.app`), 64 x 16 MB, before the worker's byte budget (`streams.fetchbudget`) sees one."""
+
+    def unpack_records(self: Any) -> Iterator[ConsumerRecord[Any, Any]]:
+        handed = 0
         while True:
             try:
-                yield from unpack(self)
+                for record in unpack(self):
+                    yield record
+                    handed += record.serialized_value_size
+                    if handed >= MAX_BATCH_DECOMPRESSED:
+                        return
                 return
             except DecompressionRefused as exc:
                 batch = self._records.last

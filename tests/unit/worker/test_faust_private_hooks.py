@@ -281,3 +281,24 @@ def test_a_record_refusal_is_told_from_a_transaction_failure_through_faust_s_wra
     assert worker_app._refuses_the_record(wrapped(too_large))
     assert not worker_app._refuses_the_record(aiokafka.errors.KafkaTimeoutError())
     assert not worker_app._refuses_the_record(wrapped(aiokafka.errors.IllegalOperation("not in txn")))
+
+
+def test_the_consumer_hands_on_messages_through_getmany() -> None:
+    # faust Consumer.getmany(self, timeout): `_drain_messages` iterates it for every message the
+    # agents get, so `_GatedConsumer.getmany` (the byte budget, streams.fetchbudget) sees them all.
+    assert params(faust_consumer.Consumer.getmany) == ["self", "timeout"]
+    assert inspect.isasyncgenfunction(faust_consumer.Consumer.getmany)
+    assert "getmany = self.getmany" in inspect.getsource(faust_consumer.Consumer._drain_messages)
+    assert "getmany" in vars(worker_app._GatedConsumer)
+
+
+def test_aiokafka_reads_records_through_the_patched_names() -> None:
+    # streams.fetchbound replaces PartitionRecords.__init__(self, tp, records, ...) and
+    # _unpack_records(self), whose records carry serialized_value_size, and getall ends on their end.
+    from aiokafka.consumer import fetcher
+
+    assert params(fetcher.PartitionRecords.__init__)[:3] == ["self", "tp", "records"]
+    assert params(fetcher.PartitionRecords._unpack_records) == ["self"]
+    assert "self._records_iterator = self._unpack_records()" in inspect.getsource(fetcher.PartitionRecords)
+    assert "serialized_value_size" in aiokafka.structs.ConsumerRecord.__dataclass_fields__
+    assert "self._partition_records = None" in inspect.getsource(fetcher.FetchResult.getall)

@@ -137,3 +137,17 @@ def test_refused_reads_faust_header_lists_and_maps() -> None:
     assert fetchbound.refused([("other", b"x")]) is None
     assert fetchbound.refused([(REFUSED_HEADER, b"why")]) == "why"
     assert fetchbound.refused({REFUSED_HEADER: b"why"}) == "why"
+
+
+def test_a_fetch_hands_out_at_most_the_bound_then_is_fetched_again() -> None:
+    """Records of 6 MB each: the generator ends after the one that reaches the bound, and its next
+    fetch offset is the record after it, where aiokafka fetches again."""
+    fetchbound.install()
+    six = b"\x01" * 6_000_000
+    data = b"".join(_batch(i, [six], 4) for i in range(5))
+    records = PartitionRecords(TopicPartition("peregrine.events", 0), MemoryRecords(data), [], 0,
+                               None, None, False, 0)  # fmt: skip
+    got = [r.offset for r in records]
+    handed = -(-MAX_BATCH_DECOMPRESSED // len(six))  # the first count of records that reaches it
+    assert got == list(range(handed))
+    assert records.next_fetch_offset == handed
