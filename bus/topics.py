@@ -73,12 +73,14 @@ def declare(
 ) -> None:
     """Create the missing topics (``partitions`` overrides each spec's); TopicError if one cannot be
     created, or exists uncompacted where the catalog wants it compacted."""
-    admin = AdminClient(librdkafka_config(connection))
+    refusals: list[KafkaError] = []
+    config: dict[str, Any] = {**librdkafka_config(connection), "error_cb": refusals.append}
+    admin = AdminClient(config)
     new = [NewTopic(t.name, num_partitions=partitions or t.partitions, replication_factor=replication,
                     config=t.configs()) for t in topics]  # fmt: skip
     for name, future in admin.create_topics(new, operation_timeout=timeout_s).items():
         try:
-            future.result(timeout_s)
+            _result(admin, future, refusals, timeout_s)
         except KafkaException as e:
             if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise TopicError(f"topic {name}: cannot create it: {e.args[0].str()}") from None
@@ -88,6 +90,27 @@ def declare(
     for topic in topics:
         if topic.compacted:
             _check_compacted(admin, topic.name, timeout_s)
+
+
+# Errors no retry can mend: the brokers refused our credentials or certificate. librdkafka retries
+# them until the request times out; the error callback says so at once, and so does `declare`.
+_LOGIN_REFUSED: Final = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL,
+                                   KafkaError.SASL_AUTHENTICATION_FAILED})  # fmt: skip
+
+
+def _result(
+    admin: Any, future: concurrent.futures.Future[Any], refusals: list[KafkaError], timeout_s: float
+) -> None:
+    """The future's result; a login refusal (`refusals`, from the error callback) raised at once."""
+    deadline = time.monotonic() + timeout_s
+    while not future.done():
+        admin.poll(0.1)  # serves the error callback
+        refused = [e for e in refusals if e.code() in _LOGIN_REFUSED]
+        if refused:
+            raise KafkaException(refused[0])
+        if time.monotonic() > deadline:
+            raise concurrent.futures.TimeoutError
+    future.result(0)
 
 
 def _check_compacted(admin: Any, topic: str, timeout_s: float) -> None:
