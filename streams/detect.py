@@ -37,7 +37,8 @@ import faust
 from alerts import wire
 from bus import dlq
 from collectors.wire import Batch, Decoder, WireError
-from rules.record import EV_PROC, P_CONTAINER_ID, Process
+from rules.alert import alert_id
+from rules.record import EV_NUM, EV_PROC, EV_TID, P_CONTAINER_ID, Process
 from streams import fetchbound
 from streams.app import Emitter, Origin, Source, WorkerTopics, commit_gate
 from streams.identity import node_problem
@@ -137,8 +138,11 @@ class Detector(Generic[Rule]):
         node = batch.node
         for ev, rule in ruleset.evaluate(batch.events):
             alert = wire.from_json_dict(build_alert(rule, ev))
-            if alert.hostname != node:  # the per-process field is the node's to fill: not trusted
-                alert = dataclasses.replace(alert, hostname=node)
+            # The per-process node field is the node's to fill, so neither the hostname nor the id
+            # may come from it: a node could otherwise name its alerts after another node, or mint
+            # the ids of that node's alerts for receivers that deduplicate by uuid.
+            uuid = alert_id(node, alert.time_ns, ev[EV_TID], ev[EV_NUM], alert.rule)
+            alert = dataclasses.replace(alert, hostname=node, uuid=uuid)
             key = alert_key(ev[EV_PROC][P_CONTAINER_ID])
             alerts.append((key, wire.encode(alert)))
             priorities.append(alert.priority.label)

@@ -130,3 +130,18 @@ def test_a_failed_reload_logs_one_bounded_line(tmp_path: Path, caplog: pytest.Lo
         assert asyncio.run(live.reload()) is False
     [line] = caplog.messages
     assert "\n" not in line and len(line) < 5000
+
+
+def test_alert_ids_come_from_the_envelope_node_not_the_process_records(tmp_path: Path) -> None:
+    """A node that writes another node's name into its process records gets neither that name nor
+    that node's alert ids: the same events give the same ids whatever the records claim, and they
+    differ from the ids the named node's own alerts of those events have."""
+
+    def ids(node: str, proc_node: str) -> list[str]:
+        d = Detector(standin(tmp_path))
+        batch, decode_s = d.decode(wb.make_batch(node, 0, 100, shell_every=50, proc_node=proc_node))
+        return [json.loads(value)["uuid"] for _, value in d.evaluate(batch, decode_s).alerts]
+
+    honest = ids("node-a", "node-a")
+    assert len(honest) == 2 and ids("node-a", "node-b") == honest
+    assert not set(ids("node-b", "node-b")) & set(honest)
