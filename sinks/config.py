@@ -8,7 +8,8 @@ kafka:
   suppressions_topic: peregrine.sink.suppressions   # default; `peregrine sink suppress` writes it
   group_prefix: peregrine-sink       # group = <prefix>-<destination name>
   auto_offset_reset: earliest        # a new group starts at the retained backlog (or: latest)
-  properties: {fetch.max.bytes: "52428800"}   # librdkafka tuning only
+  properties: {fetch.max.bytes: "52428800"}   # librdkafka tuning only; session.timeout.ms is 10 s
+                                               # unless set here (sinks.runner.SESSION_TIMEOUT_MS)
 retry: {max_attempts: 10, initial_backoff_s: 0.5, max_backoff_s: 30, max_retry_after_s: 300}
 batch: {max_alerts: 200, max_bytes: 1048576, max_wait_s: 0.2}
 value_limit_bytes: 8192             # longest string kept per field, then truncated with a marker

@@ -69,6 +69,11 @@ FETCH_BOUNDS = {
     "fetch.max.bytes": 4 * 1024 * 1024,
     "max.partition.fetch.bytes": 1024 * 1024,
 }
+# librdkafka's 45 s default kept a restarted sink from its partitions for 45 s after a kill -9 (the
+# group waits for the dead member's session to expire): alerts stood still that long. Heartbeats come
+# from librdkafka's own thread every 3 s, so a slow destination never costs the session; overridable
+# in `properties` like the fetch bounds.
+SESSION_TIMEOUT_MS = 10_000
 DLQ_DETAIL_LIMIT = 1024
 UNDECODABLE = "undecodable alert"
 BUILD_FAILED = "build failed"
@@ -92,6 +97,7 @@ def consumer_properties(kafka: KafkaConfig, destination: DestinationConfig) -> d
     work_ms = int((2 * attempt_limit_s(destination.settings) + POLL_MARGIN_S) * 1000)
     return {
         "queued.min.messages": 2 * destination.batch.max_alerts,
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
         **FETCH_BOUNDS,
         **connection_properties(kafka),
         "group.id": kafka.group_id(destination.name),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from worker_batches import expected_shells, make_batch
-from worker_harness import WorkerProcs, WorkerSetup, consume_until, produce
+from worker_harness import WorkerProcs, WorkerSetup, consume_until, open_producer, send
 
 pytestmark = pytest.mark.kafka
 
@@ -73,11 +73,14 @@ def test_kill_9_of_one_worker_loses_and_duplicates_no_alert(
         _wait_for_log(workers, i, r"Worker\]: Ready", 90)
 
     def replay() -> None:
-        # paced, so the kill lands while batches are still arriving
+        # One producer for the whole replay: a producer per round spent most of the 1M run connecting.
+        # Paced, so the kill lands while batches are still arriving.
+        p = open_producer(setup.bootstrap)
         for seq in range(batches_per_node):
-            batches = [(n.encode(), make_batch(n, seq, BATCH, SHELL_EVERY)) for n in NODES]
-            produce(setup.bootstrap, events_topic, batches)
+            send(p, events_topic, [(n.encode(), make_batch(n, seq, BATCH, SHELL_EVERY)) for n in NODES])
             time.sleep(0.02)
+        left = p.flush(60)
+        assert left == 0, f"{left} batches not delivered"
 
     producer = threading.Thread(target=replay, name="replay")
     producer.start()

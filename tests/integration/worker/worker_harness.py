@@ -132,9 +132,15 @@ def replay(setup: WorkerSetup, capture: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
-                  "enable.idempotence": True, "message.max.bytes": 8_000_000})
+def open_producer(bootstrap: str) -> Producer:
+    """An idempotent producer configured as the collector's; reuse it across sends, since each new
+    one connects and fetches an idempotence id first (a tenth of a second or more on this machine)."""
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
+                     "enable.idempotence": True, "message.max.bytes": 8_000_000})
+
+
+def send(p: Producer, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
+    """Queue records on `p` (waiting while its queue is full) without flushing; returns how many."""
     n = 0
     for key, value in records:
         while True:
@@ -145,6 +151,12 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) 
                 p.poll(0.1)
         p.poll(0)
         n += 1
+    return n
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
+    p = open_producer(bootstrap)
+    n = send(p, topic, records)
     left = p.flush(60)
     assert left == 0, f"{left} messages not delivered to {topic}"
     return n
