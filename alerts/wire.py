@@ -29,7 +29,8 @@ from typing import Final, NoReturn
 
 from alerts.bound import MAX_ALERT_BYTES, fit
 from alerts.errors import AlertDecodeError, AlertError
-from rules.alert import INTERNAL_SOURCE, Alert, FieldValue
+from rules.alert import INTERNAL_SOURCE, Alert, Evidence, FieldValue
+from rules.evidence import EVIDENCE_EVENTS_LIMIT
 from rules.output import iso_time
 from rules.priority import Priority
 
@@ -43,6 +44,7 @@ _TIME_SHAPE: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _TEXT_KEYS: Final = ("time", "rule", "priority", "output", "hostname", "source", "uuid")
 _KEYS: Final = frozenset((*_TEXT_KEYS, "output_fields", "tags"))
+_OPTIONAL: Final = frozenset(("evidence",))  # Peregrine's own, absent when empty
 _PRIORITIES: Final = {p.label: p for p in Priority}
 _SHOWN: Final = 40  # characters of an offending value an error message quotes
 
@@ -87,7 +89,7 @@ def from_json_dict(doc: object) -> Alert:
     """Falco's JSON alert (plus uuid) as parsed JSON to the `Alert`; `AlertDecodeError` if it is not one."""
     if not isinstance(doc, Mapping):
         _reject(f"expected a JSON object, got {type(doc).__name__}")
-    unknown = doc.keys() - _KEYS
+    unknown = doc.keys() - _KEYS - _OPTIONAL
     if unknown:
         _reject(f"unknown key(s): {_names(unknown)}")
     missing = _KEYS - doc.keys()
@@ -117,6 +119,7 @@ def from_json_dict(doc: object) -> Alert:
         source=text["source"],
         tags=_tags(doc.get("tags", [])),
         uuid=text["uuid"],
+        evidence=_evidence(doc.get("evidence", [])),
     )
 
 
@@ -165,19 +168,27 @@ def _time_ns(text: str) -> int:
     _reject(f"time {_bounded(text, _SHOWN)!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ")
 
 
-def _fields(value: object) -> dict[str, FieldValue]:
+def _fields(value: object, where: str = "output_fields") -> dict[str, FieldValue]:
     if not isinstance(value, Mapping):
-        _reject(f"output_fields must be an object, got {type(value).__name__}")
+        _reject(f"{where} must be an object, got {type(value).__name__}")
     fields: dict[str, FieldValue] = {}
     for key, v in value.items():
         if not isinstance(key, str):
-            _reject(f"output_fields has a key of type {type(key).__name__}")
+            _reject(f"{where} has a key of type {type(key).__name__}")
         if isinstance(v, str):
             v = _text(v)
         elif not (v is None or isinstance(v, bool | int | float)):
-            _reject(f"output_fields[{_bounded(key, _SHOWN)!r}] is a {type(v).__name__}, not a scalar")
+            _reject(f"{where}[{_bounded(key, _SHOWN)!r}] is a {type(v).__name__}, not a scalar")
         fields[_text(key)] = v
     return fields
+
+
+def _evidence(value: object) -> Evidence:
+    if not isinstance(value, list):
+        _reject(f"evidence must be an array, got {type(value).__name__}")
+    if len(value) > EVIDENCE_EVENTS_LIMIT:
+        _reject(f"evidence has {len(value)} entries, more than {EVIDENCE_EVENTS_LIMIT}")
+    return tuple(_fields(entry, f"evidence[{i}]") for i, entry in enumerate(value))
 
 
 def _tags(value: object) -> tuple[str, ...]:

@@ -8,7 +8,8 @@
   backlog is gone before that moment (a faster machine), the backlog grows fourfold and the drain
   runs again, so the default command holds wherever the README's two commands do. Figures: 1 process
   exactly_once against 1 process at_least_once (the cost of transactions); 2 processes against 1
-  (the scaling ratio). Batches are regrouped so each references ~20 process records, as a node's
+  (the scaling ratio); 1 process exactly_once with evidence (the default) against evidence off.
+  Batches are regrouped so each references ~20 process records, as a node's
   batch does (`node_order`); no Kubernetes records are published, so enrichment always misses.
   Each figure is the median of ``--runs``. CPU is measured over the same window: cores used by each
   worker process and by the broker (when the benchmark started it), and how busy the machine was.
@@ -217,7 +218,9 @@ class Bench:
         assert p.flush(120) == 0, "backlog not delivered"
         return n
 
-    def start_workers(self, n: int, guarantee: str, app_id: str) -> list[subprocess.Popen[bytes]]:
+    def start_workers(
+        self, n: int, guarantee: str, app_id: str, evidence: bool = True
+    ) -> list[subprocess.Popen[bytes]]:
         procs = []
         for i in range(n):
             flags = ["--bootstrap", self.bootstrap, "--app-id", app_id, "--guarantee", guarantee,
@@ -230,6 +233,8 @@ class Bench:
                 flags += ["--rules", str(r)]
             log = (self.tmp / f"{app_id}-{i}.log").open("wb")
             env = {**os.environ, "PEREGRINE_METRICS_PORT": "0"}
+            if not evidence:
+                env["PEREGRINE_EVIDENCE_EVENTS"] = "0"
             procs.append(subprocess.Popen([sys.executable, "-m", "cli.main", "worker", *flags], cwd=REPO,
                                           env=env, stdout=log, stderr=subprocess.STDOUT))
         return procs
@@ -242,12 +247,14 @@ class Bench:
     def committed(self, group: Consumer, tps: list[TopicPartition]) -> int:
         return sum(max(tp.offset, 0) for tp in group.committed(tps, timeout=10))
 
-    def drain_rate(self, n_workers: int, guarantee: str, total_batches: int, timeout: float = 600) -> Drain:
+    def drain_rate(
+        self, n_workers: int, guarantee: str, total_batches: int, timeout: float = 600, evidence: bool = True
+    ) -> Drain:
         """events/s of `n_workers` processes draining the whole backlog in a fresh group."""
         app_id = f"bench-worker-{uuid.uuid4().hex[:8]}"
         tps = [TopicPartition(self.topic("events"), p) for p in range(PARTITIONS)]
         probe = self.group_reader(app_id)
-        workers = self.start_workers(n_workers, guarantee, app_id)
+        workers = self.start_workers(n_workers, guarantee, app_id, evidence)
         try:
             deadline = time.monotonic() + timeout
             self._wait_stable(app_id, n_workers, workers, deadline)
@@ -409,11 +416,15 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
 
     drains: dict[tuple[int, str], list[Drain]] = {(1, "exactly_once"): [], (1, "at_least_once"): [],
                                                   (2, "exactly_once"): []}
+    # evidence off (PEREGRINE_EVIDENCE_EVENTS=0), 1 process exactly_once: what evidence costs
+    without_evidence: list[Drain] = []
+    plan = [*((n, g, True, out) for (n, g), out in drains.items())]
+    plan.append((1, "exactly_once", False, without_evidence))
     for _ in range(args.runs):
-        for (n, guarantee), out in drains.items():
+        for n, guarantee, evidence, out in plan:
             while True:
                 try:
-                    out.append(bench.drain_rate(n, guarantee, total))
+                    out.append(bench.drain_rate(n, guarantee, total, evidence=evidence))
                     break
                 except BacklogTooSmall as exc:
                     # the default size must hold on any machine of this kind: grow it fourfold and
@@ -440,6 +451,10 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
            f"at_least_once 1 process {alo1:,.0f} events/s", eos1 / alo1, args.runs, common)
     record("worker scaling, 2 processes, exactly_once", f"{eos2:,.0f} events/s ({eos2 / 2:,.0f} per process)",
            f"1 process {eos1:,.0f} events/s", eos2 / eos1, args.runs, common)
+    bare = statistics.median(d.rate for d in without_evidence)
+    record("worker evidence cost, 1 process, exactly_once", f"{eos1:,.0f} events/s with evidence (16 events)",
+           f"evidence off {bare:,.0f} events/s", eos1 / bare, args.runs,
+           {**common, "rates_without_evidence": [round(d.rate) for d in without_evidence]})
     # Two workers and the broker cannot each have a core on this machine, so the ratio above is bounded
     # by the CPU left to the workers. What a process costs per event says whether adding processes adds
     # throughput in proportion to the cores they get: equal efficiency at 1 and 2 processes means no

@@ -29,6 +29,8 @@ ALERT_NAMESPACE: Final = uuid.UUID("6f1c2a4e-5b7d-4c8e-9a0f-3e2d1c4b5a69")
 INTERNAL_SOURCE: Final = "internal"
 
 FieldValue = str | int | float | bool | None
+# `rules.evidence`: what the process did before the trigger, oldest first, one field map per event
+Evidence = tuple[dict[str, FieldValue], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ class Alert:
     source: str
     tags: tuple[str, ...]  # always () for an internal alert, whose JSON has no tags key
     uuid: str
+    evidence: Evidence = ()  # not Falco's: written only when there is some, after Falco's keys
 
     @property
     def time(self) -> str:
@@ -71,6 +74,8 @@ class Alert:
         if self.source != INTERNAL_SOURCE:
             doc["tags"] = list(self.tags)
         doc["time"] = self.time
+        if self.evidence:
+            doc["evidence"] = [dict(entry) for entry in self.evidence]
         return doc
 
 

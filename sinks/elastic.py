@@ -130,6 +130,9 @@ def build_ecs(alert: Alert, limit: int) -> dict[str, Any]:
         "source": doc["event"]["provider"],
         "tags": doc["tags"],
     }
+    if alert.evidence:
+        entries = (escape.clean_json(entry, limit) for entry in alert.evidence)
+        doc["falco"]["evidence"] = [{k.replace(".", "_"): v for k, v in e.items()} for e in entries]
     return doc
 
 

@@ -15,7 +15,7 @@ plain-text fallback for notifications.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,6 +54,7 @@ HEADER_LIMIT = 150
 SECTION_LIMIT = 3000
 FIELD_LIMIT = 2000
 MAX_FIELDS = 10
+EVIDENCE_SHOWN = 5  # evidence steps in the message; the whole list goes to the SIEM destinations
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +103,12 @@ def build_slack(alert: Alert, config: SlackConfig, limit: int) -> dict[str, Any]
         {"type": "header", "text": _plain(escape.fit(title, HEADER_LIMIT, escape.slack))},
         {"type": "section", "text": _plain(_inert(output, SECTION_LIMIT))},
         {"type": "section", "fields": fields},
-        {"type": "context", "elements": [_plain(_inert(escape.clean(context, limit), SECTION_LIMIT))]},
     ]
+    if alert.evidence:
+        line = _evidence_line(alert.evidence)
+        blocks.append({"type": "section", "text": _plain(_inert(escape.clean(line, limit), SECTION_LIMIT))})
+    footer = _plain(_inert(escape.clean(context, limit), SECTION_LIMIT))
+    blocks.append({"type": "context", "elements": [footer]})
     payload: dict[str, Any] = {
         "text": f"{mention} {title}" if mention else title,
         "attachments": [{"color": COLOURS[alert.priority], "blocks": blocks}],
@@ -113,6 +118,18 @@ def build_slack(alert: Alert, config: SlackConfig, limit: int) -> dict[str, Any]
     if config.username:
         payload["username"] = config.username
     return payload
+
+
+def _evidence_line(evidence: Sequence[Mapping[str, object]]) -> str:
+    """The last few evidence events, one short step each: a responder reads the lead-up at a glance;
+    the SIEM destinations carry the whole list."""
+    shown = evidence[-EVIDENCE_SHOWN:]
+    steps = []
+    for entry in shown:
+        what = entry.get("fd.name") or entry.get("proc.cmdline") or ""
+        steps.append(" ".join(str(v) for v in (entry.get("evt.type"), entry.get("proc.name"), what) if v))
+    more = f", the last {len(shown)}" if len(shown) < len(evidence) else ""
+    return f"Before it ({len(evidence)} events of the process and its ancestors{more}): " + " · ".join(steps)
 
 
 def _inert(text: str, limit_chars: int) -> str:

@@ -23,6 +23,7 @@ from bus import topics as catalog
 from bus.connection import KafkaConnection
 from bus.errors import ConnectionConfigError
 from bus.security import KafkaSecurity
+from rules.evidence import EVIDENCE_EVENTS_LIMIT
 from streams.errors import WorkerError
 
 GUARANTEES: Final = ("exactly_once", "at_least_once")
@@ -62,6 +63,10 @@ class WorkerConfig:
     rule_matching: str = "first"
     # every N-th batch is replayed rule by rule for the per-rule cost metrics (streams.rulecost); 0: off
     rule_cost_every: int = 128
+    # evidence (streams.evidence): events per alert (0: none), and the history kept to find them
+    evidence_events: int = 16
+    evidence_depth: int = 8  # batches per node
+    evidence_max_events: int = 100_000  # across all nodes: ~100 MB at worst
 
     def __post_init__(self) -> None:
         if not self.bootstrap:
@@ -75,6 +80,11 @@ class WorkerConfig:
                               f"{', '.join(RULE_MATCHING)}, not {self.rule_matching!r}")
         if self.rule_cost_every < 0:
             raise ConfigError("--rule-cost-every (PEREGRINE_RULE_COST_EVERY) must be 0 (off) or more")
+        if not 0 <= self.evidence_events <= EVIDENCE_EVENTS_LIMIT:
+            raise ConfigError(f"--evidence-events (PEREGRINE_EVIDENCE_EVENTS) must be 0 (off) to "
+                              f"{EVIDENCE_EVENTS_LIMIT}, not {self.evidence_events}")
+        if self.evidence_depth < 0 or self.evidence_max_events < 0:
+            raise ConfigError("--evidence-depth and --evidence-max-events must be 0 or more")
         if self.partitions < 1 or self.replication < 1:
             raise ConfigError("--partitions and --replication must be at least 1")
 
@@ -107,6 +117,13 @@ def parser() -> argparse.ArgumentParser:
                    "an event, as Falco does by default, or for every one (env PEREGRINE_RULE_MATCHING)")
     p.add_argument("--rule-cost-every", type=int, metavar="N", help="sample every N-th batch into the "
                    "per-rule cost metrics, 0 turns them off (default 128; env PEREGRINE_RULE_COST_EVERY)")
+    p.add_argument("--evidence-events", type=int, metavar="N", help="events of the process and its "
+                   "ancestors each alert carries as evidence, 0 turns it off (default 16, at most "
+                   f"{EVIDENCE_EVENTS_LIMIT}; env PEREGRINE_EVIDENCE_EVENTS)")
+    p.add_argument("--evidence-depth", type=int, metavar="N", help="recent batches kept per node to find "
+                   "evidence in (default 8; env PEREGRINE_EVIDENCE_DEPTH)")
+    p.add_argument("--evidence-max-events", type=int, metavar="N", help="events kept for evidence across "
+                   "all nodes, the memory bound (default 100000; env PEREGRINE_EVIDENCE_MAX_EVENTS)")
     for name in ("events", "stats", "alerts", "dlq", "k8s"):
         p.add_argument(f"--{name}-topic", help=f"topic name (default {getattr(Topics(), name)})")
     p.add_argument("--session-timeout", type=float, help="consumer group session timeout, seconds")
@@ -155,6 +172,10 @@ def from_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Work
             k8s_wait=a.k8s_wait if a.k8s_wait is not None else d.k8s_wait,
             rule_matching=str(pick(a.rule_matching, "PEREGRINE_RULE_MATCHING", d.rule_matching)),
             rule_cost_every=int(str(pick(a.rule_cost_every, "PEREGRINE_RULE_COST_EVERY", d.rule_cost_every))),
+            evidence_events=int(str(pick(a.evidence_events, "PEREGRINE_EVIDENCE_EVENTS", d.evidence_events))),
+            evidence_depth=int(str(pick(a.evidence_depth, "PEREGRINE_EVIDENCE_DEPTH", d.evidence_depth))),
+            evidence_max_events=int(str(pick(a.evidence_max_events, "PEREGRINE_EVIDENCE_MAX_EVENTS",
+                                             d.evidence_max_events))),
         )
     except ValueError as exc:  # int() of a PEREGRINE_* variable; ConfigError is not a ValueError
         raise ConfigError(f"invalid number in the worker options: {exc}") from None

@@ -41,6 +41,7 @@ from rules.alert import alert_id
 from rules.record import EV_NUM, EV_PROC, EV_TID, P_CONTAINER_ID, Process
 from streams import fetchbound
 from streams.app import Emitter, Origin, Source, WorkerTopics, commit_gate
+from streams.evidence import History
 from streams.identity import node_problem
 from streams.letters import REFUSED, DeadLetters
 from streams.logsafe import shown
@@ -105,11 +106,16 @@ class Detector(Generic[Rule]):
     """Decode, enrich, evaluate one batch; raises WireError for a batch that does not decode."""
 
     def __init__(
-        self, rules: LiveRules[Rule], enrich: Enrich | None = None, costs: RuleCosts | None = None
+        self,
+        rules: LiveRules[Rule],
+        enrich: Enrich | None = None,
+        costs: RuleCosts | None = None,
+        history: History | None = None,
     ) -> None:
         self.rules = rules
         self.enrich = enrich
         self.costs = costs
+        self.history = History(events_per_alert=0) if history is None else history
         self.seq = SeqTracker()
         self.decoder = Decoder()
         if not self.decoder.native:
@@ -135,18 +141,22 @@ class Detector(Generic[Rule]):
         priorities: list[str] = []
         rule_names: list[str] = []
         _, kept_before = ruleset.gate_counts()
-        node = batch.node
+        node, boot_id, history = batch.node, batch.boot_id, self.history
+        view = history.view(batch.events) if history.enabled else None
         for ev, rule in ruleset.evaluate(batch.events):
             alert = wire.from_json_dict(build_alert(rule, ev))
             # The per-process node field is the node's to fill, so neither the hostname nor the id
             # may come from it: a node could otherwise name its alerts after another node, or mint
             # the ids of that node's alerts for receivers that deduplicate by uuid.
             uuid = alert_id(node, alert.time_ns, ev[EV_TID], ev[EV_NUM], alert.rule)
-            alert = dataclasses.replace(alert, hostname=node, uuid=uuid)
+            evidence = history.evidence(node, boot_id, view, ev) if view is not None else ()
+            alert = dataclasses.replace(alert, hostname=node, uuid=uuid, evidence=evidence)
             key = alert_key(ev[EV_PROC][P_CONTAINER_ID])
             alerts.append((key, wire.encode(alert)))
             priorities.append(alert.priority.label)
             rule_names.append(alert.rule)
+        if view is not None:
+            history.keep(node, boot_id, view)
         gate_kept = ruleset.gate_counts()[1] - kept_before
         if self.costs is not None:
             self.costs.alerted(rule_names)

@@ -36,6 +36,7 @@ from streams import app as worker_app
 from streams.config import ConfigError, WorkerConfig, from_args
 from streams.detect import Detector, install_detection
 from streams.drops import install_drops
+from streams.evidence import History
 from streams.letters import DeadLetters, LetterBudget
 from streams.logsafe import shown
 from streams.metrics import WorkerMetrics, worker_metrics
@@ -87,7 +88,8 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule], health: Health | None =
     emitter = worker_app.Emitter(app)
     ready = asyncio.Event()
     costs = _rule_costs(config, engine, rules, metrics)
-    detector = Detector(rules, table.enrich, costs)
+    history = History(config.evidence_events, config.evidence_depth, config.evidence_max_events)
+    detector = Detector(rules, table.enrich, costs, history)
     metrics.sizes.attach("seq", detector.seq)
     metrics.sizes.attach("refused", emitter)
     budget = LetterBudget()

@@ -161,3 +161,33 @@ def test_syslog_without_certificate_verification_says_so(caplog: pytest.LogCaptu
         config = syslog.SyslogConfig(host="siem", port=6514, tls=True, verify=False)
         syslog.SyslogDestination(config, 8192, 10)
     assert "verification is OFF for syslog siem:6514" in caplog.text
+
+
+EVIDENCE = [
+    {"evt.type": "execve", "proc.name": "bash", "proc.cmdline": "bash -il", "evt.num": 1},
+    {"evt.type": "connect", "proc.name": "curl", "fd.name": "10.0.0.1:443 <!channel> http://evil.test"},
+    {"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow", "proc.pid": 9},
+]
+
+
+def test_slack_shows_the_evidence_as_one_inert_line(alert: Callable[..., Alert]) -> None:
+    blocks = slack.build_slack(alert(evidence=EVIDENCE), slack_config(), LIMIT)["attachments"][0]["blocks"]
+    assert [b["type"] for b in blocks] == ["header", "section", "section", "section", "context"]
+    line = blocks[3]["text"]
+    assert line["type"] == "plain_text"
+    assert line["text"].startswith("Before it (3 events of the process and its ancestors): execve bash bash")
+    assert "openat cat /etc/shadow" in line["text"]
+    assert "<!channel>" not in line["text"] and "http://" not in line["text"]
+    without = slack.build_slack(alert(), slack_config(), LIMIT)["attachments"][0]["blocks"]
+    assert len(without) == 4  # no evidence, no line
+
+
+def test_siem_formats_carry_the_evidence_whole(alert: Callable[..., Alert]) -> None:
+    a = alert(evidence=EVIDENCE)
+    assert json.loads(webhook.build_webhook(a, LIMIT))["evidence"] == EVIDENCE
+    assert json.loads(file.build_json_line(a, LIMIT))["evidence"] == EVIDENCE
+    hec = splunk.SplunkConfig(http=HttpConfig(url="http://hec"), token=Secret("t"), index="security")
+    assert splunk.build_hec(a, hec, LIMIT)["event"]["evidence"] == EVIDENCE
+    ecs = elastic.build_ecs(a, LIMIT)["falco"]["evidence"]
+    assert ecs[2] == {"evt_type": "openat", "proc_name": "cat", "fd_name": "/etc/shadow", "proc_pid": 9}
+    assert "evidence" not in elastic.build_ecs(alert(), LIMIT)["falco"]
