@@ -48,6 +48,17 @@ log = logging.getLogger("peregrine.worker")
 _GC_THRESHOLD = 50_000  # allocations between young collections; a 500-event batch is ~2,000 lists
 
 
+def tune_gc() -> None:
+    """The worker's collector settings, once its start-up state exists (benchmarks use them too)."""
+    # Batches are acyclic (reference counting frees them); what the cyclic collector keeps
+    # rescanning is the long-lived start-up state (Faust, compiled rules): move it out of its way.
+    gc.freeze()
+    # A decoded batch is thousands of lists alive at once: at the default threshold (700) the
+    # collector ran ~5 times per batch for nothing, 0.5 us/event. Above a batch's live set, it
+    # runs only when something really accumulates.
+    gc.set_threshold(_GC_THRESHOLD)
+
+
 LOOP_BEAT_S = 5.0
 LOOP_SILENCE_S = 60.0  # a loop blocked this long is wedged: the liveness probe fails
 
@@ -115,13 +126,7 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule], health: Health | None =
         # the per-rule profile compiles every rule again: seconds of a thread, not of the start
         # (rebuild logs its own failures)
         running.run_in_executor(None, costs.rebuild)
-        # Batches are acyclic (reference counting frees them); what the cyclic collector keeps
-        # rescanning is the long-lived start-up state (Faust, compiled rules): move it out of its way.
-        gc.freeze()
-        # A decoded batch is thousands of lists alive at once: at the default threshold (700) the
-        # collector ran ~5 times per batch for nothing, 0.5 us/event. Above a batch's live set, it
-        # runs only when something really accumulates.
-        gc.set_threshold(_GC_THRESHOLD)
+        tune_gc()
         while True:  # the table must keep following; a broker hiccup restarts it from the beginning
             try:
                 await follow_k8s(config, topics.k8s.get_topic_name(), table, ready)
