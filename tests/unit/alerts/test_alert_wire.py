@@ -52,6 +52,7 @@ def alerts(draw: st.DrawFn, big: st.SearchStrategy[str] = text) -> Alert:
         source=source,
         tags=tags,
         uuid=draw(st.from_regex(r"[0-9A-Za-z._:-]{1,128}", fullmatch=True)),
+        evidence=tuple(draw(st.lists(st.dictionaries(text, scalar, max_size=4), max_size=5))),
     )
 
 
@@ -126,8 +127,12 @@ def test_the_detection_path_writes_schema_valid_alerts(falco_rules_dir: Path) ->
         {**SAMPLE, "time": "2026-08-21T10:15:30Z"},
         {**SAMPLE, "extra": 1},
         {**SAMPLE, "output_fields": {"a": [1]}},
+        {**SAMPLE, "evidence": {"evt.type": "open"}},
+        {**SAMPLE, "evidence": [{"a": {"b": 1}}]},
+        {**SAMPLE, "evidence": [{}] * 65},
     ],
-    ids=["internal-with-tags", "no-uuid", "priority-case", "time-form", "unknown-key", "nested-field"],
+    ids=["internal-with-tags", "no-uuid", "priority-case", "time-form", "unknown-key", "nested-field",
+         "evidence-object", "evidence-nested", "evidence-too-long"],
 )
 def test_decoder_and_schema_reject_the_same_documents(doc: dict[str, Any]) -> None:
     assert not VALIDATOR.is_valid(doc)
@@ -239,6 +244,11 @@ json_values = st.recursive(
 @given(st.sampled_from(sorted(SAMPLE)), json_values)
 def test_any_value_of_the_wrong_type_under_any_key(key: str, value: object) -> None:
     decodes_or_rejects(record(**{key: value}))
+
+
+@given(json_values | st.lists(json_values, max_size=70))
+def test_any_evidence(value: object) -> None:
+    decodes_or_rejects(record(evidence=value))
 
 
 @given(st.dictionaries(st.text(), json_values, max_size=6))
