@@ -57,8 +57,8 @@ from rules.output import iso_time
 from rules.priority import Priority
 
 __all__ = [
-    "DROP_FIELDS", "MAX_ALERT_BYTES", "MAX_RECORD_BYTES", "Alert", "decode", "dropped", "encode",
-    "from_json_dict", "schema", "with_drops",
+    "DROP_FIELDS", "MAX_ALERT_BYTES", "MAX_RECORD_BYTES", "Alert", "decode", "drop_field", "dropped",
+    "encode", "from_json_dict", "schema", "with_drops",
 ]
 
 # What a reader accepts: the topic's default limit, so alerts written before the bound still decode.
@@ -81,9 +81,14 @@ DROP_FLAG: Final = "peregrine.drops.incomplete"
 DROP_LOST: Final = "peregrine.drops.lost"
 DROP_FIRST_NS: Final = "peregrine.drops.first_ns"
 DROP_LAST_NS: Final = "peregrine.drops.last_ns"
-DROP_FIELDS: Final = (
-    DROP_FLAG, DROP_LOST, *(f"peregrine.drops.{c}" for c in DROP_CAUSES), DROP_FIRST_NS, DROP_LAST_NS,
-)
+
+
+def drop_field(cause: str) -> str:
+    """The output field of one cause's count."""
+    return f"peregrine.drops.{cause}"
+
+
+DROP_FIELDS: Final = (DROP_FLAG, DROP_LOST, *map(drop_field, DROP_CAUSES), DROP_FIRST_NS, DROP_LAST_NS)
 # what DROP_FIELDS add to an alert at most: names, quotes, colon, comma, a 19-digit integer each
 DROP_FIELDS_MAX_BYTES: Final = sum(len(k) + 4 + 19 for k in DROP_FIELDS)
 _DROP_COUNTS: Final = DROP_FIELDS[1:]
@@ -169,7 +174,7 @@ def with_drops(alert: Alert, first_ns: int, last_ns: int, counts: Mapping[str, i
     the window in epoch ns; the caller has checked them (collectors.wire bounds a node's values)."""
     fields: dict[str, FieldValue] = {**alert.output_fields, DROP_FLAG: True, DROP_LOST: lost}
     for cause in DROP_CAUSES:
-        fields[f"peregrine.drops.{cause}"] = counts.get(cause, 0)
+        fields[drop_field(cause)] = counts.get(cause, 0)
     fields[DROP_FIRST_NS] = first_ns
     fields[DROP_LAST_NS] = last_ns
     return Alert(alert.time_ns, alert.rule, alert.priority, alert.output, fields, alert.hostname,

@@ -86,7 +86,8 @@ def make_batch(
             fd = [7, "f", "/etc/nginx/nginx.conf", "nginx.conf", *[None] * 5, False, False, False]
             ev[:] = [OPENAT, T0 + num, 101, 1, 7, [7, -100, "/etc/nginx/nginx.conf", 0, 0, 0, 0], fd, num]
         events.append(ev)
-    return encode_batch(Batch(node, boot_id, seq, T0 + base, T0 + base + n_events, procs, events, drops=drops))
+    batch = Batch(node, boot_id, seq, T0 + base, T0 + base + n_events, procs, events, drops=drops)
+    return encode_batch(batch)
 
 
 def expected_shells(node: str, seqs: Iterable[int], n_events: int, shell_every: int) -> set[tuple[str, int]]:
