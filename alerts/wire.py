@@ -92,6 +92,7 @@ DROP_FIELDS: Final = (DROP_FLAG, DROP_LOST, *map(drop_field, DROP_CAUSES), DROP_
 # what DROP_FIELDS add to an alert at most: names, quotes, colon, comma, a 19-digit integer each
 DROP_FIELDS_MAX_BYTES: Final = sum(len(k) + 4 + 19 for k in DROP_FIELDS)
 _DROP_COUNTS: Final = DROP_FIELDS[1:]
+_DROP_FIELD_SET: Final = frozenset(DROP_FIELDS)
 
 
 def encode(alert: Alert) -> bytes:
@@ -252,9 +253,9 @@ def _fields(value: object) -> dict[str, FieldValue]:
 
 def _check_drop_fields(fields: dict[str, FieldValue]) -> None:
     """`DROP_FIELDS`: all or none, the flag true, the rest non-negative integers (as the schema says)."""
-    present = [k for k in DROP_FIELDS if k in fields]
-    if not present:
+    if fields.keys().isdisjoint(_DROP_FIELD_SET):  # every alert passes here: one C-level test
         return
+    present = [k for k in DROP_FIELDS if k in fields]
     if len(present) != len(DROP_FIELDS):
         _reject(f"output_fields has {len(present)} of the {len(DROP_FIELDS)} peregrine.drops fields")
     if fields[DROP_FLAG] is not True:

@@ -314,6 +314,8 @@ def test_a_flagged_alert_carries_every_drop_field_and_round_trips() -> None:
     assert wire.dropped(alert) == 507 and wire.dropped(plain) is None
     assert (alert.uuid, alert.output) == (plain.uuid, plain.output)
     assert wire.encode(plain) == wire.encode(wire.from_json_dict(SAMPLE)), "unflagged: as before"
+    huge = wire.with_drops(plain, 2**63 - 1, 2**63 - 1, dict.fromkeys(wire.DROP_CAUSES, 10**12), 5 * 10**12)
+    assert len(wire.encode(huge)) - len(wire.encode(plain)) <= wire.DROP_FIELDS_MAX_BYTES
 
 
 def test_drop_causes_are_the_batch_causes() -> None:
