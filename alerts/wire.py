@@ -15,6 +15,29 @@ Detection, drop alerts and sinks all go through this module, so there is one for
 
 ``schema.json`` beside this module is the published JSON Schema (draft 2020-12) of a record;
 everything `encode` writes validates against it, and `decode` accepts exactly what it describes.
+
+**Alerts raised while events were dropped** (`with_drops`): when the batch an alert came from
+says its node lost events around it (`collectors.wire` ``drops``), the alert carries
+`DROP_FIELDS` in ``output_fields``: ``peregrine.drops.incomplete`` (true), ``.lost`` (whole
+events lost), one count per cause (``.ring_full``, ``.inflight_full``, ``.bug``,
+``.page_fault_reads``, ``.userspace_queue_full``, ``.delivery_failed``) and the window the node
+counted them in (``.first_ns``, ``.last_ns``, epoch ns). All of them or none: an alert whose node
+lost nothing has none, and is byte for byte what it was before this existed (Falco's format).
+They go in ``output_fields`` rather than in a new top-level key because:
+
+* falcosidekick reads Falco's JSON into a fixed struct: an unknown top-level key is silently
+  dropped, while ``output_fields`` reaches every one of its outputs (Slack fields, Elasticsearch,
+  Loki...), so its users see the flag with no change on their side;
+* a sink of the previous release refuses unknown top-level keys (`decode`) and would dead-letter
+  every flagged alert during a rolling upgrade; it accepts any scalar output field;
+* the sinks' aggregation summaries already put Peregrine's own facts there
+  (``peregrine.summary.*``), with the same namespace so no rule's field can collide (Falco field
+  names never start with ``peregrine.``), and Falco's ``output_fields`` are typed, so counts stay
+  integers. None of them is a prefix of another name, since falcosidekick's Elasticsearch output
+  expands dotted names into objects.
+
+They are integers and fixed names, never cut by `alerts.bound`: the bound holds with 10 more
+fields of at most 30 + 20 bytes each (`DROP_FIELDS_MAX_BYTES`).
 """
 
 from __future__ import annotations
@@ -34,7 +57,10 @@ from rules.evidence import EVIDENCE_EVENTS_LIMIT
 from rules.output import iso_time
 from rules.priority import Priority
 
-__all__ = ["MAX_ALERT_BYTES", "MAX_RECORD_BYTES", "Alert", "decode", "encode", "from_json_dict", "schema"]
+__all__ = [
+    "DROP_FIELDS", "MAX_ALERT_BYTES", "MAX_RECORD_BYTES", "Alert", "decode", "drop_field", "dropped",
+    "encode", "from_json_dict", "schema", "with_drops",
+]
 
 # What a reader accepts: the topic's default limit, so alerts written before the bound still decode.
 MAX_RECORD_BYTES: Final = 1024 * 1024
@@ -47,6 +73,28 @@ _KEYS: Final = frozenset((*_TEXT_KEYS, "output_fields", "tags"))
 _OPTIONAL: Final = frozenset(("evidence",))  # Peregrine's own, absent when empty
 _PRIORITIES: Final = {p.label: p for p in Priority}
 _SHOWN: Final = 40  # characters of an offending value an error message quotes
+
+# What a node lost around an alert (the module docstring says why here): the causes in the order of
+# collectors.wire.DROP_CAUSES (this package may not import collectors; a unit test holds them equal).
+DROP_CAUSES: Final = (
+    "ring_full", "inflight_full", "bug", "page_fault_reads", "userspace_queue_full", "delivery_failed",
+)
+DROP_FLAG: Final = "peregrine.drops.incomplete"
+DROP_LOST: Final = "peregrine.drops.lost"
+DROP_FIRST_NS: Final = "peregrine.drops.first_ns"
+DROP_LAST_NS: Final = "peregrine.drops.last_ns"
+
+
+def drop_field(cause: str) -> str:
+    """The output field of one cause's count."""
+    return f"peregrine.drops.{cause}"
+
+
+DROP_FIELDS: Final = (DROP_FLAG, DROP_LOST, *map(drop_field, DROP_CAUSES), DROP_FIRST_NS, DROP_LAST_NS)
+# what DROP_FIELDS add to an alert at most: names, quotes, colon, comma, a 19-digit integer each
+DROP_FIELDS_MAX_BYTES: Final = sum(len(k) + 4 + 19 for k in DROP_FIELDS)
+_DROP_COUNTS: Final = DROP_FIELDS[1:]
+_DROP_FIELD_SET: Final = frozenset(DROP_FIELDS)
 
 
 def encode(alert: Alert) -> bytes:
@@ -114,13 +162,35 @@ def from_json_dict(doc: object) -> Alert:
         rule=text["rule"],
         priority=priority,
         output=text["output"],
-        output_fields=_fields(doc["output_fields"]),
+        output_fields=_check_drop_fields(_fields(doc["output_fields"])),
         hostname=text["hostname"],
         source=text["source"],
         tags=_tags(doc.get("tags", [])),
         uuid=text["uuid"],
         evidence=_evidence(doc.get("evidence", [])),
     )
+
+
+def with_drops(alert: Alert, first_ns: int, last_ns: int, counts: Mapping[str, int], lost: int) -> Alert:
+    """`alert` flagged as raised while its node lost events: `DROP_FIELDS` appended to its output fields.
+
+    `counts` by cause (`DROP_CAUSES`; absent causes count 0), `lost` the whole events among them,
+    the window in epoch ns; the caller has checked them (collectors.wire bounds a node's values)."""
+    fields: dict[str, FieldValue] = {**alert.output_fields, DROP_FLAG: True, DROP_LOST: lost}
+    for cause in DROP_CAUSES:
+        fields[drop_field(cause)] = counts.get(cause, 0)
+    fields[DROP_FIRST_NS] = first_ns
+    fields[DROP_LAST_NS] = last_ns
+    return Alert(alert.time_ns, alert.rule, alert.priority, alert.output, fields, alert.hostname,
+                 alert.source, alert.tags, alert.uuid)  # fmt: skip
+
+
+def dropped(alert: Alert) -> int | None:
+    """Events the alert's node lost around it (`with_drops`), or None when it reported no loss."""
+    if alert.output_fields.get(DROP_FLAG) is not True:
+        return None
+    lost = alert.output_fields.get(DROP_LOST)
+    return lost if type(lost) is int else 0
 
 
 def schema() -> dict[str, object]:
@@ -189,6 +259,25 @@ def _evidence(value: object) -> Evidence:
     if len(value) > EVIDENCE_EVENTS_LIMIT:
         _reject(f"evidence has {len(value)} entries, more than {EVIDENCE_EVENTS_LIMIT}")
     return tuple(_fields(entry, f"evidence[{i}]") for i, entry in enumerate(value))
+
+
+def _check_drop_fields(fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
+    """`fields`, once its `DROP_FIELDS` are all or none, the flag true, the rest non-negative integers
+    (as the schema says)."""
+    if fields.keys().isdisjoint(_DROP_FIELD_SET):  # every alert passes here: one C-level test
+        return fields
+    present = [k for k in DROP_FIELDS if k in fields]
+    if len(present) != len(DROP_FIELDS):
+        _reject(f"output_fields has {len(present)} of the {len(DROP_FIELDS)} peregrine.drops fields")
+    if fields[DROP_FLAG] is not True:
+        _reject(f"output_fields[{DROP_FLAG!r}] must be true")
+    for key in _DROP_COUNTS:
+        v = fields[key]
+        if type(v) is float and v.is_integer():  # JSON Schema's integer includes 3.0
+            v = fields[key] = int(v)
+        if type(v) is not int or v < 0:
+            _reject(f"output_fields[{key!r}] must be a non-negative integer")
+    return fields
 
 
 def _tags(value: object) -> tuple[str, ...]:

@@ -11,11 +11,14 @@ only loss accounting a BPF ring buffer has; `kernel_counters()` sums them.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 from typing import Any
 
 from collectors import native
 from collectors.decode import DecodeError, Record
 from collectors.header import PG_CNT_N
+
+_ALL = tuple(range(PG_CNT_N))
 
 
 class Reader:
@@ -31,6 +34,7 @@ class Reader:
     def close(self) -> None:
         self._ring.close()
 
-    def kernel_counters(self) -> list[int]:
-        """Per-category totals since load (PG_CNT_* order), summed over CPUs."""
-        return [sum(self._counters[ctypes.c_int(i)]) for i in range(PG_CNT_N)]
+    def kernel_counters(self, which: Sequence[int] = _ALL) -> list[int]:
+        """Per-category totals since load, summed over CPUs: the PG_CNT_* ids in `which` (all of them,
+        in PG_CNT_* order, by default), in that order."""
+        return [sum(self._counters[ctypes.c_int(i)]) for i in which]

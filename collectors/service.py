@@ -42,11 +42,14 @@ from collectors.errors import CollectorError
 from collectors.header import PG_CNT_BAD_REGS, PG_CNT_EVTS, PG_CNT_PAGE_FAULT, PG_CNT_RING_FULL
 from collectors.proctable import ProcTable
 from collectors.stats import Stats, StatsCounter, encode_stats
-from collectors.wire import Batch, encode_batch
+from collectors.wire import DROP_CAUSES, Batch, encode_batch
 from rules.record import EVENT_TYPE_IDS, EVENT_TYPES
 from telemetry.health import Health
 
 log = logging.getLogger("peregrine.collector")
+
+# the kernel counters a batch's drops need (not PG_CNT_EVTS: one lookup fewer per drain)
+_DROP_COUNTERS = (PG_CNT_RING_FULL, PG_CNT_BAD_REGS, PG_CNT_PAGE_FAULT)
 
 
 class Sink(Protocol):
@@ -115,9 +118,21 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     from collectors import native
 
     decoder = Decoder(procs, offset, published, native.load("openevent", native.OPENEVENT).openat)
-    from collectors.batch import Batcher
+    from collectors.batch import Batcher, DropWindow
 
-    batcher = Batcher(config.node, bid, config.batch_max_events, config.batch_max_age_ms * 1_000_000)
+    def drop_totals() -> tuple[int, ...]:
+        """Cumulative losses in DROP_CAUSES order; the kernel's total is not needed, so not read."""
+        ring_full, bug, page_faults = reader.kernel_counters(_DROP_COUNTERS)
+        by_cause = {
+            "ring_full": ring_full, "inflight_full": 0, "bug": bug, "page_fault_reads": page_faults,
+            "userspace_queue_full": sink.queue_full_events, "delivery_failed": sink.failed_events,
+        }
+        return tuple(by_cause[c] for c in DROP_CAUSES)
+
+    drops = DropWindow(time.time_ns(), drop_totals())
+    batcher = Batcher(
+        config.node, bid, config.batch_max_events, config.batch_max_age_ms * 1_000_000, drops=drops
+    )
     counter = StatsCounter(config.node, bid, time.time_ns())
     instruments = CollectorMetrics(sink.queue_depth)
     key = config.node.encode()
@@ -170,6 +185,8 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
 
     def pump() -> None:
         records = reader.drain()
+        # right after the drain, before its events are batched: `DropWindow` says why this order
+        drops.read(time.time_ns(), drop_totals())
         now = time.monotonic_ns()
         if records:
             for b in batcher.extend(decoder.decode_records(records), now):

@@ -22,13 +22,12 @@ from typing import Any, Final
 import msgpack
 
 from collectors.errors import CollectorError
-from collectors.wire import shown
+from collectors.wire import DROP_CAUSES, LOST_CAUSES, shown
 
 STATS_VERSION: Final = 1
-CATEGORIES: Final = (
-    "ring_full", "inflight_full", "bug", "page_fault_reads", "userspace_queue_full", "delivery_failed",
-)
-LOST_CATEGORIES: Final = ("ring_full", "inflight_full", "bug", "userspace_queue_full", "delivery_failed")
+# One list of causes for both topics: a batch's ``drops`` (collectors.wire) counts the same ones.
+CATEGORIES: Final = DROP_CAUSES
+LOST_CATEGORIES: Final = LOST_CAUSES
 _KEYS: Final = ("v", "node", "boot_id", "t", "interval_ns", "n_evts", "n_read", "drops")
 
 

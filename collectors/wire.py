@@ -3,7 +3,7 @@
 One Kafka message = one batch from one node::
 
     {"v": SCHEMA_VERSION, "node": str, "boot_id": str, "seq": int, "t_first": int, "t_last": int,
-     "procs": [process, ...], "events": [event, ...]}
+     "procs": [process, ...], "events": [event, ...], "drops": [first_ns, last_ns, n, ...]}
 
 Events and processes are the positional arrays of `rules.record`. Events reference processes by
 their index in ``procs`` and processes reference their parent the same way (``-1``: not in the
@@ -14,6 +14,17 @@ increases by one per batch and per (node, boot_id), which lets consumers count g
 and raises `WireError` naming the offending field; it never raises anything else, whatever the
 bytes. Decoding resolves references in place: ``EV_PROC`` and ``P_PARENT`` become the records.
 `Decoder` does the same in one C pass (wiredecode.c) for the worker, falling back to it.
+
+``drops`` is optional (absent: nothing was lost; batches written before it existed decode
+unchanged): what the node lost around this batch, so an alert raised from it can say that the
+picture may be incomplete. It is `DROPS_LEN` integers: the window the node counted them in
+(``first_ns``, ``last_ns``, epoch ns, ``first_ns <= last_ns``), then one count per cause in
+`DROP_CAUSES` order (the stats categories of `collectors.stats`). The window is the collector's
+(`collectors.batch.DropWindow` says how it is chosen so that it is sound); counts of adjacent
+batches may overlap, so they are "around this batch", not additive (`peregrine.stats` has the
+totals). The value is the node's word: each count is at most `MAX_DROP_COUNT` and each time at
+most 2**63 - 1, it is checked here and in the C pass alike, and it only ever reaches the alerts of
+its own batch. A ``drops`` whose counts are all zero decodes as no drops.
 """
 
 from __future__ import annotations
@@ -48,6 +59,18 @@ from rules.record import (
 # hostile message can make a worker allocate. Set with the other size limits, in bus.topics.
 MAX_BATCH_BYTES: Final = MAX_DECOMPRESSED_BYTES
 _KEYS: Final = ("v", "node", "boot_id", "seq", "t_first", "t_last", "procs", "events")
+# The causes a batch's ``drops`` counts, in wire order after the window's two times; also the drop
+# categories of `peregrine.stats` (collectors.stats takes them from here).
+DROP_CAUSES: Final = (
+    "ring_full", "inflight_full", "bug", "page_fault_reads", "userspace_queue_full", "delivery_failed",
+)
+# Causes that lose whole events; page_fault_reads loses a field of an event that is still there.
+LOST_CAUSES: Final = ("ring_full", "inflight_full", "bug", "userspace_queue_full", "delivery_failed")
+DROPS_LEN: Final = 2 + len(DROP_CAUSES)
+# A trillion events: more than a node makes in days, small enough that a sum of the causes stays far
+# from any 64-bit limit on the way to an alert's JSON.
+MAX_DROP_COUNT: Final = 10**12
+MAX_DROP_TIME: Final = 2**63 - 1
 _N_TYPES: Final = len(EVENT_TYPES)
 _N_PARAMS: Final = tuple(len(p) for p in EVENT_PARAMS)
 
@@ -72,23 +95,44 @@ class Batch:
     procs: list[Process] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     v: int = SCHEMA_VERSION
+    drops: Drops | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Drops:
+    """What a node lost around one batch: the window it counted in and one count per `DROP_CAUSES`."""
+
+    first_ns: int
+    last_ns: int
+    counts: tuple[int, ...]  # in DROP_CAUSES order
+
+    @property
+    def lost(self) -> int:
+        """Whole events lost (page-fault reads only emptied a field)."""
+        return sum(n for cause, n in zip(DROP_CAUSES, self.counts, strict=True) if cause in LOST_CAUSES)
+
+    def by_cause(self) -> dict[str, int]:
+        return dict(zip(DROP_CAUSES, self.counts, strict=True))
+
+    def to_wire(self) -> list[int]:
+        return [self.first_ns, self.last_ns, *self.counts]
 
 
 def encode_batch(batch: Batch) -> bytes:
     """Pack a batch whose events/processes hold indexes (not resolved references)."""
-    packed: bytes = msgpack.packb(
-        {
-            "v": batch.v,
-            "node": batch.node,
-            "boot_id": batch.boot_id,
-            "seq": batch.seq,
-            "t_first": batch.t_first,
-            "t_last": batch.t_last,
-            "procs": batch.procs,
-            "events": batch.events,
-        },
-        use_bin_type=True,
-    )
+    envelope = {
+        "v": batch.v,
+        "node": batch.node,
+        "boot_id": batch.boot_id,
+        "seq": batch.seq,
+        "t_first": batch.t_first,
+        "t_last": batch.t_last,
+        "procs": batch.procs,
+        "events": batch.events,
+    }
+    if batch.drops is not None:  # absent when nothing was lost: such batches stay byte for byte as before
+        envelope["drops"] = batch.drops.to_wire()
+    packed: bytes = msgpack.packb(envelope, use_bin_type=True)
     return packed
 
 
@@ -157,7 +201,7 @@ class Decoder:
         else:
             self._native = module.Decoder(
                 SCHEMA_VERSION, EVENT_LEN, PROCESS_LEN, EV_TYPE, EV_PROC, EV_ARGS,
-                P_PARENT, P_CONTAINER, _N_PARAMS,
+                P_PARENT, P_CONTAINER, _N_PARAMS, DROPS_LEN, MAX_DROP_COUNT,
             )
 
     @property
@@ -176,8 +220,8 @@ class Decoder:
         fields = self._native.decode(data)
         if fields is None:
             return decode_batch(data)
-        node, boot_id, seq, t_first, t_last, procs, events, v = fields
-        return Batch(node, boot_id, seq, t_first, t_last, procs, events, v)
+        node, boot_id, seq, t_first, t_last, procs, events, v, drops = fields
+        return Batch(node, boot_id, seq, t_first, t_last, procs, events, v, _drops(drops))
 
 
 def _validate(obj: Any) -> Batch:
@@ -199,6 +243,9 @@ def _validate(obj: Any) -> Batch:
     for key in ("seq", "t_first", "t_last"):
         if type(obj[key]) is not int:
             raise WireError("bad envelope field", f"{key} must be an integer")
+    drops = obj.get("drops")
+    if "drops" in obj:
+        _check_drops(drops)
     procs, events = obj["procs"], obj["events"]
     if not isinstance(procs, list):
         raise WireError("bad envelope field", "procs must be an array")
@@ -231,7 +278,26 @@ def _validate(obj: Any) -> Batch:
         procs=procs,
         events=events,
         v=version,
+        drops=_drops(drops),
     )
+
+
+def _check_drops(drops: object) -> None:
+    """The checks wiredecode.c's `drops_ok` makes, with the error it leaves to this path."""
+    if type(drops) is not list or len(drops) != DROPS_LEN or not all(type(n) is int for n in drops):
+        raise WireError("bad envelope field", f"drops must be an array of {DROPS_LEN} integers")
+    first_ns, last_ns, *counts = drops
+    if not 0 <= first_ns <= last_ns <= MAX_DROP_TIME:
+        raise WireError("bad envelope field", f"drops window {first_ns}..{last_ns} is not 0 <= first <= last")
+    if not all(0 <= n <= MAX_DROP_COUNT for n in counts):
+        raise WireError("bad envelope field", f"drops counts must be 0..{MAX_DROP_COUNT}")
+
+
+def _drops(checked: list[int] | None) -> Drops | None:
+    """A checked ``drops`` value as `Drops`; None when absent or all its counts are zero."""
+    if checked is None or not any(checked[2:]):
+        return None
+    return Drops(checked[0], checked[1], tuple(checked[2:]))
 
 
 def _resolve_events(events: list[Any], procs: list[Process]) -> None:

@@ -27,10 +27,13 @@
 #define CACHE_MAX_LEN 256
 /* Records nest five deep (envelope, events, event, args, an argv list); deeper input is not ours. */
 #define MAX_DEPTH 16
-#define N_KEYS 8
+/* The eight required keys, then the optional "drops" (wire.py: what the node lost around the batch). */
+#define N_REQUIRED 8
+#define N_KEYS 9
 
-static const char *const KEYS[N_KEYS] = {"v", "node", "boot_id", "seq", "t_first", "t_last", "procs", "events"};
-enum { K_V, K_NODE, K_BOOT_ID, K_SEQ, K_T_FIRST, K_T_LAST, K_PROCS, K_EVENTS };
+static const char *const KEYS[N_KEYS] = {"v", "node", "boot_id", "seq", "t_first", "t_last", "procs", "events",
+                                         "drops"};
+enum { K_V, K_NODE, K_BOOT_ID, K_SEQ, K_T_FIRST, K_T_LAST, K_PROCS, K_EVENTS, K_DROPS };
 
 typedef struct {
     uint64_t hash;
@@ -41,6 +44,8 @@ typedef struct {
     PyObject_HEAD
     Slot *cache;
     long version;
+    Py_ssize_t drops_len;
+    long long max_drop_count;
     Py_ssize_t event_len, process_len, ev_type, ev_proc, ev_args, p_parent, p_container;
     Py_ssize_t n_types;
     Py_ssize_t *n_params; /* per event type id */
@@ -311,12 +316,34 @@ static int key_of(Reader *r) {
     return -1;
 }
 
+/* `wire._check_drops`: drops_len exact ints, 0 <= first <= last (any int64 >= 0), counts in
+ * [0, max_drop_count]. A value the node chose: anything else is left to the Python path's error. */
+static int drops_ok(Decoder *d, PyObject *drops) {
+    if (!PyList_CheckExact(drops) || PyList_GET_SIZE(drops) != d->drops_len)
+        return 0;
+    long long v[64];
+    for (Py_ssize_t i = 0; i < d->drops_len; i++) {
+        PyObject *x = PyList_GET_ITEM(drops, i);
+        int overflow;
+        if (!PyLong_CheckExact(x))
+            return 0;
+        v[i] = PyLong_AsLongLongAndOverflow(x, &overflow);
+        if (overflow || (v[i] == -1 && PyErr_Occurred()) || v[i] < 0)
+            return 0;
+        if (i >= 2 && v[i] > d->max_drop_count)
+            return 0;
+    }
+    return v[0] <= v[1];
+}
+
 /* The envelope's fields by key, or 0 (nothing set) when the batch is not one this path decodes. */
 static int envelope(Decoder *d, Reader *r, PyObject **field) {
-    if (r->p >= r->end || *r->p != (0x80 | N_KEYS))
+    if (r->p >= r->end || (*r->p != (0x80 | N_REQUIRED) && *r->p != (0x80 | N_KEYS)))
         return 0;
+    /* nine keys: the ninth can only be "drops", as the duplicate check leaves no other key free */
+    int n_keys = *r->p & 0x0f;
     r->p++;
-    for (int i = 0; i < N_KEYS; i++) {
+    for (int i = 0; i < n_keys; i++) {
         int k = key_of(r);
         if (k < 0 || field[k] != NULL)
             return 0;
@@ -324,6 +351,11 @@ static int envelope(Decoder *d, Reader *r, PyObject **field) {
             return 0;
     }
     if (r->p != r->end)
+        return 0;
+    for (int k = 0; k < N_REQUIRED; k++)
+        if (field[k] == NULL)
+            return 0;
+    if (field[K_DROPS] != NULL && !drops_ok(d, field[K_DROPS]))
         return 0;
     for (int k = K_SEQ; k <= K_T_LAST; k++)
         if (!PyLong_CheckExact(field[k]))
@@ -349,8 +381,9 @@ static PyObject *Decoder_decode(Decoder *self, PyObject *data) {
     PyBuffer_Release(&view);
     PyObject *out = NULL;
     if (ok)
-        out = PyTuple_Pack(8, field[K_NODE], field[K_BOOT_ID], field[K_SEQ], field[K_T_FIRST], field[K_T_LAST],
-                           field[K_PROCS], field[K_EVENTS], field[K_V]);
+        out = PyTuple_Pack(9, field[K_NODE], field[K_BOOT_ID], field[K_SEQ], field[K_T_FIRST], field[K_T_LAST],
+                           field[K_PROCS], field[K_EVENTS], field[K_V],
+                           field[K_DROPS] != NULL ? field[K_DROPS] : Py_None);
     for (int k = 0; k < N_KEYS; k++)
         Py_XDECREF(field[k]);
     if (out != NULL)
@@ -369,12 +402,17 @@ static PyObject *Decoder_counts(Decoder *self, PyObject *unused) {
 
 static int Decoder_init(Decoder *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"version", "event_len", "process_len", "ev_type", "ev_proc", "ev_args",
-                             "p_parent", "p_container", "n_params", NULL};
+                             "p_parent", "p_container", "n_params", "drops_len", "max_drop_count", NULL};
     PyObject *n_params;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "lnnnnnnnO!", kwlist, &self->version, &self->event_len,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "lnnnnnnnO!nL", kwlist, &self->version, &self->event_len,
                                      &self->process_len, &self->ev_type, &self->ev_proc, &self->ev_args,
-                                     &self->p_parent, &self->p_container, &PyTuple_Type, &n_params))
+                                     &self->p_parent, &self->p_container, &PyTuple_Type, &n_params,
+                                     &self->drops_len, &self->max_drop_count))
         return -1;
+    if (self->drops_len < 2 || self->drops_len > 64) {
+        PyErr_SetString(PyExc_ValueError, "drops_len out of range");
+        return -1;
+    }
     Py_ssize_t n = PyTuple_GET_SIZE(n_params);
     Py_ssize_t slots[] = {self->ev_type, self->ev_proc, self->ev_args};
     for (int i = 0; i < 3; i++)
@@ -416,7 +454,8 @@ static void Decoder_dealloc(Decoder *self) {
 
 static PyMethodDef Decoder_methods[] = {
     {"decode", (PyCFunction)Decoder_decode, METH_O,
-     "decode(data) -> (node, boot_id, seq, t_first, t_last, procs, events, v), or None: decode with Python"},
+     "decode(data) -> (node, boot_id, seq, t_first, t_last, procs, events, v, drops or None), or None: decode "
+     "with Python"},
     {"counts", (PyCFunction)Decoder_counts, METH_NOARGS, "(string cache hits, misses) since the decoder was made"},
     {NULL},
 };
@@ -427,7 +466,8 @@ static PyTypeObject DecoderType = {
     .tp_basicsize = sizeof(Decoder),
     .tp_dealloc = (destructor)Decoder_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Decoder(version, event_len, process_len, ev_type, ev_proc, ev_args, p_parent, p_container, n_params)",
+    .tp_doc = "Decoder(version, event_len, process_len, ev_type, ev_proc, ev_args, p_parent, p_container, n_params, "
+              "drops_len, max_drop_count)",
     .tp_methods = Decoder_methods,
     .tp_init = (initproc)Decoder_init,
     .tp_new = PyType_GenericNew,

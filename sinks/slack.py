@@ -10,6 +10,11 @@ has already made control, bidi and invisible characters visible. ``unfurl_*`` is
 appear only when configured, and only for alerts at least as severe as ``mention_min_priority``.
 Limits honoured: 150 characters per header, 3000 per section text, 2000 per field, 10 fields,
 plain-text fallback for notifications.
+
+An alert raised while its node was losing events (`alerts.wire.with_drops`) gets one more section
+under the output, in the same words in the notification text: "events were dropped on this node
+around this alert: N", so a responder reads at once that the picture may be incomplete; the counts
+by cause stay in the SIEM formats, which carry the fields whole. Our own text and integers only.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from alerts.wire import drop_field, dropped
 from rules.priority import Priority
 from sinks import escape
 from sinks.alert import Alert
@@ -109,8 +115,13 @@ def build_slack(alert: Alert, config: SlackConfig, limit: int) -> dict[str, Any]
         blocks.append({"type": "section", "text": _plain(_inert(escape.clean(line, limit), SECTION_LIMIT))})
     footer = _plain(_inert(escape.clean(context, limit), SECTION_LIMIT))
     blocks.append({"type": "context", "elements": [footer]})
+    text = f"{mention} {title}" if mention else title
+    incomplete = drops_line(alert)
+    if incomplete is not None:
+        blocks.insert(2, {"type": "section", "text": _plain(incomplete)})
+        text = f"{text} ({incomplete})"
     payload: dict[str, Any] = {
-        "text": f"{mention} {title}" if mention else title,
+        "text": text,
         "attachments": [{"color": COLOURS[alert.priority], "blocks": blocks}],
         "unfurl_links": False,
         "unfurl_media": False,
@@ -130,6 +141,17 @@ def _evidence_line(evidence: Sequence[Mapping[str, object]]) -> str:
         steps.append(" ".join(str(v) for v in (entry.get("evt.type"), entry.get("proc.name"), what) if v))
     more = f", the last {len(shown)}" if len(shown) < len(evidence) else ""
     return f"Before it ({len(evidence)} events of the process and its ancestors{more}): " + " · ".join(steps)
+
+
+def drops_line(alert: Alert) -> str | None:
+    """The visible line of an alert raised while its node lost events; None for any other alert."""
+    lost = dropped(alert)
+    if lost is None:
+        return None
+    if lost == 0:  # only page-fault reads: events are all there, some of their fields empty
+        faults = alert.output_fields.get(drop_field("page_fault_reads"))
+        return f"⚠ event fields could not be read on this node around this alert: {faults:,}"
+    return f"⚠ events were dropped on this node around this alert: {lost:,}"
 
 
 def _inert(text: str, limit_chars: int) -> str:

@@ -9,6 +9,9 @@ delivered only when ``/services/collector/ack`` reports its ackId indexed; an ac
 come within ``ack_timeout_s`` makes the batch retryable (it may then be indexed twice).
 HEC codes: 9 (server busy) is retryable; 6 with ``invalid-event-number`` rejects that event and
 retries the others; other 4xx are permanent.
+
+The event is the alert's JSON whole, ``peregrine.drops.*`` included when its node lost events around
+it; ``fields.dropped_events`` then indexes how many, for searches.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from alerts.wire import dropped
 from sinks import escape
 from sinks.alert import Alert
 from sinks.base import ACCEPTED, Outcome
@@ -65,6 +69,9 @@ def build_hec(alert: Alert, config: SplunkConfig, limit: int) -> dict[str, Any]:
     }
     if alert.namespace is not None:
         fields["k8s_namespace"] = escape.clean(alert.namespace, limit)
+    lost = dropped(alert)
+    if lost is not None:  # indexed, to search for alerts raised while their node lost events
+        fields["dropped_events"] = str(lost)
     envelope: dict[str, Any] = {
         "time": round(alert.time_ns / 1e9, 3),  # HEC reads epoch seconds with milliseconds
         "host": escape.clean(alert.hostname, 255) or "unknown",

@@ -24,6 +24,12 @@ new connection before the batch. That makes TCP at-least-once while the sink pro
 price of duplicates after a reconnect (the alert's uuid is in the structured data for receivers
 that deduplicate); RELP needs none of it. Messages above ``max_message_bytes`` are rebuilt with
 smaller values.
+
+An alert raised while its node was losing events (``peregrine.drops.*`` output fields) carries
+them whole in every format: JSON as they are; CEF as ``cn1`` (``droppedEvents``, the events lost)
+and the counts and window in the next free ``csN`` (``peregrineDrops``, ``name=value`` pairs); LEEF
+as ``droppedEvents`` and one ``peregrineDrops<Cause>`` attribute per field. Other alerts' messages
+are unchanged.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from alerts.wire import DROP_FIELDS, dropped
 from rules.priority import Priority
 from sinks import escape
 from sinks.alert import Alert
@@ -156,6 +163,11 @@ def build_cef_message(alert: Alert, limit: int) -> str:
             pairs += [(f"cs{n}Label", label), (f"cs{n}", key[name])]
             n += 1
     pairs += [(f"cs{n}Label", "uuid"), (f"cs{n}", alert.uuid)]
+    lost = dropped(alert)
+    if lost is not None:  # the events lost as CEF's custom number, the detail in the next string slot
+        detail = " ".join(f"{k.removeprefix(_DROPS)}={alert.output_fields[k]}" for k in DROP_FIELDS[2:])
+        pairs += [("cn1Label", "droppedEvents"), ("cn1", str(lost)),
+                  (f"cs{n + 1}Label", "peregrineDrops"), (f"cs{n + 1}", detail)]  # fmt: skip
     pairs += [("cat", escape.clean(",".join(alert.tags), limit)), ("msg", escape.clean(alert.output, limit))]
     extension = " ".join(f"{k}={escape.cef_extension(v)}" for k, v in pairs)
     return f"CEF:0|{header}|{CEF_SEVERITY[alert.priority]}|{extension}"
@@ -175,9 +187,21 @@ def build_leef_message(alert: Alert, limit: int) -> str:
     ]
     renamed = {"suser": "usrName", "sproc": "proc", "spid": "pid"}
     pairs += [(renamed.get(k, k), v) for k, v in key.items()]
+    lost = dropped(alert)
+    if lost is not None:
+        pairs.append(("droppedEvents", str(lost)))
+        pairs += [(_leef_drop_key(k), str(alert.output_fields[k])) for k in DROP_FIELDS[2:]]
     pairs.append(("msg", escape.clean(alert.output, limit)))
     attributes = LEEF_DELIMITER.join(f"{k}={escape.leef_value(v, LEEF_DELIMITER)}" for k, v in pairs)
     return f"LEEF:2.0|{header}|{LEEF_DELIMITER}|{attributes}"
+
+
+_DROPS = "peregrine.drops."
+
+
+def _leef_drop_key(field: str) -> str:
+    """peregrine.drops.ring_full -> peregrineDropsRingFull: LEEF attribute names are plain words."""
+    return "peregrineDrops" + "".join(w.capitalize() for w in field.removeprefix(_DROPS).split("_"))
 
 
 _MESSAGE_BUILDERS: dict[str, Callable[[Alert, int], str]] = {

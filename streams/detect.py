@@ -16,6 +16,16 @@ dead-lettered: it is never committed as done without its alerts.
 The alert's ``hostname`` is the batch envelope's node (checked by `node_name`), not the per-process
 field the rule engine reads: one node cannot make up host names, so a Loki label stays bounded.
 
+Alerts raised while events were dropped: a batch whose envelope says its node lost events around it
+(`collectors.wire` ``drops``) flags each of its alerts with the counts (`alerts.wire.with_drops`).
+The flag comes from the batch alone, so a replay after a crash flags the same alerts with the same
+counts and uuids, and one node's report reaches only its own alerts. The worker's own sequence
+check (`SeqTracker`) is deliberately not part of it: its state starts empty after a restart or a
+rebalance, so the first batch after a gap would be flagged in one run and not in its replay. Batches
+the collector knows it lost (its producer's queue full, Kafka giving up) are counted by the
+collector into a later batch's ``drops`` instead; the sequence gap stays a metric and a log line.
+A batch without ``drops`` costs one attribute test.
+
 `Detector` is the synchronous, Kafka-free part (unit-tested directly); `install_detection` wires it
 into a Faust agent with ``concurrency=1`` (faust#606) under the commit gate (`streams.app`).
 """
@@ -97,6 +107,7 @@ class Detection:
     alerts: list[tuple[bytes, bytes]]  # (key, Falco JSON) ready to produce
     priorities: list[str]
     missing: int  # batches skipped before this one in the node's sequence
+    incomplete: int  # alerts flagged because the batch reported losses around them
     decode_s: float
     eval_s: float
     gate_kept: int  # events the rule engine's batch gate passed on to the rules' code
@@ -143,6 +154,8 @@ class Detector(Generic[Rule]):
         _, kept_before = ruleset.gate_counts()
         node, boot_id, history = batch.node, batch.boot_id, self.history
         view = history.view(batch.events) if history.enabled else None
+        drops = batch.drops
+        by_cause = drops.by_cause() if drops is not None else {}
         for ev, rule in ruleset.evaluate(batch.events):
             alert = wire.from_json_dict(build_alert(rule, ev))
             # The per-process node field is the node's to fill, so neither the hostname nor the id
@@ -151,6 +164,8 @@ class Detector(Generic[Rule]):
             uuid = alert_id(node, alert.time_ns, ev[EV_TID], ev[EV_NUM], alert.rule)
             evidence = history.evidence(node, boot_id, view, ev) if view is not None else ()
             alert = dataclasses.replace(alert, hostname=node, uuid=uuid, evidence=evidence)
+            if drops is not None:
+                alert = wire.with_drops(alert, drops.first_ns, drops.last_ns, by_cause, drops.lost)
             key = alert_key(ev[EV_PROC][P_CONTAINER_ID])
             alerts.append((key, wire.encode(alert)))
             priorities.append(alert.priority.label)
@@ -161,7 +176,10 @@ class Detector(Generic[Rule]):
         if self.costs is not None:
             self.costs.alerted(rule_names)
             self.costs.observe(batch.events)
-        return Detection(batch, alerts, priorities, missing, decode_s, time.perf_counter() - t0, gate_kept)
+        incomplete = len(alerts) if drops is not None else 0
+        return Detection(
+            batch, alerts, priorities, missing, incomplete, decode_s, time.perf_counter() - t0, gate_kept
+        )
 
 
 def alert_key(container_id: object) -> bytes:
@@ -227,6 +245,8 @@ async def handle_message(
     metrics.batches.add(1)
     metrics.events.add(len(batch.events))
     metrics.gate_kept.add(found.gate_kept)
+    if found.incomplete:
+        metrics.incomplete_alerts.add(found.incomplete)
     metrics.decode_duration.record(found.decode_s)
     metrics.eval_duration.record(found.eval_s)
     for priority in found.priorities:

@@ -53,6 +53,7 @@ class WorkerMetrics:
     gaps: Counter
     missing_batches: Counter
     drop_alerts: Counter
+    incomplete_alerts: Counter
     rules_reloads: Counter
     decode_duration: Histogram
     eval_duration: Histogram
@@ -98,6 +99,10 @@ def worker_metrics() -> WorkerMetrics:
         ),
         drop_alerts=meter.create_counter(
             "peregrine.worker.drop_alerts", unit="{alert}", description="Syscall event drop alerts produced"
+        ),
+        incomplete_alerts=meter.create_counter(
+            "peregrine.worker.alerts.incomplete", unit="{alert}",
+            description="Alerts flagged: their node reported losing events around them (peregrine.drops.*)",
         ),
         rules_reloads=meter.create_counter(
             "peregrine.worker.rules_reloads", unit="{reload}", description="Rules reloads, by outcome"

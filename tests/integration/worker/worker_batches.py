@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from collectors.wire import Batch, encode_batch
+from collectors.wire import Batch, Drops, encode_batch
 from rules.output import iso_time
 from rules.record import (
     EV_NUM,
@@ -62,7 +62,7 @@ def _proc(
 
 def make_batch(
     node: str, seq: int, n_events: int, shell_every: int = 0, boot_id: str = "boot-1",
-    shell_args: list[str] | None = None, proc_node: str | None = None,
+    shell_args: list[str] | None = None, proc_node: str | None = None, drops: Drops | None = None,
 ) -> bytes:
     """One batch; event numbers are ``seq * n_events + i + 1`` so they are unique per node.
     ``shell_args`` are the shell's arguments (they reach the stand-in alert's output); ``proc_node``
@@ -86,7 +86,8 @@ def make_batch(
             fd = [7, "f", "/etc/nginx/nginx.conf", "nginx.conf", *[None] * 5, False, False, False]
             ev[:] = [OPENAT, T0 + num, 101, 1, 7, [7, -100, "/etc/nginx/nginx.conf", 0, 0, 0, 0], fd, num]
         events.append(ev)
-    return encode_batch(Batch(node, boot_id, seq, T0 + base, T0 + base + n_events, procs, events))
+    batch = Batch(node, boot_id, seq, T0 + base, T0 + base + n_events, procs, events, drops=drops)
+    return encode_batch(batch)
 
 
 def expected_shells(node: str, seqs: Iterable[int], n_events: int, shell_every: int) -> set[tuple[str, int]]:

@@ -296,3 +296,86 @@ def test_error_messages_quote_at_most_a_bounded_piece_of_the_value() -> None:
     with pytest.raises(AlertDecodeError) as info:
         wire.decode(record(priority="P" * 100_000))
     assert "unknown priority" in str(info.value) and len(str(info.value)) < 300
+
+
+# --- alerts raised while events were dropped ----------------------------------------------------
+DROPS = {"ring_full": 7, "page_fault_reads": 2, "userspace_queue_full": 500}
+
+
+def flagged(alert: Alert) -> Alert:
+    return wire.with_drops(alert, 10, 20, DROPS, lost=507)
+
+
+def test_a_flagged_alert_carries_every_drop_field_and_round_trips() -> None:
+    plain = wire.from_json_dict(SAMPLE)
+    alert = flagged(plain)
+    doc = json.loads(wire.encode(alert))
+    VALIDATOR.validate(doc)
+    fields = doc["output_fields"]
+    assert {k: fields[k] for k in wire.DROP_FIELDS} == {
+        "peregrine.drops.incomplete": True, "peregrine.drops.lost": 507,
+        "peregrine.drops.ring_full": 7, "peregrine.drops.inflight_full": 0, "peregrine.drops.bug": 0,
+        "peregrine.drops.page_fault_reads": 2, "peregrine.drops.userspace_queue_full": 500,
+        "peregrine.drops.delivery_failed": 0,
+        "peregrine.drops.first_ns": 10, "peregrine.drops.last_ns": 20,
+    }
+    assert list(fields)[: len(plain.output_fields)] == list(plain.output_fields)  # the rule's come first
+    assert wire.decode(wire.encode(alert)) == alert
+    assert wire.dropped(alert) == 507 and wire.dropped(plain) is None
+    assert (alert.uuid, alert.output) == (plain.uuid, plain.output)
+    assert wire.encode(plain) == wire.encode(wire.from_json_dict(SAMPLE)), "unflagged: as before"
+    huge = wire.with_drops(plain, 2**63 - 1, 2**63 - 1, dict.fromkeys(wire.DROP_CAUSES, 10**12), 5 * 10**12)
+    assert len(wire.encode(huge)) - len(wire.encode(plain)) <= wire.DROP_FIELDS_MAX_BYTES
+
+
+def test_drop_causes_are_the_batch_causes() -> None:
+    from collectors.wire import DROP_CAUSES
+
+    assert wire.DROP_CAUSES == DROP_CAUSES
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alerts(big=long_text()))
+@example(alert=BIG)
+def test_the_bound_holds_for_flagged_alerts_and_never_cuts_the_counts(alert: Alert) -> None:
+    data = wire.encode(flagged(alert))
+    assert len(data) <= wire.MAX_ALERT_BYTES
+    back = wire.decode(data)
+    assert wire.dropped(back) == 507 and back.output_fields["peregrine.drops.ring_full"] == 7
+
+
+drop_values = st.none() | st.booleans() | st.integers(-5, 2**64) | st.floats(allow_nan=False) | text
+
+
+@given(st.dictionaries(st.sampled_from(wire.DROP_FIELDS), drop_values, min_size=1))
+@settings(max_examples=400)
+def test_decoder_and_schema_agree_on_any_drop_fields(drops: dict[str, object]) -> None:
+    doc = {**SAMPLE, "output_fields": {**SAMPLE["output_fields"], **drops}}
+    try:
+        data = json.dumps(doc, allow_nan=False).encode()
+    except ValueError:
+        return
+    valid = VALIDATOR.is_valid(json.loads(data))
+    try:
+        wire.decode(data)
+    except AlertDecodeError:
+        assert not valid
+    else:
+        assert valid
+
+
+@pytest.mark.parametrize(
+    "drops",
+    [
+        {"peregrine.drops.incomplete": True},
+        {k: 1 for k in wire.DROP_FIELDS},
+        {**{k: 1 for k in wire.DROP_FIELDS}, "peregrine.drops.incomplete": True, "peregrine.drops.lost": -1},
+        {**{k: 1 for k in wire.DROP_FIELDS}, "peregrine.drops.incomplete": True, "peregrine.drops.bug": "1"},
+    ],
+    ids=["flag-alone", "flag-not-true", "negative", "string-count"],
+)
+def test_partial_or_mistyped_drop_fields_are_refused_by_both(drops: dict[str, object]) -> None:
+    doc = {**SAMPLE, "output_fields": {**SAMPLE["output_fields"], **drops}}
+    assert not VALIDATOR.is_valid(doc)
+    with pytest.raises(AlertDecodeError):
+        wire.decode(json.dumps(doc).encode())

@@ -191,3 +191,66 @@ def test_siem_formats_carry_the_evidence_whole(alert: Callable[..., Alert]) -> N
     ecs = elastic.build_ecs(a, LIMIT)["falco"]["evidence"]
     assert ecs[2] == {"evt_type": "openat", "proc_name": "cat", "fd_name": "/etc/shadow", "proc_pid": 9}
     assert "evidence" not in elastic.build_ecs(alert(), LIMIT)["falco"]
+
+
+# --- alerts raised while their node lost events (alerts.wire.with_drops) ------------------------
+DROPS = {"ring_full": 1200, "page_fault_reads": 3, "userspace_queue_full": 34}
+
+
+@pytest.fixture
+def lossy(alert: Callable[..., Alert]) -> Callable[..., Alert]:
+    from alerts import wire
+
+    def make(lost: int = 1234, **changes: Any) -> Alert:
+        return decode_alert(wire.encode(wire.with_drops(alert(**changes), 5, 9, DROPS, lost)))
+
+    return make
+
+
+def test_slack_says_events_were_dropped_in_a_visible_line(lossy: Callable[..., Alert],
+                                                          alert: Callable[..., Alert]) -> None:
+    payload = slack.build_slack(lossy(), slack_config(), LIMIT)
+    blocks = payload["attachments"][0]["blocks"]
+    assert [b["type"] for b in blocks] == ["header", "section", "section", "section", "context"]
+    line = "⚠ events were dropped on this node around this alert: 1,234"
+    assert blocks[2]["text"] == {"type": "plain_text", "text": line, "emoji": False}
+    assert payload["text"] == f"Notice: Terminal shell in container ({line})"
+    only_faults = slack.build_slack(lossy(lost=0), slack_config(), LIMIT)["attachments"][0]["blocks"][2]
+    assert only_faults["text"]["text"] == "⚠ event fields could not be read on this node around this alert: 3"
+    assert slack.build_slack(alert(), slack_config(), LIMIT) == slack.build_slack(
+        decode_alert(json.dumps(json.loads(webhook.build_webhook(alert(), LIMIT))).encode()),
+        slack_config(), LIMIT)  # fmt: skip
+
+
+def test_siem_formats_carry_the_drop_fields_whole(lossy: Callable[..., Alert],
+                                                  alert: Callable[..., Alert]) -> None:
+    from alerts.wire import DROP_FIELDS
+
+    alert_ = lossy()
+    expected = {k: alert_.output_fields[k] for k in DROP_FIELDS}
+    assert expected["peregrine.drops.ring_full"] == 1200 and expected["peregrine.drops.first_ns"] == 5
+    for body in (webhook.build_webhook(alert_, LIMIT), file.build_json_line(alert_, LIMIT),
+                 syslog.build_json_message(alert_, LIMIT).encode()):  # fmt: skip
+        fields = json.loads(body)["output_fields"]
+        assert {k: fields[k] for k in DROP_FIELDS} == expected
+    loki_config = loki.LokiConfig(http=HttpConfig(url="http://l"))
+    [[_, line]] = loki.build_loki_stream(alert_, loki_config, LIMIT)["values"]
+    assert {k: json.loads(line)["output_fields"][k] for k in DROP_FIELDS} == expected
+    hec_config = splunk.SplunkConfig(http=HttpConfig(url="http://s"), token=Secret("t"))
+    hec = splunk.build_hec(alert_, hec_config, LIMIT)
+    assert {k: hec["event"]["output_fields"][k] for k in DROP_FIELDS} == expected
+    assert hec["fields"]["dropped_events"] == "1234"
+    ecs = elastic.build_ecs(alert_, LIMIT)["falco"]["output_fields"]
+    assert {k: ecs[k.replace(".", "_")] for k in DROP_FIELDS} == expected
+    cef = syslog.build_cef_message(alert_, LIMIT)
+    assert "cn1Label=droppedEvents cn1=1234 " in cef
+    assert ("Label=peregrineDrops cs6=ring_full\\=1200 inflight_full\\=0 bug\\=0 page_fault_reads\\=3 "
+            "userspace_queue_full\\=34 delivery_failed\\=0 first_ns\\=5 last_ns\\=9 ") in cef
+    _, _, attributes = syslog.build_leef_message(alert_, LIMIT).partition("|^|")
+    pairs = dict(a.split("=", 1) for a in attributes.split("^"))
+    assert pairs["droppedEvents"] == "1234" and pairs["peregrineDropsRingFull"] == "1200"
+    assert pairs["peregrineDropsFirstNs"] == "5" and pairs["peregrineDropsPageFaultReads"] == "3"
+    plain = alert()
+    assert "droppedEvents" not in syslog.build_cef_message(plain, LIMIT)
+    assert "droppedEvents" not in syslog.build_leef_message(plain, LIMIT)
+    assert "dropped_events" not in splunk.build_hec(plain, hec_config, LIMIT)["fields"]

@@ -38,8 +38,10 @@ def test_round_trip_preserves_every_field(batch: Batch) -> None:
 
     original = copy.deepcopy(batch)
     decoded = decode_batch(encode_batch(batch))
-    assert (decoded.node, decoded.boot_id, decoded.seq, decoded.t_first, decoded.t_last, decoded.v) == (
+    assert (decoded.node, decoded.boot_id, decoded.seq, decoded.t_first, decoded.t_last, decoded.v,
+            decoded.drops) == (
         original.node, original.boot_id, original.seq, original.t_first, original.t_last, SCHEMA_VERSION,
+        original.drops,
     )
     procs, events = _unresolve(decoded)
     assert procs == original.procs
@@ -152,3 +154,19 @@ def test_mutated_valid_batches_raise_only_wire_error(batch: Batch, data: st.Data
 def test_deeply_nested_input_is_a_wire_error_not_a_crash() -> None:
     with pytest.raises(WireError):
         decode_batch(b"\x91" * 100_000 + b"\xc0")
+
+
+def test_a_batch_without_drops_encodes_as_before_the_key_existed() -> None:
+    """Old workers and captures: no drops, no key, the same bytes as the eight-key envelope."""
+    batch = Batch("node-a", "boot", 7, 1, 2, [], [])
+    old = msgpack.packb({"v": SCHEMA_VERSION, "node": "node-a", "boot_id": "boot", "seq": 7, "t_first": 1,
+                         "t_last": 2, "procs": [], "events": []}, use_bin_type=True)  # fmt: skip
+    assert encode_batch(batch) == old
+    assert decode_batch(old).drops is None
+
+
+def test_drop_causes_are_the_stats_categories() -> None:
+    from collectors import stats, wire
+
+    assert wire.DROP_CAUSES == stats.CATEGORIES
+    assert wire.LOST_CAUSES == stats.LOST_CATEGORIES

@@ -7,11 +7,21 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wire_strategies import batches
+from wire_strategies import batches, hostile_drops
 
 from benchmarks.bench_worker import node_order, wire_batch
 from benchmarks.workload import make_events
-from collectors.wire import MAX_BATCH_BYTES, Batch, Decoder, WireError, decode_batch, encode_batch
+from collectors.wire import (
+    DROP_CAUSES,
+    MAX_BATCH_BYTES,
+    MAX_DROP_COUNT,
+    Batch,
+    Decoder,
+    Drops,
+    WireError,
+    decode_batch,
+    encode_batch,
+)
 from rules.record import EV_ARGS, EV_FD, EV_PROC, EVENT_PARAMS, P_PARENT, SCHEMA_VERSION
 
 SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
@@ -101,6 +111,66 @@ def test_odd_envelopes_agree_with_the_reference(decoder: Decoder, fields: dict[s
     except UnicodeEncodeError:
         data = msgpack.packb(_envelope(node=b"\xff"), use_bin_type=True)
     _same(decoder, data)
+
+
+@given(hostile_drops, st.booleans())
+@settings(max_examples=1500, suppress_health_check=SLOW_OK)
+def test_hostile_drops_decode_or_fail_as_the_reference_does(
+    decoder: Decoder, drops: object, reordered: bool
+) -> None:
+    envelope = _envelope(drops=drops)
+    if reordered:  # "drops" first, where the C pass meets it before the required keys
+        envelope = dict(reversed(list(envelope.items())))
+    try:
+        data = msgpack.packb(envelope, use_bin_type=True)
+    except (UnicodeEncodeError, OverflowError, TypeError, ValueError):
+        return  # not packable: no collector could send it
+    got = _same(decoder, data)
+    if got is not None:  # accepted: exactly the valid shape
+        assert type(drops) is list and len(drops) == 2 + len(DROP_CAUSES)
+        assert 0 <= drops[0] <= drops[1] and all(0 <= n <= MAX_DROP_COUNT for n in drops[2:])
+        assert got.drops == (Drops(drops[0], drops[1], tuple(drops[2:])) if any(drops[2:]) else None)
+
+
+_TOO_MANY = [0, 1, MAX_DROP_COUNT + 1, 0, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("drops", "detail"),
+    [
+        (None, "drops must be an array of 8 integers"),
+        ([0, 1, 2], "drops must be an array of 8 integers"),
+        ([0, 1, 1, 0, 0, 0, 0, 0, 0], "drops must be an array of 8 integers"),
+        ([0, 1, True, 0, 0, 0, 0, 0], "drops must be an array of 8 integers"),
+        ([0, 1, 1.0, 0, 0, 0, 0, 0], "drops must be an array of 8 integers"),
+        ({"ring_full": 1}, "drops must be an array of 8 integers"),
+        ([5, 4, 1, 0, 0, 0, 0, 0], "drops window 5..4 is not 0 <= first <= last"),
+        ([-1, 4, 1, 0, 0, 0, 0, 0], "drops window -1..4 is not 0 <= first <= last"),
+        ([0, 2**64 - 1, 1, 0, 0, 0, 0, 0], f"drops window 0..{2**64 - 1} is not 0 <= first <= last"),
+        (_TOO_MANY, f"drops counts must be 0..{MAX_DROP_COUNT}"),
+        ([0, 1, 0, 0, 0, 0, 0, -1], f"drops counts must be 0..{MAX_DROP_COUNT}"),
+        ([0, 1, 2**64 - 1, 0, 0, 0, 0, 0], f"drops counts must be 0..{MAX_DROP_COUNT}"),
+    ],
+    ids=repr,
+)
+def test_hostile_drops_are_refused_with_the_same_error(decoder: Decoder, drops: object, detail: str) -> None:
+    data = msgpack.packb(_envelope(drops=drops), use_bin_type=True)
+    for decode in (decode_batch, decoder.decode):
+        with pytest.raises(WireError) as info:
+            decode(data)
+        assert (info.value.reason, info.value.detail) == ("bad envelope field", detail)
+
+
+def test_drops_absent_zero_and_present(decoder: Decoder) -> None:
+    plain = msgpack.packb(_envelope(), use_bin_type=True)
+    zero = msgpack.packb(_envelope(drops=[1, 2, 0, 0, 0, 0, 0, 0]), use_bin_type=True)
+    some = msgpack.packb(_envelope(drops=[10, 20, 3, 0, 0, 4, 5, 0]), use_bin_type=True)
+    assert decoder.decode(plain).drops is None and decode_batch(plain).drops is None
+    assert decoder.decode(zero).drops is None  # nothing lost: as if absent
+    got = _same(decoder, some)
+    assert got is not None and got.drops == Drops(10, 20, (3, 0, 0, 4, 5, 0))
+    assert got.drops.lost == 3 + 5  # page-fault reads lose a field, not an event
+    assert got.drops.by_cause()["page_fault_reads"] == 4
 
 
 def test_keys_in_another_order_and_maps_inside_records(decoder: Decoder) -> None:

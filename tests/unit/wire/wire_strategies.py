@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from collectors.wire import Batch
+from collectors.wire import DROP_CAUSES, MAX_DROP_COUNT, MAX_DROP_TIME, Batch, Drops
 from rules.record import (
     EV_PROC,
     EVENT_LEN,
@@ -61,4 +61,28 @@ def batches(draw: st.DrawFn) -> Batch:
         t_last=draw(st.integers(min_value=0, max_value=2**63 - 1)),
         procs=procs,
         events=events,
+        drops=draw(st.one_of(st.none(), drops())),
     )
+
+
+@st.composite
+def drops(draw: st.DrawFn) -> Drops:
+    """A valid ``drops`` with at least one count (all zero decodes as None)."""
+    first = draw(st.integers(min_value=0, max_value=MAX_DROP_TIME))
+    last = draw(st.integers(min_value=first, max_value=MAX_DROP_TIME))
+    count = st.one_of(st.integers(min_value=0, max_value=3), st.just(MAX_DROP_COUNT),
+                      st.integers(min_value=0, max_value=MAX_DROP_COUNT))  # fmt: skip
+    counts = draw(st.lists(count, min_size=len(DROP_CAUSES), max_size=len(DROP_CAUSES)).filter(any))
+    return Drops(first, last, tuple(counts))
+
+
+# What a hostile node may put under ``drops``: near-misses of the valid shape, and anything else.
+hostile_drops = st.one_of(
+    scalar,
+    st.lists(st.integers(min_value=-(2**63), max_value=2**64 - 1), min_size=0, max_size=10),
+    st.lists(st.one_of(st.integers(min_value=-2, max_value=MAX_DROP_COUNT + 2),
+                       st.sampled_from([MAX_DROP_TIME, MAX_DROP_TIME + 1, 2**64 - 1])),
+             min_size=2 + len(DROP_CAUSES), max_size=2 + len(DROP_CAUSES)),
+    st.lists(scalar, min_size=2 + len(DROP_CAUSES), max_size=2 + len(DROP_CAUSES)),
+    st.dictionaries(st.sampled_from(DROP_CAUSES), st.integers(min_value=0, max_value=9), max_size=3),
+)

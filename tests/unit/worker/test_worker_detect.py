@@ -145,3 +145,29 @@ def test_alert_ids_come_from_the_envelope_node_not_the_process_records(tmp_path:
     honest = ids("node-a", "node-a")
     assert len(honest) == 2 and ids("node-a", "node-b") == honest
     assert not set(ids("node-b", "node-b")) & set(honest)
+
+
+def test_a_batch_that_reports_losses_flags_its_alerts_and_no_other(tmp_path: Path) -> None:
+    from alerts import wire
+    from collectors.wire import Drops
+
+    d = Detector(standin(tmp_path))
+    drops = Drops(wb.T0, wb.T0 + 300, (40, 0, 0, 3, 500, 0))
+    plain = d.evaluate(*d.decode(wb.make_batch("node-a", 0, 300, shell_every=100)))
+    lossy = d.evaluate(*d.decode(wb.make_batch("node-a", 0, 300, shell_every=100, drops=drops)))
+    other = d.evaluate(*d.decode(wb.make_batch("node-b", 0, 300, shell_every=100)))
+    assert lossy.incomplete == 3 and plain.incomplete == 0 and other.incomplete == 0
+    for (key, flagged_value), (plain_key, plain_value) in zip(lossy.alerts, plain.alerts, strict=True):
+        flagged, unflagged = wire.decode(flagged_value), wire.decode(plain_value)
+        assert key == plain_key and flagged.uuid == unflagged.uuid  # the same match, the same id
+        assert wire.dropped(flagged) == 540 and wire.dropped(unflagged) is None
+        assert {k: flagged.output_fields[k] for k in ("peregrine.drops.ring_full",
+                "peregrine.drops.page_fault_reads", "peregrine.drops.userspace_queue_full",
+                "peregrine.drops.first_ns", "peregrine.drops.last_ns")} == {
+            "peregrine.drops.ring_full": 40, "peregrine.drops.page_fault_reads": 3,
+            "peregrine.drops.userspace_queue_full": 500, "peregrine.drops.first_ns": wb.T0,
+            "peregrine.drops.last_ns": wb.T0 + 300}  # fmt: skip
+        assert {k: v for k, v in flagged.output_fields.items() if k not in wire.DROP_FIELDS} == (
+            unflagged.output_fields)
+        assert plain_value == wire.encode(unflagged), "unflagged alerts are byte for byte as before"
+    assert all(wire.dropped(wire.decode(v)) is None for _, v in other.alerts)
