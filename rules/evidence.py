@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from functools import cache
-from typing import Final
+from typing import Any, Final
 
 from rules.alert import Evidence, FieldValue
 from rules.output import OutputTemplate, compile_output, json_of
@@ -44,6 +44,11 @@ _CUT: Final = "…"
 @cache
 def _template() -> OutputTemplate:
     return compile_output(" ".join(f"%{name}" for name in FIELDS), suggested=False)
+
+
+@cache
+def _keys() -> tuple[str, ...]:
+    return tuple(token.key for token in _template().tokens)
 
 
 def lineage(trigger: Event) -> dict[int, int | None]:
@@ -97,16 +102,20 @@ def render(events: Sequence[Event]) -> Evidence:
     """The events as bounded field maps (absent values left out), oldest first, at most
     `MAX_EVIDENCE_BYTES` of JSON: the oldest entries go first when the list is too large."""
     template = _template()
+    keys, read = _keys(), template.read
     maps: list[dict[str, FieldValue]] = []
     for ev in events:
-        entry: dict[str, FieldValue] = {}
-        for token, value in zip(template.tokens, template.values(ev), strict=True):
-            if value is None:
-                continue
-            shown = json_of(value)
-            if isinstance(shown, str) and len(shown) > MAX_VALUE_CHARS:
-                shown = shown[: MAX_VALUE_CHARS - 1] + _CUT
-            entry[token.key] = shown  # type: ignore[assignment]
+        entry: dict[str, Any] = {k: v for k, v in zip(keys, read(ev), strict=True) if v is not None}
+        for key, value in entry.items():  # the rare value to convert or cut; most pass untouched
+            kind = type(value)
+            if kind is str:
+                if len(value) > MAX_VALUE_CHARS:
+                    entry[key] = value[: MAX_VALUE_CHARS - 1] + _CUT
+            elif kind is not int and kind is not bool and kind is not float:
+                text = json_of(value)
+                if isinstance(text, str) and len(text) > MAX_VALUE_CHARS:
+                    text = text[: MAX_VALUE_CHARS - 1] + _CUT
+                entry[key] = text
         maps.append(entry)
     if _json_bytes(maps) <= MAX_EVIDENCE_BYTES:  # the usual case: one C-speed dump of the list
         return tuple(maps)
