@@ -1,0 +1,148 @@
+"""Pods really run on this machine: a kubelet and containerd made them, and Peregrine's container
+identity holds on the cgroups they made (the point: until now it was tested only on cgroups the
+tests created themselves).
+
+One pod of the project's image runs `sleep` for the module. The checks: the node is Ready with the
+runtime we built; the pod is Running; `kubectl exec` runs in it (API server -> kubelet -> CRI
+streaming); the id `crictl ps` shows is the pod's ``containerID``; the container's process is in
+cgroups whose paths `collectors.cgroups` parses into that id, both from /proc/PID/cgroup (cgroup v1
+nodes) and from the cgroup2 inode the eBPF probe reports (`bpf_get_current_cgroup_id`); a
+Deployment gets its pod through the controller manager and the scheduler.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collectors.cgroups import (
+    CgroupResolver,
+    cgroup2_mount,
+    container_id_v1,
+    parse_container_id,
+    parse_pod_uid,
+)
+from devtools.localkube import Node
+
+pytestmark = [pytest.mark.kubelet, pytest.mark.root]
+
+
+def get(node: Node, *args: str) -> Any:
+    return json.loads(node.kubectl("get", "-o", "json", *args).stdout)
+
+
+def wait_running(node: Node, namespace: str, selector: list[str], timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    pods: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        pods = get(node, "pods", "-n", namespace, *selector)["items"]
+        if pods and pods[0]["status"].get("phase") == "Running":
+            return pods[0]
+        time.sleep(0.5)
+    events = node.kubectl("get", "events", "-n", namespace, check=False).stdout
+    raise AssertionError(f"no Running pod for {selector} in {timeout}s: {json.dumps(pods)[:2000]}\n{events}")
+
+
+@pytest.fixture(scope="module")
+def sleeper(kube_node: Node, image_ref: str) -> Iterator[dict[str, Any]]:
+    """A pod of the project's image running `sleep`, as the kubelet reports it once Running."""
+    name = f"sleeper-{uuid.uuid4().hex[:6]}"
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+        "spec": {"containers": [{"name": "main", "image": image_ref, "imagePullPolicy": "Never",
+                                 "command": ["sleep", "infinity"]}],
+                 "terminationGracePeriodSeconds": 1},
+    }
+    kube_node.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    yield wait_running(kube_node, "default", [f"--field-selector=metadata.name={name}"])
+    kube_node.kubectl("delete", "pod", name, "--wait=false", check=False)
+
+
+def container_pid(node: Node, container_id: str) -> int:
+    info = json.loads(node.crictl("inspect", container_id).stdout)
+    return int(info["info"]["pid"])
+
+
+def test_node_is_ready_with_our_runtime(kube_node: Node) -> None:
+    status = get(kube_node, "node", kube_node.node_name)["status"]
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions["Ready"] == "True", status["conditions"]
+    info = status["nodeInfo"]
+    assert info["kubeletVersion"] == "v1.37.2"
+    assert info["containerRuntimeVersion"].startswith("containerd://2."), info
+    assert {"type": "InternalIP", "address": kube_node.node_ip} in status["addresses"]
+
+
+def test_pod_runs_and_exec_reaches_it(kube_node: Node, sleeper: dict[str, Any]) -> None:
+    name = sleeper["metadata"]["name"]
+    assert sleeper["spec"]["nodeName"] == kube_node.node_name  # placed by the scheduler
+    whoami = kube_node.kubectl("exec", name, "--", "id", "-u").stdout.strip()
+    assert whoami == "10001"  # the image's non-root user
+    helped = kube_node.kubectl("exec", name, "--", "peregrine", "--help").stdout
+    assert "usage: peregrine <command>" in helped
+
+
+def test_crictl_container_id_is_the_pods_container_id(kube_node: Node, sleeper: dict[str, Any]) -> None:
+    (status,) = sleeper["status"]["containerStatuses"]
+    runtime, _, pod_cid = status["containerID"].partition("://")
+    assert runtime == "containerd"
+    listed = json.loads(kube_node.crictl("ps", "--name", "^main$", "-o", "json").stdout)["containers"]
+    ours = [c for c in listed if c["labels"].get("io.kubernetes.pod.uid") == sleeper["metadata"]["uid"]]
+    assert [c["id"] for c in ours] == [pod_cid]
+
+
+def test_container_identity_from_kubelet_made_cgroups(kube_node: Node, sleeper: dict[str, Any]) -> None:
+    cid = sleeper["status"]["containerStatuses"][0]["containerID"].partition("://")[2]
+    uid = sleeper["metadata"]["uid"]
+    pid = container_pid(kube_node, cid)
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    print("\n" + "\n".join(lines))
+    # what a collector on a cgroup v1 node does with the live process
+    assert container_id_v1(pid) == cid
+    paths = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in lines}
+    # the kubelet's cgroupfs layout: <cgroupRoot>/kubepods/<qos>/pod<uid>/<container id>
+    expected = f"{kube_node.cgroup_root}/kubepods/besteffort/pod{uid}/{cid}"
+    assert paths["memory"] == expected
+    assert parse_container_id(paths["memory"]) == cid and parse_pod_uid(paths["memory"]) == uid
+
+    # What the eBPF probe reports is the cgroup2 id (the inode of the task's v2 directory). On this
+    # hybrid machine runc also places the container in the v2 hierarchy, so the resolver the
+    # collector uses finds the container from that id alone.
+    mount = cgroup2_mount()
+    assert mount is not None and "" in paths, lines
+    inode = os.stat(f"{mount}{paths['']}").st_ino
+    resolver = CgroupResolver(mount)
+    try:
+        assert resolver.container_id(inode) == cid
+    finally:
+        resolver.close()
+
+
+def test_deployment_gets_a_pod_through_the_controllers(kube_node: Node, image_ref: str) -> None:
+    name = f"deploy-{uuid.uuid4().hex[:6]}"
+    labels = {"app": name}
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "default"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": "main", "image": image_ref, "imagePullPolicy": "Never",
+                                     "command": ["sleep", "infinity"]}],
+                     "terminationGracePeriodSeconds": 1}}},
+    }
+    kube_node.kubectl("apply", "-f", "-", input=json.dumps(deployment))
+    try:
+        pod = wait_running(kube_node, "default", ["-l", f"app={name}"])
+        assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
+        # the token the kubelet mounted came from the TokenRequest API, for the default account
+        sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+        token = kube_node.kubectl("exec", pod["metadata"]["name"], "--", "cat", f"{sa}/token").stdout
+        assert token.count(".") == 2
+    finally:
+        kube_node.kubectl("delete", "deployment", name, "--wait=false", check=False)
