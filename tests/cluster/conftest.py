@@ -38,7 +38,8 @@ def kube_node(request: pytest.FixtureRequest, image_archive: Path) -> Iterator[N
     except KubeError as exc:
         node.close()
         pytest.fail(f"the node did not come up (files in {root}): {exc}")
-    print(f"\nnode {node.node_name} Ready in {time.monotonic() - t0:.1f}s (image imported, files in {root})")
+    print(f"\nnode {node.node_name} Ready in {time.monotonic() - t0:.1f}s, image imported; seconds into "
+          f"start-up: {node.timings} (files in {root})")
     try:
         yield node
     finally:
