@@ -7,13 +7,15 @@ runtime we built; the pod is Running; `kubectl exec` runs in it (API server -> k
 streaming); the id `crictl ps` shows is the pod's ``containerID``; the container's process is in
 cgroups whose paths `collectors.cgroups` parses into that id, both from /proc/PID/cgroup (cgroup v1
 nodes) and from the cgroup2 inode the eBPF probe reports (`bpf_get_current_cgroup_id`); a
-Deployment gets its pod through the controller manager and the scheduler.
+Deployment gets its pod through the controller manager and the scheduler; a pod reaches a listener
+on the host (where Kafka stays).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -146,3 +148,19 @@ def test_deployment_gets_a_pod_through_the_controllers(kube_node: Node, image_re
         assert token.count(".") == 2
     finally:
         kube_node.kubectl("delete", "deployment", name, "--wait=false", check=False)
+
+
+def test_pods_reach_a_service_on_the_host(kube_node: Node, sleeper: dict[str, Any]) -> None:
+    """Kafka stays outside the cluster, on the host: a pod reaches a host listener on the node's
+    address through the bridge's gateway (no masquerade needed; the address is the host's own)."""
+    with socket.create_server((kube_node.node_ip, 0)) as server:
+        port = server.getsockname()[1]
+        server.settimeout(20)
+        code = f"import socket; socket.create_connection(({kube_node.node_ip!r}, {port}), 10).sendall(b'hi')"
+        pod = sleeper["metadata"]["name"]
+        done = kube_node.kubectl("exec", pod, "--", "python3", "-c", code, check=False)
+        assert done.returncode == 0, done.stderr
+        conn, (peer, _) = server.accept()
+        with conn:
+            assert conn.recv(2) == b"hi"
+    assert peer == sleeper["status"]["podIP"]  # from the pod's own address, not translated
