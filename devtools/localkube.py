@@ -15,8 +15,8 @@ README section "A real single-node Kubernetes" for what was tried and why.
 Everything one node owns is named after it, so two nodes (two test sessions) on one machine do
 not meet: its directory, containerd's sockets and state, the kubelet's ports, the cgroup root
 ``/peregrine-<name>`` (a kubelet removes pod cgroups it does not know under its root), the CNI
-bridge and subnet. The kernel settings the kubelet changes (``sysctl`` below) are restored by
-`Node.close`.
+bridge and subnet. The kernel settings the kubelet changes (``SYSCTLS``) are restored by the
+`Node.close` of the last node.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ SYSCTLS = (
     "vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
     "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward",
 )
+SYSCTLS_SAVED = Path("/run/peregrine/sysctls.json")
 
 
 class KubeError(DevtoolsError):
@@ -377,6 +378,16 @@ def _cgroup_mounts() -> list[Path]:
     return mounts
 
 
+def _other_kubelet_runs() -> bool:
+    """Is a kubelet we built running (another node's; ours is stopped when this is asked)?"""
+    names = {str(CACHE / "kubelet").encode(), str((CACHE / "kubelet").resolve()).encode()}
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().split(b"\0", 1)[0] in names:
+                return True
+    return False
+
+
 def _pause_archive(path: Path) -> None:
     """An OCI archive of the sandbox image: the static pause binary (55-kube-node.sh) alone.
     Written here, deterministically, because no registry serves registry.k8s.io/pause."""
@@ -500,17 +511,23 @@ class Node:
                  "-days", "30")
 
     def _save_sysctls(self) -> None:
-        saved = self.root / "sysctls.json"
-        if saved.exists():  # an `up` after a failed one: the first values are the machine's
-            self.sysctls = json.loads(saved.read_text())
+        """The machine's values, kept once for all nodes in /run/peregrine: a second node starting
+        while a first runs would otherwise save what the first one's kubelet set."""
+        if SYSCTLS_SAVED.exists():
+            self.sysctls = json.loads(SYSCTLS_SAVED.read_text())
             return
         self.sysctls = {k: Path("/proc/sys", k).read_text().strip() for k in SYSCTLS}
-        saved.write_text(json.dumps(self.sysctls))
+        SYSCTLS_SAVED.parent.mkdir(parents=True, exist_ok=True)
+        SYSCTLS_SAVED.write_text(json.dumps(self.sysctls))
 
     def _restore_sysctls(self) -> None:
-        for key, value in self.sysctls.items():
+        """By the last node to stop: the others' kubelets still rely on the values."""
+        if _other_kubelet_runs() or not SYSCTLS_SAVED.exists():
+            return
+        for key, value in json.loads(SYSCTLS_SAVED.read_text()).items():
             with contextlib.suppress(OSError):
                 Path("/proc/sys", key).write_text(value)
+        SYSCTLS_SAVED.unlink(missing_ok=True)
 
     def _containerd_tmpfs(self) -> None:
         """containerd's root (image content and unpacked layers, ~0.5 GB with the project's image)
@@ -935,12 +952,8 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
         """What a kubelet and CNI make at fixed paths, whatever their directories are: the device
         plugin socket (/var/lib/kubelet/device-plugins/kubelet.sock, a constant) and libcni's
         result cache. Removed when no other kubelet runs on the machine."""
-        kubelet = str(binary("kubelet").resolve()).encode()
-        for proc in Path("/proc").iterdir():
-            with contextlib.suppress(OSError):
-                if proc.name.isdigit() and (proc / "cmdline").read_bytes().split(b"\0", 1)[0] in (
-                        kubelet, str(binary("kubelet")).encode()):
-                    return
+        if _other_kubelet_runs():
+            return
         with contextlib.suppress(OSError):
             Path("/var/lib/kubelet/device-plugins/kubelet.sock").unlink()
         for d in ("/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/var/lib/cni/results",
