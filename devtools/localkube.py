@@ -201,6 +201,10 @@ class KubeApi:
     users: dict[str, tuple[str, str]] = field(default_factory=dict)
     authorization: str = "RBAC"
     disabled_admission: str = "ServiceAccount"
+    # Loopback for the k8s tests. A node's pods reach the API server through the `kubernetes`
+    # Service, whose endpoint (kept by the "lease" reconciler) is this address: the node's.
+    address: str = "127.0.0.1"
+    endpoint_reconciler: str = "none"
     extra_args: list[str] = field(default_factory=list)
     etcd: Proc | None = None
     apiserver: Proc | None = None
@@ -208,7 +212,7 @@ class KubeApi:
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.address}:{self.port}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -253,7 +257,8 @@ class KubeApi:
             "kube-apiserver",
             [str(APISERVER),
              f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.port}",
+             f"--bind-address={self.address}", f"--advertise-address={self.address}",
+             f"--secure-port={self.port}",
              f"--cert-dir={r / 'certs'}",
              f"--token-auth-file={r / 'tokens.csv'}",
              f"--authorization-mode={self.authorization}", "--anonymous-auth=false",
@@ -263,7 +268,7 @@ class KubeApi:
              f"--service-cluster-ip-range={SERVICE_CIDR}",
              f"--disable-admission-plugins={self.disabled_admission}",
              # loopback is no address to advertise in the kubernetes Endpoints; the Service still exists
-             "--endpoint-reconciler-type=none",
+             f"--endpoint-reconciler-type={self.endpoint_reconciler}",
              "--allow-privileged=true", "--profiling=false", "--v=1", *self.extra_args],
             r / f"kube-apiserver.{self.starts}.log",
         )
@@ -378,9 +383,9 @@ def _cgroup_mounts() -> list[Path]:
     return mounts
 
 
-def _other_kubelet_runs() -> bool:
-    """Is a kubelet we built running (another node's; ours is stopped when this is asked)?"""
-    names = {str(CACHE / "kubelet").encode(), str((CACHE / "kubelet").resolve()).encode()}
+def _other_running(name: str) -> bool:
+    """Is a `name` we built running (another node's; ours is stopped when this is asked)?"""
+    names = {str(CACHE / name).encode(), str((CACHE / name).resolve()).encode()}
     for proc in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
             if proc.name.isdigit() and (proc / "cmdline").read_bytes().split(b"\0", 1)[0] in names:
@@ -446,6 +451,8 @@ class Node:
     kubelet_healthz_port: int = field(default_factory=free_port)
     scheduler_port: int = field(default_factory=free_port)
     controller_manager_port: int = field(default_factory=free_port)
+    proxy_healthz_port: int = field(default_factory=free_port)
+    proxy_metrics_port: int = field(default_factory=free_port)
     api: KubeApi | None = None
     procs: dict[str, Proc] = field(default_factory=dict)
     sysctls: dict[str, str] = field(default_factory=dict)
@@ -484,7 +491,7 @@ class Node:
     def _check(self) -> None:
         if os.geteuid() != 0:
             raise KubeError("a node needs root (containerd, runc, cgroups, mounts)")
-        for name in ("kubelet", "kube-scheduler", "kube-controller-manager", "crictl", "pause",
+        for name in ("kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy", "crictl", "pause",
                      "containerd/containerd", "containerd/containerd-shim-runc-v2", "containerd/ctr"):
             binary(name)
         for tool, hint in (("runc", "runc"), ("etcd", "etcd-server"), ("ip", "iproute2")):
@@ -522,7 +529,7 @@ class Node:
 
     def _restore_sysctls(self) -> None:
         """By the last node to stop: the others' kubelets still rely on the values."""
-        if _other_kubelet_runs() or not SYSCTLS_SAVED.exists():
+        if _other_running("kubelet") or not SYSCTLS_SAVED.exists():
             return
         for key, value in json.loads(SYSCTLS_SAVED.read_text()).items():
             with contextlib.suppress(OSError):
@@ -681,12 +688,13 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
         self.timings["keys"] = round(time.monotonic() - t0, 1)
         tokens = {uuid.uuid4().hex: (user, group) for user, group in (
             (f"system:node:{self.node_name}", "system:nodes"),
-            ("system:kube-scheduler", ""), ("system:kube-controller-manager", ""))}
+            ("system:kube-scheduler", ""), ("system:kube-controller-manager", ""), ("system:kube-proxy", ""))}
         pki = self.root / "pki"
         api = KubeApi(
             self.root / "api", users=tokens,
             # the Node authorizer gives the kubelet what its node's pods need, RBAC the rest
             authorization="Node,RBAC",
+            address=self.node_ip, endpoint_reconciler="lease",
             # pods get service account tokens as anywhere else: the controller manager makes them
             disabled_admission="",
             extra_args=[
@@ -716,6 +724,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
             for t, (user, _) in tokens.items()
         }
         self._start_controllers(kubeconfigs)
+        self._start_proxy(kubeconfigs["system:kube-proxy"])
         self._make_cgroup_root()
         self._start_kubelet(kubeconfigs[f"system:node:{self.node_name}"])
         self.timings["kubelet started"] = round(time.monotonic() - t0, 1)
@@ -749,7 +758,24 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
             "--v=1",
         ], self.root / "kube-controller-manager.log")
 
+    def _start_proxy(self, kubeconfig: Path) -> None:
+        """kube-proxy (iptables mode) makes Service IPs work, `kubernetes.default` first: what every
+        in-cluster client (k8s-meta) connects to. It is told to leave the machine's conntrack
+        sysctls and route_localnet alone."""
+        self.procs["kube-proxy"] = launch("kube-proxy", [
+            binary("kube-proxy"), f"--kubeconfig={kubeconfig}", f"--hostname-override={self.node_name}",
+            "--proxy-mode=iptables", f"--cluster-cidr={self.subnet}",
+            f"--healthz-bind-address=127.0.0.1:{self.proxy_healthz_port}",
+            f"--metrics-bind-address=127.0.0.1:{self.proxy_metrics_port}",
+            "--iptables-localhost-nodeports=false",
+            "--conntrack-max-per-core=0", "--conntrack-min=0", "--conntrack-tcp-timeout-established=0",
+            "--conntrack-tcp-timeout-close-wait=0", "--conntrack-udp-timeout=0",
+            "--conntrack-udp-timeout-stream=0", "--v=1",
+        ], self.root / "kube-proxy.log")
+
     def _wait_controllers(self) -> None:
+        wait_for(self.procs["kube-proxy"],
+                 lambda: self._get(f"http://127.0.0.1:{self.proxy_healthz_port}/healthz") is not None)
         wait_for(self.procs["kube-scheduler"],
                  lambda: _https_ok(f"https://127.0.0.1:{self.scheduler_port}/healthz"))
         wait_for(self.procs["kube-controller-manager"],
@@ -880,7 +906,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
         the kernel settings the kubelet changed. Safe to call on a node that is partly up."""
         # controllers first, so nothing makes new pods; the kubelet next (it leaves its pods
         # running when it stops); then every sandbox through the CRI, which also runs CNI DEL
-        order = ["kube-scheduler", "kube-controller-manager", "kubelet"]
+        order = ["kube-scheduler", "kube-controller-manager", "kube-proxy", "kubelet"]
         terminate([self.procs[n] for n in order if n in self.procs])
         containerd = self.procs.get("containerd")
         if containerd is not None and containerd.alive():
@@ -898,6 +924,8 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
         self._remove_container_log_links()
         self._remove_fixed_paths()
+        self._remove_proxy_rules()
+        self._remove_kubelet_rules()
         self._restore_sysctls()
         shutil.rmtree(self.run_dir, ignore_errors=True)
         with contextlib.suppress(OSError):  # shared by every node; the last one removes it
@@ -952,7 +980,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
         """What a kubelet and CNI make at fixed paths, whatever their directories are: the device
         plugin socket (/var/lib/kubelet/device-plugins/kubelet.sock, a constant) and libcni's
         result cache. Removed when no other kubelet runs on the machine."""
-        if _other_kubelet_runs():
+        if _other_running("kubelet"):
             return
         with contextlib.suppress(OSError):
             Path("/var/lib/kubelet/device-plugins/kubelet.sock").unlink()
@@ -960,6 +988,32 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
                   "/var/lib/cni"):
             with contextlib.suppress(OSError):
                 Path(d).rmdir()  # only if empty: a real kubelet's files are not ours
+
+    def _remove_proxy_rules(self) -> None:
+        """kube-proxy's iptables chains are the machine's, not the node's: removed (`kube-proxy
+        --cleanup`) when no other node's kube-proxy runs. Two nodes at once share them, and each
+        kube-proxy rewrites them whole: the second node's Services win."""
+        if "kube-proxy" not in self.procs or _other_running("kube-proxy"):
+            return
+        subprocess.run([str(binary("kube-proxy")), "--cleanup"], capture_output=True, check=False, timeout=60)
+
+    def _remove_kubelet_rules(self) -> None:
+        """Every kubelet makes the same iptables chains, machine-wide, and never removes them: the
+        KUBE-IPTABLES-HINT and KUBE-KUBELET-CANARY chains, and KUBE-FIREWALL, which drops packets
+        to 127.0.0.0/8 from other sources, jumped to from INPUT and OUTPUT. Removed by the last node
+        to stop, for IPv4 and IPv6."""
+        if _other_running("kubelet"):
+            return
+        for tool in ("iptables", "ip6tables"):
+            if shutil.which(tool) is None:
+                continue
+            steps = [["-t", "filter", "-D", "INPUT", "-j", "KUBE-FIREWALL"],
+                     ["-t", "filter", "-D", "OUTPUT", "-j", "KUBE-FIREWALL"],
+                     ["-t", "filter", "-F", "KUBE-FIREWALL"], ["-t", "filter", "-X", "KUBE-FIREWALL"],
+                     ["-t", "mangle", "-X", "KUBE-IPTABLES-HINT"]]
+            steps += [["-t", table, "-X", "KUBE-KUBELET-CANARY"] for table in ("mangle", "nat", "filter")]
+            for step in steps:  # a chain or rule that is not there is fine
+                subprocess.run([tool, "-w", *step], capture_output=True, check=False)
 
     def _remove_container_log_links(self) -> None:
         # the kubelet links every container's log into /var/log/containers (a fixed path)
@@ -972,12 +1026,14 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
 
     # -- state for `scripts/cluster` -------------------------------------------------------------
 
+    _PORTS = ("kubelet_port", "kubelet_healthz_port", "scheduler_port", "controller_manager_port",
+              "proxy_healthz_port", "proxy_metrics_port")
+
     def save(self) -> None:
         assert self.api is not None
         data = {
             "name": self.name, "node_ip": self.node_ip, "subnet": self.subnet,
-            "kubelet_port": self.kubelet_port, "kubelet_healthz_port": self.kubelet_healthz_port,
-            "scheduler_port": self.scheduler_port, "controller_manager_port": self.controller_manager_port,
+            **{k: getattr(self, k) for k in self._PORTS},
             "api": {"port": self.api.port, "etcd_port": self.api.etcd_port,
                     "etcd_peer_port": self.api.etcd_peer_port, "token": self.api.token},
             "sysctls": self.sysctls, "procs": {n: p.state() for n, p in self.procs.items()},
@@ -993,10 +1049,10 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
             return None
         a = data["api"]
         api = KubeApi(root / "api", etcd_port=a["etcd_port"], etcd_peer_port=a["etcd_peer_port"],
-                      port=a["port"], token=a["token"])
-        node = cls(data["name"], root, data["node_ip"], data["subnet"], data["kubelet_port"],
-                   data["kubelet_healthz_port"], data["scheduler_port"], data["controller_manager_port"], api,
-                   {n: Proc(**p) for n, p in data["procs"].items()}, data["sysctls"], data["started_s"])
+                      port=a["port"], token=a["token"], address=data["node_ip"])
+        node = cls(data["name"], root, node_ip=data["node_ip"], subnet=data["subnet"], api=api,
+                   procs={n: Proc(**p) for n, p in data["procs"].items()}, sysctls=data["sysctls"],
+                   started_s=data["started_s"], **{k: data[k] for k in cls._PORTS})
         return node
 
 

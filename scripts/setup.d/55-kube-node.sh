@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds what a real single-node Kubernetes needs besides etcd and kube-apiserver (50-kube-apiserver.sh)
 # into $PEREGRINE_CACHE, for scripts/cluster and the node-marked tests (tests/cluster):
-# - kubelet, kube-scheduler, kube-controller-manager and kubectl from k8s.io/kubernetes at the
+# - kubelet, kube-scheduler, kube-controller-manager, kube-proxy and kubectl from k8s.io/kubernetes at the
 #   release kube-apiserver is pinned to (k8s/node/go.mod), so the version-skew policy holds
 #   trivially and the Go build cache of kube-apiserver is reused (most packages are shared);
 # - containerd v2 (daemon, ctr, the runc v2 shim) from the Go module proxy: kubelet 1.37 asks the
@@ -30,13 +30,13 @@ V=k8s.io/component-base/version
 LDFLAGS="-s -w -X $V.gitVersion=$VERSION -X $V.gitMajor=1 -X $V.gitMinor=$MINOR -X $V.gitTreeState=clean"
 PIN=$( (cat "$SRC/go.mod" "$SRC/go.sum" "$SRC"/*/main.go; echo "$LDFLAGS") | sha256sum | cut -c1-12)
 OUT="$PEREGRINE_CACHE/kube-node-$VERSION-$PIN"
-CMDS=(kubelet kube-scheduler kube-controller-manager kubectl)
+CMDS=(kubelet kube-scheduler kube-controller-manager kube-proxy kubectl)
 if [ -f "$OUT/.complete" ]; then
-  echo "kubelet, kube-scheduler, kube-controller-manager, kubectl $VERSION present: $OUT"
+  echo "${CMDS[*]} $VERSION present: $OUT"
 else
-  echo "building kubelet, kube-scheduler, kube-controller-manager, kubectl $VERSION"
+  echo "building ${CMDS[*]} $VERSION"
   rm -rf "$OUT.tmp" && mkdir -p "$OUT.tmp"
-  # One go build for the four: shared packages compile once. CGO off as for kube-apiserver:
+  # One go build for all: shared packages compile once. CGO off as for kube-apiserver:
   # upstream releases these static too.
   (cd "$SRC" && GOFLAGS=-mod=mod CGO_ENABLED=0 "$GO" build -p "$P" -trimpath -ldflags "$LDFLAGS" \
      -o "$OUT.tmp/" "${CMDS[@]/#/./}")

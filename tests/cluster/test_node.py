@@ -8,7 +8,7 @@ streaming); the id `crictl ps` shows is the pod's ``containerID``; the container
 cgroups whose paths `collectors.cgroups` parses into that id, both from /proc/PID/cgroup (cgroup v1
 nodes) and from the cgroup2 inode the eBPF probe reports (`bpf_get_current_cgroup_id`); a
 Deployment gets its pod through the controller manager and the scheduler; a pod reaches a listener
-on the host (where Kafka stays).
+on the host (where Kafka stays), and the API server through the `kubernetes` Service (kube-proxy).
 """
 
 from __future__ import annotations
@@ -164,3 +164,25 @@ def test_pods_reach_a_service_on_the_host(kube_node: Node, sleeper: dict[str, An
         with conn:
             assert conn.recv(2) == b"hi"
     assert peer == sleeper["status"]["podIP"]  # from the pod's own address, not translated
+
+
+def test_pods_reach_the_api_server_through_the_kubernetes_service(
+    kube_node: Node, sleeper: dict[str, Any]
+) -> None:
+    """In-cluster clients (k8s-meta) use KUBERNETES_SERVICE_HOST, the `kubernetes` Service's IP,
+    with the pod's service-account token: kube-proxy's rules take it to the API server."""
+    sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+    code = (
+        "import json, os, ssl, urllib.request as u; "
+        f"ctx = ssl.create_default_context(cafile='{sa}/ca.crt'); "
+        f"token = open('{sa}/token').read(); "
+        "url = 'https://%s:%s/version' % (os.environ['KUBERNETES_SERVICE_HOST'], "
+        "os.environ['KUBERNETES_SERVICE_PORT']); "
+        "req = u.Request(url, headers={'Authorization': 'Bearer ' + token}); "
+        "r = u.urlopen(req, context=ctx, timeout=10); "
+        "print(os.environ['KUBERNETES_SERVICE_HOST'], json.load(r)['gitVersion'])"
+    )
+    done = kube_node.kubectl("exec", sleeper["metadata"]["name"], "--", "python3", "-c", code, check=False)
+    assert done.returncode == 0, done.stderr
+    host, version = done.stdout.split()
+    assert host == "10.0.0.1" and version == "v1.37.2"
