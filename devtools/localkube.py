@@ -4,9 +4,9 @@ and CNI plugins. No Docker, no kind, no registry.
 
 `KubeApi` is etcd + kube-apiserver on loopback: alone it is the API server of the k8s tests
 (tests/kube_apiserver.py), where nothing happens on its own. `Node` adds a whole single-node
-cluster around its own `KubeApi`: kube-controller-manager, kube-scheduler, containerd (runc) and a
-kubelet, so pods really run. Both run as children of the caller, or detached (`scripts/cluster
-up|down|status`, the state in a JSON file) with the same code.
+cluster around its own `KubeApi`: kube-controller-manager, kube-scheduler, containerd (runc), a
+kubelet and kube-proxy, so pods really run and reach Services. Both run as children of the
+caller, or detached (`scripts/cluster up|down|status`, the state in a JSON file) with the same code.
 
 The kubelet on this machine's cgroups (cgroup v1 controllers, an empty cgroup2 hierarchy at
 /sys/fs/cgroup/unified) works with ``failCgroupV1: false`` and ``cgroupDriver: cgroupfs``: see the
