@@ -1,5 +1,6 @@
-"""A real single-node Kubernetes for the session: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, containerd (runc) and a kubelet (devtools/localkube.py, which `scripts/cluster`
+"""A real single-node Kubernetes for the tests in this directory (started once, stopped after the
+last of them; tests/cluster is a package for that): etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, containerd (runc), a kubelet and kube-proxy (devtools/localkube.py, which `scripts/cluster`
 runs too), with the project's image (scripts/image, via `image_archive`) imported into containerd
 as ``peregrine.local/peregrine:<version>``. Pods use it with ``imagePullPolicy: Never``.
 
@@ -26,7 +27,7 @@ import pytest
 from devtools.localkube import KubeError, Node
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kube_node(request: pytest.FixtureRequest, image_archive: Path) -> Iterator[Node]:
     if os.geteuid() != 0:
         pytest.skip("a node needs root (containerd, runc, cgroups)")
