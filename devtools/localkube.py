@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from devtools.errors import DevtoolsError
 
@@ -284,11 +284,6 @@ class KubeApi:
         terminate([p for p in (self.etcd,) if p is not None])
         self.etcd = None
 
-    def client(self) -> Any:
-        from kubernetes import config as k8s_config
-
-        return k8s_config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
-
     def write_kubeconfig(self, path: Path, token: str, user: str) -> Path:
         """A kubeconfig for this server that authenticates with a bearer token."""
         path.write_text(json.dumps({
@@ -328,11 +323,15 @@ class KubeApi:
         return _https_ok(f"{self.url}/readyz", self.token)
 
 
-def serve_api(root: Path) -> KubeApi:
-    """Prepare and start etcd and the API server in root, with the admin kubeconfig written."""
+Api = TypeVar("Api", bound=KubeApi)
+
+
+def serve_api(root: Path, kind: type[Api] = KubeApi) -> Api:  # type: ignore[assignment]
+    """Prepare and start etcd and the API server in root, with the admin kubeconfig written.
+    ``kind`` may be a subclass (the tests' adds a Kubernetes client, which devtools may not import)."""
     if shutil.which("etcd") is None:
         raise KubeError("no etcd: run ./scripts/setup (etcd-server is in scripts/apt-packages.txt)")
-    api = KubeApi(root)
+    api = kind(root)
     api.prepare()
     try:
         api.start_etcd()

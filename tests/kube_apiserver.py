@@ -23,10 +23,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
 
-from devtools.localkube import APISERVER, SERVICE_CIDR, KubeApi, KubeError, free_port, serve_api
+from devtools import localkube
+from devtools.localkube import APISERVER, SERVICE_CIDR, KubeError, free_port, serve_api
 
 __all__ = ["APISERVER", "SERVICE_CIDR", "KubeApi", "free_port", "serve"]
+
+
+class KubeApi(localkube.KubeApi):
+    """devtools.localkube's pair, with a client of the Kubernetes library (which devtools, a
+    runtime package, may not import)."""
+
+    def client(self) -> k8s_client.ApiClient:
+        return k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
 
 
 def serve(request: pytest.FixtureRequest) -> Iterator[KubeApi]:
@@ -38,7 +49,7 @@ def serve(request: pytest.FixtureRequest) -> Iterator[KubeApi]:
         pytest.fail("no etcd: run scripts/setup (etcd-server is in scripts/apt-packages.txt)")
     root = Path(tempfile.mkdtemp(prefix="peregrine-kube-"))
     try:
-        api = serve_api(root)
+        api = serve_api(root, KubeApi)
     except KubeError as exc:
         pytest.fail(str(exc))
     try:
