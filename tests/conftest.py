@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -125,3 +126,22 @@ def kube_api(request: pytest.FixtureRequest) -> Iterator[Any]:
     from kube_apiserver import serve
 
     yield from serve(request)
+
+
+@pytest.fixture(scope="session")
+def image_archive() -> Path:
+    """The project's OCI image archive for HEAD (tests/image runs it under podman, tests/cluster
+    on the kubelet). scripts/image builds it from HEAD's committed tree unless ~/.cache/peregrine/image
+    already holds it (scripts/setup.d/70-image.sh builds it on a fresh machine, so here it is
+    normally a cache hit)."""
+    if os.geteuid() != 0:
+        pytest.skip("scripts/image needs root (mmdebstrap, mount, chroot)")
+    missing = [t for t in ("mmdebstrap", "podman", "skopeo") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: run ./scripts/setup (scripts/apt-packages.txt)")
+    done = subprocess.run([str(REPO / "scripts" / "image")], capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, f"scripts/image failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    path = Path(done.stdout.strip().splitlines()[-1])
+    assert path.is_file(), path
+    print(f"\nimage archive {path}: {path.stat().st_size / 1e6:.1f} MB")
+    return path
