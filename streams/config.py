@@ -65,7 +65,7 @@ class WorkerConfig:
     rule_cost_every: int = 128
     # evidence (streams.evidence): events per alert (0: none), and the history kept to find them
     evidence_events: int = 16
-    evidence_depth: int = 2  # earlier batches kept per node; 0: the alert's own batch (streams.evidence)
+    evidence_depth: int = 0  # earlier batches kept per node; 0: the alert's own batch (streams.evidence)
     evidence_max_events: int = 100_000  # across all nodes: ~100 MB at worst
 
     def __post_init__(self) -> None:
@@ -121,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
                    "ancestors each alert carries as evidence, 0 turns it off (default 16, at most "
                    f"{EVIDENCE_EVENTS_LIMIT}; env PEREGRINE_EVIDENCE_EVENTS)")
     p.add_argument("--evidence-depth", type=int, metavar="N", help="earlier batches kept per node to find "
-                   "evidence in, beyond the alert's own (default 2; env PEREGRINE_EVIDENCE_DEPTH)")
+                   "evidence in, beyond the alert's own (default 0; env PEREGRINE_EVIDENCE_DEPTH)")
     p.add_argument("--evidence-max-events", type=int, metavar="N", help="events kept for evidence across "
                    "all nodes, the memory bound (default 100000; env PEREGRINE_EVIDENCE_MAX_EVENTS)")
     for name in ("events", "stats", "alerts", "dlq", "k8s"):

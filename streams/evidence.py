@@ -29,7 +29,7 @@ from rules import evidence
 from rules.alert import Evidence
 from rules.record import EV_NUM, EV_PROC, P_PID, Event
 
-DEFAULT_DEPTH: Final = 2
+DEFAULT_DEPTH: Final = 0
 DEFAULT_MAX_EVENTS: Final = 100_000  # ~100 MB at worst (1 KB per decoded event); see streams.config
 
 
