@@ -5,10 +5,9 @@ detection agent already made them, only when `depth` > 0: keeping one costs a re
 nothing. With one alert per 850 events (`benchmarks/bench_evidence`), the detection step ran at
 0.79 of its evidence-off speed keeping 2 earlier batches per node and 0.74 keeping 8 (a kept batch's
 memory is not reused while warm, and it is indexed when an alert reads it), against 0.91 searching
-the alert's own batch only. The detection step is about a third of a worker's CPU per event, so
-the default keeps 2 (about 0.93 of the worker's throughput on that alert-heavy mix; `bench_worker`
-measures it end to end): the lead-up across a batch boundary, at a cost within the issue's 10%.
-Depth 0 keeps none. An index of a batch's events by pid is built on the first alert that reads it.
+the alert's own batch only. So the default keeps none (depth 0) and a deployment that wants the
+lead-up across batch boundaries sets the depth and pays for it; `bench_worker` measures the cost
+end to end. An index of a batch's events by pid is built on the first alert that reads it.
 
 Bounds (configuration, `streams.config`): at most `depth` batches per (node, boot) and at most
 `max_events` events across all nodes; past either, the oldest batches go first, the least
