@@ -78,7 +78,13 @@ def test_worker_sink_and_k8s_meta_become_ready_and_stay_live(
     for name, (port, proc, log) in roles.items():
         assert wait_ready(port, proc, log) == "ok\n", name
         assert probe(port, "/livez") == (200, "ok\n"), name
+        # The OpenTelemetry exporter writes target_info with its first data point, which can follow
+        # readiness by a moment (a sink is ready once it holds partitions, before it records anything).
+        deadline = time.monotonic() + 15
         status, metrics = probe(port, "/metrics")
+        while "target_info" not in metrics and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status, metrics = probe(port, "/metrics")
         assert status == 200 and "target_info" in metrics, name
 
 
