@@ -194,12 +194,6 @@ class Runner:
         self._loop = f"destination {config.name}: poll loop"
 
     def run(self) -> None:
-        # Every destination's counters exist from the start at 0: a rate() over a quiet sink reads 0,
-        # not "no data", and the first alert counts as an increase.
-        m = self._metrics
-        counters = (m.delivered, m.filtered, m.failed, m.retried, m.dlq, m.folded, m.summaries, m.suppressed)
-        for counter in counters:
-            counter.add(0, self._attributes)
         consumer = Consumer(self._consumer_config)
         producer = Producer(producer_properties(self._kafka, self._config))
         self._health.waiting(self._joined, "no partitions assigned yet")
