@@ -77,14 +77,18 @@ def related(ev: Event, chain: dict[int, int | None]) -> bool:
 
 
 def select(
-    trigger: Event, history: Iterable[Sequence[Event]], limit: int = MAX_EVIDENCE_EVENTS
+    trigger: Event,
+    history: Iterable[Sequence[Event]],
+    limit: int = MAX_EVIDENCE_EVENTS,
+    chain: dict[int, int | None] | None = None,
 ) -> list[Event]:
     """The last `limit` events of `history` before the trigger (by ``evt.num``) that belong to its
     lineage, oldest first. `history` yields runs of one node's events, newest run first, each run
     in the node's order (a batch, or a per-process slice of one)."""
     if limit <= 0:
         return []
-    chain = lineage(trigger)
+    if chain is None:  # a caller that already walked the lineage passes it
+        chain = lineage(trigger)
     before = trigger[EV_NUM]
     found: list[Event] = []
     for run in history:

@@ -102,7 +102,7 @@ class History:
         chain = evidence.lineage(trigger)
         older = self._nodes.get((node, boot_id), ())
         runs = _runs(chain, current, reversed(older))
-        return evidence.render(evidence.select(trigger, runs, self.events_per_alert))
+        return evidence.render(evidence.select(trigger, runs, self.events_per_alert, chain))
 
     @staticmethod
     def view(events: list[Event]) -> KeptBatch:
