@@ -15,6 +15,10 @@ like this in 60 s") is delivered, when the first of these happens:
 * the state bound needs room (`max_open_keys`, or the per-partition bound below): the oldest
   window is flushed early.
 
+A summary speaks for every alert it folds: when any of them was raised while its node lost events
+(`alerts.wire.with_drops`), the summary carries the drop fields too (the widest span, the largest
+counts) and ``peregrine.summary.incomplete``, the number of such repeats.
+
 A window with no repeat sends no summary. The summary's uuid is a function of (destination, key,
 window start), so a receiver that deduplicates by uuid sees one summary per window however often it
 is sent.
@@ -54,6 +58,15 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Final
 
+from alerts.wire import (
+    DROP_CAUSES,
+    DROP_FIRST_NS,
+    DROP_LAST_NS,
+    DROP_LOST,
+    drop_field,
+    dropped,
+    with_drops,
+)
 from sinks.alert import Alert
 
 log = logging.getLogger("peregrine.sink")
@@ -139,9 +152,14 @@ class Window:
     first_ns: int = 0
     last_ns: int = 0
     samples: dict[str, list[str]] = field(default_factory=dict)
+    incomplete: int = 0  # repeats raised while their node lost events (`alerts.wire.with_drops`)
+    drops: Drops | None = None  # the loss around every flagged alert of the window, merged
 
     def fold(self, alert: Alert, sample_fields: tuple[str, ...]) -> None:
         self.count += 1
+        if dropped(alert) is not None:
+            self.incomplete += 1
+            self.drops = merge_drops(self.drops, alert)
         self.first_ns = alert.time_ns if self.count == 1 else min(self.first_ns, alert.time_ns)
         self.last_ns = max(self.last_ns, alert.time_ns)
         for name in sample_fields:
@@ -152,6 +170,39 @@ class Window:
             text = str(value)[:SAMPLE_CHARS]
             if len(seen) < SAMPLE_VALUES and text not in seen:
                 seen.append(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Drops:
+    """Events lost around the flagged alerts of one window: the widest time span, the largest counts.
+
+    Counts take the maximum, not the sum: consecutive alerts of one node report overlapping loss
+    windows of the same ring, so a sum would count one loss many times; the maximum never overstates."""
+
+    first_ns: int
+    last_ns: int
+    lost: int
+    counts: dict[str, int]
+
+
+def merge_drops(merged: Drops | None, alert: Alert) -> Drops:
+    """`merged` widened by the loss `alert` reports (the caller checked `dropped(alert)`)."""
+    fields = alert.output_fields
+
+    def number(name: str) -> int:
+        value = fields.get(name)
+        return value if type(value) is int else 0
+
+    found = Drops(number(DROP_FIRST_NS), number(DROP_LAST_NS), number(DROP_LOST),
+                  {cause: number(drop_field(cause)) for cause in DROP_CAUSES})  # fmt: skip
+    if merged is None:
+        return found
+    return Drops(
+        min(merged.first_ns, found.first_ns),
+        max(merged.last_ns, found.last_ns),
+        max(merged.lost, found.lost),
+        {cause: max(merged.counts[cause], found.counts[cause]) for cause in DROP_CAUSES},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +397,8 @@ def summarize(destination: str, window: Window, sample_fields: tuple[str, ...]) 
     text = f"and {window.count:,} more like this in {seconds} s ({start} to {end})"
     if window.suppressed:
         text += f", and {window.suppressed:,} suppressed"
+    if window.incomplete:
+        text += f", {window.incomplete:,} of them while the node lost events"
     if samples:
         text += f"; e.g. {samples}"
     fields: dict[str, FieldValue] = {
@@ -359,7 +412,9 @@ def summarize(destination: str, window: Window, sample_fields: tuple[str, ...]) 
     }
     for name in (n for n in sample_fields if n in window.samples):
         fields[f"peregrine.summary.sample.{name}"] = ", ".join(window.samples[name])
-    return Alert(
+    if window.incomplete:
+        fields["peregrine.summary.incomplete"] = window.incomplete
+    summary = Alert(
         time_ns=last_ns,
         rule=first.rule,
         priority=first.priority,
@@ -370,6 +425,11 @@ def summarize(destination: str, window: Window, sample_fields: tuple[str, ...]) 
         tags=first.tags,
         uuid=summary_uuid(destination, window.digest, window.start_ns),
     )
+    # the summary speaks for its repeats too: flagged when any alert of the window was
+    drops = window.drops if dropped(first) is None else merge_drops(window.drops, first)
+    if drops is None:
+        return summary
+    return with_drops(summary, drops.first_ns, drops.last_ns, drops.counts, drops.lost)
 
 
 def iso_time(time_ns: int) -> str:

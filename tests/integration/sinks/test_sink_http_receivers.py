@@ -15,6 +15,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from receivers import HEC_TOKEN, SLACK_PATH, Broken, Receiver, Slow, Status
 
+from alerts.wire import encode, with_drops
 from sinks import elastic, loki, slack, splunk, webhook
 from sinks.alert import decode_alert
 from sinks.base import Destination
@@ -181,3 +182,21 @@ def test_slack_webhook_url_never_appears_in_errors(receiver: MakeReceiver, alert
     r.respond(Status(404, {}, ("no_service for " + SLACK_PATH).encode()))
     report = send(make_destination("slack", r), batch(alert_doc, 1))
     assert SLACK_PATH not in report.dead[0].detail and "***" in report.dead[0].detail
+
+
+def test_an_alert_raised_while_events_were_lost_shows_it_at_the_slack_receiver(
+    receiver: MakeReceiver, alert_doc: AlertDoc
+) -> None:
+    """The drop line is a visible section of the message the stand-in accepts, not only a unit format."""
+    r = receiver("slack")
+    flagged, plain = batch(alert_doc, 2)
+    lossy = with_drops(decode_alert(json.dumps(flagged).encode()), 1, 2, {"ring_full": 1234}, 1234)
+    flagged = json.loads(encode(lossy))
+    report = send(make_destination("slack", r), [flagged, plain])
+    assert r.problems == [] and report.dead == []
+    by_uuid = {a["uuid"]: a["payload"] for a in r.alerts}
+    line = "⚠ events were dropped on this node around this alert: 1,234"
+    blocks = by_uuid[flagged["uuid"]]["attachments"][0]["blocks"]
+    sections = [b["text"]["text"] for b in blocks if "text" in b]
+    assert line in sections and line in by_uuid[flagged["uuid"]]["text"]
+    assert "dropped" not in json.dumps(by_uuid[plain["uuid"]])

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from alerts.wire import decode, dropped, encode, with_drops
 from rules.priority import Priority
 from sinks.aggregate import (
     PARTITION_WINDOWS,
@@ -22,6 +23,7 @@ from sinks.alert import Alert
 from sinks.config import parse_config
 from sinks.errors import ConfigError
 from sinks.pacing import PaceConfig, TokenBucket, round_robin
+from sinks.slack import drops_line
 
 S = 1_000_000_000
 T0 = 1_787_307_330 * S
@@ -287,3 +289,29 @@ def test_a_window_whose_records_are_gone_stops_holding_the_commit() -> None:
     clock.now += 60
     assert second.due(idle=True) == [] and second.open_keys == 0
     assert second.commits([(P0, 200)])[P0][0] == 200
+
+
+def test_a_summary_is_flagged_when_any_repeat_it_folds_was_raised_while_events_were_lost() -> None:
+    agg = Aggregator("slack", AggregateConfig(window_s=60), Clock())
+    agg.offer(P0, 0, alert(0))
+    for n in range(1, 10):
+        repeat = alert(n, at_s=n)
+        if n == 3:
+            repeat = with_drops(repeat, 10, 20, {"ring_full": 5}, 5)
+        elif n == 7:
+            repeat = with_drops(repeat, 15, 30, {"ring_full": 3, "page_fault_reads": 2}, 3)
+        agg.offer(P0, n, repeat)
+    flagged = summaries(agg.offer(P0, 10, alert(10, at_s=61)))[0]
+    assert dropped(flagged) == 5  # the largest loss reported, not a sum of overlapping windows
+    fields = flagged.output_fields
+    assert (fields["peregrine.drops.first_ns"], fields["peregrine.drops.last_ns"]) == (10, 30)
+    assert (fields["peregrine.drops.ring_full"], fields["peregrine.drops.page_fault_reads"]) == (5, 2)
+    assert fields["peregrine.summary.incomplete"] == 2
+    assert "2 of them while the node lost events" in flagged.output
+    assert drops_line(flagged) == "⚠ events were dropped on this node around this alert: 5"
+    assert decode(encode(flagged)).output_fields == fields  # still a valid record of the contract
+
+    agg.offer(P0, 11, alert(11, at_s=62))
+    clean = summaries(agg.offer(P0, 12, alert(12, at_s=130)))[0]
+    assert dropped(clean) is None and not any(k.startswith("peregrine.drops.") for k in clean.output_fields)
+    assert "peregrine.summary.incomplete" not in clean.output_fields
