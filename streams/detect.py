@@ -157,7 +157,7 @@ class Detector(Generic[Rule]):
         drops = batch.drops
         by_cause = drops.by_cause() if drops is not None else {}
         for ev, rule in ruleset.evaluate(batch.events):
-            alert = wire.from_json_dict(build_alert(rule, ev))
+            alert = build_alert(rule, ev)
             # The per-process node field is the node's to fill, so neither the hostname nor the id
             # may come from it: a node could otherwise name its alerts after another node, or mint
             # the ids of that node's alerts for receivers that deduplicate by uuid.

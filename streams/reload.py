@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+from rules.alert import Alert
 from rules.record import Event
 from streams.logsafe import shown
 from streams.metrics import WorkerMetrics
@@ -64,14 +65,15 @@ class Profile(Protocol):
 @dataclass(frozen=True, slots=True)
 class RulesEngine(Generic[Rule]):
     load: Loader[Rule]
-    build_alert: Callable[[Rule, Event], Mapping[str, object]]
+    build_alert: Callable[[Rule, Event], Alert]
     profile: Profile | None = None  # None: no per-rule cost metrics (streams.rulecost)
 
 
 def falco_engine() -> RulesEngine[CompiledRule]:
     import rules
+    from rules.alert import rule_alert
 
-    return RulesEngine(load=rules.load, build_alert=rules.build_alert, profile=_falco_profile)
+    return RulesEngine(load=rules.load, build_alert=rule_alert, profile=_falco_profile)
 
 
 def _falco_profile(paths: list[str], *, ip_names: dict[str, str] | None) -> RuleProfiler:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from alerts.wire import Alert, from_json_dict
 from collectors.wire import Batch, Drops, encode_batch
 from rules.output import iso_time
 from rules.record import (
@@ -122,11 +123,11 @@ def standin_load(
     return StandInRuleset()
 
 
-def standin_alert(rule: str, ev: list[Any]) -> dict[str, Any]:
+def standin_alert(rule: str, ev: list[Any]) -> Alert:
     proc = ev[EV_PROC]
     node = proc[P_NODE]
     cid = proc[P_CONTAINER_ID][:12]
-    return {
+    return from_json_dict({
         "hostname": node,
         "output": f"Notice A shell was spawned (proc.name={proc[P_NAME]} container.id={cid} "
                   f"proc.args={' '.join(proc[P_ARGS])})",
@@ -138,7 +139,7 @@ def standin_alert(rule: str, ev: list[Any]) -> dict[str, Any]:
         "tags": ["container", "shell"],
         "time": iso_time(ev[EV_TS]),  # the one form alerts.wire accepts
         "uuid": str(uuid.uuid5(uuid.NAMESPACE_OID, f"{node}/{ev[EV_TS]}/{ev[EV_TID]}/{ev[EV_NUM]}/{rule}")),
-    }
+    })
 
 
 def standin_worker_main(argv: list[str]) -> int:
