@@ -25,6 +25,7 @@ what this box gives; the ratios are the comparable part, and the CPU figures say
 (two workers and the broker cannot all have a core each on two cores).
 
 Run: ``.venv/bin/python -m benchmarks.bench_worker [--events N] [--runs R] [--bootstrap HOST:PORT]``
+(``--evidence-only [--evidence-depth D]``: only the evidence on/off drains, D earlier batches kept)
 (without ``--bootstrap`` it starts its own broker from the project's Kafka jars).
 """
 
@@ -184,8 +185,9 @@ class Drain:
 
 class Bench:
     def __init__(self, bootstrap: str, tmp: Path, commit_interval: float = 0.25,
-                 broker_pid: int | None = None) -> None:
+                 broker_pid: int | None = None, evidence_depth: int | None = None) -> None:
         self.bootstrap = bootstrap
+        self.evidence_depth = evidence_depth  # None: the worker's default
         self.tmp = tmp
         self.commit_interval = commit_interval
         self.broker_pid = broker_pid
@@ -235,6 +237,8 @@ class Bench:
             env = {**os.environ, "PEREGRINE_METRICS_PORT": "0"}
             if not evidence:
                 env["PEREGRINE_EVIDENCE_EVENTS"] = "0"
+            elif self.evidence_depth is not None:
+                env["PEREGRINE_EVIDENCE_DEPTH"] = str(self.evidence_depth)
             procs.append(subprocess.Popen([sys.executable, "-m", "cli.main", "worker", *flags], cwd=REPO,
                                           env=env, stdout=log, stderr=subprocess.STDOUT))
         return procs
@@ -388,6 +392,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bootstrap", help="use this broker instead of starting one")
     ap.add_argument("--commit-interval", type=float, default=0.25,
                     help="worker --commit-interval: the transaction length, a floor under the latency")
+    ap.add_argument("--evidence-depth", type=int, help="worker --evidence-depth of the evidence-on drains "
+                    "(default: the worker's)")
+    ap.add_argument("--evidence-only", action="store_true",
+                    help="only the evidence on/off drains and their row (no scaling, no latency)")
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp_dir:
@@ -398,10 +406,26 @@ def main(argv: list[str] | None = None) -> None:
             cluster = localkafka.start(tmp / "kafka", n=1, heap="1g")
             bootstrap = cluster.bootstrap
         try:
-            run(Bench(bootstrap, tmp, args.commit_interval, cluster.nodes[0].pid if cluster else None), args)
+            run(Bench(bootstrap, tmp, args.commit_interval, cluster.nodes[0].pid if cluster else None,
+                      args.evidence_depth), args)
         finally:
             if cluster is not None:
                 localkafka.stop(cluster)
+
+
+def record_evidence(
+    with_evidence: list[Drain], without: list[Drain], args: argparse.Namespace, n_events: int,
+    avg_bytes: float,
+) -> None:
+    on, off = (statistics.median(d.rate for d in v) for v in (with_evidence, without))
+    depth = "the default depth" if args.evidence_depth is None else f"depth {args.evidence_depth}"
+    record("worker evidence cost, 1 process, exactly_once",
+           f"{on:,.0f} events/s with evidence (16 events, {depth})",
+           f"evidence off {off:,.0f} events/s", on / off, args.runs,
+           {"load_avg_1m": round(os.getloadavg()[0], 1), "events": n_events, "batch_events": BATCH,
+            "batch_bytes": round(avg_bytes), "partitions": PARTITIONS, "evidence_depth": args.evidence_depth,
+            "rates_with_evidence": [round(d.rate) for d in with_evidence],
+            "rates_without_evidence": [round(d.rate) for d in without]})
 
 
 def run(bench: Bench, args: argparse.Namespace) -> None:
@@ -424,7 +448,8 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
     bench.drain_rate(1, "exactly_once", total)
     on_off = [(1, "exactly_once", True, drains[(1, "exactly_once")]),
               (1, "exactly_once", False, without_evidence)]
-    rest = [(n, g, True, out) for (n, g), out in drains.items() if (n, g) != (1, "exactly_once")]
+    rest = [(n, g, True, out) for (n, g), out in drains.items()
+            if (n, g) != (1, "exactly_once") and not args.evidence_only]
     for round_no in range(args.runs):
         for n, guarantee, evidence, out in [*(on_off if round_no % 2 == 0 else on_off[::-1]), *rest]:
             while True:
@@ -440,6 +465,9 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
                           flush=True)
                     total += bench.produce(batches, 3 * total // len(batches))
     n_events = total * BATCH
+    if args.evidence_only:
+        record_evidence(drains[(1, "exactly_once")], without_evidence, args, n_events, avg_bytes)
+        return
     med = {k: statistics.median(d.rate for d in v) for k, v in drains.items()}
     eos1, alo1, eos2 = med[(1, "exactly_once")], med[(1, "at_least_once")], med[(2, "exactly_once")]
     common = {"load_avg_1m": round(os.getloadavg()[0], 1), "events": n_events, "batch_events": BATCH,
@@ -456,10 +484,7 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
            f"at_least_once 1 process {alo1:,.0f} events/s", eos1 / alo1, args.runs, common)
     record("worker scaling, 2 processes, exactly_once", f"{eos2:,.0f} events/s ({eos2 / 2:,.0f} per process)",
            f"1 process {eos1:,.0f} events/s", eos2 / eos1, args.runs, common)
-    bare = statistics.median(d.rate for d in without_evidence)
-    record("worker evidence cost, 1 process, exactly_once", f"{eos1:,.0f} events/s with evidence (16 events)",
-           f"evidence off {bare:,.0f} events/s", eos1 / bare, args.runs,
-           {**common, "rates_without_evidence": [round(d.rate) for d in without_evidence]})
+    record_evidence(drains[(1, "exactly_once")], without_evidence, args, n_events, avg_bytes)
     # Two workers and the broker cannot each have a core on this machine, so the ratio above is bounded
     # by the CPU left to the workers. What a process costs per event says whether adding processes adds
     # throughput in proportion to the cores they get: equal efficiency at 1 and 2 processes means no
