@@ -30,6 +30,8 @@ from rules.batchcode import batch_function
 from rules.codegen import Bucket
 from rules.errors import CompileError, Location
 from rules.fields import HELPERS
+from rules.interest import TypeInterest
+from rules.interest import derive as derive_interest
 from rules.loaded import LoadedRule, LoadResult, LoadWarning
 from rules.output import OutputTemplate, compile_output
 from rules.priority import Priority
@@ -62,8 +64,8 @@ class Ruleset:
     """Enabled rules indexed by event type id. Immutable after construction."""
 
     __slots__ = (
-        "rules", "warnings", "event_type_ids", "all_matches", "_first", "_all", "_batch", "_gate",
-        "_sources",
+        "rules", "warnings", "event_type_ids", "all_matches", "interest", "_first", "_all", "_batch",
+        "_gate", "_sources",
     )
 
     def __init__(
@@ -75,8 +77,11 @@ class Ruleset:
         namespace: dict[str, Any],
         all_matches: bool,
         batch_gate: gate.Gate | None = None,
+        interest: Mapping[str, TypeInterest] | None = None,
     ) -> None:
         self.rules = rules
+        # per event type, what an event needs for some rule to match it (`rules.interest`)
+        self.interest: Mapping[str, TypeInterest] = interest if interest is not None else {}
         self.warnings = warnings
         self.all_matches = all_matches
         self._first: dict[int, Any] = namespace["_FIRST"]
@@ -249,7 +254,9 @@ def _build(
     exec(compile(module, "<peregrine rules>", "exec"), namespace)  # noqa: S102 - our own generated code
     trees = {type_id: [tree for _, tree in per_type[type_id]] for type_id in per_type}
     batch_gate = gate.build(gate.programs(trees, values, namespace), namespace["_ipn"])
-    return Ruleset(rules, warnings, module, bucket_functions, namespace, all_matches, batch_gate)
+    return Ruleset(
+        rules, warnings, module, bucket_functions, namespace, all_matches, batch_gate, derive_interest(trees)
+    )
 
 
 def _assign(target: str, value: ast.expr) -> ast.stmt:
