@@ -330,8 +330,10 @@ def build_event(
     num: int = 1,
     ts: int = 1_718_000_000_123_456_789,
     tid: int | None = None,
+    fdtypes: list[str | None] | None = None,
 ) -> list[object]:
-    """One event record; `args` by Falco parameter name (missing ones are None)."""
+    """One event record; `args` by Falco parameter name (missing ones are None); `fdtypes` the
+    type name of each fd from 0 (None: not open), or None when not captured."""
     type_id = R.EVENT_TYPE_IDS[type_name]
     params = R.EVENT_PARAMS[type_id]
     given = args or {}
@@ -341,4 +343,11 @@ def build_event(
     process = build_process(**(proc or {})) if isinstance(proc, dict) or proc is None else proc
     fd_record = build_fd(**fd) if isinstance(fd, dict) else fd
     arg_list = [given.get(name) for name in params]
-    return [type_id, ts, process[R.P_PID] if tid is None else tid, process, res, arg_list, fd_record, num]
+    table = None if fdtypes is None else fdtypes_table(fdtypes)
+    thread = process[R.P_PID] if tid is None else tid
+    return [type_id, ts, thread, process, res, arg_list, fd_record, num, table]
+
+
+def fdtypes_table(types: list[str | None]) -> bytes:
+    """An ``EV_FDTYPES`` value from the type name of each fd (None: not open)."""
+    return bytes(0 if t is None else R.FDTYPE_NAMES.index(t) + 1 for t in types)

@@ -17,6 +17,7 @@ class CollectorConfig:
     stats_topic: str = topics.STATS.name
     # event types to capture and publish; None: every type of rules/record.py the kernel offers
     event_types: frozenset[str] | None = None
+    fdtypes: bool = False  # capture each fd event's fd types (the rules name fd.types)
     ring_bytes: int = 16 << 20
     batch_max_events: int = 500
     batch_max_age_ms: int = 20

@@ -3,11 +3,12 @@
 Input: parsed records (`Record`: the fields of a `pg_hdr` as `HDR.unpack` gives them, then the
 list of the payload's `[u16 n][n bytes]` items), from `parse` here or, in the collector, from the
 ring reader's C extension, which builds the same tuples. Output: event lists whose `EV_PROC` is
-the in-memory process record (the batcher turns it into an index). Arguments are raw kernel
-values, positional per `EVENT_PARAMS[type]`: Linux flag bits, ints (fds and dirfds signed), path
-strings as the process passed them, tuples as Falco's text `cip:cport->sip:sport`. `EV_FD`
-describes the fd an event concerns (opens, sockets, connect, accept, dup), with the path made
-absolute against the process's cwd when it was relative to it.
+the in-memory process record (the batcher turns it into an index), with ``EV_FDTYPES`` only when
+the probe classified the task's fds (the rules name fd.types): other events end at ``EV_NUM``.
+Arguments are raw kernel values, positional per `EVENT_PARAMS[type]`: Linux flag bits, ints (fds
+and dirfds signed), path strings as the process passed them, tuples as Falco's text
+`cip:cport->sip:sport`. `EV_FD` describes the fd an event concerns (opens, sockets, connect,
+accept, dup), with the path made absolute against the process's cwd when it was relative to it.
 
 Records that only feed the process table (fork, and exec/exit when the rules do not ask for them)
 update the table and produce no event. This is a hot path: one dict dispatch, list literals; no
@@ -37,6 +38,7 @@ from collectors.header import (
     HDR,
     HDR_SIZE,
     PG_EVT_FORK,
+    PG_FLAG_FDTYPES,
     PG_FLAG_TRUNCATED,
 )
 from collectors.proctable import Header, ProcTable
@@ -512,9 +514,14 @@ class Decoder:
             evt = h[H_EVT]
             if h[H_FLAGS] & PG_FLAG_TRUNCATED:
                 self.n_truncated += 1
+            # the probe's fd.types table, last: taken off first so every builder sees its items
+            fdtypes = h[H_ITEMS].pop() if h[H_FLAGS] & PG_FLAG_FDTYPES else None
             if evt == _OPENAT and openat is not None:  # the frequent case first
                 self.num += 1
-                out.append(openat(h, table, current, epoch, self.num, abspath))
+                ev = openat(h, table, current, epoch, self.num, abspath)
+                if fdtypes is not None:
+                    ev.append(fdtypes)
+                out.append(ev)
                 continue
             if evt == PG_EVT_FORK:
                 procs.fork(h, h[H_A0], h[H_A0 + 1])
@@ -539,7 +546,10 @@ class Decoder:
                     continue
                 args, fd = builders[evt](h, h[H_ITEMS], proc)
             self.num += 1
-            out.append([evt, h[H_TS] + epoch, h[H_TID], proc, h[H_RET], args, fd, self.num])
+            ev = [evt, h[H_TS] + epoch, h[H_TID], proc, h[H_RET], args, fd, self.num]
+            if fdtypes is not None:  # without it the event has the legacy length: not captured
+                ev.append(fdtypes)
+            out.append(ev)
         return out
 
     def _chdir(self, h: Header, evt: int) -> None:

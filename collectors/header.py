@@ -48,6 +48,7 @@ C_OFFSETS: Final = (
 # values from probe.h
 PG_EVT_FORK: Final = 0xFF00
 PG_FLAG_TRUNCATED: Final = 1
+PG_FLAG_FDTYPES: Final = 2  # the last item is the fd types table (probe.bpf.c pg_put_fdtypes)
 PG_MAX_STR: Final = 4096  # one path or argv block, as the probe captures it
 PG_CNT_EVTS, PG_CNT_RING_FULL, PG_CNT_BAD_REGS, PG_CNT_PAGE_FAULT = 0, 1, 2, 3
 PG_CNT_N: Final = 4

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from collectors.btf import VMLINUX, Btf, exe_offsets, probe_offsets
 from collectors.errors import PreflightError, ProbeError
-from rules.record import EVENT_TYPE_IDS, EVENT_TYPES
+from rules.record import EVENT_TYPE_IDS, EVENT_TYPES, FD_EVENT_TYPES, FDTYPE_NAMES
 
 SOURCE: Final = Path(__file__).with_name("probe.bpf.c")
 TRACEFS: Final = "/sys/kernel/tracing"
@@ -98,8 +98,11 @@ def build_cflags(
     self_tgid: int,
     ring_bytes: int,
     tracefs: str = TRACEFS,
+    fdtypes: bool = False,
 ) -> tuple[list[str], frozenset[str], frozenset[str]]:
-    """cflags for probe.bpf.c, the event types it will trace, and the wanted ones the kernel lacks."""
+    """cflags for probe.bpf.c, the event types it will trace, and the wanted ones the kernel lacks.
+    With `fdtypes`, the fd events also carry the task's fd types (fd.types, probe.bpf.c
+    pg_put_fdtypes); without it that code is not compiled at all."""
     page = os.sysconf("SC_PAGE_SIZE")
     pages = max(1, ring_bytes // page)
     if pages & (pages - 1):
@@ -116,6 +119,7 @@ def build_cflags(
         f"-I{SOURCE.parent}",
     ]
     flags += [f"-DEV_{name}={i}" for i, name in enumerate(EVENT_TYPES)]
+    flags += fdtypes_cflags(fdtypes)
     traced, missing = set(), set()
     for name in sorted(set(wanted) | ALWAYS_TRACED):
         if name not in EVENT_TYPE_IDS:
@@ -129,6 +133,16 @@ def build_cflags(
         traced.add(name)
         flags.append(f"-DHAVE_{name}=1")
     return flags, frozenset(traced), frozenset(missing)
+
+
+def fdtypes_cflags(enabled: bool) -> list[str]:
+    """PG_FDTYPES and the type codes (1 + the index in FDTYPE_NAMES, "<NA>" as NA) when enabled;
+    FDTYPES_<tracepoint> 1 for the events libs gives fd fields, 0 for every other one."""
+    flags = [f"-DFDTYPES_{tracepoint_name(n)}={int(enabled and n in FD_EVENT_TYPES)}" for n in EVENT_TYPES]
+    if enabled:
+        flags.append("-DPG_FDTYPES=1")
+        flags += [f"-DPG_FDT_{'NA' if n == '<NA>' else n}={i + 1}" for i, n in enumerate(FDTYPE_NAMES)]
+    return flags
 
 
 def load_probe(cflags: list[str], traced: frozenset[str], missing: frozenset[str]) -> Probe:

@@ -506,6 +506,119 @@ static __always_inline void pg_put_path(struct pg_buf *b, char *task, char *file
     b->h.len = off + 2 + pos;
 }
 
+#ifdef PG_FDTYPES
+/* fd.types: libs keeps a per-thread fd table and gives the types of its open fds. Here the table
+ * is read at the event instead: the first PG_FDTYPES_FDS slots of current->files->fdt, each open
+ * file classified as libs classifies /proc/PID/fd (scap_fds.c handle_file, classify_anon_inode_file):
+ * by the inode's type bits; a socket by its family; a regular file named memfd:* as memfd; an anon
+ * inode (no type bits) by its name. Codes are 1 + the index in rules/record.py FDTYPE_NAMES, passed
+ * by the loader as PG_FDT_<name>. Compiled in only when the rules name fd.types (the loader's
+ * PG_FDTYPES), and run only on the events libs gives fd fields (HAVE_FDTYPES_<type>). */
+#define PG_S_IFMT 0170000
+#define PG_STR8(a, b, c, d, e, f, g, h) ((u64)(a) | (u64)(b) << 8 | (u64)(c) << 16 | (u64)(d) << 24 | \
+    (u64)(e) << 32 | (u64)(f) << 40 | (u64)(g) << 48 | (u64)(h) << 56)
+
+/* the first 8 bytes of the file's dentry name (zero-padded) */
+static __always_inline u64 pg_file_name8(char *file) {
+    char *dentry = 0, *name = 0;
+    u64 s[2] = {}; /* a _str read keeps room for the NUL: 8 characters need 9 bytes */
+    RD(dentry, file + OFF_FILE_F_PATH + OFF_PATH_DENTRY);
+    if (dentry)
+        RD(name, dentry + OFF_DENTRY_D_NAME_NAME);
+    if (name)
+        bpf_probe_read_kernel_str(s, sizeof(s), name);
+    return s[0];
+}
+
+/* the anon inode names of scap_fds.c classify_anon_inode_file, by their first 8 bytes */
+static __always_inline u8 pg_anon_type(u64 s) {
+    switch (s) {
+    case PG_STR8('[', 'e', 'v', 'e', 'n', 't', 'f', 'd'): return PG_FDT_event;
+    case PG_STR8('[', 'e', 'v', 'e', 'n', 't', 'p', 'o'): return PG_FDT_eventpoll;
+    case PG_STR8('i', 'n', 'o', 't', 'i', 'f', 'y', 0): return PG_FDT_inotify;
+    case PG_STR8('[', 's', 'i', 'g', 'n', 'a', 'l', 'f'): return PG_FDT_signalfd;
+    case PG_STR8('[', 't', 'i', 'm', 'e', 'r', 'f', 'd'): return PG_FDT_timerfd;
+    case PG_STR8('[', 'i', 'o', '_', 'u', 'r', 'i', 'n'): return PG_FDT_io_uring;
+    case PG_STR8('[', 'u', 's', 'e', 'r', 'f', 'a', 'u'): return PG_FDT_userfaultfd;
+    case PG_STR8('[', 'p', 'i', 'd', 'f', 'd', ']', 0): return PG_FDT_pidfd;
+    }
+    switch (s & 0xffffffffffffull) { /* bpf-map, bpf-prog, bpf-link, bpf-iter */
+    case PG_STR8('b', 'p', 'f', '-', 'm', 'a', 0, 0):
+    case PG_STR8('b', 'p', 'f', '-', 'p', 'r', 0, 0):
+    case PG_STR8('b', 'p', 'f', '-', 'l', 'i', 0, 0):
+    case PG_STR8('b', 'p', 'f', '-', 'i', 't', 0, 0): return PG_FDT_bpf;
+    }
+    return PG_FDT_NA; /* perf_event and the rest: libs' SCAP_FD_UNSUPPORTED */
+}
+
+static __always_inline u8 pg_fd_type(char *file) {
+    char *inode = 0, *sock = 0, *sk = 0;
+    u16 mode = 0, family = 0;
+    RD(inode, file + OFF_FILE_F_INODE);
+    if (inode)
+        RD(mode, inode + OFF_INODE_I_MODE);
+    switch (mode & PG_S_IFMT) {
+    case 0040000:
+        return PG_FDT_directory;
+    case 0010000:
+        return PG_FDT_pipe;
+    case 0140000:
+        RD(sock, file + OFF_FILE_PRIVATE_DATA);
+        if (sock)
+            RD(sk, sock + OFF_SOCKET_SK);
+        if (sk)
+            RD(family, sk + OFF_SK_FAMILY);
+        return family == 2 ? PG_FDT_ipv4 : family == 10 ? PG_FDT_ipv6 : family == 1 ? PG_FDT_unix
+             : family == 16 ? PG_FDT_netlink : PG_FDT_NA;
+    case 0100000:
+        if ((pg_file_name8(file) & 0xffffffffffffull) == PG_STR8('m', 'e', 'm', 'f', 'd', ':', 0, 0))
+            return PG_FDT_memfd;
+        return PG_FDT_file;
+    case 0020000: /* character and block devices, symlinks: files, as libs' FILE_V2 */
+    case 0060000:
+    case 0120000:
+        return PG_FDT_file;
+    case 0:
+        return inode ? pg_anon_type(pg_file_name8(file)) : PG_FDT_NA;
+    default:
+        return PG_FDT_NA;
+    }
+}
+
+/* the item: byte i the type of fd i (0: not open), up to the last open fd of the first
+ * PG_FDTYPES_FDS; flagged PG_FLAG_FDTYPES. No item (not captured) when the table is unreadable or
+ * the record is full. b->task is free here (pg_context is done): the fd pointers land there. */
+static __always_inline void pg_put_fdtypes(struct pg_buf *b, char *task) {
+    u32 off = b->h.len;
+    if (off > PG_HALF)
+        return;
+    BARRIER_VAR(off);
+    off &= PG_HALF;
+    char *files = 0, *fdt = 0, *fdarr = 0;
+    RD(files, task + OFF_TASK_FILES);
+    if (files)
+        RD(fdt, files + OFF_FILES_FDT);
+    if (fdt)
+        RD(fdarr, fdt + OFF_FDT_FD);
+    if (!fdarr || bpf_probe_read_kernel(b->task, PG_FDTYPES_FDS * sizeof(void *), fdarr) < 0)
+        return;
+    u8 *o = &b->d[off + 2];
+    u32 used = 0;
+    for (u32 i = 0; i < PG_FDTYPES_FDS; i++) {
+        char *file = ((char **)b->task)[i];
+        u8 code = file ? pg_fd_type(file) : 0;
+        o[i] = code;
+        if (code)
+            used = i + 1;
+    }
+    BARRIER_VAR(used);
+    used &= PG_FDTYPES_FDS * 2 - 1;
+    pg_put_len(b, off, used);
+    b->h.len = off + 2 + used;
+    b->h.flags |= PG_FLAG_FDTYPES;
+}
+#endif
+
 /* the syscall's arguments from the saved user registers; returns orig_ax (the syscall number).
  * x86_64 pt_regs from r10 on: r10 r9 r8 ax cx dx si di orig_ax (the loader checks this layout). */
 static __always_inline s64 pg_regs_args(char *task, u64 *a) {
@@ -524,7 +637,7 @@ static __always_inline s64 pg_regs_args(char *task, u64 *a) {
     return (s64)r[8];
 }
 
-static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int strmask, int kind) {
+static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int strmask, int kind, int fdtypes) {
     s64 ret = ctx->ret;
     if ((kind == K_ARGV1 || kind == K_ARGV2) && ret == 0)
         return 0; /* sched_process_exec emitted it */
@@ -584,12 +697,18 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
     } else if (kind == K_SOCK0) {
         pg_put_sock(b, b->h.a[0]);
     }
+#ifdef PG_FDTYPES
+    if (fdtypes)
+        pg_put_fdtypes(b, task);
+#endif
     return pg_submit(b);
 }
 
+/* FDTYPES_<type> is 1 for the events libs gives fd fields (the loader defines it under
+ * PG_FDTYPES), 0 otherwise: a constant, so the walk is compiled only into those programs */
 #define PG_SYSCALL(tp, evt, strmask, kind)                                                       \
     TRACEPOINT_PROBE(syscalls, sys_exit_##tp) {                                                  \
-        return pg_exit((const struct pg_sys_exit *)args, evt, strmask, kind);                    \
+        return pg_exit((const struct pg_sys_exit *)args, evt, strmask, kind, FDTYPES_##tp);      \
     }
 
 /* successful exec: the new image's filename, argv and environment (from mm, one read each, each

@@ -11,6 +11,8 @@
 #define PG_EVT_FORK 0xFF00 /* a new process (not a thread): a[0] child tgid, a[1] child start_boottime */
 
 #define PG_FLAG_TRUNCATED 1 /* a string or argv did not fit and was cut */
+#define PG_FLAG_FDTYPES 2   /* the last item is the task's fd table, one type byte per fd (fd.types) */
+#define PG_FDTYPES_FDS 64   /* fds classified per record: the first ones, as every table has 64 slots */
 
 /* successful exec records end with an item of PG_EXE_ITEM bytes about the new image's inode
  * (probe.bpf.c pg_put_exe); its byte 54 holds these bits */

@@ -102,7 +102,7 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     btf = Btf.load()
     wanted = set(config.event_types) if config.event_types is not None else set(EVENT_TYPES)
     cflags, traced, missing = loader.build_cflags(
-        btf, wanted, os.getpid(), config.ring_bytes
+        btf, wanted, os.getpid(), config.ring_bytes, fdtypes=config.fdtypes
     )
     if missing:
         log.info("not on this kernel, not traced: %s", " ".join(sorted(missing)))
@@ -252,6 +252,18 @@ def _event_types(args: argparse.Namespace) -> frozenset[str] | None:
     return None
 
 
+def _fdtypes(args: argparse.Namespace) -> bool:
+    """Whether the rules name fd.types, so the probe must classify each fd event's open fds.
+    A mention anywhere in a condition or an output counts (a quoted value too): capturing when
+    it was not needed costs time only."""
+    if not args.rules:
+        return False
+    from rules.collect import load_files
+
+    loaded = load_files(args.rules).rules
+    return any("fd.types" in r.condition.to_source() or "fd.types" in r.output for r in loaded if r.enabled)
+
+
 def _capture_parser(role: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"peregrine {role}", description=__doc__.split("\n")[0])
     p.add_argument("--node", default=None, help="node name (default: the host name)")
@@ -277,6 +289,7 @@ def _config(args: argparse.Namespace, kafka: KafkaConnection) -> CollectorConfig
     c = CollectorConfig(
         kafka=kafka,
         event_types=_event_types(args),
+        fdtypes=_fdtypes(args),
         ring_bytes=(args.ring_kb << 10) if args.ring_kb else (args.ring_mb << 20),
         batch_max_events=args.batch_events,
         batch_max_age_ms=args.batch_ms,

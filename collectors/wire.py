@@ -25,6 +25,11 @@ batches may overlap, so they are "around this batch", not additive (`peregrine.s
 totals). The value is the node's word: each count is at most `MAX_DROP_COUNT` and each time at
 most 2**63 - 1, it is checked here and in the C pass alike, and it only ever reaches the alerts of
 its own batch. A ``drops`` whose counts are all zero decodes as no drops.
+
+An event is `EVENT_LEN` long, or `LEGACY_EVENT_LEN` when written before ``EV_FDTYPES`` existed
+(it then decodes unchanged, read as "fd types not captured"). ``EV_FDTYPES`` is null (not
+captured) or a bin of at most `MAX_FDTYPES_FDS` bytes, each 0 (fd not open) or 1 + an index of
+`FDTYPE_NAMES`; anything else is refused, as the C pass refuses it.
 """
 
 from __future__ import annotations
@@ -41,11 +46,15 @@ from collectors.errors import CollectorError
 from rules import native
 from rules.record import (
     EV_ARGS,
+    EV_FDTYPES,
     EV_PROC,
     EV_TYPE,
     EVENT_LEN,
     EVENT_PARAMS,
     EVENT_TYPES,
+    FDTYPE_NAMES,
+    LEGACY_EVENT_LEN,
+    MAX_FDTYPES_FDS,
     P_CONTAINER,
     P_PARENT,
     PROCESS_LEN,
@@ -202,6 +211,7 @@ class Decoder:
             self._native = module.Decoder(
                 SCHEMA_VERSION, EVENT_LEN, PROCESS_LEN, EV_TYPE, EV_PROC, EV_ARGS,
                 P_PARENT, P_CONTAINER, _N_PARAMS, DROPS_LEN, MAX_DROP_COUNT,
+                EV_FDTYPES, MAX_FDTYPES_FDS, len(FDTYPE_NAMES),
             )
 
     @property
@@ -304,9 +314,10 @@ def _resolve_events(events: list[Any], procs: list[Process]) -> None:
     """Check every event and point its EV_PROC at the process record. The hot loop of decoding: one
     combined test per event on locally bound names; the precise error only once it fails."""
     n_procs, n_types, n_params = len(procs), _N_TYPES, _N_PARAMS
-    ev_len, ev_type, ev_proc, ev_args = EVENT_LEN, EV_TYPE, EV_PROC, EV_ARGS
+    ev_len, ev_type, ev_proc, ev_args, ev_fdtypes = EVENT_LEN, EV_TYPE, EV_PROC, EV_ARGS, EV_FDTYPES
+    lengths = (EVENT_LEN, LEGACY_EVENT_LEN)
     for i, ev in enumerate(events):
-        if type(ev) is list and len(ev) == ev_len:
+        if type(ev) is list and len(ev) in lengths:
             etype, proc, args = ev[ev_type], ev[ev_proc], ev[ev_args]
             if (
                 type(etype) is int
@@ -315,24 +326,40 @@ def _resolve_events(events: list[Any], procs: list[Process]) -> None:
                 and 0 <= etype < n_types
                 and 0 <= proc < n_procs
                 and len(args) == n_params[etype]
+                and (len(ev) < ev_len or ev[ev_fdtypes] is None or fdtypes_ok(ev[ev_fdtypes]))
             ):
                 ev[ev_proc] = procs[proc]
                 continue
         raise _event_error(i, ev, n_procs)
 
 
+def fdtypes_ok(table: object) -> bool:
+    """A present ``EV_FDTYPES``: bytes, one per fd, each 0 or 1 + an index of FDTYPE_NAMES."""
+    if type(table) is not bytes or len(table) > MAX_FDTYPES_FDS:
+        return False
+    return not table or max(table) <= len(FDTYPE_NAMES)
+
+
 def _event_error(i: int, ev: Any, n_procs: int) -> WireError:
-    """What is wrong with events[i], checked in the order a reader would: shape, type, process, args."""
-    if type(ev) is not list or len(ev) != EVENT_LEN:
-        return WireError("bad event record", f"events[{i}] must be an array of {EVENT_LEN}")
+    """What is wrong with events[i], checked in the order a reader would: shape, type, process, args,
+    fd types."""
+    if type(ev) is not list or len(ev) not in (EVENT_LEN, LEGACY_EVENT_LEN):
+        shape = f"events[{i}] must be an array of {EVENT_LEN} (or {LEGACY_EVENT_LEN})"
+        return WireError("bad event record", shape)
     etype, proc = ev[EV_TYPE], ev[EV_PROC]
     if type(etype) is not int or not 0 <= etype < _N_TYPES:
         return WireError("unknown event type", f"events[{i}] type {shown(etype)}")
     if type(proc) is not int or not 0 <= proc < n_procs:
         return WireError("bad process reference", f"events[{i}] process {shown(proc)} of {n_procs}")
-    # compiled rules index parameters positionally: a short list would fail mid-evaluation
+    if type(ev[EV_ARGS]) is not list or len(ev[EV_ARGS]) != _N_PARAMS[etype]:
+        # compiled rules index parameters positionally: a short list would fail mid-evaluation
+        return WireError(
+            "bad event record", f"events[{i}] ({EVENT_TYPES[etype]}) needs {_N_PARAMS[etype]} parameters"
+        )
     return WireError(
-        "bad event record", f"events[{i}] ({EVENT_TYPES[etype]}) needs {_N_PARAMS[etype]} parameters"
+        "bad event record",
+        f"events[{i}] fd types must be null or at most {MAX_FDTYPES_FDS} bytes, each 0..{len(FDTYPE_NAMES)}, "
+        f"not {shown(ev[EV_FDTYPES])}",
     )
 
 

@@ -47,6 +47,9 @@ typedef struct {
     Py_ssize_t drops_len;
     long long max_drop_count;
     Py_ssize_t event_len, process_len, ev_type, ev_proc, ev_args, p_parent, p_container;
+    /* EV_FDTYPES, the last event slot (absent in legacy events): null, or a bin of at most
+     * fdtypes_max_len bytes each at most fdtypes_max_code (wire.fdtypes_ok) */
+    Py_ssize_t ev_fdtypes, fdtypes_max_len, fdtypes_max_code;
     Py_ssize_t n_types;
     Py_ssize_t *n_params; /* per event type id */
     unsigned long long hits, misses;
@@ -282,12 +285,31 @@ static int resolve_procs(Decoder *d, PyObject *procs) {
     return ok;
 }
 
-/* `_resolve_events`: every event's shape, type, process and argument count; EV_PROC resolved. */
+/* `wire.fdtypes_ok` on a present EV_FDTYPES value. */
+static int fdtypes_ok(Decoder *d, PyObject *table) {
+    if (table == Py_None)
+        return 1;
+    if (!PyBytes_CheckExact(table) || PyBytes_GET_SIZE(table) > d->fdtypes_max_len)
+        return 0;
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(table);
+    for (Py_ssize_t i = 0, n = PyBytes_GET_SIZE(table); i < n; i++)
+        if (b[i] > d->fdtypes_max_code)
+            return 0;
+    return 1;
+}
+
+/* `_resolve_events`: every event's shape (full or legacy length), type, process, argument count
+ * and fd types; EV_PROC resolved. */
 static int resolve_events(Decoder *d, PyObject *events, PyObject *procs) {
     Py_ssize_t n_procs = PyList_GET_SIZE(procs);
     for (Py_ssize_t i = 0, n = PyList_GET_SIZE(events); i < n; i++) {
         PyObject *ev = PyList_GET_ITEM(events, i);
-        if (!PyList_CheckExact(ev) || PyList_GET_SIZE(ev) != d->event_len)
+        if (!PyList_CheckExact(ev))
+            return 0;
+        Py_ssize_t len = PyList_GET_SIZE(ev);
+        if (len != d->event_len && len != d->ev_fdtypes)
+            return 0;
+        if (len == d->event_len && !fdtypes_ok(d, PyList_GET_ITEM(ev, d->ev_fdtypes)))
             return 0;
         Py_ssize_t type = index_in(PyList_GET_ITEM(ev, d->ev_type), 0, d->n_types);
         Py_ssize_t proc = index_in(PyList_GET_ITEM(ev, d->ev_proc), 0, n_procs);
@@ -402,13 +424,20 @@ static PyObject *Decoder_counts(Decoder *self, PyObject *unused) {
 
 static int Decoder_init(Decoder *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"version", "event_len", "process_len", "ev_type", "ev_proc", "ev_args",
-                             "p_parent", "p_container", "n_params", "drops_len", "max_drop_count", NULL};
+                             "p_parent", "p_container", "n_params", "drops_len", "max_drop_count",
+                             "ev_fdtypes", "fdtypes_max_len", "fdtypes_max_code", NULL};
     PyObject *n_params;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "lnnnnnnnO!nL", kwlist, &self->version, &self->event_len,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "lnnnnnnnO!nLnnn", kwlist, &self->version, &self->event_len,
                                      &self->process_len, &self->ev_type, &self->ev_proc, &self->ev_args,
                                      &self->p_parent, &self->p_container, &PyTuple_Type, &n_params,
-                                     &self->drops_len, &self->max_drop_count))
+                                     &self->drops_len, &self->max_drop_count, &self->ev_fdtypes,
+                                     &self->fdtypes_max_len, &self->fdtypes_max_code))
         return -1;
+    if (self->ev_fdtypes != self->event_len - 1 || self->fdtypes_max_len < 0 || self->fdtypes_max_code < 0 ||
+        self->fdtypes_max_code > 255) {
+        PyErr_SetString(PyExc_ValueError, "fd types slot or bounds out of range");
+        return -1;
+    }
     if (self->drops_len < 2 || self->drops_len > 64) {
         PyErr_SetString(PyExc_ValueError, "drops_len out of range");
         return -1;
@@ -467,7 +496,7 @@ static PyTypeObject DecoderType = {
     .tp_dealloc = (destructor)Decoder_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Decoder(version, event_len, process_len, ev_type, ev_proc, ev_args, p_parent, p_container, n_params, "
-              "drops_len, max_drop_count)",
+              "drops_len, max_drop_count, ev_fdtypes, fdtypes_max_len, fdtypes_max_code)",
     .tp_methods = Decoder_methods,
     .tp_init = (initproc)Decoder_init,
     .tp_new = PyType_GenericNew,

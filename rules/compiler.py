@@ -203,6 +203,8 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
     op = ops.OPERATORS.get(op_name)
     if op is None or op.rhs == "none":
         raise ctx.error(f"unknown operator {expr.op}", expr.pos)
+    if left.is_list:
+        return _lower_list(expr, left, op_name, ctx)
     dns = left.presence is not None
     fam = ops.DNS if dns else ops.family(left.type)
     if not ops.allowed(op_name, fam):
@@ -316,6 +318,40 @@ def _lower_check(expr: BinaryCheckExpr, ctx: Context) -> Node:
         left, lambda t: op.body(t, lit), ctx, op.cost, likely=op_name == "!=", prior=left.prior, test=test,
         every=op_name == "!=",
     )
+
+
+def _lower_list(expr: BinaryCheckExpr, left: Operand, op_name: str, ctx: Context) -> Node:
+    """A list-valued field (libs EPF_IS_LIST, fd.types). libs accepts only ``in``,
+    ``intersects`` and ``exists`` on it at load time (filter_compare.cpp flt_is_comparable_any_list)
+    and compares the extracted values as a set (sinsp_filtercheck.cpp compare_rhs, the list
+    branch): ``in`` holds when every value is one of the right-hand values, so an empty list
+    holds; ``intersects`` when one is. A missing list makes both false."""
+    if op_name not in ("in", "intersects"):
+        raise ctx.error(f"filter error: '{expr.op}' operator not supported list filters", expr.pos)
+    right = expr.right
+    if expr.modifier is not None:
+        raise ctx.error(f"modifier {expr.modifier} not supported with operator {expr.op}", expr.pos)
+    if isinstance(right, (FieldRefExpr, TransformerExpr)):
+        # EPF_NO_RHS (sinsp_filtercheck.cpp add_filter_value)
+        raise ctx.error(f"field {left.text} does not support a field on the right-hand side", right.pos)
+    items = right.values if isinstance(right, ListExpr) else [right]
+    values: list[ValueExpr] = []
+    for item in items:
+        if not isinstance(item, ValueExpr):
+            raise ctx.error("only values are allowed in a list", item.pos)
+        _warn_misused(item, ctx)
+        values.append(item)
+    members = frozenset(parse_value(v.value, left.type, op_name, v.pos, ctx) for v in values)
+    held = name(ctx.constants.add(("list-members", members), lambda: members))
+    read = left.read
+
+    def body(b: Reader, r: Reader) -> ast.expr:
+        test: ast.expr = method(held, "issuperset" if op_name == "in" else "isdisjoint", r(read))
+        if op_name == "intersects":
+            test = not_(test)
+        return and_([is_not_none(b(read)), test])
+
+    return make_leaf(ctx, [read], body, 3)
 
 
 _MERGEABLE = frozenset({"startswith", "endswith", "contains"})

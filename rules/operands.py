@@ -10,6 +10,7 @@ outputs (`rules.output`) share them, so a field means the same in both.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 
 from rules.ast import FieldExpr, ListExpr, Pos, TransformerExpr, ValueExpr
@@ -41,6 +42,11 @@ class Operand:
     prior: float = 0.1  # guessed chance that an equality-like test on this value holds
     always_bool: bool = False  # a computed bool that is never missing
     implied: Implied | None = None
+    is_list: bool = False  # libs EPF_IS_LIST: the value is a tuple of values, None when missing
+
+
+# what libs' sinsp_numparser::parsed64 (sscanf "%" PRId64) reads as a whole number
+_INDEX = re.compile(r"\s*[+-]?[0-9]+")
 
 
 def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Operand:
@@ -59,6 +65,8 @@ def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Ope
         raise ctx.error("evt.arg fields must be expressed explicitly", node.pos)
     if arg is not None and spec.flags & FieldFlag.ANCESTORS and not arg.isdigit():
         raise ctx.error(f"field {spec.name} needs a numeric index, got {arg!r}", node.pos)
+    if arg is not None and spec.flags & FieldFlag.IS_LIST and not _INDEX.fullmatch(arg):
+        raise ctx.error(f"{arg} is not a valid number", node.pos)  # libs' words (parsed64)
     if spec.name == "evt.arg" and node.arg is not None and not node.arg.isdigit():
         raise ctx.error(f"unknown event argument {node.arg}", node.pos)
     if output and spec.flags & FieldFlag.FILTER_ONLY:
@@ -71,6 +79,7 @@ def field_operand(node: FieldExpr, ctx: Context, *, output: bool = False) -> Ope
         prior=0.7 if spec.flags & FieldFlag.FEW_VALUES else 0.1,
         always_bool=bool(spec.flags & FieldFlag.NEVER_MISSING) and spec.type is FieldType.BOOL,
         implied=spec.implied,
+        is_list=bool(spec.flags & FieldFlag.IS_LIST),
     )
 
 
@@ -85,8 +94,13 @@ def transformer_operand(node: TransformerExpr, ctx: Context, *, output: bool = F
         if len(node.values) != 2 or not isinstance(node.values[0], ValueExpr) or not isinstance(
             node.values[1], ListExpr
         ):
+            listed = _list_join(node, ctx, output)
+            if listed is not None:
+                return listed
             raise ctx.error("join expects a separator string and a list: join(sep, (a, b))", node.pos)
         items = [_transformer_arg(v, ctx, output) for v in node.values[1].values]
+        if any(i.is_list for i in items):
+            raise ctx.error("join: a list-valued field goes alone as the list: join(sep, fd.types)", node.pos)
         parts = ast.Tuple([i.read.tree for i in items], ast.Load())
         joined = call("_tx_join", const(node.values[0].value), parts)
         return Operand(Code(joined), FieldType.CHARBUF, node.to_source())
@@ -94,6 +108,8 @@ def transformer_operand(node: TransformerExpr, ctx: Context, *, output: bool = F
         if len(node.values) < 2:
             raise ctx.error("concat expects at least two arguments", node.pos)
         items = [_transformer_arg(v, ctx, output) for v in node.values]
+        if any(i.is_list for i in items):
+            raise ctx.error("concat() arguments must be strings", node.pos)  # libs' words
         concat = call("_tx_concat", *(i.read.tree for i in items))
         return Operand(Code(concat), FieldType.CHARBUF, node.to_source())
     if name == "getopt":
@@ -109,7 +125,25 @@ def transformer_operand(node: TransformerExpr, ctx: Context, *, output: bool = F
     assert row.inputs is not None
     if inner.type not in row.inputs or inner.multi:
         raise ctx.error(f"transformer {name} does not support type {inner.type}", node.pos)
+    if inner.is_list and not row.accepts_lists:
+        # libs applies a one-value transformer to each value of a list, which stays a list
+        each = call("_tx_each", ast.Name(row.helper, ast.Load()), inner.read.tree)
+        return Operand(Code(each), row.output(inner.type), node.to_source(), is_list=True)
     return Operand(Code(call(row.helper, inner.read.tree)), row.output(inner.type), node.to_source())
+
+
+def _list_join(node: TransformerExpr, ctx: Context, output: bool) -> Operand | None:
+    """``join(sep, <list field>)``: libs' join takes a list-valued field as its list
+    (sinsp_filtercheck_multivalue_transformer.cpp, join); None when the call is not of that shape."""
+    if len(node.values) != 2 or not isinstance(node.values[0], ValueExpr):
+        return None
+    if not isinstance(node.values[1], (FieldExpr, TransformerExpr)):
+        return None
+    items = _transformer_arg(node.values[1], ctx, output)
+    if not items.is_list:
+        raise ctx.error("join() second argument must be a list", node.pos)  # libs' words
+    joined = call("_tx_join_list", const(node.values[0].value), items.read.tree)
+    return Operand(Code(joined), FieldType.CHARBUF, node.to_source())
 
 
 def _transformer_arg(node: object, ctx: Context, output: bool) -> Operand:

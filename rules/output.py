@@ -44,6 +44,7 @@ class Token:
     key: str  # the expression as written, the output_fields key
     width: int | None
     type: FieldType
+    is_list: bool = False  # libs EPF_IS_LIST: printed "(a,b)" (sinsp_filter_check::tostring)
 
 
 def clock_time(ts: int) -> str:
@@ -71,6 +72,11 @@ def text_of(value: object, ftype: FieldType, key: str) -> str:
     if isinstance(value, list):
         return " ".join(NA if v is None else str(v) for v in value)
     return str(value)
+
+
+def list_text(values: tuple[object, ...]) -> str:
+    """A list-valued field as libs prints it: ``(a,b)``, ``()`` when empty."""
+    return "(" + ",".join(str(v) for v in values) + ")"
 
 
 def json_of(value: object) -> object:
@@ -103,6 +109,10 @@ class OutputTemplate:
         parts = [self.literals[0]]
         fields: dict[str, object] = {}
         for token, value, literal in zip(self.tokens, values, self.literals[1:], strict=True):
+            if token.is_list and value is not None:
+                # libs' tostring of a list; Falco's JSON has an array here (tojson), which
+                # output_fields' scalar schema (alerts/schema.json) has no room for: the text goes
+                value = list_text(value)  # type: ignore[arg-type]
             text = text_of(value, token.type, token.key)
             if token.width is not None:
                 text = text[: token.width].ljust(token.width)
@@ -148,7 +158,7 @@ def compile_output(
         ctx.location = at
         value, end = _longest_token(template, j, ctx)
         key = template[j:end]
-        tokens.append(Token(key, width, value.type))
+        tokens.append(Token(key, width, value.type, value.is_list))
         codes.append(value.read)
         start = end
     module = reader_module("_read", codes)

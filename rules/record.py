@@ -45,7 +45,10 @@ EV_RES: Final = 4  # int: raw return value (negative errno on failure); evt.rawr
 EV_ARGS: Final = 5  # list: parameters, positional per EVENT_PARAMS[EV_TYPE]; None where unknown
 EV_FD: Final = 6  # Fd record or None
 EV_NUM: Final = 7  # int: per-node event number, starting at 1 (evt.num)
-EVENT_LEN: Final = 8
+EV_FDTYPES: Final = 8  # bytes or None: the process's fd table at the event (fd.types), see below
+EVENT_LEN: Final = 9
+# Events written before EV_FDTYPES existed end at EV_NUM; decoding gives them EV_FDTYPES = None.
+LEGACY_EVENT_LEN: Final = 8
 
 # --- process -------------------------------------------------------------------------------
 P_PID: Final = 0  # int: tgid in the host namespace
@@ -103,6 +106,17 @@ F_IS_SERVER: Final = 9  # bool: this process is the server side (accept), so loc
 F_CONNECTED: Final = 10  # bool (fd.connected)
 F_NAME_CHANGED: Final = 11  # bool (fd.name_changed)
 FD_LEN: Final = 12
+
+# --- EV_FDTYPES: the types of the fds the process has open (libs fd.types) -------------------
+# Byte i is the type of fd i: 0 when fd i is not open, else 1 + its index in FDTYPE_NAMES. Only
+# the first MAX_FDTYPES_FDS fds are seen (the collector walks a bounded prefix of the table);
+# None means "not captured" (the loaded rules do not need it, or the collector predates it).
+# The names are libs' sinsp_fdinfo::get_typestring (fdinfo.cpp @48dfd53, lines 99-139); append only.
+FDTYPE_NAMES: Final[tuple[str, ...]] = (
+    "file", "directory", "ipv4", "ipv6", "unix", "pipe", "event", "signalfd", "eventpoll",
+    "inotify", "timerfd", "netlink", "bpf", "userfaultfd", "io_uring", "memfd", "pidfd", "<NA>",
+)  # fmt: skip
+MAX_FDTYPES_FDS: Final = 64
 
 # --- container and Kubernetes metadata (enrichment) ---------------------------------------
 C_ID: Final = 0  # str: full container id
@@ -205,3 +219,14 @@ def event_type_id(name: str) -> int:
         return EVENT_TYPE_IDS[name]
     except KeyError:
         raise KeyError(f"unknown event type {name!r}") from None
+
+
+# Event types libs flags EF_CREATES_FD, EF_USES_FD or EF_DESTROYS_FD (driver/event_table.c @48dfd53,
+# the current exit event of each): only on these does libs extract fd.* fields (sinsp_filtercheck_fd.cpp
+# extract_fd), fd.types included. tests/unit/rules/test_fdtypes.py checks this against libs' table.
+FD_EVENT_TYPES: Final = frozenset({
+    "open", "openat", "openat2", "creat", "connect", "accept", "accept4", "listen", "socket", "setns",
+    "fchmod", "fchmodat", "unlinkat", "symlinkat", "mkdirat", "bpf", "memfd_create", "dup", "dup2",
+    "dup3", "finit_module", "userfaultfd", "sendto", "sendmsg", "recvfrom", "recvmsg", "fchdir",
+    "open_by_handle_at",
+})  # fmt: skip

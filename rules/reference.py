@@ -19,6 +19,12 @@ are written here from libs' definitions (falcosecurity/libs @ 48dfd53):
   against a trie of whole components, glob wildcards allowed per component.
 - ``sinsp_filtercheck_thread.cpp``: ``proc.aname`` and the other ancestor fields without an
   index hold if any strict ancestor's value satisfies the check (``compare_full_aname``).
+- list-valued fields (``EPF_IS_LIST``, ``fd.types``): ``sinsp_filtercheck_fd.cpp`` gathers each
+  open fd's type once (``extract_nocache``) on events that create, use or destroy an fd
+  (``extract_fd``), ``fd.types[N]`` is fd N's type alone; ``sinsp_filtercheck.cpp`` ``compare_rhs``
+  (the list branch): ``in`` holds when every value is a right-hand value, ``intersects`` when
+  one is, ``exists`` whenever extraction succeeds, an empty list included; a one-value transformer
+  maps every value, ``len`` counts them (``sinsp_filter_transformer_len.cpp``).
 - ``sinsp_filter_transformers/``: ``tolower``/``toupper`` map ASCII bytes, ``len`` counts
   bytes, ``b64`` decodes without padding and fails (no value) on bad input, ``basename`` keeps
   the text after the last ``/``.
@@ -103,14 +109,15 @@ MISSING: Final = _Missing()
 
 
 # How a field with several candidate values is compared (`_Typed.several`)
-ANCESTORS, ENDPOINTS = "ancestors", "endpoints"
+ANCESTORS, ENDPOINTS, LIST = "ancestors", "endpoints", "list"
 
 
 @dataclass(frozen=True, slots=True)
 class _Typed:
     """A value with the libs type it is compared as. ``values`` holds one value, or the candidates
     of a field that has several: the index-less ancestor fields (``several=ANCESTORS``) and
-    fd.ip/fd.port/fd.net, the client and the server end (``several=ENDPOINTS``)."""
+    fd.ip/fd.port/fd.net, the client and the server end (``several=ENDPOINTS``); or every value of
+    a list-valued field (``several=LIST``), possibly none."""
 
     type: FieldType
     values: tuple[Any, ...]
@@ -164,7 +171,9 @@ class _Evaluator:
             return not self.truth(e.child)
         if isinstance(e, UnaryCheckExpr):
             left = self.operand(e.left)
-            return left is not MISSING and len(left.values) > 0  # type: ignore[union-attr]
+            if isinstance(left, _Missing):
+                return False
+            return left.several == LIST or len(left.values) > 0
         if isinstance(e, BinaryCheckExpr):
             return self.check(e)
         if isinstance(e, IdentifierExpr):
@@ -173,7 +182,16 @@ class _Evaluator:
 
     def check(self, e: BinaryCheckExpr) -> bool:
         left = self.operand(e.left)
-        if isinstance(left, _Missing) or not left.values:
+        if isinstance(left, _Missing):
+            return False
+        if left.several == LIST:
+            rhs_list = self.right_values(e, left.type) or []
+            if e.op == "in":
+                return all(_compare("in", None, left.type, v, rhs_list) for v in left.values)
+            if e.op == "intersects":
+                return any(_compare("in", None, left.type, v, rhs_list) for v in left.values)
+            raise ValueError(f"libs refuses {e.op!r} on a list field; the loader lets no such rule through")
+        if not left.values:
             return False
         rhs = self.right_values(e, left.type)
         if rhs is None:  # a right-hand field that cannot be extracted
@@ -220,6 +238,8 @@ class _Evaluator:
             inner = self.operand(inner_node)
             if isinstance(inner, _Missing):
                 return MISSING
+            if name == "len" and inner.several == LIST:  # a list's length is its number of values
+                return _Typed(FieldType.UINT64, (len(inner.values),))
             out = [_transform(name, v) for v in inner.values]
             if any(v is MISSING for v in out):
                 return MISSING
@@ -233,7 +253,13 @@ class _Evaluator:
         if name == "join":
             sep_node, list_node = node.values
             sep = self.transformer_arg(sep_node)
-            assert isinstance(list_node, ListExpr) and sep is not None
+            assert sep is not None
+            if isinstance(list_node, FieldExpr | TransformerExpr):  # a list-valued field
+                listed = self.operand(list_node)
+                if isinstance(listed, _Missing):
+                    return MISSING
+                return _Typed(FieldType.CHARBUF, (sep.join(_as_text(v) for v in listed.values),))
+            assert isinstance(list_node, ListExpr)
             items = [self.transformer_arg(v) for v in list_node.values]
             if any(p is None for p in items):
                 return MISSING
@@ -258,6 +284,8 @@ class _Evaluator:
         raw = _Extract(self.ev, self.ip_names).value(spec.name, effective_arg)
         if raw is None:
             return MISSING
+        if spec.flags & FieldFlag.IS_LIST:
+            return _Typed(spec.type, tuple(_typed_value(v, spec.type) for v in raw), LIST)
         several = ENDPOINTS if spec.flags & FieldFlag.ANY_OF else None
         if spec.flags & FieldFlag.ANCESTORS and effective_arg is None:
             several = ANCESTORS
@@ -284,6 +312,8 @@ class _Extract:
             return self.event_field(name, arg)
         if family in ("proc", "thread", "user", "group"):
             return self.process_field(name, arg)
+        if name == "fd.types":
+            return self.fd_types(arg)
         if family == "fd":
             return self.fd_field(name)
         if family in ("container", "k8s"):
@@ -439,6 +469,27 @@ class _Extract:
             "fd.name_changed": lambda: f[R.F_NAME_CHANGED],
         }
         return values[name]()
+
+    def fd_types(self, arg: str | None) -> list[str] | None:
+        """The process's fd table at the event, byte i the type of fd i (rules.record
+        EV_FDTYPES); only on fd events, and only when the event carries the table."""
+        ev = self.ev
+        if R.EVENT_TYPES[ev[R.EV_TYPE]] not in R.FD_EVENT_TYPES or len(ev) <= R.EV_FDTYPES:
+            return None
+        table: bytes | None = ev[R.EV_FDTYPES]
+        if table is None:
+            return None
+        names = [R.FDTYPE_NAMES[code - 1] if code else None for code in table]
+        index = None if arg is None else int(arg.strip())
+        if index is None or index == -1:  # libs keeps m_argid = -1 for "no argument"
+            found: list[str] = []
+            for type_name in names:
+                if type_name is not None and type_name not in found:
+                    found.append(type_name)
+            return found
+        if 0 <= index < len(names) and names[index] is not None:
+            return [names[index]]  # type: ignore[list-item]
+        return None
 
     def ip_name(self, ip: str | None) -> Any:
         """fd.*ip.name: present when the socket has that IP; its name from the injected mapping

@@ -16,6 +16,24 @@ from rules.pyexpr import Code, code, fill
 _NAME = f"f[{R.F_NAME}]"
 
 
+def fdtypes_index(arg: str | None) -> int | None:
+    """The fd number of ``fd.types[N]``, None for the whole list. libs reads N with
+    ``sscanf("%" PRId64)`` (sinsp_numparser::parsed64) and keeps -1 as "no argument"; callers
+    have checked that it is a number (`rules.operands`)."""
+    if arg is None:
+        return None
+    fd = int(arg)
+    return None if fd == -1 else fd
+
+
+def _fdtypes(arg: str | None, event_type: int | None) -> Code:
+    """fd.types (libs EPF_IS_LIST): the list of fd types the process has open, or with [N] the
+    type of fd N; only on events that create, use or destroy an fd (`rules.record.FD_EVENT_TYPES`)."""
+    if event_type is not None and R.EVENT_TYPES[event_type] not in R.FD_EVENT_TYPES:
+        return code("None")
+    return code("_fdtypes_of(ev, FD)", FD=fdtypes_index(arg))
+
+
 def _directory_implies(values: tuple[object, ...]) -> tuple[Code, Callable[[ast.expr], ast.expr], Affixes]:
     """fd.directory = D needs fd.name to be D itself (a directory fd) or to start with D/."""
     prefixes = tuple(str(v).rstrip("/") + "/" for v in values)
@@ -106,6 +124,10 @@ ROWS: tuple[FieldSpec, ...] = (
     FieldSpec(
         "fd.rip.name", CH, F.NO_RHS, "name of the remote IP, from the injected mapping",
         ip_names(local_remote(False, R.F_CIP, R.F_SIP)), presence=local_remote(False, R.F_CIP, R.F_SIP),
+    ),
+    FieldSpec(
+        "fd.types", CH, F.IS_LIST | F.ARG_ALLOWED | F.NO_RHS,
+        "types of the fds the process has open; [N]: of fd N (ev[EV_FDTYPES])", _fdtypes,
     ),
     FieldSpec(
         "fd.connected", BOOL, F.FEW_VALUES, "socket is connected (f[F_CONNECTED])", f"f[{R.F_CONNECTED}]"

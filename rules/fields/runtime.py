@@ -12,6 +12,7 @@ buffers), and ``evt.time`` renders in UTC rather than the host's local time.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 
 from rules import record as R
 from rules import render
@@ -166,6 +167,50 @@ def _is_open_generic(ev: list[object], mode: str) -> bool:
     return render.is_open_exec(flags, args[params["mode"]] or 0)
 
 
+# --- fd.types: the process's fd table (rules.record EV_FDTYPES) --------------------------------
+_FD_EVENT_IDS = frozenset(R.EVENT_TYPE_IDS[name] for name in R.FD_EVENT_TYPES)
+
+
+@lru_cache(maxsize=4096)
+def _fdtypes(table: bytes | None) -> tuple[str, ...] | None:
+    """fd.types: each type of the open fds once. libs gathers them from an unordered map, so its
+    order is unspecified; here it is the order of each type's lowest fd. Cached because a process
+    keeps the same table across many events."""
+    if table is None:
+        return None
+    return tuple(R.FDTYPE_NAMES[code - 1] for code in dict.fromkeys(table) if code)
+
+
+def _fdtype_at(table: bytes | None, fd: int) -> tuple[str, ...] | None:
+    """fd.types[N]: the type of fd N as a one-item list; missing when fd N is not open (or beyond
+    the captured prefix of the table)."""
+    if table is None or not 0 <= fd < len(table) or not table[fd]:
+        return None
+    return (R.FDTYPE_NAMES[table[fd] - 1],)
+
+
+def _fdtypes_of(ev: list[object], fd: int | None) -> tuple[str, ...] | None:
+    """fd.types, or with `fd` fd.types[fd], of an event. libs extracts it only on events that
+    create, use or destroy an fd (sinsp_filtercheck_fd.cpp extract_fd); an event that ends before
+    EV_FDTYPES (`rules.record.LEGACY_EVENT_LEN`) has not captured it."""
+    if ev[R.EV_TYPE] not in _FD_EVENT_IDS or len(ev) <= R.EV_FDTYPES:
+        return None
+    table: bytes | None = ev[R.EV_FDTYPES]  # type: ignore[assignment]
+    return _fdtypes(table) if fd is None else _fdtype_at(table, fd)
+
+
+def _tx_each(fn: Callable[[object], object], values: tuple[object, ...] | None) -> tuple[object, ...] | None:
+    """A one-value transformer over a list (libs applies it to every value; one failure fails all)."""
+    if values is None:
+        return None
+    out = tuple(fn(v) for v in values)
+    return None if any(v is None for v in out) else out
+
+
+def _tx_join_list(sep: str, values: tuple[object, ...] | None) -> str | None:
+    """join(sep, <list field>): libs' join extracts the list and joins its values."""
+    return None if values is None else sep.join(str(v) for v in values)
+
 
 def text_fn_name(type_id: int, index: int) -> str:
     """The global bound to `render.arg_text_fn(type_id, index)` in generated code (`HELPERS`)."""
@@ -197,6 +242,9 @@ HELPERS: dict[str, object] = {
     "_evt_res": render.evt_res,
     "_caps": render.cap_names,
     "_render_args": render.render_args,
+    "_fdtypes_of": _fdtypes_of,
+    "_tx_each": _tx_each,
+    "_tx_join_list": _tx_join_list,
     **{
         text_fn_name(t, i): render.arg_text_fn(t, i)
         for t, names in enumerate(R.EVENT_PARAMS)

@@ -27,7 +27,7 @@ def proc(pid: int, name: str, parent: Process | None) -> Process:
 
 
 def event(p: Process, ts: int) -> Event:
-    ev: Event = [EVENT_TYPE_IDS["unlink"], ts, p[P_PID], p, 0, [0, "/x"], None, ts]
+    ev: Event = [EVENT_TYPE_IDS["unlink"], ts, p[P_PID], p, 0, [0, "/x"], None, ts, None]
     assert len(ev) == EVENT_LEN
     return ev
 

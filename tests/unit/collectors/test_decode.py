@@ -11,17 +11,20 @@ import struct
 
 import pytest
 
+from collectors import native
 from collectors.cgroups import CgroupResolver
 from collectors.decode import BUILDERS, DecodeError, Decoder, abspath, cwd_path
-from collectors.header import HDR, PG_EVT_FORK
+from collectors.header import HDR, PG_EVT_FORK, PG_FLAG_FDTYPES
 from collectors.proctable import ProcTable
 from rules.record import (
     EV_ARGS,
     EV_FD,
+    EV_FDTYPES,
     EV_NUM,
     EV_PROC,
     EV_RES,
     EV_TS,
+    EVENT_LEN,
     EVENT_PARAMS,
     EVENT_TYPE_IDS,
     EVENT_TYPES,
@@ -32,6 +35,7 @@ from rules.record import (
     F_SIP,
     F_SPORT,
     F_TYPECHAR,
+    LEGACY_EVENT_LEN,
     P_ARGS,
     P_CONTAINER_ID,
     P_CWD,
@@ -54,13 +58,13 @@ OFFSET = 1_700_000_000 * 10**9
 
 def rec(evt: str | int, tgid: int, *, ret: int = 0, a: tuple[int, ...] = (), items: tuple[bytes, ...] = (),
         ppid: int = 1, uid: int = 0, tty: int = 0, loginuid: int = 0xFFFFFFFF, comm: bytes = b"sh",
-        ts: int = 1000) -> bytes:
+        ts: int = 1000, flags: int = 0) -> bytes:
     payload = b"".join(struct.pack("<H", len(i)) + i for i in items)
     args = list(a) + [0] * (6 - len(a))
     evt_id = EVENT_TYPE_IDS[evt] if isinstance(evt, str) else evt
     ids = tgid if evt_id == PG_EVT_FORK or evt in ("execve", "execveat") and ret == 0 else 0
     hdr = HDR.pack(ts, 1, ret, *args, 0, tgid, tgid, ppid, uid, uid, loginuid, tty, ids, ids, ids,
-                   evt_id, len(payload), 0, 0, comm)
+                   evt_id, len(payload), flags, 0, comm)
     return hdr + payload
 
 
@@ -231,6 +235,26 @@ def test_chdir_and_fchdir_take_the_walked_directory(decoder: Decoder) -> None:
     assert evs[2][EV_FD][F_NAME] == "/data/target/release_agent"
     assert evs[4][EV_FD][F_NAME] == "/sys/fs/cgroup/x/release_agent"
     assert decoder.procs.get(PARENT)[P_CWD] == "/sys/fs/cgroup/x/sub"  # type: ignore[index]
+
+
+def test_the_fd_types_item_goes_to_ev_fdtypes_and_nowhere_else() -> None:
+    """The probe's table (PG_FLAG_FDTYPES, the last item) becomes EV_FDTYPES, for the Python and
+    the C openat builders alike, and builders reading the last item (fchdir's walk) still see theirs;
+    a record without it gives an event of the legacy length."""
+    table = bytes([1, 1, 1, 3, 0, 6, 6])
+    for openat in (None, native.load("openevent", native.OPENEVENT).openat):
+        procs = ProcTable("node-a", OFFSET, CgroupResolver(mount=""))
+        d = Decoder(procs, OFFSET, range(len(EVENT_TYPES)), openat)
+        evs = d.decode([
+            exec_rec(PARENT, b"/bin/sh", [b"sh"]),
+            rec("fchdir", PARENT, a=(4,), items=(_walked("/srv/x"), table), flags=PG_FLAG_FDTYPES),
+            rec("openat", PARENT, ret=7, a=(0xFFFFFF9C, 0, 0, 0), items=(b"f\0", table),
+                flags=PG_FLAG_FDTYPES),
+            rec("openat", PARENT, ret=8, a=(0xFFFFFF9C, 0, 0, 0), items=(b"g\0",)),
+        ])
+        assert [len(e) for e in evs] == [LEGACY_EVENT_LEN, EVENT_LEN, EVENT_LEN, LEGACY_EVENT_LEN]
+        assert evs[1][EV_FDTYPES] == table and evs[2][EV_FDTYPES] == table
+        assert evs[2][EV_FD][F_NAME] == "/srv/x/f" and evs[3][EV_FD][F_NAME] == "/srv/x/g"
 
 
 def test_listen_names_its_socket_as_falco_names_a_server_socket(decoder: Decoder) -> None:

@@ -84,6 +84,11 @@ def test_cflags_trace_what_exists_and_name_what_is_missing(tmp_path: Path) -> No
     assert {"-DHAVE_openat=1", "-DHAVE_umount2=1", "-DSELF_TGID=4242", "-DRING_PAGES=256",
             "-DEV_openat=3", "-DPG_THREAD_SIZE=16384"} <= set(flags)
     assert not any(f.startswith("-DHAVE_finit_module") for f in flags)
+    # fd.types: nothing compiled in unless asked; then only the fd events walk the table
+    assert "-DFDTYPES_openat=0" in flags and not any(f.startswith("-DPG_FDT") for f in flags)
+    with_types, _, _ = loader.build_cflags(Btf.load(), {"openat"}, 1, 1 << 20, tracefs=tracefs, fdtypes=True)
+    assert {"-DPG_FDTYPES=1", "-DFDTYPES_openat=1", "-DFDTYPES_execve=0", "-DFDTYPES_umount=0",
+            "-DPG_FDT_file=1", "-DPG_FDT_NA=18"} <= set(with_types)
     with pytest.raises(ProbeError, match="power-of-two"):
         loader.build_cflags(Btf.load(), {"openat"}, 1, 3 * 4096, tracefs=tracefs)
     with pytest.raises(ProbeError, match="unknown event type 'nope'"):

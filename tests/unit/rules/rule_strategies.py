@@ -206,11 +206,20 @@ def events(draw: st.DrawFn) -> list[Any]:
     ev[R.EV_ARGS] = args
     ev[R.EV_FD] = draw(st.one_of(st.none(), fds()))
     ev[R.EV_NUM] = draw(st.integers(1, 3))  # Falco's evt.num starts at 1
+    ev[R.EV_FDTYPES] = draw(maybe(fd_tables(), none_ratio=4))
+    if draw(st.integers(0, 9)) == 0:
+        del ev[R.EV_FDTYPES:]  # an event written before EV_FDTYPES existed
     return ev
 
 
+def fd_tables() -> st.SearchStrategy[bytes]:
+    """An EV_FDTYPES value: a few fds, some closed (0), types repeating."""
+    codes = st.integers(0, len(R.FDTYPE_NAMES))
+    return st.lists(st.one_of(codes, st.sampled_from((1, 1, 3, 6))), max_size=8).map(bytes)
+
+
 # --- conditions ------------------------------------------------------------------------------------
-STRING, NUMERIC, BOOL, IP, NET, NAME = "string", "numeric", "bool", "ip", "net", "name"
+STRING, NUMERIC, BOOL, IP, NET, NAME, LIST = "string", "numeric", "bool", "ip", "net", "name", "list"
 _STRING_OPS = ("=", "==", "!=", "contains", "icontains", "startswith", "endswith", "glob", "iglob", "regex",
                "in", "intersects", "pmatch", "exists", "<", ">=")  # fmt: skip
 _MODIFIABLE = ("=", "!=", "contains", "icontains", "startswith", "endswith", "glob", "iglob")
@@ -239,6 +248,9 @@ def _catalog_fields() -> list[tuple[str, str, FieldType, bool]]:
             or spec.type is FieldType.BYTEBUF
             or spec.flags & FieldFlag.DEPRECATED
         ):
+            continue
+        if spec.flags & FieldFlag.IS_LIST:
+            out += [(f"{name}{index}", LIST, spec.type, True) for index in ("", "[0]", "[3]", "[-1]")]
             continue
         family = (
             NAME
@@ -275,6 +287,11 @@ def _left(draw: st.DrawFn) -> tuple[str, str, FieldType, bool]:
     )
     if not transformable or draw(st.integers(0, 3)):
         return text, family, ftype, False
+    if family == LIST:  # one-value transformers map a list; len counts it
+        name = draw(st.sampled_from(("tolower", "toupper", "basename", "len")))
+        if name == "len":
+            return f"len({text})", NUMERIC, FieldType.UINT64, True
+        return f"{name}({text})", LIST, ftype, True
     for _ in range(draw(st.integers(1, 2))):
         names = ("tolower", "toupper", "basename", "concat", *(() if "b64_decoding" in AVOID else ("b64",)))
         name = draw(st.sampled_from(names if "len_counts_bytes" in AVOID else (*names, "len")))
@@ -302,6 +319,9 @@ def _literal_for(family: str, draw: st.DrawFn, op: str, ftype: FieldType = Field
         return draw(st.sampled_from(IPS))
     if family == NET:
         return draw(st.sampled_from(NETS))
+    if family == LIST:
+        name = draw(st.sampled_from(R.FDTYPE_NAMES))
+        return literal_text(draw(st.sampled_from((name, name.upper(), "x"))))
     if family == NAME:
         return literal_text(draw(st.sampled_from(("kubernetes.default.svc.cluster.local", "bash", "x"))))
     value = draw(strings())
@@ -326,7 +346,10 @@ def checks(draw: st.DrawFn, list_names: Sequence[str] = ()) -> str:
         "proc.acmdline",
         "proc.apid",
     )
-    ops = {STRING: _STRING_OPS, NUMERIC: _NUMERIC_OPS, NAME: ("=", "==", "!=", "in", "exists")}.get(
+    ops = {
+        STRING: _STRING_OPS, NUMERIC: _NUMERIC_OPS, NAME: ("=", "==", "!=", "in", "exists"),
+        LIST: ("in", "intersects", "exists"),
+    }.get(
         family, _EQ_OPS
     )
     if "pmatch_components" in AVOID:

@@ -86,3 +86,16 @@ def test_a_proc_env_key_reaches_the_reader_as_a_constant_never_as_text(key: str)
     template = compile_output(f"env=%proc.env[{key}]", suggested=False)
     assert template.render(ev)[0] == "env=v"
     assert repr(key) in template.source
+
+
+def test_a_list_field_prints_as_libs_tostring() -> None:
+    """sinsp_filtercheck.cpp tostring (@48dfd53 lines 484-496): "(" values joined by "," ")";
+    an empty list is "()", a list that cannot be extracted <NA>, fd.types[N] a one-value list."""
+    template = "t=%fd.types one=%fd.types[3] closed=%fd.types[4] n=%len(fd.types)"
+    table = build_event("connect", fdtypes=["file", "file", "file", "ipv4", None, "pipe", "file"])
+    text, fields = render(template, table)
+    assert text == "t=(file,ipv4,pipe) one=(ipv4) closed=<NA> n=3"
+    assert fields["fd.types"] == "(file,ipv4,pipe)" and fields["fd.types[4]"] is None
+    assert render(template, build_event("connect", fdtypes=[]))[0] == "t=() one=<NA> closed=<NA> n=0"
+    assert render(template, build_event("connect"))[0] == "t=<NA> one=<NA> closed=<NA> n=<NA>"
+    assert render("t=%fd.types", build_event("execve", fdtypes=["file"]))[0] == "t=<NA>"  # no fd event

@@ -7,7 +7,7 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wire_strategies import batches, hostile_drops
+from wire_strategies import batches, hostile_drops, hostile_fd_tables
 
 from benchmarks.bench_worker import node_order, wire_batch
 from benchmarks.workload import make_events
@@ -22,7 +22,17 @@ from collectors.wire import (
     decode_batch,
     encode_batch,
 )
-from rules.record import EV_ARGS, EV_FD, EV_PROC, EVENT_PARAMS, P_PARENT, SCHEMA_VERSION
+from rules.record import (
+    EV_ARGS,
+    EV_FD,
+    EV_FDTYPES,
+    EV_PROC,
+    EVENT_PARAMS,
+    FDTYPE_NAMES,
+    MAX_FDTYPES_FDS,
+    P_PARENT,
+    SCHEMA_VERSION,
+)
 
 SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 
@@ -130,6 +140,55 @@ def test_hostile_drops_decode_or_fail_as_the_reference_does(
         assert type(drops) is list and len(drops) == 2 + len(DROP_CAUSES)
         assert 0 <= drops[0] <= drops[1] and all(0 <= n <= MAX_DROP_COUNT for n in drops[2:])
         assert got.drops == (Drops(drops[0], drops[1], tuple(drops[2:])) if any(drops[2:]) else None)
+
+
+def _one_event(*tail: object) -> dict[str, object]:
+    """An envelope of one execve event ending with `tail` after EV_NUM."""
+    proc: list[object] = [None] * 30
+    proc[P_PARENT] = -1
+    return _envelope(procs=[proc], events=[[0, 1, 2, 0, 0, [None] * len(EVENT_PARAMS[0]), None, 1, *tail]])
+
+
+@given(hostile_fd_tables)
+@settings(max_examples=1500, suppress_health_check=SLOW_OK)
+def test_hostile_fd_tables_decode_or_fail_as_the_reference_does(decoder: Decoder, table: object) -> None:
+    try:
+        data = msgpack.packb(_one_event(table), use_bin_type=True)
+    except (UnicodeEncodeError, OverflowError, TypeError, ValueError):
+        return  # not packable: no collector could send it
+    got = _same(decoder, data)
+    if got is not None:  # accepted: exactly the valid shape
+        if table is not None:
+            assert isinstance(table, bytes) and len(table) <= MAX_FDTYPES_FDS
+            assert max(table, default=0) <= len(FDTYPE_NAMES)
+        assert got.events[0][EV_FDTYPES] == table
+
+
+@pytest.mark.parametrize(
+    "table",
+    [b"\x01" * (MAX_FDTYPES_FDS + 1), bytes([1, len(FDTYPE_NAMES) + 1]), [1, 2], "file", 3, True],
+    ids=repr,
+)
+def test_hostile_fd_tables_are_refused_with_a_clear_error(decoder: Decoder, table: object) -> None:
+    data = msgpack.packb(_one_event(table), use_bin_type=True)
+    for decode in (decode_batch, decoder.decode):
+        with pytest.raises(WireError) as info:
+            decode(data)
+        assert info.value.reason == "bad event record"
+        expected = f"events[0] fd types must be null or at most {MAX_FDTYPES_FDS} bytes"
+        assert info.value.detail.startswith(expected)
+
+
+def test_fd_tables_absent_null_and_present(decoder: Decoder) -> None:
+    """An event written before EV_FDTYPES existed decodes unchanged (not captured), as null does."""
+    for tail, want in (((), None), ((None,), None), ((b"",), b""), ((b"\x01\x00\x03",), b"\x01\x00\x03")):
+        got = _same(decoder, msgpack.packb(_one_event(*tail), use_bin_type=True))
+        assert got is not None
+        ev = got.events[0]
+        assert (ev[EV_FDTYPES] if len(ev) > EV_FDTYPES else None) == want
+    one_more = msgpack.packb(_one_event(None, None), use_bin_type=True)
+    with pytest.raises(WireError, match="must be an array of 9"):
+        decode_batch(one_more)
 
 
 _TOO_MANY = [0, 1, MAX_DROP_COUNT + 1, 0, 0, 0, 0, 0]

@@ -6,11 +6,14 @@ from hypothesis import strategies as st
 
 from collectors.wire import DROP_CAUSES, MAX_DROP_COUNT, MAX_DROP_TIME, Batch, Drops
 from rules.record import (
+    EV_FDTYPES,
     EV_PROC,
     EVENT_LEN,
     EVENT_PARAMS,
     EVENT_TYPES,
     FD_LEN,
+    FDTYPE_NAMES,
+    MAX_FDTYPES_FDS,
     P_CONTAINER,
     P_PARENT,
     PROCESS_LEN,
@@ -52,6 +55,9 @@ def batches(draw: st.DrawFn) -> Batch:
         n_params = len(EVENT_PARAMS[ev[0]])
         ev[5] = draw(st.lists(scalar, min_size=n_params, max_size=n_params))
         ev[6] = draw(st.one_of(st.none(), st.lists(scalar, min_size=FD_LEN, max_size=FD_LEN)))
+        ev[EV_FDTYPES] = draw(st.one_of(st.none(), fd_tables))
+        if draw(st.integers(min_value=0, max_value=5)) == 0:
+            del ev[EV_FDTYPES:]  # written before EV_FDTYPES existed
         events.append(ev)
     return Batch(
         node=draw(st.text(min_size=1, max_size=30)),
@@ -85,4 +91,18 @@ hostile_drops = st.one_of(
              min_size=2 + len(DROP_CAUSES), max_size=2 + len(DROP_CAUSES)),
     st.lists(scalar, min_size=2 + len(DROP_CAUSES), max_size=2 + len(DROP_CAUSES)),
     st.dictionaries(st.sampled_from(DROP_CAUSES), st.integers(min_value=0, max_value=9), max_size=3),
+)
+
+
+# A valid EV_FDTYPES: one byte per fd, 0 (not open) or 1 + an index of FDTYPE_NAMES.
+fd_tables = st.binary(max_size=MAX_FDTYPES_FDS).map(lambda b: bytes(x % (len(FDTYPE_NAMES) + 1) for x in b))
+
+# What a hostile node may put in EV_FDTYPES: near-misses of the valid shape, and anything else.
+hostile_fd_tables = st.one_of(
+    scalar,
+    fd_tables,
+    st.binary(min_size=MAX_FDTYPES_FDS, max_size=MAX_FDTYPES_FDS + 2),
+    st.lists(st.integers(min_value=0, max_value=255), max_size=MAX_FDTYPES_FDS).map(bytes),
+    st.lists(st.integers(min_value=0, max_value=len(FDTYPE_NAMES)), max_size=4),  # an array, not a bin
+    st.text(max_size=4),
 )
