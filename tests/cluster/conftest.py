@@ -92,7 +92,7 @@ def pod_kafka(request: pytest.FixtureRequest, kube_node: Node) -> Iterator[local
 @pytest.fixture(scope="package")
 def release(kube_node: Node, image_ref: str, pod_kafka: localkafka.Cluster) -> Iterator[Release]:
     """`helm install` once for every test here, with the Slack stand-in and a real rsyslogd on the
-    node's address; `helm uninstall` at the end must leave no pod of the release."""
+    node's address; `helm uninstall` at the end must leave no pod and no object of the release."""
     if not HELM.exists():
         pytest.fail(f"no helm at {HELM}: run scripts/setup (setup.d/60-helm.sh)")
     work = Path(tempfile.mkdtemp(prefix="peregrine-release-"))
@@ -128,8 +128,12 @@ def release(kube_node: Node, image_ref: str, pod_kafka: localkafka.Cluster) -> I
     finally:
         r.helm("uninstall", r.name, "--wait", "--timeout=120s")
         left = r.wait_no_pods(UNINSTALL_TIMEOUT_S)
+        # anything else of the release's (workloads, services, config maps; the Secret is the test's)
+        objects = kube_node.kubectl("get", "all,configmap,pdb,serviceaccount", "-n", namespace, "-o", "name",
+                                    "-l", f"app.kubernetes.io/instance={r.name}").stdout.split()
         kube_node.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         slack.stop()
         syslog.close()
         shutil.rmtree(work, ignore_errors=True)
         assert left == [], f"helm uninstall left pods running after {UNINSTALL_TIMEOUT_S}s: {left}"
+        assert objects == [], f"helm uninstall left objects of the release: {objects}"
