@@ -72,10 +72,13 @@ class Cluster:
     root: Path
     nodes: list[Node] = field(default_factory=list)
     cluster_id: str = ""
+    # Where clients connect. Loopback unless pods must reach the broker: they reach the host only
+    # at a routable address of its own (tests/cluster), never at its 127.0.0.1.
+    host: str = "127.0.0.1"
 
     @property
     def bootstrap(self) -> str:
-        return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        return ",".join(f"{self.host}:{n.port}" for n in self.nodes)
 
     @property
     def sasl_bootstrap(self) -> str:
@@ -137,15 +140,15 @@ def _cluster_id() -> str:
             return cid
 
 
-def _properties(node: Node, voters: str, n: int) -> str:
+def _properties(node: Node, voters: str, n: int, host: str) -> str:
     rf = min(n, 3)
     isr = 2 if n >= 3 else 1
     return f"""\
 process.roles=broker,controller
 node.id={node.node_id}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}
+listeners=PLAINTEXT://{host}:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}
+advertised.listeners=PLAINTEXT://{host}:{node.port}
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -205,17 +208,19 @@ def _java_cmd(node: Node, main_class: str, *args: str, heap: str) -> list[str]:
 
 
 def prepare(
-    root: Path, n: int = 1, ports: Sequence[int] | None = None, sasl_users: Mapping[str, str] | None = None
+    root: Path, n: int = 1, ports: Sequence[int] | None = None, sasl_users: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
 ) -> Cluster:
     """Write configs and format storage for n nodes under root (wiped first). With ``sasl_users``
-    (name -> password) each node also listens with SASL/PLAIN and enforces ACLs there (`_secured`)."""
+    (name -> password) each node also listens with SASL/PLAIN and enforces ACLs there (`_secured`).
+    ``host``: the address of the plaintext listeners (the controllers stay on loopback)."""
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
     chosen = list(ports) if ports else free_ports(2 * n)
     if len(chosen) != 2 * n:
         raise KafkaError(f"need {2 * n} ports for {n} nodes, got {len(chosen)}")
-    cluster = Cluster(root=root, cluster_id=_cluster_id())
+    cluster = Cluster(root=root, cluster_id=_cluster_id(), host=host)
     for i in range(n):
         d = root / f"node{i + 1}"
         (d / "logs").mkdir(parents=True)
@@ -224,7 +229,7 @@ def prepare(
         )
     voters = ",".join(f"{x.node_id}@127.0.0.1:{x.controller_port}" for x in cluster.nodes)
     for node in cluster.nodes:
-        properties = _properties(node, voters, n)
+        properties = _properties(node, voters, n, host)
         if sasl_users:
             (node.sasl_port,) = free_ports(1)
             # later keys win in a Java properties file: the secured listeners replace the plain ones
@@ -276,9 +281,11 @@ def wait_ready(cluster: Cluster, timeout: float = 90.0, brokers: int | None = No
     raise KafkaError(f"Kafka not ready after {timeout:.0f}s\n{cluster.log_tail()}")
 
 
-def start(root: Path, n: int = 1, heap: str = "512m", timeout: float = 90.0) -> Cluster:
+def start(
+    root: Path, n: int = 1, heap: str = "512m", timeout: float = 90.0, host: str = "127.0.0.1"
+) -> Cluster:
     """Prepare, start all nodes together (a controller quorum needs a majority up), wait."""
-    cluster = prepare(root, n)
+    cluster = prepare(root, n, host=host)
     for node in cluster.nodes:
         start_node(node, heap)
     try:

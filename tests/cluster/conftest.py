@@ -24,7 +24,19 @@ from pathlib import Path
 
 import pytest
 
+from devtools import localkafka
 from devtools.localkube import KubeError, Node
+
+from .helm_release import (
+    HELM,
+    SLACK_PATH,
+    SLACK_URL_ENV,
+    UNINSTALL_TIMEOUT_S,
+    VALUES,
+    Receiver,
+    Release,
+    serve_rsyslog,
+)
 
 
 @pytest.fixture(scope="package")
@@ -59,3 +71,69 @@ def image_ref(image_archive: Path) -> str:
         assert member is not None
         tag = json.load(member)["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
     return f"peregrine.local/peregrine:{tag}"
+
+
+
+# --- Peregrine installed by helm on the node (test_helm.py) ---------------------------------------
+
+
+@pytest.fixture(scope="package")
+def pod_kafka(request: pytest.FixtureRequest, kube_node: Node) -> Iterator[localkafka.Cluster]:
+    """A broker of its own listening on the node's address: pods reach the host there (the session
+    broker listens on 127.0.0.1, which is the pod's own loopback inside a pod)."""
+    root = Path(tempfile.mkdtemp(prefix="peregrine-podkafka-"))
+    cluster = localkafka.start(root, 1, host=kube_node.node_ip)
+    yield cluster
+    localkafka.stop(cluster)
+    if not getattr(request.session, "peregrine_failed", False):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="package")
+def release(kube_node: Node, image_ref: str, pod_kafka: localkafka.Cluster) -> Iterator[Release]:
+    """`helm install` once for every test here, with the Slack stand-in and a real rsyslogd on the
+    node's address; `helm uninstall` at the end must leave no pod and no object of the release."""
+    if not HELM.exists():
+        pytest.fail(f"no helm at {HELM}: run scripts/setup (setup.d/60-helm.sh)")
+    work = Path(tempfile.mkdtemp(prefix="peregrine-release-"))
+    slack = Receiver("slack", host=kube_node.node_ip).start()
+    syslog_dir = work / "rsyslog"
+    syslog_dir.mkdir()
+    syslog = serve_rsyslog(syslog_dir, kube_node.node_ip)
+    rsyslog = next(syslog)
+    namespace = f"peregrine-{uuid.uuid4().hex[:6]}"
+    repository, _, tag = image_ref.rpartition(":")
+    secret = "slack-webhook"
+    runtime = {
+        "image": {"repository": repository, "tag": tag},
+        "kafka": {"bootstrapServers": pod_kafka.bootstrap},
+        "sink": {"destinations": [
+            # unpaced: Slack's 1 message/s would queue the test's alerts behind the host's own
+            {"name": "slack", "type": "slack", "webhook_url_env": SLACK_URL_ENV, "pace": {"per_s": 0},
+             "secretEnv": [{"name": SLACK_URL_ENV, "secretName": secret, "key": "url"}]},
+            {"name": "siem-syslog", "type": "syslog", "host": kube_node.node_ip, "port": rsyslog.tcp_port,
+             "format": "cef"},
+        ]},
+    }
+    (work / "runtime.yaml").write_text(json.dumps(runtime))
+    r = Release(kube_node, "pg", namespace, pod_kafka, slack, rsyslog, [VALUES, work / "runtime.yaml"])
+    kube_node.kubectl("create", "namespace", namespace)
+    kube_node.kubectl("create", "secret", "generic", secret, "-n", namespace,
+                      f"--from-literal=url={slack.url}{SLACK_PATH}")
+    t0 = time.monotonic()
+    try:
+        r.install()
+        print(f"\nhelm install: every pod Ready after {time.monotonic() - t0:.1f}s")
+        yield r
+    finally:
+        r.helm("uninstall", r.name, "--wait", "--timeout=120s")
+        left = r.wait_no_pods(UNINSTALL_TIMEOUT_S)
+        # anything else of the release's (workloads, services, config maps; the Secret is the test's)
+        objects = kube_node.kubectl("get", "all,configmap,pdb,serviceaccount", "-n", namespace, "-o", "name",
+                                    "-l", f"app.kubernetes.io/instance={r.name}").stdout.split()
+        kube_node.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        slack.stop()
+        syslog.close()
+        shutil.rmtree(work, ignore_errors=True)
+        assert left == [], f"helm uninstall left pods running after {UNINSTALL_TIMEOUT_S}s: {left}"
+        assert objects == [], f"helm uninstall left objects of the release: {objects}"

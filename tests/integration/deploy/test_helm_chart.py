@@ -188,26 +188,29 @@ def test_k8s_meta_gets_the_rules_of_k8s_rbac(default_objects: list[dict[str, Any
 def test_sink_config_is_what_the_sink_reads_and_holds_no_secret(
     custom_objects: list[dict[str, Any]],
 ) -> None:
-    text = named(custom_objects, "ConfigMap", "pg-sink")["data"]["sink.yaml"]
-    assert "secretEnv" not in text
+    data = named(custom_objects, "ConfigMap", "pg-sink")["data"]
+    assert sorted(data) == ["archive.yaml", "slack-secops.yaml", "splunk.hec.yaml"]  # one per destination
+    assert not any("secretEnv" in text for text in data.values())
     deployments = {d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]
                    for d in by_kind(custom_objects, "Deployment") if "sink" in d["metadata"]["name"]}
     assert sorted(deployments) == ["pg-sink-archive", "pg-sink-slack-secops", "pg-sink-splunk-hec"]
     slack = deployments["pg-sink-slack-secops"]
     assert "--destination=slack-secops" in slack["args"]
+    assert "--config=/etc/peregrine/sink/slack-secops.yaml" in slack["args"]
     assert env_of(slack)["SLACK_WEBHOOK_URL"] == {"secretKeyRef": {"name": "slack", "key": "url"}}
     assert "HEC_TOKEN" not in env_of(slack), "a destination's pod gets only its own secrets"
     assert env_of(slack)["PEREGRINE_KAFKA_SASL_PASSWORD"] == {
         "secretKeyRef": {"name": "kafka-user", "key": "password"}}
-    # The real parser, with the pod's flags and plain variables, and the ones Kubernetes would fill
-    # from the Secrets.
+    # The real parser, with the pod's flags and plain variables, and only the ones Kubernetes would
+    # fill from that pod's Secrets: a pod must start without another destination's secret.
     plain = {k: v for k, v in env_of(slack).items() if isinstance(v, str)}
-    env = {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x", "HEC_TOKEN": "t0k3n",
+    env = {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x",
            "PEREGRINE_KAFKA_SASL_PASSWORD": "pw", **plain}
     flags = argparse.ArgumentParser()
     kafka_connection.add_arguments(flags)
+    text = data["slack-secops.yaml"]
     config = parse_config(yaml.safe_load(text), "sink.yaml", env, flags.parse_known_args(slack["args"])[0])
-    assert [d.name for d in config.destinations] == ["slack-secops", "splunk.hec", "archive"]
+    assert [d.name for d in config.destinations] == ["slack-secops"]
     assert config.kafka.bootstrap_servers == "kafka-0.kafka:9093,kafka-1.kafka:9093"
     security = config.kafka.connection.security
     assert (security.protocol, security.sasl_mechanism, security.sasl_username) == (

@@ -1,25 +1,27 @@
-"""Local stand-in receivers for the HTTP destinations (Slack, Splunk HEC, Elasticsearch, Loki, webhook),
-and `Rsyslog`, the handle on the real rsyslogd that conftest.py starts.
+"""Local stand-in receivers for the HTTP destinations (Slack, Splunk HEC, Elasticsearch, Loki,
+webhook), and `Rsyslog`, the handle on the real rsyslogd that `serve_rsyslog` starts.
 
-These are receivers, not the real services: each runs a `ThreadingHTTPServer` on 127.0.0.1 in a
-thread, checks the request against the documented shape of the API it stands in for (path,
-method, headers, authentication, body framing and schema), records every alert it accepted, and
-lists every violation in ``problems`` (tests assert it stays empty). Tests can script the next
-responses (`Status`, `Slow`, `Broken`) or take the receiver down (`down`: 503 to everything).
+These are receivers, not the real services: each runs a `ThreadingHTTPServer` on 127.0.0.1 (or the
+``host`` given: pods reach the host only at a routable address) in a thread, checks the request
+against the documented shape of the API it stands in for (path, method, headers, authentication,
+body framing and schema), records every alert it accepted, and lists every violation in ``problems``
+(tests assert it stays empty). Tests can script the next responses (`Status`, `Slow`, `Broken`) or
+take the receiver down (`down`: 503 to everything).
 
-The Elasticsearch stand-in dedups by ``_id`` like the real one (``create`` on an existing id
-answers 409), so tests can count duplicates where the real destination would absorb them.
+The Elasticsearch stand-in dedups by ``_id`` like the real one (``create`` on an existing id answers
+409), so tests can count duplicates where the real destination would absorb them.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -65,7 +67,8 @@ class Receiver:
     """One stand-in API. ``kind`` is slack, splunk, elasticsearch, loki or webhook."""
 
     def __init__(
-        self, kind: str, *, hec_ack: bool = False, slack_path: str = SLACK_PATH, hec_token: str = HEC_TOKEN
+        self, kind: str, *, hec_ack: bool = False, slack_path: str = SLACK_PATH, hec_token: str = HEC_TOKEN,
+        host: str = "127.0.0.1",
     ) -> None:
         self.kind = kind
         self.hec_token = hec_token
@@ -79,7 +82,7 @@ class Receiver:
         self.down = threading.Event()
         self.lock = threading.Lock()
         self._next_ack = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer((host, 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name=f"receiver-{kind}", daemon=True
@@ -364,3 +367,151 @@ def _slack_text_problem(block: dict[str, Any]) -> str | None:
     if any(len(f["text"]) > 2000 for f in block.get("fields", [])):
         return "a field over 2000 characters"
     return None
+
+
+def _free_port(address: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    ca_key, ca, key, csr, cert = (
+        directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
+    ext = directory / "ext.cnf"
+    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for command in (
+        [
+            "openssl",
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            ca_key,
+            "-out",
+            ca,
+            "-subj",
+            "/CN=peregrine-test-ca",
+            "-days",
+            "2",
+        ],
+        ["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            ca,
+            "-CAkey",
+            ca_key,
+            "-CAcreateserial",
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        ],
+    ):
+        subprocess.run([str(c) for c in command], check=True, capture_output=True, timeout=30)
+    return ca, cert, key
+
+
+_CONFIG = """
+global(workDirectory="{work}" maxMessageSize="256k"
+       defaultNetstreamDriverCAFile="{ca}" defaultNetstreamDriverCertFile="{cert}"
+       defaultNetstreamDriverKeyFile="{key}")
+# Direct: an action runs before the input returns, so what imrelp answered 200 for is already in
+# the output file when rsyslogd is killed (a queued message would die with the process).
+main_queue(queue.type="Direct")
+module(load="imtcp")
+module(load="imrelp")
+template(name="raw" type="string" string="%rawmsg%\\n")
+template(name="fields" type="list" option.jsonf="on") {{
+  property(outname="pri" name="pri" format="jsonf")
+  property(outname="version" name="protocol-version" format="jsonf")
+  property(outname="timestamp" name="timereported" dateFormat="rfc3339" format="jsonf")
+  property(outname="hostname" name="hostname" format="jsonf")
+  property(outname="app_name" name="app-name" format="jsonf")
+  property(outname="procid" name="procid" format="jsonf")
+  property(outname="msgid" name="msgid" format="jsonf")
+  property(outname="structured_data" name="structured-data" format="jsonf")
+  property(outname="msg" name="msg" format="jsonf")
+}}
+ruleset(name="tcp") {{
+  action(type="omfile" file="{dir}/tcp.raw" template="raw")
+  action(type="omfile" file="{dir}/tcp.jsonl" template="fields")
+}}
+ruleset(name="tls") {{
+  action(type="omfile" file="{dir}/tls.raw" template="raw")
+  action(type="omfile" file="{dir}/tls.jsonl" template="fields")
+}}
+ruleset(name="relp") {{
+  action(type="omfile" file="{dir}/relp.raw" template="raw")
+  action(type="omfile" file="{dir}/relp.jsonl" template="fields")
+}}
+input(type="imtcp" address="{address}" port="{tcp}" ruleset="tcp")
+input(type="imrelp" address="{address}" port="{relp}" ruleset="relp")
+input(type="imtcp" address="{address}" port="{tls}" ruleset="tls"
+      streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+"""
+
+
+def serve_rsyslog(directory: Path, address: str) -> Iterator[Rsyslog]:
+    """A real rsyslogd writing into ``directory`` what it receives on ``address`` (the `rsyslog`
+    fixture's body; other scopes and addresses use it too: pods reach the host only at a routable
+    address of its own). Stopped when the generator is closed."""
+    binary = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+    if not Path(binary).exists():
+        raise RuntimeError("rsyslogd not installed: run scripts/setup (it installs rsyslog, gnutls and relp)")
+    work = directory / "work"
+    work.mkdir()
+    ca, cert, key = _certificates(directory)
+    tcp, tls, relp = _free_port(address), _free_port(address), _free_port(address)
+    conf = directory / "rsyslog.conf"
+    conf.write_text(_CONFIG.format(work=work, ca=ca, cert=cert, key=key, dir=directory, tcp=tcp, tls=tls,
+                                   relp=relp, address=address))
+    log = (directory / "rsyslogd.log").open("ab")
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [binary, "-n", "-f", str(conf), "-i", str(directory / "rsyslogd.pid")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        _wait_listening(process, address, [tcp, tls, relp], directory / "rsyslogd.log")
+        return process
+
+    server = Rsyslog(directory, tcp, tls, ca, relp, start)
+    try:
+        server.process = start()
+        yield server
+    finally:
+        process = server.process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        log.close()
+
+
+def _wait_listening(process: subprocess.Popen[bytes], address: str, ports: list[int], log: Path) -> None:
+    deadline = time.monotonic() + 15
+    pending = list(ports)
+    while pending and time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"rsyslogd exited with {process.returncode}: {log.read_text()}")
+        try:
+            with socket.create_connection((address, pending[0]), timeout=0.5):
+                pending.pop(0)
+        except OSError:
+            time.sleep(0.1)
+    if pending:
+        raise RuntimeError(f"rsyslogd did not listen on {pending}: {log.read_text()}")
