@@ -5,7 +5,6 @@ meanwhile), and ``/livez`` stays 200 while the capture loop runs."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -49,9 +48,6 @@ def test_collector_is_ready_once_attached_and_live_while_capturing() -> None:
         time.sleep(2)
         assert probe(port, "/livez") == (200, "ok\n")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        # killed, not stopped: with no broker, a clean stop waits out its final flush for nothing
+        proc.kill()
+        proc.wait()
