@@ -74,9 +74,10 @@ def _fake_tracefs(root: Path, syscalls: set[str]) -> str:
 
 @pytest.mark.skipif(not os.access("/sys/kernel/btf/vmlinux", os.R_OK), reason="no kernel BTF")
 def test_cflags_trace_what_exists_and_name_what_is_missing(tmp_path: Path) -> None:
+    btf = Btf.load()
     tracefs = _fake_tracefs(tmp_path, {"openat", "execve", "umount", "chdir"})
     flags, traced, missing = loader.build_cflags(
-        Btf.load(), {"openat", "umount2", "finit_module"}, 4242, 1 << 20, tracefs=tracefs
+        btf, {"openat", "umount2", "finit_module"}, 4242, 1 << 20, tracefs=tracefs
     )
     # exec, exit, chdir and fchdir always, for the process table
     assert traced == {"openat", "umount2", "execve", "procexit", "chdir"}
@@ -84,7 +85,15 @@ def test_cflags_trace_what_exists_and_name_what_is_missing(tmp_path: Path) -> No
     assert {"-DHAVE_openat=1", "-DHAVE_umount2=1", "-DSELF_TGID=4242", "-DRING_PAGES=256",
             "-DEV_openat=3", "-DPG_THREAD_SIZE=16384"} <= set(flags)
     assert not any(f.startswith("-DHAVE_finit_module") for f in flags)
+    # a kernel before 6.15 has open_tree but not open_tree_attr: the rest is traced
+    tracefs = _fake_tracefs(tmp_path / "6.14", {"execve", "chdir", "fchdir", "execveat", "open_tree", "close"})
+    flags, traced, missing = loader.build_cflags(
+        btf, {"open_tree", "open_tree_attr", "close"}, 4242, 1 << 20, tracefs=tracefs
+    )
+    assert missing == {"open_tree_attr"} and {"open_tree", "close"} <= traced
+    assert {"-DHAVE_open_tree=1", "-DHAVE_close=1"} <= set(flags)
+    assert not any(f.startswith("-DHAVE_open_tree_attr") for f in flags)
     with pytest.raises(ProbeError, match="power-of-two"):
-        loader.build_cflags(Btf.load(), {"openat"}, 1, 3 * 4096, tracefs=tracefs)
+        loader.build_cflags(btf, {"openat"}, 1, 3 * 4096, tracefs=tracefs)
     with pytest.raises(ProbeError, match="unknown event type 'nope'"):
-        loader.build_cflags(Btf.load(), {"nope"}, 1, 4096, tracefs=tracefs)
+        loader.build_cflags(btf, {"nope"}, 1, 4096, tracefs=tracefs)
