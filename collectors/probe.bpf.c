@@ -435,6 +435,7 @@ static __always_inline void pg_put_exe(struct pg_buf *b, char *mm, u64 fsids) {
  * (auxmap__store_d_path_approx); unlocked, so a concurrent rename can give a path that never
  * existed. Components go out leaf first (no reversal here, user space reverses): chdir, fchdir and
  * exec only, about 3 reads per component. */
+#define PG_DENTRY_SPAN (OFF_DENTRY_D_NAME_NAME - OFF_DENTRY_D_PARENT + 8)
 static __always_inline void pg_put_path(struct pg_buf *b, char *task, char *file) {
     u32 off = b->h.len;
     if (off > PG_HALF) {
@@ -470,8 +471,17 @@ static __always_inline void pg_put_path(struct pg_buf *b, char *task, char *file
             done = dentry != 0;
             break;
         }
-        char *parent = 0;
+        char *parent = 0, *name = 0;
+#if OFF_DENTRY_D_NAME_NAME > OFF_DENTRY_D_PARENT && PG_DENTRY_SPAN <= 32
+        u8 dn[PG_DENTRY_SPAN]; /* d_parent and d_name.name in one read: a helper call less */
+        if (bpf_probe_read_kernel(dn, sizeof(dn), dentry + OFF_DENTRY_D_PARENT) == 0) {
+            parent = *(char **)&dn[0];
+            name = *(char **)&dn[PG_DENTRY_SPAN - 8];
+        }
+#else
         RD(parent, dentry + OFF_DENTRY_D_PARENT);
+        RD(name, dentry + OFF_DENTRY_D_NAME_NAME);
+#endif
         if (dentry == mnt_root || dentry == parent) {
             if (dentry != mnt_root)
                 break; /* a root that is no mount's root: unlinked or detached, stop */
@@ -490,8 +500,6 @@ static __always_inline void pg_put_path(struct pg_buf *b, char *task, char *file
             break;
         BARRIER_VAR(pos);
         pos &= PG_MAX_STR - 1;
-        char *name = 0;
-        RD(name, dentry + OFF_DENTRY_D_NAME_NAME);
         int n = bpf_probe_read_kernel_str(&b->d[off + 2 + pos], PG_NAME_MAX, name);
         if (n <= 1)
             break;
