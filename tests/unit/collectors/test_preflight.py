@@ -11,6 +11,7 @@ import pytest
 from collectors import loader, service
 from collectors.btf import Btf
 from collectors.errors import PreflightError, ProbeError
+from rules.record import EVENT_TYPES
 
 
 def _in_child_as_nobody(fn: Callable[[], object]) -> tuple[int, str]:
@@ -86,7 +87,8 @@ def test_cflags_trace_what_exists_and_name_what_is_missing(tmp_path: Path) -> No
             "-DEV_openat=3", "-DPG_THREAD_SIZE=16384"} <= set(flags)
     assert not any(f.startswith("-DHAVE_finit_module") for f in flags)
     # a kernel before 6.15 has open_tree but not open_tree_attr: the rest is traced
-    tracefs = _fake_tracefs(tmp_path / "6.14", {"execve", "chdir", "fchdir", "execveat", "open_tree", "close"})
+    kernel_6_14 = {"execve", "chdir", "fchdir", "execveat", "open_tree", "close"}
+    tracefs = _fake_tracefs(tmp_path / "6.14", kernel_6_14)
     flags, traced, missing = loader.build_cflags(
         btf, {"open_tree", "open_tree_attr", "close"}, 4242, 1 << 20, tracefs=tracefs
     )
@@ -97,3 +99,10 @@ def test_cflags_trace_what_exists_and_name_what_is_missing(tmp_path: Path) -> No
         loader.build_cflags(btf, {"openat"}, 1, 3 * 4096, tracefs=tracefs)
     with pytest.raises(ProbeError, match="unknown event type 'nope'"):
         loader.build_cflags(btf, {"nope"}, 1, 4096, tracefs=tracefs)
+
+
+def test_close_is_traced_only_when_asked_for() -> None:
+    """A collector without --rules or --event-types traces every type but close, which follows
+    every open; rules or --event-types that name close get it."""
+    assert loader.wanted_types(None) == frozenset(EVENT_TYPES) - {"close"}
+    assert loader.wanted_types(frozenset({"close", "openat"})) == {"close", "openat"}
