@@ -433,8 +433,8 @@ static __always_inline void pg_put_exe(struct pg_buf *b, char *mm, u64 fsids) {
  * d_parent, crossing mounts through mnt_mountpoint, to the task's root (chroot) or the root mount
  * of its namespace. bpf_d_path is not allowed in tracepoints, so this is Falco's walk
  * (auxmap__store_d_path_approx); unlocked, so a concurrent rename can give a path that never
- * existed. Components go out leaf first (no reversal here, user space reverses): chdir, fchdir and
- * exec only, about 3 reads per component. */
+ * existed. Components go out leaf first (no reversal here, user space reverses): chdir, fchdir,
+ * exec, open_by_handle_at and close only, about 2 reads per component. */
 #define PG_DENTRY_SPAN (OFF_DENTRY_D_NAME_NAME - OFF_DENTRY_D_PARENT + 8)
 static __always_inline void pg_put_path(struct pg_buf *b, char *task, char *file) {
     u32 off = b->h.len;
