@@ -16,6 +16,7 @@ class CollectorConfig:
     events_topic: str = topics.EVENTS.name
     stats_topic: str = topics.STATS.name
     # event types to capture and publish; None: every type of rules/record.py the kernel offers
+    # but those traced only when asked for (collectors.loader.ONLY_WHEN_ASKED: close)
     event_types: frozenset[str] | None = None
     fdtypes: bool = False  # capture each fd event's fd types (the rules name fd.types)
     ring_bytes: int = 16 << 20

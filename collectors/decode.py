@@ -42,10 +42,12 @@ from collectors.header import (
     PG_FLAG_TRUNCATED,
 )
 from collectors.proctable import Header, ProcTable
+from rules.libs_event_table import GENERIC_SYSCALLS
 from rules.record import (
     EVENT_TYPE_IDS,
     EVENT_TYPES,
     FD_LEN,
+    GENERIC_TYPE_IDS,
     P_ARGS,
     P_CWD,
     P_EXE,
@@ -68,6 +70,7 @@ _OPEN_HOW: Final = struct.Struct("<QQQ")
 _CAPS: Final = struct.Struct("<6I")
 _AT_FDCWD: Final = -100
 _O_DIRECTORY: Final = 0o200000
+_S_IFMT, _S_IFDIR = 0o170000, 0o040000
 _AF_UNIX, _AF_INET, _AF_INET6 = 1, 2, 10
 _L4: Final = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp", 255: "raw"}
 _SOCK_TYPE_L4: Final = {1: "tcp", 2: "udp", 3: "raw"}
@@ -311,6 +314,32 @@ def _open_by_handle_at(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd
     return args, (_file_fd(fd, path, path, flags) if fd >= 0 else None)
 
 
+def _close(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd | None]:
+    """As libs fills close: fd.* describe what the fd referred to before it was closed. The probe
+    walked that file's path at sys_enter_close (at exit the file may already be freed) and gives
+    a[1] = 1 << 32 | its i_mode, or 0 when the fd had no file then (fd.num alone, as libs has it
+    when its table has no entry: a failed close)."""
+    fd, entry = _s32(h[H_A0]), h[H_A0 + 1]
+    path = cwd_path(it[0]) if entry >> 32 and it and it[0] else None
+    f: Fd = [None] * FD_LEN
+    f[0] = fd
+    if path is not None:
+        f[1] = "d" if entry & _S_IFMT == _S_IFDIR else "f"
+        f[2] = path
+    f[9] = f[10] = f[11] = False
+    return [h[H_RET], fd], f
+
+
+def _generic_syscall(name: str) -> Builder:
+    """libs' generic event: the syscall's PPM_SC code and x86_64 number, nothing else."""
+    args: Args = list(GENERIC_SYSCALLS[name])
+
+    def build(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd | None]:
+        return args.copy(), None
+
+    return build
+
+
 def _socket(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd | None]:
     fd, domain = _s32(h[H_RET]), _s32(h[H_A0])
     f: Fd | None = None
@@ -452,6 +481,8 @@ _SPECIAL: Final[dict[str, Builder]] = {
     "listen": _listen, "socket": _socket, "dup": _dup, "dup2": _dup, "dup3": _dup, "clone": _clone,
     "clone3": _clone, "fork": _clone, "vfork": _clone, "memfd_create": _memfd, "sendto": _sendto,
     "prctl": _prctl, "capset": _capset, "procexit": _procexit, "open_by_handle_at": _open_by_handle_at,
+    "close": _close,
+    **{EVENT_TYPES[i]: _generic_syscall(EVENT_TYPES[i]) for i in GENERIC_TYPE_IDS},
 }
 
 
@@ -508,6 +539,7 @@ class Decoder:
     def decode_records(self, records: list[Record]) -> list[Event]:
         out: list[Event] = []
         procs, published, builders, openat = self.procs, self.published, BUILDERS, self.openat
+        no_res = GENERIC_TYPE_IDS
         current, table, epoch = procs.current, procs.entries, self.boot_to_epoch
         self.n_read += len(records)
         for h in records:
@@ -546,7 +578,8 @@ class Decoder:
                     continue
                 args, fd = builders[evt](h, h[H_ITEMS], proc)
             self.num += 1
-            ev = [evt, h[H_TS] + epoch, h[H_TID], proc, h[H_RET], args, fd, self.num]
+            res = None if evt in no_res else h[H_RET]  # libs' generic event has no return value
+            ev = [evt, h[H_TS] + epoch, h[H_TID], proc, res, args, fd, self.num]
             if fdtypes is not None:  # without it the event has the legacy length: not captured
                 ev.append(fdtypes)
             out.append(ev)

@@ -33,6 +33,9 @@ _TRACEPOINT_NAME: Final = {"umount2": "umount"}
 # libsinsp likewise always adds its state syscalls): exec and exit, and chdir/fchdir, without
 # which proc.cwd, and every fd.name relative to it, would go stale.
 ALWAYS_TRACED: Final = frozenset({"execve", "execveat", "procexit", "chdir", "fchdir"})
+# Traced only when the rules (or --event-types) ask for them, never by default: a close follows
+# every open, and its probe walks the file's path at enter.
+ONLY_WHEN_ASKED: Final = frozenset({"close"})
 log = logging.getLogger("peregrine.collector")
 
 
@@ -43,6 +46,11 @@ class Probe:
     bpf: Any
     traced: frozenset[str]  # event types attached on this kernel
     missing: frozenset[str]  # wanted but absent from this kernel
+
+
+def wanted_types(asked: frozenset[str] | None) -> frozenset[str]:
+    """The event types to trace: those asked for, or (None) every type but ONLY_WHEN_ASKED."""
+    return asked if asked is not None else frozenset(EVENT_TYPES) - ONLY_WHEN_ASKED
 
 
 def tracepoint_name(event_type: str) -> str:
@@ -175,7 +183,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] != "--print-source":
         print("usage: python -m collectors.loader --print-source [EVENT_TYPE ...]", file=sys.stderr)
         return 2
-    wanted = argv[1:] or list(EVENT_TYPES)
+    wanted = wanted_types(frozenset(argv[1:]) or None)
     cflags, traced, missing = build_cflags(Btf.load(), wanted, os.getpid(), 16 << 20)
     print("// cflags: " + " ".join(cflags))
     print(f"// traced: {' '.join(sorted(traced))}")

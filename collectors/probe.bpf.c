@@ -7,8 +7,9 @@
  *
  * Only sys_exit_X is attached: the arguments are still in the task's saved user registers
  * (pt_regs, x86_64), whose orig_ax must equal the tracepoint's syscall number (a mismatch is
- * counted as PG_CNT_BAD_REGS and the record dropped). No enter program and no enter/exit map:
- * that halves the programs run per syscall. sys_exit_X emits one record: the header of probe.h
+ * counted as PG_CNT_BAD_REGS and the record dropped). No enter program and no enter/exit map,
+ * which halves the programs run per syscall; the one exception is close, whose file is gone at
+ * exit (sys_enter_close, below). sys_exit_X emits one record: the header of probe.h
  * (process context read through OFF_*), the arguments and return value, then payload items (user
  * strings, sockaddrs, socket addresses read from the fd table). Successful execs come from
  * sched_process_exec (argv and the environment read from the new mm, the working directory, then
@@ -42,6 +43,7 @@
 #define K_CWD 10     /* chdir, fchdir: on success, the new working directory (pg_put_path) */
 #define K_SOCK0 11   /* the socket of fd a[0] (listen) */
 #define K_FDPATH 12  /* open_by_handle_at: on success, the path of the returned fd (pg_put_path) */
+#define K_CLOSE 13   /* close: what sys_enter_close found behind fd a[0] (pg_put_close) */
 
 #define PG_NR_EXECVEAT 322 /* x86_64 */
 #define PG_SOCK_ITEM 44 /* u16 family, proto, type, sport, dport, pad; u8 saddr[16], daddr[16] */
@@ -431,8 +433,9 @@ static __always_inline void pg_put_exe(struct pg_buf *b, char *mm, u64 fsids) {
  * d_parent, crossing mounts through mnt_mountpoint, to the task's root (chroot) or the root mount
  * of its namespace. bpf_d_path is not allowed in tracepoints, so this is Falco's walk
  * (auxmap__store_d_path_approx); unlocked, so a concurrent rename can give a path that never
- * existed. Components go out leaf first (no reversal here, user space reverses): chdir, fchdir and
- * exec only, about 3 reads per component. */
+ * existed. Components go out leaf first (no reversal here, user space reverses): chdir, fchdir,
+ * exec, open_by_handle_at and close only, about 2 reads per component. */
+#define PG_DENTRY_SPAN (OFF_DENTRY_D_NAME_NAME - OFF_DENTRY_D_PARENT + 8)
 static __always_inline void pg_put_path(struct pg_buf *b, char *task, char *file) {
     u32 off = b->h.len;
     if (off > PG_HALF) {
@@ -468,8 +471,17 @@ static __always_inline void pg_put_path(struct pg_buf *b, char *task, char *file
             done = dentry != 0;
             break;
         }
-        char *parent = 0;
+        char *parent = 0, *name = 0;
+#if OFF_DENTRY_D_NAME_NAME > OFF_DENTRY_D_PARENT && PG_DENTRY_SPAN <= 32
+        u8 dn[PG_DENTRY_SPAN]; /* d_parent and d_name.name in one read: a helper call less */
+        if (bpf_probe_read_kernel(dn, sizeof(dn), dentry + OFF_DENTRY_D_PARENT) == 0) {
+            parent = *(char **)&dn[0];
+            name = *(char **)&dn[PG_DENTRY_SPAN - 8];
+        }
+#else
         RD(parent, dentry + OFF_DENTRY_D_PARENT);
+        RD(name, dentry + OFF_DENTRY_D_NAME_NAME);
+#endif
         if (dentry == mnt_root || dentry == parent) {
             if (dentry != mnt_root)
                 break; /* a root that is no mount's root: unlinked or detached, stop */
@@ -488,8 +500,6 @@ static __always_inline void pg_put_path(struct pg_buf *b, char *task, char *file
             break;
         BARRIER_VAR(pos);
         pos &= PG_MAX_STR - 1;
-        char *name = 0;
-        RD(name, dentry + OFF_DENTRY_D_NAME_NAME);
         int n = bpf_probe_read_kernel_str(&b->d[off + 2 + pos], PG_NAME_MAX, name);
         if (n <= 1)
             break;
@@ -619,6 +629,77 @@ static __always_inline void pg_put_fdtypes(struct pg_buf *b, char *task) {
 }
 #endif
 
+#ifdef HAVE_close
+/* close, as libs fills it: fd.* describe what the fd referred to. Since Linux 6.15 close(2) drops
+ * the last reference itself (fput_close_sync), so at sys_exit the file may be freed: its path is
+ * walked at sys_enter_close and carried per thread to the exit record, which holds it as its
+ * first item and the inode's type in a[1]. A thread has one close in flight, so the map holds
+ * the threads inside close at once; an entry is deleted by its exit (one whose exit was missed
+ * is overwritten by the thread's next close, and the fd must match). When the map is full the
+ * record goes out without the path, counted as PG_CNT_PAGE_FAULT (a field is missing). */
+#define PG_CLOSE_INFLIGHT 1024
+struct pg_close_file {
+    u64 fd;
+    u64 mode;                /* 1 << 32 | the inode's i_mode (its low half 0 when unread) */
+    u8 item[2 + PG_MAX_STR]; /* the file's path, a pg_put_path item */
+};
+BPF_HASH(close_files, u32, struct pg_close_file, PG_CLOSE_INFLIGHT);
+
+TRACEPOINT_PROBE(syscalls, sys_enter_close) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if ((pt >> 32) == SELF_TGID)
+        return 0;
+    char *task = (char *)bpf_get_current_task();
+    char *file = pg_fd_file(task, args->fd);
+    struct pg_buf *b = pg_buffer();
+    if (!file || !b)
+        return 0; /* no file behind the fd: the exit record carries fd.num alone */
+    /* staged in the scratch buffer, free until an exit record uses it */
+    struct pg_close_file *v = (struct pg_close_file *)b->d;
+    v->fd = args->fd;
+    v->mode = 1ull << 32;
+#ifdef PG_EXE
+    char *inode = 0;
+    u16 mode = 0;
+    RD(inode, file + OFF_FILE_F_INODE);
+    if (inode)
+        RD(mode, inode + OFF_INODE_I_MODE);
+    v->mode |= mode;
+#endif
+    b->h.len = __builtin_offsetof(struct pg_close_file, item);
+    pg_put_path(b, task, file);
+    u32 tid = (u32)pt;
+    if (close_files.update(&tid, v) < 0)
+        pg_count(PG_CNT_PAGE_FAULT);
+    return 0;
+}
+
+/* the exit record's path item and a[1] from what sys_enter_close stored for this thread */
+static __always_inline void pg_put_close(struct pg_buf *b) {
+    u32 tid = b->h.tid;
+    struct pg_close_file *v = close_files.lookup(&tid);
+    b->h.a[1] = 0;
+    if (!v)
+        return;
+    u32 off = b->h.len;
+    if (v->fd == b->h.a[0] && off <= PG_HALF) {
+        BARRIER_VAR(off);
+        off &= PG_HALF;
+        u32 n = v->item[0] | (u32)v->item[1] << 8;
+        if (n > PG_MAX_STR)
+            n = PG_MAX_STR;
+        BARRIER_VAR(n);
+        n &= (PG_MAX_STR * 2 - 1);
+        if (n && bpf_probe_read_kernel(&b->d[off + 2], n, &v->item[2]) < 0)
+            n = 0;
+        pg_put_len(b, off, n);
+        b->h.len = off + 2 + n;
+        b->h.a[1] = v->mode;
+    }
+    close_files.delete(&tid);
+}
+#endif
+
 /* the syscall's arguments from the saved user registers; returns orig_ax (the syscall number).
  * x86_64 pt_regs from r10 on: r10 r9 r8 ax cx dx si di orig_ax (the loader checks this layout). */
 static __always_inline s64 pg_regs_args(char *task, u64 *a) {
@@ -696,6 +777,10 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
             pg_put_path(b, task, file);
     } else if (kind == K_SOCK0) {
         pg_put_sock(b, b->h.a[0]);
+#ifdef HAVE_close
+    } else if (kind == K_CLOSE) {
+        pg_put_close(b);
+#endif
     }
 #ifdef PG_FDTYPES
     if (fdtypes)
@@ -987,6 +1072,16 @@ PG_SYSCALL(open_by_handle_at, EV_open_by_handle_at, 0, K_FDPATH)
 #endif
 #ifdef HAVE_kill
 PG_SYSCALL(kill, EV_kill, 0, K_NONE)
+#endif
+#ifdef HAVE_close
+PG_SYSCALL(close, EV_close, 0, K_CLOSE)
+#endif
+/* syscalls libs sends as its generic event: the record's header is all the decoder needs */
+#ifdef HAVE_open_tree
+PG_SYSCALL(open_tree, EV_open_tree, 0, K_NONE)
+#endif
+#ifdef HAVE_open_tree_attr
+PG_SYSCALL(open_tree_attr, EV_open_tree_attr, 0, K_NONE)
 #endif
 #ifdef HAVE_prctl
 PG_SYSCALL(prctl, EV_prctl, 0, K_PRCTL)

@@ -100,7 +100,7 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
 
     loader.preflight()
     btf = Btf.load()
-    wanted = set(config.event_types) if config.event_types is not None else set(EVENT_TYPES)
+    wanted = loader.wanted_types(config.event_types)
     cflags, traced, missing = loader.build_cflags(
         btf, wanted, os.getpid(), config.ring_bytes, fdtypes=config.fdtypes
     )

@@ -15,6 +15,10 @@ computes that set from a macro-resolved condition AST with libs' algebra
   ``!= 0``, ``> 0``, ``>= 1`` everything. So a rule guarded by Falco's ``never_true`` macro
   (``evt.num=0``) as in ``... and never_true`` gets the empty set, and ``not never_true`` is neutral.
 - Every other check is neutral: "all", and a negation leaves it "all".
+- libs has one event code pair for every syscall without an event of its own (PPME_GENERIC_E/X,
+  ``names_to_event_set``): a name that is only a syscall name stands for all of them. So
+  ``evt.type = open_tree`` also gives open_tree_attr (the condition still compares the name), and
+  ``evt.type != open_tree`` excludes every generic type, open_tree_attr included, as in libs.
 
 Complements are taken over ``rules.record.EVENT_TYPES``; a name a rule uses that is outside that
 table stays in a (non-complemented) result so the caller can warn about it. ``None`` stands for
@@ -44,7 +48,8 @@ from rules.ast import (
     UnaryCheckExpr,
     ValueExpr,
 )
-from rules.record import EVENT_TYPES
+from rules.libs_event_table import EVENT_NAMES, SYSCALL_NAMES
+from rules.record import EVENT_TYPES, GENERIC_TYPE_IDS
 
 __all__ = ["event_types"]
 
@@ -53,8 +58,11 @@ TypeSet = frozenset[str] | None
 
 _TABLE: Final = frozenset(EVENT_TYPES)
 _EMPTY: Final[frozenset[str]] = frozenset()
+_GENERIC_TYPES: Final = frozenset(EVENT_TYPES[i] for i in GENERIC_TYPE_IDS)
 _EVTTYPE_FIELDS: Final = ("evt.type", "syscall.type")
 _EVTTYPE_OPS: Final = ("=", "==", "!=", "in")
+# names libs resolves to its generic event: syscall names that are no event's name
+_GENERIC_NAMES: Final = SYSCALL_NAMES - EVENT_NAMES
 # what sscanf("%llu%c") accepts as a whole: libs reads evt.num literals with it
 _U64: Final = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)")
 
@@ -112,13 +120,14 @@ class _Analysis:
             return None
         right = e.right
         if isinstance(right, ValueExpr):
-            names: TypeSet = frozenset((right.value,))
+            named = frozenset((right.value,))
         elif isinstance(right, ListExpr):
-            names = frozenset(v.value for v in right.values if isinstance(v, ValueExpr))
+            named = frozenset(v.value for v in right.values if isinstance(v, ValueExpr))
         else:
             raise ValueError(
                 f"comparing evt.type with a field or a transformer is not supported: '{e.to_source()}'"
             )
+        names: TypeSet = named if named.isdisjoint(_GENERIC_NAMES) else named | _GENERIC_TYPES
         if negated:
             names = self.complement(names)
         return self.complement(names) if e.op == "!=" else names

@@ -137,6 +137,11 @@ K_POD_IP: Final = 14  # str or None (k8s.pod.ip)
 CONTAINER_LEN: Final = 15
 
 # --- event types ---------------------------------------------------------------------------
+# libs' generic event (PPME_GENERIC_X) for a syscall it has no event of its own for: the syscall's
+# PPM_SC code and its native number (rules.libs_event_table.GENERIC_SYSCALLS); evt.type is the
+# syscall's name, and there is no return value (evt.res, evt.rawres, evt.failed are missing)
+GENERIC_PARAMS: Final = ("ID", "nativeID")
+
 # (name, parameter names at exit, as Falco's event table names them). The id of an event type is
 # its index: append only, never reorder (the wire carries ids).
 _EVENT_TABLE: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
@@ -202,11 +207,15 @@ _EVENT_TABLE: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("capset", ("res", "cap_inheritable", "cap_permitted", "cap_effective")),
     ("procexit", ("status", "ret", "sig", "core")),
     ("open_by_handle_at", ("fd", "mountfd", "flags", "path", "dev", "ino")),
+    ("close", ("res", "fd")),
+    ("open_tree", GENERIC_PARAMS),
+    ("open_tree_attr", GENERIC_PARAMS),
 )
 
 EVENT_TYPES: Final[tuple[str, ...]] = tuple(name for name, _ in _EVENT_TABLE)
 EVENT_PARAMS: Final[tuple[tuple[str, ...], ...]] = tuple(params for _, params in _EVENT_TABLE)
 EVENT_TYPE_IDS: Final[dict[str, int]] = {name: i for i, name in enumerate(EVENT_TYPES)}
+GENERIC_TYPE_IDS: Final = frozenset(i for i, params in enumerate(EVENT_PARAMS) if params is GENERIC_PARAMS)
 # name -> position, per event type id: evt.arg.NAME compiles to one list index
 EVENT_PARAM_INDEX: Final[tuple[dict[str, int], ...]] = tuple(
     {p: i for i, p in enumerate(params)} for params in EVENT_PARAMS
@@ -228,5 +237,5 @@ FD_EVENT_TYPES: Final = frozenset({
     "open", "openat", "openat2", "creat", "connect", "accept", "accept4", "listen", "socket", "setns",
     "fchmod", "fchmodat", "unlinkat", "symlinkat", "mkdirat", "bpf", "memfd_create", "dup", "dup2",
     "dup3", "finit_module", "userfaultfd", "sendto", "sendmsg", "recvfrom", "recvmsg", "fchdir",
-    "open_by_handle_at",
+    "open_by_handle_at", "close",
 })  # fmt: skip

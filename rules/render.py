@@ -41,6 +41,7 @@ from rules.record import (
     F_NAME,
     F_NUM,
     F_TYPECHAR,
+    GENERIC_TYPE_IDS,
     P_CWD,
     Event,
     Fd,
@@ -78,8 +79,9 @@ _FLAGS_INDEX: Final = tuple(index.get("flags", -1) for index in EVENT_PARAM_INDE
 _PTRACE: Final = EVENT_TYPES.index("ptrace")
 _PTRACE_DATA: Final = EVENT_PARAMS[_PTRACE].index("data")
 _PTRACE_REQUEST: Final = EVENT_PARAMS[_PTRACE].index("request")
-# procexit is a scheduler tracepoint, not a syscall exit: libs gives it no return value
-_NO_RETURN_VALUE: Final = frozenset(i for i, name in enumerate(EVENT_TYPES) if name == "procexit")
+# procexit is a scheduler tracepoint, not a syscall exit, and libs' generic event carries none
+# (sinsp_evt::has_return_value): no return value
+_NO_RETURN_VALUE: Final = GENERIC_TYPE_IDS | {i for i, name in enumerate(EVENT_TYPES) if name == "procexit"}
 _NULL_WHEN_MISSING: Final = frozenset({"args", "tuple"})  # PT_BYTEBUF/PT_SOCKTUPLE print NULL, not <NA>
 _L4_CHAR: Final = {"tcp": "t", "udp": "u", "icmp": "i", "raw": "r"}
 
@@ -178,7 +180,10 @@ def render_args(
     group_names: Mapping[int, str] | None = None,
 ) -> str:
     """``evt.args``: ``name=value`` or ``name=value(resolved)`` per parameter, space-separated,
-    in libs' parameter order (libs also prints the parameters rules.record does not carry)."""
+    in libs' parameter order (libs also prints the parameters rules.record does not carry); ""
+    for a generic event, whose parameters libs keeps for internal use."""
+    if type_id in GENERIC_TYPE_IDS:
+        return ""
     parts = []
     names = EVENT_PARAMS[type_id]
     for i in rp.LIBS_ORDER[type_id]:

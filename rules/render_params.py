@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 from rules import render_flags as rf
+from rules.libs_event_table import GENERIC_SYSCALLS
 from rules.record import EVENT_PARAMS, EVENT_TYPES
 
 Renderer = Callable[[Any], tuple[str, str]]
@@ -96,6 +97,14 @@ def fd(raw: int) -> tuple[str, str]:
     if raw == rf.LINUX_AT_FDCWD:
         return str(raw), "AT_FDCWD"
     return str(raw), rf.ERRNO_NAMES.get(-raw, "")
+
+
+_PPM_SC_NAMES: Final = {code: name for name, (code, _nr) in GENERIC_SYSCALLS.items()}
+
+
+def syscall_id(raw: int) -> tuple[str, str]:
+    """PT_SYSCALLID (the generic event's ``ID``): the PPM_SC code, resolved to the syscall's name."""
+    return str(raw & 0xFFFF), _PPM_SC_NAMES.get(raw & 0xFFFF, "")
 
 
 def uid(raw: int) -> tuple[str, str]:
@@ -196,7 +205,8 @@ _COMMON: Final[dict[str, Param]] = {
     "res": Param(errno), "fd": _P_FD, "dirfd": _P_FD, "olddirfd": _P_FD, "newdirfd": _P_FD,
     "oldfd": _P_FD, "newfd": _P_FD, "tuple": _P_TEXT, "exe": _P_TEXT, "args": Param(bytebuf),
     "tid": Param(dec64), "pid": Param(dec64), "ptid": Param(dec64), "cwd": _P_TEXT,
-    "dev": Param(hex32), "ino": Param(dec64), "size": Param(dec32),
+    "dev": Param(hex32), "ino": Param(dec64), "size": Param(dec32), "ID": Param(syscall_id),
+    "nativeID": Param(dec32),
     "cap_inheritable": Param(hex64), "cap_permitted": Param(hex64), "cap_effective": Param(hex64),
 }  # fmt: skip
 _EXECVE: Final = {

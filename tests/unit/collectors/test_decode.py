@@ -271,3 +271,18 @@ def test_listen_names_its_socket_as_falco_names_a_server_socket(decoder: Decoder
     assert (f[F_NAME], f[F_TYPECHAR], f[4], f[F_SIP], f[F_SPORT], f[F_CIP], f[F_IS_SERVER]) == (
         "192.0.2.2:8080", "4", "tcp", "192.0.2.2", 8080, None, True)
     assert other[EV_FD] is None and unknown[EV_FD] is None and unknown[EV_ARGS] == [-9, 99, 1]
+
+
+def test_close_names_the_file_walked_at_enter_and_generic_events_have_no_result(decoder: Decoder) -> None:
+    file, directory, cut, failed, tree = decoder.decode([
+        rec("close", PARENT, a=(3, 1 << 32 | 0o100644), items=(_walked("/tmp/x/f"),)),
+        rec("close", PARENT, a=(4, 1 << 32 | 0o040755), items=(_walked("/tmp/x"),)),
+        rec("close", PARENT, a=(5, 1 << 32 | 0o140777), items=(b"",)),  # a socket: no path to walk
+        rec("close", PARENT, ret=-9, a=(6, 0)),  # no file behind the fd at enter
+        rec("open_tree", PARENT, ret=7, a=(0xFFFFFF9C, 0, 0)),
+    ])
+    assert file[EV_ARGS] == [0, 3] and file[EV_FD][:4] == [3, "f", "/tmp/x/f", None]
+    assert directory[EV_FD][:3] == [4, "d", "/tmp/x"]
+    assert cut[EV_FD][:3] == [5, None, None] and failed[EV_FD][:3] == [6, None, None]
+    assert failed[EV_RES] == -9 and failed[EV_ARGS] == [-9, 6]
+    assert tree[EV_ARGS] == [339, 428] and tree[EV_RES] is None and tree[EV_FD] is None

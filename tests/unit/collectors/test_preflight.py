@@ -11,6 +11,7 @@ import pytest
 from collectors import loader, service
 from collectors.btf import Btf
 from collectors.errors import PreflightError, ProbeError
+from rules.record import EVENT_TYPES
 
 
 def _in_child_as_nobody(fn: Callable[[], object]) -> tuple[int, str]:
@@ -74,9 +75,10 @@ def _fake_tracefs(root: Path, syscalls: set[str]) -> str:
 
 @pytest.mark.skipif(not os.access("/sys/kernel/btf/vmlinux", os.R_OK), reason="no kernel BTF")
 def test_cflags_trace_what_exists_and_name_what_is_missing(tmp_path: Path) -> None:
+    btf = Btf.load()
     tracefs = _fake_tracefs(tmp_path, {"openat", "execve", "umount", "chdir"})
     flags, traced, missing = loader.build_cflags(
-        Btf.load(), {"openat", "umount2", "finit_module"}, 4242, 1 << 20, tracefs=tracefs
+        btf, {"openat", "umount2", "finit_module"}, 4242, 1 << 20, tracefs=tracefs
     )
     # exec, exit, chdir and fchdir always, for the process table
     assert traced == {"openat", "umount2", "execve", "procexit", "chdir"}
@@ -86,10 +88,26 @@ def test_cflags_trace_what_exists_and_name_what_is_missing(tmp_path: Path) -> No
     assert not any(f.startswith("-DHAVE_finit_module") for f in flags)
     # fd.types: nothing compiled in unless asked; then only the fd events walk the table
     assert "-DFDTYPES_openat=0" in flags and not any(f.startswith("-DPG_FDT") for f in flags)
-    with_types, _, _ = loader.build_cflags(Btf.load(), {"openat"}, 1, 1 << 20, tracefs=tracefs, fdtypes=True)
+    with_types, _, _ = loader.build_cflags(btf, {"openat"}, 1, 1 << 20, tracefs=tracefs, fdtypes=True)
     assert {"-DPG_FDTYPES=1", "-DFDTYPES_openat=1", "-DFDTYPES_execve=0", "-DFDTYPES_umount=0",
             "-DPG_FDT_file=1", "-DPG_FDT_NA=18"} <= set(with_types)
+    # a kernel before 6.15 has open_tree but not open_tree_attr: the rest is traced
+    kernel_6_14 = {"execve", "chdir", "fchdir", "execveat", "open_tree", "close"}
+    tracefs = _fake_tracefs(tmp_path / "6.14", kernel_6_14)
+    flags, traced, missing = loader.build_cflags(
+        btf, {"open_tree", "open_tree_attr", "close"}, 4242, 1 << 20, tracefs=tracefs
+    )
+    assert missing == {"open_tree_attr"} and {"open_tree", "close"} <= traced
+    assert {"-DHAVE_open_tree=1", "-DHAVE_close=1"} <= set(flags)
+    assert not any(f.startswith("-DHAVE_open_tree_attr") for f in flags)
     with pytest.raises(ProbeError, match="power-of-two"):
-        loader.build_cflags(Btf.load(), {"openat"}, 1, 3 * 4096, tracefs=tracefs)
+        loader.build_cflags(btf, {"openat"}, 1, 3 * 4096, tracefs=tracefs)
     with pytest.raises(ProbeError, match="unknown event type 'nope'"):
-        loader.build_cflags(Btf.load(), {"nope"}, 1, 4096, tracefs=tracefs)
+        loader.build_cflags(btf, {"nope"}, 1, 4096, tracefs=tracefs)
+
+
+def test_close_is_traced_only_when_asked_for() -> None:
+    """A collector without --rules or --event-types traces every type but close, which follows
+    every open; rules or --event-types that name close get it."""
+    assert loader.wanted_types(None) == frozenset(EVENT_TYPES) - {"close"}
+    assert loader.wanted_types(frozenset({"close", "openat"})) == {"close", "openat"}

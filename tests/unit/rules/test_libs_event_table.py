@@ -24,6 +24,8 @@ MIRROR = Path("/work/.mirror/falcosecurity+libs/repo")
 MODULE = Path(libs_event_table.__file__)
 # libs' PPM_MAX_NAME_LEN: scap_get_ppm_sc_name copies names with strlcpy into 32 bytes
 _PPM_MAX_NAME_LEN = 32
+# driver/syscall_table.c: `[__NR_x - SYSCALL_TABLE_ID0] = {.ppm_sc = PPM_SC_X}`, no event pair
+_GENERIC_ENTRY = re.compile(r"\[__NR_(\w+) - SYSCALL_TABLE_ID0\]\s*=\s*\{\s*\.ppm_sc\s*=\s*PPM_SC_(\w+)\s*\}")
 
 
 def _show(git_dir: Path, commit: str, path: str) -> str:
@@ -32,8 +34,9 @@ def _show(git_dir: Path, commit: str, path: str) -> str:
 
 
 def derive(git_dir: Path) -> str:
-    """The module text: driver/event_table.c's event names and the lower-cased PPM_SC_X names of
-    driver/ppm_events_public.h (scap_get_ppm_sc_name), at the mirror's HEAD."""
+    """The module text: driver/event_table.c's event names, the lower-cased PPM_SC_X names of
+    driver/ppm_events_public.h (scap_get_ppm_sc_name) and the generic syscalls of
+    driver/syscall_table.c with their codes, at the mirror's HEAD."""
     commit = subprocess.run(
         ["git", f"--git-dir={git_dir}", "rev-parse", "HEAD"], check=True, capture_output=True, text=True
     ).stdout.strip()
@@ -43,6 +46,15 @@ def derive(git_dir: Path) -> str:
     syscalls = sorted(
         {name.lower()[: _PPM_MAX_NAME_LEN - 1] for name in re.findall(r"PPM_SC_X\((\w+),\s*\d+\)", header)}
     )
+    ppm_sc = {name: int(code) for name, code in re.findall(r"PPM_SC_X\((\w+),\s*(\d+)\)", header)}
+    x86_64 = _show(git_dir, commit, "driver/syscall_compat_x86_64.h")
+    native = {name: int(nr) for name, nr in re.findall(r"#define __NR_(\w+) (\d+)", x86_64)}
+    syscall_table = _show(git_dir, commit, "driver/syscall_table.c")
+    generic = sorted(
+        (sc.lower(), ppm_sc[sc], native[nr])
+        for nr, sc in _GENERIC_ENTRY.findall(syscall_table)
+        if nr in native
+    )
     lines = [
         '"""Event-type names libs knows, derived from falcosecurity/libs (do not edit by hand: see',
         'tests/unit/rules/test_libs_event_table.py, which writes and checks this file).',
@@ -51,6 +63,11 @@ def derive(git_dir: Path) -> str:
         "`SYSCALL_NAMES` the lower-cased ``PPM_SC_X`` names of driver/ppm_events_public.h",
         "(``scap_get_ppm_sc_name``). libs accepts an ``evt.type`` value found in either",
         "(sinsp_filtercheck_event.cpp ``validate_filter_value``).",
+        "",
+        "`GENERIC_SYSCALLS` are the x86_64 syscalls libs has no event of its own for:",
+        "driver/syscall_table.c gives them a PPM_SC code only, so the driver sends its generic event",
+        "(PPME_GENERIC_X, parameters ``ID``: that code, ``nativeID``: the syscall number of",
+        "driver/syscall_compat_x86_64.h), and ``evt.type`` prints the syscall's name.",
         '"""',
         "",
         "from __future__ import annotations",
@@ -66,6 +83,11 @@ def derive(git_dir: Path) -> str:
         "SYSCALL_NAMES: Final = frozenset({",
         *(f'    "{name}",' for name in syscalls),
         "})",
+        "",
+        "# name -> (PPM_SC code, x86_64 syscall number)",
+        "GENERIC_SYSCALLS: Final[dict[str, tuple[int, int]]] = {",
+        *(f'    "{name}": ({code}, {nr}),' for name, code, nr in generic),
+        "}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -81,15 +103,26 @@ def test_open_family_and_close_are_known() -> None:
 
 
 
-def test_the_open_family_our_records_lack() -> None:
-    """``evt.type startswith open`` means these names in libs; the records carry ids (and the
-    collector captures) all but open_tree/open_tree_attr, which libs has only as syscall codes
-    (no event of their own): a rule naming those loads and matches nothing."""
+def test_the_records_carry_the_whole_open_family_and_close() -> None:
+    """``evt.type startswith open`` means these names in libs, and the records carry them all:
+    open_tree and open_tree_attr as libs' generic event (no event of their own in libs)."""
     known = libs_event_table.EVENT_NAMES | libs_event_table.SYSCALL_NAMES
     family = {name for name in known if name.startswith("open")}
     assert family == {"open", "openat", "openat2", "open_by_handle_at", "open_tree", "open_tree_attr"}
-    assert family - set(R.EVENT_TYPES) == {"open_tree", "open_tree_attr"}
+    assert family | {"close"} <= set(R.EVENT_TYPES)
     assert not {"open_tree", "open_tree_attr"} & libs_event_table.EVENT_NAMES
+
+
+def test_generic_record_types_are_libs_generic_syscalls() -> None:
+    """A record type with the generic event's parameters is a syscall libs sends as PPME_GENERIC_X
+    (driver/syscall_table.c), and only those have them."""
+    generic = {R.EVENT_TYPES[i] for i in R.GENERIC_TYPE_IDS}
+    assert generic == {"open_tree", "open_tree_attr"}
+    assert generic <= set(libs_event_table.GENERIC_SYSCALLS)
+    assert not set(R.EVENT_TYPES) - generic & set(libs_event_table.GENERIC_SYSCALLS)
+    # x86_64 numbers of the Linux syscall table (arch/x86/entry/syscalls/syscall_64.tbl)
+    assert libs_event_table.GENERIC_SYSCALLS["open_tree"][1] == 428
+    assert libs_event_table.GENERIC_SYSCALLS["open_tree_attr"][1] == 467
 
 
 def _named_types(expr: Expr) -> set[str]:

@@ -77,6 +77,17 @@ def test_event_types_unknown_to_every_rule_cost_nothing() -> None:
     assert ruleset.match([999, 0, 0, None, 0, [], None, 1]) is None
 
 
+def test_a_generic_syscall_rule_is_indexed_on_its_own_type_only() -> None:
+    """The event-type algebra gives `evt.type = open_tree` libs' whole generic pair (open_tree and
+    open_tree_attr); the condition compiled for open_tree_attr is false, so only open_tree keeps
+    the rule and a collector given it traces open_tree alone."""
+    ruleset = ruleset_of([
+        {"rule": "tree", "condition": "evt.type = open_tree"},
+        {"rule": "clock", "condition": "evt.type = clock_gettime"},  # no record type: no bucket
+    ])
+    assert ruleset.event_type_names == {"open_tree"}
+
+
 def test_ruleset_is_immutable() -> None:
     ruleset = ruleset_of(TWO)
     with pytest.raises(AttributeError):
