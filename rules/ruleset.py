@@ -22,7 +22,7 @@ import ast
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from rules import compiler as cc
 from rules import gate
@@ -193,6 +193,10 @@ def compile_rules(
                 continue
             matched.append(EVENT_TYPES[type_id])
             per_type.setdefault(type_id, []).append((global_name, tree))
+        if names is not None:
+            uncaptured = sorted(n for n in names if n not in EVENT_TYPE_IDS)
+            if uncaptured:
+                warnings.append(_uncaptured_warning(uncaptured, matched, location))
         compiled.append(
             CompiledRule(
                 name=loaded.name,
@@ -207,6 +211,23 @@ def compile_rules(
             )
         )
     return _build(tuple(compiled), tuple(warnings), per_type, values, constants, ip_names, all_matches)
+
+
+UNCAPTURED: Final = "PEREGRINE_UNCAPTURED_EVTTYPE"  # ours, not one of Falco's LOAD_* codes
+_NAMES_SHOWN: Final = 8
+
+
+def _uncaptured_warning(uncaptured: list[str], matched: list[str], location: Location) -> LoadWarning:
+    """A rule naming event types the collector does not capture: Falco sees every syscall, so its
+    rules files load silently there, but here such a rule (or that part of it) can never match."""
+
+    def names(found: list[str]) -> str:
+        more = len(found) - _NAMES_SHOWN
+        return ", ".join(found[:_NAMES_SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+    effect = f"it matches {names(matched)} only" if matched else "the rule can never match"
+    message = f"evt.type {names(uncaptured)} not captured by Peregrine: {effect}"
+    return LoadWarning(UNCAPTURED, message, location)
 
 
 def _build(

@@ -173,3 +173,28 @@ def test_exception_fields_must_be_filter_fields() -> None:
     with pytest.raises(CompileError) as info:
         ruleset_of([bad])
     assert "'not.exist' is not a supported filter field" in info.value.message
+
+
+def _warnings_of(*conditions: str) -> list[str]:
+    docs = [{"rule": f"r{i}", "desc": "d", "condition": c, "output": "o", "priority": "INFO"}
+            for i, c in enumerate(conditions)]  # fmt: skip
+    ruleset = compile_rules(load_sources([("u.yaml", yaml.safe_dump(docs))]))
+    return [w.render() for w in ruleset.warnings if w.code == "PEREGRINE_UNCAPTURED_EVTTYPE"]
+
+
+def test_a_rule_naming_an_event_type_the_collector_does_not_capture_says_so() -> None:
+    """Falco captures every syscall, so its users' rules may name any: one Peregrine does not capture
+    would never fire, silently, without this warning naming the rule and its line."""
+    never, partly = _warnings_of("evt.type = personality", "evt.type in (openat, mmap)")
+    assert never == (
+        "u.yaml:1: rule 'r0': warning PEREGRINE_UNCAPTURED_EVTTYPE: evt.type personality not captured "
+        "by Peregrine: the rule can never match"
+    )
+    assert partly.endswith("evt.type mmap not captured by Peregrine: it matches openat only")
+    assert _warnings_of("evt.type = openat", "evt.type != openat", "proc.name = x") == []
+
+
+def test_falcos_rules_files_load_without_that_warning(falco_rules_dir: Path) -> None:
+    files = ["falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml"]
+    ruleset = rules.load([str(falco_rules_dir / f) for f in files])
+    assert [w for w in ruleset.warnings if w.code == "PEREGRINE_UNCAPTURED_EVTTYPE"] == []
