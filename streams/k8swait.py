@@ -10,7 +10,11 @@ So when a batch holds processes of a container the table does not know, and the 
 must agree within seconds), the agent waits for the table to learn it, at most ``max_wait_s``
 (``--k8s-wait-new``; 0 turns it off), then enriches the batch again. Each container id is waited for
 once (the ids are remembered, at most `MAX_REMEMBERED_IDS`), so containers that never appear (not
-Kubernetes', pod sandboxes, short-lived ones already gone) cost one wait each, not one per batch.
+Kubernetes', short-lived ones already gone) cost one wait each, not one per batch. A pod's sandbox
+never appears either (the pod status names only its containers) and starts with every pod, so
+the sandbox's process (`SANDBOX_NAMES`) and runc's init, which runs in every container's cgroup
+before its first exec, decide no wait: the container's own first process does. A container that
+names its process so only loses the pod of its first alerts, as without the wait.
 
 The wait is an ``await`` on the event loop that also runs the table's feed (`streams.worker.follow_k8s`
 calls `K8sWait.applied` after each fetch), and the agent waits *before* taking the commit gate
@@ -30,13 +34,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from rules.record import HOST_CONTAINER_ID, P_CONTAINER, P_CONTAINER_ID, P_START, Process
+from rules.record import HOST_CONTAINER_ID, P_CONTAINER, P_CONTAINER_ID, P_NAME, P_START, Process
 
 # A container is new while its processes started at most this long ago (or ahead: clock skew).
 NEW_CONTAINER_S: Final = 10.0
 # Container ids already waited for; the oldest are forgotten first (one wait again at worst).
 MAX_REMEMBERED_IDS: Final = 10_000
 DEFAULT_MAX_WAIT_S: Final = 2.0
+# The sandbox process of every pod (registry.k8s.io/pause, and k8s/node/pause.c on the test node).
+SANDBOX_NAMES: Final = frozenset({"pause"})
+RUNC_INIT_PREFIX: Final = "runc:["  # runc:[2:INIT], runc:[1:CHILD]: the comm runc gives its init
 
 
 @dataclass(slots=True)
@@ -60,7 +67,10 @@ class NewContainers:
             if p[P_CONTAINER] is not None:
                 continue
             cid = p[P_CONTAINER_ID]
-            if cid == HOST_CONTAINER_ID or cid in waited or not isinstance(cid, str):
+            if not isinstance(cid, str) or cid == HOST_CONTAINER_ID or cid in waited:
+                continue
+            name = p[P_NAME]
+            if name in SANDBOX_NAMES or str(name).startswith(RUNC_INIT_PREFIX):
                 continue
             start = p[P_START]
             if isinstance(start, int) and abs(now_ns - start) <= new_ns:

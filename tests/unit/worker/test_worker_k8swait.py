@@ -12,6 +12,7 @@ from rules.record import (
     K_POD_NAME,
     P_CONTAINER,
     P_CONTAINER_ID,
+    P_NAME,
     P_START,
     PROCESS_LEN,
     Process,
@@ -34,10 +35,11 @@ def meta(n: int) -> ContainerMeta:
     )
 
 
-def proc(container_id: str, start_ns: int = NOW) -> Process:
+def proc(container_id: str, start_ns: int = NOW, name: str = "sh") -> Process:
     p: Process = [None] * PROCESS_LEN
     p[P_CONTAINER_ID] = container_id
     p[P_START] = start_ns
+    p[P_NAME] = name
     return p
 
 
@@ -46,11 +48,13 @@ def test_only_new_unknown_container_processes_are_waited_for_once_per_id() -> No
     known = proc(cid(1))
     known[P_CONTAINER] = (1,)  # enriched already
     procs = [known, proc(HOST_CONTAINER_ID), proc(cid(2)), proc(cid(2)), proc(cid(3), NOW - 11 * S),
-             proc(cid(4), NOW - 9 * S), proc(cid(5), NOW + 2 * S), proc(cid(6), None)]  # type: ignore[arg-type]
+             proc(cid(4), NOW - 9 * S), proc(cid(5), NOW + 2 * S), proc(cid(6), None),  # type: ignore[arg-type]
+             proc(cid(8), name="pause"), proc(cid(9), name="runc:[2:INIT]")]  # a pod's sandbox, runc's init
     assert new.to_wait_for(procs, NOW) == [cid(2), cid(4), cid(5)]
     # The same containers in the next batches: no second wait, whatever their processes.
     assert new.to_wait_for([proc(cid(2)), proc(cid(4), NOW + 1)], NOW + S) == []
     assert new.to_wait_for([proc(cid(7))], NOW + S) == [cid(7)]
+    assert new.to_wait_for([proc(cid(9), name="sleep")], NOW + S) == [cid(9)]  # its own first process
 
 
 def test_remembered_ids_are_bounded_and_the_oldest_forgotten_first() -> None:
