@@ -40,7 +40,7 @@ from rules.record import HOST_CONTAINER_ID, P_CONTAINER, P_CONTAINER_ID, P_NAME,
 NEW_CONTAINER_S: Final = 10.0
 # Container ids already waited for; the oldest are forgotten first (one wait again at worst).
 MAX_REMEMBERED_IDS: Final = 10_000
-DEFAULT_MAX_WAIT_S: Final = 2.0
+DEFAULT_MAX_WAIT_S: Final = 3.0
 # The sandbox process of every pod (registry.k8s.io/pause, and k8s/node/pause.c on the test node).
 SANDBOX_NAMES: Final = frozenset({"pause"})
 RUNC_INIT_PREFIX: Final = "runc:["  # runc:[2:INIT], runc:[1:CHILD]: the comm runc gives its init

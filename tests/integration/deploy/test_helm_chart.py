@@ -273,7 +273,7 @@ def test_the_worker_reads_the_new_container_wait_the_chart_sets(
         env = {k: v for k, v in env_of(worker).items() if isinstance(v, str)}
         return worker_config.from_args(worker["args"][1:], env).k8s_wait_new
 
-    assert wait_new(default_objects) == 2.0
+    assert wait_new(default_objects) == 3.0
     values = tmp_path / "wait.yaml"
     values.write_text(yaml.safe_dump({"worker": {"k8sWaitNew": 0.5}}))
     assert wait_new(helm.template("peregrine", values)) == 0.5

@@ -95,7 +95,7 @@ def test_rule_cost_sampling_from_flag_or_environment_and_never_negative() -> Non
 
 
 def test_new_container_wait_from_flag_or_environment_bounded() -> None:
-    assert from_args(["--rules", "r"], env={}).k8s_wait_new == 2.0
+    assert from_args(["--rules", "r"], env={}).k8s_wait_new == 3.0
     assert from_args(["--rules", "r"], env={"PEREGRINE_K8S_WAIT_NEW": "0"}).k8s_wait_new == 0.0
     c = from_args(["--rules", "r", "--k8s-wait-new", "0.5"], env={"PEREGRINE_K8S_WAIT_NEW": "0"})
     assert c.k8s_wait_new == 0.5
