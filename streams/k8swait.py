@@ -29,12 +29,16 @@ batches in order), so a node starting containers Kubernetes never reports stalls
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
 from rules.record import HOST_CONTAINER_ID, P_CONTAINER, P_CONTAINER_ID, P_NAME, P_START, Process
+from streams.logsafe import shown
+
+log = logging.getLogger("peregrine.worker.k8swait")
 
 # A container is new while its processes started at most this long ago (or ahead: clock skew).
 NEW_CONTAINER_S: Final = 10.0
@@ -57,12 +61,12 @@ class NewContainers:
     def __len__(self) -> int:
         return len(self._waited)
 
-    def to_wait_for(self, procs: Iterable[Process], now_ns: int) -> list[str]:
-        """The ids of new containers whose processes are not enriched, not waited for before; they
-        are remembered as waited for from now on."""
+    def to_wait_for(self, procs: Iterable[Process], now_ns: int) -> dict[str, object]:
+        """The ids of new containers whose processes are not enriched, not waited for before, each
+        with the name of its first such process (for the log); remembered as waited for from now on."""
         new_ns = self.new_s * 1e9
         waited = self._waited
-        out: list[str] = []
+        out: dict[str, object] = {}
         for p in procs:
             if p[P_CONTAINER] is not None:
                 continue
@@ -75,7 +79,7 @@ class NewContainers:
             start = p[P_START]
             if isinstance(start, int) and abs(now_ns - start) <= new_ns:
                 waited[cid] = None
-                out.append(cid)
+                out[cid] = name
         while len(waited) > self.max_ids:
             waited.popitem(last=False)
         return out
@@ -135,4 +139,9 @@ class K8sWait:
             except TimeoutError:
                 pass
         self.enrich(procs)
-        return Waited(len(ids), found, loop.time() - t0)
+        seconds = loop.time() - t0
+        for cid, name in ids.items():
+            if known(cid) is None:  # once per container: it is remembered as waited for
+                log.info("no Kubernetes record for new container %s (process %s) after %.1f s; evaluated "
+                         "without it", cid[:12], shown(name), seconds)
+        return Waited(len(ids), found, seconds)

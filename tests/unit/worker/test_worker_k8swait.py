@@ -50,19 +50,20 @@ def test_only_new_unknown_container_processes_are_waited_for_once_per_id() -> No
     procs = [known, proc(HOST_CONTAINER_ID), proc(cid(2)), proc(cid(2)), proc(cid(3), NOW - 11 * S),
              proc(cid(4), NOW - 9 * S), proc(cid(5), NOW + 2 * S), proc(cid(6), None),  # type: ignore[arg-type]
              proc(cid(8), name="pause"), proc(cid(9), name="runc:[2:INIT]")]  # a pod's sandbox, runc's init
-    assert new.to_wait_for(procs, NOW) == [cid(2), cid(4), cid(5)]
+    assert list(new.to_wait_for(procs, NOW)) == [cid(2), cid(4), cid(5)]
     # The same containers in the next batches: no second wait, whatever their processes.
-    assert new.to_wait_for([proc(cid(2)), proc(cid(4), NOW + 1)], NOW + S) == []
-    assert new.to_wait_for([proc(cid(7))], NOW + S) == [cid(7)]
-    assert new.to_wait_for([proc(cid(9), name="sleep")], NOW + S) == [cid(9)]  # its own first process
+    assert not new.to_wait_for([proc(cid(2)), proc(cid(4), NOW + 1)], NOW + S)
+    assert new.to_wait_for([proc(cid(7))], NOW + S) == {cid(7): "sh"}
+    # the container's own first process decides
+    assert new.to_wait_for([proc(cid(9), name="sleep")], NOW + S) == {cid(9): "sleep"}
 
 
 def test_remembered_ids_are_bounded_and_the_oldest_forgotten_first() -> None:
     new = NewContainers(max_ids=3)
     for n in range(5):
-        assert new.to_wait_for([proc(cid(n))], NOW) == [cid(n)]
+        assert list(new.to_wait_for([proc(cid(n))], NOW)) == [cid(n)]
     assert len(new) == 3
-    assert new.to_wait_for([proc(cid(4)), proc(cid(0))], NOW) == [cid(0)]  # 0 was forgotten, 4 kept
+    assert list(new.to_wait_for([proc(cid(4)), proc(cid(0))], NOW)) == [cid(0)]  # 0 was forgotten, 4 kept
 
 
 def test_a_batch_waits_until_the_feed_applies_its_container_then_is_enriched() -> None:
