@@ -12,8 +12,8 @@ must agree within seconds), the agent waits for the table to learn it, at most `
 once (the ids are remembered, at most `MAX_REMEMBERED_IDS`), so containers that never appear (not
 Kubernetes', short-lived ones already gone) cost one wait each, not one per batch. A pod's sandbox
 never appears either (the pod status names only its containers) and starts with every pod, so
-the sandbox's process (`SANDBOX_NAMES`) and runc's init, which runs in every container's cgroup
-before its first exec, decide no wait: the container's own first process does. A container that
+the sandbox's process and runc's init, which runs in every container's cgroup before its first
+exec (`RUNTIME_NAMES`), decide no wait: the container's own first process does. A container that
 names its process so only loses the pod of its first alerts, as without the wait.
 
 The wait is an ``await`` on the event loop that also runs the table's feed (`streams.worker.follow_k8s`
@@ -45,9 +45,11 @@ NEW_CONTAINER_S: Final = 10.0
 # Container ids already waited for; the oldest are forgotten first (one wait again at worst).
 MAX_REMEMBERED_IDS: Final = 10_000
 DEFAULT_MAX_WAIT_S: Final = 3.0
-# The sandbox process of every pod (registry.k8s.io/pause, and k8s/node/pause.c on the test node).
-SANDBOX_NAMES: Final = frozenset({"pause"})
-RUNC_INIT_PREFIX: Final = "runc:["  # runc:[2:INIT], runc:[1:CHILD]: the comm runc gives its init
+# The sandbox process of every pod (registry.k8s.io/pause, and k8s/node/pause.c on the test node), and
+# runc's init in every container's cgroup before the container's own process: "runc" until it names
+# itself runc:[2:INIT] (seen on the kubelet node: sandboxes waited the whole bound for "runc").
+RUNTIME_NAMES: Final = frozenset({"pause", "runc"})
+RUNC_INIT_PREFIX: Final = "runc:["
 
 
 @dataclass(slots=True)
@@ -74,7 +76,7 @@ class NewContainers:
             if not isinstance(cid, str) or cid == HOST_CONTAINER_ID or cid in waited:
                 continue
             name = p[P_NAME]
-            if name in SANDBOX_NAMES or str(name).startswith(RUNC_INIT_PREFIX):
+            if name in RUNTIME_NAMES or str(name).startswith(RUNC_INIT_PREFIX):
                 continue
             start = p[P_START]
             if isinstance(start, int) and abs(now_ns - start) <= new_ns:
