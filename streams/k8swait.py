@@ -46,9 +46,10 @@ NEW_CONTAINER_S: Final = 10.0
 MAX_REMEMBERED_IDS: Final = 10_000
 DEFAULT_MAX_WAIT_S: Final = 3.0
 # The sandbox process of every pod (registry.k8s.io/pause, and k8s/node/pause.c on the test node), and
-# runc's init in every container's cgroup before the container's own process: "runc" until it names
-# itself runc:[2:INIT] (seen on the kubelet node: sandboxes waited the whole bound for "runc").
-RUNTIME_NAMES: Final = frozenset({"pause", "runc"})
+# runc's init in every container's cgroup before the container's own process: "runc", or "exe" when
+# started through /proc/self/exe, until it names itself runc:[2:INIT] (both seen first in a new
+# container's batch on the kubelet node; sandboxes waited the whole bound for "runc").
+RUNTIME_NAMES: Final = frozenset({"pause", "runc", "exe"})
 RUNC_INIT_PREFIX: Final = "runc:["
 
 

@@ -50,7 +50,8 @@ def test_only_new_unknown_container_processes_are_waited_for_once_per_id() -> No
     procs = [known, proc(HOST_CONTAINER_ID), proc(cid(2)), proc(cid(2)), proc(cid(3), NOW - 11 * S),
              proc(cid(4), NOW - 9 * S), proc(cid(5), NOW + 2 * S), proc(cid(6), None),  # type: ignore[arg-type]
              # a pod's sandbox, and runc's init before and after it names itself
-             proc(cid(8), name="pause"), proc(cid(9), name="runc"), proc(cid(9), name="runc:[2:INIT]")]
+             proc(cid(8), name="pause"), proc(cid(9), name="runc"), proc(cid(9), name="exe"),
+             proc(cid(9), name="runc:[2:INIT]")]
     assert list(new.to_wait_for(procs, NOW)) == [cid(2), cid(4), cid(5)]
     # The same containers in the next batches: no second wait, whatever their processes.
     assert not new.to_wait_for([proc(cid(2)), proc(cid(4), NOW + 1)], NOW + S)
