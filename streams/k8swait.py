@@ -1,7 +1,7 @@
 """A bounded wait for the Kubernetes metadata of a container that has just started.
 
 k8s-meta keys a container by the id the kubelet reports in the pod's status, which it does only
-once the container runs: its record reaches `peregrine.k8s` about a second after the container's
+once the container runs: its record reaches `peregrine.k8s` one to two seconds after the container's
 first exec reached `peregrine.events`. Evaluated at once, that exec's alerts say
 ``k8s_pod_name=<NA>``. Falco has no such gap: it asks the node's CRI synchronously.
 
