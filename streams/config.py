@@ -25,10 +25,14 @@ from bus.errors import ConnectionConfigError
 from bus.security import KafkaSecurity
 from rules.evidence import EVIDENCE_EVENTS_LIMIT
 from streams.errors import WorkerError
+from streams.k8swait import DEFAULT_MAX_WAIT_S
 
 GUARANTEES: Final = ("exactly_once", "at_least_once")
 # Falco's ``rule_matching``: the first matching rule of an event alerts, or every matching rule does.
 RULE_MATCHING: Final = ("first", "all")
+# The worker evaluates nothing else while a batch waits for a new container's record: past this, a
+# stall, not a wait (the kubelet reports a container within about a second of its start).
+MAX_K8S_WAIT_NEW_S: Final = 30.0
 
 
 class ConfigError(WorkerError):
@@ -60,6 +64,8 @@ class WorkerConfig:
     datadir: Path = Path("/tmp/peregrine-worker")
     log_level: str = "info"
     k8s_wait: float = 30.0  # seconds to wait for the Kubernetes table to catch up at start
+    # seconds a batch waits for the record of a container that has just started (streams.k8swait); 0: off
+    k8s_wait_new: float = DEFAULT_MAX_WAIT_S
     rule_matching: str = "first"
     # every N-th batch is replayed rule by rule for the per-rule cost metrics (streams.rulecost); 0: off
     rule_cost_every: int = 128
@@ -85,6 +91,9 @@ class WorkerConfig:
                               f"{EVIDENCE_EVENTS_LIMIT}, not {self.evidence_events}")
         if self.evidence_depth < 0 or self.evidence_max_events < 0:
             raise ConfigError("--evidence-depth and --evidence-max-events must be 0 or more")
+        if not 0 <= self.k8s_wait_new <= MAX_K8S_WAIT_NEW_S:
+            raise ConfigError(f"--k8s-wait-new (PEREGRINE_K8S_WAIT_NEW) must be 0 (off) to "
+                              f"{MAX_K8S_WAIT_NEW_S:g} seconds, not {self.k8s_wait_new}")
         if self.partitions < 1 or self.replication < 1:
             raise ConfigError("--partitions and --replication must be at least 1")
 
@@ -132,6 +141,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--datadir", type=Path, help="Faust data directory")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.add_argument("--k8s-wait", type=float, help="seconds to wait for the Kubernetes table at start")
+    p.add_argument("--k8s-wait-new", type=float, metavar="S", help="seconds a batch with processes of a "
+                   "container that has just started waits for its Kubernetes record, once per container; "
+                   f"0 turns it off (default {DEFAULT_MAX_WAIT_S:g}; env PEREGRINE_K8S_WAIT_NEW)")
     kafka_connection.add_arguments(p)
     return p
 
@@ -170,6 +182,7 @@ def from_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Work
             datadir=a.datadir or Path(e.get("PEREGRINE_WORKER_DATADIR", str(d.datadir))),
             log_level=a.log_level or e.get("PEREGRINE_LOG_LEVEL", d.log_level),
             k8s_wait=a.k8s_wait if a.k8s_wait is not None else d.k8s_wait,
+            k8s_wait_new=float(str(pick(a.k8s_wait_new, "PEREGRINE_K8S_WAIT_NEW", d.k8s_wait_new))),
             rule_matching=str(pick(a.rule_matching, "PEREGRINE_RULE_MATCHING", d.rule_matching)),
             rule_cost_every=int(str(pick(a.rule_cost_every, "PEREGRINE_RULE_COST_EVERY", d.rule_cost_every))),
             evidence_events=int(str(pick(a.evidence_events, "PEREGRINE_EVIDENCE_EVENTS", d.evidence_events))),
@@ -177,5 +190,5 @@ def from_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Work
             evidence_max_events=int(str(pick(a.evidence_max_events, "PEREGRINE_EVIDENCE_MAX_EVENTS",
                                              d.evidence_max_events))),
         )
-    except ValueError as exc:  # int() of a PEREGRINE_* variable; ConfigError is not a ValueError
+    except ValueError as exc:  # int() or float() of a PEREGRINE_* variable; ConfigError is not a ValueError
         raise ConfigError(f"invalid number in the worker options: {exc}") from None

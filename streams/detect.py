@@ -27,7 +27,9 @@ collector into a later batch's ``drops`` instead; the sequence gap stays a metri
 A batch without ``drops`` costs one attribute test.
 
 `Detector` is the synchronous, Kafka-free part (unit-tested directly); `install_detection` wires it
-into a Faust agent with ``concurrency=1`` (faust#606) under the commit gate (`streams.app`).
+into a Faust agent with ``concurrency=1`` (faust#606), whose sends hold the commit gate (`streams.app`).
+Between decoding and evaluating, a batch with processes of a container that has just started and is
+not in the Kubernetes table yet waits, bounded, for its record (`streams.k8swait`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic
 
@@ -53,6 +55,7 @@ from streams import fetchbound
 from streams.app import Emitter, Origin, Source, WorkerTopics, commit_gate
 from streams.evidence import History
 from streams.identity import node_problem
+from streams.k8swait import K8sWait
 from streams.letters import REFUSED, DeadLetters
 from streams.logsafe import shown
 from streams.metrics import WorkerMetrics
@@ -195,33 +198,61 @@ async def handle_message(
     topics: WorkerTopics,
     metrics: WorkerMetrics,
     message: Any,  # faust.types.Message
+    gate: asyncio.Lock,
+    k8s_wait: K8sWait | None = None,
 ) -> None:
-    """Everything the agent does for one Kafka message, under the commit gate."""
+    """Everything the agent does for one Kafka message. What produces holds the commit gate; the
+    wait for a new container's metadata does not (`streams.k8swait`), so other batches' commits go
+    on meanwhile: this message is not acked, so its offset is not committed, before it is done."""
     origin = Origin(message.topic, message.partition, message.offset)
     where = f"{shown(origin.topic)}:{origin.partition}@{origin.offset}"
     value: bytes = message.value or b""
     source = Source(origin, message.key, value)
 
-    async def dead_letter(reason: str, detail: str, whole: bool = True) -> None:
+    async def dead_letter(reason: str, detail: str, whole: bool = True) -> None:  # under the gate
         await letters.send(emitter, source, reason, detail, whole)
 
     failure = emitter.failure(origin)
     if failure is not None and failure.attempts >= EMIT_ATTEMPTS:
         # Read again after the commit could not write its alerts nor its whole letter: a reference.
         log.warning("batch to the dead-letter topic: %s, %d times (%s)", REFUSED, failure.attempts, where)
-        await dead_letter(REFUSED, failure.reason, whole=False)
+        async with gate:
+            await dead_letter(REFUSED, failure.reason, whole=False)
         return
     refused = fetchbound.refused(message.headers)
     if refused is not None:  # a record batch that decompresses past the bound: nothing to decode
         log.warning("batch to the dead-letter topic: %s (%s)", fetchbound.REFUSED_REASON, where)
-        await dead_letter(fetchbound.REFUSED_REASON, refused, whole=False)
+        async with gate:
+            await dead_letter(fetchbound.REFUSED_REASON, refused, whole=False)
         return
     try:
         batch, decode_s = detector.decode(value)
     except WireError as exc:
         log.warning("batch to the dead-letter topic: %s (%s)", shown(exc), where)
-        await dead_letter(exc.reason, exc.detail)
+        async with gate:
+            await dead_letter(exc.reason, exc.detail)
         return
+    if k8s_wait is not None:
+        waited = await k8s_wait.settle(batch.procs, time.time_ns())
+        if waited is not None:
+            metrics.k8s_waits.add(1, {"outcome": "found" if waited.found else "timeout"})
+            metrics.k8s_wait_duration.record(waited.seconds)
+    async with gate:
+        await _evaluate(detector, emitter, topics, metrics, source, batch, decode_s, dead_letter, where)
+
+
+async def _evaluate(
+    detector: Detector[Rule],
+    emitter: Emitter,
+    topics: WorkerTopics,
+    metrics: WorkerMetrics,
+    source: Source,
+    batch: Batch,
+    decode_s: float,
+    dead_letter: Callable[[str, str], Awaitable[None]],
+    where: str,
+) -> None:
+    """Evaluate a decoded batch and send its alerts, under the commit gate."""
     try:
         found = detector.evaluate(batch, decode_s)
     except Exception as exc:  # a rule-engine bug on one batch must not stop the partition
@@ -267,14 +298,14 @@ def install_detection(
     metrics: WorkerMetrics,
     ready: asyncio.Event,
     ready_timeout: float,
+    k8s_wait: K8sWait | None = None,
 ) -> None:
     @app.agent(topics.events, name="peregrine-detect", concurrency=1)
     async def detect(stream: Any) -> None:
         await _wait_ready(ready, ready_timeout)
         gate = commit_gate(app)
         async for event in stream.events():
-            async with gate:
-                await handle_message(detector, emitter, letters, topics, metrics, event.message)
+            await handle_message(detector, emitter, letters, topics, metrics, event.message, gate, k8s_wait)
 
 
 async def _wait_ready(ready: asyncio.Event, timeout: float) -> None:

@@ -37,6 +37,8 @@ _TABLE_GAUGES = (
     ("seq.nodes", "seq", "{node}", "Nodes whose batch sequence the worker follows (bounded, LRU)"),
     ("drops.nodes", "drops", "{node}", "Nodes whose drop-alert token bucket the worker keeps (bounded, LRU)"),
     ("dlq.nodes", "letters", "{node}", "Nodes whose dead-letter budget the worker keeps (bounded, LRU)"),
+    ("k8s.waited", "k8s_waited", "{container}",
+     "New containers already waited for, remembered so each is waited for once (bounded)"),
     ("refused.messages", "refused", "{message}",
      "Input messages whose records Kafka refused, remembered until read again (bounded)"),
 )
@@ -57,6 +59,8 @@ class WorkerMetrics:
     rules_reloads: Counter
     decode_duration: Histogram
     eval_duration: Histogram
+    k8s_waits: Counter
+    k8s_wait_duration: Histogram
     sizes: TableSizes
     rules: RuleCounters
 
@@ -112,6 +116,15 @@ def worker_metrics() -> WorkerMetrics:
         ),
         eval_duration=meter.create_histogram(
             "peregrine.worker.eval.duration", unit="s", description="Time to evaluate one batch"
+        ),
+        k8s_waits=meter.create_counter(
+            "peregrine.worker.k8s.waits", unit="{batch}",
+            description="Batches that waited for a new container's Kubernetes metadata, by outcome "
+            "(found, timeout)",
+        ),
+        k8s_wait_duration=meter.create_histogram(
+            "peregrine.worker.k8s.wait.duration", unit="s",
+            description="Time a batch waited for a new container's Kubernetes metadata",
         ),
         sizes=sizes,
         rules=_rule_counters(meter),

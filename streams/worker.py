@@ -21,7 +21,7 @@ import asyncio
 import gc
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -37,6 +37,7 @@ from streams.config import ConfigError, WorkerConfig, from_args
 from streams.detect import Detector, install_detection
 from streams.drops import install_drops
 from streams.evidence import History
+from streams.k8swait import K8sWait
 from streams.letters import DeadLetters, LetterBudget
 from streams.logsafe import shown
 from streams.metrics import WorkerMetrics, worker_metrics
@@ -101,13 +102,15 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule], health: Health | None =
     costs = _rule_costs(config, engine, rules, metrics)
     history = History(config.evidence_events, config.evidence_depth, config.evidence_max_events)
     detector = Detector(rules, table.enrich, costs, history)
+    k8s_wait = K8sWait(config.k8s_wait_new, table.lookup, table.enrich)
+    metrics.sizes.attach("k8s_waited", k8s_wait.new)
     metrics.sizes.attach("seq", detector.seq)
     metrics.sizes.attach("refused", emitter)
     budget = LetterBudget()
     metrics.sizes.attach("letters", budget)
     letters = DeadLetters(topics.dlq.get_topic_name(), metrics, budget)
     emitter.letters_by(letters.letter_for)
-    install_detection(app, topics, detector, emitter, letters, metrics, ready, config.k8s_wait)
+    install_detection(app, topics, detector, emitter, letters, metrics, ready, config.k8s_wait, k8s_wait)
     install_drops(app, topics, emitter, letters, metrics)
 
     # Before Faust subscribes: it drops topics missing at subscription time and never looks again.
@@ -129,7 +132,7 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule], health: Health | None =
         tune_gc()
         while True:  # the table must keep following; a broker hiccup restarts it from the beginning
             try:
-                await follow_k8s(config, topics.k8s.get_topic_name(), table, ready)
+                await follow_k8s(config, topics.k8s.get_topic_name(), table, ready, k8s_wait.applied)
             except Exception:
                 log.exception("following %s failed; retrying in 5 s", topics.k8s.get_topic_name())
                 await asyncio.sleep(5)
@@ -156,8 +159,11 @@ def _rule_costs(
     return costs
 
 
-async def follow_k8s(config: WorkerConfig, topic: str, table: K8sTable, ready: asyncio.Event) -> None:
-    """Fold `peregrine.k8s` into the table from the beginning, forever; set `ready` once at the end."""
+async def follow_k8s(
+    config: WorkerConfig, topic: str, table: K8sTable, ready: asyncio.Event, applied: Callable[[], None]
+) -> None:
+    """Fold `peregrine.k8s` into the table from the beginning, forever; set `ready` once at the end,
+    and call `applied` after each fetch folded in (a batch may be waiting for a container)."""
     consumer = AIOKafkaConsumer(
         group_id=None,
         enable_auto_commit=False,
@@ -186,6 +192,8 @@ async def follow_k8s(config: WorkerConfig, topic: str, table: K8sTable, ready: a
                         bad += 1
                         if bad == 1 or bad % 1000 == 0:
                             log.warning("undecodable %s records: %d (latest: %s)", topic, bad, shown(exc))
+            if records:
+                applied()
     finally:
         await consumer.stop()
 

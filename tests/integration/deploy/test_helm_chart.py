@@ -28,6 +28,7 @@ import rules
 from bus import acls
 from bus import connection as kafka_connection
 from sinks.config import parse_config
+from streams import config as worker_config
 
 ROOT = CHART.parents[2]
 NOT_INSTALLABLE = {"KafkaTopic", "KafkaUser"}  # Strimzi publishes its CRDs on no package registry
@@ -259,6 +260,26 @@ _STRIMZI_PATTERN = {"literal": "literal", "prefixed": "prefix"}
 def _container(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     container: dict[str, Any] = named(objects, kind, name)["spec"]["template"]["spec"]["containers"][0]
     return container
+
+
+def test_the_worker_reads_the_new_container_wait_the_chart_sets(
+    helm: Helm, default_objects: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """worker.k8sWaitNew reaches the worker's own option parser (`streams.config.from_args`) through
+    the rendered arguments and environment; the schema keeps it within the parser's bound."""
+
+    def wait_new(objects: list[dict[str, Any]]) -> float:
+        worker = _container(objects, "Deployment", "pg-worker")
+        env = {k: v for k, v in env_of(worker).items() if isinstance(v, str)}
+        return worker_config.from_args(worker["args"][1:], env).k8s_wait_new
+
+    assert wait_new(default_objects) == 3.0
+    values = tmp_path / "wait.yaml"
+    values.write_text(yaml.safe_dump({"worker": {"k8sWaitNew": 0.5}}))
+    assert wait_new(helm.template("peregrine", values)) == 0.5
+    values.write_text(yaml.safe_dump({"worker": {"k8sWaitNew": 31}}))
+    with pytest.raises(AssertionError, match="k8sWaitNew"):
+        helm.template("peregrine", values)
 
 
 def test_strimzi_users_grant_each_role_exactly_its_acls(helm: Helm, tmp_path: Path) -> None:

@@ -49,12 +49,13 @@ def container_id(node: str) -> str:
 
 
 def _proc(
-    pid: int, ppid: int, name: str, args: list[str], tty: int, cid: str, parent: int, node: str
+    pid: int, ppid: int, name: str, args: list[str], tty: int, cid: str, parent: int, node: str,
+    start_ns: int = T0,
 ) -> list[Any]:
     p: list[Any] = [None] * PROCESS_LEN
     p[0:27] = [
         pid, ppid, name, name, f"/usr/bin/{name}", args, "/", tty, 0, 0, "root", "root", -1, None, pid, name,
-        pid, pid, T0, 0, 0, 0, 0, None, None, None, cid,
+        pid, pid, start_ns, 0, 0, 0, 0, None, None, None, cid,
     ]
     p[P_PARENT] = parent
     p[P_NODE] = node
@@ -64,16 +65,18 @@ def _proc(
 def make_batch(
     node: str, seq: int, n_events: int, shell_every: int = 0, boot_id: str = "boot-1",
     shell_args: list[str] | None = None, proc_node: str | None = None, drops: Drops | None = None,
+    start_ns: int = T0,
 ) -> bytes:
     """One batch; event numbers are ``seq * n_events + i + 1`` so they are unique per node.
     ``shell_args`` are the shell's arguments (they reach the stand-in alert's output); ``proc_node``
-    is what the process records claim as their node (the envelope's by default)."""
+    is what the process records claim as their node (the envelope's by default); ``start_ns`` is
+    when the processes started (long before the tests run by default: not new containers)."""
     cid = container_id(node)
     pnode = node if proc_node is None else proc_node
     procs = [
-        _proc(100, 1, "runc", ["init"], 0, cid, -1, pnode),
-        _proc(101, 100, "nginx", ["-g", "daemon off;"], 0, cid, 0, pnode),
-        _proc(102, 100, "bash", shell_args or ["-il"], 34816, cid, 0, pnode),
+        _proc(100, 1, "runc", ["init"], 0, cid, -1, pnode, start_ns),
+        _proc(101, 100, "nginx", ["-g", "daemon off;"], 0, cid, 0, pnode, start_ns),
+        _proc(102, 100, "bash", shell_args or ["-il"], 34816, cid, 0, pnode, start_ns),
     ]
     events = []
     base = seq * n_events

@@ -92,3 +92,15 @@ def test_rule_cost_sampling_from_flag_or_environment_and_never_negative() -> Non
     assert c.rule_cost_every == 8
     with pytest.raises(ConfigError, match=r"--rule-cost-every \(PEREGRINE_RULE_COST_EVERY\)"):
         from_args(["--rules", "r", "--rule-cost-every", "-1"], env={})
+
+
+def test_new_container_wait_from_flag_or_environment_bounded() -> None:
+    assert from_args(["--rules", "r"], env={}).k8s_wait_new == 3.0
+    assert from_args(["--rules", "r"], env={"PEREGRINE_K8S_WAIT_NEW": "0"}).k8s_wait_new == 0.0
+    c = from_args(["--rules", "r", "--k8s-wait-new", "0.5"], env={"PEREGRINE_K8S_WAIT_NEW": "0"})
+    assert c.k8s_wait_new == 0.5
+    for bad in ("-1", "31"):
+        with pytest.raises(ConfigError, match=r"--k8s-wait-new \(PEREGRINE_K8S_WAIT_NEW\)"):
+            from_args(["--rules", "r", "--k8s-wait-new", bad], env={})
+    with pytest.raises(ConfigError, match="invalid number"):
+        from_args(["--rules", "r"], env={"PEREGRINE_K8S_WAIT_NEW": "soon"})
