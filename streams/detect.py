@@ -235,7 +235,7 @@ async def handle_message(
     if k8s_wait is not None:
         waited = await k8s_wait.settle(batch.procs, time.time_ns())
         if waited is not None:
-            metrics.k8s_waits.add(1, {"outcome": "found" if waited.found else "timeout"})
+            metrics.k8s_waits.add(1, {"outcome": waited.outcome})
             metrics.k8s_wait_duration.record(waited.seconds)
     async with gate:
         await _evaluate(detector, emitter, topics, metrics, source, batch, decode_s, dead_letter, where)

@@ -23,7 +23,10 @@ acked until its alerts are sent, is never committed without them.
 
 Limits: while one batch waits, the worker's agent evaluates nothing else (one agent per worker,
 batches in order), so a node starting containers Kubernetes never reports stalls its worker up to
-``max_wait_s`` per such container.
+``max_wait_s`` per such container. Container ids and start times are the node's to say, so a
+hostile node could announce a new container in every batch: the waiting is therefore budgeted
+(`Budget`): at most `WAIT_SHARE` of the worker's time over the long run, with `max_wait_s` * 2
+banked for a burst of pod starts. Past the budget a batch is evaluated at once, as with the wait off.
 """
 
 from __future__ import annotations
@@ -51,6 +54,25 @@ DEFAULT_MAX_WAIT_S: Final = 3.0
 # container's batch on the kubelet node; sandboxes waited the whole bound for "runc").
 RUNTIME_NAMES: Final = frozenset({"pause", "runc", "exe"})
 RUNC_INIT_PREFIX: Final = "runc:["
+WAIT_SHARE: Final = 0.1  # of the worker's time that waiting may take, in the long run
+
+
+@dataclass(slots=True)
+class Budget:
+    """Seconds of waiting allowed: `share` of the time that passes accrues, at most `burst` banked."""
+
+    share: float
+    burst: float
+    _banked: float | None = None  # full at first use
+    _at: float = 0.0
+
+    def available(self, now: float) -> float:
+        banked = self.burst if self._banked is None else self._banked + (now - self._at) * self.share
+        self._banked, self._at = min(self.burst, banked), now
+        return self._banked
+
+    def spend(self, seconds: float) -> None:
+        self._banked = (self._banked if self._banked is not None else self.burst) - seconds
 
 
 @dataclass(slots=True)
@@ -93,6 +115,12 @@ class Waited:
     containers: int  # new containers the batch waited for
     found: bool  # the table knew all of them in time
     seconds: float
+    over_budget: bool = False  # not waited for: the budget was spent (`Budget`)
+
+    @property
+    def outcome(self) -> str:
+        """The metric label: found, timeout or over_budget."""
+        return "over_budget" if self.over_budget else "found" if self.found else "timeout"
 
 
 class K8sWait:
@@ -104,8 +132,10 @@ class K8sWait:
         known: Callable[[str], object],
         enrich: Callable[[Iterable[Process]], object],
         new: NewContainers | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.max_wait_s = max_wait_s
+        self.budget = Budget(WAIT_SHARE, 2 * max_wait_s) if budget is None else budget
         self.known = known  # the table's lookup: None while the container is unknown
         self.enrich = enrich
         self.new = NewContainers() if new is None else new
@@ -125,7 +155,10 @@ class K8sWait:
             return None
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        deadline = t0 + self.max_wait_s
+        allowed = min(self.max_wait_s, self.budget.available(t0))
+        if allowed <= 0:
+            return Waited(len(ids), all(self.known(cid) is not None for cid in ids), 0.0, over_budget=True)
+        deadline = t0 + allowed
         known = self.known
         found = False
         while True:
@@ -143,6 +176,7 @@ class K8sWait:
                 pass
         self.enrich(procs)
         seconds = loop.time() - t0
+        self.budget.spend(seconds)
         for cid, name in ids.items():
             if known(cid) is None:  # once per container: it is remembered as waited for
                 log.info("no Kubernetes record for new container %s (process %s) after %.1f s; evaluated "

@@ -120,7 +120,7 @@ def worker_metrics() -> WorkerMetrics:
         k8s_waits=meter.create_counter(
             "peregrine.worker.k8s.waits", unit="{batch}",
             description="Batches that waited for a new container's Kubernetes metadata, by outcome "
-            "(found, timeout)",
+            "(found, timeout, over_budget: not waited, the worker's share of waiting was spent)",
         ),
         k8s_wait_duration=meter.create_histogram(
             "peregrine.worker.k8s.wait.duration", unit="s",

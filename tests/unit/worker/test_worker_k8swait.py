@@ -17,7 +17,7 @@ from rules.record import (
     PROCESS_LEN,
     Process,
 )
-from streams.k8swait import K8sWait, NewContainers, Waited
+from streams.k8swait import Budget, K8sWait, NewContainers, Waited
 
 NOW = 1_800_000_000_000_000_000
 S = 1_000_000_000
@@ -116,3 +116,27 @@ def test_zero_turns_the_wait_off_and_a_known_container_never_waits() -> None:
     procs = [proc(cid(1))]
     table.enrich(procs)  # what decoding did
     assert asyncio.run(on.settle(procs, NOW)) is None
+
+
+def test_a_node_announcing_new_containers_in_every_batch_gets_a_bounded_share_of_waiting() -> None:
+    """Container ids and start times are the node's to say: past the budget, batches go at once."""
+    table = K8sTable()
+    wait = K8sWait(0.05, table.lookup, table.enrich, budget=Budget(share=0.0, burst=0.08))
+
+    async def run() -> list[Waited | None]:
+        return [await wait.settle([proc(cid(n))], NOW) for n in range(1, 5)]
+
+    outcomes = asyncio.run(run())
+    labels = [w.outcome for w in outcomes if w is not None]
+    assert labels == ["timeout", "timeout", "over_budget", "over_budget"]
+    first, second = (w for w in outcomes[:2] if w is not None)
+    assert first.seconds >= 0.05 and second.seconds < 0.05  # the second got what was left
+    assert all(w is not None and w.seconds == 0.0 for w in outcomes[2:])
+
+
+def test_the_budget_accrues_a_share_of_the_time_up_to_its_burst() -> None:
+    budget = Budget(share=0.1, burst=6.0)
+    assert budget.available(100.0) == 6.0  # full at first use
+    budget.spend(6.0)
+    assert budget.available(110.0) == 1.0  # 10 s at 10%
+    assert budget.available(1000.0) == 6.0  # never more than the burst
