@@ -130,7 +130,7 @@ def falco_events(draw: st.DrawFn, literals: tuple[str, ...]) -> R.Event:
     return ev
 
 
-@settings(SETTINGS, max_examples=40)  # each event runs Falco's 93 rules through the reference
+@settings(SETTINGS, max_examples=25)  # each event runs Falco's 93 rules through the reference
 @given(data=st.data())
 def test_falco_rules_files_agree_with_the_reference(falco_rules_dir: Path, data: st.DataObject) -> None:
     result, rulesets, literals = falco_pool(str(falco_rules_dir))

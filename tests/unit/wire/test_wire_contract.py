@@ -138,7 +138,7 @@ def test_fuzzed_bytes_raise_only_wire_error(data: bytes) -> None:
 
 
 @given(batches(), st.data())
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=350, suppress_health_check=[HealthCheck.too_slow])
 def test_mutated_valid_batches_raise_only_wire_error(batch: Batch, data: st.DataObject) -> None:
     raw = bytearray(encode_batch(batch))
     for _ in range(data.draw(st.integers(min_value=1, max_value=4))):

@@ -72,7 +72,7 @@ def test_valid_batches_decode_as_the_reference_does(decoder: Decoder, batch: Bat
 
 
 @given(batches(), st.data())
-@settings(max_examples=600, suppress_health_check=SLOW_OK)
+@settings(max_examples=400, suppress_health_check=SLOW_OK)
 def test_mutated_batches_decode_or_fail_as_the_reference_does(
     decoder: Decoder, batch: Batch, data: st.DataObject
 ) -> None:
