@@ -177,8 +177,10 @@ class K8sWait:
         self.enrich(procs)
         seconds = loop.time() - t0
         self.budget.spend(seconds)
-        for cid, name in ids.items():
-            if known(cid) is None:  # once per container: it is remembered as waited for
-                log.info("no Kubernetes record for new container %s (process %s) after %.1f s; evaluated "
-                         "without it", cid[:12], shown(name), seconds)
+        # one line per wait, however many containers a (possibly hostile) batch names
+        missing = [(cid, name) for cid, name in ids.items() if known(cid) is None]
+        if missing:
+            cid, name = missing[0]
+            log.info("no Kubernetes record for %d new container(s), e.g. %s (process %s), after %.1f s; "
+                     "evaluated without it", len(missing), cid[:12], shown(name), seconds)
         return Waited(len(ids), found, seconds)
