@@ -213,26 +213,37 @@ def _read_bounded(reply: http.client.HTTPResponse) -> bytes | None:
 
 
 class _DeadlineReader(io.RawIOBase):
-    """The socket as the response reads it, each read limited to the time left."""
+    """The socket as the response reads it, each read limited to the time left.
+
+    It reads through a socket file, as http.client's own reader does: that file keeps the socket
+    open until the body is read. A reply that ends the connection (HTTP/1.0, `Connection: close`)
+    makes http.client close the connection before the body is read, and a bare socket would then
+    be gone (EBADF on every delivery to such a receiver)."""
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self._sock = sock
+        self._file = sock.makefile("rb", buffering=0)
         self._deadline = deadline
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: memoryview) -> int | None:  # type: ignore[override]
         left = self._deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("no complete response before the deadline")
         self._sock.settimeout(left)
-        return self._sock.recv_into(buffer)
+        return self._file.readinto(buffer)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 class _DeadlineResponse(http.client.HTTPResponse):
     def __init__(self, sock: socket.socket, *args: object, deadline: float, **kwargs: object) -> None:
         super().__init__(sock, *args, **kwargs)  # type: ignore[arg-type]
+        self.fp.close()  # http.client's reader, replaced by one with a deadline
         self.fp = io.BufferedReader(_DeadlineReader(sock, deadline))
 
 

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -72,6 +73,43 @@ def test_a_receiver_dripping_its_reply_fails_the_attempt_at_the_total_deadline()
     finally:
         sender.close()
         server.close()
+
+
+class _ClosingHandler(BaseHTTPRequestHandler):
+    """http.server's default receiver: HTTP/1.0, the body ends when the connection does."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        if self.protocol_version == "HTTP/1.1":
+            self.send_header("Connection", "close")
+            self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _ClosingHandler11(_ClosingHandler):
+    protocol_version = "HTTP/1.1"
+
+
+@pytest.mark.parametrize("handler", [_ClosingHandler, _ClosingHandler11])
+def test_a_receiver_that_closes_after_its_reply_is_delivered_to_every_time(
+    handler: type[BaseHTTPRequestHandler],
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sender = HttpSender(HttpConfig(url=f"http://127.0.0.1:{server.server_address[1]}/hook", timeout_s=5))
+    try:
+        for _ in range(3):
+            response = sender.post("", b"{}", {})
+            assert (response.status, response.body) == (200, b"ok")
+    finally:
+        sender.close()
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.parametrize("reply", [
