@@ -12,10 +12,10 @@ the sink's batching. Figures: p50/p99 and how many triggers arrived (each exactl
 The triggers run over a background load at half of the pipeline's capacity on this machine (issue
 #18 asks for latency there: an idle pipeline hides its queues). The capacity is measured first, in
 the same run, with the same processes: `benchmarks.bench_collector`'s load generator opens a file
-at doubling rates, ``STEP_S`` seconds each; a rate is kept up with when the collector reports no
-drop for it (its `peregrine.stats` records) and the worker's committed offsets reach the end of
-`peregrine.events` within ``CATCH_UP_S`` of the step's end. The capacity is the highest such rate
-(`--load R` skips the search and uses R; `--load 0`, no background).
+at doubling rates, then at two bisections of the last gap, ``STEP_S`` seconds each. A rate is kept
+up with when the collector reports no drop for it (its `peregrine.stats` records) and the worker's
+committed offsets reach the end `peregrine.events` had at the step's end within ``CATCH_UP_S``.
+The capacity is the highest such rate (`--load R` skips the search; `--load 0`, no background).
 
 Needs root and the project's Kafka jars. Run: ``.venv/bin/python -m benchmarks.bench_e2e
 [--triggers N] [--rate R] [--load R] [--bootstrap HOST:PORT]``.
@@ -152,16 +152,25 @@ class Pipeline:
                     continue
         return lost
 
+    def settle(self, timeout_s: float = 60.0) -> None:
+        """Wait until the worker has committed what the topic holds now: each step starts idle."""
+        ends, deadline = self.ends(), time.monotonic() + timeout_s
+        while self.behind(ends) > 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+
     def close(self) -> None:
         self.offsets.close()
         self.stats.close()
 
 
 def capacity(pipeline: Pipeline, exe: str) -> tuple[int, list[dict[str, Any]]]:
-    """The highest background rate (opens per second) the pipeline keeps up with, and each step."""
-    best, steps = 0, []
+    """The highest background rate (opens per second) the pipeline keeps up with, and each step:
+    doubling until a rate fails, then two halvings of the gap (a quarter of it left unknown)."""
+    steps: list[dict[str, Any]] = []
     pipeline.drops()
-    for target in SEARCH_RATES:
+
+    def keeps_up(target: int) -> bool:
+        pipeline.settle()
         load = run_load(exe, target, STEP_S)
         achieved = load["ops"] / load["elapsed"]
         ends = pipeline.ends()
@@ -170,12 +179,21 @@ def capacity(pipeline: Pipeline, exe: str) -> tuple[int, list[dict[str, Any]]]:
             time.sleep(0.2)
         lost = pipeline.drops()
         steps.append({"target": target, "achieved": round(achieved), "lag_batches": behind, "dropped": lost})
-        if behind > 0 or lost > 0 or achieved < 0.9 * target:
+        return behind == 0 and lost == 0 and achieved >= 0.9 * target
+
+    best, failed = 0, 0
+    for target in SEARCH_RATES:
+        if not keeps_up(target):
+            failed = target
             break
         best = target
-    ends, deadline = pipeline.ends(), time.monotonic() + 60
-    while pipeline.behind(ends) > 0 and time.monotonic() < deadline:  # the latency phase starts idle
-        time.sleep(0.5)
+    for _ in range(2 if best and failed else 0):
+        middle = (best + failed) // 2
+        if keeps_up(middle):
+            best = middle
+        else:
+            failed = middle
+    pipeline.settle()
     return best, steps
 
 
