@@ -51,6 +51,7 @@ OnInterest = Callable[[Interest | None], None]
 RETRY_S: Final = 5.0
 FETCH_WAIT_MS: Final = 10_000
 _POLL_S: Final = 0.5  # how soon `stop` is noticed
+_REQUEST_S: Final = 2.0  # per metadata or offsets request, so that `stop` is not kept waiting either
 _WARN_EVERY_S: Final = 60.0
 _SHOWN_CHARS: Final = 300
 
@@ -130,6 +131,10 @@ class ControlFollower:
             "group.id": CONTROL_READER_GROUP,
             "enable.auto.commit": False,
             "fetch.wait.max.ms": FETCH_WAIT_MS,
+            # Kafka away: said once a minute here (the publisher says it too), not by librdkafka's
+            # own lines on every reconnect
+            "error_cb": lambda error: self._warn("%s: %s", self.topic, _shown(error.str())),
+            "log_level": 2,
         })  # fmt: skip
         try:
             partitions = self._partitions(consumer)
@@ -153,7 +158,7 @@ class ControlFollower:
         """partition -> its end offset, for the partitions that hold records."""
         ends = {}
         for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=RETRY_S * 2)
+            low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=_REQUEST_S)
             if high > low:
                 ends[p] = high
         return ends
@@ -168,7 +173,7 @@ class ControlFollower:
     def _partitions(self, consumer: Consumer) -> list[int]:
         """The topic's partitions, once it exists (empty when stopped meanwhile)."""
         while not self._stop.is_set():
-            meta = consumer.list_topics(self.topic, timeout=RETRY_S * 2).topics.get(self.topic)
+            meta = consumer.list_topics(self.topic, timeout=_REQUEST_S).topics.get(self.topic)
             if meta is not None and meta.error is None and meta.partitions:
                 return sorted(meta.partitions)
             why = "no metadata" if meta is None else (meta.error.str() if meta.error else "no partitions")
