@@ -15,6 +15,8 @@ Why each grant:
   prefix; backtest reads with a fresh ``peregrine-backtest-<uuid>`` group it never commits.
 * Writing `peregrine.sink.suppressions` is an operator's act (`peregrine sink suppress`), not the
   sink service's: a sink only reads it.
+* `peregrine.control` is the workers' to write (their rules' interest) and the collectors' to read:
+  a compromised node cannot narrow what the other nodes capture.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ ROLES: Final = ("collector", "k8s-meta", "worker", "sink", "backtest")
 WORKER_APP_ID: Final = "peregrine-worker"  # streams.config's default app id
 SINK_GROUP_PREFIX: Final = "peregrine-sink"  # sinks.config's default group prefix
 BACKTEST_GROUP_PREFIX: Final = "peregrine-backtest-"  # backtest.read's throwaway groups
+# the group id collectors.control names and never joins: librdkafka wants one, and looks its
+# coordinator up (Describe) even for assign()
+CONTROL_READER_GROUP: Final = "peregrine-collector-control"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +72,11 @@ def bindings(
     c = catalog
     grants: list[Binding]
     if role == "collector":
-        grants = _topic(c.EVENTS, *_PRODUCE) + _topic(c.STATS, *_PRODUCE)
+        # it follows peregrine.control without joining or committing (collectors.control)
+        grants = (
+            _topic(c.EVENTS, *_PRODUCE) + _topic(c.STATS, *_PRODUCE) + _topic(c.CONTROL, *_CONSUME)
+            + [Binding("group", CONTROL_READER_GROUP, "literal", "Describe")]
+        )
     elif role == "k8s-meta":
         # it reads its own table back at start, group-less (enrichers.topic)
         grants = _topic(c.K8S, "Write", "Read", "Describe", *_DECLARE)
@@ -78,6 +87,7 @@ def bindings(
             + _topic(c.K8S, *_CONSUME, *_DECLARE)
             + _topic(c.ALERTS, *_PRODUCE, "Create")
             + _topic(c.EVENTS_DLQ, *_PRODUCE, "Create")
+            + _topic(c.CONTROL, *_PRODUCE, *_DECLARE)
             + [Binding("topic", worker_app_id, "prefixed", op)
                for op in ("Read", "Write", "Describe", "Create", "DescribeConfigs")]  # fmt: skip
             + _group(worker_app_id, "literal")

@@ -2,8 +2,9 @@
 
 Roles may rename a topic (``--events-topic`` and friends, tests' random names) with `TopicSpec.named`;
 what the topic is stays the catalog's. `declare` creates what is missing and checks what must hold
-for the topics that exist: a compacted topic that is not compacted is refused, since the Kubernetes
-table would lose pods. Existing topics are otherwise left as they are (partitions, retention).
+for the topics that exist: a compacted topic that is not compacted is refused, since its readers
+(the Kubernetes table, the suppressions, the collectors' interest) would lose records to retention.
+Existing topics are otherwise left as they are (partitions, retention).
 """
 
 from __future__ import annotations
@@ -61,7 +62,12 @@ EVENTS_DLQ: Final = TopicSpec("peregrine.events.dlq", max_message_bytes=_SIZED) 
 ALERTS_DLQ: Final = TopicSpec("peregrine.alerts.dlq", partitions=1)  # alerts a sink gave up on (bus.dlq)
 # the sinks' suppressions (sinks.suppress), key = suppression id: every sink reads it whole
 SINK_SUPPRESSIONS: Final = TopicSpec("peregrine.sink.suppressions", partitions=1, compacted=True)
-CATALOG: Final = (EVENTS, STATS, K8S, ALERTS, EVENTS_DLQ, ALERTS_DLQ, SINK_SUPPRESSIONS)
+# what the workers' rules need of the collectors (rules.interest_wire), key = interest/<worker group):
+# every collector reads it whole. One partition: the records of all keys in one order, whichever
+# client wrote them (librdkafka and aiokafka hash keys to partitions differently), for a handful of
+# records a day; the workers write partition 0 (streams.control).
+CONTROL: Final = TopicSpec("peregrine.control", partitions=1, compacted=True)
+CATALOG: Final = (EVENTS, STATS, K8S, ALERTS, EVENTS_DLQ, ALERTS_DLQ, SINK_SUPPRESSIONS, CONTROL)
 
 
 def declare(
@@ -129,7 +135,8 @@ def _check_compacted(admin: Any, topic: str, timeout_s: float) -> None:
     policy = entries["cleanup.policy"].value
     if "compact" not in (policy or ""):
         raise TopicError(
-            f"topic {topic}: cleanup.policy is {policy!r}; it must be compacted or the table loses pods"
+            f"topic {topic}: cleanup.policy is {policy!r}; it must be compacted or its readers lose "
+            "records (pods, suppressions, interests)"
         )
 
 

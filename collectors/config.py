@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bus import topics
 from bus.connection import KafkaConnection
+
+if TYPE_CHECKING:
+    from rules.interest import TypeInterest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -19,6 +24,11 @@ class CollectorConfig:
     # but those traced only when asked for (collectors.loader.ONLY_WHEN_ASKED: close)
     event_types: frozenset[str] | None = None
     fdtypes: bool = False  # capture each fd event's fd types (the rules name fd.types)
+    # follow the workers' interest on this topic (collectors.control); None: do not
+    control_topic: str | None = None
+    # the interest of the --rules files, kept until a worker publishes one; None: every event of the
+    # traced types
+    interest: Mapping[str, TypeInterest] | None = None
     ring_bytes: int = 16 << 20
     batch_max_events: int = 500
     batch_max_age_ms: int = 20

@@ -7,9 +7,10 @@ Only the OpenTelemetry API is used here; `telemetry.otel` installs the SDK at pr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Observation
 
 from collectors.stats import Stats
 
@@ -50,3 +51,25 @@ class CollectorMetrics:
         self._bytes.add(nbytes)
         if errors:
             self._errors.add(errors)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlMetrics:
+    """What following `peregrine.control` did (`collectors.control`)."""
+
+    updates: Counter
+    rejected: Counter
+
+
+def control_metrics(meter: metrics.Meter | None = None) -> ControlMetrics:
+    meter = meter or metrics.get_meter("peregrine.collector")
+    return ControlMetrics(
+        updates=meter.create_counter(
+            "peregrine.collector.control.updates", unit="{update}",
+            description="changes of the capture interest the workers published on peregrine.control",
+        ),
+        rejected=meter.create_counter(
+            "peregrine.collector.control.rejected", unit="{record}",
+            description="peregrine.control records that did not decode (the last good interest is kept)",
+        ),
+    )

@@ -1,4 +1,5 @@
-"""Publishing batches and stats to Kafka with confluent-kafka: the only confluent_kafka import.
+"""Publishing batches and stats to Kafka with confluent-kafka: the collector's one producer (its one
+consumer follows `peregrine.control`, `collectors.control`).
 
 The producer is idempotent, compresses with lz4 and lingers briefly so batches share requests. Its
 local queue is bounded: when it is full, `send` drops the batch at once and counts its events

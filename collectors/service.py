@@ -1,7 +1,8 @@
 """`peregrine collect | record | replay`: wiring of the collector and its shutdown.
 
 * `collect`: probe -> reader -> decoder (process table, cgroups) -> batcher -> Kafka, plus
-  per-second stats on `peregrine.stats`.
+  per-second stats on `peregrine.stats`; a thread follows what the workers' rules need on
+  `peregrine.control` (`collectors.control`; ``--no-follow-control``).
 * `record --out FILE`: the same capture, written to a capture file instead of Kafka.
 * `replay FILE`: publish a capture to Kafka at the recorded rate or as fast as possible.
 
@@ -26,8 +27,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bus import connection as kafka_connection
 from bus import topics
@@ -45,6 +47,9 @@ from collectors.stats import Stats, StatsCounter, encode_stats
 from collectors.wire import DROP_CAUSES, Batch, encode_batch
 from rules.record import EVENT_TYPE_IDS, EVENT_TYPES
 from telemetry.health import Health
+
+if TYPE_CHECKING:
+    from rules.interest import TypeInterest
 
 log = logging.getLogger("peregrine.collector")
 
@@ -200,6 +205,9 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     next_stats = time.monotonic_ns() + stats_ns
     next_sweep = time.monotonic() + config.sweep_interval_s
     next_tick = time.monotonic()
+    from collectors import control
+
+    follower = control.follow(config)  # the workers' interest (peregrine.control), in its own thread
     while not stop.requested:
         health.beat("capture loop", LOOP_SILENCE_S)
         if config.duration_s is not None and time.monotonic() - started >= config.duration_s:
@@ -221,6 +229,8 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
             gc.collect()
             next_sweep += config.sweep_interval_s
 
+    if follower is not None:
+        follower.stop()
     loader.detach(probe)
     pump()
     emit(batcher.close())
@@ -238,18 +248,21 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     return final
 
 
-def _event_types(args: argparse.Namespace) -> frozenset[str] | None:
+def _selection(args: argparse.Namespace) -> tuple[frozenset[str] | None, Mapping[str, TypeInterest] | None]:
+    """The event types to trace and, from ``--rules``, their interest (`CollectorConfig.interest`);
+    None for either: everything."""
     if args.event_types:
         names = frozenset(n.strip() for n in args.event_types.split(",") if n.strip())
         unknown = names - set(EVENT_TYPES)
         if unknown:
             raise CollectorError(f"unknown event types: {', '.join(sorted(unknown))}")
-        return names
+        return names, None
     if args.rules:
         import rules
 
-        return frozenset(EVENT_TYPES[i] for i in rules.load(args.rules).event_type_ids)
-    return None
+        loaded = rules.load(args.rules)
+        return frozenset(EVENT_TYPES[i] for i in loaded.event_type_ids), loaded.interest
+    return None, None
 
 
 def _fdtypes(args: argparse.Namespace) -> bool:
@@ -279,6 +292,10 @@ def _capture_parser(role: str) -> argparse.ArgumentParser:
         p.add_argument("--events-topic", default=topics.EVENTS.name)
         p.add_argument("--stats-topic", default=topics.STATS.name)
         p.add_argument("--queue-max", type=int, default=20000, help="producer queue bound (messages)")
+        p.add_argument("--control-topic", default=topics.CONTROL.name,
+                       help="where the workers publish what their rules need (collectors.control)")
+        p.add_argument("--no-follow-control", action="store_true",
+                       help="do not follow --control-topic: keep what --rules (or --event-types) select")
         kafka_connection.add_arguments(p)
     else:
         p.add_argument("--out", required=True, help="capture file to write")
@@ -286,9 +303,11 @@ def _capture_parser(role: str) -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace, kafka: KafkaConnection) -> CollectorConfig:
+    event_types, interest = _selection(args)
     c = CollectorConfig(
         kafka=kafka,
-        event_types=_event_types(args),
+        event_types=event_types,
+        interest=interest,
         fdtypes=_fdtypes(args),
         ring_bytes=(args.ring_kb << 10) if args.ring_kb else (args.ring_mb << 20),
         batch_max_events=args.batch_events,
@@ -299,7 +318,8 @@ def _config(args: argparse.Namespace, kafka: KafkaConnection) -> CollectorConfig
         c = replace(c, node=args.node)
     if hasattr(args, "events_topic"):
         c = replace(c, events_topic=args.events_topic, stats_topic=args.stats_topic,
-                    queue_max_messages=args.queue_max)  # fmt: skip
+                    queue_max_messages=args.queue_max,
+                    control_topic=None if args.no_follow_control else args.control_topic)  # fmt: skip
     return c
 
 
@@ -308,7 +328,7 @@ def _capture(role: str, argv: list[str], health: Health | None) -> int:
     if args.print_source:
         from collectors import loader
 
-        return loader.main(["--print-source", *sorted(_event_types(args) or ())])
+        return loader.main(["--print-source", *sorted(_selection(args)[0] or ())])
     kafka = _connection(args) if role == "collect" else KafkaConnection()
     if kafka is None:
         return 2

@@ -229,7 +229,8 @@ def _worker_argv(run: Run, rules: list[Path]) -> list[str]:
             "--partitions", "1", "--replication", "1", "--commit-interval", "0.2",
             "--datadir", str(run.workdir / "worker"), "--log-level", "warning"]
     for spec, flag in ((topics.EVENTS, "events"), (topics.STATS, "stats"), (topics.ALERTS, "alerts"),
-                       (topics.EVENTS_DLQ, "dlq"), (topics.K8S, "k8s")):  # fmt: skip
+                       (topics.EVENTS_DLQ, "dlq"), (topics.K8S, "k8s"),
+                       (topics.CONTROL, "control")):  # fmt: skip
         argv += [f"--{flag}-topic", run.topic(spec)]
     for r in rules:
         argv += ["--rules", str(r)]

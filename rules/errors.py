@@ -5,6 +5,7 @@
      ├── ParseError     a condition does not parse (carries the position)
      ├── CompileError   a condition parses but cannot be compiled (unknown field, bad operator/type)
      ├── MacroError     internal to loading (`rules.resolve`): re-raised as a LoadError with its location
+     ├── InterestRecordError  a `peregrine.control` interest record is malformed (`rules.interest_wire`)
      └── NativeError    a C extension (the batch gate, the wire decoder) cannot be built (`rules.native`)
 
 Every error names where it happened: the file, the line of the item in it, the item's kind and
@@ -69,3 +70,12 @@ class ParseError(RulesError):
 
 class CompileError(RulesError):
     """A condition is valid text but cannot be compiled (fields, operators, types, macros)."""
+
+
+class InterestRecordError(RulesError):
+    """A `peregrine.control` interest record is malformed; `field` is the path of what is wrong in
+    it (``interest/openat/fd.name/prefixes/3``), the message says why."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"interest record: {field}: {problem}")

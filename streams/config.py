@@ -46,6 +46,7 @@ class Topics:
     alerts: str = catalog.ALERTS.name
     dlq: str = catalog.EVENTS_DLQ.name
     k8s: str = catalog.K8S.name
+    control: str = catalog.CONTROL.name  # where the worker publishes its rules' interest (streams.control)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ def parser() -> argparse.ArgumentParser:
                    "evidence in, beyond the alert's own (default 0; env PEREGRINE_EVIDENCE_DEPTH)")
     p.add_argument("--evidence-max-events", type=int, metavar="N", help="events kept for evidence across "
                    "all nodes, the memory bound (default 100000; env PEREGRINE_EVIDENCE_MAX_EVENTS)")
-    for name in ("events", "stats", "alerts", "dlq", "k8s"):
+    for name in Topics.__dataclass_fields__:
         p.add_argument(f"--{name}-topic", help=f"topic name (default {getattr(Topics(), name)})")
     p.add_argument("--session-timeout", type=float, help="consumer group session timeout, seconds")
     p.add_argument("--heartbeat-interval", type=float, help="seconds")

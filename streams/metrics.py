@@ -61,6 +61,7 @@ class WorkerMetrics:
     eval_duration: Histogram
     k8s_waits: Counter
     k8s_wait_duration: Histogram
+    control_published: Counter
     sizes: TableSizes
     rules: RuleCounters
 
@@ -125,6 +126,11 @@ def worker_metrics() -> WorkerMetrics:
         k8s_wait_duration=meter.create_histogram(
             "peregrine.worker.k8s.wait.duration", unit="s",
             description="Time a batch waited for a new container's Kubernetes metadata",
+        ),
+        control_published=meter.create_counter(
+            "peregrine.worker.control.published", unit="{record}",
+            description="Interest records written to peregrine.control (the rules' interest changed), "
+            "by outcome (ok, failed: retried)",
         ),
         sizes=sizes,
         rules=_rule_counters(meter),

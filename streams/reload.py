@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from rules.alert import Alert
+from rules.interest import TypeInterest
 from rules.record import Event
 from streams.logsafe import shown
 from streams.metrics import WorkerMetrics
@@ -50,6 +51,10 @@ class RuleSet(Protocol[Rule_co]):
 
     def evaluate(self, events: list[Event]) -> Sequence[tuple[Event, Rule_co]]:
         """(event, rule) per match: one per event, or every matching rule with ``all_matches``."""
+
+    @property
+    def interest(self) -> Mapping[str, TypeInterest]:
+        """Per event type, what an event needs for some rule to match it (`rules.interest`)."""
 
 
 class Loader(Protocol[Rule_co]):
@@ -106,6 +111,9 @@ class LiveRules(Generic[Rule]):
         self._lock = asyncio.Lock()
         # run in the loader's thread after each successful reload (streams.rulecost rebuilds there)
         self.after_reload: list[Callable[[], None]] = []
+        # run in the event loop as soon as a reload replaced the set; must not block (streams.control
+        # hands the new interest to its publisher)
+        self.swapped: list[Callable[[], None]] = []
         # At start a bad rules file is fatal (raised to the caller): there is no old set to keep.
         self.ruleset = self._load()
         self.generation = 1
@@ -135,6 +143,8 @@ class LiveRules(Generic[Rule]):
                 return False
             self.ruleset = new
             self.generation += 1
+            for swapped in self.swapped:
+                swapped()
             for hook in self.after_reload:
                 await loop.run_in_executor(None, hook)
             self._metrics.rules_reloads.add(1, {"outcome": "ok"})

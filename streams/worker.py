@@ -3,8 +3,10 @@
 At start: rules load (a bad file is fatal here: exit 2 with the loader's message), missing topics
 are created (before Faust subscribes; an uncompacted `peregrine.k8s` is refused), the Kubernetes
 table is read from the start of `peregrine.k8s` (the detection agent waits up to ``--k8s-wait``
-seconds for it to catch up, then evaluates anyway and the table keeps following), and SIGHUP is
-bound to the rules reload. Faust handles SIGTERM/SIGINT (commit, leave the group, stop).
+seconds for it to catch up, then evaluates anyway and the table keeps following), SIGHUP is
+bound to the rules reload, and the rules' interest is published to `peregrine.control` for the
+collectors (then again after each reload that changes it: `streams.control`). Faust handles
+SIGTERM/SIGINT (commit, leave the group, stop).
 
 Probes (`telemetry.health`): the worker is ready once its rules are loaded (before Faust starts)
 and its consumer has been given its partitions (the first assignment of the group, even an empty
@@ -22,6 +24,7 @@ import gc
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -34,6 +37,7 @@ from enrichers.metrics import table_metrics
 from enrichers.table import K8sTable
 from streams import app as worker_app
 from streams.config import ConfigError, WorkerConfig, from_args
+from streams.control import InterestPublisher
 from streams.detect import Detector, install_detection
 from streams.drops import install_drops
 from streams.evidence import History
@@ -112,6 +116,14 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule], health: Health | None =
     emitter.letters_by(letters.letter_for)
     install_detection(app, topics, detector, emitter, letters, metrics, ready, config.k8s_wait, k8s_wait)
     install_drops(app, topics, emitter, letters, metrics)
+    publisher = InterestPublisher(config.connection, config.topics.control, config.app_id,
+                                  metrics.control_published)
+    rules.swapped.append(lambda: publisher.offer(rules.ruleset.interest))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def publish_interest() -> None:
+        publisher.offer(rules.ruleset.interest)
+        await publisher.run()
 
     # Before Faust subscribes: it drops topics missing at subscription time and never looks again.
     try:
@@ -199,11 +211,13 @@ async def follow_k8s(
 
 
 def declare_topics(config: WorkerConfig) -> None:
-    """Create the worker's topics that do not exist (partitions, replication; peregrine.k8s compacted)."""
+    """Create the worker's topics that do not exist (partitions, replication; peregrine.k8s compacted,
+    peregrine.control compacted with its one partition)."""
     t = config.topics
-    specs = [catalog.EVENTS.named(t.events), catalog.STATS.named(t.stats), catalog.ALERTS.named(t.alerts),
+    sized = [catalog.EVENTS.named(t.events), catalog.STATS.named(t.stats), catalog.ALERTS.named(t.alerts),
              catalog.EVENTS_DLQ.named(t.dlq), catalog.K8S.named(t.k8s)]  # fmt: skip
-    catalog.declare(config.connection, specs, config.replication, config.partitions)
+    specs = [replace(s, partitions=config.partitions) for s in sized] + [catalog.CONTROL.named(t.control)]
+    catalog.declare(config.connection, specs, config.replication)
 
 
 async def _partitions(config: WorkerConfig, topic: str) -> set[int]:

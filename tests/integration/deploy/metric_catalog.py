@@ -100,13 +100,14 @@ def _recording_provider(seen: list[tuple[str, str, str, str, str]]) -> Any:
 
 def _build_every_component() -> None:
     """Create the instruments exactly as each role's start-up code does."""
-    from collectors.metrics import CollectorMetrics
+    from collectors.metrics import CollectorMetrics, control_metrics
     from enrichers.metrics import publisher_metrics, table_metrics
     from enrichers.table import K8sTable
     from sinks.metrics import create_metrics
     from streams.metrics import worker_metrics
 
     CollectorMetrics(lambda: 0)
+    control_metrics()
     worker_metrics()
     table_metrics(K8sTable())
     publisher_metrics([], lambda: 0)

@@ -238,11 +238,12 @@ def test_rules_configmap_loads_and_reaches_collector_and_worker(
 
 def test_strimzi_topics(custom_objects: list[dict[str, Any]]) -> None:
     topics = {t["spec"]["topicName"]: t for t in by_kind(custom_objects, "KafkaTopic")}
-    assert sorted(topics) == ["peregrine.alerts", "peregrine.alerts.dlq", "peregrine.events",
-                              "peregrine.events.dlq", "peregrine.k8s", "peregrine.sink.suppressions",
-                              "peregrine.stats"]  # fmt: skip
+    assert sorted(topics) == ["peregrine.alerts", "peregrine.alerts.dlq", "peregrine.control",
+                              "peregrine.events", "peregrine.events.dlq", "peregrine.k8s",
+                              "peregrine.sink.suppressions", "peregrine.stats"]  # fmt: skip
     assert {t["metadata"]["labels"]["strimzi.io/cluster"] for t in topics.values()} == {"prod"}
-    compacted = ("peregrine.k8s", "peregrine.sink.suppressions")
+    compacted = ("peregrine.k8s", "peregrine.sink.suppressions", "peregrine.control")
+    assert topics["peregrine.control"]["spec"]["partitions"] == 1
     assert all(topics[n]["spec"]["config"]["cleanup.policy"] == "compact" for n in compacted)
     others = [t for n, t in topics.items() if n not in compacted]
     assert all(t["spec"]["config"]["cleanup.policy"] == "delete" for t in others)

@@ -1,7 +1,7 @@
 """Least privilege on a real broker that enforces ACLs (StandardAuthorizer, KRaft, SASL/PLAIN): each
 role's identity gets exactly `bus.acls.bindings(role)`, applied through `peregrine kafka acls --apply`,
 and real clients show what each may and may not do. The expectations are written out here from the
-issue (#16), not derived from `bus.acls`.
+issues (#16; #18 for `peregrine.control`), not derived from `bus.acls`.
 """
 
 from __future__ import annotations
@@ -208,6 +208,37 @@ def test_sink_reads_alerts_with_its_group_and_writes_the_alerts_dlq_only(broker:
     assert not commits(broker, "sink", topics.EVENTS.name, "peregrine-worker")
 
 
+def keys(broker: Broker, role: str, topic: str) -> list[bytes | None]:
+    """The keys of every record on partition 0, read as ``role`` with assign() and a group it never
+    joins (as a collector follows `peregrine.control`)."""
+    consumer = Consumer({**broker.config(role), "group.id": "peregrine-collector-control",
+                         "enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
+    found: list[bytes | None] = []
+    try:
+        consumer.assign([TopicPartition(topic, 0, -2)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                return found
+            found.append(msg.key())
+    finally:
+        consumer.close()
+    raise AssertionError(f"{topic}: no end reached in 30 s as {role}")
+
+
+def test_workers_write_the_control_topic_and_collectors_only_read_it(broker: Broker) -> None:
+    """A compromised node must not narrow what the other nodes capture."""
+    assert produce(broker, "worker", topics.CONTROL.name) == KafkaError.NO_ERROR
+    assert b"k" in keys(broker, "collector", topics.CONTROL.name)
+    assert produce(broker, "collector", topics.CONTROL.name) == DENIED_TOPIC
+    assert produce(broker, "sink", topics.CONTROL.name) == DENIED_TOPIC
+    assert produce(broker, "k8s-meta", topics.CONTROL.name) == DENIED_TOPIC
+
+
 def test_k8s_meta_writes_only_the_kubernetes_table(broker: Broker) -> None:
     assert produce(broker, "k8s-meta", topics.K8S.name) == KafkaError.NO_ERROR
     assert produce(broker, "k8s-meta", topics.EVENTS.name) == DENIED_TOPIC
@@ -264,6 +295,8 @@ def test_the_real_worker_runs_on_its_grants_alone(broker: Broker, tmp_path: Path
         finally:
             consumer.close()
         assert "Peregrine: Terminal Shell in Container" in rules, (rules, log.read_text()[-3000:])
+        # its rules' interest, written with its grants and readable with a collector's
+        assert b"interest/peregrine-worker" in keys(broker, "collector", topics.CONTROL.name)
         assert worker.poll() is None, log.read_text()[-3000:]
         assert "AUTHORIZATION_FAILED" not in log.read_text()
     finally:

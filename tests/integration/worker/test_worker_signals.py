@@ -1,6 +1,7 @@
 """What a worker reports besides rule alerts: drop alerts from `peregrine.stats` (Falco's rule and
-rate limit), sequence gaps (one log line per gap), and a rules reload that keeps the running rules
-when the new file is bad (one worker process, real broker, stand-in rule)."""
+rate limit), sequence gaps (one log line per gap), a rules reload that keeps the running rules
+when the new file is bad, and its rules' interest on `peregrine.control`, at start and after the
+reload that changed it (one worker process, real broker, stand-in rule)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from worker_batches import make_batch
 from worker_harness import WorkerProcs, consume_until, produce
 
 from collectors.stats import Stats, encode_stats
+from enrichers.topic import read_records
+from rules.interest_wire import decode
 
 pytestmark = pytest.mark.kafka
 S = 1_000_000_000
@@ -64,7 +67,17 @@ def test_drop_alerts_gaps_and_reload(workers: WorkerProcs, tmp_path: Path) -> No
     rules.write_text("invalid\n")
     workers.procs[0].send_signal(signal.SIGHUP)
     wait_for_log(workers, "rules reload failed, keeping the running rules")
-    rules.write_text("# stand-in rules, fixed\n")
+    rules.write_text("# stand-in rules, fixed\n# shells: zsh\n")
     workers.procs[0].send_signal(signal.SIGHUP)
     wait_for_log(workers, "rules reloaded (generation 2)")
     assert workers.procs[0].poll() is None
+
+    # the start's interest, none for the failed reload, then the reloaded rules' (zsh added)
+    deadline = time.monotonic() + 30
+    while len(records := read_records(setup.bootstrap, setup.topic("control"))) < 2:
+        assert time.monotonic() < deadline, f"{records}\n{workers.describe()}"
+        time.sleep(0.2)
+    interests = [decode(key, value or b"") for key, value in records]
+    assert [r.group for r in interests] == [setup.app_id] * 2
+    names = [r.interest["execve"].fields[0].exact for r in interests]
+    assert names == [{"bash"}, {"bash", "zsh"}]

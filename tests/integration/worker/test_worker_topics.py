@@ -1,5 +1,6 @@
 """A worker started against a broker without its topics creates them (partitions, compaction for
-`peregrine.k8s`) and then consumes them: batches produced afterwards are evaluated."""
+`peregrine.k8s`, `peregrine.control` compacted with one partition) and then consumes them: batches
+produced afterwards are evaluated."""
 
 from __future__ import annotations
 
@@ -30,14 +31,16 @@ def test_missing_topics_are_created_and_consumed(workers: WorkerProcs, tmp_path:
     admin = AdminClient({"bootstrap.servers": setup.bootstrap})
     names = [setup.topic(n) for n in ("events", "stats", "alerts", "dlq", "k8s")]
     deadline = time.monotonic() + 60
-    while not set(names) <= set(admin.list_topics(timeout=10).topics):
+    while not {*names, setup.topic("control")} <= set(admin.list_topics(timeout=10).topics):
         assert time.monotonic() < deadline, f"topics not created\n{workers.describe()}"
         time.sleep(0.5)
     meta = admin.list_topics(timeout=10).topics
     assert all(len(meta[n].partitions) == 3 for n in names)
-    k8s = ConfigResource(ConfigResource.Type.TOPIC, setup.topic("k8s"))
-    config = admin.describe_configs([k8s])[k8s].result(10)
-    assert config["cleanup.policy"].value == "compact"
+    assert len(meta[setup.topic("control")].partitions) == 1
+    for compacted in ("k8s", "control"):
+        resource = ConfigResource(ConfigResource.Type.TOPIC, setup.topic(compacted))
+        config = admin.describe_configs([resource])[resource].result(10)
+        assert config["cleanup.policy"].value == "compact", compacted
 
     batches = [(b"node-a", make_batch("node-a", s, 100, 50)) for s in range(4)]
     produce(setup.bootstrap, setup.topic("events"), batches)

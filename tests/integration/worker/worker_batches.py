@@ -21,6 +21,7 @@ from typing import Any
 
 from alerts.wire import Alert, from_json_dict
 from collectors.wire import Batch, Drops, encode_batch
+from rules.interest import FieldInterest, TypeInterest
 from rules.output import iso_time
 from rules.record import (
     EV_NUM,
@@ -108,6 +109,11 @@ def expected_shells(node: str, seqs: Iterable[int], n_events: int, shell_every: 
 class StandInRuleset:
     gated = True  # nothing to gate: no warning about a missing C gate
 
+    def __init__(self, shells: frozenset[str] = frozenset({"bash"})) -> None:
+        # what its rule needs, as `rules.interest` says it: execs of these (a wider set is sound)
+        names = FieldInterest("proc.name", shells, frozenset(), frozenset(), frozenset())
+        self.interest = {"execve": TypeInterest("execve", (names,))}
+
     def gate_counts(self) -> tuple[int, int]:
         return 0, 0  # no batch gate: every event reaches the stand-in rule
 
@@ -119,11 +125,15 @@ class StandInRuleset:
 def standin_load(
     paths: list[str], *, all_matches: bool = False, ip_names: dict[str, str] | None = None
 ) -> StandInRuleset:  # one rule: first and all matches are the same
+    shells = {"bash"}
     for p in paths:
         text = Path(p).read_text()
         if "invalid" in text:
             raise ValueError(f"{p}:1: stand-in rules file marked invalid")
-    return StandInRuleset()
+        # "# shells: zsh fish" widens the stand-in's interest (not its rule): a reload that changes it
+        shells.update(word for line in text.splitlines() if line.startswith("# shells:")
+                      for word in line.split()[2:])  # fmt: skip
+    return StandInRuleset(frozenset(shells))
 
 
 def standin_alert(rule: str, ev: list[Any]) -> Alert:

@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 PYTHON = sys.executable
+TOPICS = ("events", "stats", "alerts", "dlq", "k8s", "control")  # the worker's --<name>-topic flags
 
 
 @dataclass
@@ -58,7 +59,7 @@ class WorkerSetup:
             "--k8s-wait", "10",
             "--log-level", "info",
         ]
-        for name in ("events", "stats", "alerts", "dlq", "k8s"):
+        for name in TOPICS:
             out += [f"--{name}-topic", self.topic(name)]
         for r in rules:
             out += ["--rules", str(r)]
@@ -66,10 +67,10 @@ class WorkerSetup:
 
     def create_topics(self) -> None:
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        configs = {"k8s": {"cleanup.policy": "compact"}}
-        configs = {n: {**configs.get(n, {}), **self.topic_configs.get(n, {})}
-                   for n in ("events", "stats", "alerts", "dlq", "k8s")}
-        new = [NewTopic(self.topic(n), self.partitions, 1, config=c) for n, c in configs.items()]
+        configs = {"k8s": {"cleanup.policy": "compact"}, "control": {"cleanup.policy": "compact"}}
+        configs = {n: {**configs.get(n, {}), **self.topic_configs.get(n, {})} for n in TOPICS}
+        new = [NewTopic(self.topic(n), 1 if n == "control" else self.partitions, 1, config=c)
+               for n, c in configs.items()]  # fmt: skip
         futures = admin.create_topics(new)
         for f in futures.values():
             f.result(30)

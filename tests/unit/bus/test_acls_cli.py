@@ -14,12 +14,15 @@ from bus.errors import ConnectionConfigError
 def test_prints_one_kafka_acls_command_per_grant(capsys: pytest.CaptureFixture[str]) -> None:
     assert acls_cli.main(["--role", "collector", "--principal", "User:node", "--bootstrap", "k:9092"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(acls.bindings("collector")) == 4
+    assert len(lines) == len(acls.bindings("collector")) == 7
     words = [shlex.split(line) for line in lines]
     assert all(w[:3] == ["kafka-acls.sh", "--bootstrap-server", "k:9092"] for w in words)
-    assert {(w[w.index("--operation") + 1], w[w.index("--topic") + 1]) for w in words} == {
+    assert {(w[w.index("--operation") + 1], w[w.index("--group") + 1]) for w in words if "--group" in w} == {
+        ("Describe", acls.CONTROL_READER_GROUP)}
+    assert {(w[w.index("--operation") + 1], w[w.index("--topic") + 1]) for w in words if "--topic" in w} == {
         ("Write", "peregrine.events"), ("Describe", "peregrine.events"),
         ("Write", "peregrine.stats"), ("Describe", "peregrine.stats"),
+        ("Read", "peregrine.control"), ("Describe", "peregrine.control"),
     }  # fmt: skip
 
 

@@ -10,11 +10,13 @@ def test_catalog_names_are_unique_and_the_contracts_names() -> None:
     assert len(names) == len(set(names))
     assert names == ["peregrine.events", "peregrine.stats", "peregrine.k8s", "peregrine.alerts",
                      "peregrine.events.dlq", "peregrine.alerts.dlq",
-                     "peregrine.sink.suppressions"]  # fmt: skip
+                     "peregrine.sink.suppressions", "peregrine.control"]  # fmt: skip
 
 
 def test_only_the_tables_read_whole_are_compacted() -> None:
-    assert [t.name for t in topics.CATALOG if t.compacted] == ["peregrine.k8s", "peregrine.sink.suppressions"]
+    assert [t.name for t in topics.CATALOG if t.compacted] == ["peregrine.k8s", "peregrine.sink.suppressions",
+                                                               "peregrine.control"]  # fmt: skip
+    assert topics.CONTROL.partitions == 1  # one order for every key's records
     assert topics.K8S.configs() == {"cleanup.policy": "compact"}
     assert topics.EVENTS.configs() == {"max.message.bytes": str(topics.MAX_MESSAGE_BYTES)}
 

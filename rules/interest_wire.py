@@ -1,0 +1,296 @@
+"""The `peregrine.control` record that carries a worker group's interest: the one place that writes
+and reads it (issue #18).
+
+Workers write it (`streams.control`), collectors read it (`collectors.control`). It lives beside the
+interest it carries rather than in `bus/`, which imports no Peregrine package: both ends import
+`rules`, and the record is plain JSON, no Kafka.
+
+Key ``interest/<group>`` (UTF-8), the worker group (its app id): each group with its own rules has
+its own record, and compaction keeps the newest of each. A tombstone (no value) removes the group.
+Other key prefixes are other kinds of control records, not this module's (`group_of` says None).
+Value, JSON in UTF-8::
+
+    {"v": 1, "group": "peregrine-worker", "time_ns": 1787307330123456789,
+     "digest": "<sha256 hex of the interest's canonical JSON>",
+     "interest": {"execve": {"proc.name": {"exact": ["bash"], "prefixes": [], "suffixes": [],
+                                           "contains": []}},
+                  "openat": {}}}
+
+An event type absent from ``interest`` has no rule (a filter keeps none of its events); a type
+mapped to ``{}`` keeps them all; otherwise an event must pass every field listed (`FieldInterest`).
+The digest covers the interest only, not the time, so replicas with the same rules write the same
+digest and a worker republishes only when it changes.
+
+Reading is strict: anything but this shape, within the bounds below, raises `InterestRecordError`
+naming the field. Writing never produces what reading refuses: a field constraint past a bound is
+dropped, which only widens the interest (the field becomes unconstrained and its events are kept).
+A field name this build does not know is carried as it is; whoever applies the interest must treat
+a field it cannot read as unconstrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from rules.errors import InterestRecordError
+from rules.interest import MAX_VALUES, FieldInterest, TypeInterest
+
+SCHEMA_VERSION: Final = 1
+KEY_PREFIX: Final = "interest/"
+# Half the topic's max.message.bytes (the broker's 1 MiB default), so the request around the value
+# always fits too. Falco's stable rules make 1,674 bytes (19 types, 3 constrained fields); with the
+# incubating, sandbox and Peregrine's files 628 (38 types, every field freed by some rule).
+MAX_RECORD_BYTES: Final = 512 * 1024
+MAX_TYPES: Final = 1024  # the record table has a few hundred types
+MAX_FIELDS: Final = 16  # constrained fields per type
+MAX_VALUE_BYTES: Final = 4096  # PATH_MAX: a longer path is never one the kernel hands over
+MAX_GROUP_BYTES: Final = 255  # Kafka group ids are free text: bounded here
+KINDS: Final = ("exact", "prefixes", "suffixes", "contains")
+_TOP: Final = frozenset({"v", "group", "time_ns", "digest", "interest"})
+_NAME: Final = re.compile(r"[a-z0-9_][a-z0-9_.]{0,63}")  # event type and field names
+_DIGEST: Final = re.compile(r"[0-9a-f]{64}")
+_MAX_TIME_NS: Final = 2**63
+
+
+@dataclass(frozen=True, slots=True)
+class InterestRecord:
+    group: str
+    time_ns: int  # when the worker published it (epoch ns, the worker's clock)
+    digest: str
+    interest: dict[str, TypeInterest]
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    key: bytes
+    value: bytes
+    digest: str
+
+
+def key_of(group: str) -> bytes:
+    _check_group(group, "group")
+    return (KEY_PREFIX + group).encode()
+
+
+def group_of(key: bytes) -> str | None:
+    """The worker group an interest record's key names; None for a key of another kind."""
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.startswith(KEY_PREFIX):
+        return None
+    group = text[len(KEY_PREFIX):]
+    _check_group(group, "key")
+    return group
+
+
+def encode(group: str, interest: Mapping[str, TypeInterest], time_ns: int) -> Encoded:
+    """The record of `group`'s interest, fitted to the bounds (`fit`); InterestRecordError when it
+    cannot be (a bad group or type name, more than MAX_TYPES types)."""
+    key = key_of(group)
+    if not 0 <= time_ns < _MAX_TIME_NS:
+        raise InterestRecordError("time_ns", f"{time_ns} is not an epoch time in nanoseconds")
+    fitted = fit(interest)
+    body = _body(fitted)
+    doc = {"v": SCHEMA_VERSION, "group": group, "time_ns": time_ns, "digest": _digest(body), "interest": body}
+    value = _canonical(doc)
+    while len(value) > MAX_RECORD_BYTES:  # only widening is allowed: drop the largest constraint
+        fitted = _without_largest(fitted)
+        body = _body(fitted)
+        doc.update(digest=_digest(body), interest=body)
+        value = _canonical(doc)
+    return Encoded(key, value, str(doc["digest"]))
+
+
+def fit(interest: Mapping[str, TypeInterest]) -> dict[str, TypeInterest]:
+    """`interest` within the per-field bounds, by dropping the constraints that exceed them (a
+    field with too many or too long values, fields past MAX_FIELDS, a second constraint on one
+    field): every event `interest` admits, the result admits."""
+    if len(interest) > MAX_TYPES:
+        raise InterestRecordError("interest", f"{len(interest)} event types, more than {MAX_TYPES}")
+    out: dict[str, TypeInterest] = {}
+    for name, wanted in interest.items():
+        _check_name(name, "interest", "event type")
+        kept: dict[str, FieldInterest] = {}
+        for field in wanted.fields:
+            _check_name(field.field, f"interest/{name}", "field")
+            if field.field not in kept and len(kept) < MAX_FIELDS and _fits(field):
+                kept[field.field] = field
+        out[name] = TypeInterest(name, tuple(kept.values()))
+    return out
+
+
+def _fits(field: FieldInterest) -> bool:
+    values = [v for kind in KINDS for v in getattr(field, kind)]
+    return len(values) <= MAX_VALUES and all(_short(v) for v in values)
+
+
+def _short(value: str) -> bool:
+    size = _utf8_len(value)
+    return size is not None and size <= MAX_VALUE_BYTES
+
+
+def _utf8_len(value: str) -> int | None:
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: no kernel string is one
+        return None
+
+
+def _without_largest(interest: dict[str, TypeInterest]) -> dict[str, TypeInterest]:
+    sizes = [(len(_canonical(_field_body(f))), name, f.field)
+             for name, t in interest.items() for f in t.fields]  # fmt: skip
+    if not sizes:
+        raise InterestRecordError("interest", f"larger than {MAX_RECORD_BYTES} bytes with no constraint left")
+    _, name, field = max(sizes)
+    wanted = interest[name]
+    return {**interest, name: TypeInterest(name, tuple(f for f in wanted.fields if f.field != field))}
+
+
+def _field_body(field: FieldInterest) -> dict[str, list[str]]:
+    return {kind: sorted(getattr(field, kind)) for kind in KINDS}
+
+
+def _body(interest: Mapping[str, TypeInterest]) -> dict[str, dict[str, dict[str, list[str]]]]:
+    return {name: {f.field: _field_body(f) for f in t.fields} for name, t in interest.items()}
+
+
+def _canonical(doc: object) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _digest(body: object) -> str:
+    return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def decode(key: bytes, value: bytes) -> InterestRecord:
+    """The record `key` and `value` hold; InterestRecordError naming the field otherwise."""
+    group = group_of(key)
+    if group is None:
+        raise InterestRecordError("key", f"not {KEY_PREFIX}<group>")
+    if len(value) > MAX_RECORD_BYTES:
+        raise InterestRecordError("value", f"{len(value)} bytes, more than {MAX_RECORD_BYTES}")
+    try:
+        doc = json.loads(value.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InterestRecordError("value", "not UTF-8") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
+        raise InterestRecordError("value", f"not JSON ({type(exc).__name__})") from None
+    if not isinstance(doc, dict):
+        raise InterestRecordError("value", f"a JSON {_kind(doc)}, not an object")
+    unknown = sorted(set(doc) - _TOP)
+    if unknown:
+        raise InterestRecordError(_shown(unknown[0]), "not a key of this schema")
+    version = _int(doc, "v")
+    if version != SCHEMA_VERSION:
+        raise InterestRecordError("v", f"schema version {version}; this build reads {SCHEMA_VERSION}")
+    if _str(doc, "group") != group:
+        raise InterestRecordError("group", "not the group the key names")
+    time_ns = _int(doc, "time_ns")
+    if not 0 <= time_ns < _MAX_TIME_NS:
+        raise InterestRecordError("time_ns", "not an epoch time in nanoseconds")
+    declared = _str(doc, "digest")
+    if not _DIGEST.fullmatch(declared):
+        raise InterestRecordError("digest", "not 64 lowercase hexadecimal digits")
+    interest = _interest(_get(doc, "interest"))
+    if _digest(_body(interest)) != declared:
+        raise InterestRecordError("digest", "does not match the interest")
+    return InterestRecord(group, time_ns, declared, interest)
+
+
+def _interest(raw: object) -> dict[str, TypeInterest]:
+    types = _object(raw, "interest")
+    if len(types) > MAX_TYPES:
+        raise InterestRecordError("interest", f"{len(types)} event types, more than {MAX_TYPES}")
+    out: dict[str, TypeInterest] = {}
+    for name, fields_raw in types.items():
+        _check_name(name, "interest", "event type")
+        path = f"interest/{name}"
+        fields = _object(fields_raw, path)
+        if len(fields) > MAX_FIELDS:
+            raise InterestRecordError(path, f"{len(fields)} fields, more than {MAX_FIELDS}")
+        parsed = []
+        for field, spec in fields.items():
+            _check_name(field, path, "field")
+            parsed.append(_field(field, spec, f"{path}/{field}"))
+        out[name] = TypeInterest(name, tuple(parsed))
+    return out
+
+
+def _field(field: str, raw: object, path: str) -> FieldInterest:
+    spec = _object(raw, path)
+    if set(spec) != set(KINDS):
+        odd = sorted(set(spec) ^ set(KINDS))[0]
+        problem = "missing" if odd in KINDS else "not a kind of value"
+        raise InterestRecordError(f"{path}/{_shown(odd)}", problem)
+    kinds: dict[str, frozenset[str]] = {}
+    total = 0
+    for kind in KINDS:
+        values = spec[kind]
+        where = f"{path}/{kind}"
+        if not isinstance(values, list):
+            raise InterestRecordError(where, f"a JSON {_kind(values)}, not an array")
+        total += len(values)
+        if total > MAX_VALUES:
+            raise InterestRecordError(where, f"more than {MAX_VALUES} values in the field")
+        for i, v in enumerate(values):
+            if not isinstance(v, str):
+                raise InterestRecordError(f"{where}/{i}", f"a JSON {_kind(v)}, not a string")
+            if not _short(v):
+                problem = f"not text of {MAX_VALUE_BYTES} UTF-8 bytes or fewer"
+                raise InterestRecordError(f"{where}/{i}", problem)
+        kinds[kind] = frozenset(values)
+    return FieldInterest(field, kinds["exact"], kinds["prefixes"], kinds["suffixes"], kinds["contains"])
+
+
+def _check_group(group: str, where: str) -> None:
+    size = _utf8_len(group)
+    if not group or size is None or size > MAX_GROUP_BYTES or not group.isprintable():
+        raise InterestRecordError(where, f"the group must be 1 to {MAX_GROUP_BYTES} bytes of printable text")
+
+
+def _check_name(name: str, where: str, what: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise InterestRecordError(f"{where}/{_shown(name)}", f"not a valid {what} name")
+
+
+def _get(doc: dict[str, Any], key: str) -> object:
+    if key not in doc:
+        raise InterestRecordError(key, "missing")
+    return doc[key]
+
+
+def _int(doc: dict[str, Any], key: str) -> int:
+    value = _get(doc, key)
+    if isinstance(value, bool) or not isinstance(value, int):  # JSON true is a Python int
+        raise InterestRecordError(key, f"a JSON {_kind(value)}, not an integer")
+    return value
+
+
+def _str(doc: dict[str, Any], key: str) -> str:
+    value = _get(doc, key)
+    if not isinstance(value, str):
+        raise InterestRecordError(key, f"a JSON {_kind(value)}, not a string")
+    return value
+
+
+def _object(raw: object, path: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise InterestRecordError(path, f"a JSON {_kind(raw)}, not an object")
+    return raw
+
+
+def _kind(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _shown(name: str) -> str:
+    """A name from the record, for an error message: bounded, one line."""
+    return repr(name[:40]) if len(name) > 40 or not name.isprintable() else name

@@ -1,0 +1,243 @@
+"""`rules.interest_wire`: the `peregrine.control` interest record.
+
+Round trips of random interests; hostile input (random bytes, random JSON, a valid record with one
+part replaced, nesting, oversize lists and values) raises only `InterestRecordError`, naming the
+field; what the writer cannot fit is widened, never narrowed (checked with `FieldInterest.admits`
+on the interest before and after, an oracle the codec does not use)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from rules import interest_wire as wire
+from rules.errors import InterestRecordError
+from rules.interest import KERNEL_FIELDS, MAX_VALUES, FieldInterest, TypeInterest
+from rules.record import EVENT_TYPES
+
+GROUP = "peregrine-worker"
+T = 1_787_307_330_123_456_789
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+_values = st.frozensets(st.text(max_size=12), max_size=4)
+_fields = st.builds(FieldInterest, st.sampled_from(KERNEL_FIELDS), _values, _values, _values, _values)
+interests = st.dictionaries(
+    st.sampled_from(EVENT_TYPES), st.lists(_fields, max_size=len(KERNEL_FIELDS), unique_by=lambda f: f.field),
+    max_size=6,
+).map(lambda d: {name: TypeInterest(name, tuple(fields)) for name, fields in d.items()})
+
+
+def shape(interest: Mapping[str, TypeInterest]) -> dict[str, dict[str, FieldInterest]]:
+    """Order-free: the record sorts fields by name."""
+    return {name: {f.field: f for f in t.fields} for name, t in interest.items()}
+
+
+def passes(interest: Mapping[str, TypeInterest], event_type: str, values: Mapping[str, str]) -> bool:
+    wanted = interest.get(event_type)
+    return wanted is not None and all(f.field not in values or f.admits(values[f.field])
+                                      for f in wanted.fields)  # fmt: skip
+
+
+def field(name: str = "fd.name", **kinds: frozenset[str]) -> FieldInterest:
+    empty: frozenset[str] = frozenset()
+    return FieldInterest(name, kinds.get("exact", empty), kinds.get("prefixes", empty),
+                         kinds.get("suffixes", empty), kinds.get("contains", empty))  # fmt: skip
+
+
+SHADOW = field(exact=frozenset({"/etc/shadow"}), prefixes=frozenset({"/etc/"}))
+SAMPLE = {"openat": TypeInterest("openat", (SHADOW,)), "execve": TypeInterest("execve", ())}
+
+
+def valid_doc() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(wire.encode(GROUP, SAMPLE, T).value)
+    return doc
+
+
+def decode_doc(doc: object, key: bytes = wire.key_of(GROUP)) -> wire.InterestRecord:
+    return wire.decode(key, json.dumps(doc).encode())
+
+
+@FAST
+@given(interest=interests, time_ns=st.integers(0, 2**63 - 1),
+       group=st.text(st.characters(categories=["L", "N", "P", "S"]), min_size=1, max_size=30))
+def test_a_record_reads_back_as_written(interest: dict[str, TypeInterest], time_ns: int, group: str) -> None:
+    encoded = wire.encode(group, interest, time_ns)
+    record = wire.decode(encoded.key, encoded.value)
+    assert (record.group, record.time_ns, record.digest) == (group, time_ns, encoded.digest)
+    assert shape(record.interest) == shape(interest)
+    assert wire.group_of(encoded.key) == group
+    assert encoded.digest == wire.encode(group, interest, 0).digest  # the time is not in it: replicas agree
+
+
+def test_the_sample_record_is_the_documented_json() -> None:
+    doc = valid_doc()
+    assert doc == {
+        "v": 1, "group": GROUP, "time_ns": T, "digest": doc["digest"],
+        "interest": {"execve": {},
+                     "openat": {"fd.name": {"exact": ["/etc/shadow"], "prefixes": ["/etc/"], "suffixes": [],
+                                            "contains": []}}},
+    }  # fmt: skip
+    assert wire.key_of(GROUP) == b"interest/peregrine-worker"
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=st.binary(max_size=400))
+def test_random_bytes_raise_only_the_record_error(value: bytes) -> None:
+    with pytest.raises(InterestRecordError):
+        wire.decode(wire.key_of(GROUP), value)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=_json)
+def test_random_json_raises_only_the_record_error(doc: object) -> None:
+    with pytest.raises(InterestRecordError):
+        decode_doc(doc)
+
+
+def _paths(doc: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = [path] if path else []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += _paths(v, (*path, k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out += _paths(v, (*path, str(i)))
+    return out
+
+
+def _replace(doc: Any, path: tuple[str, ...], value: object) -> None:
+    *parents, last = path
+    for p in parents:
+        doc = doc[int(p)] if isinstance(doc, list) else doc[p]
+    if isinstance(doc, list):
+        doc[int(last)] = value
+    else:
+        doc[last] = value
+
+
+@settings(max_examples=250, deadline=None)
+@given(data=st.data(), value=_json)
+def test_a_record_with_one_part_replaced_is_refused_naming_it(data: st.DataObject, value: object) -> None:
+    doc = valid_doc()
+    path = data.draw(st.sampled_from(_paths(doc)))
+    before = json.dumps(doc, sort_keys=True)
+    _replace(doc, path, value)
+    assume(json.dumps(doc, sort_keys=True) != before)
+    where = "/".join(path)
+    try:
+        decode_doc(doc)
+    except InterestRecordError as exc:
+        # the part, something in it, or (a change to the interest that is still well-formed) its digest
+        assert exc.field in (where, "digest") or exc.field.startswith(where + "/"), (where, exc.field)
+    else:
+        assert path == ("time_ns",), where  # the one part any other integer can stand for
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    (lambda d: d.update(v=2), "v"),
+    (lambda d: d.update(v=True), "v"),
+    (lambda d: d.update(group="other"), "group"),
+    (lambda d: d.update(time_ns=-1), "time_ns"),
+    (lambda d: d.update(time_ns=2**63), "time_ns"),
+    (lambda d: d.update(digest="0" * 64), "digest"),
+    (lambda d: d.pop("digest"), "digest"),
+    (lambda d: d.update(extra=1), "extra"),
+    (lambda d: d["interest"].update({"Not A Type": {}}), "interest/Not A Type"),
+    (lambda d: d["interest"]["openat"]["fd.name"].pop("contains"), "interest/openat/fd.name/contains"),
+    (lambda d: d["interest"]["openat"]["fd.name"].update(globs=[]), "interest/openat/fd.name/globs"),
+    (lambda d: d["interest"]["openat"]["fd.name"]["exact"].append(7), "interest/openat/fd.name/exact/1"),
+    (lambda d: d["interest"]["openat"]["fd.name"]["exact"].append("\ud800"),
+     "interest/openat/fd.name/exact/1"),
+])  # fmt: skip
+def test_each_malformed_part_is_named(change: Any, named: str) -> None:
+    doc = valid_doc()
+    change(doc)
+    with pytest.raises(InterestRecordError) as caught:
+        decode_doc(doc)
+    assert caught.value.field == named
+    assert named.split("/")[0] in str(caught.value)
+
+
+def test_sizes_are_bounded_before_anything_is_parsed_deeply() -> None:
+    key = wire.key_of(GROUP)
+    for value, named in [
+        (b"[" * 200_000, "value"),  # nesting past the parser's stack
+        (b" " * (wire.MAX_RECORD_BYTES + 1), "value"),
+        (b"\xff\xfe", "value"),
+    ]:
+        with pytest.raises(InterestRecordError) as caught:
+            wire.decode(key, value)
+        assert caught.value.field == named
+    doc = valid_doc()
+    doc["interest"]["openat"]["fd.name"]["exact"] = [f"/x{i}" for i in range(MAX_VALUES + 1)]
+    with pytest.raises(InterestRecordError, match="more than 4096 values") as caught:
+        decode_doc(doc)
+    assert caught.value.field == "interest/openat/fd.name/exact"
+    doc = valid_doc()
+    doc["interest"]["openat"]["fd.name"]["prefixes"] = ["/" * (wire.MAX_VALUE_BYTES + 1)]
+    with pytest.raises(InterestRecordError, match="UTF-8 bytes or fewer"):
+        decode_doc(doc)
+    doc = valid_doc()
+    doc["interest"] = {f"t{i}": {} for i in range(wire.MAX_TYPES + 1)}
+    with pytest.raises(InterestRecordError) as caught:
+        decode_doc(doc)
+    assert caught.value.field == "interest"
+
+
+def test_keys_name_the_group_and_other_kinds_are_not_interest_records() -> None:
+    assert wire.group_of(b"interest/g1") == "g1"
+    assert wire.group_of(b"suppression/x") is None and wire.group_of(b"\xff") is None
+    for bad in (b"interest/", b"interest/a\nb", b"interest/" + b"g" * 256):
+        with pytest.raises(InterestRecordError) as caught:
+            wire.group_of(bad)
+        assert caught.value.field == "key"
+    with pytest.raises(InterestRecordError):
+        wire.decode(b"interest/other", wire.encode(GROUP, SAMPLE, T).value)
+    with pytest.raises(InterestRecordError):
+        wire.encode("", SAMPLE, T)
+
+
+_any_values = st.frozensets(st.text(max_size=6) | st.just("/" * (wire.MAX_VALUE_BYTES + 1)), max_size=3)
+_fat_fields = st.builds(FieldInterest, st.sampled_from(KERNEL_FIELDS), _any_values, _any_values, _any_values,
+                        _any_values)  # fmt: skip
+_fat = st.dictionaries(st.sampled_from(EVENT_TYPES[:4]), st.lists(_fat_fields, max_size=3), max_size=4).map(
+    lambda d: {name: TypeInterest(name, tuple(fields)) for name, fields in d.items()}
+)
+
+
+@FAST
+@given(interest=_fat, event_type=st.sampled_from(EVENT_TYPES[:4]),
+       values=st.dictionaries(st.sampled_from(KERNEL_FIELDS), st.text(max_size=8) | st.just("/" * 9000)))
+def test_what_does_not_fit_is_widened_never_narrowed(
+    interest: dict[str, TypeInterest], event_type: str, values: dict[str, str]
+) -> None:
+    """Fields with a value past the bound, and a second constraint on one field, are dropped."""
+    encoded = wire.encode(GROUP, interest, T)
+    written = wire.decode(encoded.key, encoded.value).interest
+    assert set(written) == set(interest)  # types are never dropped: that would narrow
+    if passes(interest, event_type, values):
+        assert passes(written, event_type, values)
+
+
+def test_a_record_past_its_size_drops_its_largest_constraints_first() -> None:
+    many = frozenset(f"/very/long/path/{i:05d}/" + "x" * 150 for i in range(3000))
+    big = field("fd.name", prefixes=many)
+    small = field("proc.name", exact=frozenset({"bash"}))
+    interest = {"openat": TypeInterest("openat", (big, small)), "open": TypeInterest("open", (big,))}
+    encoded = wire.encode(GROUP, interest, T)
+    assert len(encoded.value) <= wire.MAX_RECORD_BYTES
+    written = wire.decode(encoded.key, encoded.value).interest
+    assert shape(written)["openat"] == {"proc.name": small}  # the large one went, the small one stayed
+    assert set(written) == {"openat", "open"}
