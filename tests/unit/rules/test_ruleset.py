@@ -11,6 +11,7 @@ import yaml
 import rules
 from benchmarks.workload import build_event, make_events
 from rules import CompileError, Priority
+from rules import record as R
 from rules.collect import load_sources
 from rules.ruleset import Ruleset, compile_rules
 
@@ -87,6 +88,36 @@ def test_a_generic_syscall_rule_is_indexed_on_its_own_type_only() -> None:
         {"rule": "read", "condition": "evt.type = read"},  # an event of its own, no record type: no bucket
     ])
     assert ruleset.event_type_names == {"open_tree", "clock_gettime"}
+
+
+def test_generic_types_a_rule_compiles_to_alike_share_one_bucket() -> None:
+    """A rule with no evt.type restriction is evaluated on every generic type, as in Falco, but
+    compiled once for all of them (rules.shared_types); a generic type another rule names keeps a
+    bucket of its own, with both rules in definition order."""
+    ruleset = ruleset_of([
+        {"rule": "any", "condition": "proc.name = nc and not evt.type in (openat, execve)"},
+        {"rule": "persona", "condition": "evt.type = personality"},
+        {"rule": "time", "condition": "evt.type startswith time and proc.name = date"},
+    ], all_matches=True)
+    generic = {R.EVENT_TYPES[i] for i in R.GENERIC_TYPE_IDS}
+    assert generic <= ruleset.event_type_names and "openat" not in ruleset.event_type_names
+    source = ruleset.source()
+    # 61 own types less openat and execve, one shared generic bucket, personality, and the nine
+    # types `startswith time` holds on (time, timer_create, timerfd_settime, times, ...)
+    timed = {n for n in generic if n.startswith("time")}
+    assert len(timed) == 9 and source.count("def _first_") == 59 + 1 + 1 + 9
+    nc, date = build_event("execve", proc={"name": "nc"}), build_event("execve", proc={"name": "date"})
+    events = []
+    for name, proc in (("syncfs", nc), ("personality", nc), ("personality", date), ("timer_create", date),
+                       ("timer_create", nc), ("getpid", date)):  # fmt: skip
+        ev = list(proc)
+        ev[R.EV_TYPE], ev[R.EV_RES], ev[R.EV_ARGS], ev[R.EV_FD] = R.EVENT_TYPE_IDS[name], None, [0, 0], None
+        events.append(ev)
+    expected = [["any"], ["any", "persona"], ["persona"], ["time"], ["any"], []]
+    assert [[r.name for r in ruleset.match_all(ev)] for ev in events] == expected
+    batch = [(R.EVENT_TYPES[ev[0]], rule.name) for ev, rule in ruleset.evaluate(events)]
+    pairs = zip(events, expected, strict=True)
+    assert batch == [(R.EVENT_TYPES[ev[0]], name) for ev, names in pairs for name in names]
 
 
 def test_ruleset_is_immutable() -> None:
