@@ -51,7 +51,7 @@ from rules.ast import (
 from rules.libs_event_table import EVENT_NAMES, SYSCALL_NAMES
 from rules.record import EVENT_TYPES, GENERIC_TYPE_IDS
 
-__all__ = ["event_types", "libs_event_count"]
+__all__ = ["event_types", "libs_event_count", "matched_types"]
 
 # None: every event type, including types outside our table
 TypeSet = frozenset[str] | None
@@ -78,6 +78,14 @@ def event_types(
     can match are in both.
     """
     return _Analysis(universe, by_name).visit(expr, False)
+
+
+def matched_types(expr: Expr) -> frozenset[str] | None:
+    """The event-type names a rule can match on, or None for all: where libs' index evaluates
+    it and where its condition can hold, so `evt.type = personality` is personality alone."""
+    names = event_types(expr)
+    held = event_types(expr, by_name=True)
+    return names if held is None else held if names is None else names & held
 
 
 def libs_event_count(types: frozenset[str]) -> int:

@@ -243,16 +243,13 @@ def _lowered(
 
 def _compiled_types(condition: Expr) -> tuple[frozenset[str] | None, Sequence[int]]:
     """libs' event-type set of `condition` (None: every type; ValueError as `event_types`) and
-    the type ids to compile it for: those of the set on which the condition can hold, since
-    `evt.type = personality` is evaluated on every generic type and holds on personality's alone."""
-    from rules.evttypes import event_types
+    the type ids to compile it for (`matched_types`)."""
+    from rules.evttypes import event_types, matched_types
 
-    names = event_types(condition)
-    held = event_types(condition, by_name=True)
-    compiled_for = names if held is None else held if names is None else names & held
+    compiled_for = matched_types(condition)
     if compiled_for is None:
-        return names, range(len(EVENT_TYPES))
-    return names, sorted(EVENT_TYPE_IDS[n] for n in compiled_for if n in EVENT_TYPE_IDS)
+        return event_types(condition), range(len(EVENT_TYPES))
+    return event_types(condition), sorted(EVENT_TYPE_IDS[n] for n in compiled_for if n in EVENT_TYPE_IDS)
 
 
 UNCAPTURED: Final = "PEREGRINE_UNCAPTURED_EVTTYPE"  # ours, not one of Falco's LOAD_* codes
