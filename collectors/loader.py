@@ -22,20 +22,24 @@ from typing import Any, Final
 
 from collectors.btf import VMLINUX, Btf, exe_offsets, probe_offsets
 from collectors.errors import PreflightError, ProbeError
-from rules.record import EVENT_TYPE_IDS, EVENT_TYPES, FD_EVENT_TYPES, FDTYPE_NAMES
+from rules.libs_event_table import GENERIC_SYSCALLS
+from rules.record import EVENT_TYPE_IDS, EVENT_TYPES, FD_EVENT_TYPES, FDTYPE_NAMES, GENERIC_TYPE_IDS
 
 SOURCE: Final = Path(__file__).with_name("probe.bpf.c")
 TRACEFS: Final = "/sys/kernel/tracing"
 # event types that are not syscalls, and syscalls whose tracepoint has another name on x86_64
 _NOT_SYSCALLS: Final = frozenset({"procexit"})
-_TRACEPOINT_NAME: Final = {"umount2": "umount"}
+_TRACEPOINT_NAME: Final = {"umount2": "umount", "uname": "newuname"}
 # Events that keep the process table right are traced whatever the rules select (Falco's
 # libsinsp likewise always adds its state syscalls): exec and exit, and chdir/fchdir, without
 # which proc.cwd, and every fd.name relative to it, would go stale.
 ALWAYS_TRACED: Final = frozenset({"execve", "execveat", "procexit", "chdir", "fchdir"})
+# libs' generic syscalls (PPME_GENERIC_X): one program, pg_generic_exit, serves them all
+GENERIC_TYPES: Final = frozenset(EVENT_TYPES[i] for i in GENERIC_TYPE_IDS)
 # Traced only when the rules (or --event-types) ask for them, never by default: a close follows
-# every open, and its probe walks the file's path at enter.
-ONLY_WHEN_ASKED: Final = frozenset({"close"})
+# every open, and its probe walks the file's path at enter; the generic syscalls include some of
+# a node's most frequent (epoll_pwait, getpid, wait4) and no default rule needs one.
+ONLY_WHEN_ASKED: Final = frozenset({"close"}) | GENERIC_TYPES
 log = logging.getLogger("peregrine.collector")
 
 
@@ -126,7 +130,7 @@ def build_cflags(
         f"-DPG_THREAD_SIZE={thread_size()}",
         f"-I{SOURCE.parent}",
     ]
-    flags += [f"-DEV_{name}={i}" for i, name in enumerate(EVENT_TYPES)]
+    flags += [f"-DEV_{name}={i}" for i, name in enumerate(EVENT_TYPES) if i not in GENERIC_TYPE_IDS]
     flags += fdtypes_cflags(fdtypes)
     traced, missing = set(), set()
     for name in sorted(set(wanted) | ALWAYS_TRACED):
@@ -139,14 +143,20 @@ def build_cflags(
             missing.add(name)
             continue
         traced.add(name)
-        flags.append(f"-DHAVE_{name}=1")
+        if name not in GENERIC_TYPES:
+            flags.append(f"-DHAVE_{name}=1")
+    flags += generic_cflags(traced)
     return flags, frozenset(traced), frozenset(missing)
 
 
 def fdtypes_cflags(enabled: bool) -> list[str]:
     """PG_FDTYPES and the type codes (1 + the index in FDTYPE_NAMES, "<NA>" as NA) when enabled;
     FDTYPES_<tracepoint> 1 for the events libs gives fd fields, 0 for every other one."""
-    flags = [f"-DFDTYPES_{tracepoint_name(n)}={int(enabled and n in FD_EVENT_TYPES)}" for n in EVENT_TYPES]
+    flags = [
+        f"-DFDTYPES_{tracepoint_name(n)}={int(enabled and n in FD_EVENT_TYPES)}"
+        for n in EVENT_TYPES
+        if n not in GENERIC_TYPES
+    ]
     if enabled:
         flags.append("-DPG_FDTYPES=1")
         flags += [f"-DPG_FDT_{'NA' if n == '<NA>' else n}={i + 1}" for i, n in enumerate(FDTYPE_NAMES)]
@@ -166,7 +176,40 @@ def load_probe(cflags: list[str], traced: frozenset[str], missing: frozenset[str
         bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
     except Exception as exc:  # bcc raises bare Exception for compile and load failures
         raise ProbeError(f"cannot compile or load {SOURCE}: {exc}") from exc
+    attach_generic(bpf, traced)
     return Probe(bpf=bpf, traced=traced, missing=missing)
+
+
+# --- libs' generic syscalls: one program attached to each asked syscall's exit tracepoint -------
+# Every sys_exit_* tracepoint has the same format (nr, ret), so probe.bpf.c's pg_generic_exit
+# serves them all: it reads the record type id from generic_types, indexed by syscall number,
+# which is filled here before the program is attached; no C is compiled per syscall.
+_GENERIC_PROGRAM: Final = "pg_generic_exit"
+_GENERIC_NRS: Final = 1 + max(nr for _code, nr in GENERIC_SYSCALLS.values())
+
+
+def generic_cflags(traced: Iterable[str]) -> list[str]:
+    """PG_GENERIC (the program and its map) when a generic syscall is traced, else nothing."""
+    if GENERIC_TYPES.isdisjoint(traced):
+        return []
+    return ["-DPG_GENERIC=1", f"-DPG_GENERIC_NRS={_GENERIC_NRS}"]
+
+
+def attach_generic(bpf: Any, traced: Iterable[str]) -> None:
+    """Map each traced generic syscall's number to its record type id, then attach
+    pg_generic_exit to its sys_exit tracepoint."""
+    names = sorted(GENERIC_TYPES.intersection(traced))
+    if not names:
+        return
+    table = bpf["generic_types"]
+    for name in names:
+        table[table.Key(GENERIC_SYSCALLS[name][1])] = table.Leaf(EVENT_TYPE_IDS[name])
+    for name in names:
+        tracepoint = f"syscalls:sys_exit_{tracepoint_name(name)}"
+        try:
+            bpf.attach_tracepoint(tp=tracepoint, fn_name=_GENERIC_PROGRAM)
+        except Exception as exc:  # bcc raises bare Exception when an attach fails
+            raise ProbeError(f"cannot attach {_GENERIC_PROGRAM} to {tracepoint}: {exc}") from exc
 
 
 def detach(probe: Probe) -> None:

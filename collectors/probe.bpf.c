@@ -3,7 +3,8 @@
  * Compiled by collectors/loader.py with -D macros: OFF_* and SIZE_* (struct offsets and sizes
  * from BTF; never dereference a kernel struct through a header type, the headers do not match the
  * kernel), PG_THREAD_SIZE, SELF_TGID (the collector's own process is never traced), RING_PAGES,
- * EV_<type> (rules/record.py event-type ids), and HAVE_<type> per selected syscall present here.
+ * EV_<type> (rules/record.py event-type ids), and HAVE_<type> per selected syscall present here
+ * (PG_GENERIC instead for libs' generic syscalls: one program, attached by the loader).
  *
  * Only sys_exit_X is attached: the arguments are still in the task's saved user registers
  * (pt_regs, x86_64), whose orig_ax must equal the tracepoint's syscall number (a mismatch is
@@ -796,6 +797,25 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
         return pg_exit((const struct pg_sys_exit *)args, evt, strmask, kind, FDTYPES_##tp);      \
     }
 
+/* ---- libs' generic syscalls (PPME_GENERIC_X): one program for all of them ----------------
+ * Every sys_exit_* tracepoint has the same format (nr, ret), so this one program serves every
+ * syscall libs sends as its generic event: the loader (collectors/loader.py attach_generic)
+ * fills generic_types, syscall number -> record type id, then attaches the program to the
+ * sys_exit tracepoint of each one the rules ask for. 0 means not asked (id 0 is execve, never
+ * generic). The record's header is all the decoder needs. */
+#ifdef PG_GENERIC
+BPF_ARRAY(generic_types, u16, PG_GENERIC_NRS);
+
+int pg_generic_exit(struct pg_sys_exit *args) {
+    int nr = args->nr;
+    u16 *evt = generic_types.lookup(&nr);
+    if (!evt || !*evt)
+        return 0;
+    return pg_exit(args, *evt, 0, K_NONE, 0);
+}
+#endif
+/* ---- end of the generic syscalls ---------------------------------------------------------- */
+
 /* successful exec: the new image's filename, argv and environment (from mm, one read each, each
  * cut at PG_MAX_STR as Falco cuts both at MAX_PROC_ARG_ENV), the working directory and the
  * image's inode */
@@ -1075,13 +1095,6 @@ PG_SYSCALL(kill, EV_kill, 0, K_NONE)
 #endif
 #ifdef HAVE_close
 PG_SYSCALL(close, EV_close, 0, K_CLOSE)
-#endif
-/* syscalls libs sends as its generic event: the record's header is all the decoder needs */
-#ifdef HAVE_open_tree
-PG_SYSCALL(open_tree, EV_open_tree, 0, K_NONE)
-#endif
-#ifdef HAVE_open_tree_attr
-PG_SYSCALL(open_tree_attr, EV_open_tree_attr, 0, K_NONE)
 #endif
 #ifdef HAVE_prctl
 PG_SYSCALL(prctl, EV_prctl, 0, K_PRCTL)

@@ -29,10 +29,14 @@ HOT_TYPES = ("openat", "connect", "execve", "socket", "open", "openat2", "accept
 _CHAIN = 3  # a search leaf tests up to this many ids one after the other
 
 
-def batch_function(buckets: Mapping[int, Bucket], all_matches: bool) -> ast.FunctionDef:
+def batch_function(
+    buckets: Mapping[int, Bucket], all_matches: bool, by_lookup: bool = False
+) -> ast.FunctionDef:
     """``def _evaluate(events, ...)``: (event, rule) per match, in event order; one per event
     unless `all_matches`. The rule tuple of type id T must be bound as ``_R{T}``, and the
-    per-type functions `Ruleset.match` (or `match_all`) uses as ``_FIRST`` (or ``_ALL``)."""
+    per-type functions `Ruleset.match` (or `match_all`) uses as ``_FIRST`` (or ``_ALL``).
+    With `by_lookup`, an int id none of `buckets` has is looked up there too: the generic
+    types that run another type's bucket (`rules.shared_types`) are not inlined once each."""
     hot = [EVENT_TYPE_IDS[n] for n in HOT_TYPES if EVENT_TYPE_IDS.get(n) in buckets]
     rest = sorted(set(buckets) - set(hot))
     # Only ints are searched by order; any other id (a float, a bool) is looked up exactly as
@@ -52,7 +56,8 @@ def batch_function(buckets: Mapping[int, Bucket], all_matches: bool) -> ast.Func
         ast.If(compare(name("_fn"), ast.IsNot(), const(None)), each, []),
     ]
     is_int = compare(ast.Attribute(name("_t"), "__class__", ast.Load()), ast.Is(), name("int"))
-    searched: list[ast.stmt] = _search(rest, buckets, all_matches) if rest else [ast.Pass()]
+    missed = [clone(stmt) for stmt in other] if by_lookup else []
+    searched: list[ast.stmt] = _search(rest, buckets, all_matches, missed) if rest else missed or [ast.Pass()]
     chain: list[ast.stmt] = [ast.If(is_int, searched, other)]
     for type_id in reversed(hot):
         chain = [ast.If(_is_type(type_id), _inline(buckets[type_id], type_id, all_matches), chain)]
@@ -82,16 +87,20 @@ def _append(rule: ast.expr) -> ast.stmt:
     return ast.Expr(ast.Call(name("_append"), [ast.Tuple([name("ev"), rule], ast.Load())], []))
 
 
-def _search(ids: Sequence[int], buckets: Mapping[int, Bucket], all_matches: bool) -> list[ast.stmt]:
-    """Comparisons reaching each id of `ids` (sorted) in about log2(len) steps."""
+def _search(
+    ids: Sequence[int], buckets: Mapping[int, Bucket], all_matches: bool, missed: list[ast.stmt]
+) -> list[ast.stmt]:
+    """Comparisons reaching each id of `ids` (sorted) in about log2(len) steps; `missed` runs
+    for an id that is none of them."""
     if len(ids) <= _CHAIN:
-        chain: list[ast.stmt] = []
+        chain: list[ast.stmt] = [clone(stmt) for stmt in missed]
         for type_id in reversed(ids):
             chain = [ast.If(_is_type(type_id), _inline(buckets[type_id], type_id, all_matches), chain)]
         return chain
     middle = len(ids) // 2
     below = compare(name("_t"), ast.Lt(), const(ids[middle]))
-    lower, upper = _search(ids[:middle], buckets, all_matches), _search(ids[middle:], buckets, all_matches)
+    lower = _search(ids[:middle], buckets, all_matches, missed)
+    upper = _search(ids[middle:], buckets, all_matches, missed)
     return [ast.If(below, lower, upper)]
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from rules.errors import RulesError
-from rules.evttypes import event_types
+from rules.evttypes import matched_types
 from rules.loaded import LoadedRule
 from rules.priority import Priority
 from rules.record import Event
@@ -120,7 +120,7 @@ def _validate(files: Sequence[str], out: TextIO, err: TextIO, *, strict: bool) -
 
 
 def _describe_types(rule: LoadedRule) -> str:
-    types = event_types(rule.condition)
+    types = matched_types(rule.condition)
     if types is None:
         return "all (no evt.type restriction)"
     if not types:

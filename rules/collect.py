@@ -490,7 +490,7 @@ def _at(where: Location, condition: str, offset: int | None) -> Location:
 
 
 def _evttype_warnings(rules: Iterable[LoadedRule]) -> list[LoadWarning]:
-    from rules.evttypes import event_types
+    from rules.evttypes import event_types, libs_event_count
 
     warnings = []
     for rule in rules:
@@ -500,7 +500,7 @@ def _evttype_warnings(rules: Iterable[LoadedRule]) -> list[LoadWarning]:
             raise LoadError(str(exc), rule.location) from None
         except RecursionError:
             raise LoadError("condition nests too deeply to be analysed", rule.location) from None
-        if rule.warn_evttypes and (types is None or len(types) > MAX_EVTTYPE_NAMES):
+        if rule.warn_evttypes and (types is None or libs_event_count(types) > MAX_EVTTYPE_NAMES):
             warnings.append(
                 LoadWarning(
                     "LOAD_NO_EVTTYPE",

@@ -51,7 +51,7 @@ from rules.ast import (
 from rules.libs_event_table import EVENT_NAMES, SYSCALL_NAMES
 from rules.record import EVENT_TYPES, GENERIC_TYPE_IDS
 
-__all__ = ["event_types"]
+__all__ = ["event_types", "libs_event_count", "matched_types"]
 
 # None: every event type, including types outside our table
 TypeSet = frozenset[str] | None
@@ -67,21 +67,41 @@ _GENERIC_NAMES: Final = SYSCALL_NAMES - EVENT_NAMES
 _U64: Final = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)")
 
 
-def event_types(expr: Expr, *, universe: frozenset[str] = _TABLE) -> frozenset[str] | None:
+def event_types(
+    expr: Expr, *, universe: frozenset[str] = _TABLE, by_name: bool = False
+) -> frozenset[str] | None:
     """The event-type names ``expr`` can match, or None for all. ``expr`` must be macro-resolved.
 
-    ``universe`` is what a complement is taken over (tests pass libs' names).
+    ``universe`` is what a complement is taken over (tests pass libs' names). With ``by_name``, a
+    generic syscall's name stands for its own type only: the types on which the condition can
+    hold, as it compares names, rather than those libs' index evaluates it on; the types a rule
+    can match are in both.
     """
-    return _Analysis(universe).visit(expr, False)
+    return _Analysis(universe, by_name).visit(expr, False)
+
+
+def matched_types(expr: Expr) -> frozenset[str] | None:
+    """The event-type names a rule can match on, or None for all: where libs' index evaluates
+    it and where its condition can hold, so `evt.type = personality` is personality alone."""
+    names = event_types(expr)
+    held = event_types(expr, by_name=True)
+    return names if held is None else held if names is None else names & held
+
+
+def libs_event_count(types: frozenset[str]) -> int:
+    """How many of libs' events ``types`` stands for: the generic record types are libs' one
+    generic event (PPME_GENERIC_X), so together they count once."""
+    return len(types - _GENERIC_TYPES) + (not types.isdisjoint(_GENERIC_TYPES))
 
 
 class _Analysis:
     """One walk; holds the universe complements are taken over."""
 
-    __slots__ = ("universe",)
+    __slots__ = ("universe", "by_name")
 
-    def __init__(self, universe: frozenset[str]) -> None:
+    def __init__(self, universe: frozenset[str], by_name: bool) -> None:
         self.universe = universe
+        self.by_name = by_name
 
     def visit(self, e: Expr, negated: bool) -> TypeSet:
         if isinstance(e, AndExpr | OrExpr):
@@ -127,7 +147,7 @@ class _Analysis:
             raise ValueError(
                 f"comparing evt.type with a field or a transformer is not supported: '{e.to_source()}'"
             )
-        names: TypeSet = named if named.isdisjoint(_GENERIC_NAMES) else named | _GENERIC_TYPES
+        names: TypeSet = named if self.by_name or named.isdisjoint(_GENERIC_NAMES) else named | _GENERIC_TYPES
         if negated:
             names = self.complement(names)
         return self.complement(names) if e.op == "!=" else names

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from rules.libs_event_table import GENERIC_SYSCALLS
+
 SCHEMA_VERSION: Final = 1
 
 Event = list[Any]
@@ -144,7 +146,7 @@ GENERIC_PARAMS: Final = ("ID", "nativeID")
 
 # (name, parameter names at exit, as Falco's event table names them). The id of an event type is
 # its index: append only, never reorder (the wire carries ids).
-_EVENT_TABLE: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
+_LISTED: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("execve", ("res", "exe", "args", "tid", "pid", "ptid", "cwd", "tty", "loginuid", "flags",
                 "cap_inheritable", "cap_permitted", "cap_effective", "uid", "gid", "trusted_exepath")),
     ("execveat", ("res", "exe", "args", "tid", "pid", "ptid", "cwd", "tty", "loginuid", "flags",
@@ -211,6 +213,13 @@ _EVENT_TABLE: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("open_tree", GENERIC_PARAMS),
     ("open_tree_attr", GENERIC_PARAMS),
 )
+# Then every other x86_64 syscall libs sends as its generic event, in the order of libs' PPM_SC
+# codes: libs only appends codes, so a syscall it adds later gets the next id and no id moves
+# (tests/unit/rules/data/event_type_ids.txt pins them).
+_APPENDED: Final = sorted(
+    GENERIC_SYSCALLS.keys() - {name for name, _ in _LISTED}, key=lambda name: GENERIC_SYSCALLS[name][0]
+)
+_EVENT_TABLE: Final = _LISTED + tuple((name, GENERIC_PARAMS) for name in _APPENDED)
 
 EVENT_TYPES: Final[tuple[str, ...]] = tuple(name for name, _ in _EVENT_TABLE)
 EVENT_PARAMS: Final[tuple[tuple[str, ...], ...]] = tuple(params for _, params in _EVENT_TABLE)

@@ -21,11 +21,12 @@ from __future__ import annotations
 import ast
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from rules import compiler as cc
 from rules import gate
+from rules.ast import Expr
 from rules.batchcode import batch_function
 from rules.codegen import Bucket
 from rules.errors import CompileError, Location
@@ -36,7 +37,8 @@ from rules.loaded import LoadedRule, LoadResult, LoadWarning
 from rules.output import OutputTemplate, compile_output
 from rules.priority import Priority
 from rules.pyexpr import clone, const, number_lines
-from rules.record import EVENT_TYPE_IDS, EVENT_TYPES, Event
+from rules.record import EVENT_TYPE_IDS, EVENT_TYPES, GENERIC_TYPE_IDS, Event
+from rules.shared_types import GENERIC_IDS, uniform
 from rules.transformers import HELPERS as TRANSFORMER_HELPERS
 
 
@@ -149,13 +151,17 @@ def compile_rules(
     """Compile loaded rules into a Ruleset (CompileError for the first rule that cannot compile).
 
     Only enabled rules at least as severe as `min_priority` are evaluated."""
-    from rules.evttypes import event_types
-
     constants = cc.Constants()
     warnings: list[LoadWarning] = list(result.warnings)
     compiled: list[CompiledRule] = []
-    per_type: dict[int, list[tuple[str, cc.Node]]] = {}
+    per_type: dict[int, list[tuple[int, str, cc.Node]]] = {}  # (rule number, its global, tree)
     values = {type_id: cc.Values() for type_id in range(len(EVENT_TYPES))}
+    # Generic types (rules.shared_types): a rule compiling alike on all of them is lowered for
+    # the first now and, once every rule is seen, for the generic types some other rule may
+    # match on (`alone`, each its own bucket) and for the first of the rest, whose bucket the
+    # others of the rest run.
+    alike: list[tuple[int, str, LoadedRule, Location]] = []
+    alone: set[int] = set()
     for loaded in result.rules:
         location = _rule_location(loaded)
         ctx = cc.Context(location=location, constants=constants, warnings=warnings)
@@ -180,19 +186,24 @@ def compile_rules(
         global_name = f"_rule{len(compiled)}"
         matched: list[str] = []
         try:
-            names = event_types(loaded.condition)
+            names, candidates = _compiled_types(loaded.condition)
         except ValueError as exc:
             raise CompileError(str(exc), location) from None
-        candidates = range(len(EVENT_TYPES)) if names is None else sorted(
-            EVENT_TYPE_IDS[n] for n in names if n in EVENT_TYPE_IDS
-        )
+        is_alike = GENERIC_TYPE_IDS.issubset(candidates) and uniform(loaded.condition)
         for type_id in candidates:
-            bucket_ctx = cc.Context(location, constants, type_id, values=values[type_id])
-            tree = cc.simplify(cc.lower(loaded.condition, bucket_ctx), bucket_ctx)
+            if is_alike and type_id in GENERIC_TYPE_IDS and type_id != GENERIC_IDS[0]:
+                continue
+            tree = _lowered(loaded, location, constants, type_id, values[type_id])
             if tree == cc.FALSE:
                 continue
-            matched.append(EVENT_TYPES[type_id])
-            per_type.setdefault(type_id, []).append((global_name, tree))
+            if not is_alike or type_id not in GENERIC_TYPE_IDS:
+                matched.append(EVENT_TYPES[type_id])
+                if type_id in GENERIC_TYPE_IDS:
+                    alone.add(type_id)
+            else:  # it holds on every generic type alike
+                matched += [EVENT_TYPES[i] for i in GENERIC_IDS]
+                alike.append((len(compiled), global_name, loaded, location))
+            per_type.setdefault(type_id, []).append((len(compiled), global_name, tree))
         if names is not None:
             uncaptured = sorted(n for n in names if n not in EVENT_TYPE_IDS)
             if uncaptured:
@@ -210,7 +221,35 @@ def compile_rules(
                 location=loaded.location,
             )
         )
-    return _build(tuple(compiled), tuple(warnings), per_type, values, constants, ip_names, all_matches)
+    shared = [type_id for type_id in GENERIC_IDS if type_id not in alone]
+    for number, global_name, loaded, location in alike:
+        for type_id in sorted((alone | set(shared[:1])) - {GENERIC_IDS[0]}):
+            tree = _lowered(loaded, location, constants, type_id, values[type_id])
+            per_type.setdefault(type_id, []).append((number, global_name, tree))
+    in_order = {type_id: [(g, tree) for _, g, tree in sorted(entries, key=lambda e: e[0])]
+                for type_id, entries in per_type.items()}  # fmt: skip
+    return _build(
+        tuple(compiled), tuple(warnings), in_order, values, constants, ip_names, all_matches, shared
+    )
+
+
+def _lowered(
+    loaded: LoadedRule, location: Location, constants: cc.Constants, type_id: int, values: cc.Values
+) -> cc.Node:
+    """The rule's condition for events of one type, simplified."""
+    bucket_ctx = cc.Context(location, constants, type_id, values=values)
+    return cc.simplify(cc.lower(loaded.condition, bucket_ctx), bucket_ctx)
+
+
+def _compiled_types(condition: Expr) -> tuple[frozenset[str] | None, Sequence[int]]:
+    """libs' event-type set of `condition` (None: every type; ValueError as `event_types`) and
+    the type ids to compile it for (`matched_types`)."""
+    from rules.evttypes import event_types, matched_types
+
+    compiled_for = matched_types(condition)
+    if compiled_for is None:
+        return event_types(condition), range(len(EVENT_TYPES))
+    return event_types(condition), sorted(EVENT_TYPE_IDS[n] for n in compiled_for if n in EVENT_TYPE_IDS)
 
 
 UNCAPTURED: Final = "PEREGRINE_UNCAPTURED_EVTTYPE"  # ours, not one of Falco's LOAD_* codes
@@ -238,6 +277,7 @@ def _build(
     constants: cc.Constants,
     ip_names: Mapping[str, str] | None,
     all_matches: bool,
+    shared: Sequence[int],
 ) -> Ruleset:
     statements: list[ast.stmt] = []
     bucket_functions: dict[int, ast.FunctionDef] = {}
@@ -258,9 +298,14 @@ def _build(
         ]
         first_entries[type_id] = first.function.name
         all_entries[type_id] = every.function.name
+    aliases = shared[1:] if shared and shared[0] in per_type else []
+    for type_id in aliases:  # the first shared type's bucket, run through its function
+        first_entries[type_id] = first_entries[shared[0]]
+        all_entries[type_id] = all_entries[shared[0]]
+        bucket_functions[type_id] = bucket_functions[shared[0]]
     statements.append(_assign("_FIRST", _dict(first_entries)))
     statements.append(_assign("_ALL", _dict(all_entries)))
-    statements.append(batch_function(batched, all_matches))
+    statements.append(batch_function(batched, all_matches, by_lookup=bool(aliases)))
     module = ast.Module(statements, [])
     number_lines(module)
     namespace: dict[str, Any] = {
@@ -274,10 +319,14 @@ def _build(
     namespace.update({f"_rule{i}": rule for i, rule in enumerate(rules)})
     exec(compile(module, "<peregrine rules>", "exec"), namespace)  # noqa: S102 - our own generated code
     trees = {type_id: [tree for _, tree in per_type[type_id]] for type_id in per_type}
-    batch_gate = gate.build(gate.programs(trees, values, namespace), namespace["_ipn"])
-    return Ruleset(
-        rules, warnings, module, bucket_functions, namespace, all_matches, batch_gate, derive_interest(trees)
-    )
+    programs = gate.programs(trees, values, namespace)
+    interest = derive_interest(trees)
+    if aliases:
+        programs = tuple(programs[shared[0]] if i in aliases else p for i, p in enumerate(programs))
+        base = interest[EVENT_TYPES[shared[0]]]
+        interest.update({EVENT_TYPES[i]: replace(base, event_type=EVENT_TYPES[i]) for i in aliases})
+    batch_gate = gate.build(programs, namespace["_ipn"])
+    return Ruleset(rules, warnings, module, bucket_functions, namespace, all_matches, batch_gate, interest)
 
 
 def _assign(target: str, value: ast.expr) -> ast.stmt:

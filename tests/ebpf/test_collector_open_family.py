@@ -6,7 +6,9 @@ fd (its f_path, walked as the working directory is), so fd.name and evt.arg.path
 absolute path. A rule naming the syscall fires end to end, and so does `evt.type startswith open`.
 
 open_tree and open_tree_attr are libs' generic events (the PPM_SC code and the syscall number,
-no return value); close carries what the fd referred to, walked at sys_enter_close.
+no return value), as are personality and syncfs: one probe program serves every generic syscall,
+attached only to those the rules name. close carries what the fd referred to, walked at
+sys_enter_close.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ def test_open_by_handle_at_names_the_opened_file_and_fires_its_rules(tmp_path: P
 
 CLOSE = "Peregrine test - close"
 OPEN_TREE = "Peregrine test - open_tree"
+GENERIC = "Peregrine test - generic syscalls"
 CLOSE_RULES = """
 - rule: {close}
   desc: a file under /tmp/x closed
@@ -111,6 +114,13 @@ CLOSE_RULES = """
   desc: every open-family call
   condition: evt.type startswith open and proc.cmdline contains {marker}
   output: open family %evt.type
+  priority: WARNING
+- rule: {generic}
+  desc: two syscalls libs sends as its generic event
+  condition: evt.type in (personality, syncfs) and proc.cmdline contains {marker}
+  output: >-
+    generic %evt.type id=%evt.arg.ID raw=%evt.rawarg.ID native=%evt.arg.nativeID res=%evt.res
+    args=[%evt.args]
   priority: WARNING
 """
 # The file, the directory, a closed-twice fd (EBADF), and the O_PATH fds of open_tree and
@@ -133,17 +143,22 @@ for nr, extra in ((428, ()), (467, (None, 0))):
     t = libc.syscall(nr, -100, top.encode(), 0, *extra)
     assert t >= 0, (nr, ctypes.get_errno())
     os.close(t)
+# personality(0xffffffff) only reads the persona; getppid is generic too, but no rule names it
+assert libc.syscall(135, 0xFFFFFFFF) >= 0 and libc.syscall(306, 4000) == -1 and os.getppid()
+sfd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+assert libc.syscall(306, sfd) == 0, ctypes.get_errno()
+os.close(sfd)
 print(fd, dfd)
 """
 
 
-def test_close_and_open_tree_fire_their_rules_with_libs_fields(tmp_path: Path) -> None:
+def test_close_open_tree_and_generic_syscalls_fire_their_rules_with_libs_fields(tmp_path: Path) -> None:
     marker = f"pgclose{os.getpid()}"
     top = Path(f"/tmp/x{marker}")
     top.mkdir()
     rule_file = tmp_path / "rules.yaml"
     rule_file.write_text(CLOSE_RULES.format(close=CLOSE, open_tree=OPEN_TREE, startswith=STARTSWITH,
-                                            marker=marker))  # fmt: skip
+                                            generic=GENERIC, marker=marker))  # fmt: skip
     out = tmp_path / "close.cap"
     collector = Collector(["record", "--out", str(out), "--rules", str(rule_file)]).start()
     try:
@@ -164,6 +179,8 @@ def test_close_and_open_tree_fire_their_rules_with_libs_fields(tmp_path: Path) -
     for name in ("open_tree", "open_tree_attr"):
         (tree,) = of_type(ours, name)
         assert tree[EV_ARGS] == list(GENERIC_SYSCALLS[name]) and tree[EV_RES] is None and tree[EV_FD] is None
+    assert [e[EV_ARGS] for e in of_type(ours, "syncfs")] == [list(GENERIC_SYSCALLS["syncfs"])] * 2
+    assert of_type(ours, "getppid") == []  # attached only where a rule asks
 
     ruleset = rules.load([rule_file], all_matches=True)
     alerts = [rules.build_alert(rule, e) for e, rule in ruleset.evaluate(events)]
@@ -173,12 +190,20 @@ def test_close_and_open_tree_fire_their_rules_with_libs_fields(tmp_path: Path) -
         f"closed file={top} num={dfd} type=d res=SUCCESS raw=0 by=python3",
         f"closed file={top} num={dfd} type=d res=SUCCESS raw=0 by=python3",  # open_tree's fd
         f"closed file={top} num={dfd} type=d res=SUCCESS raw=0 by=python3",  # open_tree_attr's
+        f"closed file={top} num={dfd} type=d res=SUCCESS raw=0 by=python3",  # the one syncfs syncs
     ]), closed
     trees = sorted(_said(a) for a in alerts if a["rule"] == OPEN_TREE)
     assert trees == [
         "tree open_tree id=open_tree raw=339 native=428 res=<NA> args=[]",
         "tree open_tree_attr id=open_tree_attr raw=448 native=467 res=<NA> args=[]",
     ], trees
+    personality = GENERIC_SYSCALLS["personality"][0]
+    syncfs = GENERIC_SYSCALLS["syncfs"][0]
+    assert [_said(a) for a in alerts if a["rule"] == GENERIC] == [
+        f"generic personality id=personality raw={personality} native=135 res=<NA> args=[]",
+        f"generic syncfs id=syncfs raw={syncfs} native=306 res=<NA> args=[]",  # EBADF: no result to tell
+        f"generic syncfs id=syncfs raw={syncfs} native=306 res=<NA> args=[]",
+    ]
     family = {_said(a).rsplit(" ", 1)[1] for a in alerts if a["rule"] == STARTSWITH}
     assert {"openat", "open_tree", "open_tree_attr"} <= family, family
 

@@ -11,7 +11,7 @@ import pytest
 from collectors import loader, service
 from collectors.btf import Btf
 from collectors.errors import PreflightError, ProbeError
-from rules.record import EVENT_TYPES
+from rules.record import EVENT_TYPES, GENERIC_TYPE_IDS
 
 
 def _in_child_as_nobody(fn: Callable[[], object]) -> tuple[int, str]:
@@ -98,16 +98,36 @@ def test_cflags_trace_what_exists_and_name_what_is_missing(tmp_path: Path) -> No
         btf, {"open_tree", "open_tree_attr", "close"}, 4242, 1 << 20, tracefs=tracefs
     )
     assert missing == {"open_tree_attr"} and {"open_tree", "close"} <= traced
-    assert {"-DHAVE_open_tree=1", "-DHAVE_close=1"} <= set(flags)
-    assert not any(f.startswith("-DHAVE_open_tree_attr") for f in flags)
+    assert "-DHAVE_close=1" in flags
+    # libs' generic syscalls share one program (PG_GENERIC), attached by the loader: no HAVE_ flag
+    assert "-DPG_GENERIC=1" in flags and not any(f.startswith("-DHAVE_open_tree") for f in flags)
     with pytest.raises(ProbeError, match="power-of-two"):
         loader.build_cflags(btf, {"openat"}, 1, 3 * 4096, tracefs=tracefs)
     with pytest.raises(ProbeError, match="unknown event type 'nope'"):
         loader.build_cflags(btf, {"nope"}, 1, 4096, tracefs=tracefs)
 
 
-def test_close_is_traced_only_when_asked_for() -> None:
+def test_close_and_generic_syscalls_are_traced_only_when_asked_for() -> None:
     """A collector without --rules or --event-types traces every type but close, which follows
-    every open; rules or --event-types that name close get it."""
-    assert loader.wanted_types(None) == frozenset(EVENT_TYPES) - {"close"}
-    assert loader.wanted_types(frozenset({"close", "openat"})) == {"close", "openat"}
+    every open, and libs' generic syscalls (epoll_pwait, getpid, ...); rules or --event-types
+    that name them get them."""
+    generic = {EVENT_TYPES[i] for i in GENERIC_TYPE_IDS}
+    assert loader.wanted_types(None) == frozenset(EVENT_TYPES) - {"close"} - generic
+    assert loader.wanted_types(frozenset({"close", "openat", "getpid"})) == {"close", "openat", "getpid"}
+
+
+@pytest.mark.skipif(not os.access("/sys/kernel/btf/vmlinux", os.R_OK), reason="no kernel BTF")
+def test_generic_syscalls_compile_one_program_and_attach_where_the_kernel_has_them(tmp_path: Path) -> None:
+    """The generic program and its map are compiled in only when a generic syscall is traced; a
+    generic syscall this kernel lacks is named as missing; uname's tracepoint is newuname."""
+    btf = Btf.load()
+    tracefs = _fake_tracefs(tmp_path, {"execve", "chdir", "fchdir", "execveat", "openat", "personality",
+                                       "syncfs", "newuname"})  # fmt: skip
+    flags, traced, missing = loader.build_cflags(btf, {"openat"}, 1, 1 << 20, tracefs=tracefs)
+    assert not any(f.startswith("-DPG_GENERIC") for f in flags)
+    asked = {"personality", "syncfs", "uname", "kexec_load"}
+    flags, traced, missing = loader.build_cflags(btf, asked, 1, 1 << 20, tracefs=tracefs)
+    assert {"personality", "syncfs", "uname"} <= traced and missing == {"kexec_load"}
+    assert {"-DPG_GENERIC=1", "-DPG_GENERIC_NRS=472"} <= set(flags)  # x86_64's highest generic: 471
+    # nothing per generic syscall on the compiler's command line
+    assert not any("personality" in f or "syncfs" in f or "uname" in f for f in flags)

@@ -43,6 +43,7 @@ IP_NAMES: dict[str, str] = {"10.96.0.1": "kubernetes.default.svc.cluster.local",
 EVENT_TYPES: tuple[str, ...] = (
     "execve", "execveat", "open", "openat", "openat2", "creat", "connect", "accept", "socket", "ptrace",
     "setns", "symlink", "link", "dup2", "sendto", "chmod", "mkdir", "procexit",
+    "personality", "syncfs",  # libs' generic event: two types that may share one bucket
 )  # fmt: skip
 _OPEN_FLAGS = (0, 1, 2, 0o100, 0o101, 0o1000, 0o2000, 0o100 | 0o2)
 _BARE = re.compile(r"[A-Za-z0-9_/.:*?\-]+")

@@ -114,15 +114,31 @@ def test_the_records_carry_the_whole_open_family_and_close() -> None:
 
 
 def test_generic_record_types_are_libs_generic_syscalls() -> None:
-    """A record type with the generic event's parameters is a syscall libs sends as PPME_GENERIC_X
-    (driver/syscall_table.c), and only those have them."""
+    """Every x86_64 syscall libs sends as PPME_GENERIC_X (driver/syscall_table.c) has a record
+    type with the generic event's parameters, and only those have them."""
     generic = {R.EVENT_TYPES[i] for i in R.GENERIC_TYPE_IDS}
-    assert generic == {"open_tree", "open_tree_attr"}
-    assert generic <= set(libs_event_table.GENERIC_SYSCALLS)
-    assert not set(R.EVENT_TYPES) - generic & set(libs_event_table.GENERIC_SYSCALLS)
+    assert generic == set(libs_event_table.GENERIC_SYSCALLS)
+    assert len(generic) == 219
+    assert all(R.EVENT_PARAMS[i] == ("ID", "nativeID") for i in R.GENERIC_TYPE_IDS)
     # x86_64 numbers of the Linux syscall table (arch/x86/entry/syscalls/syscall_64.tbl)
     assert libs_event_table.GENERIC_SYSCALLS["open_tree"][1] == 428
     assert libs_event_table.GENERIC_SYSCALLS["open_tree_attr"][1] == 467
+
+
+PINNED_IDS = Path(__file__).with_name("data") / "event_type_ids.txt"
+
+
+def test_event_type_ids_never_move() -> None:
+    """The wire carries type ids: every id pinned in data/event_type_ids.txt keeps its name (the
+    first 63 are the types before libs' generic syscalls were added), new ones only append, and
+    those after the first 63 follow libs' PPM_SC codes, which libs only appends to."""
+    lines = PINNED_IDS.read_text().splitlines()
+    pinned = [line for line in lines if line and not line.startswith("#")]
+    assert list(R.EVENT_TYPES[: len(pinned)]) == pinned
+    assert pinned[:3] == ["execve", "execveat", "open"]
+    assert pinned[60:63] == ["close", "open_tree", "open_tree_attr"]
+    codes = [libs_event_table.GENERIC_SYSCALLS[name][0] for name in R.EVENT_TYPES[63:]]
+    assert codes == sorted(codes)
 
 
 def _named_types(expr: Expr) -> set[str]:

@@ -179,6 +179,10 @@ def test_list_marks_disabled_rules_and_broad_ones(
     path.write_text(GOOD_RULE.replace("evt.type = open", "proc.name = cat") + "  warn_evttypes: false\n")
     code, out, _ = run(capsys, "list", str(path))
     assert "event types: all (no evt.type restriction)" in out
+    # a generic syscall's name: that syscall, not the 219 types of libs' generic pair
+    path.write_text(GOOD_RULE.replace("evt.type = open", "evt.type in (personality, openat)"))
+    code, out, _ = run(capsys, "list", str(path))
+    assert "event types: openat, personality\n" in out
 
 
 # --- test --events ---------------------------------------------------------------------------------
