@@ -1,10 +1,11 @@
 """Compile, load and attach the probe with bcc: the only module that imports bcc.
 
 `preflight` checks what the probe needs and raises `PreflightError` with the fix (fail closed);
-`build_cflags` turns BTF offsets, the selected syscalls and the collector's own pid into `-D`
-macros; `load_probe` compiles `probe.bpf.c` and attaches it. bcc compiles at every start (about
-1.5 s) against the installed kernel headers, which are only used for basic types: every kernel
-struct is read through the OFF_* offsets.
+`build_cflags` turns BTF offsets, the syscalls of this kernel and the collector's own pid into `-D`
+macros; `load_probe` compiles `probe.bpf.c` with a program for every event type this kernel has,
+and `attach`/`detach_type` switch a type's tracepoints live (collectors.interest_maps decides
+which). bcc compiles at every start against the installed kernel headers, which are only used for
+basic types: every kernel struct is read through the OFF_* offsets.
 
 `python -m collectors.loader --print-source` prints the cflags and the C source that would be
 compiled, without root.
@@ -12,11 +13,12 @@ compiled, without root.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,7 +38,18 @@ ALWAYS_TRACED: Final = frozenset({"execve", "execveat", "procexit", "chdir", "fc
 # Traced only when the rules (or --event-types) ask for them, never by default: a close follows
 # every open, and its probe walks the file's path at enter.
 ONLY_WHEN_ASKED: Final = frozenset({"close"})
+_BPF_NOEXIST: Final = 1
 log = logging.getLogger("peregrine.collector")
+
+
+@dataclass(slots=True)
+class Live:
+    """What the probe does now: the syscall types whose tracepoints are attached, and the
+    interest in its maps (collectors.interest_maps keeps both)."""
+
+    attached: set[str] = field(default_factory=set)
+    modes: dict[str, int] = field(default_factory=dict)
+    keys: set[bytes] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +57,10 @@ class Probe:
     """A loaded probe: the bcc object and what it traces."""
 
     bpf: Any
-    traced: frozenset[str]  # event types attached on this kernel
+    traced: frozenset[str]  # the types wanted at start: kept whole when no interest applies
     missing: frozenset[str]  # wanted but absent from this kernel
+    compiled: frozenset[str] = frozenset()  # the types with a program in the probe
+    live: Live = field(default_factory=Live)
 
 
 def wanted_types(asked: frozenset[str] | None) -> frozenset[str]:
@@ -60,6 +75,34 @@ def tracepoint_name(event_type: str) -> str:
 def tracepoint_exists(event_type: str, tracefs: str = TRACEFS) -> bool:
     """Whether this kernel has the sys_exit tracepoint of a syscall (bcc needs its format file)."""
     return Path(tracefs, "events", "syscalls", f"sys_exit_{tracepoint_name(event_type)}", "format").is_file()
+
+
+def available_types(tracefs: str = TRACEFS) -> frozenset[str]:
+    """The event types this kernel can trace: the probe compiles a program for each."""
+    return frozenset(n for n in EVENT_TYPES if n in _NOT_SYSCALLS or tracepoint_exists(n, tracefs))
+
+
+def tracepoints(event_type: str) -> tuple[str, ...]:
+    """The syscall tracepoints of one event type (close also reads its file at enter)."""
+    exit_tp = f"syscalls:sys_exit_{tracepoint_name(event_type)}"
+    return (exit_tp, "syscalls:sys_enter_close") if event_type == "close" else (exit_tp,)
+
+
+def attach(probe: Probe, event_type: str) -> None:
+    """Attach a compiled syscall type's programs (ProbeError with bcc's message)."""
+    for tp in tracepoints(event_type):
+        try:
+            fn_name = "tracepoint__" + tp.replace(":", "__")
+            probe.bpf.attach_tracepoint(tp=tp.encode(), fn_name=fn_name.encode())
+        except Exception as exc:  # bcc raises bare Exception
+            raise ProbeError(f"cannot attach {tp}: {exc}") from exc
+    probe.live.attached.add(event_type)
+
+
+def detach_type(probe: Probe, event_type: str) -> None:
+    for tp in tracepoints(event_type):
+        probe.bpf.detach_tracepoint(tp.encode())
+    probe.live.attached.discard(event_type)
 
 
 def thread_size(config_gz: str = "/proc/config.gz") -> int:
@@ -108,8 +151,9 @@ def build_cflags(
     tracefs: str = TRACEFS,
     fdtypes: bool = False,
 ) -> tuple[list[str], frozenset[str], frozenset[str]]:
-    """cflags for probe.bpf.c, the event types it will trace, and the wanted ones the kernel lacks.
-    With `fdtypes`, the fd events also carry the task's fd types (fd.types, probe.bpf.c
+    """cflags for probe.bpf.c, the wanted event types this kernel has, and the wanted ones (or
+    ALWAYS_TRACED ones) it lacks. Every type the kernel has is compiled in, so that an interest can
+    attach it later. With `fdtypes`, the fd events also carry the task's fd types (fd.types, probe.bpf.c
     pg_put_fdtypes); without it that code is not compiled at all."""
     page = os.sysconf("SC_PAGE_SIZE")
     pages = max(1, ring_bytes // page)
@@ -127,20 +171,15 @@ def build_cflags(
         f"-I{SOURCE.parent}",
     ]
     flags += [f"-DEV_{name}={i}" for i, name in enumerate(EVENT_TYPES)]
+    flags.append(f"-DPG_NTYPES={len(EVENT_TYPES)}")
     flags += fdtypes_cflags(fdtypes)
-    traced, missing = set(), set()
-    for name in sorted(set(wanted) | ALWAYS_TRACED):
-        if name not in EVENT_TYPE_IDS:
-            raise ProbeError(f"unknown event type {name!r}")
-        if name in _NOT_SYSCALLS:
-            traced.add(name)
-            continue
-        if not tracepoint_exists(name, tracefs):
-            missing.add(name)
-            continue
-        traced.add(name)
-        flags.append(f"-DHAVE_{name}=1")
-    return flags, frozenset(traced), frozenset(missing)
+    unknown = sorted(set(wanted) - set(EVENT_TYPE_IDS))
+    if unknown:
+        raise ProbeError(f"unknown event type {unknown[0]!r}")
+    available = available_types(tracefs)
+    flags += [f"-DHAVE_{name}=1" for name in sorted(available - _NOT_SYSCALLS)]
+    asked = set(wanted) | ALWAYS_TRACED
+    return flags, frozenset(set(wanted) & available), frozenset(asked - available)
 
 
 def fdtypes_cflags(enabled: bool) -> list[str]:
@@ -153,8 +192,12 @@ def fdtypes_cflags(enabled: bool) -> list[str]:
     return flags
 
 
-def load_probe(cflags: list[str], traced: frozenset[str], missing: frozenset[str]) -> Probe:
-    """Compile and attach; ProbeError carries bcc's message."""
+def load_probe(
+    cflags: list[str], traced: frozenset[str], missing: frozenset[str], tracefs: str = TRACEFS
+) -> Probe:
+    """Compile and attach every program (bcc attaches what it compiles); ProbeError carries bcc's
+    message. Until an interest is applied (collectors.interest_maps) the maps keep only the
+    records the process table needs."""
     try:
         from bcc import BPF
     except ImportError as exc:
@@ -166,7 +209,15 @@ def load_probe(cflags: list[str], traced: frozenset[str], missing: frozenset[str
         bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
     except Exception as exc:  # bcc raises bare Exception for compile and load failures
         raise ProbeError(f"cannot compile or load {SOURCE}: {exc}") from exc
-    return Probe(bpf=bpf, traced=traced, missing=missing)
+    compiled = available_types(tracefs)
+    return Probe(bpf, traced, missing, compiled, Live(attached=set(compiled - _NOT_SYSCALLS)))
+
+
+def insert_new(table: Any, key: Any, leaf: Any) -> bool:
+    """Add an entry to a bcc table unless the key is there already (BPF_NOEXIST): whether added."""
+    from bcc.libbcc import lib
+
+    return bool(lib.bpf_update_elem(table.map_fd, ctypes.byref(key), ctypes.byref(leaf), _BPF_NOEXIST) == 0)
 
 
 def detach(probe: Probe) -> None:

@@ -80,11 +80,14 @@ def test_cflags_trace_what_exists_and_name_what_is_missing(tmp_path: Path) -> No
     flags, traced, missing = loader.build_cflags(
         btf, {"openat", "umount2", "finit_module"}, 4242, 1 << 20, tracefs=tracefs
     )
-    # exec, exit, chdir and fchdir always, for the process table
-    assert traced == {"openat", "umount2", "execve", "procexit", "chdir"}
+    # exec, exit, chdir and fchdir are always attached, for the process table: missing if absent
+    assert traced == {"openat", "umount2"}
     assert missing == {"finit_module", "execveat", "fchdir"}
-    assert {"-DHAVE_openat=1", "-DHAVE_umount2=1", "-DSELF_TGID=4242", "-DRING_PAGES=256",
-            "-DEV_openat=3", "-DPG_THREAD_SIZE=16384"} <= set(flags)
+    # every type this kernel has is compiled in, wanted or not, so an interest can attach it live
+    assert {"-DHAVE_openat=1", "-DHAVE_umount2=1", "-DHAVE_execve=1", "-DHAVE_chdir=1", "-DSELF_TGID=4242",
+            "-DRING_PAGES=256", "-DEV_openat=3", "-DPG_THREAD_SIZE=16384"} <= set(flags)
+    assert f"-DPG_NTYPES={len(EVENT_TYPES)}" in flags
+    assert loader.available_types(tracefs) == {"openat", "umount2", "execve", "chdir", "procexit"}
     assert not any(f.startswith("-DHAVE_finit_module") for f in flags)
     # fd.types: nothing compiled in unless asked; then only the fd events walk the table
     assert "-DFDTYPES_openat=0" in flags and not any(f.startswith("-DPG_FDT") for f in flags)
