@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bus import topics
 from bus.connection import KafkaConnection
+from rules.interest import TypeInterest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -19,6 +21,10 @@ class CollectorConfig:
     # but those traced only when asked for (collectors.loader.ONLY_WHEN_ASKED: close)
     event_types: frozenset[str] | None = None
     fdtypes: bool = False  # capture each fd event's fd types (the rules name fd.types)
+    # what the rules need per event type, applied in the kernel (collectors.interest_maps); None:
+    # every event of `event_types`. `rules_files` are read again on SIGHUP for a new one.
+    interest: Mapping[str, TypeInterest] | None = None
+    rules_files: tuple[str, ...] = ()
     ring_bytes: int = 16 << 20
     batch_max_events: int = 500
     batch_max_age_ms: int = 20
