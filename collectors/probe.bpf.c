@@ -152,6 +152,8 @@ static __always_inline int pg_comm_admitted(u8 *room, u32 evt, u32 tgid) {
     return interest_lpm.lookup(k) != 0;
 }
 
+/* the types whose record's fd.name is their first item, the path (collectors/interest_plan.py) */
+#define PG_PATH_TYPE(evt) ((evt) == EV_open || (evt) == EV_openat || (evt) == EV_openat2 || (evt) == EV_creat)
 #define PG_ONES 0x0101010101010101ull
 #define PG_HIGHS 0x8080808080808080ull
 #define PG_SLASHES 0x2f2f2f2f2f2f2f2full
@@ -866,8 +868,10 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
     for (int i = 0; i < 6; i++)
         if (strmask & (1 << i))
             pg_put_str(b, (const void *)b->h.a[i], 0);
-    /* the open family's path is its first item; b->task is free once pg_context is done */
-    if (strmask && (mode & PG_IM_PATH) && !pg_path_admitted(b->task, &b->d[2], b->d[0] | (u32)b->d[1] << 8, evt)) {
+    /* the open family's path is its first item (a constant test: the check is compiled into
+     * those four programs only); b->task is free once pg_context is done */
+    if (PG_PATH_TYPE(evt) && (mode & PG_IM_PATH) &&
+        !pg_path_admitted(b->task, &b->d[2], b->d[0] | (u32)b->d[1] << 8, evt)) {
         pg_icount(evt, PG_IR_PATH);
         return 0;
     }

@@ -9,7 +9,9 @@
 * Live switch: a marker process opens files under A/ and B/ and makes directories, numbered, while
   the collector applies rules A (opens under A/) and then, on SIGHUP, rules B (opens under B/ and
   pg-marker's mkdirat, a type not attached before). Every A open before the switch is there, with
-  no gap; B's opens and mkdirats arrive from the switch on, with no gap.
+  no gap; B's opens and mkdirats arrive from the switch on, with no gap. The marker renames its
+  thread first (prctl PR_SET_NAME): proc.name stays the name at exec, and so does what the kernel
+  tests, so the renamed marker's mkdirats are kept.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from collector_actions import (
 )
 
 import rules
-from rules.record import EV_ARGS, EV_FD, EV_PROC, EV_TID, EVENT_TYPES, F_NAME, P_CONTAINER_ID, Event
+from rules.record import EV_ARGS, EV_FD, EV_PROC, EV_TID, EVENT_TYPES, F_NAME, P_CONTAINER_ID, P_NAME, Event
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -161,10 +163,12 @@ MARKER_C = r"""
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 int main(int argc, char **argv) {
     char path[512];
+    prctl(PR_SET_NAME, "renamed", 0, 0, 0); /* the task's comm; proc.name stays pg-marker */
     for (long i = 0; access(argv[2], F_OK) != 0; i++) {
         snprintf(path, sizeof path, "%s/A/%ld", argv[1], i);
         close(openat(AT_FDCWD, path, O_RDONLY));
@@ -194,8 +198,9 @@ def _indices(events: list[Event], type_name: str, under: str) -> list[int]:
 
 
 def _mkdir_indices(events: list[Event], under: str) -> list[int]:
-    paths = (str(e[EV_ARGS][2]) for e in of_type(events, "mkdirat"))  # res, dirfd, path, mode
-    return sorted(int(p.rsplit("/", 1)[1]) for p in paths if p.startswith(under))
+    ours = [e for e in of_type(events, "mkdirat") if str(e[EV_ARGS][2]).startswith(under)]
+    assert {e[EV_PROC][P_NAME] for e in ours} <= {"pg-marker"}, "proc.name is the name at exec"
+    return sorted(int(str(e[EV_ARGS][2]).rsplit("/", 1)[1]) for e in ours)  # res, dirfd, path, mode
 
 
 def test_a_live_switch_widens_before_it_narrows(tmp_path: Path) -> None:
