@@ -195,9 +195,10 @@ def fdtypes_cflags(enabled: bool) -> list[str]:
 def load_probe(
     cflags: list[str], traced: frozenset[str], missing: frozenset[str], tracefs: str = TRACEFS
 ) -> Probe:
-    """Compile and attach every program (bcc attaches what it compiles); ProbeError carries bcc's
-    message. Until an interest is applied (collectors.interest_maps) the maps keep only the
-    records the process table needs."""
+    """Compile the probe and attach what the process table needs (exec, fork, exit, chdir): the
+    other types wait for an interest (collectors.interest_maps), which attaches them, each loaded
+    (verified) when first attached. ProbeError carries bcc's message. Until an interest is applied
+    the maps keep only the records the process table needs."""
     try:
         from bcc import BPF
     except ImportError as exc:
@@ -205,12 +206,25 @@ def load_probe(
             f"cannot import bcc ({exc}): install Debian's python3-bpfcc and link its bcc package into the "
             "venv (./scripts/setup); the PyPI package named bcc is unrelated"
         ) from None
+
+    class _Unattached(BPF):  # type: ignore[misc]
+        """bcc attaches every program it compiles; detaching one then costs a grace period
+        (~0.1 s), so nothing is attached until asked."""
+
+        def _trace_autoload(self) -> None:
+            pass
+
     try:
-        bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
+        bpf = _Unattached(src_file=str(SOURCE).encode(), cflags=cflags)
+        for event in (b"sched_process_exec", b"sched_process_exit"):
+            bpf.attach_tracepoint(tp=b"sched:" + event, fn_name=b"tracepoint__sched__" + event)
+        bpf.attach_raw_tracepoint(tp=b"sched_process_fork", fn_name=b"raw_tracepoint__sched_process_fork")
     except Exception as exc:  # bcc raises bare Exception for compile and load failures
         raise ProbeError(f"cannot compile or load {SOURCE}: {exc}") from exc
-    compiled = available_types(tracefs)
-    return Probe(bpf, traced, missing, compiled, Live(attached=set(compiled - _NOT_SYSCALLS)))
+    probe = Probe(bpf, traced, missing, available_types(tracefs))
+    for name in sorted(ALWAYS_TRACED & probe.compiled - _NOT_SYSCALLS):
+        attach(probe, name)
+    return probe
 
 
 def insert_new(table: Any, key: Any, leaf: Any) -> bool:

@@ -152,6 +152,9 @@ static __always_inline int pg_comm_admitted(u8 *room, u32 evt, u32 tgid) {
     return interest_lpm.lookup(k) != 0;
 }
 
+#if PG_HALF + 2 + PG_MAX_STR > PG_PAYLOAD - 256
+#error "pg_exit builds the path key past the strings: it needs the payload's last 256 bytes"
+#endif
 /* the types whose record's fd.name is their first item, the path (collectors/interest_plan.py) */
 #define PG_PATH_TYPE(evt) ((evt) == EV_open || (evt) == EV_openat || (evt) == EV_openat2 || (evt) == EV_creat)
 #define PG_ONES 0x0101010101010101ull
@@ -209,7 +212,14 @@ static __always_inline u64 pg_copy_task(struct pg_buf *b, char *task) {
     return ((u64)PG_T(u32, OFF_TASK_TGID) << 32) | PG_T(u32, OFF_TASK_PID);
 }
 
-/* process context of the current task, from the pg_copy_task copy and reads through BTF offsets */
+/* an empty record: payload items are appended from here on */
+static __always_inline void pg_start(struct pg_buf *b) {
+    b->h.len = 0;
+    b->h.flags = 0;
+}
+
+/* process context of the current task, from the pg_copy_task copy and reads through BTF offsets;
+ * the payload and flags (pg_start) are left as they are */
 static __always_inline void pg_context(struct pg_buf *b, u64 pt, u16 evt) {
     struct pg_hdr *h = &b->h;
     u8 *t = b->task;
@@ -219,8 +229,6 @@ static __always_inline void pg_context(struct pg_buf *b, u64 pt, u16 evt) {
     h->tgid = pt >> 32;
     h->tid = (u32)pt;
     h->evt = evt;
-    h->len = 0;
-    h->flags = 0;
     h->pad = 0;
     h->ret = 0;
     h->pstart = 0; /* filled by the exec and fork records only: the start time never changes */
@@ -859,22 +867,23 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
         pg_icount(evt, PG_IR_COMM);
         return 0;
     }
-    pg_context(b, pt, evt);
-    b->h.ret = ret;
+    pg_start(b);
     if (!(mode & PG_IM_KEEP))
         b->h.flags |= PG_FLAG_UNWANTED;
-
 #pragma unroll
     for (int i = 0; i < 6; i++)
         if (strmask & (1 << i))
             pg_put_str(b, (const void *)b->h.a[i], 0);
     /* the open family's path is its first item (a constant test: the check is compiled into
-     * those four programs only); b->task is free once pg_context is done */
+     * those four programs only), checked before the context is read, so a dropped open costs the
+     * task copy, the registers, the path and one lookup. The key goes past where strings reach. */
     if (PG_PATH_TYPE(evt) && (mode & PG_IM_PATH) &&
-        !pg_path_admitted(b->task, &b->d[2], b->d[0] | (u32)b->d[1] << 8, evt)) {
+        !pg_path_admitted(&b->d[PG_PAYLOAD - 256], &b->d[2], b->d[0] | (u32)b->d[1] << 8, evt)) {
         pg_icount(evt, PG_IR_PATH);
         return 0;
     }
+    pg_context(b, pt, evt);
+    b->h.ret = ret;
 
     if (kind == K_ARGV1 || kind == K_ARGV2) {
         const char *const *argv = (const char *const *)b->h.a[kind == K_ARGV1 ? 1 : 2];
@@ -946,6 +955,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     char *task = (char *)bpf_get_current_task();
     u16 evt = pg_regs_args(task, b->h.a) == PG_NR_EXECVEAT ? EV_execveat : EV_execve;
     u64 copied = pg_copy_task(b, task);
+    pg_start(b);
     pg_context(b, pt, evt);
     u8 *t = b->task;
     char *cred = copied ? PG_T(char *, OFF_TASK_CRED) : 0, *mm = 0;
@@ -1015,6 +1025,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
     if (!b)
         return 0;
     pg_copy_task(b, (char *)bpf_get_current_task());
+    pg_start(b);
     pg_context(b, pt, PG_EVT_FORK);
     b->h.pstart = pg_leader_start();
     pg_session(&b->h);
@@ -1045,6 +1056,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
         return 0;
     char *task = (char *)bpf_get_current_task();
     pg_copy_task(b, task);
+    pg_start(b);
     pg_context(b, pt, EV_procexit);
     u32 code = 0;
     RD(code, task + OFF_TASK_EXIT_CODE);
