@@ -149,8 +149,9 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     reload = InterestReload(config.rules_files) if config.interest is not None else None
-    if reload is not None:
-        signal.signal(signal.SIGHUP, reload.request)
+    # SIGHUP reloads the rules' interest; without one (--no-interest, --event-types) it is only
+    # logged, never the default action, which would end the capture
+    signal.signal(signal.SIGHUP, reload.request if reload is not None else _hup_ignored)
     # The hot path allocates several lists per event and creates no reference cycles, yet the
     # cyclic GC's automatic passes (triggered by allocation counts) cost about as much as the
     # decoding itself. Startup objects are frozen out of its reach, and it runs only on the
@@ -258,6 +259,10 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     cgroups.close()
     gc.enable()
     return final
+
+
+def _hup_ignored(_sig: int, _frame: Any) -> None:
+    log.warning("SIGHUP ignored: no interest to reload (--no-interest, --event-types or no --rules)")
 
 
 def _by_type(counts: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
