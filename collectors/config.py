@@ -5,13 +5,10 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from bus import topics
 from bus.connection import KafkaConnection
-
-if TYPE_CHECKING:
-    from rules.interest import TypeInterest
+from rules.interest import TypeInterest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,9 +23,11 @@ class CollectorConfig:
     fdtypes: bool = False  # capture each fd event's fd types (the rules name fd.types)
     # follow the workers' interest on this topic (collectors.control); None: do not
     control_topic: str | None = None
-    # the interest of the --rules files, kept until a worker publishes one; None: every event of the
-    # traced types
+    # what the rules need per event type, applied in the kernel (collectors.interest_maps): the
+    # --rules files' until a worker publishes one on the control topic; None: every event of
+    # `event_types`. `rules_files` are read again on SIGHUP for a new one.
     interest: Mapping[str, TypeInterest] | None = None
+    rules_files: tuple[str, ...] = ()
     ring_bytes: int = 16 << 20
     batch_max_events: int = 500
     batch_max_age_ms: int = 20

@@ -83,6 +83,29 @@ def _either(a: TypeInterest, b: TypeInterest) -> TypeInterest:
     return TypeInterest(a.event_type, tuple(fields))
 
 
+class Handover:
+    """The newest interest the follower's thread handed over, for the capture loop to apply: bcc's
+    objects are not thread-safe. An older one not yet taken is replaced (the newest is what the
+    workers want now)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting = False
+        self._interest: Interest | None = None
+
+    def put(self, interest: Interest | None) -> None:
+        with self._lock:
+            self._interest, self._waiting = interest, True
+
+    def ready(self) -> bool:
+        return self._waiting
+
+    def take(self) -> Interest | None:
+        with self._lock:
+            interest, self._interest, self._waiting = self._interest, None, False
+        return interest
+
+
 class ControlFollower:
     """Follows `topic` in a thread of its own from `start` to `stop`."""
 
@@ -103,12 +126,19 @@ class ControlFollower:
         self._on_interest = on_interest
         self._metrics = metrics
         self._stop = threading.Event()
+        self._refallback = threading.Event()
         self._thread = threading.Thread(target=self._run, name="peregrine-control", daemon=True)
         self._warned_at = -_WARN_EVERY_S
 
     def start(self) -> ControlFollower:
         self._thread.start()
         return self
+
+    def replace_fallback(self, fallback: Interest | None) -> None:
+        """A new fallback (the collector's rules files read again), handed on when no worker group
+        has a record."""
+        self.fallback = fallback
+        self._refallback.set()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """End the thread and close its consumer (its threads must end before the process does)."""
@@ -147,6 +177,9 @@ class ControlFollower:
             while not self._stop.is_set():
                 for message in consumer.consume(500, timeout=_POLL_S):
                     dirty = self._read(message, groups) or dirty
+                if self._refallback.is_set():
+                    self._refallback.clear()
+                    dirty = True
                 if pending:
                     self._advance(consumer, pending)
                 if dirty and not pending:

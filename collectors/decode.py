@@ -10,8 +10,9 @@ and dirfds signed), path strings as the process passed them, tuples as Falco's t
 `cip:cport->sip:sport`. `EV_FD` describes the fd an event concerns (opens, sockets, connect,
 accept, dup), with the path made absolute against the process's cwd when it was relative to it.
 
-Records that only feed the process table (fork, and exec/exit when the rules do not ask for them)
-update the table and produce no event. This is a hot path: one dict dispatch, list literals; no
+Records that only feed the process table (fork, and exec/exit/chdir when the rules do not ask for
+them: not in `published`, or flagged PG_FLAG_UNWANTED by the probe's interest) update the table and
+produce no event. This is a hot path: one dict dispatch, list literals; no
 logging per event.
 """
 
@@ -40,6 +41,7 @@ from collectors.header import (
     PG_EVT_FORK,
     PG_FLAG_FDTYPES,
     PG_FLAG_TRUNCATED,
+    PG_FLAG_UNWANTED,
 )
 from collectors.proctable import Header, ProcTable
 from rules.libs_event_table import GENERIC_SYSCALLS
@@ -543,11 +545,11 @@ class Decoder:
         current, table, epoch = procs.current, procs.entries, self.boot_to_epoch
         self.n_read += len(records)
         for h in records:
-            evt = h[H_EVT]
-            if h[H_FLAGS] & PG_FLAG_TRUNCATED:
+            evt, flags = h[H_EVT], h[H_FLAGS]
+            if flags & PG_FLAG_TRUNCATED:
                 self.n_truncated += 1
             # the probe's fd.types table, last: taken off first so every builder sees its items
-            fdtypes = h[H_ITEMS].pop() if h[H_FLAGS] & PG_FLAG_FDTYPES else None
+            fdtypes = h[H_ITEMS].pop() if flags & PG_FLAG_FDTYPES else None
             if evt == _OPENAT and openat is not None:  # the frequent case first
                 self.num += 1
                 ev = openat(h, table, current, epoch, self.num, abspath)
@@ -560,7 +562,7 @@ class Decoder:
                 continue
             if evt in _EXEC_IDS and h[H_RET] == 0:
                 proc = self._exec(h, h[H_ITEMS])
-                if evt not in published:
+                if evt not in published or flags & PG_FLAG_UNWANTED:
                     continue
                 args: Args = [
                     0, proc[P_EXE], proc[P_ARGS], h[H_TID], proc[P_PID], proc[P_PPID], proc[P_CWD],
@@ -574,7 +576,7 @@ class Decoder:
                     procs.exit(h[H_TGID])
                 elif (evt == _CHDIR or evt == _FCHDIR) and h[H_RET] == 0:
                     self._chdir(h, evt)
-                if evt not in published:
+                if evt not in published or flags & PG_FLAG_UNWANTED:
                     continue
                 args, fd = builders[evt](h, h[H_ITEMS], proc)
             self.num += 1

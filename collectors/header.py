@@ -49,9 +49,17 @@ C_OFFSETS: Final = (
 PG_EVT_FORK: Final = 0xFF00
 PG_FLAG_TRUNCATED: Final = 1
 PG_FLAG_FDTYPES: Final = 2  # the last item is the fd types table (probe.bpf.c pg_put_fdtypes)
+PG_FLAG_UNWANTED: Final = 4  # for the process table only: no loaded interest names its type
 PG_MAX_STR: Final = 4096  # one path or argv block, as the probe captures it
 PG_CNT_EVTS, PG_CNT_RING_FULL, PG_CNT_BAD_REGS, PG_CNT_PAGE_FAULT = 0, 1, 2, 3
 PG_CNT_N: Final = 4
 LOGINUID_UNSET: Final = 0xFFFFFFFF
 PG_EXE_ITEM: Final = 64
 PG_EXE_HAVE_TIMES, PG_EXE_HAVE_LAYER, PG_EXE_UPPER = 1, 2, 4
+# interest (probe.h): mode bits, key layout, counter reasons
+PG_IM_KEEP, PG_IM_PATH, PG_IM_COMM = 1, 2, 4
+PG_LPM_HEAD, PG_LPM_STR, PG_LPM_DATA = 4, 248, 252
+PG_FIELD_PATH, PG_FIELD_COMM = 1, 2
+PG_COMM_LEN: Final = 16
+PG_IR_KEPT, PG_IR_NO_RULE, PG_IR_PATH, PG_IR_COMM = 0, 1, 2, 3
+PG_IR_N: Final = 4

@@ -1,10 +1,11 @@
 """Compile, load and attach the probe with bcc: the only module that imports bcc.
 
 `preflight` checks what the probe needs and raises `PreflightError` with the fix (fail closed);
-`build_cflags` turns BTF offsets, the selected syscalls and the collector's own pid into `-D`
-macros; `load_probe` compiles `probe.bpf.c` and attaches it. bcc compiles at every start (about
-1.5 s) against the installed kernel headers, which are only used for basic types: every kernel
-struct is read through the OFF_* offsets.
+`build_cflags` turns BTF offsets, the syscalls of this kernel and the collector's own pid into `-D`
+macros; `load_probe` compiles `probe.bpf.c` with a program for every event type this kernel has,
+and `attach`/`detach_type` switch a type's tracepoints live (collectors.interest_maps decides
+which). bcc compiles at every start against the installed kernel headers, which are only used for
+basic types: every kernel struct is read through the OFF_* offsets.
 
 `python -m collectors.loader --print-source` prints the cflags and the C source that would be
 compiled, without root.
@@ -12,11 +13,12 @@ compiled, without root.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,11 +38,24 @@ _TRACEPOINT_NAME: Final = {"umount2": "umount", "uname": "newuname"}
 ALWAYS_TRACED: Final = frozenset({"execve", "execveat", "procexit", "chdir", "fchdir"})
 # libs' generic syscalls (PPME_GENERIC_X): one program, pg_generic_exit, serves them all
 GENERIC_TYPES: Final = frozenset(EVENT_TYPES[i] for i in GENERIC_TYPE_IDS)
+_GENERIC_PROGRAM: Final = "pg_generic_exit"
+_GENERIC_NRS: Final = 1 + max(nr for _code, nr in GENERIC_SYSCALLS.values())
 # Traced only when the rules (or --event-types) ask for them, never by default: a close follows
 # every open, and its probe walks the file's path at enter; the generic syscalls include some of
 # a node's most frequent (epoll_pwait, getpid, wait4) and no default rule needs one.
 ONLY_WHEN_ASKED: Final = frozenset({"close"}) | GENERIC_TYPES
+_BPF_NOEXIST: Final = 1
 log = logging.getLogger("peregrine.collector")
+
+
+@dataclass(slots=True)
+class Live:
+    """What the probe does now: the syscall types whose tracepoints are attached, and the
+    interest in its maps (collectors.interest_maps keeps both)."""
+
+    attached: set[str] = field(default_factory=set)
+    modes: dict[str, int] = field(default_factory=dict)
+    keys: set[bytes] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +63,10 @@ class Probe:
     """A loaded probe: the bcc object and what it traces."""
 
     bpf: Any
-    traced: frozenset[str]  # event types attached on this kernel
+    traced: frozenset[str]  # the types wanted at start: kept whole when no interest applies
     missing: frozenset[str]  # wanted but absent from this kernel
+    compiled: frozenset[str] = frozenset()  # the types with a program in the probe
+    live: Live = field(default_factory=Live)
 
 
 def wanted_types(asked: frozenset[str] | None) -> frozenset[str]:
@@ -64,6 +81,36 @@ def tracepoint_name(event_type: str) -> str:
 def tracepoint_exists(event_type: str, tracefs: str = TRACEFS) -> bool:
     """Whether this kernel has the sys_exit tracepoint of a syscall (bcc needs its format file)."""
     return Path(tracefs, "events", "syscalls", f"sys_exit_{tracepoint_name(event_type)}", "format").is_file()
+
+
+def available_types(tracefs: str = TRACEFS) -> frozenset[str]:
+    """The event types this kernel can trace: the probe compiles a program for each."""
+    return frozenset(n for n in EVENT_TYPES if n in _NOT_SYSCALLS or tracepoint_exists(n, tracefs))
+
+
+def tracepoints(event_type: str) -> tuple[str, ...]:
+    """The syscall tracepoints of one event type (close also reads its file at enter)."""
+    exit_tp = f"syscalls:sys_exit_{tracepoint_name(event_type)}"
+    return (exit_tp, "syscalls:sys_enter_close") if event_type == "close" else (exit_tp,)
+
+
+def attach(probe: Probe, event_type: str) -> None:
+    """Attach a compiled syscall type's programs (ProbeError with bcc's message): its own, or the
+    one program of every generic syscall (probe.bpf.c pg_generic_exit)."""
+    generic = event_type in GENERIC_TYPES
+    for tp in tracepoints(event_type):
+        try:
+            fn_name = _GENERIC_PROGRAM if generic else "tracepoint__" + tp.replace(":", "__")
+            probe.bpf.attach_tracepoint(tp=tp.encode(), fn_name=fn_name.encode())
+        except Exception as exc:  # bcc raises bare Exception
+            raise ProbeError(f"cannot attach {tp}: {exc}") from exc
+    probe.live.attached.add(event_type)
+
+
+def detach_type(probe: Probe, event_type: str) -> None:
+    for tp in tracepoints(event_type):
+        probe.bpf.detach_tracepoint(tp.encode())
+    probe.live.attached.discard(event_type)
 
 
 def thread_size(config_gz: str = "/proc/config.gz") -> int:
@@ -112,8 +159,9 @@ def build_cflags(
     tracefs: str = TRACEFS,
     fdtypes: bool = False,
 ) -> tuple[list[str], frozenset[str], frozenset[str]]:
-    """cflags for probe.bpf.c, the event types it will trace, and the wanted ones the kernel lacks.
-    With `fdtypes`, the fd events also carry the task's fd types (fd.types, probe.bpf.c
+    """cflags for probe.bpf.c, the wanted event types this kernel has, and the wanted ones (or
+    ALWAYS_TRACED ones) it lacks. Every type the kernel has is compiled in, so that an interest can
+    attach it later. With `fdtypes`, the fd events also carry the task's fd types (fd.types, probe.bpf.c
     pg_put_fdtypes); without it that code is not compiled at all."""
     page = os.sysconf("SC_PAGE_SIZE")
     pages = max(1, ring_bytes // page)
@@ -131,22 +179,16 @@ def build_cflags(
         f"-I{SOURCE.parent}",
     ]
     flags += [f"-DEV_{name}={i}" for i, name in enumerate(EVENT_TYPES) if i not in GENERIC_TYPE_IDS]
+    flags.append(f"-DPG_NTYPES={len(EVENT_TYPES)}")
     flags += fdtypes_cflags(fdtypes)
-    traced, missing = set(), set()
-    for name in sorted(set(wanted) | ALWAYS_TRACED):
-        if name not in EVENT_TYPE_IDS:
-            raise ProbeError(f"unknown event type {name!r}")
-        if name in _NOT_SYSCALLS:
-            traced.add(name)
-            continue
-        if not tracepoint_exists(name, tracefs):
-            missing.add(name)
-            continue
-        traced.add(name)
-        if name not in GENERIC_TYPES:
-            flags.append(f"-DHAVE_{name}=1")
-    flags += generic_cflags(traced)
-    return flags, frozenset(traced), frozenset(missing)
+    unknown = sorted(set(wanted) - set(EVENT_TYPE_IDS))
+    if unknown:
+        raise ProbeError(f"unknown event type {unknown[0]!r}")
+    available = available_types(tracefs)
+    flags += [f"-DHAVE_{name}=1" for name in sorted(available - _NOT_SYSCALLS - GENERIC_TYPES)]
+    flags += generic_cflags(available)
+    asked = set(wanted) | ALWAYS_TRACED
+    return flags, frozenset(set(wanted) & available), frozenset(asked - available)
 
 
 def fdtypes_cflags(enabled: bool) -> list[str]:
@@ -163,8 +205,13 @@ def fdtypes_cflags(enabled: bool) -> list[str]:
     return flags
 
 
-def load_probe(cflags: list[str], traced: frozenset[str], missing: frozenset[str]) -> Probe:
-    """Compile and attach; ProbeError carries bcc's message."""
+def load_probe(
+    cflags: list[str], traced: frozenset[str], missing: frozenset[str], tracefs: str = TRACEFS
+) -> Probe:
+    """Compile the probe and attach what the process table needs (exec, fork, exit, chdir): the
+    other types wait for an interest (collectors.interest_maps), which attaches them, each loaded
+    (verified) when first attached. ProbeError carries bcc's message. Until an interest is applied
+    the maps keep only the records the process table needs."""
     try:
         from bcc import BPF
     except ImportError as exc:
@@ -172,44 +219,57 @@ def load_probe(cflags: list[str], traced: frozenset[str], missing: frozenset[str
             f"cannot import bcc ({exc}): install Debian's python3-bpfcc and link its bcc package into the "
             "venv (./scripts/setup); the PyPI package named bcc is unrelated"
         ) from None
+
+    class _Unattached(BPF):  # type: ignore[misc]
+        """bcc attaches every program it compiles; detaching one then costs a grace period
+        (~0.1 s), so nothing is attached until asked."""
+
+        def _trace_autoload(self) -> None:
+            pass
+
     try:
-        bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
+        bpf = _Unattached(src_file=str(SOURCE).encode(), cflags=cflags)
+        for event in (b"sched_process_exec", b"sched_process_exit"):
+            bpf.attach_tracepoint(tp=b"sched:" + event, fn_name=b"tracepoint__sched__" + event)
+        bpf.attach_raw_tracepoint(tp=b"sched_process_fork", fn_name=b"raw_tracepoint__sched_process_fork")
     except Exception as exc:  # bcc raises bare Exception for compile and load failures
         raise ProbeError(f"cannot compile or load {SOURCE}: {exc}") from exc
-    attach_generic(bpf, traced)
-    return Probe(bpf=bpf, traced=traced, missing=missing)
+    probe = Probe(bpf, traced, missing, available_types(tracefs))
+    fill_generic(bpf, probe.compiled)
+    for name in sorted(ALWAYS_TRACED & probe.compiled - _NOT_SYSCALLS):
+        attach(probe, name)
+    return probe
+
+
+def insert_new(table: Any, key: Any, leaf: Any) -> bool:
+    """Add an entry to a bcc table unless the key is there already (BPF_NOEXIST): whether added."""
+    from bcc.libbcc import lib
+
+    return bool(lib.bpf_update_elem(table.map_fd, ctypes.byref(key), ctypes.byref(leaf), _BPF_NOEXIST) == 0)
 
 
 # --- libs' generic syscalls: one program attached to each asked syscall's exit tracepoint -------
 # Every sys_exit_* tracepoint has the same format (nr, ret), so probe.bpf.c's pg_generic_exit
 # serves them all: it reads the record type id from generic_types, indexed by syscall number,
 # which is filled here before the program is attached; no C is compiled per syscall.
-_GENERIC_PROGRAM: Final = "pg_generic_exit"
-_GENERIC_NRS: Final = 1 + max(nr for _code, nr in GENERIC_SYSCALLS.values())
 
 
-def generic_cflags(traced: Iterable[str]) -> list[str]:
-    """PG_GENERIC (the program and its map) when a generic syscall is traced, else nothing."""
-    if GENERIC_TYPES.isdisjoint(traced):
+def generic_cflags(available: Iterable[str]) -> list[str]:
+    """PG_GENERIC (the program and its map) when this kernel has a generic syscall, so that an
+    interest can attach one live; else nothing."""
+    if GENERIC_TYPES.isdisjoint(available):
         return []
     return ["-DPG_GENERIC=1", f"-DPG_GENERIC_NRS={_GENERIC_NRS}"]
 
 
-def attach_generic(bpf: Any, traced: Iterable[str]) -> None:
-    """Map each traced generic syscall's number to its record type id, then attach
-    pg_generic_exit to its sys_exit tracepoint."""
-    names = sorted(GENERIC_TYPES.intersection(traced))
-    if not names:
-        return
-    table = bpf["generic_types"]
-    for name in names:
-        table[table.Key(GENERIC_SYSCALLS[name][1])] = table.Leaf(EVENT_TYPE_IDS[name])
-    for name in names:
-        tracepoint = f"syscalls:sys_exit_{tracepoint_name(name)}"
-        try:
-            bpf.attach_tracepoint(tp=tracepoint, fn_name=_GENERIC_PROGRAM)
-        except Exception as exc:  # bcc raises bare Exception when an attach fails
-            raise ProbeError(f"cannot attach {_GENERIC_PROGRAM} to {tracepoint}: {exc}") from exc
+def fill_generic(bpf: Any, compiled: Iterable[str]) -> None:
+    """Map each generic syscall this kernel has from its number to its record type id: what
+    pg_generic_exit reads, wherever `attach` attaches it."""
+    names = sorted(GENERIC_TYPES.intersection(compiled))
+    if names:
+        table = bpf["generic_types"]
+        for name in names:
+            table[table.Key(GENERIC_SYSCALLS[name][1])] = table.Leaf(EVENT_TYPE_IDS[name])
 
 
 def detach(probe: Probe) -> None:

@@ -6,7 +6,7 @@ Only the OpenTelemetry API is used here; `telemetry.otel` installs the SDK at pr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from opentelemetry import metrics
@@ -33,6 +33,10 @@ class CollectorMetrics:
         self._errors = meter.create_counter(
             "peregrine.collector.publish_errors", unit="{error}", description="batches Kafka refused or lost"
         )
+        self._filtered = meter.create_counter(
+            "peregrine.collector.interest.filtered", unit="{event}",
+            description="events the probe's interest kept or dropped, by event type and reason",
+        )
 
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
             return [Observation(queue_depth())]
@@ -51,6 +55,13 @@ class CollectorMetrics:
         self._bytes.add(nbytes)
         if errors:
             self._errors.add(errors)
+
+    def record_filtered(self, deltas: Mapping[tuple[str, str], int]) -> None:
+        """(event type, reason) -> events since the last call; reasons are
+        collectors.interest_maps.REASONS, event types rules.record's: both bounded."""
+        for (event_type, reason), n in deltas.items():
+            if n:
+                self._filtered.add(n, {"event_type": event_type, "reason": reason})
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,11 @@
  * Records go to a ring buffer without wakeups; user space consumes it on a timer. Every record the
  * probe tries to emit and every record or field it loses is counted per CPU (PG_CNT_*).
  *
+ * Interest (probe.h PG_IM_*): every type's program is compiled in; user space attaches those the
+ * loaded rules name and fills interest_mode, interest_lpm and pg_names, live
+ * (collectors/interest_maps.py). A sys_exit record no loaded rule can match is dropped before it
+ * is emitted, and counted per type and reason (interest_counts).
+ *
  * Limits: user strings are read at exit, after the kernel used them, so another thread of the
  * process could change them in between (TOCTOU); paths relative to a dirfd stay relative (no
  * bpf_d_path in tracepoints); a failed exec carries at most 16 argv strings; one record holds at
@@ -91,6 +96,101 @@ static __always_inline void pg_count(int idx) {
         (*c)++;
 }
 
+/* --- interest ----------------------------------------------------------------------------- */
+#ifndef PG_LPM_ENTRIES
+#define PG_LPM_ENTRIES 65536
+#endif
+#ifndef PG_NAMES_ENTRIES
+#define PG_NAMES_ENTRIES 65536
+#endif
+struct pg_lpm_key {
+    u32 prefixlen;
+    u8 data[PG_LPM_DATA];
+};
+struct pg_comm {
+    char c[PG_COMM_LEN];
+};
+BPF_ARRAY(interest_mode, u32, PG_NTYPES);
+BPF_LPM_TRIE(interest_lpm, struct pg_lpm_key, u8, PG_LPM_ENTRIES);
+BPF_PERCPU_ARRAY(interest_counts, u64, PG_NTYPES * PG_IR_N);
+/* tgid -> the process's name as the collector's process table holds it: the comm at its last exec,
+ * or its parent's name at fork. Not the task's comm, which prctl(PR_SET_NAME) and /proc/PID/comm
+ * change and which differs per thread. Set only once the record that makes the table change it is
+ * in the ring, so the two agree; a process without an entry (started before the probe, or evicted)
+ * is not comm-checked. */
+BPF_TABLE("lru_hash", u32, struct pg_comm, pg_names, PG_NAMES_ENTRIES);
+
+static __always_inline u32 pg_mode(u32 evt) {
+    u32 *m = interest_mode.lookup(&evt);
+    return m ? *m : 0;
+}
+
+static __always_inline void pg_icount(u32 evt, u32 reason) {
+    u32 k = evt * PG_IR_N + reason;
+    u64 *c = interest_counts.lookup(&k);
+    if (c)
+        (*c)++;
+}
+
+static __always_inline void pg_lpm_head(struct pg_lpm_key *k, u32 evt, u8 field) {
+    k->prefixlen = PG_LPM_DATA * 8;
+    k->data[0] = (evt >> 8) & 0xff;
+    k->data[1] = evt & 0xff;
+    k->data[2] = field;
+    k->data[3] = 0;
+}
+
+/* whether the process's name (pg_names) passes the type's interest; the key is built in `room`,
+ * PG_LPM_DATA + 4 free bytes, 8-aligned */
+static __always_inline int pg_comm_admitted(u8 *room, u32 evt, u32 tgid) {
+    struct pg_comm *name = pg_names.lookup(&tgid);
+    if (!name)
+        return 1;
+    struct pg_lpm_key *k = (struct pg_lpm_key *)room;
+    pg_lpm_head(k, evt, PG_FIELD_COMM);
+    *(u64 *)&k->data[PG_LPM_HEAD] = *(u64 *)&name->c[0];
+    *(u64 *)&k->data[PG_LPM_HEAD + 8] = *(u64 *)&name->c[8];
+    return interest_lpm.lookup(k) != 0;
+}
+
+#if PG_HALF + 2 + PG_MAX_STR > PG_PAYLOAD - 256
+#error "pg_exit builds the path key past the strings: it needs the payload's last 256 bytes"
+#endif
+/* the types whose record's fd.name is their first item, the path (collectors/interest_plan.py) */
+#define PG_PATH_TYPE(evt) ((evt) == EV_open || (evt) == EV_openat || (evt) == EV_openat2 || (evt) == EV_creat)
+#define PG_ONES 0x0101010101010101ull
+#define PG_HIGHS 0x8080808080808080ull
+#define PG_SLASHES 0x2f2f2f2f2f2f2f2full
+#define PG_DOTS 0x2e2e2e2e2e2e2e2eull
+/* the high bit of every zero byte of v (and maybe of bytes above one: a false positive only keeps) */
+static __always_inline u64 pg_zero_bytes(u64 v) {
+    return (v - PG_ONES) & ~v & PG_HIGHS;
+}
+
+/* Whether the path at s (n bytes read, its NUL included) passes the type's interest. fd.name is
+ * the path made absolute and normalised by the collector (decode.abspath, openevent.c), so only
+ * an absolute path that fits a key is looked up; one that matches no entry is still kept when it
+ * holds "/." or "//", which the collector would normalise. Copied into `room` word by word. */
+static __always_inline int pg_path_admitted(u8 *room, const u8 *s, u32 n, u32 evt) {
+    if (n == 0 || n > PG_LPM_STR || s[0] != '/')
+        return 1;
+    struct pg_lpm_key *k = (struct pg_lpm_key *)room;
+    pg_lpm_head(k, evt, PG_FIELD_PATH);
+#pragma unroll
+    for (int i = 0; i < PG_LPM_STR / 8; i++)
+        *(u64 *)&k->data[PG_LPM_HEAD + i * 8] = *(const u64 *)&s[i * 8];
+    if (interest_lpm.lookup(k))
+        return 1;
+    for (int i = 0; i < PG_LPM_STR / 8; i++) {
+        if (i * 8 >= n)
+            break;
+        u64 w = *(const u64 *)&s[i * 8], next = *(const u64 *)&s[i * 8 + 1];
+        if (pg_zero_bytes(w ^ PG_SLASHES) & (pg_zero_bytes(next ^ PG_DOTS) | pg_zero_bytes(next ^ PG_SLASHES)))
+            return 1;
+    }
+    return 0;
+}
+
 static __always_inline u32 pg_pid_nr(char *pid, int ns_level) {
     u32 nr = 0;
     if (!pid)
@@ -113,7 +213,14 @@ static __always_inline u64 pg_copy_task(struct pg_buf *b, char *task) {
     return ((u64)PG_T(u32, OFF_TASK_TGID) << 32) | PG_T(u32, OFF_TASK_PID);
 }
 
-/* process context of the current task, from the pg_copy_task copy and reads through BTF offsets */
+/* an empty record: payload items are appended from here on */
+static __always_inline void pg_start(struct pg_buf *b) {
+    b->h.len = 0;
+    b->h.flags = 0;
+}
+
+/* process context of the current task, from the pg_copy_task copy and reads through BTF offsets;
+ * the payload and flags (pg_start) are left as they are */
 static __always_inline void pg_context(struct pg_buf *b, u64 pt, u16 evt) {
     struct pg_hdr *h = &b->h;
     u8 *t = b->task;
@@ -123,8 +230,6 @@ static __always_inline void pg_context(struct pg_buf *b, u64 pt, u16 evt) {
     h->tgid = pt >> 32;
     h->tid = (u32)pt;
     h->evt = evt;
-    h->len = 0;
-    h->flags = 0;
     h->pad = 0;
     h->ret = 0;
     h->pstart = 0; /* filled by the exec and fork records only: the start time never changes */
@@ -344,15 +449,30 @@ static __always_inline void pg_put_sock(struct pg_buf *b, u64 fd) {
     b->h.len = off + 2 + n;
 }
 
-static __always_inline int pg_submit(struct pg_buf *b) {
+/* 1 when the record is in the ring */
+static __always_inline int pg_emit(struct pg_buf *b) {
     u64 sz = sizeof(struct pg_hdr) + (u64)b->h.len;
     if (sz > sizeof(struct pg_hdr) + PG_PAYLOAD)
         sz = sizeof(struct pg_hdr) + PG_PAYLOAD;
     BARRIER_VAR(sz);
     pg_count(PG_CNT_EVTS);
-    if (events.ringbuf_output(b, sz, BPF_RB_NO_WAKEUP) < 0)
+    if (events.ringbuf_output(b, sz, BPF_RB_NO_WAKEUP) < 0) {
         pg_count(PG_CNT_RING_FULL);
+        return 0;
+    }
+    return 1;
+}
+
+static __always_inline int pg_submit(struct pg_buf *b) {
+    pg_emit(b);
     return 0;
+}
+
+/* a record the process table needs whatever the interest: flagged when no rule wants its type */
+static __always_inline void pg_mark_wanted(struct pg_buf *b, u32 evt) {
+    if (!(pg_mode(evt) & PG_IM_KEEP))
+        b->h.flags |= PG_FLAG_UNWANTED;
+    pg_icount(evt, PG_IR_KEPT);
 }
 
 #ifdef PG_EXE
@@ -719,10 +839,20 @@ static __always_inline s64 pg_regs_args(char *task, u64 *a) {
     return (s64)r[8];
 }
 
+/* The interest is tested as early as each check allows: the type's mode first (an array lookup, no
+ * helper), the process's name before anything is read, the path once it is. The working directory
+ * calls (K_CWD) feed the process table, so they are never dropped (flagged when unwanted). */
 static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int strmask, int kind, int fdtypes) {
     s64 ret = ctx->ret;
     if ((kind == K_ARGV1 || kind == K_ARGV2) && ret == 0)
         return 0; /* sched_process_exec emitted it */
+    u32 mode = pg_mode(evt);
+    if (kind == K_CWD) /* a constant: the checks are compiled out of these two programs */
+        mode &= PG_IM_KEEP;
+    else if (!(mode & PG_IM_KEEP)) {
+        pg_icount(evt, PG_IR_NO_RULE);
+        return 0;
+    }
     struct pg_buf *b = pg_buffer();
     if (!b)
         return 0;
@@ -734,13 +864,27 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
         pg_count(PG_CNT_BAD_REGS);
         return 0;
     }
-    pg_context(b, pt, evt);
-    b->h.ret = ret;
-
+    if ((mode & PG_IM_COMM) && !pg_comm_admitted(b->d, evt, pt >> 32)) { /* d is free until strings */
+        pg_icount(evt, PG_IR_COMM);
+        return 0;
+    }
+    pg_start(b);
+    if (!(mode & PG_IM_KEEP))
+        b->h.flags |= PG_FLAG_UNWANTED;
 #pragma unroll
     for (int i = 0; i < 6; i++)
         if (strmask & (1 << i))
             pg_put_str(b, (const void *)b->h.a[i], 0);
+    /* the open family's path is its first item (a constant test: the check is compiled into
+     * those four programs only), checked before the context is read, so a dropped open costs the
+     * task copy, the registers, the path and one lookup. The key goes past where strings reach. */
+    if (PG_PATH_TYPE(evt) && (mode & PG_IM_PATH) &&
+        !pg_path_admitted(&b->d[PG_PAYLOAD - 256], &b->d[2], b->d[0] | (u32)b->d[1] << 8, evt)) {
+        pg_icount(evt, PG_IR_PATH);
+        return 0;
+    }
+    pg_context(b, pt, evt);
+    b->h.ret = ret;
 
     if (kind == K_ARGV1 || kind == K_ARGV2) {
         const char *const *argv = (const char *const *)b->h.a[kind == K_ARGV1 ? 1 : 2];
@@ -787,6 +931,7 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
     if (fdtypes)
         pg_put_fdtypes(b, task);
 #endif
+    pg_icount(evt, PG_IR_KEPT);
     return pg_submit(b);
 }
 
@@ -830,6 +975,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     char *task = (char *)bpf_get_current_task();
     u16 evt = pg_regs_args(task, b->h.a) == PG_NR_EXECVEAT ? EV_execveat : EV_execve;
     u64 copied = pg_copy_task(b, task);
+    pg_start(b);
     pg_context(b, pt, evt);
     u8 *t = b->task;
     char *cred = copied ? PG_T(char *, OFF_TASK_CRED) : 0, *mm = 0;
@@ -876,7 +1022,12 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
 #ifdef PG_EXE
     pg_put_exe(b, mm, fsids);
 #endif
-    return pg_submit(b);
+    pg_mark_wanted(b, evt);
+    if (pg_emit(b)) { /* the process table takes the new comm from this record: so does pg_names */
+        u32 tgid = pt >> 32;
+        pg_names.update(&tgid, (struct pg_comm *)b->h.comm);
+    }
+    return 0;
 }
 
 /* a new process (threads are not processes): the process table forks its parent's record */
@@ -894,6 +1045,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
     if (!b)
         return 0;
     pg_copy_task(b, (char *)bpf_get_current_task());
+    pg_start(b);
     pg_context(b, pt, PG_EVT_FORK);
     b->h.pstart = pg_leader_start();
     pg_session(&b->h);
@@ -901,7 +1053,18 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
     b->h.a[1] = 0;
     RD(b->h.a[1], child + OFF_TASK_START_BOOTTIME);
     b->h.a[2] = b->h.a[3] = b->h.a[4] = b->h.a[5] = 0;
-    return pg_submit(b);
+    /* the process table copies the parent's record when it reads this record, else builds the
+     * child's from /proc or its first event: pg_names follows, or forgets the tgid */
+    int emitted = pg_emit(b);
+    u32 tgid = pt >> 32;
+    struct pg_comm *name = emitted ? pg_names.lookup(&tgid) : 0;
+    if (name) {
+        struct pg_comm copy = *name;
+        pg_names.update(&ctgid, &copy);
+    } else {
+        pg_names.delete(&ctgid);
+    }
+    return 0;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exit) {
@@ -913,11 +1076,15 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
         return 0;
     char *task = (char *)bpf_get_current_task();
     pg_copy_task(b, task);
+    pg_start(b);
     pg_context(b, pt, EV_procexit);
     u32 code = 0;
     RD(code, task + OFF_TASK_EXIT_CODE);
     b->h.a[0] = code;
     b->h.a[1] = b->h.a[2] = b->h.a[3] = b->h.a[4] = b->h.a[5] = 0;
+    u32 tgid = pt >> 32;
+    pg_names.delete(&tgid);
+    pg_mark_wanted(b, EV_procexit);
     return pg_submit(b);
 }
 

@@ -13,6 +13,7 @@
 #define PG_FLAG_TRUNCATED 1 /* a string or argv did not fit and was cut */
 #define PG_FLAG_FDTYPES 2   /* the last item is the task's fd table, one type byte per fd (fd.types) */
 #define PG_FDTYPES_FDS 64   /* fds classified per record: the first ones, as every table has 64 slots */
+#define PG_FLAG_UNWANTED 4  /* kept for the process table only: no loaded interest names its type */
 
 /* successful exec records end with an item of PG_EXE_ITEM bytes about the new image's inode
  * (probe.bpf.c pg_put_exe); its byte 54 holds these bits */
@@ -38,6 +39,30 @@
                                   * unreadable): record dropped */
 #define PG_CNT_PAGE_FAULT 3    /* a user-memory read failed (the field is empty) */
 #define PG_CNT_N 4
+
+/* Interest (collectors/interest_plan.py): per event type, interest_mode[type] holds these bits.
+ * 0, the state at load, keeps nothing but the records the process table needs (flagged
+ * PG_FLAG_UNWANTED); PG_IM_KEEP keeps the type's events, narrowed by the checks whose bits are
+ * set: PG_IM_PATH (the open family's absolute path, looked up in interest_lpm) and PG_IM_COMM (the
+ * process's name as the collector's process table holds it, pg_names, looked up in interest_lpm). */
+#define PG_IM_KEEP 1
+#define PG_IM_PATH 2
+#define PG_IM_COMM 4
+/* interest_lpm keys: {u32 prefixlen; u8 data[PG_LPM_DATA]}, data = the event type (u16,
+ * big-endian), one PG_FIELD_* byte, a zero byte, then the value's bytes (8-aligned, so the probe
+ * copies words); an exact value ends with its NUL, a prefix does not */
+#define PG_LPM_HEAD 4
+#define PG_LPM_STR 248     /* value bytes a key holds: a longer path (its NUL counted) is kept unchecked */
+#define PG_LPM_DATA 252
+#define PG_FIELD_PATH 1
+#define PG_FIELD_COMM 2
+#define PG_COMM_LEN 16
+/* interest_counts[type * PG_IR_N + reason], per CPU */
+#define PG_IR_KEPT 0
+#define PG_IR_NO_RULE 1
+#define PG_IR_PATH 2
+#define PG_IR_COMM 3
+#define PG_IR_N 4
 
 struct pg_hdr {
     __u64 ts;          /* bpf_ktime_get_boot_ns */

@@ -7,7 +7,10 @@
 * `replay FILE`: publish a capture to Kafka at the recorded rate or as fast as possible.
 
 One thread: every `poll_interval_ms` the ring buffer is drained, decoded and batched; batches
-close by size or age; stats go out every `stats_interval_ms`. On SIGTERM/SIGINT (or after
+close by size or age; stats go out every `stats_interval_ms`. With `--rules`, the kernel drops
+the events no rule can match (the rules' interest, collectors.interest_maps); SIGHUP reads the
+rules files again and applies their interest live (`--no-interest`: keep every event of the
+types the rules name). On SIGTERM/SIGINT (or after
 `--duration`) the programs are detached first, so the final drain and the final stats account
 for every record the probe emitted; the last stderr line is a JSON summary with the kernel's
 own counters.
@@ -26,15 +29,17 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from bus import connection as kafka_connection
 from bus import topics
 from bus.connection import KafkaConnection
 from bus.errors import ConnectionConfigError
+from collectors import control, interest_maps, loader
 from collectors.btf import Btf
 from collectors.capture import CaptureWriter, read_capture
 from collectors.cgroups import CgroupResolver
@@ -45,11 +50,9 @@ from collectors.header import PG_CNT_BAD_REGS, PG_CNT_EVTS, PG_CNT_PAGE_FAULT, P
 from collectors.proctable import ProcTable
 from collectors.stats import Stats, StatsCounter, encode_stats
 from collectors.wire import DROP_CAUSES, Batch, encode_batch
+from rules.interest import TypeInterest
 from rules.record import EVENT_TYPE_IDS, EVENT_TYPES
 from telemetry.health import Health
-
-if TYPE_CHECKING:
-    from rules.interest import TypeInterest
 
 log = logging.getLogger("peregrine.collector")
 
@@ -99,7 +102,6 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     """Capture until signalled or `duration_s`; returns the final cumulative totals."""
     health = health or Health()
     health.waiting("probe", "not loaded and attached yet")
-    from collectors import loader
     from collectors.metrics import CollectorMetrics
     from collectors.reader import Reader
 
@@ -117,12 +119,15 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     procs = ProcTable(config.node, offset, cgroups)
     n_seeded = procs.seed()
     probe = loader.load_probe(cflags, traced, missing)
+    n_named = interest_maps.seed_names(probe, procs)
+    interest_maps.apply_interest(probe, config.interest)
     health.holds("probe")
     reader = Reader(probe.bpf)
-    published = {EVENT_TYPE_IDS[n] for n in wanted & traced}
     from collectors import native
 
-    decoder = Decoder(procs, offset, published, native.load("openevent", native.OPENEVENT).openat)
+    # the probe decides what is published: it flags the records kept for the process table only
+    openat = native.load("openevent", native.OPENEVENT).openat
+    decoder = Decoder(procs, offset, EVENT_TYPE_IDS.values(), openat)
     from collectors.batch import Batcher, DropWindow
 
     def drop_totals() -> tuple[int, ...]:
@@ -144,6 +149,10 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    reload = InterestReload(config.rules_files) if config.interest is not None else None
+    # SIGHUP reloads the rules' interest; without one (--no-interest, --event-types) it is only
+    # logged, never the default action, which would end the capture
+    signal.signal(signal.SIGHUP, reload.request if reload is not None else _hup_ignored)
     # The hot path allocates several lists per event and creates no reference cycles, yet the
     # cyclic GC's automatic passes (triggered by allocation counts) cost about as much as the
     # decoding itself. Startup objects are frozen out of its reach, and it runs only on the
@@ -151,9 +160,12 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     gc.collect()
     gc.freeze()
     gc.disable()
+    live = probe.live
     log.warning(
-        "peregrine collector ready: node %s, %d processes seeded, tracing %d event types (%d published)",
-        config.node, n_seeded, len(traced), len(published),
+        "peregrine collector ready: node %s, %d processes seeded (%d named in the probe), tracing %d event "
+        "types, interest %s",
+        config.node, n_seeded, n_named, len(live.attached),
+        "off" if config.interest is None else f"on ({len(live.modes)} types, {len(live.keys)} keys)",
     )
     sys.stderr.flush()
 
@@ -175,6 +187,7 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
         }
 
     last_sent = {"batches": 0, "bytes": 0, "errors": 0}
+    last_filtered: dict[tuple[str, str], int] = {}
 
     def publish_stats() -> Stats:
         s = counter.delta(time.time_ns(), totals())
@@ -186,6 +199,9 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
             sink.errors - last_sent["errors"],
         )
         last_sent.update(batches=sink.delivered_batches, bytes=sink.bytes_sent, errors=sink.errors)
+        now = interest_maps.filtered(probe)
+        instruments.record_filtered({k: n - last_filtered.get(k, 0) for k, n in now.items()})
+        last_filtered.update(now)
         return s
 
     def pump() -> None:
@@ -205,9 +221,10 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     next_stats = time.monotonic_ns() + stats_ns
     next_sweep = time.monotonic() + config.sweep_interval_s
     next_tick = time.monotonic()
-    from collectors import control
-
-    follower = control.follow(config)  # the workers' interest (peregrine.control), in its own thread
+    # the workers' interest (peregrine.control) is followed in a thread of its own, and applied here:
+    # bcc's objects are not thread-safe
+    handed = control.Handover()
+    follower = control.follow(config, handed.put)
     while not stop.requested:
         health.beat("capture loop", LOOP_SILENCE_S)
         if config.duration_s is not None and time.monotonic() - started >= config.duration_s:
@@ -224,6 +241,10 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
         if time.monotonic_ns() >= next_stats:
             publish_stats()
             next_stats += stats_ns
+        if reload is not None and reload.ready():
+            reload.apply(probe, follower)
+        if handed.ready():
+            interest_maps.apply_interest(probe, handed.take())
         if time.monotonic() >= next_sweep:
             procs.sweep()
             gc.collect()
@@ -240,7 +261,8 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     final["undelivered_at_exit"] = left
     final["events_published"] = decoder.num
     final["events_delivered"] = sink.delivered_events
-    print(json.dumps({"collector_final": final}), file=sys.stderr, flush=True)
+    summary: dict[str, Any] = {"collector_final": final, "interest": _by_type(interest_maps.filtered(probe))}
+    print(json.dumps(summary), file=sys.stderr, flush=True)
     reader.close()
     probe.bpf.cleanup()
     cgroups.close()
@@ -248,9 +270,57 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     return final
 
 
+def _hup_ignored(_sig: int, _frame: Any) -> None:
+    log.warning("SIGHUP ignored: no interest to reload (--no-interest, --event-types or no --rules)")
+
+
+def _by_type(counts: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for (name, reason), n in counts.items():
+        out.setdefault(name, {})[reason] = n
+    return out
+
+
+class InterestReload:
+    """SIGHUP: the rules files are read again in a thread (a large ruleset takes seconds to
+    compile, and the capture loop must keep draining meanwhile), then their interest is applied
+    from the loop. A file that does not load leaves the interest as it was (logged)."""
+
+    def __init__(self, files: tuple[str, ...]) -> None:
+        self.files = files
+        self._thread: threading.Thread | None = None
+        self._loaded: Mapping[str, TypeInterest] | None = None
+
+    def request(self, _sig: int, _frame: Any) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._load, name="interest-reload", daemon=True)
+            self._thread.start()
+
+    def _load(self) -> None:
+        import rules
+
+        try:
+            self._loaded = rules.load(list(self.files)).interest
+        except (rules.RulesError, OSError) as exc:
+            log.error("rules files not reloaded, the interest stays as it was: %s", exc)
+
+    def ready(self) -> bool:
+        return self._loaded is not None
+
+    def apply(self, probe: loader.Probe, follower: control.ControlFollower | None) -> None:
+        """Apply the files' interest; while the collector follows the workers' interest, the files'
+        is only the fallback, in effect when no worker group has a record."""
+        interest, self._loaded = self._loaded, None
+        if follower is not None:
+            follower.replace_fallback(interest)
+            log.warning("rules files read again: their interest is the fallback of %s", follower.topic)
+            return
+        interest_maps.apply_interest(probe, interest)
+        log.warning("interest applied: %d event types, %d keys", len(probe.live.modes), len(probe.live.keys))
+
+
 def _selection(args: argparse.Namespace) -> tuple[frozenset[str] | None, Mapping[str, TypeInterest] | None]:
-    """The event types to trace and, from ``--rules``, their interest (`CollectorConfig.interest`);
-    None for either: everything."""
+    """The event types to capture and, with rules and the filter on, their interest."""
     if args.event_types:
         names = frozenset(n.strip() for n in args.event_types.split(",") if n.strip())
         unknown = names - set(EVENT_TYPES)
@@ -260,8 +330,9 @@ def _selection(args: argparse.Namespace) -> tuple[frozenset[str] | None, Mapping
     if args.rules:
         import rules
 
-        loaded = rules.load(args.rules)
-        return frozenset(EVENT_TYPES[i] for i in loaded.event_type_ids), loaded.interest
+        ruleset = rules.load(args.rules)
+        names = frozenset(EVENT_TYPES[i] for i in ruleset.event_type_ids)
+        return names, None if args.no_interest else ruleset.interest
     return None, None
 
 
@@ -277,11 +348,22 @@ def _fdtypes(args: argparse.Namespace) -> bool:
     return any("fd.types" in r.condition.to_source() or "fd.types" in r.output for r in loaded if r.enabled)
 
 
+def _fixed_selection(args: argparse.Namespace) -> bool:
+    """Whether what is captured is fixed at start, so the workers' interest is not followed:
+    `--event-types` (the explicit choice wins over any rules), `--no-interest` (every event of the
+    types), `--no-follow-control`."""
+    return bool(args.event_types or args.no_interest or args.no_follow_control)
+
+
 def _capture_parser(role: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"peregrine {role}", description=__doc__.split("\n")[0])
     p.add_argument("--node", default=None, help="node name (default: the host name)")
     p.add_argument("--rules", action="append", default=[], help="rules file; capture only what they need")
     p.add_argument("--event-types", default="", help="comma-separated event types (overrides --rules)")
+    p.add_argument("--no-interest", action="store_true",
+                   default=os.environ.get("PEREGRINE_NO_INTEREST", "") not in ("", "0"),
+                   help="keep every event of the types the rules name, not only those a rule can match "
+                        "(env PEREGRINE_NO_INTEREST=1)")
     p.add_argument("--ring-mb", type=int, default=16, help="ring buffer size in MiB (power of two)")
     p.add_argument("--ring-kb", type=int, default=0, help="ring buffer size in KiB (overrides --ring-mb)")
     p.add_argument("--batch-events", type=int, default=500)
@@ -295,7 +377,8 @@ def _capture_parser(role: str) -> argparse.ArgumentParser:
         p.add_argument("--control-topic", default=topics.CONTROL.name,
                        help="where the workers publish what their rules need (collectors.control)")
         p.add_argument("--no-follow-control", action="store_true",
-                       help="do not follow --control-topic: keep what --rules (or --event-types) select")
+                       help="do not follow --control-topic: keep what --rules select (--event-types and "
+                            "--no-interest do not follow it either)")
         kafka_connection.add_arguments(p)
     else:
         p.add_argument("--out", required=True, help="capture file to write")
@@ -308,6 +391,7 @@ def _config(args: argparse.Namespace, kafka: KafkaConnection) -> CollectorConfig
         kafka=kafka,
         event_types=event_types,
         interest=interest,
+        rules_files=tuple(args.rules),
         fdtypes=_fdtypes(args),
         ring_bytes=(args.ring_kb << 10) if args.ring_kb else (args.ring_mb << 20),
         batch_max_events=args.batch_events,
@@ -319,15 +403,13 @@ def _config(args: argparse.Namespace, kafka: KafkaConnection) -> CollectorConfig
     if hasattr(args, "events_topic"):
         c = replace(c, events_topic=args.events_topic, stats_topic=args.stats_topic,
                     queue_max_messages=args.queue_max,
-                    control_topic=None if args.no_follow_control else args.control_topic)  # fmt: skip
+                    control_topic=None if _fixed_selection(args) else args.control_topic)  # fmt: skip
     return c
 
 
 def _capture(role: str, argv: list[str], health: Health | None) -> int:
     args = _capture_parser(role).parse_args(argv)
     if args.print_source:
-        from collectors import loader
-
         return loader.main(["--print-source", *sorted(_selection(args)[0] or ())])
     kafka = _connection(args) if role == "collect" else KafkaConnection()
     if kafka is None:

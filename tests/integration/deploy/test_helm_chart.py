@@ -283,6 +283,28 @@ def test_the_worker_reads_the_new_container_wait_the_chart_sets(
         helm.template("peregrine", values)
 
 
+def test_the_collector_reads_the_interest_switch_the_chart_sets(
+    helm: Helm, default_objects: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """collector.interest: false reaches the collector's own option parser as PEREGRINE_NO_INTEREST
+    (the kernel then keeps every event of the types the rules name); the default leaves it on."""
+    from collectors import service
+
+    def no_interest(objects: list[dict[str, Any]]) -> bool:
+        collector = _container(objects, "DaemonSet", "pg-collector")
+        for name, value in env_of(collector).items():
+            if isinstance(value, str):
+                monkeypatch.setenv(name, value)
+        parsed = service._capture_parser("collect").parse_args(collector["args"][1:])
+        monkeypatch.delenv("PEREGRINE_NO_INTEREST", raising=False)
+        return bool(parsed.no_interest)
+
+    assert not no_interest(default_objects)
+    values = tmp_path / "interest.yaml"
+    values.write_text(yaml.safe_dump({"collector": {"interest": False}}))
+    assert no_interest(helm.template("peregrine", values))
+
+
 def test_strimzi_users_grant_each_role_exactly_its_acls(helm: Helm, tmp_path: Path) -> None:
     """strimzi.users: one KafkaUser per role whose ACLs are `bus.acls.bindings(role)` (the grants the
     real-broker test enforces), and each role's pod authenticates as its own user."""

@@ -14,7 +14,7 @@ import pytest
 from collectors import native
 from collectors.cgroups import CgroupResolver
 from collectors.decode import BUILDERS, DecodeError, Decoder, abspath, cwd_path
-from collectors.header import HDR, PG_EVT_FORK, PG_FLAG_FDTYPES
+from collectors.header import HDR, PG_EVT_FORK, PG_FLAG_FDTYPES, PG_FLAG_UNWANTED
 from collectors.proctable import ProcTable
 from rules.record import (
     EV_ARGS,
@@ -158,6 +158,21 @@ def test_unpublished_types_update_the_table_without_events() -> None:
     p = procs.get(PARENT)
     assert p is not None and p[P_EXEPATH] == "/bin/ls" and p[P_CWD] == "/tmp" and p[P_PID] == PARENT
     assert d.n_read == 2 and d.num == 0
+
+
+def test_records_the_probe_flags_unwanted_update_the_table_without_events() -> None:
+    """Every type published, as the collector decodes: the probe's flag alone says exec, chdir and
+    exit are there for the table only (no loaded interest names them)."""
+    procs = ProcTable("node-a", OFFSET, CgroupResolver(mount=""))
+    d = Decoder(procs, OFFSET, EVENT_TYPE_IDS.values())
+    evs = d.decode([
+        exec_rec(PARENT, b"/bin/ls", [b"ls"], flags=PG_FLAG_UNWANTED),
+        rec("chdir", PARENT, items=(b"/tmp\0",), flags=PG_FLAG_UNWANTED),
+        rec("chdir", PARENT, items=(b"/srv\0",)),
+    ])
+    assert [EVENT_TYPES[e[0]] for e in evs] == ["chdir"]
+    p = procs.get(PARENT)
+    assert p is not None and p[P_EXEPATH] == "/bin/ls" and p[P_CWD] == "/srv"
 
 
 def test_failed_exec_and_generic_shapes(decoder: Decoder) -> None:

@@ -14,6 +14,7 @@ def test_instruments_record_stats_deltas_with_units_and_categories() -> None:
     provider = MeterProvider(metric_readers=[reader])
     m = CollectorMetrics(lambda: 7, provider.get_meter("peregrine.collector"))
     m.record(Stats("n", "b", 1, 10**9, 100, 90, {"ring_full": 10, "page_fault_reads": 0}), 3, 4096, 1)
+    m.record_filtered({("openat", "dropped-path"): 5, ("openat", "kept"): 0, ("connect", "kept"): 2})
     data = reader.get_metrics_data()
     assert data is not None
     got = {
@@ -27,3 +28,7 @@ def test_instruments_record_stats_deltas_with_units_and_categories() -> None:
     assert got["peregrine.collector.payload"] == ("By", [({}, 4096)])
     assert got["peregrine.collector.publish_errors"] == ("{error}", [({}, 1)])
     assert got["peregrine.collector.queue_depth"] == ("{message}", [({}, 7)])
+    assert got["peregrine.collector.interest.filtered"] == ("{event}", [
+        ({"event_type": "openat", "reason": "dropped-path"}, 5),
+        ({"event_type": "connect", "reason": "kept"}, 2),
+    ])

@@ -80,11 +80,14 @@ def test_cflags_trace_what_exists_and_name_what_is_missing(tmp_path: Path) -> No
     flags, traced, missing = loader.build_cflags(
         btf, {"openat", "umount2", "finit_module"}, 4242, 1 << 20, tracefs=tracefs
     )
-    # exec, exit, chdir and fchdir always, for the process table
-    assert traced == {"openat", "umount2", "execve", "procexit", "chdir"}
+    # exec, exit, chdir and fchdir are always attached, for the process table: missing if absent
+    assert traced == {"openat", "umount2"}
     assert missing == {"finit_module", "execveat", "fchdir"}
-    assert {"-DHAVE_openat=1", "-DHAVE_umount2=1", "-DSELF_TGID=4242", "-DRING_PAGES=256",
-            "-DEV_openat=3", "-DPG_THREAD_SIZE=16384"} <= set(flags)
+    # every type this kernel has is compiled in, wanted or not, so an interest can attach it live
+    assert {"-DHAVE_openat=1", "-DHAVE_umount2=1", "-DHAVE_execve=1", "-DHAVE_chdir=1", "-DSELF_TGID=4242",
+            "-DRING_PAGES=256", "-DEV_openat=3", "-DPG_THREAD_SIZE=16384"} <= set(flags)
+    assert f"-DPG_NTYPES={len(EVENT_TYPES)}" in flags
+    assert loader.available_types(tracefs) == {"openat", "umount2", "execve", "chdir", "procexit"}
     assert not any(f.startswith("-DHAVE_finit_module") for f in flags)
     # fd.types: nothing compiled in unless asked; then only the fd events walk the table
     assert "-DFDTYPES_openat=0" in flags and not any(f.startswith("-DPG_FDT") for f in flags)
@@ -118,13 +121,17 @@ def test_close_and_generic_syscalls_are_traced_only_when_asked_for() -> None:
 
 @pytest.mark.skipif(not os.access("/sys/kernel/btf/vmlinux", os.R_OK), reason="no kernel BTF")
 def test_generic_syscalls_compile_one_program_and_attach_where_the_kernel_has_them(tmp_path: Path) -> None:
-    """The generic program and its map are compiled in only when a generic syscall is traced; a
-    generic syscall this kernel lacks is named as missing; uname's tracepoint is newuname."""
+    """The generic program and its map are compiled in when the kernel has a generic syscall (an
+    interest may attach one live); a generic syscall this kernel lacks is named as missing;
+    uname's tracepoint is newuname."""
     btf = Btf.load()
+    without = _fake_tracefs(tmp_path / "without", {"execve", "chdir", "fchdir", "execveat", "openat"})
+    flags, traced, missing = loader.build_cflags(btf, {"openat"}, 1, 1 << 20, tracefs=without)
+    assert not any(f.startswith("-DPG_GENERIC") for f in flags)
     tracefs = _fake_tracefs(tmp_path, {"execve", "chdir", "fchdir", "execveat", "openat", "personality",
                                        "syncfs", "newuname"})  # fmt: skip
     flags, traced, missing = loader.build_cflags(btf, {"openat"}, 1, 1 << 20, tracefs=tracefs)
-    assert not any(f.startswith("-DPG_GENERIC") for f in flags)
+    assert "-DPG_GENERIC=1" in flags and traced == {"openat"}
     asked = {"personality", "syncfs", "uname", "kexec_load"}
     flags, traced, missing = loader.build_cflags(btf, asked, 1, 1 << 20, tracefs=tracefs)
     assert {"personality", "syncfs", "uname"} <= traced and missing == {"kexec_load"}

@@ -1,0 +1,307 @@
+"""Interest benchmark (root): the traced workload's cost against the tracepoint floor, and what
+leaves the node with and without the kernel's interest filter (issue #18 §3).
+
+* Floor: the tracepoints the collector attaches for Falco's three rules files and Peregrine's,
+  each with an empty program, against the collector with its interest, against no tracing. The
+  workload is bench_collector's loadgen (one openat of a path no rule needs, plus 4 untraced
+  getppid, per op) paced at 50k ops/s: CPU per op, in rounds of off / floor / on measured back to
+  back, each ratio the median of the rounds' ratios. The unpaced storm's ops/s is compared the same
+  way.
+* A type no rule names: detached (what the collector does) or attached with a mode that drops
+  every event at once (the alternative), and what attaching and detaching a type live costs.
+* Leaving the node: two collectors record a node-like workload at once (compiles, shells, reading
+  many files), one with the interest and one with `--no-interest`, so both see the same
+  background; events and bytes per second of their captures.
+
+    sudo .venv/bin/python -m benchmarks.bench_interest [--runs 3] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.bench_collector import loadgen
+from benchmarks.results import record
+from collectors import loader
+from rules.interest import TypeInterest
+
+REPO = Path(__file__).resolve().parents[1]
+FALCO = Path(os.environ.get("PEREGRINE_FALCO_RULES", REPO.parent / "shared" / "falco-rules"))
+RULE_FILES = [
+    *(FALCO / f for f in ("falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml")),
+    REPO / "rules" / "data" / "peregrine_rules.yaml",
+]
+UNWATCHED = "/usr/lib/os-release"  # opened by the loadgen: no rule of these files needs it
+RATE = 50_000
+
+
+def _interest(files: list[Path]) -> dict[str, TypeInterest]:
+    import rules
+
+    return dict(rules.load(files).interest)
+
+
+def floor_source(interest: dict[str, TypeInterest]) -> str:
+    """An empty program on every tracepoint the collector attaches for this interest."""
+    attached = (set(interest) | loader.ALWAYS_TRACED) & loader.available_types()
+    tps = sorted(tp for name in attached - {"procexit"} for tp in loader.tracepoints(name))
+    progs = [f"TRACEPOINT_PROBE({tp.split(':')[0]}, {tp.split(':')[1]}) {{ return 0; }}" for tp in tps]
+    progs += ["TRACEPOINT_PROBE(sched, sched_process_exec) { return 0; }",
+              "TRACEPOINT_PROBE(sched, sched_process_exit) { return 0; }",
+              "RAW_TRACEPOINT_PROBE(sched_process_fork) { return 0; }"]  # fmt: skip
+    return "\n".join(progs) + "\n"
+
+
+def run_load(exe: str, rate: int, seconds: float) -> dict[str, float]:
+    out = subprocess.run([exe, str(rate), str(seconds), UNWATCHED, "4"], check=True, capture_output=True,
+                         text=True).stdout  # fmt: skip
+    result: dict[str, float] = json.loads(out)
+    return result
+
+
+class Collector:
+    """`peregrine record` with the rules files, started and stopped around a measurement."""
+
+    def __init__(self, files: list[Path], out: str, *extra: str) -> None:
+        args = [a for f in files for a in ("--rules", str(f))]
+        argv = [sys.executable, "-m", "collectors.service", "record", "--out", out, *args, *extra]
+        self.proc = subprocess.Popen(
+            argv, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        )
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if "collector ready" in line:
+                return
+        raise RuntimeError("collector did not start")
+
+    def stop(self) -> dict[str, object]:
+        self.proc.terminate()
+        _, err = self.proc.communicate(timeout=180)
+        for line in reversed(err.splitlines()):
+            if line.startswith('{"collector_final"'):
+                summary: dict[str, object] = json.loads(line)
+                return summary
+        raise RuntimeError("no final summary")
+
+
+def per_op(r: dict[str, float]) -> float:
+    return r["cpu"] / r["ops"]
+
+
+def floor_vs_collector(files: list[Path], exe: str, runs: int, seconds: float, tmp: Path) -> None:
+    from bcc import BPF
+
+    interest = _interest(files)
+    openat = interest.get("openat")
+    # what these rules make of the loadgen's opens: untraced, dropped in the kernel, or needed
+    fate = (
+        "untraced"
+        if openat is None
+        else ("dropped" if any(not f.admits(UNWATCHED) for f in openat.fields) else "kept")
+    )
+    off, floor, on = [], [], []
+    off_free, floor_free, on_free = [], [], []
+    t0 = time.monotonic()
+    empty = BPF(text=floor_source(interest))
+    compile_floor = time.monotonic() - t0
+    empty.cleanup()
+    starts = []
+    for i in range(runs):
+        off.append(run_load(exe, RATE, seconds))
+        off_free.append(run_load(exe, 0, seconds))
+        empty = BPF(text=floor_source(interest))
+        floor.append(run_load(exe, RATE, seconds))
+        floor_free.append(run_load(exe, 0, seconds))
+        empty.cleanup()
+        t0 = time.monotonic()
+        c = Collector(files, str(tmp / f"on{i}.cap"))
+        starts.append(time.monotonic() - t0)
+        on.append(run_load(exe, RATE, seconds))
+        on_free.append(run_load(exe, 0, seconds))
+        summary = c.stop()
+        print(
+            json.dumps({"round": i, "interest": summary.get("interest", {}).get("openat")}), file=sys.stderr
+        )  # type: ignore[union-attr]
+    to_floor = [per_op(x) / per_op(f) for x, f in zip(on, floor, strict=True)]
+    to_off = [per_op(x) / per_op(o) for x, o in zip(on, off, strict=True)]
+    floor_to_off = [per_op(f) / per_op(o) for f, o in zip(floor, off, strict=True)]
+    extra = {
+        "on_to_floor": [round(r, 3) for r in to_floor],
+        "on_to_off": [round(r, 3) for r in to_off],
+        "floor_to_off": [round(r, 3) for r in floor_to_off],
+        "loadavg": os.getloadavg()[0],
+        "collector_start_s": [round(s, 1) for s in starts],
+        "floor_compile_s": round(compile_floor, 1),
+        "rules": [f.name for f in files],
+        "loadgen_opens": fate,
+    }
+    record(
+        f"interest: workload CPU per op at 50k ev/s, collector with interest vs the tracepoint floor "
+        f"({', '.join(f.name for f in files)}: the loadgen's opens {fate})",
+        f"{statistics.median(map(per_op, on)) * 1e9:.0f} ns/op on",
+        f"floor {statistics.median(map(per_op, floor)) * 1e9:.0f} ns/op (goal ratio <= 1.05)",
+        statistics.median(to_floor),
+        runs,
+        extra,
+    )
+    record(
+        "interest: workload CPU per op at 50k ev/s, collector with interest vs no tracing",
+        f"{statistics.median(map(per_op, on)) * 1e9:.0f} ns/op on",
+        f"off {statistics.median(map(per_op, off)) * 1e9:.0f} ns/op",
+        statistics.median(to_off),
+        runs,
+    )
+
+    def rate(r: dict[str, float]) -> float:
+        return r["ops"] / r["elapsed"]
+
+    record(
+        "interest: unpaced workload ops/s, collector with interest vs the tracepoint floor",
+        f"{statistics.median(map(rate, on_free)):.0f} ops/s on",
+        f"floor {statistics.median(map(rate, floor_free)):.0f} ops/s, off "
+        f"{statistics.median(map(rate, off_free)):.0f} ops/s",
+        statistics.median(rate(x) / rate(f) for x, f in zip(on_free, floor_free, strict=True)),
+        runs,
+    )
+
+
+def no_rule_cost(exe: str, runs: int, seconds: float) -> None:
+    """A type no rule names: detached, or attached with a mode that drops every event at its
+    program's first test (what keeping every program attached would cost). The probe is loaded in
+    this process (which it never traces) and the loadgen's openats are the type in question."""
+    from collectors.btf import Btf
+    from collectors.interest_maps import apply_interest
+
+    cflags, traced, missing = loader.build_cflags(Btf.load(), {"execve"}, os.getpid(), 1 << 20)
+    t0 = time.monotonic()
+    probe = loader.load_probe(cflags, traced, missing)
+    compile_s = time.monotonic() - t0
+    apply_interest(probe, {"execve": TypeInterest("execve", ())})
+    t0 = time.monotonic()
+    loader.attach(probe, "openat")
+    attach_ms = (time.monotonic() - t0) * 1e3
+    t0 = time.monotonic()
+    loader.detach_type(probe, "openat")
+    detach_ms = (time.monotonic() - t0) * 1e3
+    detached, attached = [], []
+    for _ in range(runs):
+        detached.append(run_load(exe, RATE, seconds))
+        loader.attach(probe, "openat")
+        attached.append(run_load(exe, RATE, seconds))
+        loader.detach_type(probe, "openat")
+    probe.bpf.cleanup()
+    ratios = [per_op(a) / per_op(d) for a, d in zip(attached, detached, strict=True)]
+    record(
+        "interest: workload CPU per op at 50k ev/s, a type no rule names attached (dropped at once) "
+        "vs detached",
+        f"{statistics.median(map(per_op, attached)) * 1e9:.0f} ns/op attached",
+        f"detached {statistics.median(map(per_op, detached)) * 1e9:.0f} ns/op",
+        statistics.median(ratios),
+        runs,
+        {
+            "pair_ratios": [round(r, 3) for r in ratios],
+            "attach_ms": round(attach_ms, 2),
+            "detach_ms": round(detach_ms, 2),
+            "probe_compile_s": round(compile_s, 2),
+            "loadavg": os.getloadavg()[0],
+        },
+    )
+
+
+NODE_WORKLOAD = """
+cd {work}
+printf '#include <stdio.h>\\nint main(void) {{ puts("x"); return 0; }}\\n' > x.c
+end=$(( $(date +%s) + {seconds} ))
+while [ $(date +%s) -lt $end ]; do
+  cc -c x.c -o x.o
+  find /usr/include -maxdepth 2 -name '*.h' | head -300 | xargs cat > /dev/null
+  for i in 1 2 3 4 5; do sh -c 'ls /etc > /dev/null; id > /dev/null; cat /etc/hostname > /dev/null'; done
+  ps aux > /dev/null
+done
+"""
+
+
+def _window(cap: Path, start_ns: int, end_ns: int) -> tuple[int, int]:
+    """Events and encoded bytes of the capture's batches that began inside the window: the two
+    collectors start and stop apart, so only the window both saw whole compares."""
+    from collectors.capture import read_capture
+    from collectors.wire import decode_batch
+
+    events = size = 0
+    for frame in read_capture(str(cap)):
+        if frame.kind == "events":
+            batch = decode_batch(frame.value)
+            if start_ns <= batch.t_first < end_ns:
+                events += len(batch.events)
+                size += len(frame.value)
+    return events, size
+
+
+def leaving_the_node(files: list[Path], seconds: float, tmp: Path) -> None:
+    with_cap, without_cap = tmp / "with.cap", tmp / "without.cap"
+    filtering = Collector(files, str(with_cap))
+    keeping = Collector(files, str(without_cap), "--no-interest")
+    t0 = time.time_ns()
+    subprocess.run(["sh", "-c", NODE_WORKLOAD.format(work=tmp, seconds=int(seconds))], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    t1 = time.time_ns()
+    with_final = filtering.stop()
+    keeping.stop()
+    elapsed = (t1 - t0) / 1e9
+    (ev_with, b_with), (ev_without, b_without) = (_window(c, t0, t1) for c in (with_cap, without_cap))
+    extra = {"interest": with_final["interest"], "seconds": round(elapsed, 1), "loadavg": os.getloadavg()[0]}
+    record(
+        "interest: events/s leaving the node, node-like workload (compiles, shells, file reads)",
+        f"{ev_with / elapsed:,.0f} events/s with interest",
+        f"{ev_without / elapsed:,.0f} events/s without",
+        ev_with / ev_without,
+        1,
+        extra,
+    )
+    record(
+        "interest: bytes/s leaving the node, same run",
+        f"{b_with / elapsed / 1e3:,.1f} kB/s with interest",
+        f"{b_without / elapsed / 1e3:,.1f} kB/s without",
+        b_with / b_without,
+        1,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--only", choices=("floor", "no-rule", "node"), default=None)
+    p.add_argument(
+        "--rules",
+        action="append",
+        type=Path,
+        default=[],
+        help="rules files (default: Falco's three and Peregrine's)",
+    )
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench_interest needs root (it loads eBPF programs)", file=sys.stderr)
+        return 2
+    exe = loadgen()
+    files = args.rules or RULE_FILES
+    with tempfile.TemporaryDirectory(prefix="pg-bench-interest-") as d:
+        if args.only in (None, "floor"):
+            floor_vs_collector(files, exe, args.runs, args.seconds, Path(d))
+        if args.only in (None, "no-rule"):
+            no_rule_cost(exe, args.runs, args.seconds)
+        if args.only in (None, "node"):
+            leaving_the_node(files, args.seconds, Path(d))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
