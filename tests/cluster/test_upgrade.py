@@ -1,11 +1,14 @@
-"""`helm upgrade` with a changed rules ConfigMap (issue #15 §3): the workers (and the collector,
-which captures what the rules need) roll to the new rules while a pod keeps raising alerts, and
-counted by uuid across the upgrade no alert is lost or doubled: every alert the workers committed
-to `peregrine.alerts` reaches the Slack stand-in and rsyslogd exactly once, no event has two
-alerts, and every tick the collector published in `peregrine.events` has its alert (one missing
-would be an alert the workers lost while rolling). Ticks the collector never captured, while its
-one pod is replaced, are printed with the new collector's start and Ready times. The old rules
-file knows `marker-one`, the new one `marker-two` too.
+"""`helm upgrade` with a changed rules ConfigMap (issue #15 §3): the workers roll to the new rules
+while a pod keeps raising alerts, and counted by uuid across the upgrade no alert is lost or
+doubled: every alert the workers committed to `peregrine.alerts` reaches the Slack stand-in and
+rsyslogd exactly once, no event has two alerts, and every tick the collector published in
+`peregrine.events` has its alert (one missing would be an alert the workers lost while rolling).
+The old rules file knows `marker-one`, the new one `marker-two` too, and a rule on `syncfs`, which
+no old rule names.
+
+The collector is not restarted (issue #18 §1): the new workers publish what their rules need on
+`peregrine.control` and the collector attaches `syncfs` live, so the node is traced throughout
+(every tick is captured) and the new syncfs rule fires on the same collector pod.
 
 Runs last in this folder (file order): the upgrade restarts the workers and the collector.
 """
@@ -94,12 +97,25 @@ def test_helm_upgrade_of_the_rules_loses_and_doubles_no_alert(release: Release, 
     ticker = subprocess.Popen(pod.exec_argv(node, "bash", "-c", ticking), stdout=subprocess.PIPE, text=True)
     try:
         pod.wait_for_rules({RULE}, release.describe)  # ticks alert before the upgrade
+        collector_before = _collector(release)
+        node.kubectl(*run, "sync -f /tmp")  # no rule names syncfs yet
         t0 = time.monotonic()
         release.install(UPGRADE, verb="upgrade")
         upgraded_s = time.monotonic() - t0
         node.kubectl(*run, "/tmp/marker-two after-upgrade")
         pod.arrivals.wait(lambda a: any("command=marker-two after-upgrade " in d.text
                                         for d in pod.mine(a.at_slack).values()), DEADLINE_S, release.describe)
+        # syncfs is captured once the collector has the new workers' interest: until then a sync
+        # goes unseen, so one runs every second until its alert comes
+        syncing = "while true; do sync -f /var; sleep 1; done"
+        syncs = subprocess.Popen(pod.exec_argv(node, "bash", "-c", syncing))
+        try:
+            pod.arrivals.wait(lambda a: any("command=sync -f /var" in d.text
+                                            for d in pod.mine(a.at_slack).values()),
+                              DEADLINE_S, release.describe)  # fmt: skip
+        finally:
+            syncs.kill()
+        synced_s = time.monotonic() - t0
     finally:
         node.kubectl(*run, "touch /tmp/stop", check=False)
         out, _ = ticker.communicate(timeout=60)
@@ -109,8 +125,7 @@ def test_helm_upgrade_of_the_rules_loses_and_doubles_no_alert(release: Release, 
     pod.arrivals.settle(3.0)
 
     mark = f"container_id={pod.container_id[:12]}"
-    alerts = (json.loads(v) for v in read_range(release.kafka.bootstrap, "peregrine.alerts"))
-    committed = [a for a in alerts if a.get("rule") == RULE and mark in a.get("output", "")]
+    committed = [a for a in _alerts(release) if a.get("rule") == RULE and mark in a.get("output", "")]
     by_uuid = Counter(a["uuid"] for a in committed)
     # the marker alerts of this pod: committed, or seen at either receiver
     ours = set(by_uuid) | {u for found in (pod.arrivals.at_slack, pod.arrivals.at_syslog)
@@ -120,12 +135,15 @@ def test_helm_upgrade_of_the_rules_loses_and_doubles_no_alert(release: Release, 
     ticks = Counter(int(m.group(1)) for a in committed if (m := TICK.search(a["output"])))
     missed = sorted(set(range(1, last + 1)) - set(ticks))
     captured = captured_ticks(release.kafka.bootstrap, pod.container_id, started_ms)
-    summary = {"helm_upgrade_s": round(upgraded_s, 1), "ticks": last, "alerts": len(by_uuid),
-               "ticks_not_alerted": _ranges(missed),
-               "of_those_not_captured": _ranges(sorted(set(missed) - captured)),
-               "alerted_around_the_gap": _around(committed, missed),
-               "new_collector": _collector_times(release)}
+    not_captured = _ranges(sorted(set(missed) - captured))
+    summary = {"helm_upgrade_s": round(upgraded_s, 1), "syncfs_alerted_after_s": round(synced_s, 1),
+               "ticks": last, "alerts": len(by_uuid), "ticks_not_alerted": _ranges(missed),
+               "of_those_not_captured": not_captured, "alerted_around_the_gap": _around(committed, missed)}
     print(f"\n{json.dumps(summary)}")
+    assert _collector(release) == collector_before, "the upgrade replaced the collector's pod"
+    assert not_captured == [], "ticks the collector never captured: the node was untraced"
+    syncfs = [a for a in _alerts(release) if a.get("rule") == "Peregrine test syncfs" and mark in a["output"]]
+    assert syncfs and not any("command=sync -f /tmp" in a["output"] for a in syncfs)
     assert not any("before-upgrade" in a["output"] for a in committed), "marker-two alerted before its rule"
     assert any("command=marker-two after-upgrade " in a["output"] for a in committed)
     assert [u for u, n in by_uuid.items() if n > 1] == [], "an alert committed twice"
@@ -161,9 +179,12 @@ def _around(committed: list[dict[str, Any]], missed: list[int]) -> dict[str, str
             "first_after": times[min(after)] if after else ""}
 
 
-def _collector_times(release: Release) -> dict[str, str]:
-    """When the collector pod the upgrade made started, and became Ready (its probe attached)."""
+def _alerts(release: Release) -> list[dict[str, Any]]:
+    return [json.loads(v) for v in read_range(release.kafka.bootstrap, "peregrine.alerts")]
+
+
+def _collector(release: Release) -> str:
+    """The uid of the collector's pod."""
     labels = "app.kubernetes.io/component"
     (pod,) = [p for p in release.pods() if p["metadata"]["labels"][labels] == "collector"]
-    ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
-    return {"started": pod["status"]["startTime"], "ready": ready["lastTransitionTime"]}
+    return str(pod["metadata"]["uid"])

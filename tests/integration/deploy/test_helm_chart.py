@@ -287,7 +287,8 @@ def test_the_collector_reads_the_interest_switch_the_chart_sets(
     helm: Helm, default_objects: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """collector.interest: false reaches the collector's own option parser as PEREGRINE_NO_INTEREST
-    (the kernel then keeps every event of the types the rules name); the default leaves it on."""
+    (the kernel then keeps every event of the types the rules name, and only a restart brings new
+    rules); the default leaves it on, and a rules change does not replace the collector's pod."""
     from collectors import service
 
     def no_interest(objects: list[dict[str, Any]]) -> bool:
@@ -299,10 +300,18 @@ def test_the_collector_reads_the_interest_switch_the_chart_sets(
         monkeypatch.delenv("PEREGRINE_NO_INTEREST", raising=False)
         return bool(parsed.no_interest)
 
-    assert not no_interest(default_objects)
+    def restarted_by_rules(objects: list[dict[str, Any]]) -> bool:
+        daemonset = next(o for o in objects
+                         if o["kind"] == "DaemonSet" and o["metadata"]["name"] == "pg-collector")  # fmt: skip
+        return "checksum/rules" in (daemonset["spec"]["template"]["metadata"].get("annotations") or {})
+
+    # on by default, and then a rules change reaches the collector through peregrine.control
+    # (live), not by replacing its pod
+    assert not no_interest(default_objects) and not restarted_by_rules(default_objects)
     values = tmp_path / "interest.yaml"
     values.write_text(yaml.safe_dump({"collector": {"interest": False}}))
-    assert no_interest(helm.template("peregrine", values))
+    off = helm.template("peregrine", values)
+    assert no_interest(off) and restarted_by_rules(off)
 
 
 def test_strimzi_users_grant_each_role_exactly_its_acls(helm: Helm, tmp_path: Path) -> None:
