@@ -166,6 +166,15 @@ share.coordinator.state.topic.min.isr={isr}
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 message.max.bytes=16777216
+""" + (_FAILOVER if n > 1 else "")
+
+
+# A killed node's partitions move to other leaders once the controller fences it: after Kafka's
+# default 9 s without a heartbeat, most of what the 3-node failover test waited. A live broker
+# heartbeats every 0.5 s, so 3 s is still six missed beats.
+_FAILOVER = """\
+broker.session.timeout.ms=3000
+broker.heartbeat.interval.ms=500
 """
 
 
