@@ -83,8 +83,7 @@ def _brokers(request: pytest.FixtureRequest, name: str, n: int) -> Iterator[loca
     yield cluster
     # the data is thrown away (or kept only for its logs): a controlled shutdown took ~10 s of
     # every run for nothing
-    for node in cluster.nodes:
-        localkafka.stop_node(node, kill=True)
+    localkafka.kill(cluster)
     if _session_failed(request):
         print(f"\nKafka {name} logs kept in {root}")
     else:
