@@ -274,9 +274,11 @@ class KubeApi:
         )
         wait_for(self.apiserver, self.ready)
 
-    def stop(self) -> None:
-        """Stop the API server (SIGTERM, then SIGKILL); etcd keeps its data."""
-        terminate([p for p in (self.apiserver,) if p is not None])
+    def stop(self, crash: bool = False) -> None:
+        """Stop the API server (SIGTERM, then SIGKILL); etcd keeps its data. ``crash``: SIGKILL
+        right after the SIGTERM. A SIGTERM'd server stops listening at once but holds its clients'
+        open watches until SIGKILL (30 s later), so an outage that must start now is a crash."""
+        terminate([p for p in (self.apiserver,) if p is not None], timeout=0.0 if crash else 30.0)
         self.apiserver = None
 
     def close(self) -> None:

@@ -84,7 +84,7 @@ def pod_kafka(request: pytest.FixtureRequest, kube_node: Node) -> Iterator[local
     root = Path(tempfile.mkdtemp(prefix="peregrine-podkafka-"))
     cluster = localkafka.start(root, 1, host=kube_node.node_ip)
     yield cluster
-    localkafka.stop(cluster)
+    localkafka.kill(cluster)
     if not getattr(request.session, "peregrine_failed", False):
         shutil.rmtree(root, ignore_errors=True)
 

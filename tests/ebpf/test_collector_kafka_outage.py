@@ -79,6 +79,17 @@ def _read_topic(bootstrap: str, topic: str) -> list[bytes]:
     return values
 
 
+def _wait_published(bootstrap: str, topic: str, name: str, timeout: float = 30.0) -> None:
+    """Until the event opening `name` is on the topic (the collector publishes every 20 ms or so),
+    or `timeout`: then the checks below say what is missing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        values = _read_topic(bootstrap, topic)
+        if any(e[EV_FD] and e[EV_FD][F_NAME] == name for v in values for e in decode_batch(v).events):
+            return
+        time.sleep(0.5)
+
+
 def test_broker_killed_for_30s_collector_survives_and_resumes() -> None:
     root = Path(tempfile.mkdtemp(prefix="peregrine-outage-"))
     try:
@@ -105,7 +116,7 @@ def test_broker_killed_for_30s_collector_survives_and_resumes() -> None:
                 n += 1
                 time.sleep(0.1)
             assert collector.alive(), f"collector alive after phase {phase}"
-        time.sleep(5)
+        _wait_published(cluster.bootstrap, topic, str(work / f"after-{n - 1}"))
     finally:
         final = collector.stop(timeout=120) if collector.proc else {}
     try:

@@ -119,7 +119,7 @@ def test_watch_resumes_after_the_api_server_is_down_for_20_seconds(
     doomed = pods.create(namespace, "doomed", {"app": "b"})
     publisher.wait_until(lambda s: all(k in s for k in keys(before + doomed)), "pods published")
 
-    kube_api.stop()
+    kube_api.stop(crash=True)  # the outage starts now: a graceful stop holds the watches 30 s
     kube_api.compact_etcd()  # every resourceVersion the watcher holds is now compacted away
     time.sleep(20)  # the outage the issue asks for, not a timing assertion
     kube_api.start()

@@ -78,7 +78,7 @@ def broker() -> Iterator[Broker]:
             assert "ACL bindings" in done.stdout
         yield Broker(cluster)
     finally:
-        localkafka.stop(cluster)
+        localkafka.kill(cluster)
 
 
 def produce(broker: Broker, role: str, topic: str, extra: dict[str, Any] | None = None) -> int:

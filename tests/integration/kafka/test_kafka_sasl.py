@@ -67,7 +67,7 @@ def sasl_bootstrap() -> Iterator[str]:
         localkafka.wait_ready(cluster)
         yield f"127.0.0.1:{sasl_port}"
     finally:
-        localkafka.stop(cluster)
+        localkafka.kill(cluster)
 
 
 def _env(password: str) -> dict[str, str]:

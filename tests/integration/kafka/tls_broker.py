@@ -193,7 +193,7 @@ def start(timeout: float = 90.0) -> TlsBroker:
 
 
 def stop(broker: TlsBroker) -> None:
-    localkafka.stop(broker.cluster)
+    localkafka.kill(broker.cluster)
     shutil.rmtree(broker.cluster.root.parent, ignore_errors=True)
 
 

@@ -84,8 +84,11 @@ class Receiver:
         self._next_ack = 0
         self._server = ThreadingHTTPServer((host, 0), _handler_for(self))
         self._server.daemon_threads = True
+        # `stop` waits for the serving loop to see the shutdown, which it looks for once per poll:
+        # at the default 0.5 s that was half a second of every test's teardown
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"receiver-{kind}", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name=f"receiver-{kind}",
+            daemon=True,
         )
 
     @property

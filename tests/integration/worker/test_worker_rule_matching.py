@@ -39,15 +39,16 @@ def rules_test(rule_files: list[Path], *, all_matches: bool) -> Counter[tuple[st
 def test_worker_alerts_equal_rules_test_on_the_same_capture(
     workers: WorkerProcs, rule_files: list[Path], mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    setup = workers.setup
+    replay(setup, CAPTURE)
+    monkeypatch.setenv("PEREGRINE_RULE_MATCHING", mode)  # the worker's environment, as the chart sets it
+    # started before the oracle runs: both compile Falco's rules, and neither needs the other's
+    workers.start(rule_files, standin=False)
+
     want = rules_test(rule_files, all_matches=mode == "all")
     if mode == "all":  # the capture has events more than one rule matches, or this proves nothing
         assert sum(want.values()) > sum(rules_test(rule_files, all_matches=False).values())
     assert max(want.values()) == 1, "uuids are unique per (event, rule)"
-
-    setup = workers.setup
-    replay(setup, CAPTURE)
-    monkeypatch.setenv("PEREGRINE_RULE_MATCHING", mode)  # the worker's environment, as the chart sets it
-    workers.start(rule_files, standin=False)
     n = sum(want.values())
     alerts = consume_until(setup.bootstrap, setup.topic("alerts"), lambda r: len(r) >= n, 120, settle=3,
                            on_timeout=workers.describe)

@@ -5,19 +5,16 @@ evaluated on its own, unoptimised (lowered tree, no simplification, factoring or
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
+from falco_compiled import API_SERVER_NAMES, FalcoCompiled
 
 from benchmarks.workload import rule_hitting_events
 from rules import compiler as cc
 from rules import record as R
-from rules.collect import load_files
 from rules.fields import HELPERS
-from rules.ruleset import Ruleset, compile_rules
+from rules.ruleset import Ruleset
 from rules.transformers import HELPERS as TRANSFORMER_HELPERS
-
-FILES = ("falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml")
 
 
 def _reference(ruleset: Ruleset, conditions: dict[str, object]) -> dict[tuple[str, int], object]:
@@ -29,7 +26,7 @@ def _reference(ruleset: Ruleset, conditions: dict[str, object]) -> dict[tuple[st
             ctx = cc.Context(rule.location, cc.Constants(), type_id)
             module = cc.condition_function("check", cc.lower(conditions[rule.name], ctx), ctx.values)  # type: ignore[arg-type]
             namespace = {**HELPERS, **ctx.constants.values, "_UNSET": cc.UNSET, "_any": cc.any_present,
-                         "_ipn": {"10.96.0.1": "kubernetes.default.svc.cluster.local"}}
+                         "_ipn": API_SERVER_NAMES}
             namespace.update(TRANSFORMER_HELPERS)
             exec(compile(module, rule.name, "exec"), namespace)
             functions[(rule.name, type_id)] = namespace["check"]
@@ -37,10 +34,10 @@ def _reference(ruleset: Ruleset, conditions: dict[str, object]) -> dict[tuple[st
 
 
 @pytest.mark.parametrize("all_matches", [False, True])
-def test_shared_functions_agree_with_each_rule_alone(falco_rules_dir: Path, all_matches: bool) -> None:
-    result = load_files([falco_rules_dir / f for f in FILES])
-    names = {"10.96.0.1": "kubernetes.default.svc.cluster.local"}
-    ruleset = compile_rules(result, all_matches=all_matches, ip_names=names)
+def test_shared_functions_agree_with_each_rule_alone(
+    falco_compiled: FalcoCompiled, all_matches: bool
+) -> None:
+    result, ruleset = falco_compiled(all_matches)
     reference = _reference(ruleset, {r.name: r.condition for r in result.rules})
     literals = sorted(set(re.findall(r"'([^'\\]{1,60})'", ruleset.source())))
     order = {rule.name: i for i, rule in enumerate(ruleset.rules)}
@@ -63,11 +60,10 @@ def test_shared_functions_agree_with_each_rule_alone(falco_rules_dir: Path, all_
 
 
 @pytest.mark.parametrize("all_matches", [False, True])
-def test_batch_loop_agrees_with_match(falco_rules_dir: Path, all_matches: bool) -> None:
+def test_batch_loop_agrees_with_match(falco_compiled: FalcoCompiled, all_matches: bool) -> None:
     """`evaluate` (list dispatch, with its fallback for ids outside the table) gives per event
     what `match`/`match_all` give, on lists, iterators and odd event type ids."""
-    result = load_files([falco_rules_dir / f for f in FILES])
-    ruleset = compile_rules(result, all_matches=all_matches)
+    ruleset = falco_compiled(all_matches)[1]
     literals = sorted(set(re.findall(r"'([^'\\]{1,60})'", ruleset.source())))
     events = rule_hitting_events(literals, 1500, seed=11)
     for i, type_id in enumerate((-1, -len(R.EVENT_TYPES), len(R.EVENT_TYPES), 10**6, -(10**6))):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from falco_compiled import FalcoCompiled
 
 import rules
 from benchmarks.workload import build_event, build_fd, build_process, rule_hitting_events
@@ -38,9 +39,8 @@ def _stable_cases() -> Any:
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["first", "all"])
-def ruleset(request: pytest.FixtureRequest, falco_rules_dir: Path) -> rules.Ruleset:
-    names = {"10.96.0.1": "kubernetes.default.svc.cluster.local"}
-    return rules.load([falco_rules_dir / f for f in FILES], all_matches=request.param, ip_names=names)
+def ruleset(request: pytest.FixtureRequest, falco_compiled: FalcoCompiled) -> rules.Ruleset:
+    return falco_compiled(request.param)[1]
 
 
 def _one_by_one(ruleset: rules.Ruleset, events: list[list[Any]]) -> list[tuple[int, str]]:
