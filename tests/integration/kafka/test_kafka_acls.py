@@ -34,6 +34,7 @@ from bus.clients import librdkafka_security
 from bus.connection import KafkaConnection, parse_bootstrap
 from bus.security import KafkaSecurity
 from devtools import localkafka
+from enrichers.topic import read_records
 
 pytestmark = pytest.mark.kafka
 
@@ -243,6 +244,9 @@ def test_k8s_meta_writes_only_the_kubernetes_table(broker: Broker) -> None:
     assert produce(broker, "k8s-meta", topics.K8S.name) == KafkaError.NO_ERROR
     assert produce(broker, "k8s-meta", topics.EVENTS.name) == DENIED_TOPIC
     assert produce(broker, "k8s-meta", topics.ALERTS.name) == DENIED_TOPIC
+    # and reads it back at start with its own grants: group-less, but librdkafka names a group
+    security = KafkaSecurity("SASL_PLAINTEXT", sasl_username="k8s-meta", sasl_password=PASSWORDS["k8s-meta"])
+    assert (b"k", b"v") in read_records(broker.secured, topics.K8S.name, timeout_s=30, security=security)
 
 
 def test_backtest_reads_events_but_never_commits_the_workers_group_or_writes_alerts(broker: Broker) -> None:
