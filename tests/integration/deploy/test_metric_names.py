@@ -25,8 +25,10 @@ UNITS = re.compile(r"s|By|1|\{[a-z_]+\}")
 SUFFIXES = ("_total", "_seconds", "_bytes", "_ratio", ".total", ".seconds", ".bytes")
 # Attribute keys the components may use; all are bounded sets that do not grow with the cluster.
 # "rule": a rule's name, from the operator's rules files (never a node's), at most
-# streams.rulecost.MAX_RULE_LABELS of them
-ALLOWED_ATTRIBUTES = {"category", "reason", "outcome", "priority", "destination", "resource", "rule"}
+# streams.rulecost.MAX_RULE_LABELS of them; "event_type": a name of rules.record's fixed table (280),
+# set by the collector's interest counts for the types it has attached (38 with Falco's files)
+ALLOWED_ATTRIBUTES = {"category", "reason", "outcome", "priority", "destination", "resource", "rule",
+                      "event_type"}  # fmt: skip
 PACKAGES = ("collectors", "enrichers", "streams", "sinks", "telemetry")
 
 
