@@ -38,6 +38,9 @@ BACKTEST_GROUP_PREFIX: Final = "peregrine-backtest-"  # backtest.read's throwawa
 # the group id collectors.control names and never joins: librdkafka wants one, and looks its
 # coordinator up (Describe) even for assign()
 CONTROL_READER_GROUP: Final = "peregrine-collector-control"
+# the throwaway group ids of enrichers.topic.read_records, which k8s-meta (its table at start) and
+# backtest (the enrichment) read the Kubernetes table with: group-less, but looked up alike
+K8S_READER_GROUP_PREFIX: Final = "peregrine-k8s-read-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,10 @@ def _group(name: str, pattern: PatternType) -> list[Binding]:
     return [Binding("group", name, pattern, op) for op in _CONSUME]
 
 
+def _k8s_reader() -> list[Binding]:
+    return [Binding("group", K8S_READER_GROUP_PREFIX, "prefixed", "Describe")]
+
+
 def bindings(
     role: str,
     worker_app_id: str = WORKER_APP_ID,
@@ -79,7 +86,7 @@ def bindings(
         )
     elif role == "k8s-meta":
         # it reads its own table back at start, group-less (enrichers.topic)
-        grants = _topic(c.K8S, "Write", "Read", "Describe", *_DECLARE)
+        grants = _topic(c.K8S, "Write", "Read", "Describe", *_DECLARE) + _k8s_reader()
     elif role == "worker":
         grants = (
             _topic(c.EVENTS, *_CONSUME, "Create")
@@ -101,7 +108,11 @@ def bindings(
             + _group(f"{sink_group_prefix}-", "prefixed")
         )
     elif role == "backtest":
-        grants = _topic(c.EVENTS, *_CONSUME) + _group(BACKTEST_GROUP_PREFIX, "prefixed")
+        # the events, and the Kubernetes table for the enrichment the worker would have had
+        grants = (
+            _topic(c.EVENTS, *_CONSUME) + _group(BACKTEST_GROUP_PREFIX, "prefixed")
+            + _topic(c.K8S, *_CONSUME) + _k8s_reader()
+        )
     else:
         raise ConnectionConfigError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     return tuple(grants)

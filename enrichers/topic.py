@@ -15,6 +15,7 @@ from typing import Any, Final
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from bus import topics
+from bus.acls import K8S_READER_GROUP_PREFIX
 from bus.clients import librdkafka_config, librdkafka_security
 from bus.errors import BusError
 from bus.security import KafkaSecurity
@@ -61,7 +62,7 @@ def read_records(
         {
             "bootstrap.servers": bootstrap_servers,
             # assign() needs no group, but librdkafka insists on an id; a fresh one commits nothing.
-            "group.id": f"peregrine-k8s-read-{uuid.uuid4().hex}",
+            "group.id": f"{K8S_READER_GROUP_PREFIX}{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
             **librdkafka_security(security),

@@ -255,6 +255,10 @@ def test_backtest_reads_events_but_never_commits_the_workers_group_or_writes_ale
     assert code == KafkaError.NO_ERROR
     assert not commits(broker, "backtest", topics.EVENTS.name, "peregrine-worker")
     assert produce(broker, "backtest", topics.ALERTS.name) == DENIED_TOPIC
+    # the enrichment the worker would have had: the Kubernetes table, read group-less (backtest.job)
+    assert produce(broker, "k8s-meta", topics.K8S.name) == KafkaError.NO_ERROR
+    security = KafkaSecurity("SASL_PLAINTEXT", sasl_username="backtest", sasl_password=PASSWORDS["backtest"])
+    assert (b"k", b"v") in read_records(broker.secured, topics.K8S.name, timeout_s=30, security=security)
 
 
 def _role_env(role: str) -> dict[str, str]:
