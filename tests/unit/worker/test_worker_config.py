@@ -86,7 +86,7 @@ def test_an_unknown_rule_matching_is_a_config_error_naming_flag_and_variable(
 
 
 def test_rule_cost_sampling_from_flag_or_environment_and_never_negative() -> None:
-    assert from_args(["--rules", "r"], env={}).rule_cost_every == 128
+    assert from_args(["--rules", "r"], env={}).rule_cost_every == 4096
     assert from_args(["--rules", "r"], env={"PEREGRINE_RULE_COST_EVERY": "0"}).rule_cost_every == 0
     c = from_args(["--rules", "r", "--rule-cost-every", "8"], env={"PEREGRINE_RULE_COST_EVERY": "0"})
     assert c.rule_cost_every == 8
