@@ -86,6 +86,13 @@ def _readlink(path: str) -> str | None:
         return None
 
 
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
 def _argv(block: bytes) -> list[str]:
     """Arguments (or environment) from a /proc cmdline (environ) read of at most PG_MAX_STR + 1
     bytes, cut to what the probe captures at exec, so a process seeded at start cannot carry a
@@ -235,6 +242,10 @@ class ProcTable:
         p = list(old)
         cwd = cwd or p[P_CWD] or _readlink(f"/proc/{tgid}/cwd")
         exepath = _readlink(f"/proc/{tgid}/exe")
+        if exepath is not None and exe is not None and _inode(f"/proc/{tgid}/exe") != exe.ino:
+            # the process has exec'd again since this record (nsenter then its command): /proc
+            # shows the next image, not this one
+            exepath = None
         if exepath is None or not exepath.startswith("/"):
             exepath = filename if filename.startswith("/") or not cwd else os.path.join(cwd, filename)
         p[P_NAME] = _comm(h)
