@@ -61,10 +61,18 @@ def test_every_event_falco_stable_matches_is_admitted(falco_rules_dir: Path, dat
             assert interest.admits(ruleset.interest, ev)
 
 
-def test_a_rule_that_does_not_constrain_a_field_frees_it_for_its_type() -> None:
+def test_a_rule_that_does_not_constrain_a_field_frees_it_but_its_alternative_still_narrows() -> None:
     both = _rules("evt.type = openat and fd.name startswith /etc/", "evt.type = openat and proc.name = cat")
     assert both.interest["openat"].fields == ()
-    assert interest.admits(both.interest, _event("openat", fd={"name": "/usr/x"}))
+    assert len(both.interest["openat"].alternatives) == 2
+    assert interest.admits(both.interest, _event("openat", fd={"name": "/usr/x"}, proc={"name": "cat"}))
+    assert interest.admits(both.interest, _event("openat", fd={"name": "/etc/x"}, proc={"name": "ls"}))
+    assert not interest.admits(both.interest, _event("openat", fd={"name": "/usr/x"}, proc={"name": "ls"}))
+
+
+def test_a_rule_that_requires_nothing_leaves_no_alternative() -> None:
+    both = _rules("evt.type = openat and fd.name startswith /etc/", "evt.type = openat and evt.res < 0")
+    assert both.interest["openat"] == interest.TypeInterest("openat", (), ())
 
 
 def test_an_or_unions_its_branches_and_a_transformer_reads_another_field() -> None:
