@@ -26,13 +26,14 @@ import pytest
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from devtools import localkube
-from devtools.localkube import APISERVER, SERVICE_CIDR, KubeError, free_port, serve_api
+from devtools.localkube import api as localkube_api
+from devtools.localkube.api import APISERVER, SERVICE_CIDR, serve_api
+from devtools.localkube.procs import KubeError, free_port
 
 __all__ = ["APISERVER", "SERVICE_CIDR", "KubeApi", "free_port", "serve"]
 
 
-class KubeApi(localkube.KubeApi):
+class KubeApi(localkube_api.KubeApi):
     """devtools.localkube's pair, with a client of the Kubernetes library (which devtools, a
     runtime package, may not import)."""
 

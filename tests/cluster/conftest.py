@@ -1,6 +1,6 @@
 """A real single-node Kubernetes for the tests in this directory (started once, stopped after the
 last of them; tests/cluster is a package for that): etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, containerd (runc), a kubelet and kube-proxy (devtools/localkube.py, which `scripts/cluster`
+kube-scheduler, containerd (runc), a kubelet and kube-proxy (devtools/localkube/, which `scripts/cluster`
 runs too), with the project's image (scripts/image, via `image_archive`) imported into containerd
 as ``peregrine.local/peregrine:<version>``. Pods use it with ``imagePullPolicy: Never``.
 
@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from devtools import localkafka
-from devtools.localkube import KubeError, Node
+from devtools.localkube.node import Node
+from devtools.localkube.procs import KubeError
 
 from .helm_release import (
     HELM,

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from devtools import localkafka
-from devtools.localkube import Node, binary
+from devtools.localkube.node import Node
+from devtools.localkube.procs import binary
 
 TESTS = Path(__file__).resolve().parents[1]
 for _folder in ("integration/sinks", "integration/deploy", "integration/worker", "e2e", "ebpf"):

@@ -31,7 +31,7 @@ from collectors.cgroups import (
     parse_container_id,
     parse_pod_uid,
 )
-from devtools.localkube import Node
+from devtools.localkube.node import Node
 
 pytestmark = [pytest.mark.kubelet, pytest.mark.root]
 
