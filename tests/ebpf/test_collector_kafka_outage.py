@@ -135,10 +135,12 @@ def test_broker_killed_for_30s_collector_survives_and_resumes() -> None:
     # every marker is either published or accounted for as dropped
     assert len(events) <= final["events_delivered"], f"more events than the broker acknowledged: {final}"
     if len(events) < final["events_delivered"]:
-        # Seen in 2 of 8 full runs: a batch the single, unreplicated broker acknowledged just before
-        # kill -9 is not in its log after the restart, with every 'before' marker but that batch's
-        # there. The collector did its part (the broker said yes); the cause on the broker's side is
-        # not found yet, so this run is reported as an expected failure with its numbers, not a pass.
+        # Seen in 4 of 29 kept broker logs before the collector's producer kept one request in
+        # flight: the partition began at producer sequence 3, the first batches (the first 'before'
+        # markers) never written though librdkafka counted them delivered. Not the kill -9: the
+        # broker wrote the next request first while it was still making the auto-created partition
+        # (KAFKA-15591, fixed in Kafka 4.5). One request in flight should end it; not reproduced
+        # apart (100+ fresh topics), so a run that still shows it is reported, not passed.
         pytest.xfail(f"broker holds {len(events)} of the {final['events_delivered']} events it acknowledged "
                      f"before kill -9; missing markers {missing}")
     assert got["before"] == phases["before"] and got["after"] == phases["after"], missing
