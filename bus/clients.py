@@ -31,6 +31,19 @@ CONNECTION_KEYS: Final = {
 }
 
 
+# What every librdkafka producer of ours sets: idempotent, acknowledged by every in-sync replica,
+# one request in flight per broker. With several in flight, a request refused while the broker
+# was still making a new partition (NOT_LEADER) is overtaken by the next one, which the broker takes
+# as the producer's first and writes; the refused request's records are never written, yet the
+# next one's ack makes librdkafka report them delivered (KAFKA-15591, fixed in Kafka 4.5 only).
+# Seen in 4 of 29 outage-test broker logs: the events partition began at producer sequence 3.
+IDEMPOTENT_PRODUCER: Final[LibrdkafkaConfig] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "max.in.flight.requests.per.connection": 1,
+}
+
+
 def librdkafka_security(security: KafkaSecurity) -> LibrdkafkaConfig:
     """The TLS/SASL settings for confluent-kafka producers, consumers and admin clients."""
     conf: LibrdkafkaConfig = {"security.protocol": security.protocol}

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from confluent_kafka import KafkaError, Producer
 
-from bus.clients import librdkafka_config
+from bus.clients import IDEMPOTENT_PRODUCER, librdkafka_config
 from bus.connection import KafkaConnection
 
 log = logging.getLogger("peregrine.collector.publish")
@@ -49,13 +49,7 @@ class Publisher:
         conf: dict[str, Any] = {
             **librdkafka_config(kafka),
             "client.id": client_id,
-            "enable.idempotence": True,
-            # One request in flight: with several, a request refused while the broker was still
-            # making a new partition (NOT_LEADER) is overtaken by the next, which the broker takes
-            # as the producer's first and writes; the first request's batches never are, yet the
-            # next one's ack makes librdkafka count them delivered (KAFKA-15591, fixed in Kafka 4.5
-            # only). Seen in 4 of 29 outage-test broker logs: the partition begins at sequence 3.
-            "max.in.flight.requests.per.connection": 1,
+            **IDEMPOTENT_PRODUCER,
             "compression.type": "lz4",
             "linger.ms": 20,
             "queue.buffering.max.messages": queue_max_messages,

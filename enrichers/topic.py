@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 
 from bus import topics
 from bus.acls import K8S_READER_GROUP_PREFIX
-from bus.clients import librdkafka_config, librdkafka_security
+from bus.clients import IDEMPOTENT_PRODUCER, librdkafka_config, librdkafka_security
 from bus.errors import BusError
 from bus.security import KafkaSecurity
 from enrichers.config import K8sMetaConfig
@@ -119,8 +119,7 @@ def producer(config: K8sMetaConfig) -> Any:
     return Producer(
         {
             **librdkafka_config(config.connection),
-            "enable.idempotence": True,
-            "acks": "all",
+            **IDEMPOTENT_PRODUCER,
             "linger.ms": 20,
             "compression.type": "lz4",
         }

@@ -44,7 +44,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from alerts.errors import AlertDecodeError
 from alerts.wire import encode
 from bus import dlq
-from bus.clients import librdkafka_config
+from bus.clients import IDEMPOTENT_PRODUCER, librdkafka_config
 from sinks import escape
 from sinks.aggregate import Aggregator, key_values
 from sinks.alert import Alert, decode_alert
@@ -114,8 +114,7 @@ def producer_properties(kafka: KafkaConfig, destination: DestinationConfig) -> d
     return {
         **connection_properties(kafka),
         "client.id": f"peregrine-sink-{destination.name}-dlq",
-        "enable.idempotence": True,
-        "acks": "all",
+        **IDEMPOTENT_PRODUCER,
         "linger.ms": 5,
     }
 

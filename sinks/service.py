@@ -31,7 +31,7 @@ from confluent_kafka import Producer
 
 from bus import connection as kafka_connection
 from bus import topics
-from bus.clients import librdkafka_config
+from bus.clients import IDEMPOTENT_PRODUCER, librdkafka_config
 from bus.errors import TopicError
 from sinks.config import DestinationConfig, SinkConfig, load_config
 from sinks.errors import ConfigError, SinkError
@@ -174,7 +174,7 @@ def suppress_main(argv: list[str]) -> int:
     except TopicError as exc:
         log.error("%s", exc)
         return 1
-    producer = Producer({**librdkafka_config(config.kafka.connection), "enable.idempotence": True})
+    producer = Producer({**librdkafka_config(config.kafka.connection), **IDEMPOTENT_PRODUCER})
     key, value = encode_record(suppression)
     producer.produce(topic, key=key, value=value)
     if producer.flush(30) > 0:
