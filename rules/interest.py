@@ -137,7 +137,7 @@ def narrowed(alternatives: Sequence[Alternative]) -> tuple[Alternative, ...]:
     MAX_ALTERNATIVES, the two most alike are widened into one until they fit. () (any event, as
     far as alternatives go) when one requires nothing, or when there are too many to compare."""
     found = list(dict.fromkeys(alternatives))
-    if any(_free(alt) for alt in found) or len(found) > _MAX_COMPARED:
+    if any(requires_nothing(alt) for alt in found) or len(found) > _MAX_COMPARED:
         return ()
     i = 0
     while i < len(found):
@@ -154,7 +154,7 @@ def narrowed(alternatives: Sequence[Alternative]) -> tuple[Alternative, ...]:
         pairs = ((i, j) for i in range(len(found)) for j in range(i + 1, len(found)))
         i, j = min(pairs, key=lambda pair: _widening(found[pair[0]], found[pair[1]]))
         wide = _widened(found[i], found[j])
-        if _free(wide):
+        if requires_nothing(wide):
             return ()
         found[i] = wide
         del found[j]
@@ -162,7 +162,8 @@ def narrowed(alternatives: Sequence[Alternative]) -> tuple[Alternative, ...]:
 
 
 
-def _free(alt: Alternative) -> bool:
+def requires_nothing(alt: Alternative) -> bool:
+    """Whether `alt` admits every event (so its type's alternatives narrow nothing)."""
     return not alt.fields and alt.accmodes is None and alt.succeeded is None
 
 
