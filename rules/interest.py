@@ -276,7 +276,8 @@ def _fields_admit(fields: Sequence[FieldInterest], ev: Event) -> bool:
 def _alternative_admits(alternative: Alternative, ev: Event) -> bool:
     if not _fields_admit(alternative.fields, ev):
         return False
-    if alternative.succeeded is not None and (ev[R.EV_RES] >= 0) != alternative.succeeded:
+    res = ev[R.EV_RES]
+    if alternative.succeeded is not None and isinstance(res, int) and (res >= 0) != alternative.succeeded:
         return False
     if alternative.accmodes is None:
         return True
