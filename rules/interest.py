@@ -150,15 +150,20 @@ def narrowed(alternatives: Sequence[Alternative]) -> tuple[Alternative, ...]:
             del found[j]
             found[i], j = both, i + 1  # the merged one is compared again with every later one
         i += 1
-    while len(found) > MAX_ALTERNATIVES:
-        pairs = ((i, j) for i in range(len(found)) for j in range(i + 1, len(found)))
-        i, j = min(pairs, key=lambda pair: _widening(found[pair[0]], found[pair[1]]))
-        wide = _widened(found[i], found[j])
+    if len(found) <= MAX_ALTERNATIVES:
+        return tuple(found)
+    pool = dict(enumerate(found))  # by an id, each merged one a new id above the others
+    costs = {(a, b): _widening(pool[a], pool[b]) for a in pool for b in pool if a < b}
+    fresh = len(found)
+    while len(pool) > MAX_ALTERNATIVES:
+        a, b = min(costs, key=costs.__getitem__)  # ties: the earliest pair, so the result is stable
+        wide = _widened(pool.pop(a), pool.pop(b))
         if requires_nothing(wide):
             return ()
-        found[i] = wide
-        del found[j]
-    return tuple(found)
+        costs = {pair: cost for pair, cost in costs.items() if a not in pair and b not in pair}
+        costs.update({(c, fresh): _widening(pool[c], wide) for c in pool})
+        pool[fresh], fresh = wide, fresh + 1
+    return tuple(pool.values())
 
 
 

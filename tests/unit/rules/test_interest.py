@@ -6,9 +6,11 @@ are constrained, and on the cases that must leave a field unconstrained."""
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 import yaml
@@ -223,6 +225,41 @@ def _name(*names: str, field: str = "proc.name") -> interest.FieldInterest:
     return interest.FieldInterest(field, frozenset(names), frozenset(), frozenset(), frozenset())
 
 
+def _fd(exact: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()) -> interest.FieldInterest:
+    return interest.FieldInterest("fd.name", frozenset(exact), frozenset(prefixes), frozenset(), frozenset())
+
+
+_Alt = interest.Alternative
+_ETC, _ROOT = _fd(prefixes=("/etc/",)), _fd(prefixes=("/",))
+
+
+@pytest.mark.parametrize(
+    ("narrow", "wide", "implied"),
+    [
+        (_Alt((_fd(("/etc/x",)),)), _Alt((_ETC,)), True),
+        (_Alt((_fd(("/tmp/x",)),)), _Alt((_ETC,)), False),
+        (_Alt((_ETC,)), _Alt((_ROOT,)), True),
+        (_Alt((_ROOT,)), _Alt((_ETC,)), False),
+        (_Alt(()), _Alt((_ROOT,)), False),  # the wide one needs a field the narrow one leaves free
+        (_Alt((_fd(("/x",)),), frozenset({0})), _Alt((), frozenset({0, 1})), True),
+        (_Alt((), None, True), _Alt((), frozenset({0, 1, 2})), False),
+        (_Alt((), None, True), _Alt((), None, False), False),
+        (_Alt((), frozenset({1}), None), _Alt((), None, True), False),
+    ],
+)
+def test_one_alternative_implies_another_only_when_it_admits_no_more(
+    narrow: interest.Alternative, wide: interest.Alternative, implied: bool
+) -> None:
+    assert interest.implies(narrow, wide) is implied
+
+
+def test_alternatives_differing_in_a_field_and_the_access_modes_stay_apart() -> None:
+    a, b = _Alt((_fd(("/x",)),), frozenset({0})), _Alt((_fd(("/y",)),), frozenset({1}))
+    assert set(interest.narrowed([a, b])) == {a, b}
+    c = _Alt((_fd(("/y",)),), frozenset({0}))
+    assert interest.narrowed([a, c]) == (_Alt((_fd(("/x", "/y")),), frozenset({0})),)
+
+
 def test_narrowing_merges_what_it_can_exactly_and_widens_past_the_cap() -> None:
     alt = interest.Alternative
     read, write = alt((), frozenset({0}), True), alt((), frozenset({1}), True)
@@ -236,6 +273,65 @@ def test_narrowing_merges_what_it_can_exactly_and_widens_past_the_cap() -> None:
     assert interest.narrowed([*many, *many[:1], alt()]) == ()  # one requires nothing
     assert interest.narrowed([alt((_name(f"n{i}"),), frozenset({i % 4}), i % 2 == 0)
                               for i in range(200)]) == ()  # too many to compare: fields alone  # fmt: skip
+
+
+_texts = st.sampled_from(("/etc/x", "/etc/", "/", "cat"))  # few, so that one often covers another
+_few = st.frozensets(_texts, max_size=2)
+_rare = st.sampled_from((frozenset(), frozenset(), frozenset({"x"})))  # mostly none: more cover others
+_field_interests = st.builds(interest.FieldInterest, st.sampled_from(interest.KERNEL_FIELDS), _few, _few,
+                             _rare, _rare)  # fmt: skip
+_alternatives = st.builds(
+    interest.Alternative, st.lists(_field_interests, max_size=2, unique_by=lambda f: f.field).map(tuple),
+    st.none() | st.frozensets(st.integers(0, 3)), st.none() | st.booleans(),
+)
+
+
+@settings(SETTINGS, max_examples=300)
+@given(alternatives=st.lists(_alternatives, max_size=6), path=_texts, name=_texts, flags=st.integers(0, 3),
+       res=st.sampled_from((-2, 3)))  # fmt: skip
+def test_narrowing_admits_every_open_its_alternatives_admit(
+    alternatives: list[interest.Alternative], path: str, name: str, flags: int, res: int
+) -> None:
+    """With a cap of 2, so that merging past it is exercised as often as merging within it."""
+    ev = _event("openat", args={"flags": flags}, res=res, fd={"name": path, "num": res}, proc={"name": name})
+    with patch.object(interest, "MAX_ALTERNATIVES", 2):
+        kept = interest.narrowed(alternatives)
+    assert len(kept) <= 2
+    before = {"openat": interest.TypeInterest("openat", (), tuple(alternatives))}
+    if interest.admits(before, ev):
+        assert interest.admits({"openat": interest.TypeInterest("openat", (), kept)}, ev)
+
+
+@settings(SETTINGS, max_examples=400)
+@given(a=_alternatives, data=st.data(), path=_texts, name=_texts, flags=st.integers(0, 3),
+       res=st.sampled_from((-2, 3)))  # fmt: skip
+def test_two_alternatives_merged_or_one_dropped_lose_nothing(
+    a: interest.Alternative, data: st.DataObject, path: str, name: str, flags: int, res: int
+) -> None:
+    """Pairs, the second often the first with one part drawn again (one field, the access modes or
+    the outcome), so that one implying the other and exact merges are common."""
+    def with_one(drawn: list[interest.FieldInterest]) -> tuple[interest.FieldInterest, ...]:
+        by_name = {f.field: f for f in (*a.fields, *drawn)}  # the drawn one replaces a's of its name
+        return tuple(by_name[name] for name in sorted(by_name))
+
+    fields = st.lists(_field_interests, max_size=1).map(with_one)
+    b = data.draw(st.one_of(
+        _alternatives,
+        st.builds(dataclasses.replace, st.just(a), accmodes=st.none() | st.frozensets(st.integers(0, 3))),
+        st.builds(dataclasses.replace, st.just(a), succeeded=st.none() | st.booleans()),
+        st.builds(dataclasses.replace, st.just(a), fields=fields),
+    ))  # fmt: skip
+    ev = _event("openat", args={"flags": flags}, res=res, fd={"name": path, "num": res}, proc={"name": name})
+
+    def admitted(*alternatives: interest.Alternative) -> bool:
+        return interest.admits({"openat": interest.TypeInterest("openat", (), alternatives)}, ev)
+
+    if interest.implies(a, b) and admitted(a):
+        assert admitted(b)
+    if admitted(a) or admitted(b):
+        assert admitted(*interest.narrowed([a, b]))
+        with patch.object(interest, "MAX_ALTERNATIVES", 1):
+            assert admitted(*interest.narrowed([a, b]))
 
 
 @pytest.mark.parametrize(
