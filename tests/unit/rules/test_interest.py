@@ -200,6 +200,9 @@ def test_every_open_an_outcome_rule_matches_is_admitted(
         ("not (evt.is_open_read=true or evt.failed=false)", {1}, False),
         ("evt.is_open_read=true or evt.res=SUCCESS", None, None),  # a branch leaves each free
         ("evt.arg.flags contains O_CREAT and evt.res != SUCCESS", None, False),
+        ("fd.num = 1048576", None, True),  # a literal far from the ends of the range
+        ("evt.rawres > 2000000000", None, True),
+        ("evt.rawres in (-4095, -4000)", None, False),
     ],
 )
 def test_access_modes_and_outcomes_of_falco_like_conditions(
