@@ -40,7 +40,7 @@ from bus.connection import KafkaConnection
 from collectors.config import CollectorConfig
 from collectors.metrics import ControlMetrics, control_metrics
 from rules.errors import InterestRecordError
-from rules.interest import MAX_VALUES, FieldInterest, TypeInterest
+from rules.interest import MAX_VALUES, Alternative, FieldInterest, TypeInterest, narrowed
 from rules.interest_wire import decode, group_of
 
 log = logging.getLogger("peregrine.collector.control")
@@ -59,13 +59,27 @@ _SHOWN_CHARS: Final = 300
 def union(interests: Iterable[Interest]) -> dict[str, TypeInterest]:
     """What passes any one of `interests`: every type any names; per type, only the fields each
     interest naming it constrains, with all their values (a field past MAX_VALUES is freed, as
-    `rules.interest` does)."""
+    `rules.interest` does), and, when every interest naming it has alternatives, all of them, each
+    with the fields of the interest it came from (`narrowed` merges them down to MAX_ALTERNATIVES);
+    one without alternatives leaves the type none. One interest alone is its own union."""
     out: dict[str, TypeInterest] = {}
     for interest in interests:
         for name, wanted in interest.items():
             have = out.get(name)
-            out[name] = TypeInterest(name, wanted.fields) if have is None else _either(have, wanted)
+            out[name] = wanted if have is None else _either(have, wanted)
     return out
+
+
+def _folded(wanted: TypeInterest) -> tuple[Alternative, ...]:
+    """The type's alternatives, each also requiring the type's fields it does not constrain itself:
+    once the fields are widened by a union, an alternative still carries what its interest
+    required."""
+    out = []
+    for alt in wanted.alternatives:
+        named = {f.field for f in alt.fields}
+        fields = (*alt.fields, *(f for f in wanted.fields if f.field not in named))
+        out.append(Alternative(tuple(sorted(fields, key=lambda f: f.field)), alt.accmodes, alt.succeeded))
+    return narrowed(out)
 
 
 def _either(a: TypeInterest, b: TypeInterest) -> TypeInterest:
@@ -80,7 +94,9 @@ def _either(a: TypeInterest, b: TypeInterest) -> TypeInterest:
         kinds = (merged.exact, merged.prefixes, merged.suffixes, merged.contains)
         if sum(len(k) for k in kinds) <= MAX_VALUES:
             fields.append(merged)
-    return TypeInterest(a.event_type, tuple(fields))
+    left, right = _folded(a), _folded(b)  # () when one has none, or one requiring nothing
+    alternatives = narrowed((*left, *right)) if left and right else ()
+    return TypeInterest(a.event_type, tuple(fields), alternatives)
 
 
 class Handover:
@@ -283,11 +299,13 @@ def announcer(metrics: ControlMetrics) -> OnInterest:
             return
         fields = [f for t in interest.values() for f in t.fields]
         values = sum(len(f.exact) + len(f.prefixes) + len(f.suffixes) + len(f.contains) for f in fields)
+        alternatives = sum(len(t.alternatives) for t in interest.values())
         names = sorted(interest)
         shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
-        log.info("capture interest changed: %d event types (%s), %d constrained fields, %d values",
-                 len(names), shown, len(fields), values,
-                 extra={"event_types": len(names), "fields": len(fields), "values": values})  # fmt: skip
+        log.info("capture interest changed: %d event types (%s), %d constrained fields, %d values, "
+                 "%d alternatives", len(names), shown, len(fields), values, alternatives,
+                 extra={"event_types": len(names), "fields": len(fields), "values": values,
+                        "alternatives": alternatives})  # fmt: skip
 
     return announce
 

@@ -18,9 +18,9 @@ so a user's literal, an `ast.Constant`, is never looked into.
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from rules import operators as ops
 from rules.affixes import Affixes
@@ -55,6 +55,9 @@ from rules.pyexpr import (
     store,
     walk,
 )
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def prologue_statements(codes: Sequence[Code]) -> list[ast.stmt]:
@@ -416,25 +419,38 @@ def _guard_candidates(items: Sequence[_Pending], used: frozenset[int], guards: _
 
 
 def affixes_of(node: Node) -> dict[Code, Affixes]:
-    """Necessary affix conditions of `node` by string read: a leaf's own, every conjunct's of an
-    and, and for an or the union of its branches' on each read all of them constrain."""
-    if isinstance(node, Leaf):
-        found = node.required_affixes()
-        return {} if found is None else {found[0]: found[1]}
+    """Necessary affix conditions of `node` by string read: a leaf's own, the first conjunct's of
+    an and, and for an or the union of its branches' on each read all of them constrain."""
+    return requirements(node, _leaf_affixes, lambda kept, _: kept, Affixes.union)
+
+
+def _leaf_affixes(node: Node) -> dict[Code, Affixes]:
+    found = node.required_affixes() if isinstance(node, Leaf) else None
+    return {} if found is None else {found[0]: found[1]}
+
+
+def requirements(
+    node: Node,
+    of_leaf: Callable[[Node], Mapping[K, V]],
+    both: Callable[[V, V], V],
+    either: Callable[[Sequence[V]], V],
+) -> dict[K, V]:
+    """Necessary conditions of `node` by key (a read, a property of the event): what `of_leaf`
+    says of a leaf (it is also given a not, a constant, which it may say nothing of), for an and
+    what its conjuncts say, combined by `both` where several say something of one key, and for an
+    or, on each key every branch constrains, `either` of the branches' (a branch silent on a key
+    leaves it free). Sound whenever `of_leaf` is: each result holds whenever `node` does."""
     if isinstance(node, And):
-        out: dict[Code, Affixes] = {}
+        out: dict[K, V] = {}
         for child in node.children:
-            for read, affixes in affixes_of(child).items():
-                out.setdefault(read, affixes)
+            for key, found in requirements(child, of_leaf, both, either).items():
+                out[key] = both(out[key], found) if key in out else found
         return out
     if isinstance(node, Or):
-        branches = [affixes_of(child) for child in node.children]
+        branches = [requirements(child, of_leaf, both, either) for child in node.children]
         common = set(branches[0]).intersection(*branches[1:]) if branches else set()
-        merged: dict[Code, Affixes] = {}
-        for read in common:
-            merged[read] = Affixes.union(branch[read] for branch in branches)
-        return merged
-    return {}
+        return {key: either([branch[key] for branch in branches]) for key in common}
+    return dict(of_leaf(node))
 
 
 def _key_of(node: Node) -> tuple[int, tuple[object, ...]] | None:

@@ -15,6 +15,13 @@ through a transformer (``tolower(fd.name)`` is another read) is unconstrained he
 constraints only keep more events. A type with no constraint keeps all its events; a type with no
 rule keeps none (the collector still traces what it needs for its own state).
 
+Beside the fields every rule requires, each rule gives an `Alternative`: the fields it requires,
+and on the open types the access modes and the outcome it allows (`rules.interest_classes`, from
+the same fold over the condition). An event must pass one alternative, so rules constraining
+different fields, or reads apart from writes, still narrow. `narrowed` keeps them few without
+changing what they admit (repeats, one a wider one implies, two differing in one field's values
+merged) and, past MAX_ALTERNATIVES, widens the most alike into one.
+
 Whether the kernel sees the same string as the record is the collector's business: ``fd.name`` is
 the path the collector resolves (absolute, cwd applied), ``proc.name`` its comm. A kernel filter
 that sees another form (a relative path, a comm renamed since exec) must keep the event.
@@ -24,18 +31,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 from rules import record as R
 from rules.affixes import Affixes
 from rules.codegen import affixes_of
-from rules.condtree import FALSE, Node
+from rules.condtree import FALSE, Node, Values
 from rules.fields import FIELDS
+from rules.interest_classes import ACCMODE, ACCMODES, SUCCEEDED, Classes
 from rules.record import EVENT_TYPES, Event
 
 KERNEL_FIELDS: Final = ("fd.name", "proc.name")
 MAX_VALUES: Final = 4096  # values per field past which a constraint is not worth a kernel map
 MAX_ALTERNATIVES: Final = 64  # per type: a kernel filter holds one bit per alternative in a u64
+_MAX_COMPARED: Final = 2 * MAX_ALTERNATIVES  # merging compares every pair: bounded work past this
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +98,12 @@ def _reads(type_id: int) -> dict[str, str]:
     return {FIELDS[name].code(None, type_id).key: name for name in KERNEL_FIELDS}
 
 
-def derive(trees: Mapping[int, Sequence[Node]]) -> dict[str, TypeInterest]:
-    """Each event type's interest, from its rules' condition trees (as `rules.ruleset` builds them);
-    types whose rules can never match are absent."""
+def derive(
+    trees: Mapping[int, Sequence[Node]], values: Mapping[int, Values], namespace: Mapping[str, object]
+) -> dict[str, TypeInterest]:
+    """Each event type's interest, from its rules' condition trees (as `rules.ruleset` builds them,
+    reading `values` of their type, the generated code's `namespace` at hand); types whose rules
+    can never match are absent."""
     out: dict[str, TypeInterest] = {}
     for type_id, conditions in sorted(trees.items()):
         live = [tree for tree in conditions if tree != FALSE]
@@ -100,20 +112,137 @@ def derive(trees: Mapping[int, Sequence[Node]]) -> dict[str, TypeInterest]:
             reads = _reads(type_id)
             per_rule = [{reads[c.key]: found for c, found in affixes_of(tree).items() if c.key in reads}
                         for tree in live]  # fmt: skip
-            out[name] = TypeInterest(name, _constraints(per_rule), _alternatives(per_rule))
+            classes = Classes(type_id, values[type_id], namespace)
+            found = [_alternative(rule, classes.of(tree)) for rule, tree in zip(per_rule, live, strict=True)]
+            alternatives = tuple(alt for alt in found if alt is not None)  # None: the rule matches nothing
+            out[name] = TypeInterest(name, _constraints(per_rule), narrowed(alternatives))
     return out
 
 
-def _alternatives(per_rule: Sequence[Mapping[str, Affixes]]) -> tuple[Alternative, ...]:
-    """One alternative per distinct rule requirement; none when some rule requires nothing (every
-    event may match it) or past `MAX_ALTERNATIVES` (then `fields` alone decide)."""
-    found: dict[Alternative, None] = {}
-    for rule in per_rule:
-        fields = tuple(_field(name, rule[name]) for name in sorted(rule) if rule[name].size() <= MAX_VALUES)
-        if not fields:
+def _alternative(rule: Mapping[str, Affixes], classes: Mapping[str, frozenset[object]]) -> Alternative | None:
+    """What one rule requires; None when its classes leave no event."""
+    fields = tuple(_field(name, rule[name]) for name in sorted(rule) if rule[name].size() <= MAX_VALUES)
+    modes = classes.get(ACCMODE)
+    results = classes.get(SUCCEEDED)
+    if modes is not None and not modes or results is not None and not results:
+        return None
+    accmodes = None if modes is None or modes >= ACCMODES else frozenset(cast(frozenset[int], modes))
+    succeeded = None if results is None or len(results) != 1 else bool(next(iter(results)))
+    return Alternative(fields, accmodes, succeeded)
+
+
+def narrowed(alternatives: Sequence[Alternative]) -> tuple[Alternative, ...]:
+    """`alternatives` admitting the same events, fewer: without repeats, without one a wider one
+    implies, two alike but for one field's values (or the access modes) as one. Past
+    MAX_ALTERNATIVES, the two most alike are widened into one until they fit. () (any event, as
+    far as alternatives go) when one requires nothing, or when there are too many to compare."""
+    found = list(dict.fromkeys(alternatives))
+    if any(requires_nothing(alt) for alt in found) or len(found) > _MAX_COMPARED:
+        return ()
+    i = 0
+    while i < len(found):
+        j = i + 1
+        while j < len(found):
+            both = _exact_union(found[i], found[j])
+            if both is None:
+                j += 1
+                continue
+            del found[j]
+            found[i], j = both, i + 1  # the merged one is compared again with every later one
+        i += 1
+    if len(found) <= MAX_ALTERNATIVES:
+        return tuple(found)
+    pool = dict(enumerate(found))  # by an id, each merged one a new id above the others
+    costs = {(a, b): _widening(pool[a], pool[b]) for a in pool for b in pool if a < b}
+    fresh = len(found)
+    while len(pool) > MAX_ALTERNATIVES:
+        a, b = min(costs, key=costs.__getitem__)  # ties: the earliest pair, so the result is stable
+        wide = _widened(pool.pop(a), pool.pop(b))
+        if requires_nothing(wide):
             return ()
-        found[Alternative(fields)] = None
-    return tuple(found) if len(found) <= MAX_ALTERNATIVES else ()
+        costs = {pair: cost for pair, cost in costs.items() if a not in pair and b not in pair}
+        costs.update({(c, fresh): _widening(pool[c], wide) for c in pool})
+        pool[fresh], fresh = wide, fresh + 1
+    return tuple(pool.values())
+
+
+
+def requires_nothing(alt: Alternative) -> bool:
+    """Whether `alt` admits every event (so its type's alternatives narrow nothing)."""
+    return not alt.fields and alt.accmodes is None and alt.succeeded is None
+
+
+def _exact_union(a: Alternative, b: Alternative) -> Alternative | None:
+    """One alternative admitting exactly what `a` or `b` does, when there is a simple one: the
+    wider when one implies the other, or the two merged when they differ in one field's values or
+    in their access modes only."""
+    if implies(a, b):
+        return b
+    if implies(b, a):
+        return a
+    if a.succeeded != b.succeeded or [f.field for f in a.fields] != [f.field for f in b.fields]:
+        return None
+    differ = [i for i, (x, y) in enumerate(zip(a.fields, b.fields, strict=True)) if x != y]
+    if not differ and a.accmodes is not None and b.accmodes is not None:
+        modes = a.accmodes | b.accmodes
+        return Alternative(a.fields, None if modes >= ACCMODES else modes, a.succeeded)
+    if len(differ) != 1 or a.accmodes != b.accmodes:
+        return None
+    field = _union_field(a.fields[differ[0]], b.fields[differ[0]])
+    if field is None:
+        return None
+    fields = (*a.fields[: differ[0]], field, *a.fields[differ[0] + 1 :])
+    return Alternative(fields, a.accmodes, a.succeeded)
+
+
+def implies(narrow: Alternative, wide: Alternative) -> bool:
+    """Whether every event `narrow` admits, `wide` admits (False when that is not plain)."""
+    if wide.accmodes is not None and (narrow.accmodes is None or not narrow.accmodes <= wide.accmodes):
+        return False
+    if wide.succeeded is not None and narrow.succeeded != wide.succeeded:
+        return False
+    mine = {f.field: f for f in narrow.fields}
+    return all(f.field in mine and _covers(f, mine[f.field]) for f in wide.fields)
+
+
+def _covers(wide: FieldInterest, narrow: FieldInterest) -> bool:
+    """Whether every value `narrow` admits, `wide` does."""
+    return (
+        all(wide.admits(v) for v in narrow.exact)
+        and all(any(p.startswith(q) for q in wide.prefixes) for p in narrow.prefixes)
+        and all(any(s.endswith(t) for t in wide.suffixes) for s in narrow.suffixes)
+        and all(any(d in c for d in wide.contains) for c in narrow.contains)
+    )
+
+
+def _union_field(a: FieldInterest, b: FieldInterest) -> FieldInterest | None:
+    """A field admitting what either does; None past MAX_VALUES (then the field is free)."""
+    union = FieldInterest(a.field, a.exact | b.exact, a.prefixes | b.prefixes, a.suffixes | b.suffixes,
+                          a.contains | b.contains)  # fmt: skip
+    size = len(union.exact) + len(union.prefixes) + len(union.suffixes) + len(union.contains)
+    return union if size <= MAX_VALUES else None
+
+
+def _widened(a: Alternative, b: Alternative) -> Alternative:
+    """One alternative admitting all `a` and `b` do, and maybe more: the fields both constrain,
+    with both's values; the access modes and outcome both allow."""
+    theirs = {f.field: f for f in b.fields}
+    unions = (_union_field(f, theirs[f.field]) for f in a.fields if f.field in theirs)
+    fields = tuple(f for f in unions if f is not None)
+    modes = None if a.accmodes is None or b.accmodes is None else a.accmodes | b.accmodes
+    return Alternative(fields, None if modes is not None and modes >= ACCMODES else modes,
+                       a.succeeded if a.succeeded == b.succeeded else None)  # fmt: skip
+
+
+def _widening(a: Alternative, b: Alternative) -> tuple[int, int]:
+    """How much merging `a` and `b` widens them (smaller: more alike): the constraints either
+    loses, then the values the merged fields hold."""
+    wide = _widened(a, b)
+    lost = len(a.fields) + len(b.fields) - 2 * len(wide.fields)
+    lost += (wide.accmodes != a.accmodes) + (wide.accmodes != b.accmodes)
+    lost += (wide.succeeded != a.succeeded) + (wide.succeeded != b.succeeded)
+    values = sum(len(f.exact) + len(f.prefixes) + len(f.suffixes) + len(f.contains) for f in wide.fields)
+    return lost, values
 
 
 def _field(name: str, affixes: Affixes) -> FieldInterest:
@@ -152,7 +281,8 @@ def _fields_admit(fields: Sequence[FieldInterest], ev: Event) -> bool:
 def _alternative_admits(alternative: Alternative, ev: Event) -> bool:
     if not _fields_admit(alternative.fields, ev):
         return False
-    if alternative.succeeded is not None and (ev[R.EV_RES] >= 0) != alternative.succeeded:
+    res = ev[R.EV_RES]
+    if alternative.succeeded is not None and isinstance(res, int) and (res >= 0) != alternative.succeeded:
         return False
     if alternative.accmodes is None:
         return True

@@ -8,24 +8,39 @@ interest it carries rather than in `bus/`, which imports no Peregrine package: b
 Key ``interest/<group>`` (UTF-8), the worker group (its app id): each group with its own rules has
 its own record, and compaction keeps the newest of each. A tombstone (no value) removes the group.
 Other key prefixes are other kinds of control records, not this module's (`group_of` says None).
-Value, JSON in UTF-8::
+Value, JSON in UTF-8, schema version 2::
 
-    {"v": 1, "group": "peregrine-worker", "time_ns": 1787307330123456789,
+    {"v": 2, "group": "peregrine-worker", "time_ns": 1787307330123456789,
      "digest": "<sha256 hex of the interest's canonical JSON>",
-     "interest": {"execve": {"proc.name": {"exact": ["bash"], "prefixes": [], "suffixes": [],
-                                           "contains": []}},
-                  "openat": {}}}
+     "interest": {"execve": {"fields": {"proc.name": {"exact": ["bash"], "prefixes": [], "suffixes": [],
+                                                      "contains": []}},
+                             "alternatives": []},
+                  "openat": {"fields": {},
+                             "alternatives": [{"fields": {}, "accmodes": [1, 2], "succeeded": true},
+                                              {"fields": {"proc.name": {...}}, "accmodes": null,
+                                               "succeeded": null}]}}}
 
-An event type absent from ``interest`` has no rule (a filter keeps none of its events); a type
-mapped to ``{}`` keeps them all; otherwise an event must pass every field listed (`FieldInterest`).
-The digest covers the interest only, not the time, so replicas with the same rules write the same
-digest and a worker republishes only when it changes.
+An event type absent from ``interest`` has no rule (a filter keeps none of its events); otherwise an
+event must pass every field listed (`FieldInterest`) and, when there are ``alternatives``, one of
+them: each of its fields, its open access mode (flags & O_ACCMODE) one of ``accmodes`` unless that
+is null, and its outcome (returned >= 0) as ``succeeded`` says unless null (`Alternative`). A type
+mapped to no fields and no alternatives keeps all its events. The writer sorts the alternatives,
+so the digest does not depend on their order. The digest covers the interest only, not the time,
+so replicas with the same rules write the same digest and a worker republishes only when it changes.
+
+Version 1, from workers before alternatives, maps each type straight to its fields (``"openat":
+{"fd.name": {...}}``); this build still reads it, so collectors can be upgraded first and read the
+old workers' records meanwhile. A collector from before version 2 refuses a version-2 record (its
+reading is strict), counts it as rejected and keeps the group's last interest it could read, or,
+with none, the interest of its own rules files: that is sound only while the group's rules are the
+ones it last read, so upgrade the collectors before the workers.
 
 Reading is strict: anything but this shape, within the bounds below, raises `InterestRecordError`
-naming the field. Writing never produces what reading refuses: a field constraint past a bound is
-dropped, which only widens the interest (the field becomes unconstrained and its events are kept).
-A field name this build does not know is carried as it is; whoever applies the interest must treat
-a field it cannot read as unconstrained.
+naming the field. Writing never produces what reading refuses: a constraint past a bound is
+dropped, which only widens the interest (a field becomes unconstrained, an alternative loses a
+constraint, a type loses all its alternatives and is left to its fields). A field name this build
+does not know is carried as it is; whoever applies the interest must treat a field it cannot read
+as unconstrained.
 """
 
 from __future__ import annotations
@@ -33,25 +48,36 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from rules.errors import InterestRecordError
-from rules.interest import MAX_VALUES, FieldInterest, TypeInterest
+from rules.interest import (
+    MAX_ALTERNATIVES,
+    MAX_VALUES,
+    Alternative,
+    FieldInterest,
+    TypeInterest,
+    requires_nothing,
+)
+from rules.interest_classes import ACCMODES
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+READABLE_VERSIONS: Final = (1, 2)
 KEY_PREFIX: Final = "interest/"
 # Half the topic's max.message.bytes (the broker's 1 MiB default), so the request around the value
 # always fits too. Falco's stable rules make 1,674 bytes (19 types, 3 constrained fields); with the
 # incubating, sandbox and Peregrine's files 628 (38 types, every field freed by some rule).
 MAX_RECORD_BYTES: Final = 512 * 1024
 MAX_TYPES: Final = 1024  # the record table has a few hundred types
-MAX_FIELDS: Final = 16  # constrained fields per type
+MAX_FIELDS: Final = 16  # constrained fields per type, and per alternative
 MAX_VALUE_BYTES: Final = 4096  # PATH_MAX: a longer path is never one the kernel hands over
 MAX_GROUP_BYTES: Final = 255  # Kafka group ids are free text: bounded here
 KINDS: Final = ("exact", "prefixes", "suffixes", "contains")
 _TOP: Final = frozenset({"v", "group", "time_ns", "digest", "interest"})
+_TYPE_KEYS: Final = ("alternatives", "fields")
+_ALTERNATIVE_KEYS: Final = ("accmodes", "fields", "succeeded")
 _NAME: Final = re.compile(r"[a-z0-9_][a-z0-9_.]{0,63}")  # event type and field names
 _DIGEST: Final = re.compile(r"[0-9a-f]{64}")
 _MAX_TIME_NS: Final = 2**63
@@ -109,21 +135,35 @@ def encode(group: str, interest: Mapping[str, TypeInterest], time_ns: int) -> En
 
 
 def fit(interest: Mapping[str, TypeInterest]) -> dict[str, TypeInterest]:
-    """`interest` within the per-field bounds, by dropping the constraints that exceed them (a
-    field with too many or too long values, fields past MAX_FIELDS, a second constraint on one
-    field): every event `interest` admits, the result admits."""
+    """`interest` within the bounds, by dropping the constraints that exceed them (a field with too
+    many or too long values, fields past MAX_FIELDS, a second constraint on one field, access modes
+    no open has; every alternative past MAX_ALTERNATIVES, or when one is left requiring nothing):
+    every event `interest` admits, the result admits."""
     if len(interest) > MAX_TYPES:
         raise InterestRecordError("interest", f"{len(interest)} event types, more than {MAX_TYPES}")
     out: dict[str, TypeInterest] = {}
     for name, wanted in interest.items():
         _check_name(name, "interest", "event type")
-        kept: dict[str, FieldInterest] = {}
-        for field in wanted.fields:
-            _check_name(field.field, f"interest/{name}", "field")
-            if field.field not in kept and len(kept) < MAX_FIELDS and _fits(field):
-                kept[field.field] = field
-        out[name] = TypeInterest(name, tuple(kept.values()))
+        path = f"interest/{name}"
+        alternatives = tuple(_fit_alternative(alt, f"{path}/alternatives") for alt in wanted.alternatives)
+        if len(alternatives) > MAX_ALTERNATIVES or any(requires_nothing(alt) for alt in alternatives):
+            alternatives = ()
+        out[name] = TypeInterest(name, _fit_fields(wanted.fields, f"{path}/fields"), alternatives)
     return out
+
+
+def _fit_fields(fields: Iterable[FieldInterest], path: str) -> tuple[FieldInterest, ...]:
+    kept: dict[str, FieldInterest] = {}
+    for field in fields:
+        _check_name(field.field, path, "field")
+        if field.field not in kept and len(kept) < MAX_FIELDS and _fits(field):
+            kept[field.field] = field
+    return tuple(kept.values())
+
+
+def _fit_alternative(alt: Alternative, path: str) -> Alternative:
+    modes = alt.accmodes if alt.accmodes is None or alt.accmodes <= ACCMODES else None
+    return Alternative(_fit_fields(alt.fields, path), modes, alt.succeeded)
 
 
 def _fits(field: FieldInterest) -> bool:
@@ -144,21 +184,45 @@ def _utf8_len(value: str) -> int | None:
 
 
 def _without_largest(interest: dict[str, TypeInterest]) -> dict[str, TypeInterest]:
-    sizes = [(len(_canonical(_field_body(f))), name, f.field)
-             for name, t in interest.items() for f in t.fields]  # fmt: skip
+    """`interest` without its largest constraint: a type's field, or all of a type's alternatives
+    (the type is then left to its fields)."""
+    sizes: list[tuple[int, str, str]] = [(len(_canonical(_field_body(f))), name, f.field)
+                                         for name, t in interest.items() for f in t.fields]  # fmt: skip
+    sizes += [(len(_canonical(_alternatives_body(t))), name, "")
+              for name, t in interest.items() if t.alternatives]  # fmt: skip
     if not sizes:
         raise InterestRecordError("interest", f"larger than {MAX_RECORD_BYTES} bytes with no constraint left")
     _, name, field = max(sizes)
     wanted = interest[name]
-    return {**interest, name: TypeInterest(name, tuple(f for f in wanted.fields if f.field != field))}
+    if not field:  # the alternatives
+        return {**interest, name: TypeInterest(name, wanted.fields)}
+    fields = tuple(f for f in wanted.fields if f.field != field)
+    return {**interest, name: TypeInterest(name, fields, wanted.alternatives)}
 
 
 def _field_body(field: FieldInterest) -> dict[str, list[str]]:
     return {kind: sorted(getattr(field, kind)) for kind in KINDS}
 
 
-def _body(interest: Mapping[str, TypeInterest]) -> dict[str, dict[str, dict[str, list[str]]]]:
-    return {name: {f.field: _field_body(f) for f in t.fields} for name, t in interest.items()}
+def _fields_body(fields: Iterable[FieldInterest]) -> dict[str, dict[str, list[str]]]:
+    return {f.field: _field_body(f) for f in fields}
+
+
+def _alternatives_body(wanted: TypeInterest) -> list[dict[str, object]]:
+    """The alternatives in the order of their canonical JSON: a set, whatever order they came in."""
+    bodies: list[dict[str, object]] = [
+        {"fields": _fields_body(alt.fields), "succeeded": alt.succeeded,
+         "accmodes": None if alt.accmodes is None else sorted(alt.accmodes)}
+        for alt in wanted.alternatives
+    ]  # fmt: skip
+    return sorted(bodies, key=_canonical)
+
+
+def _body(interest: Mapping[str, TypeInterest], version: int = SCHEMA_VERSION) -> dict[str, object]:
+    if version == 1:
+        return {name: _fields_body(t.fields) for name, t in interest.items()}
+    return {name: {"fields": _fields_body(t.fields), "alternatives": _alternatives_body(t)}
+            for name, t in interest.items()}  # fmt: skip
 
 
 def _canonical(doc: object) -> bytes:
@@ -170,7 +234,8 @@ def _digest(body: object) -> str:
 
 
 def decode(key: bytes, value: bytes) -> InterestRecord:
-    """The record `key` and `value` hold; InterestRecordError naming the field otherwise."""
+    """The record `key` and `value` hold, of either readable version; InterestRecordError naming
+    the field otherwise."""
     group = group_of(key)
     if group is None:
         raise InterestRecordError("key", f"not {KEY_PREFIX}<group>")
@@ -188,8 +253,8 @@ def decode(key: bytes, value: bytes) -> InterestRecord:
     if unknown:
         raise InterestRecordError(_shown(unknown[0]), "not a key of this schema")
     version = _int(doc, "v")
-    if version != SCHEMA_VERSION:
-        raise InterestRecordError("v", f"schema version {version}; this build reads {SCHEMA_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise InterestRecordError("v", f"schema version {version}; this build reads {READABLE_VERSIONS}")
     if _str(doc, "group") != group:
         raise InterestRecordError("group", "not the group the key names")
     time_ns = _int(doc, "time_ns")
@@ -198,37 +263,78 @@ def decode(key: bytes, value: bytes) -> InterestRecord:
     declared = _str(doc, "digest")
     if not _DIGEST.fullmatch(declared):
         raise InterestRecordError("digest", "not 64 lowercase hexadecimal digits")
-    interest = _interest(_get(doc, "interest"))
-    if _digest(_body(interest)) != declared:
+    interest = _interest(_get(doc, "interest"), version)
+    if _digest(_body(interest, version)) != declared:
         raise InterestRecordError("digest", "does not match the interest")
     return InterestRecord(group, time_ns, declared, interest)
 
 
-def _interest(raw: object) -> dict[str, TypeInterest]:
+def _interest(raw: object, version: int) -> dict[str, TypeInterest]:
     types = _object(raw, "interest")
     if len(types) > MAX_TYPES:
         raise InterestRecordError("interest", f"{len(types)} event types, more than {MAX_TYPES}")
     out: dict[str, TypeInterest] = {}
-    for name, fields_raw in types.items():
+    for name, spec in types.items():
         _check_name(name, "interest", "event type")
         path = f"interest/{name}"
-        fields = _object(fields_raw, path)
-        if len(fields) > MAX_FIELDS:
-            raise InterestRecordError(path, f"{len(fields)} fields, more than {MAX_FIELDS}")
-        parsed = []
-        for field, spec in fields.items():
-            _check_name(field, path, "field")
-            parsed.append(_field(field, spec, f"{path}/{field}"))
-        out[name] = TypeInterest(name, tuple(parsed))
+        if version == 1:
+            out[name] = TypeInterest(name, _fields(spec, path))
+            continue
+        parts = _keys(spec, path, _TYPE_KEYS)
+        alternatives = parts["alternatives"]
+        where = f"{path}/alternatives"
+        if not isinstance(alternatives, list):
+            raise InterestRecordError(where, f"a JSON {_kind(alternatives)}, not an array")
+        if len(alternatives) > MAX_ALTERNATIVES:
+            problem = f"{len(alternatives)} alternatives, more than {MAX_ALTERNATIVES}"
+            raise InterestRecordError(where, problem)
+        parsed = tuple(_alternative(alt, f"{where}/{i}") for i, alt in enumerate(alternatives))
+        out[name] = TypeInterest(name, _fields(parts["fields"], f"{path}/fields"), parsed)
     return out
 
 
-def _field(field: str, raw: object, path: str) -> FieldInterest:
+def _alternative(raw: object, path: str) -> Alternative:
+    parts = _keys(raw, path, _ALTERNATIVE_KEYS)
+    modes, succeeded = parts["accmodes"], parts["succeeded"]
+    if modes is not None:
+        where = f"{path}/accmodes"
+        if not isinstance(modes, list):
+            raise InterestRecordError(where, f"a JSON {_kind(modes)}, not an array or null")
+        for i, mode in enumerate(modes):
+            if isinstance(mode, bool) or not isinstance(mode, int) or mode not in ACCMODES:
+                raise InterestRecordError(f"{where}/{i}", "not an access mode, 0 to 3")
+        for i in range(1, len(modes)):
+            if modes[i] <= modes[i - 1]:
+                raise InterestRecordError(f"{where}/{i}", "not above the access mode before it")
+    if succeeded is not None and not isinstance(succeeded, bool):
+        raise InterestRecordError(f"{path}/succeeded", f"a JSON {_kind(succeeded)}, not a boolean or null")
+    accmodes = None if modes is None else frozenset(cast(list[int], modes))
+    return Alternative(_fields(parts["fields"], f"{path}/fields"), accmodes, succeeded)
+
+
+def _fields(raw: object, path: str) -> tuple[FieldInterest, ...]:
+    fields = _object(raw, path)
+    if len(fields) > MAX_FIELDS:
+        raise InterestRecordError(path, f"{len(fields)} fields, more than {MAX_FIELDS}")
+    parsed = []
+    for field, spec in fields.items():
+        _check_name(field, path, "field")
+        parsed.append(_field(field, spec, f"{path}/{field}"))
+    return tuple(parsed)
+
+
+def _keys(raw: object, path: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """`raw` as an object with exactly these keys."""
     spec = _object(raw, path)
-    if set(spec) != set(KINDS):
-        odd = sorted(set(spec) ^ set(KINDS))[0]
-        problem = "missing" if odd in KINDS else "not a kind of value"
+    if set(spec) != set(keys):
+        odd = sorted(set(spec) ^ set(keys))[0]
+        problem = "missing" if odd in keys else "not a key of this schema"
         raise InterestRecordError(f"{path}/{_shown(odd)}", problem)
+    return spec
+
+
+def _field(field: str, raw: object, path: str) -> FieldInterest:
+    spec = _keys(raw, path, KINDS)
     kinds: dict[str, frozenset[str]] = {}
     total = 0
     for kind in KINDS:

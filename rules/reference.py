@@ -92,7 +92,7 @@ _STRINGS: Final = frozenset({FieldType.CHARBUF, FieldType.FSPATH})
 _IPS: Final = frozenset({FieldType.IPADDR, FieldType.IPNET})
 
 # Linux open(2) flag bits, as the records carry them (rules.record: raw kernel values)
-_O_ACCMODE, _O_RDONLY, _O_WRONLY, _O_RDWR = 0o3, 0o0, 0o1, 0o2
+_O_ACCMODE, _O_WRONLY, _O_RDWR = 0o3, 0o1, 0o2
 _O_CREAT, _O_TMPFILE = 0o100, 0o20200000
 _EXEC_BITS = 0o111
 _OPEN_EVENTS: Final = frozenset({"open", "openat", "openat2"})
@@ -372,8 +372,8 @@ class _Extract:
             return False
         flags = args[params["flags"]] or 0
         access = flags & _O_ACCMODE
-        if mode == "read":
-            return access in (_O_RDONLY, _O_RDWR)
+        if mode == "read":  # libs' open_flags_to_scap reads any mode but O_WRONLY: 3, invalid, too
+            return access != _O_WRONLY
         if mode == "write":
             return access in (_O_WRONLY, _O_RDWR)
         creates = bool(flags & _O_CREAT) or flags & _O_TMPFILE == _O_TMPFILE

@@ -320,7 +320,7 @@ def _build(
     exec(compile(module, "<peregrine rules>", "exec"), namespace)  # noqa: S102 - our own generated code
     trees = {type_id: [tree for _, tree in per_type[type_id]] for type_id in per_type}
     programs = gate.programs(trees, values, namespace)
-    interest = derive_interest(trees)
+    interest = derive_interest(trees, values, namespace)
     if aliases:
         programs = tuple(programs[shared[0]] if i in aliases else p for i, p in enumerate(programs))
         base = interest[EVENT_TYPES[shared[0]]]

@@ -16,6 +16,7 @@ from rules import record as R
 from rules import render_params as rp
 from rules.ast import quote_string
 from rules.fields import FIELDS, FieldFlag, FieldType
+from rules.interest_classes import RESULT_IS_FD
 
 # Literals a code generator can trip on: identifiers, Python keywords, the generated code's own
 # local names, quotes, backslashes, %, parentheses, non-ASCII and invalid UTF-8 (surrogate escapes).
@@ -45,7 +46,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "setns", "symlink", "link", "dup2", "sendto", "chmod", "mkdir", "procexit",
     "personality", "syncfs",  # libs' generic event: two types that may share one bucket
 )  # fmt: skip
-_OPEN_FLAGS = (0, 1, 2, 0o100, 0o101, 0o1000, 0o2000, 0o100 | 0o2)
+_OPEN_FLAGS = (0, 1, 2, 3, 0o100, 0o101, 0o1000, 0o2000, 0o100 | 0o2, 0o100 | 0o3)  # 3: invalid, read by libs
 _BARE = re.compile(r"[A-Za-z0-9_/.:*?\-]+")
 _KEYWORDS = frozenset({"and", "or", "not"})
 
@@ -208,9 +209,24 @@ def events(draw: st.DrawFn) -> list[Any]:
     ev[R.EV_FD] = draw(st.one_of(st.none(), fds()))
     ev[R.EV_NUM] = draw(st.integers(1, 3))  # Falco's evt.num starts at 1
     ev[R.EV_FDTYPES] = draw(maybe(fd_tables(), none_ratio=4))
+    if R.EVENT_TYPES[type_id] in RESULT_IS_FD and draw(st.booleans()):
+        # as the collector writes an open: a result, and the fd's number is that result
+        ev[R.EV_RES] = draw(st.sampled_from((0, 3, -1, -2, -13)))
+        ev[R.EV_FD] = draw(fds())
+        ev[R.EV_FD][R.F_NUM] = ev[R.EV_RES]
     if draw(st.integers(0, 9)) == 0:
         del ev[R.EV_FDTYPES:]  # an event written before EV_FDTYPES existed
     return ev
+
+
+def collectable(ev: list[Any]) -> bool:
+    """Whether a collector could write `ev`: an open's fd number is its result (`collectors.decode`),
+    which the interest relies on; other records the strategies make are only the rules engine's
+    business."""
+    if R.EVENT_TYPES[ev[R.EV_TYPE]] not in RESULT_IS_FD:
+        return True
+    fd = ev[R.EV_FD]
+    return ev[R.EV_RES] is not None and fd is not None and fd[R.F_NUM] == ev[R.EV_RES]
 
 
 def fd_tables() -> st.SearchStrategy[bytes]:
