@@ -166,8 +166,11 @@ def abspath(proc: Process, path: str | None, dirfd: int = _AT_FDCWD) -> str | No
 
 
 def _file_fd(fd: int, raw: str | None, name: str | None, flags: int) -> Fd:
+    """The file an open names. A failed open's fd.num is -1 whatever its errno, as in libs (the
+    thread's last event fd is set only by a successful open), so Falco's ``open_file_failed``
+    (``fd.num=-1``) holds for ENOENT as for EPERM; evt.rawres and evt.arg.fd keep the errno."""
     f: Fd = [None] * FD_LEN
-    f[0] = fd
+    f[0] = fd if fd >= 0 else -1
     f[1] = "d" if flags & _O_DIRECTORY else "f"
     f[2] = name if name is not None else ""
     f[3] = raw
@@ -255,8 +258,8 @@ def _openat(h: Header, it: list[bytes], p: Process) -> tuple[Args, Fd | None]:
     if dirfd & 0x80000000:
         dirfd -= 0x100000000
     name = abspath(p, raw, dirfd)
-    f: Fd = [fd, "d" if flags & _O_DIRECTORY else "f", name if name is not None else "", raw,
-             None, None, None, None, None, False, False, False]
+    f: Fd = [fd if fd >= 0 else -1, "d" if flags & _O_DIRECTORY else "f", name if name is not None else "",
+             raw, None, None, None, None, None, False, False, False]  # fd.num as `_file_fd` says
     return [fd, dirfd, raw, flags, h[H_A0 + 3] & 0xFFFFFFFF, None, None], f
 
 

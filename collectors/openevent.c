@@ -159,7 +159,8 @@ static PyObject *openat_event(PyObject *Py_UNUSED(m), PyObject *const *args, Py_
     PyList_SET_ITEM(a, 5, Py_NewRef(Py_None));
     PyList_SET_ITEM(a, 6, Py_NewRef(Py_None));
 
-    PyList_SET_ITEM(f, 0, Py_NewRef(fd));
+    /* a failed open's fd.num is -1, its errno stays in the arguments (decode._file_fd says why) */
+    PyList_SET_ITEM(f, 0, PyLong_AsLong(fd) < 0 ? PyLong_FromLong(-1) : Py_NewRef(fd));
     PyList_SET_ITEM(f, 1, Py_NewRef(fl & O_DIRECTORY_ ? str_d : str_f));
     PyList_SET_ITEM(f, 2, Py_NewRef(name));
     PyList_SET_ITEM(f, 3, Py_NewRef(raw));

@@ -32,6 +32,7 @@ from rules.record import (
     F_IS_SERVER,
     F_NAME,
     F_NAMERAW,
+    F_NUM,
     F_SIP,
     F_SPORT,
     F_TYPECHAR,
@@ -270,6 +271,25 @@ def test_the_fd_types_item_goes_to_ev_fdtypes_and_nowhere_else() -> None:
         assert [len(e) for e in evs] == [LEGACY_EVENT_LEN, EVENT_LEN, EVENT_LEN, LEGACY_EVENT_LEN]
         assert evs[1][EV_FDTYPES] == table and evs[2][EV_FDTYPES] == table
         assert evs[2][EV_FD][F_NAME] == "/srv/x/f" and evs[3][EV_FD][F_NAME] == "/srv/x/g"
+
+
+def test_a_failed_open_has_fd_num_minus_one_and_keeps_its_errno_in_the_arguments() -> None:
+    """libs sets the thread's last event fd only on a successful open, so fd.num is -1 for every
+    failed one (Falco's open_file_failed: fd.num=-1); evt.rawres and evt.arg.fd keep the errno.
+    For the Python and the C openat builders alike, and the rest of the open family."""
+    for openat in (None, native.load("openevent", native.OPENEVENT).openat):
+        procs = ProcTable("node-a", OFFSET, CgroupResolver(mount=""))
+        d = Decoder(procs, OFFSET, range(len(EVENT_TYPES)), openat)
+        ok, enoent, eacces, op, creat = d.decode([
+            rec("openat", PARENT, ret=3, a=(0xFFFFFF9C, 0, 0, 0), items=(b"/etc/hostname\0",)),
+            rec("openat", PARENT, ret=-2, a=(0xFFFFFF9C, 0, 0, 0), items=(b"/etc/nope\0",)),
+            rec("openat", PARENT, ret=-13, a=(0xFFFFFF9C, 0, 0, 0), items=(b"/etc/shadow\0",)),
+            rec("open", PARENT, ret=-2, a=(0, 0, 0), items=(b"/nope\0",)),
+            rec("creat", PARENT, ret=-30, a=(0, 0o644), items=(b"/ro/f\0",)),
+        ])
+        assert ok[EV_FD][F_NUM] == 3 and ok[EV_ARGS][0] == 3
+        for ev, errno in ((enoent, -2), (eacces, -13), (op, -2), (creat, -30)):
+            assert ev[EV_FD][F_NUM] == -1 and ev[EV_RES] == errno and ev[EV_ARGS][0] == errno
 
 
 def test_listen_names_its_socket_as_falco_names_a_server_socket(decoder: Decoder) -> None:
