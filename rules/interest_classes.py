@@ -15,8 +15,8 @@ class, and admits the classes where it holds on one of them.
   four events, flags 0 to 3, are every case. Any other test of the flags (``evt.arg.flags contains
   O_CREAT``, ``evt.is_open_exec``) depends on other bits and is left free.
 * Outcome, on open, openat, openat2 and creat, which return a new fd or ``-errno``: `evt.rawres`,
-  `evt.res`, `evt.failed` and `fd.num`, which the collector sets to the return value for these
-  types (`collectors.decode`; libs sets -1 on every failure, a value inside ours). A failure is one
+  `evt.res`, `evt.failed` and `fd.num`, which is the new fd on a success and -1 on a failure for
+  these types (`collectors.decode`, as libs), a value inside the failures'. A failure is one
   of ``-4095..-1`` (the kernel's MAX_ERRNO), a success an fd, ``0..2**31-1``. ``evt.res``
   renders each failure as its errno's name, so all 4,095 are tried; the numeric fields are only
   ever compared with literals, so a test of them changes value only at a literal, and each literal,
