@@ -42,6 +42,7 @@ fields of at most 30 + 20 bytes each (`DROP_FIELDS_MAX_BYTES`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -52,7 +53,7 @@ from typing import Final, NoReturn
 
 from alerts.bound import MAX_ALERT_BYTES, fit
 from alerts.errors import AlertDecodeError, AlertError
-from rules.alert import INTERNAL_SOURCE, Alert, Evidence, FieldValue
+from rules.alert import INTERNAL_SOURCE, Alert, EncodedEvidence, Evidence, FieldValue
 from rules.evidence import EVIDENCE_EVENTS_LIMIT
 from rules.output import iso_time
 from rules.priority import Priority
@@ -98,17 +99,32 @@ _DROP_FIELD_SET: Final = frozenset(DROP_FIELDS)
 
 
 def encode(alert: Alert) -> bytes:
-    """The record value of `alert`, at most `MAX_ALERT_BYTES`; `AlertTooLargeError` if it cannot fit."""
-    doc = alert.to_json_dict()
+    """The record value of `alert`, at most `MAX_ALERT_BYTES`; `AlertTooLargeError` if it cannot fit.
+
+    Evidence that comes with its JSON (`EncodedEvidence`, the worker's) is spliced in as the last
+    key, where the document has it: the same bytes, without writing its maps a second time."""
+    evidence = alert.evidence
+    dumps = _dumps
+    if isinstance(evidence, EncodedEvidence) and evidence:
+        doc = alert.to_json_dict(with_evidence=False)
+        tail = _utf8(f',"evidence":{evidence.json}}}')
+
+        def dumps(doc: dict[str, object]) -> bytes:
+            return _dumps(doc)[:-1] + tail
+    else:
+        doc = alert.to_json_dict()
     fields = alert.output_fields
     if any(type(v) is float and not math.isfinite(v) for v in fields.values()):
         doc["output_fields"] = {k: None if type(v) is float and not math.isfinite(v) else v
                                 for k, v in fields.items()}
-    return fit(doc, _dumps)
+    return fit(doc, dumps)
 
 
 def _dumps(doc: dict[str, object]) -> bytes:
-    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _utf8(json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
+
+
+def _utf8(text: str) -> bytes:
     try:
         return text.encode()
     except UnicodeEncodeError:  # same size: a surrogate is 3 bytes in `bound`'s count, U+FFFD too
@@ -181,8 +197,7 @@ def with_drops(alert: Alert, first_ns: int, last_ns: int, counts: Mapping[str, i
         fields[drop_field(cause)] = counts.get(cause, 0)
     fields[DROP_FIRST_NS] = first_ns
     fields[DROP_LAST_NS] = last_ns
-    return Alert(alert.time_ns, alert.rule, alert.priority, alert.output, fields, alert.hostname,
-                 alert.source, alert.tags, alert.uuid)  # fmt: skip
+    return dataclasses.replace(alert, output_fields=fields)  # with its evidence: most needed here
 
 
 def dropped(alert: Alert) -> int | None:

@@ -234,7 +234,11 @@ class Bench:
             for r in RULES:
                 flags += ["--rules", str(r)]
             log = (self.tmp / f"{app_id}-{i}.log").open("wb")
-            env = {**os.environ, "PEREGRINE_METRICS_PORT": "0"}
+            # Per-rule cost sampling off: its start-up compile (2 s of CPU in a thread, every rule
+            # alone) ran inside the measured window of a short drain, taking the GIL from the agent
+            # and adding the same 2 s to both sides of the evidence comparison (py-spy: 10% of a
+            # 1M-event drain's samples). Sampling itself, every 4096th batch, never fires in these drains.
+            env = {**os.environ, "PEREGRINE_METRICS_PORT": "0", "PEREGRINE_RULE_COST_EVERY": "0"}
             if not evidence:
                 env["PEREGRINE_EVIDENCE_EVENTS"] = "0"
             elif self.evidence_depth is not None:

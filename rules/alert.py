@@ -15,6 +15,7 @@ its wire format (bytes, size bound, validation, JSON Schema) is `alerts.wire`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -31,6 +32,21 @@ INTERNAL_SOURCE: Final = "internal"
 FieldValue = str | int | float | bool | None
 # `rules.evidence`: what the process did before the trigger, oldest first, one field map per event
 Evidence = tuple[dict[str, FieldValue], ...]
+
+
+class EncodedEvidence(tuple[dict[str, FieldValue], ...]):
+    """Evidence with its JSON as the alert writes it (compact, no ASCII escaping), made together by
+    `rules.evidence.render`, which writes the JSON anyway to bound its size: `alerts.wire.encode`
+    splices this text into the alert instead of writing the maps a second time. The text belongs to
+    this tuple, so an alert given other evidence is encoded from its maps; the maps are not changed
+    after (nothing in the pipeline changes an alert's evidence in place)."""
+
+    json: str
+
+    def __new__(cls, maps: Iterable[dict[str, FieldValue]], json: str) -> EncodedEvidence:
+        self = super().__new__(cls, maps)
+        self.json = json
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +75,10 @@ class Alert:
         value = self.output_fields.get("k8s.ns.name")
         return value if isinstance(value, str) else None
 
-    def to_json_dict(self) -> dict[str, object]:
+    def to_json_dict(self, with_evidence: bool = True) -> dict[str, object]:
         """``uuid`` first, so a reader can take the idempotency key as a prefix without parsing (the
-        webhook sink does), then Falco's keys in Falco's (sorted) order."""
+        webhook sink does), then Falco's keys in Falco's (sorted) order, then ``evidence`` (left out
+        when `with_evidence` is false: the caller writes it after the rest)."""
         doc: dict[str, object] = {
             "uuid": self.uuid,
             "hostname": self.hostname,
@@ -74,7 +91,7 @@ class Alert:
         if self.source != INTERNAL_SOURCE:
             doc["tags"] = list(self.tags)
         doc["time"] = self.time
-        if self.evidence:
+        if self.evidence and with_evidence:
             doc["evidence"] = [dict(entry) for entry in self.evidence]
         return doc
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any, Final
 
-from rules.alert import Evidence, FieldValue
+from rules.alert import EncodedEvidence, FieldValue
 from rules.output import OutputTemplate, compile_output, json_of
 from rules.record import EV_NUM, EV_PROC, P_PARENT, P_PID, P_PPID, P_START, Event, Process
 
@@ -102,37 +102,48 @@ def select(
     return found
 
 
-def render(events: Sequence[Event]) -> Evidence:
+def render(events: Sequence[Event]) -> EncodedEvidence:
     """The events as bounded field maps (absent values left out), oldest first, at most
-    `MAX_EVIDENCE_BYTES` of JSON: the oldest entries go first when the list is too large."""
-    template = _template()
-    keys, read = _keys(), template.read
+    `MAX_EVIDENCE_BYTES` of JSON: the oldest entries go first when the list is too large. The
+    JSON written to measure it comes along (`EncodedEvidence`), for the alert to reuse."""
+    keys, read = _keys(), _template().read
     maps: list[dict[str, FieldValue]] = []
     for ev in events:
-        entry: dict[str, Any] = {k: v for k, v in zip(keys, read(ev), strict=True) if v is not None}
-        for key, value in entry.items():  # the rare value to convert or cut; most pass untouched
+        entry: dict[str, Any] = {}
+        values: tuple[Any, ...] = read(ev)
+        for key, value in zip(keys, values, strict=True):  # one pass: most values go in untouched
+            if value is None:
+                continue
             kind = type(value)
             if kind is str:
                 if len(value) > MAX_VALUE_CHARS:
-                    entry[key] = value[: MAX_VALUE_CHARS - 1] + _CUT
+                    value = value[: MAX_VALUE_CHARS - 1] + _CUT
             elif kind is not int and kind is not bool and kind is not float:
-                text = json_of(value)
-                if isinstance(text, str) and len(text) > MAX_VALUE_CHARS:
-                    text = text[: MAX_VALUE_CHARS - 1] + _CUT
-                entry[key] = text
+                value = json_of(value)
+                if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+                    value = value[: MAX_VALUE_CHARS - 1] + _CUT
+            entry[key] = value
         maps.append(entry)
-    if _json_bytes(maps) <= MAX_EVIDENCE_BYTES:  # the usual case: one C-speed dump of the list
-        return tuple(maps)
-    sizes = [_json_bytes(m) + 1 for m in maps]
+    text = _json(maps)
+    if _utf8_size(text) <= MAX_EVIDENCE_BYTES:  # the usual case: one C-speed dump of the list
+        return EncodedEvidence(maps, text)
+    sizes = [_utf8_size(_json(m)) + 1 for m in maps]
     total = sum(sizes) + 1
     start = 0
     while total > MAX_EVIDENCE_BYTES and start < len(maps):
         total -= sizes[start]
         start += 1
-    return tuple(maps[start:])
+    return EncodedEvidence(maps[start:], _json(maps[start:]))
 
 
-def _json_bytes(value: object) -> int:
-    """Bytes of `value` as the alert's compact JSON (`alerts.wire` writes the same form)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+def _json(value: object) -> str:
+    """`value` as the alert's compact JSON text (`alerts.wire` writes the same form)."""
+    return _ENCODER.encode(value)
+
+
+# json.dumps builds an encoder per call when given options: a few microseconds per alert
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))

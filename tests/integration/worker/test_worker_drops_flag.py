@@ -90,6 +90,12 @@ def test_alerts_of_a_batch_that_reports_drops_are_flagged_and_no_others(
             "peregrine.drops.first_ns": DROPS.first_ns, "peregrine.drops.last_ns": DROPS.last_ns,
         }
         assert d["rule"] == "Terminal shell in container"  # Falco's alert otherwise
+    # the flag keeps the alert's evidence: a flagged shell carries what the clean node's same shell
+    # does (the batch's earlier shells of its process)
+    clean = {d["output_fields"]["evt.time"]: d.get("evidence") for d in docs if d["hostname"] == "node-clean"}
+    in_order = sorted(flagged, key=lambda d: d["output_fields"]["evt.time"])
+    assert [len(d.get("evidence", ())) for d in in_order] == [0, 1, 2]
+    assert all(d.get("evidence") == clean[d["output_fields"]["evt.time"]] for d in flagged)
     unflagged = [d for d in docs if d not in flagged]
     keys = {"hostname", "output", "output_fields", "priority", "rule", "source", "tags", "time", "uuid"}
     assert all(set(d) - {"evidence"} == keys for d in docs)  # the flag adds no top-level key

@@ -302,3 +302,27 @@ def test_aiokafka_reads_records_through_the_patched_names() -> None:
     assert "self._records_iterator = self._unpack_records()" in inspect.getsource(fetcher.PartitionRecords)
     assert "serialized_value_size" in aiokafka.structs.ConsumerRecord.__dataclass_fields__
     assert "self._partition_records = None" in inspect.getsource(fetcher.FetchResult.getall)
+
+
+def test_transactional_producers_batch_alerts_up_to_the_worker_s_batch_size(
+    built: tuple[faust.App, WorkerConfig],
+) -> None:
+    # Faust Producer._new_producer(transactional_id) builds each partition's AIOKafkaProducer from
+    # producer_max_batch_size; aiokafka's accumulator then blocks send() only past that many bytes
+    # per output partition (MessageAccumulator.add_message waits on a full batch's drain).
+    accumulator = aiokafka.producer.message_accumulator.MessageAccumulator
+    assert "wait_drain" in inspect.getsource(accumulator.add_message)
+    app, _ = built
+
+    async def batch_size() -> int:
+        producer = app.producer._new_producer(transactional_id="t-0")  # type: ignore[attr-defined]
+        try:
+            size: int = producer._message_accumulator._batch_size
+            return size
+        finally:
+            await producer.stop()
+
+    assert asyncio.run(batch_size()) == worker_app._MAX_BATCH_BYTES
+    # lz4's worst case grows incompressible input by 1/255: the batch still fits the alerts topic's
+    # broker default max.message.bytes (1048588)
+    assert worker_app._MAX_BATCH_BYTES * 256 // 255 + 1024 < 1_048_588

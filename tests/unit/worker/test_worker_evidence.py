@@ -6,7 +6,10 @@ with a plain scan of every kept event on random histories."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given, settings
@@ -14,12 +17,16 @@ from hypothesis import strategies as st
 
 from alerts import wire
 from rules import evidence
-from rules.alert import Alert
+from rules.alert import Alert, FieldValue
+from rules.output import compile_output, json_of
 from rules.priority import Priority
 from rules.record import (
+    EV_FD,
     EV_NUM,
     EV_PROC,
     EVENT_LEN,
+    F_NAME,
+    FD_LEN,
     P_ARGS,
     P_EXEPATH,
     P_NAME,
@@ -27,6 +34,7 @@ from rules.record import (
     P_PID,
     P_PPID,
     P_START,
+    P_USER,
     PROCESS_LEN,
     event_type_id,
 )
@@ -174,3 +182,107 @@ def test_an_alert_with_evidence_round_trips_and_without_it_is_falcos_json() -> N
     assert wire.decode(wire.encode(alert)) == alert
     plain = Alert(T0, "r", Priority.WARNING, "o", {}, "node-a", "syscall", ("t",), "u-1")
     assert "evidence" not in json.loads(wire.encode(plain))
+
+
+# --- the alert's evidence is its maps' JSON, written once (rules.alert.EncodedEvidence) -----------
+# Text as an attacker writes it: control characters, quotes, backslashes, U+FFFD (what invalid
+# UTF-8 decodes to), lone surrogates (what a path with invalid UTF-8 is, surrogate-escaped), emoji,
+# and strings past the 512-character cut, so some lists pass the 16 KiB bound and lose entries.
+hostile = st.one_of(
+    st.text(max_size=40),
+    st.text(st.sampled_from(["\x00", "\x1b", "\n", '"', "\\", "\ufffd", "\udcff", "\ud800", "é", "😀", "a"]),
+            max_size=40),
+    st.builds(lambda piece, n: piece * n, st.sampled_from(["x", "\ufffd", "\udcc3", '"', "😀"]),
+              st.integers(400, 3000)),
+)
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def reference_maps(events: list[list[Any]]) -> list[dict[str, Any]]:
+    """The evidence as the issue words it, plainly: each event's Falco fields (one template of them
+    all) without absent values, strings cut at 512 characters, the oldest dropped past 16 KiB."""
+    template = compile_output(" ".join(f"%{name}" for name in evidence.FIELDS), suggested=False)
+    maps = []
+    for ev in events:
+        m: dict[str, Any] = {}
+        for token, value in zip(template.tokens, template.read(ev), strict=True):
+            if value is None:
+                continue
+            if not isinstance(value, str | int | float):
+                value = json_of(value)
+            if isinstance(value, str) and len(value) > evidence.MAX_VALUE_CHARS:
+                value = value[: evidence.MAX_VALUE_CHARS - 1] + "…"
+            m[token.key] = value
+        maps.append(m)
+
+    def size(value: object) -> int:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return len(text.encode("utf-8", "surrogatepass"))
+
+    while size(maps) > evidence.MAX_EVIDENCE_BYTES:
+        maps.pop(0)
+    return maps
+
+
+def reference_record(a: Alert, maps: list[dict[str, Any]]) -> bytes:
+    """The alert's record written plainly from the issue's contract: Falco's keys, uuid first,
+    evidence last, compact JSON in UTF-8, a lone surrogate written as U+FFFD."""
+    seconds, nanos = divmod(a.time_ns, 10**9)
+    doc: dict[str, Any] = {
+        "uuid": a.uuid, "hostname": a.hostname, "output": a.output, "output_fields": a.output_fields,
+        "priority": a.priority.label, "rule": a.rule, "source": a.source, "tags": list(a.tags),
+        "time": datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z",
+    }  # fmt: skip
+    if maps:
+        doc["evidence"] = maps
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    return SURROGATE.sub("\ufffd", text).encode()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(st.tuples(hostile, hostile, hostile, hostile), min_size=1, max_size=40),
+    limit=st.integers(1, evidence.EVIDENCE_EVENTS_LIMIT),
+    output=hostile,
+    huge=st.booleans(),
+)
+def test_the_alert_with_its_evidence_is_the_plain_encoding_byte_for_byte(
+    texts: list[tuple[str, str, str, str]], limit: int, output: str, huge: bool
+) -> None:
+    # a few process records (a chain), each shared by several events, as in a decoded batch
+    procs: list[list[Any]] = []
+    for i, (name, arg, path, user) in enumerate(texts[:4]):
+        p = proc(100 + i, 99 + i, name, procs[-1] if procs else None)
+        p[P_ARGS], p[P_EXEPATH], p[P_USER] = [arg, "-c"], path, user
+        procs.append(p)
+    events = []
+    for num, (_, _, path, _) in enumerate(texts, start=1):
+        ev = event(num, procs[num % len(procs)], (EXECVE, OPENAT, CONNECT)[num % 3])
+        fd: list[Any] = [None] * FD_LEN
+        fd[F_NAME] = path
+        ev[EV_FD] = fd if num % 2 else None
+        events.append(ev)
+    events.append(event(len(events) + 1, procs[-1]))  # the trigger, of the chain's last process
+    picked = evidence.select(events[-1], [events], limit)
+    rendered = evidence.render(picked)
+    assert list(rendered) == reference_maps(picked)
+    maps = [dict(m) for m in rendered]
+    assert rendered.json == json.dumps(maps, ensure_ascii=False, separators=(",", ":"))
+    # past the 256 KiB bound the output is cut (alerts.bound), around the spliced evidence
+    fd_name = "p" * 300_000 if huge else texts[-1][2]
+    fields: dict[str, FieldValue] = {"evt.time": T0, "proc.name": texts[-1][0], "fd.name": fd_name}
+    alert = Alert(T0, "r", Priority.WARNING, output, fields, "node-a", "syscall", ("t", "u"), "u-1", rendered)
+    data = wire.encode(alert)
+    assert data == wire.encode(dataclasses.replace(alert, evidence=tuple(maps)))  # the maps, written again
+    if not huge:
+        assert data == reference_record(alert, maps)
+    assert len(data) <= wire.MAX_ALERT_BYTES
+    assert list(wire.decode(data).evidence) == json.loads(SURROGATE.sub("\ufffd", rendered.json))
+
+
+def test_an_alert_raised_while_its_node_lost_events_keeps_its_evidence() -> None:
+    p = proc(10, 1, "sh")
+    maps = evidence.render([event(1, p, EXECVE), event(2, p)])
+    alert = Alert(T0, "r", Priority.WARNING, "o", {"evt.time": T0}, "node-a", "syscall", ("t",), "u-1", maps)
+    flagged = wire.decode(wire.encode(wire.with_drops(alert, 1, 2, {"ring_full": 3}, 3)))
+    assert flagged.evidence == maps and wire.dropped(flagged) == 3
