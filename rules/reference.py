@@ -142,18 +142,49 @@ def match(
     """Names of the enabled syscall rules whose condition holds, in file (definition) order: the
     first only, or every one with `all_matches` (Falco's ``rule_matching: first | all``).
 
-    Falco evaluates a rule only on the event types its condition can match; that set is computed
-    to contain every type the condition can be true on, so evaluating the condition on every event
-    gives the same answer (given Falco's invariant that ``evt.num`` starts at 1)."""
+    Falco evaluates a rule only on the event codes its condition can match; that set is computed
+    to contain every code the condition can be true on, so evaluating the condition on every event
+    gives the same answer (given Falco's invariant that ``evt.num`` starts at 1), except where
+    several types share one code: `_indexed_for_generic` says when."""
     names: list[str] = []
+    generic = R.EVENT_TYPES[event[R.EV_TYPE]] in _GENERIC_NAMES
     for rule in rules:
         if not rule.enabled or rule.source != "syscall":
+            continue
+        if generic and not _indexed_for_generic(rule.condition, negated=False):
             continue
         if evaluate(rule.condition, event, ip_names=ip_names):
             names.append(rule.name)
             if not all_matches:
                 break
     return names
+
+
+_GENERIC_NAMES: Final = frozenset(R.EVENT_TYPES[i] for i in R.GENERIC_TYPE_IDS)
+_TYPE_FIELDS: Final = frozenset({"evt.type", "syscall.type"})
+_TYPE_OPS: Final = frozenset({"=", "==", "!=", "in"})
+
+
+def _indexed_for_generic(e: Expr, *, negated: bool) -> bool:
+    """Whether libs puts a rule with condition `e` in the index of its generic event code
+    (PPME_GENERIC_E/X), which every syscall without an event of its own shares (ppm_codes.cpp):
+    a negation is pushed down to the leaves; ``evt.type`` compared by ``=``, ``==``, ``in`` or
+    ``!=`` with names, without a modifier, names codes, a generic name the generic code, so
+    ``evt.type != syncfs`` leaves it out for personality too; and and or meet and join; any other
+    check names every code, negated or not."""
+    if isinstance(e, NotExpr):
+        return _indexed_for_generic(e.child, negated=not negated)
+    if isinstance(e, (AndExpr, OrExpr)):
+        found = [_indexed_for_generic(c, negated=negated) for c in e.children]
+        return all(found) if isinstance(e, AndExpr) != negated else any(found)
+    if not (
+        isinstance(e, BinaryCheckExpr) and isinstance(e.left, FieldExpr) and e.left.name in _TYPE_FIELDS
+        and e.left.arg is None and e.op in _TYPE_OPS and e.modifier is None
+    ):  # fmt: skip
+        return True
+    values = e.right.values if isinstance(e.right, ListExpr) else (e.right,)
+    names_generic = any(isinstance(v, ValueExpr) and v.value in _GENERIC_NAMES for v in values)
+    return names_generic != ((e.op == "!=") != negated)
 
 
 # --- the tree walk -------------------------------------------------------------------------------

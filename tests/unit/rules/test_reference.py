@@ -192,3 +192,29 @@ def test_the_reference_imports_none_of_the_code_it_checks() -> None:
         "FieldType",
         "lookup",
     }
+
+
+@pytest.mark.parametrize(
+    ("condition", "on_personality"),
+    [
+        ("not evt.type = syncfs and proc.name = sh", False),  # libs: the generic code is left out
+        ("evt.type != syncfs and proc.name = sh", False),
+        ("evt.type != openat and proc.name = sh", True),
+        ("not evt.type in (openat, execve) and proc.name = sh", True),
+        ("evt.type = personality and proc.name = sh", True),
+        ("(evt.type = syncfs or proc.name = sh) and not evt.type = syncfs", False),
+        ("not (evt.type = openat and proc.name = bash)", True),
+        ("proc.name = sh", True),
+    ],
+)
+def test_a_generic_syscall_is_matched_only_by_rules_libs_indexes_under_the_generic_code(
+    condition: str, on_personality: bool
+) -> None:
+    """libs indexes rules by event code, and every syscall without an event of its own shares one
+    (PPME_GENERIC_X): a rule excluding syncfs by evt.type never sees personality either, though
+    its condition holds there (falcosecurity/libs filter/ppm_codes.cpp, names_to_event_set)."""
+    rule = {"rule": "r", "desc": "d", "condition": condition, "output": "o", "priority": "INFO"}
+    text = yaml.safe_dump([rule])
+    rules = load_sources([("r.yaml", text)]).rules
+    ev = build_event("personality", proc={"name": "sh"})
+    assert reference.match(rules, ev) == (["r"] if on_personality else [])
