@@ -35,7 +35,7 @@ from collectors.header import (
     PG_IR_NO_RULE,
     PG_IR_PATH,
 )
-from collectors.interest_plan import DROP, plan
+from collectors.interest_plan import DROP, PATH_SLOTS, plan
 from collectors.loader import Probe
 from collectors.proctable import ProcTable
 from rules.interest import TypeInterest
@@ -68,6 +68,9 @@ def apply_interest(probe: Probe, interest: Mapping[str, TypeInterest] | None) ->
         _set_record(records, base + EVENT_TYPE_IDS[name], DROP.record(gen))
     for name, record in types.items():
         _set_record(records, base + EVENT_TYPE_IDS[name], record.record(gen))
+    screens = bpf["interest_grams"]
+    for slot, name in enumerate(PATH_SLOTS):
+        _set_record(screens, gen * len(PATH_SLOTS) + slot, target.bitmap(name))
     for name in sorted(set(types) - live.attached - loader.ALWAYS_TRACED):
         loader.attach(probe, name)
     bpf["interest_gen"][ctypes.c_int(0)] = ctypes.c_uint32(gen)

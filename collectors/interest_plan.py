@@ -18,8 +18,11 @@ that check, which only keeps more:
 * fd.name, for the open family only, whose record's fd.name is the captured path string (made
   absolute against the cwd, normalised). Every other type's fd.name is a tuple, a walked path or
   absent, so it is never path-checked. Exact values and prefixes are looked up in the path's
-  trie entries, suffixes (at most PG_SUFFIX_MAX bytes) in the reversed path's; a substring is not
-  tested. Values too long for a key are left out, because the probe keeps every path too long for
+  trie entries, suffixes (at most PG_SUFFIX_MAX bytes) in the reversed path's, and substrings
+  (4 bytes or more) screened: one 4-byte gram of each sets a bit of the type's bitmap (`grams`),
+  a path with any gram whose bit is set passes the alternatives needing a substring. A path
+  holding the substring holds its gram, so the screen never drops one; a collision only keeps
+  more. Values too long for a key are left out, because the probe keeps every path too long for
   a key unchecked.
 * proc.name: the process table's name (a comm: at most 15 bytes), which the probe holds per
   process in pg_names. A value longer than 15 bytes checks its first 15. Suffixes and substrings
@@ -45,7 +48,11 @@ from collectors.header import (
     PG_FIELD_COMM,
     PG_FIELD_PATH,
     PG_FIELD_RPATH,
+    PG_GRAM_BITS,
+    PG_GRAM_MUL,
+    PG_GRAM_SHIFT,
     PG_IM_COMM,
+    PG_IM_GRAMS,
     PG_IM_KEEP,
     PG_IM_PATH,
     PG_IM_SUFFIX,
@@ -59,6 +66,8 @@ from rules.record import EVENT_TYPE_IDS
 
 # the types whose record's fd.name is the path the probe captures as its first item
 PATH_TYPES: Final = frozenset({"open", "openat", "openat2", "creat"})
+# interest_grams' slots in a generation, in order (probe.bpf.c PG_PATH_SLOT)
+PATH_SLOTS: Final = ("open", "openat", "openat2", "creat")
 # the types whose flags the probe has in the registers at sys_exit (probe.bpf.c PG_ACCMODE)
 ACCMODE_TYPES: Final = frozenset({"open", "openat"})
 # exec, exit and the working directory feed the process table; the clone family is libs' state too
@@ -68,7 +77,9 @@ NEVER_FILTERED: Final = frozenset({"execve", "execveat", "procexit", "chdir", "f
 MAX_KEYS: Final = 65536 // 2
 _COMM_MAX: Final = PG_COMM_LEN - 1
 _REPLACEMENT: Final = "\ufffd"
-_RECORD: Final = struct.Struct("<II2Q4Q2Q")  # probe.bpf.c struct pg_itype
+_RECORD: Final = struct.Struct("<II3Q4Q2Q")  # probe.bpf.c struct pg_itype
+_GRAM: Final = 4
+_LOWER: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz")
 
 
 class Entry(NamedTuple):
@@ -98,37 +109,48 @@ class TypePlan:
     mode: int
     path_free: int
     comm_free: int
+    grams: int  # the alternatives a path whose gram hits the screen lets through
     acc: tuple[int, int, int, int]
     res: tuple[int, int]
 
     def record(self, gen: int) -> bytes:
         """The record as probe.bpf.c's struct pg_itype lays it out, in generation `gen`."""
-        return _RECORD.pack(self.mode, gen, self.path_free, self.comm_free, *self.acc, *self.res)
+        return _RECORD.pack(self.mode, gen, self.path_free, self.comm_free, self.grams, *self.acc, *self.res)
 
 
-KEEP: Final = TypePlan(PG_IM_KEEP, 1, 1, (1, 1, 1, 1), (1, 1))
-DROP: Final = TypePlan(0, 0, 0, (0, 0, 0, 0), (0, 0))
+KEEP: Final = TypePlan(PG_IM_KEEP, 1, 1, 0, (1, 1, 1, 1), (1, 1))
+DROP: Final = TypePlan(0, 0, 0, 0, (0, 0, 0, 0), (0, 0))
 
 
 @dataclass(frozen=True, slots=True)
 class KernelInterest:
-    """Per event type to keep, its record, and the trie entries with their masks."""
+    """Per event type to keep, its record; the trie entries with their masks; per open-family
+    type, the bits of its gram screen."""
 
     types: Mapping[str, TypePlan]
     entries: Mapping[Entry, int]
+    grams: Mapping[str, frozenset[int]]
+
+    def bitmap(self, type_name: str) -> bytes:
+        """The type's interest_grams bitmap (PG_GRAM_BITS bits, little-endian words)."""
+        out = bytearray(PG_GRAM_BITS // 8)
+        for h in self.grams.get(type_name, ()):
+            out[h // 8] |= 1 << (h % 8)
+        return bytes(out)
 
 
 def plan(interest: Mapping[str, TypeInterest] | None, whole: Iterable[str] = ()) -> KernelInterest:
     """The maps for `interest`; None keeps every event of the types in `whole` unchecked."""
     if interest is None:
-        return KernelInterest(dict.fromkeys(whole, KEEP), {})
+        return KernelInterest(dict.fromkeys(whole, KEEP), {}, {})
     types: dict[str, TypePlan] = {}
     checks: dict[tuple[str, int], dict[Entry, int]] = {}  # (type, the check's mode bit) -> own masks
+    grams: dict[str, frozenset[int]] = {}
     for name, wanted in interest.items():
         if name in NEVER_FILTERED:
             types[name] = KEEP
             continue
-        types[name], path, comm = _type_plan(name, _alternatives(wanted))
+        types[name], path, comm, grams[name] = _type_plan(name, _alternatives(wanted))
         checks[name, PG_IM_PATH], checks[name, PG_IM_COMM] = path, comm
     # past the bound, the largest checks go first: each left out only keeps more events
     while sum(map(len, checks.values())) > MAX_KEYS:
@@ -138,7 +160,7 @@ def plan(interest: Mapping[str, TypeInterest] | None, whole: Iterable[str] = ())
     entries: dict[Entry, int] = {}
     for own in checks.values():
         entries.update(_closed(own))
-    return KernelInterest(types, entries)
+    return KernelInterest(types, entries, {n: g for n, g in grams.items() if types[n].mode & PG_IM_GRAMS})
 
 
 def _alternatives(wanted: TypeInterest) -> Sequence[Alternative]:
@@ -155,22 +177,28 @@ def _alternatives(wanted: TypeInterest) -> Sequence[Alternative]:
 
 def _type_plan(
     name: str, alternatives: Sequence[Alternative]
-) -> tuple[TypePlan, dict[Entry, int], dict[Entry, int]]:
-    """The type's record and its path and comm entries, each with the bits of its own alternatives."""
+) -> tuple[TypePlan, dict[Entry, int], dict[Entry, int], frozenset[int]]:
+    """The type's record, its path and comm entries (each with the bits of its own alternatives)
+    and its gram screen's bits."""
     type_id = EVENT_TYPE_IDS[name]
     free = {"fd.name": 0, "proc.name": 0}
     own: dict[str, dict[Entry, int]] = {"fd.name": {}, "proc.name": {}}
+    screened, grams = 0, set[int]()
     acc, res = [0, 0, 0, 0], [0, 0]
     for i, alt in enumerate(alternatives):
         bit = 1 << i
         for field_name, found in own.items():
             # a field given twice must pass both: checking the first alone only keeps more
             field = next((f for f in alt.fields if f.field == field_name), None)
-            entries = None if field is None else _entries(type_id, name, field)
-            if entries is None:
+            check = None if field is None else _check(type_id, name, field)
+            if check is None:
                 free[field_name] |= bit
-            for entry in entries or ():
+                continue
+            for entry in check[0]:
                 found[entry] = found.get(entry, 0) | bit
+            if check[1]:
+                screened |= bit
+                grams |= check[1]
         for mode in range(4):
             if alt.accmodes is None or name not in ACCMODE_TYPES or mode in alt.accmodes:
                 acc[mode] |= bit
@@ -183,19 +211,21 @@ def _type_plan(
         mode |= PG_IM_PATH
         if any(e.field == PG_FIELD_RPATH for e in own["fd.name"]):
             mode |= PG_IM_SUFFIX
+        if screened:
+            mode |= PG_IM_GRAMS
     if free["proc.name"] != every:
         mode |= PG_IM_COMM
     record = TypePlan(
-        mode, free["fd.name"], free["proc.name"], (acc[0], acc[1], acc[2], acc[3]), (res[0], res[1])
+        mode, free["fd.name"], free["proc.name"], screened, (acc[0], acc[1], acc[2], acc[3]), (res[0], res[1])
     )
-    return record, own["fd.name"], own["proc.name"]
+    return record, own["fd.name"], own["proc.name"], frozenset(grams)
 
 
 def _unchecked(record: TypePlan, bit: int) -> TypePlan:
     """`record` without the check `bit` (PG_IM_PATH or PG_IM_COMM): every alternative passes it."""
     every = (1 << 64) - 1
     if bit == PG_IM_PATH:
-        return replace(record, mode=record.mode & ~(PG_IM_PATH | PG_IM_SUFFIX), path_free=every)
+        return replace(record, mode=record.mode & ~(PG_IM_PATH | PG_IM_SUFFIX | PG_IM_GRAMS), path_free=every)
     return replace(record, mode=record.mode & ~PG_IM_COMM, comm_free=every)
 
 
@@ -211,17 +241,44 @@ def _closed(own: Mapping[Entry, int]) -> dict[Entry, int]:
     return out
 
 
-def _entries(type_id: int, type_name: str, field: FieldInterest) -> list[Entry] | None:
-    """The trie entries of one field's check, or None when the kernel cannot check it."""
-    if field.contains:
-        return None
+def _check(type_id: int, type_name: str, field: FieldInterest) -> tuple[list[Entry], frozenset[int]] | None:
+    """One field's check: its trie entries and gram bits, or None when the kernel cannot check it."""
     if field.field == "fd.name" and type_name in PATH_TYPES:
         found = _values(type_id, PG_FIELD_PATH, field, _fit_path)
         suffixes = _suffixes(type_id, field.suffixes)
-        return None if found is None or suffixes is None else found + suffixes
-    if field.field == "proc.name" and not field.suffixes:
-        return _values(type_id, PG_FIELD_COMM, field, _fit_comm)
+        grams = _grams(field.contains)
+        if found is None or suffixes is None or grams is None:
+            return None
+        return found + suffixes, grams
+    if field.field == "proc.name" and not field.suffixes and not field.contains:
+        found = _values(type_id, PG_FIELD_COMM, field, _fit_comm)
+        return None if found is None else (found, frozenset())
     return None
+
+
+def _grams(substrings: Iterable[str]) -> frozenset[int] | None:
+    """The screen's bits for `substrings`, one gram each; None when one is shorter than a gram or
+    has U+FFFD (a substring with a NUL is in no C string: it needs none)."""
+    out = set()
+    for value in substrings:
+        raw = value.encode()
+        if len(raw) < _GRAM or _REPLACEMENT in value:
+            return None
+        if b"\0" not in raw:
+            out.add(_gram_bit(_rarest_gram(raw)))
+    return frozenset(out)
+
+
+def _rarest_gram(raw: bytes) -> bytes:
+    """The gram with the most bytes that are not lowercase letters (the first of those): paths are
+    mostly lowercase, so it hits fewer paths that lack the substring."""
+    grams = [raw[i : i + _GRAM] for i in range(len(raw) - _GRAM + 1)]
+    return max(grams, key=lambda g: sum(b not in _LOWER for b in g))
+
+
+def _gram_bit(gram: bytes) -> int:
+    """The screen's bit of a 4-byte gram, as probe.bpf.c pg_grams_hit computes it."""
+    return ((int.from_bytes(gram, "little") * PG_GRAM_MUL) & 0xFFFFFFFF) >> (32 - PG_GRAM_SHIFT)
 
 
 def _values(

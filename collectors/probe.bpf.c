@@ -120,10 +120,15 @@ struct pg_itype {
     u32 gen;       /* the generation byte of this record's trie keys */
     u64 path_free; /* alternatives the path does not constrain (or not in a way the probe tests) */
     u64 comm_free;
+    u64 grams;     /* alternatives a hit in the path's gram screen lets through (substrings) */
     u64 acc[4];    /* by the open's flags & O_ACCMODE (the same four for a type without flags) */
     u64 res[2];    /* [0] the call failed (ret < 0), [1] it succeeded */
 };
+struct pg_grams {
+    u64 w[PG_GRAM_BITS / 64];
+};
 BPF_ARRAY(interest_gen, u32, 1);
+BPF_ARRAY(interest_grams, struct pg_grams, 2 * PG_PATH_SLOTS);
 BPF_ARRAY(interest_type, struct pg_itype, 2 * PG_NTYPES);
 BPF_LPM_TRIE(interest_lpm, struct pg_lpm_key, u64, PG_LPM_ENTRIES);
 BPF_PERCPU_ARRAY(interest_counts, u64, PG_NTYPES * PG_IR_N);
@@ -189,6 +194,8 @@ _Static_assert(PG_SUFFIX_MAX <= 2 + sizeof(struct pg_hdr),
 #define PG_PATH_TYPE(evt) ((evt) == EV_open || (evt) == EV_openat || (evt) == EV_openat2 || (evt) == EV_creat)
 /* the open's flags & O_ACCMODE where the registers hold them (interest_plan.ACCMODE_TYPES); 0 for
  * every other type, whose four acc masks are the same */
+/* the type's interest_grams slot in a generation (interest_plan.PATH_SLOTS) */
+#define PG_PATH_SLOT(evt) ((evt) == EV_open ? 0 : (evt) == EV_openat ? 1 : (evt) == EV_openat2 ? 2 : 3)
 #define PG_ACCMODE(evt, a) ((evt) == EV_openat ? (a)[2] : (evt) == EV_open ? (a)[1] : 0)
 #define PG_ONES 0x0101010101010101ull
 #define PG_HIGHS 0x8080808080808080ull
@@ -199,12 +206,31 @@ static __always_inline u64 pg_zero_bytes(u64 v) {
     return (v - PG_ONES) & ~v & PG_HIGHS;
 }
 
+/* Whether one of the path's 4-byte grams (s: n bytes, its NUL included) has its bit in the slot's
+ * bitmap: every substring some alternative needs has one gram there, so a path holding it hits
+ * (a hash collision only keeps more). One map lookup, then one load per position. */
+static __always_inline int pg_grams_hit(const u8 *s, u32 n, u32 slot) {
+    struct pg_grams *g = interest_grams.lookup(&slot);
+    if (!g)
+        return 1;
+#pragma clang loop unroll(disable)
+    for (u32 p = 0; p < PG_LPM_STR - 4; p++) {
+        if (p + 5 > n)
+            break;
+        u32 h = (*(const u32 *)&s[p] * PG_GRAM_MUL) >> (32 - PG_GRAM_SHIFT);
+        if ((g->w[(h >> 6) & (PG_GRAM_BITS / 64 - 1)] >> (h & 63)) & 1)
+            return 1;
+    }
+    return 0;
+}
+
 /* The alternatives the path at s (n bytes read, its NUL included) lets through, `free` those it
  * cannot stop; `m` is what the other checks left. fd.name is the path made absolute and normalised
  * by the collector (decode.abspath, openevent.c), so only an absolute path that fits a key is
  * looked up (every alternative passes otherwise), and one whose lookups leave `m` empty still
  * passes whole when it holds "/." or "//", which the collector would normalise. The reversed path
- * (suffixes) is looked up only when the type has suffixes and the forward lookup left `m` empty.
+ * (suffixes) is looked up only when the type has suffixes and the forward lookup left `m` empty,
+ * the gram screen (substrings) only when the type has substrings and the lookups left it empty.
  * Keys are built in `room`, word by word. */
 static __always_inline u64 pg_path_mask(u8 *room, const u8 *s, u32 n, u32 evt, const struct pg_itype *it, u64 m) {
     if (n == 0 || n > PG_LPM_STR || s[0] != '/')
@@ -225,6 +251,8 @@ static __always_inline u64 pg_path_mask(u8 *room, const u8 *s, u32 n, u32 evt, c
             *(u64 *)&k->data[PG_LPM_HEAD + i * 8] = __builtin_bswap64(*(const u64 *)&end[PG_SUFFIX_MAX - 8 - i * 8]);
         pass |= pg_lpm_mask(k);
     }
+    if ((it->mode & PG_IM_GRAMS) && !(m & pass) && pg_grams_hit(s, n, it->gen * PG_PATH_SLOTS + PG_PATH_SLOT(evt)))
+        pass |= it->grams;
     if (m & pass)
         return pass;
     for (int i = 0; i < PG_LPM_STR / 8; i++) {

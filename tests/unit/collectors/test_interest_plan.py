@@ -23,7 +23,9 @@ from collectors.header import (
     PG_FIELD_COMM,
     PG_FIELD_PATH,
     PG_FIELD_RPATH,
+    PG_GRAM_BITS,
     PG_IM_COMM,
+    PG_IM_GRAMS,
     PG_IM_KEEP,
     PG_IM_PATH,
     PG_IM_SUFFIX,
@@ -56,17 +58,22 @@ def _interest(*types: tuple[str, tuple[FieldInterest, ...]]) -> dict[str, TypeIn
 # --- a model of probe.bpf.c's tests, from the C --------------------------------------------------
 @dataclass
 class Maps:
-    """What the probe reads: interest_gen, interest_type (raw struct pg_itype by index) and
-    interest_lpm (raw key -> u64)."""
+    """What the probe reads: interest_gen, interest_type (raw struct pg_itype by index),
+    interest_lpm (raw key -> u64) and interest_grams (raw bitmap by index)."""
 
     gen: int
     records: Mapping[int, bytes]
     lpm: Mapping[bytes, int]
+    grams: Mapping[int, bytes]
+
+
+_SLOTS = ("open", "openat", "openat2", "creat")  # probe.bpf.c PG_PATH_SLOT
 
 
 def _maps(planned: KernelInterest, gen: int = 1) -> Maps:
     records = {gen * len(EVENT_TYPES) + EVENT_TYPE_IDS[n]: t.record(gen) for n, t in planned.types.items()}
-    return Maps(gen, records, {e.key(gen): mask for e, mask in planned.entries.items()})
+    grams = {gen * 4 + slot: planned.bitmap(name) for slot, name in enumerate(_SLOTS)}
+    return Maps(gen, records, {e.key(gen): mask for e, mask in planned.entries.items()}, grams)
 
 
 def _lpm_mask(lpm: Mapping[bytes, int], data: bytes) -> int:
@@ -89,8 +96,8 @@ def kernel_keeps(maps: Maps, type_id: int, *, path: bytes | None = None, comm: b
     """pg_exit's tests: the type's record in the live generation, its flags and result masks,
     pg_comm_mask on pg_names' entry (`comm`, None: none), pg_path_mask on the string the probe
     read (bpf_probe_read_user_str: cut, NUL-ended) for the open family."""
-    raw = maps.records.get((maps.gen & 1) * len(EVENT_TYPES) + type_id, bytes(72))
-    mode, gen, path_free, comm_free, *acc_res = struct.unpack("<II2Q4Q2Q", raw)
+    raw = maps.records.get((maps.gen & 1) * len(EVENT_TYPES) + type_id, bytes(80))
+    mode, gen, path_free, comm_free, grams, *acc_res = struct.unpack_from("<II3Q4Q2Q", raw)
     if not mode & PG_IM_KEEP:
         return False
     name = EVENT_TYPES[type_id]
@@ -99,11 +106,12 @@ def kernel_keeps(maps: Maps, type_id: int, *, path: bytes | None = None, comm: b
     if m and mode & PG_IM_COMM and comm is not None:
         m &= comm_free | _lpm_mask(maps.lpm, _head(type_id, PG_FIELD_COMM, gen) + comm[:15].ljust(16, b"\0"))
     if m and mode & PG_IM_PATH and name in ("open", "openat", "openat2", "creat") and path is not None:
-        m &= _path_mask(maps, type_id, gen, path_free, mode, m, path)
+        m &= _path_mask(maps, type_id, (gen, path_free, grams), mode, m, path)
     return m != 0
 
 
-def _path_mask(maps: Maps, type_id: int, gen: int, free: int, mode: int, m: int, path: bytes) -> int:
+def _path_mask(maps: Maps, type_id: int, record: tuple[int, int, int], mode: int, m: int, path: bytes) -> int:
+    gen, free, grams = record
     item = path.split(b"\0", 1)[0][: PG_MAX_STR - 1] + b"\0"
     if len(item) > PG_LPM_STR or item[:1] != b"/":
         return ALL
@@ -114,6 +122,13 @@ def _path_mask(maps: Maps, type_id: int, gen: int, free: int, mode: int, m: int,
         # bytes before the path (the record's header) follow the reversed path in the key
         rev = _head(type_id, PG_FIELD_RPATH, gen) + item[-2::-1] + b"\x2f\xaa" * 40
         found |= _lpm_mask(maps.lpm, rev[:PG_LPM_DATA])
+    if mode & PG_IM_GRAMS and not m & found:
+        bitmap = maps.grams.get(gen * 4 + _SLOTS.index(EVENT_TYPES[type_id]), bytes(PG_GRAM_BITS // 8))
+        for p in range(len(item) - 1 - 3):
+            h = (int.from_bytes(item[p : p + 4], "little") * 0x9E3779B1 & 0xFFFFFFFF) >> 16
+            if bitmap[h // 8] >> (h % 8) & 1:
+                found |= grams
+                break
     if not m & found and (b"/." in item or b"//" in item):
         return ALL
     return found
@@ -156,6 +171,7 @@ def test_each_alternative_has_a_bit_and_an_entry_holds_those_of_its_prefixes() -
         PG_IM_KEEP | PG_IM_PATH | PG_IM_SUFFIX | PG_IM_COMM,
         0,
         0b110,
+        0,
         (0b110, 0b111, 0b111, 0b110),
         (0b111, 0b101),
     )
@@ -176,6 +192,26 @@ def test_each_alternative_has_a_bit_and_an_entry_holds_those_of_its_prefixes() -
     assert kernel_keeps(maps, OPENAT, path=b"/home/a/../key.pe", comm=b"vi")  # the collector normalises it
 
 
+def test_substrings_are_screened_by_one_gram_each() -> None:
+    interest = {"openat": TypeInterest("openat", (), (
+        Alternative((_field("fd.name", prefixes={"/etc/"}, contains={"/.ssh/", "id_rsa"}),)),
+        Alternative((_field("fd.name", contains={"liblzma.so.5.6.0"}),), frozenset({0})),
+        Alternative((_field("fd.name", contains={".pub"}),)),
+    ))}  # fmt: skip
+    planned = plan(interest)
+    assert planned.types["openat"].mode == PG_IM_KEEP | PG_IM_PATH | PG_IM_GRAMS
+    assert planned.types["openat"].grams == 0b111 and len(planned.grams["openat"]) == 4
+    maps = _maps(planned)
+    assert kernel_keeps(maps, OPENAT, path=b"/home/a/.ssh/known_hosts")
+    assert kernel_keeps(maps, OPENAT, path=b"/tmp/id_rsa")
+    assert kernel_keeps(maps, OPENAT, path=b"/tmp/k.pub")  # the last gram
+    assert kernel_keeps(maps, OPENAT, path=b"/usr/lib/liblzma.so.5.6.0", flags=0)
+    # a hit passes every alternative needing a substring: the screen does not tell which one
+    assert kernel_keeps(maps, OPENAT, path=b"/usr/lib/liblzma.so.5.6.0", flags=1)
+    assert not kernel_keeps(maps, OPENAT, path=b"/usr/lib/libc.so.6")
+    assert not kernel_keeps(maps, OPENAT, path=b"/home/a/ssh/x")
+
+
 def test_an_alternative_gets_the_common_fields_it_does_not_constrain() -> None:
     common = _field("proc.name", exact={"cat", "vi"})
     interest = {"openat": TypeInterest("openat", (common,), (
@@ -193,7 +229,7 @@ def test_what_the_kernel_cannot_test_is_left_unconstrained() -> None:
     path = _field("fd.name", prefixes={"/etc/"})
     planned = plan(_interest(
         ("openat", (_field("fd.name", prefixes={"/etc/"}, suffixes={"x" * 65}),)),  # longer than a key
-        ("open", (_field("fd.name", contains={"/.ssh/"}),)),
+        ("open", (_field("fd.name", contains={"ssh"}),)),  # shorter than a gram
         ("creat", (_field("fd.name", prefixes={""}),)),  # admits every path
         ("openat2", (_field("fd.name", exact={"/etc/\ufffd"}),)),  # the kernel compares bytes
         ("connect", (path,)),  # fd.name is a tuple there
@@ -266,6 +302,10 @@ def _values(draw: st.DrawFn) -> str:
 
 @st.composite
 def _raw_paths(draw: st.DrawFn) -> bytes:
+    """Half of them absolute and without "/." or "//", the paths the probe looks up."""
+    if draw(st.booleans()):
+        clean = [n for n in _RAW_NAMES if n and not n.startswith(b".")]
+        return b"/" + b"/".join(draw(st.lists(st.sampled_from(clean), min_size=1, max_size=4)))
     path = b"/".join(draw(st.lists(st.sampled_from(_RAW_NAMES), max_size=5)))
     start = draw(st.sampled_from((b"/", b"/", b"/", b"", b"//")))
     return start + path + draw(st.sampled_from((b"", b"", b"/")))
@@ -273,16 +313,21 @@ def _raw_paths(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def _fields(draw: st.DrawFn, name: str, seen: str | None = None) -> FieldInterest:
-    """Exact values, prefixes and suffixes, often cut from the event's own value (`seen`); a
-    substring now and then (the kernel leaves those)."""
-    cuts = [seen[:i] for i in range(len(seen) + 1)] + [seen[i:] for i in range(len(seen))] if seen else ["/"]
+    """Exact values, prefixes, suffixes and substrings (sometimes substrings alone), often cut
+    from the event's own value (`seen`)."""
+    seen = seen or ""
+    cuts = [seen[i:j] for i in range(len(seen)) for j in range(i, len(seen) + 1) if i == 0 or j == len(seen)]
+    cuts = cuts or ["/"]
+    middles = [seen[i : i + n] for i in range(len(seen)) for n in (4, 6)]
     values = _values() | st.sampled_from(cuts)
     small = st.frozensets(values, max_size=3)
     fixed = st.sampled_from(("shadow", ".pem", "/x", "a" * 70, "\u00e9", "h"))
-    tails = st.frozensets(fixed | st.sampled_from(cuts),
-                          max_size=2)  # fmt: skip
-    rarely = st.sampled_from((frozenset(), frozenset(), frozenset(), frozenset(), frozenset({"shadow"})))
-    return _field(name, draw(small), draw(small), draw(tails), draw(rarely))
+    tails = st.frozensets(fixed | st.sampled_from(cuts), max_size=2)
+    inside = st.sampled_from(("shadow", "/.ssh/", "hadow/", "ssh", "\u00e9\u00e9", *middles))
+    contains = draw(st.frozensets(inside, max_size=2))
+    if draw(st.integers(0, 3)) == 0:
+        return _field(name, contains=contains)
+    return _field(name, draw(small), draw(small), draw(tails), contains)
 
 
 @st.composite
@@ -352,8 +397,8 @@ class _Table:
     def Key(self) -> Any:  # noqa: N802 - bcc's name
         return (ctypes.c_ubyte * (4 + PG_LPM_DATA))()
 
-    def Leaf(self) -> Any:  # noqa: N802 - bcc's name
-        return (ctypes.c_ubyte * 72)()
+    def Leaf(self) -> Any:  # noqa: N802 - bcc's name: the largest value, a gram bitmap
+        return (ctypes.c_ubyte * (PG_GRAM_BITS // 8))()
 
     def __setitem__(self, key: Any, value: Any) -> None:
         stored = value.value if hasattr(value, "value") else bytes(value)
@@ -397,7 +442,8 @@ def test_a_switch_keeps_the_old_interest_until_the_new_one_is_kept_whole() -> No
     def kept(name: str, value: bytes) -> bool:
         """What the probe keeps now, by the model: attached, and its live generation keeps it."""
         items = bpf["interest_type"].items
-        maps = Maps(bpf["interest_gen"].items.get(0, 0), items, bpf["interest_lpm"].items)
+        maps = Maps(bpf["interest_gen"].items.get(0, 0), items, bpf["interest_lpm"].items,
+                    bpf["interest_grams"].items)  # fmt: skip
         return name in probe.live.attached and kernel_keeps(
             maps, EVENT_TYPE_IDS[name], path=value, comm=value
         )
