@@ -120,8 +120,8 @@ def test_the_same_alerts_with_and_without_the_interest(tmp_path: Path, falco_rul
         total = sum(reasons.values())
         share = 1 - reasons.get("kept", 0) / total
         print(f"  {name:14} node: {share:6.1%} of {total} dropped in the kernel {reasons}")
-    # Falco's set leaves every named type unnarrowed today (README: what it narrows), so the kernel
-    # drops nothing here; the live-switch test below is where drops are asserted.
+    # What the kernel drops of Falco's set depends on what the rules' alternatives carry (README:
+    # what it narrows); the live-switch test below is where drops are asserted.
 
 
 def _workload(cgroup: Path, work: str) -> None:
