@@ -1,21 +1,22 @@
 """The probe's interest maps from a ruleset's interest (`collectors.interest_plan`) and the order in
 which `collectors.interest_maps.apply_interest` changes them.
 
-Soundness is checked against a plain model of what probe.bpf.c does with the maps (written here
-from the C, sharing no code with the plan): for random interests with alternatives and random
-events, an event `rules.interest.admits` must be one the model keeps. The record's values are
-computed by the decoder's own functions (`collectors.decode.abspath`, the "replace" decoding)."""
+Soundness is checked against a plain model of what probe.bpf.c does with the maps
+(tests/interest_model.py, from the C, sharing no code with the plan): for random interests with
+alternatives and random events, an event `rules.interest.admits` must be one the model keeps.
+The record's values are computed by the decoder's own functions (`collectors.decode.abspath`,
+the "replace" decoding)."""
 
 from __future__ import annotations
 
 import ctypes
-import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from interest_model import Maps, kernel_keeps, maps_of
 
 from collectors import interest_maps, loader
 from collectors.decode import abspath
@@ -33,15 +34,14 @@ from collectors.header import (
     PG_LPM_STR,
     PG_MAX_STR,
 )
-from collectors.interest_plan import MAX_KEYS, Entry, KernelInterest, TypePlan, plan
+from collectors.interest_plan import MAX_KEYS, Entry, TypePlan, plan
 from rules import interest as ri
 from rules import record as R
 from rules.interest import Alternative, FieldInterest, TypeInterest
-from rules.record import EVENT_TYPE_IDS, EVENT_TYPES, P_CWD, PROCESS_LEN
+from rules.record import EVENT_TYPE_IDS, P_CWD, PROCESS_LEN
 
 OPENAT = EVENT_TYPE_IDS["openat"]
 AT_FDCWD = -100
-ALL = (1 << 64) - 1
 
 
 def _field(name: str, exact: Iterable[str] = (), prefixes: Iterable[str] = (), suffixes: Iterable[str] = (),
@@ -53,85 +53,6 @@ def _field(name: str, exact: Iterable[str] = (), prefixes: Iterable[str] = (), s
 
 def _interest(*types: tuple[str, tuple[FieldInterest, ...]]) -> dict[str, TypeInterest]:
     return {name: TypeInterest(name, fields) for name, fields in types}
-
-
-# --- a model of probe.bpf.c's tests, from the C --------------------------------------------------
-@dataclass
-class Maps:
-    """What the probe reads: interest_gen, interest_type (raw struct pg_itype by index),
-    interest_lpm (raw key -> u64) and interest_grams (raw bitmap by index)."""
-
-    gen: int
-    records: Mapping[int, bytes]
-    lpm: Mapping[bytes, int]
-    grams: Mapping[int, bytes]
-
-
-_SLOTS = ("open", "openat", "openat2", "creat")  # probe.bpf.c PG_PATH_SLOT
-
-
-def _maps(planned: KernelInterest, gen: int = 1) -> Maps:
-    records = {gen * len(EVENT_TYPES) + EVENT_TYPE_IDS[n]: t.record(gen) for n, t in planned.types.items()}
-    grams = {gen * 4 + slot: planned.bitmap(name) for slot, name in enumerate(_SLOTS)}
-    return Maps(gen, records, {e.key(gen): mask for e, mask in planned.entries.items()}, grams)
-
-
-def _lpm_mask(lpm: Mapping[bytes, int], data: bytes) -> int:
-    """The value of the longest key whose first prefixlen bits equal the data's (whole bytes here)."""
-    best, found = -1, 0
-    for key, mask in lpm.items():
-        bits = int.from_bytes(key[:4], "little")
-        assert bits % 8 == 0 and len(key) == 4 + PG_LPM_DATA
-        if data[: bits // 8] == key[4 : 4 + bits // 8] and bits > best:
-            best, found = bits, mask
-    return found
-
-
-def _head(type_id: int, field_id: int, gen: int) -> bytes:
-    return bytes((type_id >> 8, type_id & 0xFF, field_id, gen))
-
-
-def kernel_keeps(maps: Maps, type_id: int, *, path: bytes | None = None, comm: bytes | None = None,
-                 flags: int = 0, ret: int = 0) -> bool:  # fmt: skip
-    """pg_exit's tests: the type's record in the live generation, its flags and result masks,
-    pg_comm_mask on pg_names' entry (`comm`, None: none), pg_path_mask on the string the probe
-    read (bpf_probe_read_user_str: cut, NUL-ended) for the open family."""
-    raw = maps.records.get((maps.gen & 1) * len(EVENT_TYPES) + type_id, bytes(80))
-    mode, gen, path_free, comm_free, grams, *acc_res = struct.unpack_from("<II3Q4Q2Q", raw)
-    if not mode & PG_IM_KEEP:
-        return False
-    name = EVENT_TYPES[type_id]
-    accmode = flags if name in ("open", "openat") else 0  # a[1], a[2]: the flags the record shows
-    m: int = acc_res[4 + (ret >= 0)] & acc_res[accmode & 3]
-    if m and mode & PG_IM_COMM and comm is not None:
-        m &= comm_free | _lpm_mask(maps.lpm, _head(type_id, PG_FIELD_COMM, gen) + comm[:15].ljust(16, b"\0"))
-    if m and mode & PG_IM_PATH and name in ("open", "openat", "openat2", "creat") and path is not None:
-        m &= _path_mask(maps, type_id, (gen, path_free, grams), mode, m, path)
-    return m != 0
-
-
-def _path_mask(maps: Maps, type_id: int, record: tuple[int, int, int], mode: int, m: int, path: bytes) -> int:
-    gen, free, grams = record
-    item = path.split(b"\0", 1)[0][: PG_MAX_STR - 1] + b"\0"
-    if len(item) > PG_LPM_STR or item[:1] != b"/":
-        return ALL
-    found = free | _lpm_mask(
-        maps.lpm, (_head(type_id, PG_FIELD_PATH, gen) + item).ljust(PG_LPM_DATA, b"\xaa")
-    )
-    if mode & PG_IM_SUFFIX and not m & found:
-        # bytes before the path (the record's header) follow the reversed path in the key
-        rev = _head(type_id, PG_FIELD_RPATH, gen) + item[-2::-1] + b"\x2f\xaa" * 40
-        found |= _lpm_mask(maps.lpm, rev[:PG_LPM_DATA])
-    if mode & PG_IM_GRAMS and not m & found:
-        bitmap = maps.grams.get(gen * 4 + _SLOTS.index(EVENT_TYPES[type_id]), bytes(PG_GRAM_BITS // 8))
-        for p in range(len(item) - 1 - 3):
-            h = (int.from_bytes(item[p : p + 4], "little") * 0x9E3779B1 & 0xFFFFFFFF) >> 16
-            if bitmap[h // 8] >> (h % 8) & 1:
-                found |= grams
-                break
-    if not m & found and (b"/." in item or b"//" in item):
-        return ALL
-    return found
 
 
 def _record_name(raw: bytes, dirfd: int, cwd: str | None) -> str | None:
@@ -151,7 +72,7 @@ def test_exact_paths_end_with_their_nul_and_prefixes_do_not() -> None:
     assert exact[:4] == ((4 + 12) * 8).to_bytes(4, "little")
     assert exact[4:20] == bytes((0, OPENAT, PG_FIELD_PATH, 1)) + b"/etc/shadow\0"
     assert len(exact) == 4 + PG_LPM_DATA and exact[20:] == bytes(len(exact) - 20)
-    maps = _maps(planned)
+    maps = maps_of(planned)
     assert kernel_keeps(maps, OPENAT, path=b"/etc/shadow")
     assert kernel_keeps(maps, OPENAT, path=b"/etc/passwd")
     assert not kernel_keeps(maps, OPENAT, path=b"/etc")
@@ -179,7 +100,7 @@ def test_each_alternative_has_a_bit_and_an_entry_holds_those_of_its_prefixes() -
                                Entry(OPENAT, PG_FIELD_PATH, b"/etc/shadow", True): 0b011,
                                Entry(OPENAT, PG_FIELD_RPATH, b"mep.", False): 0b100,
                                Entry(OPENAT, PG_FIELD_COMM, b"cat", True): 0b001}  # fmt: skip
-    maps = _maps(planned)
+    maps = maps_of(planned)
     o_wronly, o_rdonly = 1, 0
     assert kernel_keeps(maps, OPENAT, path=b"/etc/passwd", comm=b"cat", flags=o_wronly)
     assert not kernel_keeps(maps, OPENAT, path=b"/etc/passwd", comm=b"cat", flags=o_rdonly)
@@ -201,7 +122,7 @@ def test_substrings_are_screened_by_one_gram_each() -> None:
     planned = plan(interest)
     assert planned.types["openat"].mode == PG_IM_KEEP | PG_IM_PATH | PG_IM_GRAMS
     assert planned.types["openat"].grams == 0b111 and len(planned.grams["openat"]) == 4
-    maps = _maps(planned)
+    maps = maps_of(planned)
     assert kernel_keeps(maps, OPENAT, path=b"/home/a/.ssh/known_hosts")
     assert kernel_keeps(maps, OPENAT, path=b"/tmp/id_rsa")
     assert kernel_keeps(maps, OPENAT, path=b"/tmp/k.pub")  # the last gram
@@ -218,7 +139,7 @@ def test_an_alternative_gets_the_common_fields_it_does_not_constrain() -> None:
         Alternative((_field("fd.name", prefixes={"/etc/"}),)),
         Alternative((_field("proc.name", exact={"vi"}),)),
     ))}  # fmt: skip
-    maps = _maps(plan(interest))
+    maps = maps_of(plan(interest))
     assert kernel_keeps(maps, OPENAT, path=b"/etc/x", comm=b"cat")
     assert not kernel_keeps(maps, OPENAT, path=b"/etc/x", comm=b"sh")
     assert kernel_keeps(maps, OPENAT, path=b"/usr/x", comm=b"vi")
@@ -251,7 +172,7 @@ def test_process_names_are_checked_on_any_type_with_comm_semantics() -> None:
     assert set(planned.entries) == {Entry(connect, PG_FIELD_COMM, b"nc", True),
                                     Entry(connect, PG_FIELD_COMM, b"a-very-long-pro", True),
                                     Entry(connect, PG_FIELD_COMM, b"kube", False)}  # fmt: skip
-    maps = _maps(planned)
+    maps = maps_of(planned)
     assert kernel_keeps(maps, connect, comm=b"nc")
     assert kernel_keeps(maps, connect, comm=b"kube-proxy")
     assert kernel_keeps(maps, connect, comm=None)
@@ -270,7 +191,7 @@ def test_no_interest_keeps_the_types_whole_and_too_many_keys_drop_the_largest_ch
         planned.types["openat"].mode == PG_IM_KEEP and planned.types["open"].mode == PG_IM_KEEP | PG_IM_PATH
     )
     assert len(planned.entries) == 1
-    assert kernel_keeps(_maps(planned), OPENAT, path=b"/y")
+    assert kernel_keeps(maps_of(planned), OPENAT, path=b"/y")
 
 
 def test_paths_longer_than_a_key_are_left_to_the_probe() -> None:
@@ -280,7 +201,7 @@ def test_paths_longer_than_a_key_are_left_to_the_probe() -> None:
     assert planned.types["openat"].mode & PG_IM_PATH and set(planned.entries) == {
         Entry(OPENAT, PG_FIELD_PATH, long_dir.encode(), True)
     }
-    maps = _maps(planned)
+    maps = maps_of(planned)
     assert kernel_keeps(maps, OPENAT, path=long_dir.encode())
     assert kernel_keeps(maps, OPENAT, path=long_dir.encode() + b"/x")  # too long
     assert not kernel_keeps(maps, OPENAT, path=long_dir.encode()[:-1])
@@ -376,7 +297,7 @@ def test_every_event_the_interest_admits_is_kept(
     wanted = data.draw(_type_interests(type_name, {"fd.name": name, "proc.name": proc_name}))
     ev = _event(type_name, name, proc_name, flags, ret)
     if ri.admits({type_name: wanted}, ev):
-        maps = _maps(plan({type_name: wanted}))
+        maps = maps_of(plan({type_name: wanted}))
         type_id = EVENT_TYPE_IDS[type_name]
         assert kernel_keeps(maps, type_id, path=raw, comm=raw_comm, flags=flags, ret=ret), (
             raw,
