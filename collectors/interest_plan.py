@@ -52,10 +52,8 @@ from collectors.header import (
     PG_GRAM_MUL,
     PG_GRAM_SHIFT,
     PG_IM_COMM,
-    PG_IM_GRAMS,
     PG_IM_KEEP,
     PG_IM_PATH,
-    PG_IM_SUFFIX,
     PG_LPM_DATA,
     PG_LPM_HEAD,
     PG_LPM_STR,
@@ -77,7 +75,7 @@ NEVER_FILTERED: Final = frozenset({"execve", "execveat", "procexit", "chdir", "f
 MAX_KEYS: Final = 65536 // 2
 _COMM_MAX: Final = PG_COMM_LEN - 1
 _REPLACEMENT: Final = "\ufffd"
-_RECORD: Final = struct.Struct("<II3Q4Q2Q")  # probe.bpf.c struct pg_itype
+_RECORD: Final = struct.Struct("<II4Q4Q2Q")  # probe.bpf.c struct pg_itype
 _GRAM: Final = 4
 _LOWER: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz")
 
@@ -109,17 +107,19 @@ class TypePlan:
     mode: int
     path_free: int
     comm_free: int
+    suffixed: int  # the alternatives with suffixes: the reversed path's lookup lets only these through
     grams: int  # the alternatives a path whose gram hits the screen lets through
     acc: tuple[int, int, int, int]
     res: tuple[int, int]
 
     def record(self, gen: int) -> bytes:
         """The record as probe.bpf.c's struct pg_itype lays it out, in generation `gen`."""
-        return _RECORD.pack(self.mode, gen, self.path_free, self.comm_free, self.grams, *self.acc, *self.res)
+        masks = (self.path_free, self.comm_free, self.suffixed, self.grams, *self.acc, *self.res)
+        return _RECORD.pack(self.mode, gen, *masks)
 
 
-KEEP: Final = TypePlan(PG_IM_KEEP, 1, 1, 0, (1, 1, 1, 1), (1, 1))
-DROP: Final = TypePlan(0, 0, 0, 0, (0, 0, 0, 0), (0, 0))
+KEEP: Final = TypePlan(PG_IM_KEEP, 1, 1, 0, 0, (1, 1, 1, 1), (1, 1))
+DROP: Final = TypePlan(0, 0, 0, 0, 0, (0, 0, 0, 0), (0, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +160,7 @@ def plan(interest: Mapping[str, TypeInterest] | None, whole: Iterable[str] = ())
     entries: dict[Entry, int] = {}
     for own in checks.values():
         entries.update(_closed(own))
-    return KernelInterest(types, entries, {n: g for n, g in grams.items() if types[n].mode & PG_IM_GRAMS})
+    return KernelInterest(types, entries, {n: g for n, g in grams.items() if types[n].grams})
 
 
 def _alternatives(wanted: TypeInterest) -> Sequence[Alternative]:
@@ -183,7 +183,7 @@ def _type_plan(
     type_id = EVENT_TYPE_IDS[name]
     free = {"fd.name": 0, "proc.name": 0}
     own: dict[str, dict[Entry, int]] = {"fd.name": {}, "proc.name": {}}
-    screened, grams = 0, set[int]()
+    suffixed, screened, grams = 0, 0, set[int]()
     acc, res = [0, 0, 0, 0], [0, 0]
     for i, alt in enumerate(alternatives):
         bit = 1 << i
@@ -196,6 +196,8 @@ def _type_plan(
                 continue
             for entry in check[0]:
                 found[entry] = found.get(entry, 0) | bit
+                if entry.field == PG_FIELD_RPATH:
+                    suffixed |= bit
             if check[1]:
                 screened |= bit
                 grams |= check[1]
@@ -209,14 +211,16 @@ def _type_plan(
     mode = PG_IM_KEEP
     if free["fd.name"] != every:
         mode |= PG_IM_PATH
-        if any(e.field == PG_FIELD_RPATH for e in own["fd.name"]):
-            mode |= PG_IM_SUFFIX
-        if screened:
-            mode |= PG_IM_GRAMS
     if free["proc.name"] != every:
         mode |= PG_IM_COMM
     record = TypePlan(
-        mode, free["fd.name"], free["proc.name"], screened, (acc[0], acc[1], acc[2], acc[3]), (res[0], res[1])
+        mode,
+        free["fd.name"],
+        free["proc.name"],
+        suffixed,
+        screened,
+        (acc[0], acc[1], acc[2], acc[3]),
+        (res[0], res[1]),
     )
     return record, own["fd.name"], own["proc.name"], frozenset(grams)
 
@@ -225,7 +229,7 @@ def _unchecked(record: TypePlan, bit: int) -> TypePlan:
     """`record` without the check `bit` (PG_IM_PATH or PG_IM_COMM): every alternative passes it."""
     every = (1 << 64) - 1
     if bit == PG_IM_PATH:
-        return replace(record, mode=record.mode & ~(PG_IM_PATH | PG_IM_SUFFIX | PG_IM_GRAMS), path_free=every)
+        return replace(record, mode=record.mode & ~PG_IM_PATH, path_free=every, suffixed=0, grams=0)
     return replace(record, mode=record.mode & ~PG_IM_COMM, comm_free=every)
 
 

@@ -120,6 +120,7 @@ struct pg_itype {
     u32 gen;       /* the generation byte of this record's trie keys */
     u64 path_free; /* alternatives the path does not constrain (or not in a way the probe tests) */
     u64 comm_free;
+    u64 suffixed;  /* alternatives the reversed path's lookup can let through (suffixes) */
     u64 grams;     /* alternatives a hit in the path's gram screen lets through (substrings) */
     u64 acc[4];    /* by the open's flags & O_ACCMODE (the same four for a type without flags) */
     u64 res[2];    /* [0] the call failed (ret < 0), [1] it succeeded */
@@ -229,8 +230,9 @@ static __always_inline int pg_grams_hit(const u8 *s, u32 n, u32 slot) {
  * by the collector (decode.abspath, openevent.c), so only an absolute path that fits a key is
  * looked up (every alternative passes otherwise), and one whose lookups leave `m` empty still
  * passes whole when it holds "/." or "//", which the collector would normalise. The reversed path
- * (suffixes) is looked up only when the type has suffixes and the forward lookup left `m` empty,
- * the gram screen (substrings) only when the type has substrings and the lookups left it empty.
+ * (suffixes) is looked up only when an alternative in `m` has suffixes and the forward lookup left
+ * `m` empty, the gram screen (substrings) only when one in `m` has substrings and the lookups left
+ * it empty.
  * Keys are built in `room`, word by word. */
 static __always_inline u64 pg_path_mask(u8 *room, const u8 *s, u32 n, u32 evt, const struct pg_itype *it, u64 m) {
     if (n == 0 || n > PG_LPM_STR || s[0] != '/')
@@ -241,7 +243,7 @@ static __always_inline u64 pg_path_mask(u8 *room, const u8 *s, u32 n, u32 evt, c
     for (int i = 0; i < PG_LPM_STR / 8; i++)
         *(u64 *)&k->data[PG_LPM_HEAD + i * 8] = *(const u64 *)&s[i * 8];
     u64 pass = it->path_free | pg_lpm_mask(k);
-    if ((it->mode & PG_IM_SUFFIX) && !(m & pass)) {
+    if ((m & it->suffixed) && !(m & pass)) {
         /* the key's byte i is the path's byte L - 1 - i: words read backwards, byte-swapped; a path
          * shorter than the key brings bytes from before it, which can only add matches */
         const u8 *end = s - PG_SUFFIX_MAX + ((n - 1) & 0xff);
@@ -251,7 +253,7 @@ static __always_inline u64 pg_path_mask(u8 *room, const u8 *s, u32 n, u32 evt, c
             *(u64 *)&k->data[PG_LPM_HEAD + i * 8] = __builtin_bswap64(*(const u64 *)&end[PG_SUFFIX_MAX - 8 - i * 8]);
         pass |= pg_lpm_mask(k);
     }
-    if ((it->mode & PG_IM_GRAMS) && !(m & pass) && pg_grams_hit(s, n, it->gen * PG_PATH_SLOTS + PG_PATH_SLOT(evt)))
+    if ((m & it->grams) && !(m & pass) && pg_grams_hit(s, n, it->gen * PG_PATH_SLOTS + PG_PATH_SLOT(evt)))
         pass |= it->grams;
     if (m & pass)
         return pass;

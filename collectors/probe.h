@@ -45,15 +45,14 @@
  * 0, the state at load, keeps nothing but the records the process table needs (flagged
  * PG_FLAG_UNWANTED); PG_IM_KEEP keeps the type's events whose flags and result some alternative
  * allows, narrowed by the checks whose bits are set: PG_IM_PATH (the open family's absolute path,
- * looked up in interest_lpm), PG_IM_SUFFIX (that path reversed, too, for suffixes), PG_IM_GRAMS
- * (the path's 4-byte grams in interest_grams' bitmap, for substrings) and PG_IM_COMM
+ * looked up in interest_lpm; then the path reversed, for suffixes, and the path's 4-byte grams in
+ * interest_grams' bitmap, for substrings, when the record's masks say an alternative needs them)
+ * and PG_IM_COMM
  * (the process's name as the collector's process table holds it, pg_names, looked up in
  * interest_lpm). */
 #define PG_IM_KEEP 1
 #define PG_IM_PATH 2
 #define PG_IM_COMM 4
-#define PG_IM_SUFFIX 8
-#define PG_IM_GRAMS 16
 /* interest_lpm keys: {u32 prefixlen; u8 data[PG_LPM_DATA]}, data = the event type (u16,
  * big-endian), one PG_FIELD_* byte, the generation byte, then the value's bytes (8-aligned, so the
  * probe copies words); an exact value ends with its NUL, a prefix does not. A PG_FIELD_RPATH value

@@ -16,10 +16,8 @@ from collectors.header import (
     PG_FIELD_RPATH,
     PG_GRAM_BITS,
     PG_IM_COMM,
-    PG_IM_GRAMS,
     PG_IM_KEEP,
     PG_IM_PATH,
-    PG_IM_SUFFIX,
     PG_LPM_DATA,
     PG_LPM_STR,
     PG_MAX_STR,
@@ -70,8 +68,8 @@ def kernel_keeps(maps: Maps, type_id: int, *, path: bytes | None = None, comm: b
     """pg_exit's tests: the type's record in the live generation, its flags and result masks,
     pg_comm_mask on pg_names' entry (`comm`, None: none), pg_path_mask on the string the probe
     read (bpf_probe_read_user_str: cut, NUL-ended) for the open family."""
-    raw = maps.records.get((maps.gen & 1) * len(EVENT_TYPES) + type_id, bytes(80))
-    mode, gen, path_free, comm_free, grams, *acc_res = struct.unpack_from("<II3Q4Q2Q", raw)
+    raw = maps.records.get((maps.gen & 1) * len(EVENT_TYPES) + type_id, bytes(88))
+    mode, gen, path_free, comm_free, suffixed, grams, *acc_res = struct.unpack_from("<II4Q4Q2Q", raw)
     if not mode & PG_IM_KEEP:
         return False
     name = EVENT_TYPES[type_id]
@@ -80,23 +78,23 @@ def kernel_keeps(maps: Maps, type_id: int, *, path: bytes | None = None, comm: b
     if m and mode & PG_IM_COMM and comm is not None:
         m &= comm_free | _lpm_mask(maps.lpm, _head(type_id, PG_FIELD_COMM, gen) + comm[:15].ljust(16, b"\0"))
     if m and mode & PG_IM_PATH and name in ("open", "openat", "openat2", "creat") and path is not None:
-        m &= _path_mask(maps, type_id, (gen, path_free, grams), mode, m, path)
+        m &= _path_mask(maps, type_id, (gen, path_free, suffixed, grams), m, path)
     return m != 0
 
 
-def _path_mask(maps: Maps, type_id: int, record: tuple[int, int, int], mode: int, m: int, path: bytes) -> int:
-    gen, free, grams = record
+def _path_mask(maps: Maps, type_id: int, record: tuple[int, int, int, int], m: int, path: bytes) -> int:
+    gen, free, suffixed, grams = record
     item = path.split(b"\0", 1)[0][: PG_MAX_STR - 1] + b"\0"
     if len(item) > PG_LPM_STR or item[:1] != b"/":
         return ALL
     found = free | _lpm_mask(
         maps.lpm, (_head(type_id, PG_FIELD_PATH, gen) + item).ljust(PG_LPM_DATA, b"\xaa")
     )
-    if mode & PG_IM_SUFFIX and not m & found:
+    if m & suffixed and not m & found:
         # bytes before the path (the record's header) follow the reversed path in the key
         rev = _head(type_id, PG_FIELD_RPATH, gen) + item[-2::-1] + b"\x2f\xaa" * 40
         found |= _lpm_mask(maps.lpm, rev[:PG_LPM_DATA])
-    if mode & PG_IM_GRAMS and not m & found:
+    if m & grams and not m & found:
         bitmap = maps.grams.get(gen * 4 + SLOTS.index(EVENT_TYPES[type_id]), bytes(PG_GRAM_BITS // 8))
         for p in range(len(item) - 1 - 3):
             h = (int.from_bytes(item[p : p + 4], "little") * 0x9E3779B1 & 0xFFFFFFFF) >> 16

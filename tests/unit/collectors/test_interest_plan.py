@@ -26,10 +26,8 @@ from collectors.header import (
     PG_FIELD_RPATH,
     PG_GRAM_BITS,
     PG_IM_COMM,
-    PG_IM_GRAMS,
     PG_IM_KEEP,
     PG_IM_PATH,
-    PG_IM_SUFFIX,
     PG_LPM_DATA,
     PG_LPM_STR,
     PG_MAX_STR,
@@ -89,9 +87,10 @@ def test_each_alternative_has_a_bit_and_an_entry_holds_those_of_its_prefixes() -
     ))}  # fmt: skip
     planned = plan(interest)
     assert planned.types["openat"] == TypePlan(
-        PG_IM_KEEP | PG_IM_PATH | PG_IM_SUFFIX | PG_IM_COMM,
+        PG_IM_KEEP | PG_IM_PATH | PG_IM_COMM,
         0,
         0b110,
+        0b100,
         0,
         (0b110, 0b111, 0b111, 0b110),
         (0b111, 0b101),
@@ -120,7 +119,7 @@ def test_substrings_are_screened_by_one_gram_each() -> None:
         Alternative((_field("fd.name", contains={".pub"}),)),
     ))}  # fmt: skip
     planned = plan(interest)
-    assert planned.types["openat"].mode == PG_IM_KEEP | PG_IM_PATH | PG_IM_GRAMS
+    assert planned.types["openat"].mode == PG_IM_KEEP | PG_IM_PATH and not planned.types["openat"].suffixed
     assert planned.types["openat"].grams == 0b111 and len(planned.grams["openat"]) == 4
     maps = maps_of(planned)
     assert kernel_keeps(maps, OPENAT, path=b"/home/a/.ssh/known_hosts")
@@ -234,21 +233,22 @@ def _raw_paths(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def _fields(draw: st.DrawFn, name: str, seen: str | None = None) -> FieldInterest:
-    """Exact values, prefixes, suffixes and substrings (sometimes substrings alone), often cut
-    from the event's own value (`seen`)."""
+    """Exact values, prefixes, suffixes and substrings, often cut from the event's own value
+    (`seen`); a quarter of them only substrings, a quarter only suffixes."""
     seen = seen or ""
-    cuts = [seen[i:j] for i in range(len(seen)) for j in range(i, len(seen) + 1) if i == 0 or j == len(seen)]
-    cuts = cuts or ["/"]
-    middles = [seen[i : i + n] for i in range(len(seen)) for n in (4, 6)]
-    values = _values() | st.sampled_from(cuts)
-    small = st.frozensets(values, max_size=3)
-    fixed = st.sampled_from(("shadow", ".pem", "/x", "a" * 70, "\u00e9", "h"))
-    tails = st.frozensets(fixed | st.sampled_from(cuts), max_size=2)
-    inside = st.sampled_from(("shadow", "/.ssh/", "hadow/", "ssh", "\u00e9\u00e9", *middles))
-    contains = draw(st.frozensets(inside, max_size=2))
-    if draw(st.integers(0, 3)) == 0:
-        return _field(name, contains=contains)
-    return _field(name, draw(small), draw(small), draw(tails), contains)
+    heads = [seen[:i] for i in range(1, len(seen) + 1)] or ["/"]
+    tails = [seen[i:] for i in range(len(seen))] or ["/"]
+    middles = [seen[i : i + n] for i in range(len(seen)) for n in (4, 6)] or ["/"]
+    values = _values() | st.sampled_from(heads)
+    suffixes = st.sampled_from(("shadow", ".pem", "/x", "a" * 70, "\u00e9", "h")) | st.sampled_from(tails)
+    inside = st.sampled_from(("shadow", "/.ssh/", "hadow/", "ssh", "\u00e9\u00e9")) | st.sampled_from(middles)
+    kind = draw(st.integers(0, 3))
+    contains = draw(st.frozensets(inside, max_size=2)) if kind != 1 else frozenset()
+    ends = draw(st.frozensets(suffixes, max_size=2)) if kind != 0 else frozenset()
+    if kind < 2:
+        return _field(name, suffixes=ends, contains=contains)
+    exact, prefixes = draw(st.frozensets(values, max_size=3)), draw(st.frozensets(values, max_size=3))
+    return _field(name, exact, prefixes, ends, contains)
 
 
 @st.composite
