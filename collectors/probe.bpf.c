@@ -193,10 +193,10 @@ _Static_assert(PG_SUFFIX_MAX <= 2 + sizeof(struct pg_hdr),
                "the reversed path key reads up to PG_SUFFIX_MAX - 2 bytes before the path, in the header");
 /* the types whose record's fd.name is their first item, the path (collectors/interest_plan.py) */
 #define PG_PATH_TYPE(evt) ((evt) == EV_open || (evt) == EV_openat || (evt) == EV_openat2 || (evt) == EV_creat)
-/* the open's flags & O_ACCMODE where the registers hold them (interest_plan.ACCMODE_TYPES); 0 for
- * every other type, whose four acc masks are the same */
 /* the type's interest_grams slot in a generation (interest_plan.PATH_SLOTS) */
 #define PG_PATH_SLOT(evt) ((evt) == EV_open ? 0 : (evt) == EV_openat ? 1 : (evt) == EV_openat2 ? 2 : 3)
+/* the open's flags & O_ACCMODE where the registers hold them (interest_plan.ACCMODE_TYPES); 0 for
+ * every other type, whose four acc masks are the same */
 #define PG_ACCMODE(evt, a) ((evt) == EV_openat ? (a)[2] : (evt) == EV_open ? (a)[1] : 0)
 #define PG_ONES 0x0101010101010101ull
 #define PG_HIGHS 0x8080808080808080ull
@@ -225,15 +225,14 @@ static __always_inline int pg_grams_hit(const u8 *s, u32 n, u32 slot) {
     return 0;
 }
 
-/* The alternatives the path at s (n bytes read, its NUL included) lets through, `free` those it
- * cannot stop; `m` is what the other checks left. fd.name is the path made absolute and normalised
+/* The alternatives the path at s (n bytes read, its NUL included) lets through, the record's
+ * path_free among them; `m` is what the other checks left. fd.name is the path made absolute and normalised
  * by the collector (decode.abspath, openevent.c), so only an absolute path that fits a key is
  * looked up (every alternative passes otherwise), and one whose lookups leave `m` empty still
  * passes whole when it holds "/." or "//", which the collector would normalise. The reversed path
  * (suffixes) is looked up only when an alternative in `m` has suffixes and the forward lookup left
  * `m` empty, the gram screen (substrings) only when one in `m` has substrings and the lookups left
- * it empty.
- * Keys are built in `room`, word by word. */
+ * it empty. Keys are built in `room`, word by word. */
 static __always_inline u64 pg_path_mask(u8 *room, const u8 *s, u32 n, u32 evt, const struct pg_itype *it, u64 m) {
     if (n == 0 || n > PG_LPM_STR || s[0] != '/')
         return ~0ull;
@@ -943,7 +942,7 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
         return 0;
     }
     u64 m = ~0ull; /* the alternatives still possible */
-    if (it && (mode & PG_IM_KEEP)) {
+    if (kind != K_CWD && it && (mode & PG_IM_KEEP)) {
         m = it->res[ret >= 0] & it->acc[PG_ACCMODE(evt, b->h.a) & 3];
         if (!m) {
             pg_icount(evt, PG_IR_FLAGS);
