@@ -934,7 +934,11 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
     if (!b)
         return 0;
     char *task = (char *)bpf_get_current_task();
-    u64 pt = pg_copy_task(b, task); /* instead of bpf_get_current_pid_tgid: one helper call less */
+    /* the task is copied (pg_context reads the copy) once the event is kept when the type has
+     * checks that may drop it, at once otherwise, where the copy also gives the ids (one helper
+     * call less than bpf_get_current_pid_tgid) */
+    int checked = mode & (PG_IM_PATH | PG_IM_COMM);
+    u64 pt = checked ? bpf_get_current_pid_tgid() : pg_copy_task(b, task);
     if ((pt >> 32) == SELF_TGID)
         return 0;
     if (!pt || pg_regs_args(task, b->h.a) != ctx->nr) {
@@ -965,10 +969,14 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
             pg_put_str(b, (const void *)b->h.a[i], 0);
     /* the open family's path is its first item (a constant test: the check is compiled into
      * those four programs only), checked before the context is read, so a dropped open costs the
-     * task copy, the registers, the path and its lookups. The keys go past where strings reach. */
+     * registers, the path and its lookups. The keys go past where strings reach. */
     if (PG_PATH_TYPE(evt) && it && (mode & PG_IM_PATH) &&
         !(m & pg_path_mask(&b->d[PG_PAYLOAD - 256], &b->d[2], b->d[0] | (u32)b->d[1] << 8, evt, it, m))) {
         pg_icount(evt, PG_IR_PATH);
+        return 0;
+    }
+    if (checked && !pg_copy_task(b, task)) {
+        pg_count(PG_CNT_BAD_REGS);
         return 0;
     }
     pg_context(b, pt, evt);
