@@ -2,8 +2,9 @@
 
 `apply_interest` moves the probe from the interest it holds to a new one without reloading it.
 The probe's maps hold two generations (a generation byte in every trie key, a record per type
-and generation) and `interest_gen` says which one is live; each program run reads that one u32
-once and then only its generation's record and keys. A switch writes the new interest into the
+and generation, a gram bitmap per open-family type and generation) and `interest_gen` says which
+one is live; each program run reads that one u32 once and then only its generation's record,
+keys and bitmap. A switch writes the new interest into the
 generation no program reads, attaches the types it adds, and flips `interest_gen` (one aligned
 u32 store: atomic). So every event is judged whole by the old interest or whole by the new one,
 never by a mixture (a union of two plans is not the union of their masks: the bits number each
