@@ -914,9 +914,9 @@ static __always_inline s64 pg_regs_args(char *task, u64 *a) {
     return (s64)r[8];
 }
 
-/* The interest is tested as early as each check allows: the type's record first (array lookups,
- * no helper), then its flags and result (in the registers), the process's name before anything is
- * read, the path once it is. The working directory calls (K_CWD) feed the process table, so they
+/* The interest is tested as early as each check allows: the type's record and the call's result
+ * first (array lookups, no helper), then the open's flags (in the registers), the process's name
+ * before anything is read, the path once it is. The working directory calls (K_CWD) feed the process table, so they
  * are never dropped (flagged when unwanted). */
 static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int strmask, int kind, int fdtypes) {
     s64 ret = ctx->ret;
@@ -929,6 +929,14 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
     else if (!(mode & PG_IM_KEEP)) {
         pg_icount(evt, PG_IR_NO_RULE);
         return 0;
+    }
+    u64 m = ~0ull; /* the alternatives still possible: first those the result allows */
+    if (kind != K_CWD && it && (mode & PG_IM_KEEP)) {
+        m = it->res[ret >= 0];
+        if (!m) {
+            pg_icount(evt, PG_IR_FLAGS);
+            return 0;
+        }
     }
     struct pg_buf *b = pg_buffer();
     if (!b)
@@ -945,9 +953,8 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
         pg_count(PG_CNT_BAD_REGS);
         return 0;
     }
-    u64 m = ~0ull; /* the alternatives still possible */
     if (kind != K_CWD && it && (mode & PG_IM_KEEP)) {
-        m = it->res[ret >= 0] & it->acc[PG_ACCMODE(evt, b->h.a) & 3];
+        m &= it->acc[PG_ACCMODE(evt, b->h.a) & 3];
         if (!m) {
             pg_icount(evt, PG_IR_FLAGS);
             return 0;
