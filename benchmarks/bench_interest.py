@@ -60,6 +60,26 @@ def floor_source(interest: dict[str, TypeInterest]) -> str:
     return "\n".join(progs) + "\n"
 
 
+def _loadgen_fate(interest: dict[str, TypeInterest], exe: str) -> str:
+    """What these rules make of the loadgen's opens (read-only, successful): untraced, dropped in
+    the kernel, or needed."""
+    from rules import record as R
+    from rules.interest import admits
+
+    if "openat" not in interest:
+        return "untraced"
+    ev: list[object] = [None] * R.EVENT_LEN
+    ev[R.EV_TYPE], ev[R.EV_RES] = R.EVENT_TYPE_IDS["openat"], 3
+    args: list[object] = [None] * len(R.EVENT_PARAM_INDEX[R.EVENT_TYPE_IDS["openat"]])
+    args[R.EVENT_PARAM_INDEX[R.EVENT_TYPE_IDS["openat"]]["flags"]] = os.O_RDONLY
+    proc: list[object] = [None] * R.PROCESS_LEN
+    proc[R.P_NAME] = Path(exe).name[:15]
+    fd: list[object] = [None] * R.FD_LEN
+    fd[R.F_NAME] = UNWATCHED
+    ev[R.EV_ARGS], ev[R.EV_PROC], ev[R.EV_FD] = args, proc, fd
+    return "kept" if admits(interest, ev) else "dropped"
+
+
 def run_load(exe: str, rate: int, seconds: float) -> dict[str, float]:
     out = subprocess.run([exe, str(rate), str(seconds), UNWATCHED, "4"], check=True, capture_output=True,
                          text=True).stdout  # fmt: skip
@@ -100,13 +120,7 @@ def floor_vs_collector(files: list[Path], exe: str, runs: int, seconds: float, t
     from bcc import BPF
 
     interest = _interest(files)
-    openat = interest.get("openat")
-    # what these rules make of the loadgen's opens: untraced, dropped in the kernel, or needed
-    fate = (
-        "untraced"
-        if openat is None
-        else ("dropped" if any(not f.admits(UNWATCHED) for f in openat.fields) else "kept")
-    )
+    fate = _loadgen_fate(interest, exe)
     off, floor, on = [], [], []
     off_free, floor_free, on_free = [], [], []
     t0 = time.monotonic()
@@ -126,10 +140,8 @@ def floor_vs_collector(files: list[Path], exe: str, runs: int, seconds: float, t
         starts.append(time.monotonic() - t0)
         on.append(run_load(exe, RATE, seconds))
         on_free.append(run_load(exe, 0, seconds))
-        summary = c.stop()
-        print(
-            json.dumps({"round": i, "interest": summary.get("interest", {}).get("openat")}), file=sys.stderr
-        )  # type: ignore[union-attr]
+        counts = c.stop().get("interest", {})
+        print(json.dumps({"round": i, "interest": counts.get("openat")}), file=sys.stderr)  # type: ignore[attr-defined]
     to_floor = [per_op(x) / per_op(f) for x, f in zip(on, floor, strict=True)]
     to_off = [per_op(x) / per_op(o) for x, o in zip(on, off, strict=True)]
     floor_to_off = [per_op(f) / per_op(o) for f, o in zip(floor, off, strict=True)]

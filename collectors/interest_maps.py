@@ -1,12 +1,20 @@
 """Apply an interest to a loaded probe, live: its maps and which tracepoints are attached.
 
-`apply_interest` moves the probe from the interest it holds to a new one without reloading it,
-and widens before it narrows: the new trie entries go in and every type's mode becomes the
-union of both interests, new types are attached, and only then are the types and entries only
-the old interest had removed. An event either interest keeps is kept at every moment of the
-switch. Types no rule names are detached (a detached tracepoint costs nothing; an attached one
-costs the tracepoint's floor even when its program drops everything), but the ones the process
-table needs (`loader.ALWAYS_TRACED`) stay attached and their records are flagged instead.
+`apply_interest` moves the probe from the interest it holds to a new one without reloading it.
+The probe's maps hold two generations (a generation byte in every trie key, a record per type
+and generation, a gram bitmap per open-family type and generation) and `interest_gen` says which
+one is live; each program run reads that one u32 once and then only its generation's record,
+keys and bitmap. A switch writes the new interest into the
+generation no program reads, attaches the types it adds, and flips `interest_gen` (one aligned
+u32 store: atomic). So every event is judged whole by the old interest or whole by the new one,
+never by a mixture (a union of two plans is not the union of their masks: the bits number each
+plan's own alternatives), and an event of the new interest is kept from the flip on. The old
+generation's entries are deleted only at the next switch, before it writes there, long after any
+program run that read the old generation ended (a run lasts microseconds, a switch follows a
+worker's reload). Types the new interest drops stay attached, dropping their events (a record of
+mode 0): detaching blocks the caller for a kernel grace period (79-96 ms) while an attached type
+no rule names costs the same as a detached one (benchmarks/RESULTS.md). Types the process table
+needs (`loader.ALWAYS_TRACED`) are attached at load and their records are flagged instead.
 
 `seed_names` gives pg_names the names the process table read from /proc at start, and
 `filtered` reads the kernel's counts of kept and dropped events.
@@ -19,8 +27,16 @@ import logging
 from collections.abc import Mapping
 
 from collectors import loader
-from collectors.header import PG_COMM_LEN, PG_IR_COMM, PG_IR_KEPT, PG_IR_N, PG_IR_NO_RULE, PG_IR_PATH
-from collectors.interest_plan import plan, union_mode
+from collectors.header import (
+    PG_COMM_LEN,
+    PG_IR_COMM,
+    PG_IR_FLAGS,
+    PG_IR_KEPT,
+    PG_IR_N,
+    PG_IR_NO_RULE,
+    PG_IR_PATH,
+)
+from collectors.interest_plan import DROP, PATH_SLOTS, plan
 from collectors.loader import Probe
 from collectors.proctable import ProcTable
 from rules.interest import TypeInterest
@@ -28,35 +44,39 @@ from rules.record import EVENT_TYPE_IDS, EVENT_TYPES, P_NAME
 
 log = logging.getLogger("peregrine.collector")
 REASONS = {PG_IR_KEPT: "kept", PG_IR_NO_RULE: "dropped-no-rule", PG_IR_PATH: "dropped-path",
-           PG_IR_COMM: "dropped-comm"}  # fmt: skip
+           PG_IR_COMM: "dropped-comm", PG_IR_FLAGS: "dropped-flags"}  # fmt: skip
 
 
 def apply_interest(probe: Probe, interest: Mapping[str, TypeInterest] | None) -> None:
     """Make the probe keep what `interest` needs (None: every event of the types it traced at
     start). Types the interest names that this kernel lacks are left out (logged)."""
     target = plan(interest, probe.traced)
-    lacking = sorted(set(target.modes) - probe.compiled)
+    lacking = sorted(set(target.types) - probe.compiled)
     if lacking:
         log.info("interest names event types this kernel cannot trace: %s", " ".join(lacking))
-    modes = {name: mode for name, mode in target.modes.items() if name in probe.compiled}
-    keys = {e.key() for e in target.entries if EVENT_TYPES[e.type_id] in modes}
+    types = {name: record for name, record in target.types.items() if name in probe.compiled}
     live, bpf = probe.live, probe.bpf
-    lpm, mode_map = bpf["interest_lpm"], bpf["interest_mode"]
-    # widen: both interests' entries, the union of both modes, the new types attached
-    for key in keys - live.keys:
-        _put_key(lpm, key)
-    for name, mode in modes.items():
-        _set_mode(mode_map, name, union_mode(live.modes.get(name, 0), mode))
-    for name in sorted(set(modes) - live.attached - loader.ALWAYS_TRACED):
-        loader.attach(probe, name)
-    # narrow: the old interest's types and entries go
-    for name in sorted(live.attached - set(modes) - loader.ALWAYS_TRACED):
-        loader.detach_type(probe, name)
-    for name in set(live.modes) | set(modes):
-        _set_mode(mode_map, name, modes.get(name, 0))
-    for key in live.keys - keys:
+    gen = live.gen ^ 1
+    keys = {e.key(gen): mask for e, mask in target.entries.items() if EVENT_TYPES[e.type_id] in types}
+    lpm, records = bpf["interest_lpm"], bpf["interest_type"]
+    # the free generation: what the switch before last left there goes first
+    for key in live.stale_keys:
         del lpm[_key(lpm, key)]
-    live.modes, live.keys = modes, keys
+    for key, mask in keys.items():
+        lpm[_key(lpm, key)] = ctypes.c_uint64(mask)
+    base = gen * len(EVENT_TYPES)
+    for name in live.stale_types - set(types):
+        _set_record(records, base + EVENT_TYPE_IDS[name], DROP.record(gen))
+    for name, record in types.items():
+        _set_record(records, base + EVENT_TYPE_IDS[name], record.record(gen))
+    screens = bpf["interest_grams"]
+    for slot, name in enumerate(PATH_SLOTS):
+        _set_record(screens, gen * len(PATH_SLOTS) + slot, target.bitmap(name))
+    for name in sorted(set(types) - live.attached - loader.ALWAYS_TRACED):
+        loader.attach(probe, name)
+    bpf["interest_gen"][ctypes.c_int(0)] = ctypes.c_uint32(gen)
+    live.gen, live.stale_keys, live.stale_types = gen, live.keys, live.types
+    live.keys, live.types = set(keys), set(types)
 
 
 def seed_names(probe: Probe, procs: ProcTable) -> int:
@@ -92,9 +112,7 @@ def _key(lpm: object, raw: bytes) -> object:
     return key
 
 
-def _put_key(lpm: object, raw: bytes) -> None:
-    lpm[_key(lpm, raw)] = ctypes.c_uint8(1)  # type: ignore[index]
-
-
-def _set_mode(mode_map: object, name: str, mode: int) -> None:
-    mode_map[ctypes.c_int(EVENT_TYPE_IDS[name])] = ctypes.c_uint32(mode)  # type: ignore[index]
+def _set_record(records: object, index: int, raw: bytes) -> None:
+    value = records.Leaf()  # type: ignore[attr-defined]
+    ctypes.memmove(ctypes.addressof(value), raw, len(raw))
+    records[ctypes.c_int(index)] = value  # type: ignore[index]

@@ -1,17 +1,34 @@
 """What the probe's interest maps hold for a ruleset's interest (pure: no bcc, no kernel).
 
-`plan` turns `rules.interest` (per event type, the values of fd.name and proc.name some rule
-needs) into what probe.bpf.c tests: a mode per event type (probe.h PG_IM_*) and the keys of its
-LPM trie, exact values (their NUL included) and prefixes. Only what the kernel can test soundly
-becomes a check; everything else leaves the field unconstrained, which only keeps more:
+`plan` turns `rules.interest` (per event type, what one rule or another needs of fd.name,
+proc.name, the open's access mode and the call's result) into what probe.bpf.c tests. Each of a
+type's alternatives gets a bit of a u64; the type's record (`TypePlan`) holds its PG_IM_* mode,
+which bits each check cannot stop (`path_free`, `comm_free`) and the bits each access mode and
+each result allows; each LPM trie entry holds the bits of the alternatives it lets through. The
+probe ANDs what every check lets through and keeps the event while some bit is left. An LPM
+lookup returns only the longest matching entry, so each entry's mask also holds the masks of
+every entry that is a prefix of it (exact values keep their NUL, so they are prefixes of nothing
+but themselves).
+
+A type without alternatives is one alternative, its common `fields`; an alternative is also given
+the common fields it does not constrain itself (it can match only when those pass too). Only
+what the kernel can test soundly becomes a check; anything else leaves the alternative free in
+that check, which only keeps more:
 
 * fd.name, for the open family only, whose record's fd.name is the captured path string (made
   absolute against the cwd, normalised). Every other type's fd.name is a tuple, a walked path or
-  absent, so it is never path-checked. A field needing a suffix or a substring is not checked
-  (an LPM trie tests prefixes); values too long for a key are left out, because the probe keeps
-  every path too long for a key unchecked.
+  absent, so it is never path-checked. Exact values and prefixes are looked up in the path's
+  trie entries, suffixes (at most PG_SUFFIX_MAX bytes) in the reversed path's, and substrings
+  (4 bytes or more) screened: one 4-byte gram of each sets a bit of the type's bitmap (`grams`),
+  a path with any gram whose bit is set passes the alternatives needing a substring. A path
+  holding the substring holds its gram, so the screen never drops one; a collision only keeps
+  more. Values too long for a key are left out, because the probe keeps every path too long for
+  a key unchecked.
 * proc.name: the process table's name (a comm: at most 15 bytes), which the probe holds per
-  process in pg_names. A value longer than 15 bytes checks its first 15.
+  process in pg_names. A value longer than 15 bytes checks its first 15. Suffixes and substrings
+  are not tested.
+* the access mode: open's and openat's flags, in the registers; every other type leaves it free
+  (openat2's flags are in user memory, read later; creat's record has no flags).
 * A value with U+FFFD (what the collector decodes undecodable bytes to) is not checked: the
   kernel compares the bytes.
 
@@ -21,26 +38,36 @@ records even when no rule names them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+import struct
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Final, NamedTuple
 
 from collectors.header import (
     PG_COMM_LEN,
     PG_FIELD_COMM,
     PG_FIELD_PATH,
+    PG_FIELD_RPATH,
+    PG_GRAM_BITS,
+    PG_GRAM_MUL,
+    PG_GRAM_SHIFT,
     PG_IM_COMM,
     PG_IM_KEEP,
     PG_IM_PATH,
     PG_LPM_DATA,
     PG_LPM_HEAD,
     PG_LPM_STR,
+    PG_SUFFIX_MAX,
 )
-from rules.interest import FieldInterest, TypeInterest
+from rules.interest import MAX_ALTERNATIVES, Alternative, FieldInterest, TypeInterest
 from rules.record import EVENT_TYPE_IDS
 
 # the types whose record's fd.name is the path the probe captures as its first item
 PATH_TYPES: Final = frozenset({"open", "openat", "openat2", "creat"})
+# interest_grams' slots in a generation, in order (probe.bpf.c PG_PATH_SLOT)
+PATH_SLOTS: Final = ("open", "openat", "openat2", "creat")
+# the types whose flags the probe has in the registers at sys_exit (probe.bpf.c PG_ACCMODE)
+ACCMODE_TYPES: Final = frozenset({"open", "openat"})
 # exec, exit and the working directory feed the process table; the clone family is libs' state too
 NEVER_FILTERED: Final = frozenset({"execve", "execveat", "procexit", "chdir", "fchdir", "clone", "clone3",
                                    "fork", "vfork"})  # fmt: skip
@@ -48,63 +75,214 @@ NEVER_FILTERED: Final = frozenset({"execve", "execveat", "procexit", "chdir", "f
 MAX_KEYS: Final = 65536 // 2
 _COMM_MAX: Final = PG_COMM_LEN - 1
 _REPLACEMENT: Final = "\ufffd"
+_RECORD: Final = struct.Struct("<II4Q4Q2Q")  # probe.bpf.c struct pg_itype
+_GRAM: Final = 4
+_LOWER: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz")
 
 
 class Entry(NamedTuple):
-    """One key of the probe's LPM trie: `value` must be the whole string (`exact`) or a prefix."""
+    """One key of the probe's LPM trie: `value` must be the whole string (`exact`) or a prefix (of
+    the reversed path, for PG_FIELD_RPATH)."""
 
     type_id: int
     field: int  # PG_FIELD_*
     value: bytes
     exact: bool
 
-    def key(self) -> bytes:
-        """The trie key as probe.bpf.c's struct pg_lpm_key lays it out."""
-        body = self.value + b"\0" if self.exact else self.value
-        data = bytes((self.type_id >> 8, self.type_id & 0xFF, self.field)).ljust(PG_LPM_HEAD, b"\0") + body
-        prefixlen = len(data) * 8
-        return prefixlen.to_bytes(4, "little") + data.ljust(PG_LPM_DATA, b"\0")
+    def body(self) -> bytes:
+        return self.value + b"\0" if self.exact else self.value
+
+    def key(self, gen: int) -> bytes:
+        """The trie key as probe.bpf.c's struct pg_lpm_key lays it out, in generation `gen`."""
+        head = bytes((self.type_id >> 8, self.type_id & 0xFF, self.field, gen)).ljust(PG_LPM_HEAD, b"\0")
+        data = head + self.body()
+        return (len(data) * 8).to_bytes(4, "little") + data.ljust(PG_LPM_DATA, b"\0")
+
+
+@dataclass(frozen=True, slots=True)
+class TypePlan:
+    """One type's record: its PG_IM_* mode and, per check, the alternatives' bits it lets through
+    whatever the event's value (`acc` by flags & O_ACCMODE, `res` failed then succeeded)."""
+
+    mode: int
+    path_free: int
+    comm_free: int
+    suffixed: int  # the alternatives with suffixes: the reversed path's lookup lets only these through
+    grams: int  # the alternatives a path whose gram hits the screen lets through
+    acc: tuple[int, int, int, int]
+    res: tuple[int, int]
+
+    def record(self, gen: int) -> bytes:
+        """The record as probe.bpf.c's struct pg_itype lays it out, in generation `gen`."""
+        masks = (self.path_free, self.comm_free, self.suffixed, self.grams, *self.acc, *self.res)
+        return _RECORD.pack(self.mode, gen, *masks)
+
+
+KEEP: Final = TypePlan(PG_IM_KEEP, 1, 1, 0, 0, (1, 1, 1, 1), (1, 1))
+DROP: Final = TypePlan(0, 0, 0, 0, 0, (0, 0, 0, 0), (0, 0))
 
 
 @dataclass(frozen=True, slots=True)
 class KernelInterest:
-    """Per event type to keep, its PG_IM_* mode, and the trie entries its checks need."""
+    """Per event type to keep, its record; the trie entries with their masks; per open-family
+    type, the bits of its gram screen."""
 
-    modes: Mapping[str, int]
-    entries: frozenset[Entry]
+    types: Mapping[str, TypePlan]
+    entries: Mapping[Entry, int]
+    grams: Mapping[str, frozenset[int]]
+
+    def bitmap(self, type_name: str) -> bytes:
+        """The type's interest_grams bitmap (PG_GRAM_BITS bits, little-endian words)."""
+        out = bytearray(PG_GRAM_BITS // 8)
+        for h in self.grams.get(type_name, ()):
+            out[h // 8] |= 1 << (h % 8)
+        return bytes(out)
 
 
 def plan(interest: Mapping[str, TypeInterest] | None, whole: Iterable[str] = ()) -> KernelInterest:
     """The maps for `interest`; None keeps every event of the types in `whole` unchecked."""
     if interest is None:
-        return KernelInterest({name: PG_IM_KEEP for name in whole}, frozenset())
-    modes: dict[str, int] = {}
-    checks: dict[tuple[str, int], list[Entry]] = {}
+        return KernelInterest(dict.fromkeys(whole, KEEP), {}, {})
+    types: dict[str, TypePlan] = {}
+    checks: dict[tuple[str, int], dict[Entry, int]] = {}  # (type, the check's mode bit) -> own masks
+    grams: dict[str, frozenset[int]] = {}
     for name, wanted in interest.items():
-        modes[name] = PG_IM_KEEP
         if name in NEVER_FILTERED:
+            types[name] = KEEP
             continue
-        for field in wanted.fields:
-            found = _entries(EVENT_TYPE_IDS[name], name, field)
-            if found is not None:
-                checks[name, PG_IM_PATH if field.field == "fd.name" else PG_IM_COMM] = found
+        types[name], path, comm, grams[name] = _type_plan(name, _alternatives(wanted))
+        checks[name, PG_IM_PATH], checks[name, PG_IM_COMM] = path, comm
     # past the bound, the largest checks go first: each left out only keeps more events
     while sum(map(len, checks.values())) > MAX_KEYS:
-        del checks[max(checks, key=lambda c: len(checks[c]))]
-    for name, bit in checks:
-        modes[name] |= bit
-    return KernelInterest(modes, frozenset(e for found in checks.values() for e in found))
+        name, bit = max(checks, key=lambda c: len(checks[c]))
+        del checks[name, bit]
+        types[name] = _unchecked(types[name], bit)
+    entries: dict[Entry, int] = {}
+    for own in checks.values():
+        entries.update(_closed(own))
+    return KernelInterest(types, entries, {n: g for n, g in grams.items() if types[n].grams})
 
 
-def _entries(type_id: int, type_name: str, field: FieldInterest) -> list[Entry] | None:
-    """The trie entries of one field's check, or None when the kernel cannot check it."""
-    if field.suffixes or field.contains:
-        return None
+def _alternatives(wanted: TypeInterest) -> Sequence[Alternative]:
+    """The alternatives the probe numbers: the common fields alone when there are none (or more
+    than a u64 has bits), else each with the common fields it leaves unconstrained."""
+    if not wanted.alternatives or len(wanted.alternatives) > MAX_ALTERNATIVES:
+        return (Alternative(wanted.fields),)
+    out = []
+    for alt in wanted.alternatives:
+        own = {f.field for f in alt.fields}
+        out.append(replace(alt, fields=alt.fields + tuple(f for f in wanted.fields if f.field not in own)))
+    return out
+
+
+def _type_plan(
+    name: str, alternatives: Sequence[Alternative]
+) -> tuple[TypePlan, dict[Entry, int], dict[Entry, int], frozenset[int]]:
+    """The type's record, its path and comm entries (each with the bits of its own alternatives)
+    and its gram screen's bits."""
+    type_id = EVENT_TYPE_IDS[name]
+    free = {"fd.name": 0, "proc.name": 0}
+    own: dict[str, dict[Entry, int]] = {"fd.name": {}, "proc.name": {}}
+    suffixed, screened, grams = 0, 0, set[int]()
+    acc, res = [0, 0, 0, 0], [0, 0]
+    for i, alt in enumerate(alternatives):
+        bit = 1 << i
+        for field_name, found in own.items():
+            # a field given twice must pass both: checking the first alone only keeps more
+            field = next((f for f in alt.fields if f.field == field_name), None)
+            check = None if field is None else _check(type_id, name, field)
+            if check is None:
+                free[field_name] |= bit
+                continue
+            for entry in check[0]:
+                found[entry] = found.get(entry, 0) | bit
+                if entry.field == PG_FIELD_RPATH:
+                    suffixed |= bit
+            if check[1]:
+                screened |= bit
+                grams |= check[1]
+        for mode in range(4):
+            if alt.accmodes is None or name not in ACCMODE_TYPES or mode in alt.accmodes:
+                acc[mode] |= bit
+        for ok in (False, True):
+            if alt.succeeded is None or alt.succeeded == ok:
+                res[ok] |= bit
+    every = (1 << len(alternatives)) - 1
+    mode = PG_IM_KEEP
+    if free["fd.name"] != every:
+        mode |= PG_IM_PATH
+    if free["proc.name"] != every:
+        mode |= PG_IM_COMM
+    record = TypePlan(
+        mode,
+        free["fd.name"],
+        free["proc.name"],
+        suffixed,
+        screened,
+        (acc[0], acc[1], acc[2], acc[3]),
+        (res[0], res[1]),
+    )
+    return record, own["fd.name"], own["proc.name"], frozenset(grams)
+
+
+def _unchecked(record: TypePlan, bit: int) -> TypePlan:
+    """`record` without the check `bit` (PG_IM_PATH or PG_IM_COMM): every alternative passes it."""
+    every = (1 << 64) - 1
+    if bit == PG_IM_PATH:
+        return replace(record, mode=record.mode & ~PG_IM_PATH, path_free=every, suffixed=0, grams=0)
+    return replace(record, mode=record.mode & ~PG_IM_COMM, comm_free=every)
+
+
+def _closed(own: Mapping[Entry, int]) -> dict[Entry, int]:
+    """Each entry's mask with the masks of the entries (same type and field) that are a prefix of it."""
+    by_body = {(e.type_id, e.field, e.body()): mask for e, mask in own.items()}
+    out = {}
+    for entry, mask in own.items():
+        body = entry.body()
+        for n in range(len(body)):
+            mask |= by_body.get((entry.type_id, entry.field, body[:n]), 0)
+        out[entry] = mask
+    return out
+
+
+def _check(type_id: int, type_name: str, field: FieldInterest) -> tuple[list[Entry], frozenset[int]] | None:
+    """One field's check: its trie entries and gram bits, or None when the kernel cannot check it."""
     if field.field == "fd.name" and type_name in PATH_TYPES:
-        return _values(type_id, PG_FIELD_PATH, field, _fit_path)
-    if field.field == "proc.name":
-        return _values(type_id, PG_FIELD_COMM, field, _fit_comm)
+        found = _values(type_id, PG_FIELD_PATH, field, _fit_path)
+        suffixes = _suffixes(type_id, field.suffixes)
+        grams = _grams(field.contains)
+        if found is None or suffixes is None or grams is None:
+            return None
+        return found + suffixes, grams
+    if field.field == "proc.name" and not field.suffixes and not field.contains:
+        found = _values(type_id, PG_FIELD_COMM, field, _fit_comm)
+        return None if found is None else (found, frozenset())
     return None
+
+
+def _grams(substrings: Iterable[str]) -> frozenset[int] | None:
+    """The screen's bits for `substrings`, one gram each; None when one is shorter than a gram or
+    has U+FFFD (a substring with a NUL is in no C string: it needs none)."""
+    out = set()
+    for value in substrings:
+        raw = value.encode()
+        if len(raw) < _GRAM or _REPLACEMENT in value:
+            return None
+        if b"\0" not in raw:
+            out.add(_gram_bit(_rarest_gram(raw)))
+    return frozenset(out)
+
+
+def _rarest_gram(raw: bytes) -> bytes:
+    """The gram with the most bytes that are not lowercase letters (the first of those): paths are
+    mostly lowercase, so it hits fewer paths that lack the substring."""
+    grams = [raw[i : i + _GRAM] for i in range(len(raw) - _GRAM + 1)]
+    return max(grams, key=lambda g: sum(b not in _LOWER for b in g))
+
+
+def _gram_bit(gram: bytes) -> int:
+    """The screen's bit of a 4-byte gram, as probe.bpf.c pg_grams_hit computes it."""
+    return ((int.from_bytes(gram, "little") * PG_GRAM_MUL) & 0xFFFFFFFF) >> (32 - PG_GRAM_SHIFT)
 
 
 def _values(
@@ -121,6 +299,19 @@ def _values(
     return out
 
 
+def _suffixes(type_id: int, suffixes: Iterable[str]) -> list[Entry] | None:
+    """Reversed-path entries; None when one is empty, too long for the probe's reversed key or
+    has U+FFFD."""
+    out = []
+    for suffix in suffixes:
+        raw = suffix.encode()
+        if not raw or len(raw) > PG_SUFFIX_MAX or _REPLACEMENT in suffix:
+            return None
+        if b"\0" not in raw:
+            out.append(Entry(type_id, PG_FIELD_RPATH, raw[::-1], False))
+    return out
+
+
 def _fit_path(raw: bytes, exact: bool) -> list[tuple[bytes, bool]]:
     """A path as long as a value a key cannot hold (with the path's NUL) is kept unchecked by the
     probe, so such a value needs no entry."""
@@ -130,12 +321,3 @@ def _fit_path(raw: bytes, exact: bool) -> list[tuple[bytes, bool]]:
 def _fit_comm(raw: bytes, exact: bool) -> list[tuple[bytes, bool]]:
     """A comm holds the first 15 bytes of a longer name."""
     return [(raw[:_COMM_MAX], True)] if len(raw) > _COMM_MAX else [(raw, exact)]
-
-
-def union_mode(a: int, b: int) -> int:
-    """The mode that keeps what either `a` or `b` keeps (their entries both in the trie)."""
-    if not a & PG_IM_KEEP:
-        return b
-    if not b & PG_IM_KEEP:
-        return a
-    return PG_IM_KEEP | (a & b)

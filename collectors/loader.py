@@ -51,11 +51,15 @@ log = logging.getLogger("peregrine.collector")
 @dataclass(slots=True)
 class Live:
     """What the probe does now: the syscall types whose tracepoints are attached, and the
-    interest in its maps (collectors.interest_maps keeps both)."""
+    interest in its maps (collectors.interest_maps keeps both): the live generation's trie keys
+    and the types with a record, and those of the other generation, deleted at the next switch."""
 
     attached: set[str] = field(default_factory=set)
-    modes: dict[str, int] = field(default_factory=dict)
+    gen: int = 0
     keys: set[bytes] = field(default_factory=set)
+    types: set[str] = field(default_factory=set)
+    stale_keys: set[bytes] = field(default_factory=set)
+    stale_types: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)

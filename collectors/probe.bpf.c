@@ -19,7 +19,7 @@
  * probe tries to emit and every record or field it loses is counted per CPU (PG_CNT_*).
  *
  * Interest (probe.h PG_IM_*): every type's program is compiled in; user space attaches those the
- * loaded rules name and fills interest_mode, interest_lpm and pg_names, live
+ * loaded rules name and fills interest_gen, interest_type, interest_lpm and pg_names, live
  * (collectors/interest_maps.py). A sys_exit record no loaded rule can match is dropped before it
  * is emitted, and counted per type and reason (interest_counts).
  *
@@ -110,8 +110,28 @@ struct pg_lpm_key {
 struct pg_comm {
     char c[PG_COMM_LEN];
 };
-BPF_ARRAY(interest_mode, u32, PG_NTYPES);
-BPF_LPM_TRIE(interest_lpm, struct pg_lpm_key, u8, PG_LPM_ENTRIES);
+/* Per event type and generation, what its checks need (collectors/interest_plan.py TypePlan): each
+ * of the type's rule alternatives (at most 64) has a bit; a check yields the bits of the
+ * alternatives it lets through, and the event is kept while their AND is non-zero. interest_gen
+ * says which generation is live; each record carries its own generation, so one program run reads
+ * one generation's record and trie keys (interest_maps.py: how a switch stays sound). */
+struct pg_itype {
+    u32 mode;      /* PG_IM_* */
+    u32 gen;       /* the generation byte of this record's trie keys */
+    u64 path_free; /* alternatives the path does not constrain (or not in a way the probe tests) */
+    u64 comm_free;
+    u64 suffixed;  /* alternatives the reversed path's lookup can let through (suffixes) */
+    u64 grams;     /* alternatives a hit in the path's gram screen lets through (substrings) */
+    u64 acc[4];    /* by the open's flags & O_ACCMODE (the same four for a type without flags) */
+    u64 res[2];    /* [0] the call failed (ret < 0), [1] it succeeded */
+};
+struct pg_grams {
+    u64 w[PG_GRAM_BITS / 64];
+};
+BPF_ARRAY(interest_gen, u32, 1);
+BPF_ARRAY(interest_grams, struct pg_grams, 2 * PG_PATH_SLOTS);
+BPF_ARRAY(interest_type, struct pg_itype, 2 * PG_NTYPES);
+BPF_LPM_TRIE(interest_lpm, struct pg_lpm_key, u64, PG_LPM_ENTRIES);
 BPF_PERCPU_ARRAY(interest_counts, u64, PG_NTYPES * PG_IR_N);
 /* tgid -> the process's name as the collector's process table holds it: the comm at its last exec,
  * or its parent's name at fork. Not the task's comm, which prctl(PR_SET_NAME) and /proc/PID/comm
@@ -120,9 +140,15 @@ BPF_PERCPU_ARRAY(interest_counts, u64, PG_NTYPES * PG_IR_N);
  * is not comm-checked. */
 BPF_TABLE("lru_hash", u32, struct pg_comm, pg_names, PG_NAMES_ENTRIES);
 
-static __always_inline u32 pg_mode(u32 evt) {
-    u32 *m = interest_mode.lookup(&evt);
-    return m ? *m : 0;
+static __always_inline struct pg_itype *pg_itype(u32 evt) {
+    u32 zero = 0;
+    u32 *gen = interest_gen.lookup(&zero);
+    u32 i = (gen ? *gen & 1 : 0) * PG_NTYPES + evt;
+    return interest_type.lookup(&i);
+}
+
+static __always_inline u32 pg_mode(const struct pg_itype *it) {
+    return it ? it->mode : 0;
 }
 
 static __always_inline void pg_icount(u32 evt, u32 reason) {
@@ -132,32 +158,46 @@ static __always_inline void pg_icount(u32 evt, u32 reason) {
         (*c)++;
 }
 
-static __always_inline void pg_lpm_head(struct pg_lpm_key *k, u32 evt, u8 field) {
+static __always_inline void pg_lpm_head(struct pg_lpm_key *k, u32 evt, u8 field, u32 gen) {
     k->prefixlen = PG_LPM_DATA * 8;
     k->data[0] = (evt >> 8) & 0xff;
     k->data[1] = evt & 0xff;
     k->data[2] = field;
-    k->data[3] = 0;
+    k->data[3] = gen;
 }
 
-/* whether the process's name (pg_names) passes the type's interest; the key is built in `room`,
- * PG_LPM_DATA + 4 free bytes, 8-aligned */
-static __always_inline int pg_comm_admitted(u8 *room, u32 evt, u32 tgid) {
+/* the mask of the trie entry `k` matches longest: the plan gives each entry the bits of every
+ * entry that is a prefix of it, so the longest match stands for all that match */
+static __always_inline u64 pg_lpm_mask(struct pg_lpm_key *k) {
+    u64 *m = interest_lpm.lookup(k);
+    return m ? *m : 0;
+}
+
+/* the alternatives the process's name (pg_names) lets through, all of them when it has none; the
+ * key is built in `room`, PG_LPM_DATA + 4 free bytes, 8-aligned */
+static __always_inline u64 pg_comm_mask(u8 *room, u32 evt, u32 gen, u32 tgid) {
     struct pg_comm *name = pg_names.lookup(&tgid);
     if (!name)
-        return 1;
+        return ~0ull;
     struct pg_lpm_key *k = (struct pg_lpm_key *)room;
-    pg_lpm_head(k, evt, PG_FIELD_COMM);
+    pg_lpm_head(k, evt, PG_FIELD_COMM, gen);
     *(u64 *)&k->data[PG_LPM_HEAD] = *(u64 *)&name->c[0];
     *(u64 *)&k->data[PG_LPM_HEAD + 8] = *(u64 *)&name->c[8];
-    return interest_lpm.lookup(k) != 0;
+    return pg_lpm_mask(k);
 }
 
 #if PG_HALF + 2 + PG_MAX_STR > PG_PAYLOAD - 256
 #error "pg_exit builds the path key past the strings: it needs the payload's last 256 bytes"
 #endif
+_Static_assert(PG_SUFFIX_MAX <= 2 + sizeof(struct pg_hdr),
+               "the reversed path key reads up to PG_SUFFIX_MAX - 2 bytes before the path, in the header");
 /* the types whose record's fd.name is their first item, the path (collectors/interest_plan.py) */
 #define PG_PATH_TYPE(evt) ((evt) == EV_open || (evt) == EV_openat || (evt) == EV_openat2 || (evt) == EV_creat)
+/* the type's interest_grams slot in a generation (interest_plan.PATH_SLOTS) */
+#define PG_PATH_SLOT(evt) ((evt) == EV_open ? 0 : (evt) == EV_openat ? 1 : (evt) == EV_openat2 ? 2 : 3)
+/* the open's flags & O_ACCMODE where the registers hold them (interest_plan.ACCMODE_TYPES); 0 for
+ * every other type, whose four acc masks are the same */
+#define PG_ACCMODE(evt, a) ((evt) == EV_openat ? (a)[2] : (evt) == EV_open ? (a)[1] : 0)
 #define PG_ONES 0x0101010101010101ull
 #define PG_HIGHS 0x8080808080808080ull
 #define PG_SLASHES 0x2f2f2f2f2f2f2f2full
@@ -167,28 +207,63 @@ static __always_inline u64 pg_zero_bytes(u64 v) {
     return (v - PG_ONES) & ~v & PG_HIGHS;
 }
 
-/* Whether the path at s (n bytes read, its NUL included) passes the type's interest. fd.name is
- * the path made absolute and normalised by the collector (decode.abspath, openevent.c), so only
- * an absolute path that fits a key is looked up; one that matches no entry is still kept when it
- * holds "/." or "//", which the collector would normalise. Copied into `room` word by word. */
-static __always_inline int pg_path_admitted(u8 *room, const u8 *s, u32 n, u32 evt) {
-    if (n == 0 || n > PG_LPM_STR || s[0] != '/')
+/* Whether one of the path's 4-byte grams (s: n bytes, its NUL included) has its bit in the slot's
+ * bitmap: every substring some alternative needs has one gram there, so a path holding it hits
+ * (a hash collision only keeps more). One map lookup, then one load per position. */
+static __always_inline int pg_grams_hit(const u8 *s, u32 n, u32 slot) {
+    struct pg_grams *g = interest_grams.lookup(&slot);
+    if (!g)
         return 1;
+#pragma clang loop unroll(disable)
+    for (u32 p = 0; p < PG_LPM_STR - 4; p++) {
+        if (p + 5 > n)
+            break;
+        u32 h = (*(const u32 *)&s[p] * PG_GRAM_MUL) >> (32 - PG_GRAM_SHIFT);
+        if ((g->w[(h >> 6) & (PG_GRAM_BITS / 64 - 1)] >> (h & 63)) & 1)
+            return 1;
+    }
+    return 0;
+}
+
+/* The alternatives the path at s (n bytes read, its NUL included) lets through, the record's
+ * path_free among them; `m` is what the other checks left. fd.name is the path made absolute and normalised
+ * by the collector (decode.abspath, openevent.c), so only an absolute path that fits a key is
+ * looked up (every alternative passes otherwise), and one whose lookups leave `m` empty still
+ * passes whole when it holds "/." or "//", which the collector would normalise. The reversed path
+ * (suffixes) is looked up only when an alternative in `m` has suffixes and the forward lookup left
+ * `m` empty, the gram screen (substrings) only when one in `m` has substrings and the lookups left
+ * it empty. Keys are built in `room`, word by word. */
+static __always_inline u64 pg_path_mask(u8 *room, const u8 *s, u32 n, u32 evt, const struct pg_itype *it, u64 m) {
+    if (n == 0 || n > PG_LPM_STR || s[0] != '/')
+        return ~0ull;
     struct pg_lpm_key *k = (struct pg_lpm_key *)room;
-    pg_lpm_head(k, evt, PG_FIELD_PATH);
+    pg_lpm_head(k, evt, PG_FIELD_PATH, it->gen);
 #pragma unroll
     for (int i = 0; i < PG_LPM_STR / 8; i++)
         *(u64 *)&k->data[PG_LPM_HEAD + i * 8] = *(const u64 *)&s[i * 8];
-    if (interest_lpm.lookup(k))
-        return 1;
+    u64 pass = it->path_free | pg_lpm_mask(k);
+    if ((m & it->suffixed) && !(m & pass)) {
+        /* the key's byte i is the path's byte L - 1 - i: words read backwards, byte-swapped; a path
+         * shorter than the key brings bytes from before it, which can only add matches */
+        const u8 *end = s - PG_SUFFIX_MAX + ((n - 1) & 0xff);
+        pg_lpm_head(k, evt, PG_FIELD_RPATH, it->gen);
+#pragma unroll
+        for (int i = 0; i < PG_SUFFIX_MAX / 8; i++)
+            *(u64 *)&k->data[PG_LPM_HEAD + i * 8] = __builtin_bswap64(*(const u64 *)&end[PG_SUFFIX_MAX - 8 - i * 8]);
+        pass |= pg_lpm_mask(k);
+    }
+    if ((m & it->grams) && !(m & pass) && pg_grams_hit(s, n, it->gen * PG_PATH_SLOTS + PG_PATH_SLOT(evt)))
+        pass |= it->grams;
+    if (m & pass)
+        return pass;
     for (int i = 0; i < PG_LPM_STR / 8; i++) {
         if (i * 8 >= n)
             break;
         u64 w = *(const u64 *)&s[i * 8], next = *(const u64 *)&s[i * 8 + 1];
         if (pg_zero_bytes(w ^ PG_SLASHES) & (pg_zero_bytes(next ^ PG_DOTS) | pg_zero_bytes(next ^ PG_SLASHES)))
-            return 1;
+            return ~0ull;
     }
-    return 0;
+    return pass;
 }
 
 static __always_inline u32 pg_pid_nr(char *pid, int ns_level) {
@@ -470,7 +545,7 @@ static __always_inline int pg_submit(struct pg_buf *b) {
 
 /* a record the process table needs whatever the interest: flagged when no rule wants its type */
 static __always_inline void pg_mark_wanted(struct pg_buf *b, u32 evt) {
-    if (!(pg_mode(evt) & PG_IM_KEEP))
+    if (!(pg_mode(pg_itype(evt)) & PG_IM_KEEP))
         b->h.flags |= PG_FLAG_UNWANTED;
     pg_icount(evt, PG_IR_KEPT);
 }
@@ -839,34 +914,58 @@ static __always_inline s64 pg_regs_args(char *task, u64 *a) {
     return (s64)r[8];
 }
 
-/* The interest is tested as early as each check allows: the type's mode first (an array lookup, no
- * helper), the process's name before anything is read, the path once it is. The working directory
- * calls (K_CWD) feed the process table, so they are never dropped (flagged when unwanted). */
+/* The interest is tested as early as each check allows: the type's record and the call's result
+ * first (array lookups, no helper), then the open's flags (in the registers), the process's name
+ * before anything is read, the path once it is. The working directory calls (K_CWD) feed the process table, so they
+ * are never dropped (flagged when unwanted). */
 static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int strmask, int kind, int fdtypes) {
     s64 ret = ctx->ret;
     if ((kind == K_ARGV1 || kind == K_ARGV2) && ret == 0)
         return 0; /* sched_process_exec emitted it */
-    u32 mode = pg_mode(evt);
+    struct pg_itype *it = pg_itype(evt);
+    u32 mode = pg_mode(it);
     if (kind == K_CWD) /* a constant: the checks are compiled out of these two programs */
         mode &= PG_IM_KEEP;
     else if (!(mode & PG_IM_KEEP)) {
         pg_icount(evt, PG_IR_NO_RULE);
         return 0;
     }
+    u64 m = ~0ull; /* the alternatives still possible: first those the result allows */
+    if (kind != K_CWD && it && (mode & PG_IM_KEEP)) {
+        m = it->res[ret >= 0];
+        if (!m) {
+            pg_icount(evt, PG_IR_FLAGS);
+            return 0;
+        }
+    }
     struct pg_buf *b = pg_buffer();
     if (!b)
         return 0;
     char *task = (char *)bpf_get_current_task();
-    u64 pt = pg_copy_task(b, task); /* instead of bpf_get_current_pid_tgid: one helper call less */
+    /* the task is copied (pg_context reads the copy) once the event is kept when the type has
+     * checks that may drop it, at once otherwise, where the copy also gives the ids (one helper
+     * call less than bpf_get_current_pid_tgid) */
+    int checked = mode & (PG_IM_PATH | PG_IM_COMM);
+    u64 pt = checked ? bpf_get_current_pid_tgid() : pg_copy_task(b, task);
     if ((pt >> 32) == SELF_TGID)
         return 0;
     if (!pt || pg_regs_args(task, b->h.a) != ctx->nr) {
         pg_count(PG_CNT_BAD_REGS);
         return 0;
     }
-    if ((mode & PG_IM_COMM) && !pg_comm_admitted(b->d, evt, pt >> 32)) { /* d is free until strings */
-        pg_icount(evt, PG_IR_COMM);
-        return 0;
+    if (kind != K_CWD && it && (mode & PG_IM_KEEP)) {
+        m &= it->acc[PG_ACCMODE(evt, b->h.a) & 3];
+        if (!m) {
+            pg_icount(evt, PG_IR_FLAGS);
+            return 0;
+        }
+    }
+    if (it && (mode & PG_IM_COMM)) {
+        m &= it->comm_free | pg_comm_mask(b->d, evt, it->gen, pt >> 32); /* d is free until strings */
+        if (!m) {
+            pg_icount(evt, PG_IR_COMM);
+            return 0;
+        }
     }
     pg_start(b);
     if (!(mode & PG_IM_KEEP))
@@ -877,10 +976,14 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
             pg_put_str(b, (const void *)b->h.a[i], 0);
     /* the open family's path is its first item (a constant test: the check is compiled into
      * those four programs only), checked before the context is read, so a dropped open costs the
-     * task copy, the registers, the path and one lookup. The key goes past where strings reach. */
-    if (PG_PATH_TYPE(evt) && (mode & PG_IM_PATH) &&
-        !pg_path_admitted(&b->d[PG_PAYLOAD - 256], &b->d[2], b->d[0] | (u32)b->d[1] << 8, evt)) {
+     * registers, the path and its lookups. The keys go past where strings reach. */
+    if (PG_PATH_TYPE(evt) && it && (mode & PG_IM_PATH) &&
+        !(m & pg_path_mask(&b->d[PG_PAYLOAD - 256], &b->d[2], b->d[0] | (u32)b->d[1] << 8, evt, it, m))) {
         pg_icount(evt, PG_IR_PATH);
+        return 0;
+    }
+    if (checked && !pg_copy_task(b, task)) {
+        pg_count(PG_CNT_BAD_REGS);
         return 0;
     }
     pg_context(b, pt, evt);

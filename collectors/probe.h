@@ -40,29 +40,45 @@
 #define PG_CNT_PAGE_FAULT 3    /* a user-memory read failed (the field is empty) */
 #define PG_CNT_N 4
 
-/* Interest (collectors/interest_plan.py): per event type, interest_mode[type] holds these bits.
+/* Interest (collectors/interest_plan.py): per event type, interest_type's record (probe.bpf.c
+ * struct pg_itype) holds a mode of these bits and the masks of the type's rule alternatives. Mode
  * 0, the state at load, keeps nothing but the records the process table needs (flagged
- * PG_FLAG_UNWANTED); PG_IM_KEEP keeps the type's events, narrowed by the checks whose bits are
- * set: PG_IM_PATH (the open family's absolute path, looked up in interest_lpm) and PG_IM_COMM (the
- * process's name as the collector's process table holds it, pg_names, looked up in interest_lpm). */
+ * PG_FLAG_UNWANTED); PG_IM_KEEP keeps the type's events whose flags and result some alternative
+ * allows, narrowed by the checks whose bits are set: PG_IM_PATH (the open family's absolute path,
+ * looked up in interest_lpm; then the path reversed, for suffixes, and the path's 4-byte grams in
+ * interest_grams' bitmap, for substrings, when the record's masks say an alternative needs them)
+ * and PG_IM_COMM
+ * (the process's name as the collector's process table holds it, pg_names, looked up in
+ * interest_lpm). */
 #define PG_IM_KEEP 1
 #define PG_IM_PATH 2
 #define PG_IM_COMM 4
 /* interest_lpm keys: {u32 prefixlen; u8 data[PG_LPM_DATA]}, data = the event type (u16,
- * big-endian), one PG_FIELD_* byte, a zero byte, then the value's bytes (8-aligned, so the probe
- * copies words); an exact value ends with its NUL, a prefix does not */
+ * big-endian), one PG_FIELD_* byte, the generation byte, then the value's bytes (8-aligned, so the
+ * probe copies words); an exact value ends with its NUL, a prefix does not. A PG_FIELD_RPATH value
+ * is a suffix reversed, at most PG_SUFFIX_MAX bytes. Values: u64 masks of alternatives. */
 #define PG_LPM_HEAD 4
 #define PG_LPM_STR 248     /* value bytes a key holds: a longer path (its NUL counted) is kept unchecked */
 #define PG_LPM_DATA 252
+#define PG_SUFFIX_MAX 64
+/* interest_grams: per generation and open-family type (PG_PATH_SLOTS of them), a bitmap of
+ * PG_GRAM_BITS bits: bit (g * PG_GRAM_MUL) >> (32 - PG_GRAM_SHIFT) of each substring's chosen
+ * 4-byte gram g (little-endian u32) */
+#define PG_PATH_SLOTS 4
+#define PG_GRAM_SHIFT 16
+#define PG_GRAM_BITS 65536
+#define PG_GRAM_MUL 0x9E3779B1u
 #define PG_FIELD_PATH 1
 #define PG_FIELD_COMM 2
+#define PG_FIELD_RPATH 3
 #define PG_COMM_LEN 16
 /* interest_counts[type * PG_IR_N + reason], per CPU */
 #define PG_IR_KEPT 0
 #define PG_IR_NO_RULE 1
 #define PG_IR_PATH 2
 #define PG_IR_COMM 3
-#define PG_IR_N 4
+#define PG_IR_FLAGS 4      /* the open's access mode or the call's result */
+#define PG_IR_N 5
 
 struct pg_hdr {
     __u64 ts;          /* bpf_ktime_get_boot_ns */

@@ -165,7 +165,7 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
         "peregrine collector ready: node %s, %d processes seeded (%d named in the probe), tracing %d event "
         "types, interest %s",
         config.node, n_seeded, n_named, len(live.attached),
-        "off" if config.interest is None else f"on ({len(live.modes)} types, {len(live.keys)} keys)",
+        "off" if config.interest is None else f"on ({len(live.types)} types, {len(live.keys)} keys)",
     )
     sys.stderr.flush()
 
@@ -316,7 +316,7 @@ class InterestReload:
             log.warning("rules files read again: their interest is the fallback of %s", follower.topic)
             return
         interest_maps.apply_interest(probe, interest)
-        log.warning("interest applied: %d event types, %d keys", len(probe.live.modes), len(probe.live.keys))
+        log.warning("interest applied: %d event types, %d keys", len(probe.live.types), len(probe.live.keys))
 
 
 def _selection(args: argparse.Namespace) -> tuple[frozenset[str] | None, Mapping[str, TypeInterest] | None]:

@@ -11,17 +11,21 @@
   pg-marker's mkdirat, a type not attached before). Every A open before the switch is there, with
   no gap; B's opens and mkdirats arrive from the switch on, with no gap. The marker renames its
   thread first (prctl PR_SET_NAME): proc.name stays the name at exec, and so does what the kernel
-  tests, so the renamed marker's mkdirats are kept.
+  tests, so the renamed marker's mkdirats are kept. Rules B also need a suffix and a substring:
+  once B applies, a process opens 162 seeded random paths under P/, and the paths the kernel kept
+  are exactly those the model of the probe (tests/interest_model.py) keeps with B's maps.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -40,9 +44,22 @@ from collector_actions import (
     run_under_pty,
     tempdir,
 )
+from interest_model import kernel_keeps, maps_of
 
 import rules
-from rules.record import EV_ARGS, EV_FD, EV_PROC, EV_TID, EVENT_TYPES, F_NAME, P_CONTAINER_ID, P_NAME, Event
+from collectors.interest_plan import plan
+from rules.record import (
+    EV_ARGS,
+    EV_FD,
+    EV_PROC,
+    EV_TID,
+    EVENT_TYPE_IDS,
+    EVENT_TYPES,
+    F_NAME,
+    P_CONTAINER_ID,
+    P_NAME,
+    Event,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -120,8 +137,11 @@ def test_the_same_alerts_with_and_without_the_interest(tmp_path: Path, falco_rul
         total = sum(reasons.values())
         share = 1 - reasons.get("kept", 0) / total
         print(f"  {name:14} node: {share:6.1%} of {total} dropped in the kernel {reasons}")
-    # Falco's set leaves every named type unnarrowed today (README: what it narrows), so the kernel
-    # drops nothing here; the live-switch test below is where drops are asserted.
+    # Falco's "Write below root" admits every path (fd.directory = /): only an alternative that also
+    # carries its access mode (a write) lets the kernel drop the workload's reads (README: what it
+    # narrows)
+    if any(alt.accmodes for alt in ruleset.interest["openat"].alternatives):
+        assert kept["openat"] < per_type["openat"] / 2, "the kernel drops most of the workload's opens"
 
 
 def _workload(cgroup: Path, work: str) -> None:
@@ -204,6 +224,38 @@ def _mkdir_indices(events: list[Event], under: str) -> list[int]:
     return sorted(int(str(e[EV_ARGS][2]).rsplit("/", 1)[1]) for e in ours)  # res, dirfd, path, mode
 
 
+OPENER = "import os, sys\nfor p in sys.argv[1:]:\n    try:\n        os.close(os.open(p, os.O_RDONLY))\n" \
+         "    except OSError:\n        pass\n"
+AFFIX_RULES = """
+- rule: S
+  desc: interest suffix marker
+  condition: evt.type = openat and fd.name endswith _pgsuffix
+  output: marker %fd.name
+  priority: INFO
+- rule: G
+  desc: interest substring marker
+  condition: evt.type = openat and fd.name contains /QZ9gram/
+  output: marker %fd.name
+  priority: INFO
+"""
+
+
+def _random_paths(base: Path) -> list[str]:
+    """Paths under P/ that end with the suffix, hold the substring (also as the last gram), come
+    close to either, are too long for a key or would be normalised."""
+    rng = random.Random(18)
+    pieces = ["x", "QZ9gram", "a_pgsuffix", "pgsuffix", "y" * 90, "ab/QZ9gr", "am", "QZ9", "Z9gram"]
+    odd = [".", "..", ""]  # normalised by the collector: kept whole
+    ends = ["", "/", "/_pgsuffix", "x_pgsuffix", "/QZ9gram/", "_pgsuffi", "/QZ9gram", "QZ9gram/"]
+    out = []
+    for _ in range(160):
+        parts = rng.choices(pieces, k=rng.randint(1, 4))
+        if rng.random() < 0.15:
+            parts.insert(rng.randrange(len(parts) + 1), rng.choice(odd))
+        out.append(f"{base}/P/" + "/".join(parts) + rng.choice(ends))
+    return [*out, f"{base}/P/" + "y" * 250, f"{base}/P/" + "y" * 250 + "/QZ9gram/"]  # too long for a key
+
+
 def test_a_live_switch_widens_before_it_narrows(tmp_path: Path) -> None:
     work = Path(tempdir())
     marker = work / "pg-marker"
@@ -211,6 +263,7 @@ def test_a_live_switch_widens_before_it_narrows(tmp_path: Path) -> None:
     subprocess.run(["cc", "-O2", "-o", str(marker), str(work / "marker.c")], check=True)
     base, stop_file = work / "m", work / "stop"
     rules_file, out = tmp_path / "rules.yaml", tmp_path / "switch.cap"
+    probe_paths = _random_paths(base)
     rules_file.write_text(
         RULE.format(name="A", condition=f"evt.type = openat and fd.name startswith {base}/A/")
     )
@@ -231,6 +284,7 @@ def test_a_live_switch_widens_before_it_narrows(tmp_path: Path) -> None:
         rules_file.write_text(
             RULE.format(name="B", condition=f"evt.type = openat and fd.name startswith {base}/B/")
             + RULE.format(name="M", condition="evt.type = mkdirat and proc.name = pg-marker")
+            + AFFIX_RULES
         )
         before = latest[0]
         assert collector.proc is not None
@@ -242,6 +296,7 @@ def test_a_live_switch_widens_before_it_narrows(tmp_path: Path) -> None:
         assert "interest applied" in collector.log(), collector.log()[-2000:]
         while latest[0] < after + 100:
             time.sleep(0.05)
+        subprocess.run([sys.executable, "-S", "-c", OPENER, *probe_paths], check=True, timeout=30)
     finally:
         stop_file.touch()
         proc.wait(10)
@@ -263,3 +318,8 @@ def test_a_live_switch_widens_before_it_narrows(tmp_path: Path) -> None:
     assert b == list(range(b[0], last + 1)) and b[0] <= after + 1, "B's opens from the switch on, no gap"
     assert m == list(range(m[0], last + 1)) and m[0] <= after + 1, "mkdirat attached live, comm-checked"
     assert counts["openat"]["dropped-path"] > 0
+    maps, openat = maps_of(plan(rules.load([rules_file]).interest)), EVENT_TYPE_IDS["openat"]
+    modelled = {p for p in probe_paths if kernel_keeps(maps, openat, path=p.encode(), ret=-2)}
+    kept = {str(e[EV_ARGS][2]) for e in of_type(events, "openat")} & set(probe_paths)
+    assert 0 < len(modelled) < len(set(probe_paths)), "the paths try both ways"
+    assert kept == modelled, (sorted(kept - modelled), sorted(modelled - kept))

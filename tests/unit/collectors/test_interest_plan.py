@@ -1,10 +1,11 @@
 """The probe's interest maps from a ruleset's interest (`collectors.interest_plan`) and the order in
 which `collectors.interest_maps.apply_interest` changes them.
 
-Soundness is checked against a plain model of what probe.bpf.c does with the maps (written here
-from the C, sharing no code with the plan): for random paths and names, an event whose record
-value `FieldInterest.admits` must be one the model keeps. The record's value is computed by the
-decoder's own functions (`collectors.decode.abspath`, the "replace" decoding)."""
+Soundness is checked against a plain model of what probe.bpf.c does with the maps
+(tests/interest_model.py, from the C, sharing no code with the plan): for random interests with
+alternatives and random events, an event `rules.interest.admits` must be one the model keeps.
+The record's values are computed by the decoder's own functions (`collectors.decode.abspath`,
+the "replace" decoding)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from interest_model import Maps, kernel_keeps, maps_of
 
 from collectors import interest_maps, loader
 from collectors.decode import abspath
 from collectors.header import (
     PG_FIELD_COMM,
     PG_FIELD_PATH,
+    PG_FIELD_RPATH,
+    PG_GRAM_BITS,
     PG_IM_COMM,
     PG_IM_KEEP,
     PG_IM_PATH,
@@ -28,8 +32,10 @@ from collectors.header import (
     PG_LPM_STR,
     PG_MAX_STR,
 )
-from collectors.interest_plan import MAX_KEYS, Entry, KernelInterest, plan
-from rules.interest import FieldInterest, TypeInterest
+from collectors.interest_plan import MAX_KEYS, Entry, TypePlan, plan
+from rules import interest as ri
+from rules import record as R
+from rules.interest import Alternative, FieldInterest, TypeInterest
 from rules.record import EVENT_TYPE_IDS, P_CWD, PROCESS_LEN
 
 OPENAT = EVENT_TYPE_IDS["openat"]
@@ -47,39 +53,6 @@ def _interest(*types: tuple[str, tuple[FieldInterest, ...]]) -> dict[str, TypeIn
     return {name: TypeInterest(name, fields) for name, fields in types}
 
 
-# --- a model of probe.bpf.c's tests, from the C --------------------------------------------------
-def _lpm_hit(keys: Iterable[bytes], data: bytes) -> bool:
-    """Whether some trie key's first prefixlen bits equal the looked-up data's (whole bytes here)."""
-    for key in keys:
-        bits = int.from_bytes(key[:4], "little")
-        assert bits % 8 == 0 and len(key) == 4 + PG_LPM_DATA
-        if data[: bits // 8] == key[4 : 4 + bits // 8]:
-            return True
-    return False
-
-
-def _head(type_id: int, field_id: int) -> bytes:
-    return bytes((type_id >> 8, type_id & 0xFF, field_id, 0))
-
-
-def kernel_keeps_path(mode: int, keys: Iterable[bytes], type_id: int, raw: bytes) -> bool:
-    """pg_path_admitted on the string the probe read (bpf_probe_read_user_str: cut, NUL-ended)."""
-    item = raw.split(b"\0", 1)[0][: PG_MAX_STR - 1] + b"\0"
-    n = len(item)
-    if not mode & PG_IM_PATH or n > PG_LPM_STR or item[:1] != b"/":
-        return True
-    if _lpm_hit(keys, (_head(type_id, PG_FIELD_PATH) + item).ljust(PG_LPM_DATA, b"\xaa")):
-        return True
-    return b"/." in item or b"//" in item
-
-
-def kernel_keeps_comm(mode: int, keys: Iterable[bytes], type_id: int, name: bytes | None) -> bool:
-    """pg_comm_admitted: `name` is pg_names' entry (None: the process has none)."""
-    if not mode & PG_IM_COMM or name is None:
-        return True
-    return _lpm_hit(keys, (_head(type_id, PG_FIELD_COMM) + name[:15] + b"\0").ljust(PG_LPM_DATA, b"\xaa"))
-
-
 def _record_name(raw: bytes, dirfd: int, cwd: str | None) -> str | None:
     proc: list[Any] = [None] * PROCESS_LEN
     proc[P_CWD] = cwd
@@ -90,81 +63,154 @@ def _record_name(raw: bytes, dirfd: int, cwd: str | None) -> str | None:
 # --- the plan ------------------------------------------------------------------------------------
 def test_exact_paths_end_with_their_nul_and_prefixes_do_not() -> None:
     planned = plan(_interest(("openat", (_field("fd.name", exact={"/etc/shadow"}, prefixes={"/etc/"}),))))
-    assert planned.modes == {"openat": PG_IM_KEEP | PG_IM_PATH}
-    assert planned.entries == {Entry(OPENAT, PG_FIELD_PATH, b"/etc/shadow", True),
-                               Entry(OPENAT, PG_FIELD_PATH, b"/etc/", False)}  # fmt: skip
-    exact = Entry(OPENAT, PG_FIELD_PATH, b"/etc/shadow", True).key()
+    assert planned.types["openat"].mode == PG_IM_KEEP | PG_IM_PATH
+    assert planned.entries == {Entry(OPENAT, PG_FIELD_PATH, b"/etc/shadow", True): 1,
+                               Entry(OPENAT, PG_FIELD_PATH, b"/etc/", False): 1}  # fmt: skip
+    exact = Entry(OPENAT, PG_FIELD_PATH, b"/etc/shadow", True).key(1)
     assert exact[:4] == ((4 + 12) * 8).to_bytes(4, "little")
-    assert exact[4:20] == bytes((0, OPENAT, PG_FIELD_PATH, 0)) + b"/etc/shadow\0"
+    assert exact[4:20] == bytes((0, OPENAT, PG_FIELD_PATH, 1)) + b"/etc/shadow\0"
     assert len(exact) == 4 + PG_LPM_DATA and exact[20:] == bytes(len(exact) - 20)
-    keys = {e.key() for e in planned.entries}
-    assert kernel_keeps_path(planned.modes["openat"], keys, OPENAT, b"/etc/shadow")
-    assert kernel_keeps_path(planned.modes["openat"], keys, OPENAT, b"/etc/passwd")
-    assert not kernel_keeps_path(planned.modes["openat"], keys, OPENAT, b"/etc")
-    assert not kernel_keeps_path(planned.modes["openat"], keys, OPENAT, b"/usr/lib/libc.so.6")
+    maps = maps_of(planned)
+    assert kernel_keeps(maps, OPENAT, path=b"/etc/shadow")
+    assert kernel_keeps(maps, OPENAT, path=b"/etc/passwd")
+    assert not kernel_keeps(maps, OPENAT, path=b"/etc")
+    assert not kernel_keeps(maps, OPENAT, path=b"/usr/lib/libc.so.6")
+
+
+def test_each_alternative_has_a_bit_and_an_entry_holds_those_of_its_prefixes() -> None:
+    """openat: A (/etc/ by cat, opened for writing), B (/etc/shadow, failing), C (*.pem, any name)."""
+    interest = {"openat": TypeInterest("openat", (), (
+        Alternative((_field("fd.name", prefixes={"/etc/"}), _field("proc.name", exact={"cat"})),
+                    frozenset({1, 2})),
+        Alternative((_field("fd.name", exact={"/etc/shadow"}),), None, False),
+        Alternative((_field("fd.name", suffixes={".pem"}),)),
+    ))}  # fmt: skip
+    planned = plan(interest)
+    assert planned.types["openat"] == TypePlan(
+        PG_IM_KEEP | PG_IM_PATH | PG_IM_COMM,
+        0,
+        0b110,
+        0b100,
+        0,
+        (0b110, 0b111, 0b111, 0b110),
+        (0b111, 0b101),
+    )
+    assert planned.entries == {Entry(OPENAT, PG_FIELD_PATH, b"/etc/", False): 0b001,
+                               Entry(OPENAT, PG_FIELD_PATH, b"/etc/shadow", True): 0b011,
+                               Entry(OPENAT, PG_FIELD_RPATH, b"mep.", False): 0b100,
+                               Entry(OPENAT, PG_FIELD_COMM, b"cat", True): 0b001}  # fmt: skip
+    maps = maps_of(planned)
+    o_wronly, o_rdonly = 1, 0
+    assert kernel_keeps(maps, OPENAT, path=b"/etc/passwd", comm=b"cat", flags=o_wronly)
+    assert not kernel_keeps(maps, OPENAT, path=b"/etc/passwd", comm=b"cat", flags=o_rdonly)
+    assert not kernel_keeps(maps, OPENAT, path=b"/etc/passwd", comm=b"vi", flags=o_wronly)
+    assert kernel_keeps(maps, OPENAT, path=b"/etc/shadow", comm=b"vi", ret=-13)
+    assert not kernel_keeps(maps, OPENAT, path=b"/etc/shadow", comm=b"vi", ret=3)
+    assert kernel_keeps(maps, OPENAT, path=b"/home/a/key.pem", comm=b"vi", ret=3)
+    assert kernel_keeps(maps, OPENAT, path=b"/etc/key.pem", comm=b"vi", ret=3, flags=o_rdonly)
+    assert not kernel_keeps(maps, OPENAT, path=b"/home/a/key.pe", comm=b"vi")
+    assert kernel_keeps(maps, OPENAT, path=b"/home/a/../key.pe", comm=b"vi")  # the collector normalises it
+
+
+def test_substrings_are_screened_by_one_gram_each() -> None:
+    interest = {"openat": TypeInterest("openat", (), (
+        Alternative((_field("fd.name", prefixes={"/etc/"}, contains={"/.ssh/", "id_rsa"}),)),
+        Alternative((_field("fd.name", contains={"liblzma.so.5.6.0"}),), frozenset({0})),
+        Alternative((_field("fd.name", contains={".pub"}),)),
+    ))}  # fmt: skip
+    planned = plan(interest)
+    assert planned.types["openat"].mode == PG_IM_KEEP | PG_IM_PATH and not planned.types["openat"].suffixed
+    assert planned.types["openat"].grams == 0b111 and len(planned.grams["openat"]) == 4
+    maps = maps_of(planned)
+    assert kernel_keeps(maps, OPENAT, path=b"/home/a/.ssh/known_hosts")
+    assert kernel_keeps(maps, OPENAT, path=b"/tmp/id_rsa")
+    assert kernel_keeps(maps, OPENAT, path=b"/tmp/k.pub")  # the last gram
+    assert kernel_keeps(maps, OPENAT, path=b"/usr/lib/liblzma.so.5.6.0", flags=0)
+    # a hit passes every alternative needing a substring: the screen does not tell which one
+    assert kernel_keeps(maps, OPENAT, path=b"/usr/lib/liblzma.so.5.6.0", flags=1)
+    assert not kernel_keeps(maps, OPENAT, path=b"/usr/lib/libc.so.6")
+    assert not kernel_keeps(maps, OPENAT, path=b"/home/a/ssh/x")
+
+
+def test_an_alternative_gets_the_common_fields_it_does_not_constrain() -> None:
+    common = _field("proc.name", exact={"cat", "vi"})
+    interest = {"openat": TypeInterest("openat", (common,), (
+        Alternative((_field("fd.name", prefixes={"/etc/"}),)),
+        Alternative((_field("proc.name", exact={"vi"}),)),
+    ))}  # fmt: skip
+    maps = maps_of(plan(interest))
+    assert kernel_keeps(maps, OPENAT, path=b"/etc/x", comm=b"cat")
+    assert not kernel_keeps(maps, OPENAT, path=b"/etc/x", comm=b"sh")
+    assert kernel_keeps(maps, OPENAT, path=b"/usr/x", comm=b"vi")
+    assert not kernel_keeps(maps, OPENAT, path=b"/usr/x", comm=b"cat")
 
 
 def test_what_the_kernel_cannot_test_is_left_unconstrained() -> None:
     path = _field("fd.name", prefixes={"/etc/"})
     planned = plan(_interest(
-        ("openat", (_field("fd.name", prefixes={"/etc/"}, suffixes={".pem"}),)),  # a suffix: no trie
-        ("open", (_field("fd.name", contains={"/.ssh/"}),)),
+        ("openat", (_field("fd.name", prefixes={"/etc/"}, suffixes={"x" * 65}),)),  # longer than a key
+        ("open", (_field("fd.name", contains={"ssh"}),)),  # shorter than a gram
         ("creat", (_field("fd.name", prefixes={""}),)),  # admits every path
         ("openat2", (_field("fd.name", exact={"/etc/\ufffd"}),)),  # the kernel compares bytes
         ("connect", (path,)),  # fd.name is a tuple there
         ("mkdirat", (path,)),  # no fd.name from the path
         ("execve", (_field("proc.name", exact={"bash"}),)),  # the process table needs every exec
         ("chdir", (path,)),
+        ("accept", (_field("proc.name", suffixes={"sh"}),)),
     ))  # fmt: skip
-    assert planned.modes == {name: PG_IM_KEEP for name in planned.modes} and len(planned.modes) == 8
-    assert planned.entries == frozenset()
+    assert {t.mode for t in planned.types.values()} == {PG_IM_KEEP} and len(planned.types) == 9
+    assert planned.entries == {}
 
 
 def test_process_names_are_checked_on_any_type_with_comm_semantics() -> None:
     planned = plan(_interest(("connect", (_field("proc.name", exact={"nc", "a-very-long-process-name"},
                                                  prefixes={"kube"}),))))  # fmt: skip
     connect = EVENT_TYPE_IDS["connect"]
-    assert planned.modes == {"connect": PG_IM_KEEP | PG_IM_COMM}
+    assert planned.types["connect"].mode == PG_IM_KEEP | PG_IM_COMM
     # a comm holds 15 bytes: a longer name is kept whenever the comm is its first 15
-    assert planned.entries == {Entry(connect, PG_FIELD_COMM, b"nc", True),
-                               Entry(connect, PG_FIELD_COMM, b"a-very-long-pro", True),
-                               Entry(connect, PG_FIELD_COMM, b"kube", False)}  # fmt: skip
-    keys = {e.key() for e in planned.entries}
-    mode = planned.modes["connect"]
-    assert kernel_keeps_comm(mode, keys, connect, b"nc")
-    assert kernel_keeps_comm(mode, keys, connect, b"kube-proxy")
-    assert kernel_keeps_comm(mode, keys, connect, None)
-    assert not kernel_keeps_comm(mode, keys, connect, b"ncat")
-    assert not kernel_keeps_comm(mode, keys, OPENAT, b"nc")  # another type's entries do not count
+    assert set(planned.entries) == {Entry(connect, PG_FIELD_COMM, b"nc", True),
+                                    Entry(connect, PG_FIELD_COMM, b"a-very-long-pro", True),
+                                    Entry(connect, PG_FIELD_COMM, b"kube", False)}  # fmt: skip
+    maps = maps_of(planned)
+    assert kernel_keeps(maps, connect, comm=b"nc")
+    assert kernel_keeps(maps, connect, comm=b"kube-proxy")
+    assert kernel_keeps(maps, connect, comm=None)
+    assert not kernel_keeps(maps, connect, comm=b"ncat")
+    assert not kernel_keeps(maps, OPENAT, comm=b"nc")  # a type with no record keeps nothing
 
 
 def test_no_interest_keeps_the_types_whole_and_too_many_keys_drop_the_largest_check() -> None:
-    assert plan(None, {"openat", "connect"}) == KernelInterest(
-        {"openat": PG_IM_KEEP, "connect": PG_IM_KEEP}, frozenset()
-    )
+    whole = plan(None, {"openat", "connect"})
+    assert set(whole.types) == {"openat", "connect"} and not whole.entries
+    assert all(t.mode == PG_IM_KEEP for t in whole.types.values())
     big = _field("fd.name", exact={f"/x/{i}" for i in range(MAX_KEYS)})
     small = _field("fd.name", prefixes={"/etc/"})
     planned = plan(_interest(("openat", (big,)), ("open", (small,))))
-    assert planned.modes == {"openat": PG_IM_KEEP, "open": PG_IM_KEEP | PG_IM_PATH}
+    assert (
+        planned.types["openat"].mode == PG_IM_KEEP and planned.types["open"].mode == PG_IM_KEEP | PG_IM_PATH
+    )
     assert len(planned.entries) == 1
+    assert kernel_keeps(maps_of(planned), OPENAT, path=b"/y")
 
 
 def test_paths_longer_than_a_key_are_left_to_the_probe() -> None:
     long_dir = "/" + "d" * (PG_LPM_STR - 2)
     planned = plan(_interest(("openat", (_field("fd.name", exact={long_dir, "/" + "e" * 300},
                                                 prefixes={long_dir + "/"}),))))  # fmt: skip
-    assert planned.modes["openat"] & PG_IM_PATH and planned.entries == {
+    assert planned.types["openat"].mode & PG_IM_PATH and set(planned.entries) == {
         Entry(OPENAT, PG_FIELD_PATH, long_dir.encode(), True)
     }
-    keys = {e.key() for e in planned.entries}
-    assert kernel_keeps_path(planned.modes["openat"], keys, OPENAT, long_dir.encode())
-    assert kernel_keeps_path(planned.modes["openat"], keys, OPENAT, long_dir.encode() + b"/x")  # too long
-    assert not kernel_keeps_path(planned.modes["openat"], keys, OPENAT, long_dir.encode()[:-1])
+    maps = maps_of(planned)
+    assert kernel_keeps(maps, OPENAT, path=long_dir.encode())
+    assert kernel_keeps(maps, OPENAT, path=long_dir.encode() + b"/x")  # too long
+    assert not kernel_keeps(maps, OPENAT, path=long_dir.encode()[:-1])
 
 
 # --- soundness: admits -> the kernel keeps --------------------------------------------------------
-_NAMES = ("etc", "shadow", "..", ".", "", "x", "\u00e9", "\ufffd", "ssh", "a" * 120)
-_RAW_NAMES = (b"etc", b"shadow", b"..", b".", b"", b"x", b"\xc3\xa9", b"\xff", b"\xc3", b"a" * 120, b"x\0y")
+_NAMES = ("etc", "shadow", "..", ".", "", "x", "\u00e9", "\ufffd", "ssh", "a" * 120, ".pem")
+_RAW_NAMES = (b"etc", b"shadow", b"..", b".", b"", b"x", b"\xc3\xa9", b"\xff", b"\xc3", b"a" * 120, b"x\0y",
+              b".pem", b"key.pem")  # fmt: skip
+_TYPES = ("open", "openat", "openat2", "creat", "connect")
 
 
 @st.composite
@@ -176,57 +222,108 @@ def _values(draw: st.DrawFn) -> str:
 
 @st.composite
 def _raw_paths(draw: st.DrawFn) -> bytes:
+    """Half of them absolute and without "/." or "//", the paths the probe looks up."""
+    if draw(st.booleans()):
+        clean = [n for n in _RAW_NAMES if n and not n.startswith(b".")]
+        return b"/" + b"/".join(draw(st.lists(st.sampled_from(clean), min_size=1, max_size=4)))
     path = b"/".join(draw(st.lists(st.sampled_from(_RAW_NAMES), max_size=5)))
     start = draw(st.sampled_from((b"/", b"/", b"/", b"", b"//")))
     return start + path + draw(st.sampled_from((b"", b"", b"/")))
 
 
 @st.composite
-def _fields(draw: st.DrawFn, name: str) -> FieldInterest:
-    """Exact values and prefixes; a suffix or a substring now and then (the kernel leaves those)."""
-    rarely = st.sampled_from((frozenset(), frozenset(), frozenset(), frozenset(), frozenset({"shadow"})))
-    exact, prefixes = draw(st.frozensets(_values(), max_size=4)), draw(st.frozensets(_values(), max_size=3))
-    return _field(name, exact, prefixes, draw(rarely), draw(rarely))
+def _fields(draw: st.DrawFn, name: str, seen: str | None = None) -> FieldInterest:
+    """Exact values, prefixes, suffixes and substrings, often cut from the event's own value
+    (`seen`); a quarter of them only substrings, a quarter only suffixes."""
+    seen = seen or ""
+    heads = [seen[:i] for i in range(1, len(seen) + 1)] or ["/"]
+    tails = [seen[i:] for i in range(len(seen))] or ["/"]
+    middles = [seen[i : i + n] for i in range(len(seen)) for n in (4, 6)] or ["/"]
+    values = _values() | st.sampled_from(heads)
+    suffixes = st.sampled_from(("shadow", ".pem", "/x", "a" * 70, "\u00e9", "h")) | st.sampled_from(tails)
+    inside = st.sampled_from(("shadow", "/.ssh/", "hadow/", "ssh", "\u00e9\u00e9")) | st.sampled_from(middles)
+    kind = draw(st.integers(0, 3))
+    contains = draw(st.frozensets(inside, max_size=2)) if kind != 1 else frozenset()
+    ends = draw(st.frozensets(suffixes, max_size=2)) if kind != 0 else frozenset()
+    if kind < 2:
+        return _field(name, suffixes=ends, contains=contains)
+    exact, prefixes = draw(st.frozensets(values, max_size=3)), draw(st.frozensets(values, max_size=3))
+    return _field(name, exact, prefixes, ends, contains)
+
+
+@st.composite
+def _alternatives(draw: st.DrawFn, seen: dict[str, str | None]) -> Alternative:
+    fields = [draw(_fields(n, seen[n])) for n in ("fd.name", "proc.name") if draw(st.booleans())]
+    accmodes = draw(st.none() | st.frozensets(st.integers(0, 3), min_size=1))
+    return Alternative(tuple(fields), accmodes, draw(st.none() | st.booleans()))
+
+
+@st.composite
+def _type_interests(draw: st.DrawFn, name: str, seen: dict[str, str | None]) -> TypeInterest:
+    fields = tuple(draw(_fields(n, seen[n])) for n in ("fd.name", "proc.name") if draw(st.booleans()))
+    return TypeInterest(name, fields, tuple(draw(st.lists(_alternatives(seen), max_size=5))))
+
+
+def _event(type_name: str, name: str | None, comm: str, flags: int, ret: int) -> R.Event:
+    ev: list[Any] = [None] * R.EVENT_LEN
+    ev[R.EV_TYPE], ev[R.EV_RES] = EVENT_TYPE_IDS[type_name], ret
+    proc: list[Any] = [None] * PROCESS_LEN
+    proc[R.P_NAME] = comm
+    ev[R.EV_PROC] = proc
+    args: list[Any] = [None] * len(R.EVENT_PARAM_INDEX[ev[R.EV_TYPE]])
+    if "flags" in R.EVENT_PARAM_INDEX[ev[R.EV_TYPE]]:
+        args[R.EVENT_PARAM_INDEX[ev[R.EV_TYPE]]["flags"]] = flags
+    ev[R.EV_ARGS] = args
+    if name is not None:
+        fd: list[Any] = [None] * R.FD_LEN
+        fd[R.F_NAME] = name
+        ev[R.EV_FD] = fd
+    return ev
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
-@given(field=_fields("fd.name"), type_name=st.sampled_from(("open", "openat", "openat2", "creat")),
-       raw=_raw_paths(), dirfd=st.sampled_from((AT_FDCWD, 3)),
-       cwd=st.sampled_from(("/etc", "/", None)))  # fmt: skip
-def test_every_path_the_interest_admits_is_kept(
-    field: FieldInterest, type_name: str, raw: bytes, dirfd: int, cwd: str | None
-) -> None:
-    planned = plan(_interest((type_name, (field,))))
-    name = _record_name(raw, dirfd, cwd)
-    if name is not None and field.admits(name):
-        keys = {e.key() for e in planned.entries}
-        assert kernel_keeps_path(planned.modes[type_name], keys, EVENT_TYPE_IDS[type_name], raw), (raw, name)
+@given(data=st.data(), type_name=st.sampled_from(_TYPES), raw=_raw_paths(),
+       dirfd=st.sampled_from((AT_FDCWD, 3)),
+       cwd=st.sampled_from(("/etc", "/", None)), comm=st.lists(st.sampled_from(_RAW_NAMES[:-1]), max_size=3),
+       flags=st.integers(0, 7), ret=st.sampled_from((-2, 0, 3)))  # fmt: skip
+def test_every_event_the_interest_admits_is_kept(
+    data: st.DataObject, type_name: str, raw: bytes, dirfd: int, cwd: str | None, comm: list[bytes],
+    flags: int,
+    ret: int,
+) -> None:  # fmt: skip
+    raw_comm = b"/".join(comm)[:15]  # what pg_names holds: the process table's name, a comm
+    name = _record_name(raw, dirfd, cwd) if type_name != "connect" else "10.0.0.1:1->10.0.0.2:2"
+    proc_name = raw_comm.decode("utf-8", "replace")
+    wanted = data.draw(_type_interests(type_name, {"fd.name": name, "proc.name": proc_name}))
+    ev = _event(type_name, name, proc_name, flags, ret)
+    if ri.admits({type_name: wanted}, ev):
+        maps = maps_of(plan({type_name: wanted}))
+        type_id = EVENT_TYPE_IDS[type_name]
+        assert kernel_keeps(maps, type_id, path=raw, comm=raw_comm, flags=flags, ret=ret), (
+            raw,
+            name,
+            raw_comm,
+        )
 
 
-@settings(max_examples=100, deadline=None, derandomize=True)
-@given(field=_fields("proc.name"), comm=st.lists(st.sampled_from(_RAW_NAMES[:-1]), max_size=3))
-def test_every_process_name_the_interest_admits_is_kept(field: FieldInterest, comm: list[bytes]) -> None:
-    raw = b"/".join(comm)[:15]  # what pg_names holds: the process table's name, a comm
-    planned = plan(_interest(("connect", (field,))))
-    if field.admits(raw.decode("utf-8", "replace")):
-        keys = {e.key() for e in planned.entries}
-        assert kernel_keeps_comm(planned.modes["connect"], keys, EVENT_TYPE_IDS["connect"], raw), raw
-
-
-# --- apply_interest widens before it narrows -----------------------------------------------------
+# --- apply_interest switches generations ---------------------------------------------------------
 @dataclass
 class _Table:
-    """A bcc table stand-in (the trie keyed by bytes, the mode array by int): every change calls
+    """A bcc table stand-in (the trie keyed by bytes, the arrays by int): every change calls
     `after`, which checks the probe's state at that moment."""
 
     after: Callable[[], None]
-    items: dict[Any, int] = field(default_factory=dict)
+    items: dict[Any, Any] = field(default_factory=dict)
 
     def Key(self) -> Any:  # noqa: N802 - bcc's name
         return (ctypes.c_ubyte * (4 + PG_LPM_DATA))()
 
+    def Leaf(self) -> Any:  # noqa: N802 - bcc's name: the largest value, a gram bitmap
+        return (ctypes.c_ubyte * (PG_GRAM_BITS // 8))()
+
     def __setitem__(self, key: Any, value: Any) -> None:
-        self.items[key.value if isinstance(key, ctypes.c_int) else bytes(key)] = value.value
+        stored = value.value if hasattr(value, "value") else bytes(value)
+        self.items[key.value if isinstance(key, ctypes.c_int) else bytes(key)] = stored
         self.after()
 
     def __delitem__(self, key: Any) -> None:
@@ -250,44 +347,55 @@ class _Bpf:
 
 
 def test_a_switch_keeps_the_old_interest_until_the_new_one_is_kept_whole() -> None:
-    """After every map write, attach and detach of a switch from A to B: A's events are all kept
-    up to some step, B's all kept from some step on, and the second step comes first, so an
-    event either keeps is kept all along."""
+    """After every map write and attach of switches A -> B -> A: the old interest's events are all
+    kept up to some step, the new one's all kept from the step after on, and what the probe keeps
+    is at every step what the probe kept before or what it keeps after (bits of two plans never
+    mix)."""
     a = _interest(("openat", (_field("fd.name", prefixes={"/etc/"}),)), ("mkdir", ()),
                   ("connect", (_field("proc.name", exact={"nc"}),)))  # fmt: skip
-    b = _interest(("openat", (_field("fd.name", exact={"/root/.ssh/id_rsa"}, prefixes={"/var/"}),)),
-                  ("rmdir", ()), ("connect", ()))  # fmt: skip
-    values = (b"/etc/passwd", b"/root/.ssh/id_rsa", b"/var/log/x", b"/usr/lib/x", b"nc", b"bash")
-    steps: list[tuple[bool, bool]] = []  # (every event A admits kept, every event B admits kept)
+    b = {"openat": TypeInterest("openat", (), (Alternative((_field("fd.name", exact={"/root/.ssh/id_rsa"}),)),
+                                                Alternative((_field("fd.name", suffixes={".log"}),)))),
+         "rmdir": TypeInterest("rmdir", ()), "connect": TypeInterest("connect", ())}  # fmt: skip
+    values = (b"/etc/passwd", b"/root/.ssh/id_rsa", b"/var/log/x.log", b"/usr/lib/x", b"nc", b"bash")
+    cases = [(name, v) for name in ("openat", "mkdir", "rmdir", "connect") for v in values]
+    steps: list[tuple[bool, ...]] = []  # per case, whether the probe keeps it now
 
     def kept(name: str, value: bytes) -> bool:
-        """What the probe keeps now, by the model: attached, wanted, and its checks pass."""
-        type_id = EVENT_TYPE_IDS[name]
-        mode = bpf["interest_mode"].items.get(type_id, 0)
-        keys = set(bpf["interest_lpm"].items)
-        if name not in probe.live.attached or not mode & PG_IM_KEEP:
-            return False
-        return kernel_keeps_path(mode, keys, type_id, value) and kernel_keeps_comm(mode, keys, type_id, value)
+        """What the probe keeps now, by the model: attached, and its live generation keeps it."""
+        items = bpf["interest_type"].items
+        maps = Maps(bpf["interest_gen"].items.get(0, 0), items, bpf["interest_lpm"].items,
+                    bpf["interest_grams"].items)  # fmt: skip
+        return name in probe.live.attached and kernel_keeps(
+            maps, EVENT_TYPE_IDS[name], path=value, comm=value
+        )
 
-    def keeps_all(interest: dict[str, TypeInterest]) -> bool:
-        return all(kept(name, value) for name, wanted in interest.items() for value in values
-                   if all(f.admits(value.decode()) for f in wanted.fields))  # fmt: skip
+    def admitted(interest: dict[str, TypeInterest]) -> tuple[bool, ...]:
+        return tuple(name in interest and all(f.admits(v.decode()) for f in interest[name].fields)
+                     and (not interest[name].alternatives
+                          or any(all(f.admits(v.decode()) for f in alt.fields)
+                                 for alt in interest[name].alternatives))
+                     for name, v in cases)  # fmt: skip
 
-    bpf = _Bpf(lambda: steps.append((keeps_all(a), keeps_all(b))))
+    bpf = _Bpf(lambda: steps.append(tuple(kept(n, v) for n, v in cases)))
     compiled = frozenset({"openat", "mkdir", "rmdir", "connect"} | loader.ALWAYS_TRACED)
     probe = loader.Probe(
         bpf, frozenset(), frozenset(), compiled, loader.Live(attached=set(compiled) - {"procexit"})
     )
     interest_maps.apply_interest(probe, a)
-    always = loader.ALWAYS_TRACED - {"procexit"}
-    assert probe.live.attached == {"openat", "mkdir", "connect"} | always and keeps_all(a)
-    steps.clear()
-    interest_maps.apply_interest(probe, b)
-    assert len(steps) > 5, steps  # map writes, an attach, a detach
-    a_ok, b_ok = [s[0] for s in steps], [s[1] for s in steps]
-    last_a = a_ok.index(False) - 1 if False in a_ok else len(steps) - 1
-    first_b = len(steps) - b_ok[::-1].index(False) if False in b_ok else 0
-    assert all(a_ok[: last_a + 1]) and not any(a_ok[last_a + 1 :]), steps
-    assert all(b_ok[first_b:]) and first_b <= last_a, steps
-    assert probe.live.attached == {"openat", "rmdir", "connect"} | always
-    assert not kept("openat", b"/etc/passwd") and not kept("mkdir", b"/x") and kept("connect", b"bash")
+    for old, new in ((a, b), (b, a)):
+        steps.clear()
+        interest_maps.apply_interest(probe, new)
+        assert len(steps) > 5, steps  # map writes, the flip
+        before, after = admitted(old), admitted(new)
+        flip = next(i for i, s in enumerate(steps) if s != steps[0])
+        assert all(s == steps[0] for s in steps[:flip]) and all(s == steps[-1] for s in steps[flip:]), steps
+        assert all(k for k, want in zip(steps[0], before, strict=True) if want), (
+            "the old interest until the flip"
+        )
+        assert all(k for k, want in zip(steps[-1], after, strict=True) if want), (
+            "the new one from the flip on"
+        )
+        narrowed = cases.index(("openat", b"/etc/passwd" if new is b else b"/var/log/x.log"))
+        assert steps[0][narrowed] and not steps[-1][narrowed], "the old interest's own opens go at the flip"
+    assert probe.live.attached == set(compiled) - {"procexit"}  # nothing is detached live
+    assert len(bpf["interest_lpm"].items) == 2 + 2  # A's keys, and B's until the next switch
