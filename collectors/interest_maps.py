@@ -2,9 +2,9 @@
 
 `apply_interest` moves the probe from the interest it holds to a new one without reloading it.
 The probe's maps hold two generations (a generation byte in every trie key, a record per type
-and generation, a gram bitmap per open-family type and generation) and `interest_gen` says which
+and generation, a gram bitmap and a screen per open-family type and generation) and `interest_gen` says which
 one is live; each program run reads that one u32 once and then only its generation's record,
-keys and bitmap. A switch writes the new interest into the
+keys, bitmap and screen. A switch writes the new interest into the
 generation no program reads, attaches the types it adds, and flips `interest_gen` (one aligned
 u32 store: atomic). So every event is judged whole by the old interest or whole by the new one,
 never by a mixture (a union of two plans is not the union of their masks: the bits number each
@@ -69,9 +69,10 @@ def apply_interest(probe: Probe, interest: Mapping[str, TypeInterest] | None) ->
         _set_record(records, base + EVENT_TYPE_IDS[name], DROP.record(gen))
     for name, record in types.items():
         _set_record(records, base + EVENT_TYPE_IDS[name], record.record(gen))
-    screens = bpf["interest_grams"]
+    grams, screens = bpf["interest_grams"], bpf["interest_screens"]
     for slot, name in enumerate(PATH_SLOTS):
-        _set_record(screens, gen * len(PATH_SLOTS) + slot, target.bitmap(name))
+        _set_record(grams, gen * len(PATH_SLOTS) + slot, target.bitmap(name))
+        _set_record(screens, gen * len(PATH_SLOTS) + slot, target.screen(name))
     for name in sorted(set(types) - live.attached - loader.ALWAYS_TRACED):
         loader.attach(probe, name)
     bpf["interest_gen"][ctypes.c_int(0)] = ctypes.c_uint32(gen)

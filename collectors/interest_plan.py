@@ -57,6 +57,8 @@ from collectors.header import (
     PG_LPM_DATA,
     PG_LPM_HEAD,
     PG_LPM_STR,
+    PG_SCREEN_SHIFT,
+    PG_SCREEN_SLOTS,
     PG_SUFFIX_MAX,
 )
 from rules.interest import MAX_ALTERNATIVES, Alternative, FieldInterest, TypeInterest
@@ -137,6 +139,27 @@ class KernelInterest:
         for h in self.grams.get(type_name, ()):
             out[h // 8] |= 1 << (h % 8)
         return bytes(out)
+
+    def screen(self, type_name: str) -> bytes:
+        """The type's interest_screens record (probe.bpf.c struct pg_screen): per first and last
+        4 bytes of a path, the alternatives some trie entry of the type could let through for it.
+        A trie entry matching a path shares its first 4 bytes (its last 4, for a suffix), so the
+        probe skips a lookup whose screen slot holds none of the alternatives still possible; an
+        entry shorter than 4 bytes goes into the short mask, which every path must look up for."""
+        short = {PG_FIELD_PATH: 0, PG_FIELD_RPATH: 0}
+        slots: dict[int, list[int]] = {PG_FIELD_PATH: [0] * PG_SCREEN_SLOTS, PG_FIELD_RPATH: [0] * PG_SCREEN_SLOTS}
+        type_id = EVENT_TYPE_IDS[type_name]
+        for entry, mask in self.entries.items():
+            if entry.type_id != type_id or entry.field not in short:
+                continue
+            body = entry.body()
+            if len(body) < _GRAM:
+                short[entry.field] |= mask
+            else:  # a reversed suffix's first 4 bytes are the path's last 4, reversed
+                gram = body[:_GRAM] if entry.field == PG_FIELD_PATH else body[_GRAM - 1 :: -1]
+                slots[entry.field][_screen_slot(gram)] |= mask
+        words = (short[PG_FIELD_PATH], short[PG_FIELD_RPATH], *slots[PG_FIELD_PATH], *slots[PG_FIELD_RPATH])
+        return struct.pack(f"<{len(words)}Q", *words)
 
 
 def plan(interest: Mapping[str, TypeInterest] | None, whole: Iterable[str] = ()) -> KernelInterest:
@@ -283,6 +306,11 @@ def _rarest_gram(raw: bytes) -> bytes:
 def _gram_bit(gram: bytes) -> int:
     """The screen's bit of a 4-byte gram, as probe.bpf.c pg_grams_hit computes it."""
     return ((int.from_bytes(gram, "little") * PG_GRAM_MUL) & 0xFFFFFFFF) >> (32 - PG_GRAM_SHIFT)
+
+
+def _screen_slot(gram: bytes) -> int:
+    """The interest_screens slot of a path's first or last 4 bytes, as probe.bpf.c pg_screen_slot."""
+    return ((int.from_bytes(gram, "little") * PG_GRAM_MUL) & 0xFFFFFFFF) >> (32 - PG_SCREEN_SHIFT)
 
 
 def _values(

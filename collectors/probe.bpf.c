@@ -129,7 +129,15 @@ struct pg_grams {
     u64 w[PG_GRAM_BITS / 64];
 };
 BPF_ARRAY(interest_gen, u32, 1);
+/* collectors/interest_plan.py KernelInterest.screen */
+struct pg_screen {
+    u64 head_short; /* alternatives of the path entries shorter than 4 bytes */
+    u64 tail_short; /* of the suffixes shorter than 4 bytes */
+    u64 head[PG_SCREEN_SLOTS];
+    u64 tail[PG_SCREEN_SLOTS];
+};
 BPF_ARRAY(interest_grams, struct pg_grams, 2 * PG_PATH_SLOTS);
+BPF_ARRAY(interest_screens, struct pg_screen, 2 * PG_PATH_SLOTS);
 BPF_ARRAY(interest_type, struct pg_itype, 2 * PG_NTYPES);
 BPF_LPM_TRIE(interest_lpm, struct pg_lpm_key, u64, PG_LPM_ENTRIES);
 BPF_PERCPU_ARRAY(interest_counts, u64, PG_NTYPES * PG_IR_N);
@@ -207,6 +215,10 @@ static __always_inline u64 pg_zero_bytes(u64 v) {
     return (v - PG_ONES) & ~v & PG_HIGHS;
 }
 
+static __always_inline u32 pg_screen_slot(u32 gram) {
+    return ((gram * PG_GRAM_MUL) >> (32 - PG_SCREEN_SHIFT)) & (PG_SCREEN_SLOTS - 1);
+}
+
 /* Whether one of the path's 4-byte grams (s: n bytes, its NUL included) has its bit in the slot's
  * bitmap: every substring some alternative needs has one gram there, so a path holding it hits
  * (a hash collision only keeps more). One map lookup, then one load per position. */
@@ -229,20 +241,31 @@ static __always_inline int pg_grams_hit(const u8 *s, u32 n, u32 slot) {
  * path_free among them; `m` is what the other checks left. fd.name is the path made absolute and normalised
  * by the collector (decode.abspath, openevent.c), so only an absolute path that fits a key is
  * looked up (every alternative passes otherwise), and one whose lookups leave `m` empty still
- * passes whole when it holds "/." or "//", which the collector would normalise. The reversed path
- * (suffixes) is looked up only when an alternative in `m` has suffixes and the forward lookup left
- * `m` empty, the gram screen (substrings) only when one in `m` has substrings and the lookups left
- * it empty. Keys are built in `room`, word by word. */
+ * passes whole when it holds "/." or "//", which the collector would normalise. The path is looked
+ * up only when an alternative in `m` has an entry the path's first 4 bytes allow (interest_screens),
+ * the reversed path (suffixes) only when one in `m` has a suffix its last 4 bytes allow and the
+ * forward lookup left `m` empty, the gram screen (substrings) only when one in `m` has substrings
+ * and the lookups left it empty: a dropped open of a path no entry begins or ends like pays no trie
+ * lookup (each cost ~80 ns with Falco's rules). Keys are built in `room`, word by word. */
 static __always_inline u64 pg_path_mask(u8 *room, const u8 *s, u32 n, u32 evt, const struct pg_itype *it, u64 m) {
     if (n == 0 || n > PG_LPM_STR || s[0] != '/')
         return ~0ull;
     struct pg_lpm_key *k = (struct pg_lpm_key *)room;
-    pg_lpm_head(k, evt, PG_FIELD_PATH, it->gen);
+    u32 slot = it->gen * PG_PATH_SLOTS + PG_PATH_SLOT(evt);
+    struct pg_screen *sc = interest_screens.lookup(&slot);
+    /* an entry of 4 bytes or more matches only a path of as many (its NUL counted) that begins
+     * with its first 4, a suffix only a path (NUL not counted) that ends with its last 4 */
+    u64 head = sc ? sc->head_short | (n >= 4 ? sc->head[pg_screen_slot(*(const u32 *)s)] : 0) : ~0ull;
+    u64 tail = sc ? sc->tail_short | (n >= 5 ? sc->tail[pg_screen_slot(*(const u32 *)&s[(n - 5) & 0xff])] : 0) : ~0ull;
+    u64 pass = it->path_free;
+    if (!(m & pass) && (m & head)) {
+        pg_lpm_head(k, evt, PG_FIELD_PATH, it->gen);
 #pragma unroll
-    for (int i = 0; i < PG_LPM_STR / 8; i++)
-        *(u64 *)&k->data[PG_LPM_HEAD + i * 8] = *(const u64 *)&s[i * 8];
-    u64 pass = it->path_free | pg_lpm_mask(k);
-    if ((m & it->suffixed) && !(m & pass)) {
+        for (int i = 0; i < PG_LPM_STR / 8; i++)
+            *(u64 *)&k->data[PG_LPM_HEAD + i * 8] = *(const u64 *)&s[i * 8];
+        pass |= pg_lpm_mask(k);
+    }
+    if ((m & it->suffixed & tail) && !(m & pass)) {
         /* the key's byte i is the path's byte L - 1 - i: words read backwards, byte-swapped; a path
          * shorter than the key brings bytes from before it, which can only add matches */
         const u8 *end = s - PG_SUFFIX_MAX + ((n - 1) & 0xff);

@@ -68,6 +68,13 @@
 #define PG_GRAM_SHIFT 16
 #define PG_GRAM_BITS 65536
 #define PG_GRAM_MUL 0x9E3779B1u
+/* interest_screens: per generation and open-family type, what spares a dropped open the trie
+ * lookups: u64 masks of the alternatives whose entries could match a path with a given first
+ * (head) or last (tail) 4 bytes, at slot (g * PG_GRAM_MUL) >> (32 - PG_SCREEN_SHIFT) of the
+ * gram g (little-endian u32), plus those of the entries shorter than 4 bytes, which any path may
+ * match */
+#define PG_SCREEN_SHIFT 10
+#define PG_SCREEN_SLOTS 1024
 #define PG_FIELD_PATH 1
 #define PG_FIELD_COMM 2
 #define PG_FIELD_RPATH 3

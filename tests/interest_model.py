@@ -31,12 +31,14 @@ ALL = (1 << 64) - 1
 @dataclass
 class Maps:
     """What the probe reads: interest_gen, interest_type (raw struct pg_itype by index),
-    interest_lpm (raw key -> u64) and interest_grams (raw bitmap by index)."""
+    interest_lpm (raw key -> u64), interest_grams (raw bitmap by index) and interest_screens (raw
+    struct pg_screen by index)."""
 
     gen: int
     records: Mapping[int, bytes]
     lpm: Mapping[bytes, int]
     grams: Mapping[int, bytes]
+    screens: Mapping[int, bytes]
 
 
 SLOTS = ("open", "openat", "openat2", "creat")  # probe.bpf.c PG_PATH_SLOT
@@ -45,7 +47,8 @@ SLOTS = ("open", "openat", "openat2", "creat")  # probe.bpf.c PG_PATH_SLOT
 def maps_of(planned: KernelInterest, gen: int = 1) -> Maps:
     records = {gen * len(EVENT_TYPES) + EVENT_TYPE_IDS[n]: t.record(gen) for n, t in planned.types.items()}
     grams = {gen * 4 + slot: planned.bitmap(name) for slot, name in enumerate(SLOTS)}
-    return Maps(gen, records, {e.key(gen): mask for e, mask in planned.entries.items()}, grams)
+    screens = {gen * 4 + slot: planned.screen(name) for slot, name in enumerate(SLOTS)}
+    return Maps(gen, records, {e.key(gen): mask for e, mask in planned.entries.items()}, grams, screens)
 
 
 def _lpm_mask(lpm: Mapping[bytes, int], data: bytes) -> int:
@@ -82,15 +85,33 @@ def kernel_keeps(maps: Maps, type_id: int, *, path: bytes | None = None, comm: b
     return m != 0
 
 
+def _screen_slot(gram: bytes) -> int:
+    return (int.from_bytes(gram, "little") * 0x9E3779B1 & 0xFFFFFFFF) >> (32 - 10) & 1023
+
+
+def _screened(raw: bytes | None, item: bytes) -> tuple[int, int]:
+    """pg_path_mask's screen: the alternatives the path's first 4 bytes (its NUL counted) and its
+    last 4 (not counted) may let through in the forward and reversed lookups (an array map's
+    entry never written reads as zeros)."""
+    words = struct.unpack_from(f"<{2 + 2 * 1024}Q", raw or bytes(8 * (2 + 2 * 1024)))
+    head, tail = words[0], words[1]
+    if len(item) >= 4:
+        head |= words[2 + _screen_slot(item[:4])]
+    if len(item) >= 5:
+        tail |= words[2 + 1024 + _screen_slot(item[-5:-1])]
+    return head, tail
+
+
 def _path_mask(maps: Maps, type_id: int, record: tuple[int, int, int, int], m: int, path: bytes) -> int:
     gen, free, suffixed, grams = record
     item = path.split(b"\0", 1)[0][: PG_MAX_STR - 1] + b"\0"
     if len(item) > PG_LPM_STR or item[:1] != b"/":
         return ALL
-    found = free | _lpm_mask(
-        maps.lpm, (_head(type_id, PG_FIELD_PATH, gen) + item).ljust(PG_LPM_DATA, b"\xaa")
-    )
-    if m & suffixed and not m & found:
+    head, tail = _screened(maps.screens.get(gen * 4 + SLOTS.index(EVENT_TYPES[type_id])), item)
+    found = free
+    if m & head and not m & found:
+        found |= _lpm_mask(maps.lpm, (_head(type_id, PG_FIELD_PATH, gen) + item).ljust(PG_LPM_DATA, b"\xaa"))
+    if m & suffixed & tail and not m & found:
         # bytes before the path (the record's header) follow the reversed path in the key
         rev = _head(type_id, PG_FIELD_RPATH, gen) + item[-2::-1] + b"\x2f\xaa" * 40
         found |= _lpm_mask(maps.lpm, rev[:PG_LPM_DATA])

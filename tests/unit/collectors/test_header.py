@@ -57,5 +57,5 @@ def test_constants_match_probe_h() -> None:
                  "PG_IM_COMM", "PG_LPM_HEAD", "PG_LPM_STR", "PG_LPM_DATA", "PG_FIELD_PATH", "PG_FIELD_COMM",
                  "PG_COMM_LEN", "PG_IR_KEPT", "PG_IR_NO_RULE", "PG_IR_PATH", "PG_IR_COMM",
                  "PG_IR_FLAGS", "PG_IR_N", "PG_FIELD_RPATH", "PG_SUFFIX_MAX",
-                 "PG_PATH_SLOTS", "PG_GRAM_SHIFT", "PG_GRAM_BITS"):
+                 "PG_PATH_SLOTS", "PG_GRAM_SHIFT", "PG_GRAM_BITS", "PG_SCREEN_SHIFT", "PG_SCREEN_SLOTS"):
         assert getattr(header, name) == int(defines[name], 0), name

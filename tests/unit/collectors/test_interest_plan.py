@@ -25,6 +25,7 @@ from collectors.header import (
     PG_FIELD_PATH,
     PG_FIELD_RPATH,
     PG_GRAM_BITS,
+    PG_SCREEN_SLOTS,
     PG_IM_COMM,
     PG_IM_KEEP,
     PG_IM_PATH,
@@ -318,8 +319,8 @@ class _Table:
     def Key(self) -> Any:  # noqa: N802 - bcc's name
         return (ctypes.c_ubyte * (4 + PG_LPM_DATA))()
 
-    def Leaf(self) -> Any:  # noqa: N802 - bcc's name: the largest value, a gram bitmap
-        return (ctypes.c_ubyte * (PG_GRAM_BITS // 8))()
+    def Leaf(self) -> Any:  # noqa: N802 - bcc's name: the largest value, a screen
+        return (ctypes.c_ubyte * max(PG_GRAM_BITS // 8, 8 * (2 + 2 * PG_SCREEN_SLOTS)))()
 
     def __setitem__(self, key: Any, value: Any) -> None:
         stored = value.value if hasattr(value, "value") else bytes(value)
@@ -364,7 +365,7 @@ def test_a_switch_keeps_the_old_interest_until_the_new_one_is_kept_whole() -> No
         """What the probe keeps now, by the model: attached, and its live generation keeps it."""
         items = bpf["interest_type"].items
         maps = Maps(bpf["interest_gen"].items.get(0, 0), items, bpf["interest_lpm"].items,
-                    bpf["interest_grams"].items)  # fmt: skip
+                    bpf["interest_grams"].items, bpf["interest_screens"].items)  # fmt: skip
         return name in probe.live.attached and kernel_keeps(
             maps, EVENT_TYPE_IDS[name], path=value, comm=value
         )
