@@ -147,7 +147,7 @@ class KernelInterest:
         probe skips a lookup whose screen slot holds none of the alternatives still possible; an
         entry shorter than 4 bytes goes into the short mask, which every path must look up for."""
         short = {PG_FIELD_PATH: 0, PG_FIELD_RPATH: 0}
-        slots: dict[int, list[int]] = {PG_FIELD_PATH: [0] * PG_SCREEN_SLOTS, PG_FIELD_RPATH: [0] * PG_SCREEN_SLOTS}
+        slots = {PG_FIELD_PATH: [0] * PG_SCREEN_SLOTS, PG_FIELD_RPATH: [0] * PG_SCREEN_SLOTS}
         type_id = EVENT_TYPE_IDS[type_name]
         for entry, mask in self.entries.items():
             if entry.type_id != type_id or entry.field not in short:
