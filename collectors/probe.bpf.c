@@ -983,7 +983,7 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
             return 0;
         }
     }
-    if (it && (mode & PG_IM_COMM)) {
+    if (it && (mode & PG_IM_COMM) && (m & ~it->comm_free)) { /* else the name cannot narrow m */
         m &= it->comm_free | pg_comm_mask(b->d, evt, it->gen, pt >> 32); /* d is free until strings */
         if (!m) {
             pg_icount(evt, PG_IR_COMM);
