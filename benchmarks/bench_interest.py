@@ -7,6 +7,8 @@ leaves the node with and without the kernel's interest filter (issue #18 §3).
   getppid, per op) paced at 50k ops/s: CPU per op, in rounds of off / floor / on measured back to
   back, each ratio the median of the rounds' ratios. The unpaced storm's ops/s is compared the same
   way.
+* Inside the kernel: the openat exit program's own time per run (bpf_stats), the collector's
+  against the empty program's, which the workload's CPU per op shows only through the noise.
 * A type no rule names: detached (what the collector does) or attached with a mode that drops
   every event at once (the alternative), and what attaching and detaching a type live costs.
 * Leaving the node: two collectors record a node-like workload at once (compiles, shells, reading
@@ -185,6 +187,66 @@ def floor_vs_collector(files: list[Path], exe: str, runs: int, seconds: float, t
     )
 
 
+def _program_times(pid: int) -> dict[str, tuple[int, int]]:
+    """prog id -> (run_time_ns, run_cnt) of the BPF programs process `pid` holds, from fdinfo."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-prog":
+                continue
+            lines = Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines()
+        except OSError:
+            continue
+        info = dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+        out[info["prog_id"].strip()] = (int(info.get("run_time_ns", 0)), int(info.get("run_cnt", 0)))
+    return out
+
+
+def _busiest_run_ns(pid: int, exe: str, seconds: float) -> float:
+    """Kernel ns per run of the program of `pid` that the paced loadgen runs most (its openat's)."""
+    before = _program_times(pid)
+    run_load(exe, RATE, seconds)
+    after = _program_times(pid)
+    ns, n = max((after[k][0] - t, after[k][1] - c) for k, (t, c) in before.items() if k in after)
+    return ns / max(n, 1)
+
+
+def program_cost(files: list[Path], exe: str, runs: int, seconds: float, tmp: Path) -> None:
+    """What a loadgen open costs inside the kernel, which the workload's CPU per op measures only
+    through the noise of a shared machine (its rounds' floor/no-tracing ratios vary by 0.15): the
+    kernel's own time per run of the openat exit program (kernel.bpf_stats_enabled, which adds
+    its clock reads to both sides), the collector's with its interest against the empty one."""
+    from bcc import BPF
+
+    interest = _interest(files)
+    switch = Path("/proc/sys/kernel/bpf_stats_enabled")
+    was = switch.read_text().strip()
+    on, empty_ns = [], []
+    switch.write_text("1")
+    try:
+        for i in range(runs):
+            empty = BPF(text=floor_source(interest))
+            empty_ns.append(_busiest_run_ns(os.getpid(), exe, seconds))
+            empty.cleanup()
+            c = Collector(files, str(tmp / f"prog{i}.cap"))
+            on.append(_busiest_run_ns(c.proc.pid, exe, seconds))
+            c.stop()
+    finally:
+        switch.write_text(was)
+    on_ns, floor_ns = statistics.median(on), statistics.median(empty_ns)
+    record(
+        f"interest: kernel ns per run of the openat exit program at 50k opens/s (bpf_stats), collector "
+        f"with interest vs an empty program ({', '.join(f.name for f in files)}: the loadgen's opens "
+        f"{_loadgen_fate(interest, exe)})",
+        f"{on_ns:.0f} ns per run",
+        f"empty program {floor_ns:.0f} ns per run",
+        on_ns / floor_ns,
+        runs,
+        {"on_ns": [round(x) for x in on], "empty_ns": [round(x) for x in empty_ns],
+         "extra_ns_per_open": round(on_ns - floor_ns), "loadavg": os.getloadavg()[0]},  # fmt: skip
+    )
+
+
 def no_rule_cost(exe: str, runs: int, seconds: float) -> None:
     """A type no rule names: detached, or attached with a mode that drops every event at its
     program's first test (what keeping every program attached would cost). The probe is loaded in
@@ -291,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--only", choices=("floor", "no-rule", "node"), default=None)
+    p.add_argument("--only", choices=("floor", "program", "no-rule", "node"), default=None)
     p.add_argument(
         "--rules",
         action="append",
@@ -308,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pg-bench-interest-") as d:
         if args.only in (None, "floor"):
             floor_vs_collector(files, exe, args.runs, args.seconds, Path(d))
+        if args.only in (None, "program"):
+            program_cost(files, exe, args.runs, min(args.seconds, 3.0), Path(d))
         if args.only in (None, "no-rule"):
             no_rule_cost(exe, args.runs, args.seconds)
         if args.only in (None, "node"):
