@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from bus import connection as kafka_connection
@@ -40,6 +40,7 @@ from bus import topics
 from bus.connection import KafkaConnection
 from bus.errors import ConnectionConfigError
 from collectors import control, interest_maps, loader
+from collectors.batch import Batcher, DropWindow
 from collectors.btf import Btf
 from collectors.capture import CaptureWriter, read_capture
 from collectors.cgroups import CgroupResolver
@@ -47,7 +48,9 @@ from collectors.config import CollectorConfig
 from collectors.decode import Decoder
 from collectors.errors import CollectorError
 from collectors.header import PG_CNT_BAD_REGS, PG_CNT_EVTS, PG_CNT_PAGE_FAULT, PG_CNT_RING_FULL
+from collectors.metrics import CollectorMetrics
 from collectors.proctable import ProcTable
+from collectors.reader import Reader
 from collectors.stats import Stats, StatsCounter, encode_stats
 from collectors.wire import DROP_CAUSES, Batch, encode_batch
 from rules.interest import TypeInterest
@@ -98,13 +101,84 @@ class _Stop:
 LOOP_SILENCE_S = 60.0
 
 
-def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> dict[str, int]:
-    """Capture until signalled or `duration_s`; returns the final cumulative totals."""
-    health = health or Health()
-    health.waiting("probe", "not loaded and attached yet")
-    from collectors.metrics import CollectorMetrics
-    from collectors.reader import Reader
+@dataclass
+class _Flow:
+    """The data path of one capture: ring -> decoder -> batcher -> sink, and the stats beside it."""
 
+    config: CollectorConfig
+    sink: Sink
+    probe: loader.Probe
+    reader: Reader
+    decoder: Decoder
+    key: bytes
+    counter: StatsCounter
+    instruments: CollectorMetrics
+    batcher: Batcher = field(init=False)
+    drops: DropWindow = field(init=False)
+    last_sent: dict[str, int] = field(default_factory=lambda: {"batches": 0, "bytes": 0, "errors": 0})
+    last_filtered: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.drops = DropWindow(time.time_ns(), self.drop_totals())
+        self.batcher = Batcher(self.config.node, self.counter.boot_id, self.config.batch_max_events,
+                               self.config.batch_max_age_ms * 1_000_000, drops=self.drops)  # fmt: skip
+
+    def drop_totals(self) -> tuple[int, ...]:
+        """Cumulative losses in DROP_CAUSES order; the kernel's total is not needed, so not read."""
+        ring_full, bug, page_faults = self.reader.kernel_counters(_DROP_COUNTERS)
+        by_cause = {
+            "ring_full": ring_full, "inflight_full": 0, "bug": bug, "page_fault_reads": page_faults,
+            "userspace_queue_full": self.sink.queue_full_events, "delivery_failed": self.sink.failed_events,
+        }  # fmt: skip
+        return tuple(by_cause[c] for c in DROP_CAUSES)
+
+    def emit(self, b: Batch | None) -> None:
+        if b is not None:
+            self.sink.send("events", self.key, encode_batch(b), len(b.events))
+
+    def totals(self) -> dict[str, int]:
+        k = self.reader.kernel_counters()
+        return {
+            "n_evts": k[PG_CNT_EVTS],
+            "n_read": self.decoder.n_read,
+            "ring_full": k[PG_CNT_RING_FULL],
+            "inflight_full": 0,  # this probe keeps no enter/exit map (arguments come from pt_regs)
+            "bug": k[PG_CNT_BAD_REGS],
+            "page_fault_reads": k[PG_CNT_PAGE_FAULT],
+            "userspace_queue_full": self.sink.queue_full_events,
+            "delivery_failed": self.sink.failed_events,
+        }
+
+    def publish_stats(self) -> Stats:
+        sink, last_sent = self.sink, self.last_sent
+        s = self.counter.delta(time.time_ns(), self.totals())
+        sink.send("stats", self.key, encode_stats(s), 0)
+        self.instruments.record(
+            s,
+            sink.delivered_batches - last_sent["batches"],
+            sink.bytes_sent - last_sent["bytes"],
+            sink.errors - last_sent["errors"],
+        )
+        last_sent.update(batches=sink.delivered_batches, bytes=sink.bytes_sent, errors=sink.errors)
+        now = interest_maps.filtered(self.probe)
+        self.instruments.record_filtered({k: n - self.last_filtered.get(k, 0) for k, n in now.items()})
+        self.last_filtered.update(now)
+        return s
+
+    def pump(self) -> None:
+        records = self.reader.drain()
+        # right after the drain, before its events are batched: `DropWindow` says why this order
+        self.drops.read(time.time_ns(), self.drop_totals())
+        now = time.monotonic_ns()
+        if records:
+            for b in self.batcher.extend(self.decoder.decode_records(records), now):
+                self.emit(b)
+        if self.batcher.due(now):
+            self.emit(self.batcher.close())
+
+
+def _build(config: CollectorConfig) -> tuple[list[str], frozenset[str], frozenset[str]]:
+    """The probe's compile flags for this kernel (BTF offsets), the types it traces and lacks."""
     loader.preflight()
     btf = Btf.load()
     wanted = loader.wanted_types(config.event_types)
@@ -113,8 +187,15 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     )
     if missing:
         log.info("not on this kernel, not traced: %s", " ".join(sorted(missing)))
+    return cflags, traced, missing
+
+
+def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> dict[str, int]:
+    """Capture until signalled or `duration_s`; returns the final cumulative totals."""
+    health = health or Health()
+    health.waiting("probe", "not loaded and attached yet")
+    cflags, traced, missing = _build(config)
     offset = boot_to_epoch_ns()
-    bid = boot_id()
     cgroups = CgroupResolver()
     procs = ProcTable(config.node, offset, cgroups)
     n_seeded = procs.seed()
@@ -122,30 +203,14 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     n_named = interest_maps.seed_names(probe, procs)
     interest_maps.apply_interest(probe, config.interest)
     health.holds("probe")
-    reader = Reader(probe.bpf)
     from collectors import native
 
     # the probe decides what is published: it flags the records kept for the process table only
     openat = native.load("openevent", native.OPENEVENT).openat
     decoder = Decoder(procs, offset, EVENT_TYPE_IDS.values(), openat)
-    from collectors.batch import Batcher, DropWindow
-
-    def drop_totals() -> tuple[int, ...]:
-        """Cumulative losses in DROP_CAUSES order; the kernel's total is not needed, so not read."""
-        ring_full, bug, page_faults = reader.kernel_counters(_DROP_COUNTERS)
-        by_cause = {
-            "ring_full": ring_full, "inflight_full": 0, "bug": bug, "page_fault_reads": page_faults,
-            "userspace_queue_full": sink.queue_full_events, "delivery_failed": sink.failed_events,
-        }
-        return tuple(by_cause[c] for c in DROP_CAUSES)
-
-    drops = DropWindow(time.time_ns(), drop_totals())
-    batcher = Batcher(
-        config.node, bid, config.batch_max_events, config.batch_max_age_ms * 1_000_000, drops=drops
-    )
-    counter = StatsCounter(config.node, bid, time.time_ns())
-    instruments = CollectorMetrics(sink.queue_depth)
-    key = config.node.encode()
+    counter = StatsCounter(config.node, boot_id(), time.time_ns())
+    flow = _Flow(config, sink, probe, Reader(probe.bpf), decoder, config.node.encode(), counter,
+                 CollectorMetrics(sink.queue_depth))  # fmt: skip
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -168,53 +233,30 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
         "off" if config.interest is None else f"on ({len(live.types)} types, {len(live.keys)} keys)",
     )
     sys.stderr.flush()
+    _loop(config, flow, procs, stop, reload, health)
 
-    def emit(b: Batch | None) -> None:
-        if b is not None:
-            sink.send("events", key, encode_batch(b), len(b.events))
+    loader.detach(probe)
+    flow.pump()
+    flow.emit(flow.batcher.close())
+    flow.publish_stats()
+    left = sink.close(30.0)
+    final = flow.totals()
+    final["undelivered_at_exit"] = left
+    final["events_published"] = flow.decoder.num
+    final["events_delivered"] = sink.delivered_events
+    summary: dict[str, Any] = {"collector_final": final, "interest": _by_type(interest_maps.filtered(probe))}
+    print(json.dumps(summary), file=sys.stderr, flush=True)
+    flow.reader.close()
+    probe.bpf.cleanup()
+    cgroups.close()
+    gc.enable()
+    return final
 
-    def totals() -> dict[str, int]:
-        k = reader.kernel_counters()
-        return {
-            "n_evts": k[PG_CNT_EVTS],
-            "n_read": decoder.n_read,
-            "ring_full": k[PG_CNT_RING_FULL],
-            "inflight_full": 0,  # this probe keeps no enter/exit map (arguments come from pt_regs)
-            "bug": k[PG_CNT_BAD_REGS],
-            "page_fault_reads": k[PG_CNT_PAGE_FAULT],
-            "userspace_queue_full": sink.queue_full_events,
-            "delivery_failed": sink.failed_events,
-        }
 
-    last_sent = {"batches": 0, "bytes": 0, "errors": 0}
-    last_filtered: dict[tuple[str, str], int] = {}
-
-    def publish_stats() -> Stats:
-        s = counter.delta(time.time_ns(), totals())
-        sink.send("stats", key, encode_stats(s), 0)
-        instruments.record(
-            s,
-            sink.delivered_batches - last_sent["batches"],
-            sink.bytes_sent - last_sent["bytes"],
-            sink.errors - last_sent["errors"],
-        )
-        last_sent.update(batches=sink.delivered_batches, bytes=sink.bytes_sent, errors=sink.errors)
-        now = interest_maps.filtered(probe)
-        instruments.record_filtered({k: n - last_filtered.get(k, 0) for k, n in now.items()})
-        last_filtered.update(now)
-        return s
-
-    def pump() -> None:
-        records = reader.drain()
-        # right after the drain, before its events are batched: `DropWindow` says why this order
-        drops.read(time.time_ns(), drop_totals())
-        now = time.monotonic_ns()
-        if records:
-            for b in batcher.extend(decoder.decode_records(records), now):
-                emit(b)
-        if batcher.due(now):
-            emit(batcher.close())
-
+def _loop(config: CollectorConfig, flow: _Flow, procs: ProcTable, stop: _Stop, reload: InterestReload | None,
+          health: Health) -> None:  # fmt: skip
+    """Drain, batch and publish every poll interval until `stop` or `duration_s`; stats, reloads,
+    the workers' interest and the process table's sweep on their own timers."""
     poll_s = config.poll_interval_ms / 1000
     stats_ns = config.stats_interval_ms * 1_000_000
     started = time.monotonic()
@@ -236,38 +278,21 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
             time.sleep(delay)
         else:
             next_tick = time.monotonic()
-        pump()
-        sink.poll()
+        flow.pump()
+        flow.sink.poll()
         if time.monotonic_ns() >= next_stats:
-            publish_stats()
+            flow.publish_stats()
             next_stats += stats_ns
         if reload is not None and reload.ready():
-            reload.apply(probe, follower)
+            reload.apply(flow.probe, follower)
         if handed.ready():
-            interest_maps.apply_interest(probe, handed.take())
+            interest_maps.apply_interest(flow.probe, handed.take())
         if time.monotonic() >= next_sweep:
             procs.sweep()
             gc.collect()
             next_sweep += config.sweep_interval_s
-
     if follower is not None:
         follower.stop()
-    loader.detach(probe)
-    pump()
-    emit(batcher.close())
-    publish_stats()
-    left = sink.close(30.0)
-    final = totals()
-    final["undelivered_at_exit"] = left
-    final["events_published"] = decoder.num
-    final["events_delivered"] = sink.delivered_events
-    summary: dict[str, Any] = {"collector_final": final, "interest": _by_type(interest_maps.filtered(probe))}
-    print(json.dumps(summary), file=sys.stderr, flush=True)
-    reader.close()
-    probe.bpf.cleanup()
-    cgroups.close()
-    gc.enable()
-    return final
 
 
 def _hup_ignored(_sig: int, _frame: Any) -> None:
