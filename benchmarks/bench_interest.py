@@ -207,7 +207,8 @@ def _busiest_run_ns(pid: int, exe: str, seconds: float) -> float:
     before = _program_times(pid)
     run_load(exe, RATE, seconds)
     after = _program_times(pid)
-    ns, n = max((after[k][0] - t, after[k][1] - c) for k, (t, c) in before.items() if k in after)
+    ns, n = max(((after[k][0] - t, after[k][1] - c) for k, (t, c) in before.items() if k in after),
+                key=lambda d: d[1])
     return ns / max(n, 1)
 
 

@@ -157,7 +157,7 @@ class KernelInterest:
                 short[entry.field] |= mask
             else:  # a reversed suffix's first 4 bytes are the path's last 4, reversed
                 gram = body[:_GRAM] if entry.field == PG_FIELD_PATH else body[_GRAM - 1 :: -1]
-                slots[entry.field][_screen_slot(gram)] |= mask
+                slots[entry.field][_gram_hash(gram, PG_SCREEN_SHIFT)] |= mask
         words = (short[PG_FIELD_PATH], short[PG_FIELD_RPATH], *slots[PG_FIELD_PATH], *slots[PG_FIELD_RPATH])
         return struct.pack(f"<{len(words)}Q", *words)
 
@@ -292,7 +292,7 @@ def _grams(substrings: Iterable[str]) -> frozenset[int] | None:
         if len(raw) < _GRAM or _REPLACEMENT in value:
             return None
         if b"\0" not in raw:
-            out.add(_gram_bit(_rarest_gram(raw)))
+            out.add(_gram_hash(_rarest_gram(raw), PG_GRAM_SHIFT))
     return frozenset(out)
 
 
@@ -303,14 +303,11 @@ def _rarest_gram(raw: bytes) -> bytes:
     return max(grams, key=lambda g: sum(b not in _LOWER for b in g))
 
 
-def _gram_bit(gram: bytes) -> int:
-    """The screen's bit of a 4-byte gram, as probe.bpf.c pg_grams_hit computes it."""
-    return ((int.from_bytes(gram, "little") * PG_GRAM_MUL) & 0xFFFFFFFF) >> (32 - PG_GRAM_SHIFT)
-
-
-def _screen_slot(gram: bytes) -> int:
-    """The interest_screens slot of a path's first or last 4 bytes, as probe.bpf.c pg_screen_slot."""
-    return ((int.from_bytes(gram, "little") * PG_GRAM_MUL) & 0xFFFFFFFF) >> (32 - PG_SCREEN_SHIFT)
+def _gram_hash(gram: bytes, shift: int) -> int:
+    """The top `shift` bits of a 4-byte gram's multiplicative hash, as the probe computes them: the
+    gram screen's bit (PG_GRAM_SHIFT, pg_grams_hit), the screens' slot (PG_SCREEN_SHIFT,
+    pg_screen_slot)."""
+    return ((int.from_bytes(gram, "little") * PG_GRAM_MUL) & 0xFFFFFFFF) >> (32 - shift)
 
 
 def _values(

@@ -219,6 +219,17 @@ static __always_inline u32 pg_screen_slot(u32 gram) {
     return ((gram * PG_GRAM_MUL) >> (32 - PG_SCREEN_SHIFT)) & (PG_SCREEN_SLOTS - 1);
 }
 
+/* the alternatives some entry could let through for a path beginning (an entry of 4 bytes or more
+ * matches only a path of as many, its NUL counted, that begins with its first 4) or ending (a
+ * suffix of 4 bytes or more, a path that ends with its last 4, NUL not counted) like this one */
+static __always_inline u64 pg_screen_head(const struct pg_screen *sc, const u8 *s, u32 n) {
+    return sc ? sc->head_short | (n >= 4 ? sc->head[pg_screen_slot(*(const u32 *)s)] : 0) : ~0ull;
+}
+
+static __always_inline u64 pg_screen_tail(const struct pg_screen *sc, const u8 *s, u32 n) {
+    return sc ? sc->tail_short | (n >= 5 ? sc->tail[pg_screen_slot(*(const u32 *)&s[(n - 5) & 0xff])] : 0) : ~0ull;
+}
+
 /* Whether one of the path's 4-byte grams (s: n bytes, its NUL included) has its bit in the slot's
  * bitmap: every substring some alternative needs has one gram there, so a path holding it hits
  * (a hash collision only keeps more). One map lookup, then one load per position. */
@@ -253,19 +264,16 @@ static __always_inline u64 pg_path_mask(u8 *room, const u8 *s, u32 n, u32 evt, c
     struct pg_lpm_key *k = (struct pg_lpm_key *)room;
     u32 slot = it->gen * PG_PATH_SLOTS + PG_PATH_SLOT(evt);
     struct pg_screen *sc = interest_screens.lookup(&slot);
-    /* an entry of 4 bytes or more matches only a path of as many (its NUL counted) that begins
-     * with its first 4, a suffix only a path (NUL not counted) that ends with its last 4 */
-    u64 head = sc ? sc->head_short | (n >= 4 ? sc->head[pg_screen_slot(*(const u32 *)s)] : 0) : ~0ull;
-    u64 tail = sc ? sc->tail_short | (n >= 5 ? sc->tail[pg_screen_slot(*(const u32 *)&s[(n - 5) & 0xff])] : 0) : ~0ull;
     u64 pass = it->path_free;
-    if (!(m & pass) && (m & head)) {
+    if (!(m & pass) && (m & pg_screen_head(sc, s, n))) {
         pg_lpm_head(k, evt, PG_FIELD_PATH, it->gen);
 #pragma unroll
         for (int i = 0; i < PG_LPM_STR / 8; i++)
             *(u64 *)&k->data[PG_LPM_HEAD + i * 8] = *(const u64 *)&s[i * 8];
         pass |= pg_lpm_mask(k);
     }
-    if ((m & it->suffixed & tail) && !(m & pass)) {
+    u64 suffixed = m & it->suffixed;
+    if (suffixed && !(m & pass) && (suffixed & pg_screen_tail(sc, s, n))) {
         /* the key's byte i is the path's byte L - 1 - i: words read backwards, byte-swapped; a path
          * shorter than the key brings bytes from before it, which can only add matches */
         const u8 *end = s - PG_SUFFIX_MAX + ((n - 1) & 0xff);
@@ -275,7 +283,7 @@ static __always_inline u64 pg_path_mask(u8 *room, const u8 *s, u32 n, u32 evt, c
             *(u64 *)&k->data[PG_LPM_HEAD + i * 8] = __builtin_bswap64(*(const u64 *)&end[PG_SUFFIX_MAX - 8 - i * 8]);
         pass |= pg_lpm_mask(k);
     }
-    if ((m & it->grams) && !(m & pass) && pg_grams_hit(s, n, it->gen * PG_PATH_SLOTS + PG_PATH_SLOT(evt)))
+    if ((m & it->grams) && !(m & pass) && pg_grams_hit(s, n, slot))
         pass |= it->grams;
     if (m & pass)
         return pass;
