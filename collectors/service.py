@@ -194,6 +194,7 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     """Capture until signalled or `duration_s`; returns the final cumulative totals."""
     health = health or Health()
     health.waiting("probe", "not loaded and attached yet")
+    health.started()
     cflags, traced, missing = _build(config)
     offset = boot_to_epoch_ns()
     cgroups = CgroupResolver()

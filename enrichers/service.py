@@ -115,7 +115,6 @@ def run(
 ) -> None:
     """Publish until ``stop`` is set; raises EnricherError when it cannot go on."""
     health = health or Health()
-    health.waiting("topic", "not read back yet")
     api = api_client(config)  # first: a bad kubeconfig should fail before any wait for Kafka
     try:
         _publish(config, api, stop, clock, health)
@@ -126,11 +125,6 @@ def run(
 def _publish(
     config: K8sMetaConfig, api: Any, stop: threading.Event, clock: Callable[[], float], health: Health
 ) -> None:
-    ensure_topic(config)
-    published = read_table(config.bootstrap_servers, config.topic, security=config.kafka)
-    health.holds("topic")
-    log.info("%s: %d live keys already published", config.topic, len(published))
-    mirror = TopicMirror(published, config.tombstone_grace_s)
     events: queue.Queue[WatchEvent] = queue.Queue(maxsize=_QUEUE_SIZE)
     halted = threading.Event()
 
@@ -143,9 +137,16 @@ def _publish(
             except queue.Full:
                 continue
 
-    resource_watchers = watchers(api, offer, config)
+    resource_watchers = watchers(api, offer, config)  # started below, once the topic is read back
+    health.waiting("topic", "not read back yet")
     for w in resource_watchers:
         health.waiting(f"{w.resource} listed", "no list handled yet")
+    health.started()
+    ensure_topic(config)
+    published = read_table(config.bootstrap_servers, config.topic, security=config.kafka)
+    health.holds("topic")
+    log.info("%s: %d live keys already published", config.topic, len(published))
+    mirror = TopicMirror(published, config.tombstone_grace_s)
     instruments = publisher_metrics(resource_watchers, lambda: len(mirror.published))
     kafka = producer(config)
     failures: list[str] = []

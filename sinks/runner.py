@@ -191,11 +191,11 @@ class Runner:
         self._silence_s = self._consumer_config["max.poll.interval.ms"] / 1000
         self._joined = f"destination {config.name}: consumer group"
         self._loop = f"destination {config.name}: poll loop"
+        self._health.waiting(self._joined, "no partitions assigned yet")
 
     def run(self) -> None:
         consumer = Consumer(self._consumer_config)
         producer = Producer(producer_properties(self._kafka, self._config))
-        self._health.waiting(self._joined, "no partitions assigned yet")
         consumer.subscribe([self._kafka.topic], on_assign=self._assigned, on_revoke=self._revoked)
         log.info("%s: consuming %s as group %s", self._config.name, self._kafka.topic,
                  self._kafka.group_id(self._config.name))

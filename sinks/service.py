@@ -100,6 +100,7 @@ def run(config: SinkConfig, destinations: list[DestinationConfig], stop: threadi
 
     runners = [Runner(config.kafka, d, metrics, stop, suppressions=suppressions, health=health)
                for d in destinations]  # fmt: skip
+    health.started()  # each runner declared its consumer group
     threads = [
         threading.Thread(target=guarded, args=(runner, d.name), name=f"sink-{d.name}", daemon=True)
         for runner, d in zip(runners, destinations, strict=True)

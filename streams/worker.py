@@ -82,6 +82,7 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule], health: Health | None =
     (`telemetry.setup_telemetry` serves it); without one the state is kept but not served."""
     health = health or Health()
     health.waiting("consumer group", "no partitions assigned yet")
+    health.started()
     metrics = worker_metrics()
     table = K8sTable()
     table_metrics(table)  # the worker's copy of peregrine.k8s: size, hits, misses for Grafana

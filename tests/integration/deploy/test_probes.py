@@ -23,6 +23,8 @@ from test_prometheus_scrape import _role, _stop
 
 pytestmark = [pytest.mark.kafka, pytest.mark.k8s]
 DEADLINE_S = 90.0
+STARTING = (503, "waiting: start (the role has not declared its conditions yet)\n")
+WAITING_FOR_KAFKA = (503, "waiting: topic (not read back yet)\n")
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> str:
@@ -100,11 +102,16 @@ def test_a_role_that_cannot_reach_kafka_is_unready_and_says_why(kube_api: Any, t
     proc = _role(args, port, log)
     try:
         deadline = time.monotonic() + DEADLINE_S
-        answer = (0, "")
-        while time.monotonic() < deadline and answer[0] == 0:
+        answers: list[tuple[int, str]] = []
+        while time.monotonic() < deadline and WAITING_FOR_KAFKA not in answers:
             answer = probe(port, "/readyz")
-            time.sleep(0.3)
-        assert answer == (503, "waiting: topic (not read back yet)\n")
+            if not answers or answers[-1] != answer:
+                answers.append(answer)
+            time.sleep(0.1)
+        # never ready on the way: not before the role declared what it waits for (the probe server
+        # starts first: a role once answered 200 in that moment), nor after
+        assert set(answers) <= {(0, ""), STARTING, WAITING_FOR_KAFKA}, answers
+        assert WAITING_FOR_KAFKA in answers, answers
         time.sleep(2)
         assert proc.poll() is None and probe(port, "/livez") == (200, "ok\n")
         assert probe(port, "/readyz")[0] == 503

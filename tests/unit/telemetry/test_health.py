@@ -29,9 +29,12 @@ def call(app: Any, path: str) -> tuple[str, str]:
 def test_ready_when_every_condition_holds_and_live_until_a_beat_is_late() -> None:
     clock = Clock()
     health = Health(clock)
-    assert health.ready() == [] and health.live() == []  # nothing asked for yet
+    assert health.ready() == ["waiting: start (the role has not declared its conditions yet)"]
+    assert health.live() == []
     health.waiting("consumer group", "no partitions assigned yet")
     health.waiting("probe", "not attached")
+    assert len(health.ready()) == 3  # declared but not started: still waiting on the start
+    health.started()
     assert health.ready() == [
         "waiting: consumer group (no partitions assigned yet)", "waiting: probe (not attached)"
     ]
@@ -58,6 +61,8 @@ def test_probes_answer_200_or_503_and_the_rest_is_the_metrics_app() -> None:
         return [b"# metrics\n"]
 
     app = with_probes(health, metrics)
+    assert call(app, "/readyz")[0].startswith("503")  # up before the role has declared anything
+    health.started()
     assert call(app, "/readyz") == ("200 OK", "ok\n")
     health.waiting("topic", "not read back yet")
     status, body = call(app, "/readyz")
