@@ -1,15 +1,16 @@
 """Apply an interest to a loaded probe, live: its maps and which tracepoints are attached.
 
-`apply_interest` moves the probe from the interest it holds to a new one without reloading it.
-The probe's maps hold two generations (a generation byte in every trie key, a record per type
-and generation, a gram bitmap and a screen per open-family type and generation) and `interest_gen` says which
-one is live; each program run reads that one u32 once and then only its generation's record,
-keys, bitmap and screen. A switch writes the new interest into the
-generation no program reads, attaches the types it adds, and flips `interest_gen` (one aligned
-u32 store: atomic). So every event is judged whole by the old interest or whole by the new one,
-never by a mixture (a union of two plans is not the union of their masks: the bits number each
-plan's own alternatives), and an event of the new interest is kept from the flip on. The old
-generation's entries are deleted only at the next switch, before it writes there, long after any
+`apply_interest` moves the probe from the interest it holds to a new one without reloading it. The
+probe's maps hold two generations (a generation byte in every trie key, a record per type and
+generation, a gram bitmap and a screen per open-family type and generation) and `interest_gen` says
+which one is live; each program run reads that one u32 once and then only its generation's record,
+keys, bitmap and screen. A switch writes the new interest into the generation no program reads,
+attaches the types it adds, and flips `interest_gen` (one aligned u32 store: atomic; it counts the
+switches, and its parity is the live generation, so a result the probe remembers from one switch's
+maps is never taken for another's). So every event is judged whole by the old interest or whole by
+the new one, never by a mixture (a union of two plans is not the union of their masks: the bits
+number each plan's own alternatives), and an event of the new interest is kept from the flip on. The
+old generation's entries are deleted only at the next switch, before it writes there, long after any
 program run that read the old generation ended (a run lasts microseconds, a switch follows a
 worker's reload). Types the new interest drops stay attached, dropping their events (a record of
 mode 0): detaching blocks the caller for a kernel grace period (79-96 ms) while an attached type
@@ -56,7 +57,8 @@ def apply_interest(probe: Probe, interest: Mapping[str, TypeInterest] | None) ->
         log.info("interest names event types this kernel cannot trace: %s", " ".join(lacking))
     types = {name: record for name, record in target.types.items() if name in probe.compiled}
     live, bpf = probe.live, probe.bpf
-    gen = live.gen ^ 1
+    switches = live.switches + 1
+    gen = switches & 1
     keys = {e.key(gen): mask for e, mask in target.entries.items() if EVENT_TYPES[e.type_id] in types}
     lpm, records = bpf["interest_lpm"], bpf["interest_type"]
     # the free generation: what the switch before last left there goes first
@@ -75,15 +77,17 @@ def apply_interest(probe: Probe, interest: Mapping[str, TypeInterest] | None) ->
         _set_record(screens, gen * len(PATH_SLOTS) + slot, target.screen(name))
     for name in sorted(set(types) - live.attached - loader.ALWAYS_TRACED):
         loader.attach(probe, name)
-    bpf["interest_gen"][ctypes.c_int(0)] = ctypes.c_uint32(gen)
-    live.gen, live.stale_keys, live.stale_types = gen, live.keys, live.types
+    bpf["interest_gen"][ctypes.c_int(0)] = ctypes.c_uint32(switches)
+    live.switches, live.gen, live.stale_keys, live.stale_types = switches, gen, live.keys, live.types
     live.keys, live.types = set(keys), set(types)
 
 
 def seed_names(probe: Probe, procs: ProcTable) -> int:
     """Give pg_names the name of every process the table already holds (read from /proc before
     the probe was attached) unless the probe set one since: from then on the probe follows each
-    process's exec and fork in step with the table. Returns how many were added."""
+    process's exec and fork in step with the table. Returns how many were added. Call it before
+    the first `apply_interest`: the probe remembers name lookups until the next switch
+    (probe.bpf.c pg_comm_memos), and before the first no name is looked up."""
     names = probe.bpf["pg_names"]
     added = 0
     for tgid, entry in list(procs.entries.items()):

@@ -55,7 +55,8 @@ class Live:
     and the types with a record, and those of the other generation, deleted at the next switch."""
 
     attached: set[str] = field(default_factory=set)
-    gen: int = 0
+    gen: int = 0  # the live generation: switches & 1
+    switches: int = 0  # interest_gen
     keys: set[bytes] = field(default_factory=set)
     types: set[str] = field(default_factory=set)
     stale_keys: set[bytes] = field(default_factory=set)

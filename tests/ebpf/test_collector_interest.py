@@ -14,6 +14,10 @@
   tests, so the renamed marker's mkdirats are kept. Rules B also need a suffix and a substring:
   once B applies, a process opens 162 seeded random paths under P/, and the paths the kernel kept
   are exactly those the model of the probe (tests/interest_model.py) keeps with B's maps.
+* Remembered names: the probe remembers a process's name mask per CPU (pg_comm_memos). A process
+  pinned to one CPU opens files its name does not let through, then execs under a name that does
+  (same tgid, same CPU): every open after the exec is kept. Another opens in a loop while a switch
+  makes its name one a rule asks for: every open from the switch on is kept.
 """
 
 from __future__ import annotations
@@ -323,3 +327,92 @@ def test_a_live_switch_widens_before_it_narrows(tmp_path: Path) -> None:
     kept = {str(e[EV_ARGS][2]) for e in of_type(events, "openat")} & set(probe_paths)
     assert 0 < len(modelled) < len(set(probe_paths)), "the paths try both ways"
     assert kept == modelled, (sorted(kept - modelled), sorted(modelled - kept))
+
+
+NAMED_C = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+/* dir n [stop-file [exec-target exec-dir]]: opens dir/0.. (n of them, or until stop-file exists),
+ * then execs exec-target, which opens exec-dir/0..49 */
+int main(int argc, char **argv) {
+    char path[512];
+    long n = atol(argv[2]);
+    for (long i = 0; n ? i < n : access(argv[3], F_OK) != 0; i++) {
+        snprintf(path, sizeof path, "%s/%ld", argv[1], i);
+        close(openat(AT_FDCWD, path, O_RDONLY));
+        printf("%ld\n", i);
+        fflush(stdout);
+        if (!n)
+            usleep(2000);
+    }
+    if (argc > 5) {
+        execl(argv[4], argv[4], argv[5], "50", (char *)0);
+        return 1;
+    }
+    return 0;
+}
+"""
+
+
+def test_a_remembered_name_follows_exec_and_switches(tmp_path: Path) -> None:
+    work = Path(tempdir())
+    (work / "named.c").write_text(NAMED_C)
+    subprocess.run(["cc", "-O2", "-o", str(work / "pg-other"), str(work / "named.c")], check=True)
+    shutil.copy(work / "pg-other", work / "pg-named")
+    base, stop_file = work / "N", work / "stop"
+    rules_file, out = tmp_path / "rules.yaml", tmp_path / "names.cap"
+    rules_file.write_text(RULE.format(
+        name="named", condition=f"evt.type = openat and proc.name = pg-named and fd.name startswith {base}/"
+    ))
+    collector = Collector(["record", "--out", str(out), "--rules", str(rules_file)]).start()
+    pinned = ["taskset", "-c", "0"]  # one CPU: the one whose memo the first opens fill
+    latest = [-1]
+
+    def follow(proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            latest[0] = int(line)
+
+    looping: list[tuple[subprocess.Popen[str], threading.Thread]] = []
+    try:
+        subprocess.run([*pinned, str(work / "pg-other"), f"{base}/o", "50", "-", str(work / "pg-named"),
+                        f"{base}/n"], check=True, timeout=30, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen([*pinned, str(work / "pg-other"), f"{base}/s", "0", str(stop_file)],
+                                stdout=subprocess.PIPE, text=True)
+        looping.append((proc, threading.Thread(target=follow, args=(proc,), daemon=True)))
+        looping[0][1].start()
+        while latest[0] < 50:
+            time.sleep(0.05)
+        other = f"evt.type = openat and proc.name = pg-other and fd.name startswith {base}/"
+        rules_file.write_text(RULE.format(name="other", condition=other))
+        before = latest[0]
+        assert collector.proc is not None
+        collector.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "interest applied" not in collector.log() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        after = latest[0]
+        assert "interest applied" in collector.log(), collector.log()[-2000:]
+        while latest[0] < after + 50:
+            time.sleep(0.05)
+    finally:
+        stop_file.touch()
+        for proc, reading in looping:
+            proc.wait(10)
+            reading.join(10)
+        final, counts = _final(collector)
+        last = latest[0]
+        shutil.rmtree(work, ignore_errors=True)
+    assert _lost(final) == 0, final
+    events, _ = capture_contents(str(out))
+    assert _indices(events, "openat", f"{base}/o/") == [], "pg-other's opens are dropped by name"
+    assert _indices(events, "openat", f"{base}/n/") == list(range(50)), "kept from the exec on"
+    kept = _indices(events, "openat", f"{base}/s/")
+    assert kept, "pg-other's opens are kept once the switch names it"
+    print(f"\nswitch requested after {before}, applied by {after}, last {last}: kept {kept[0]}..{kept[-1]}; "
+          f"kernel counts {counts}")
+    assert kept == list(range(kept[0], last + 1)) and before < kept[0] <= after + 1, "from the switch on"
+    assert counts["openat"]["dropped-comm"] >= 50 + before  # pg-other's, before the exec and the switch
