@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ TRACEFS: Final = "/sys/kernel/tracing"
 # event types that are not syscalls, and syscalls whose tracepoint has another name on x86_64
 _NOT_SYSCALLS: Final = frozenset({"procexit"})
 _TRACEPOINT_NAME: Final = {"umount2": "umount", "uname": "newuname"}
+BTF_REGS_SINCE: Final = (5, 15)  # bpf_task_pt_regs
 # Events that keep the process table right are traced whatever the rules select (Falco's
 # libsinsp likewise always adds its state syscalls): exec and exit, and chdir/fchdir, without
 # which proc.cwd, and every fd.name relative to it, would go stale.
@@ -186,6 +188,7 @@ def build_cflags(
     flags += [f"-DEV_{name}={i}" for i, name in enumerate(EVENT_TYPES) if i not in GENERIC_TYPE_IDS]
     flags.append(f"-DPG_NTYPES={len(EVENT_TYPES)}")
     flags += fdtypes_cflags(fdtypes)
+    flags += regs_cflags(os.uname().release)
     unknown = sorted(set(wanted) - set(EVENT_TYPE_IDS))
     if unknown:
         raise ProbeError(f"unknown event type {unknown[0]!r}")
@@ -194,6 +197,15 @@ def build_cflags(
     flags += generic_cflags(available)
     asked = set(wanted) | ALWAYS_TRACED
     return flags, frozenset(set(wanted) & available), frozenset(asked - available)
+
+
+def regs_cflags(release: str) -> list[str]:
+    """PG_BTF_REGS where the kernel has bpf_task_pt_regs (5.15 on): the probe reads the saved
+    registers through the task's BTF pointer instead of copying them (probe.bpf.c pg_regs_args)."""
+    version = re.match(r"(\d+)\.(\d+)", release)
+    if version is None:
+        return []
+    return ["-DPG_BTF_REGS=1"] if (int(version[1]), int(version[2])) >= BTF_REGS_SINCE else []
 
 
 def fdtypes_cflags(enabled: bool) -> list[str]:

@@ -977,14 +977,21 @@ static __always_inline void pg_put_close(struct pg_buf *b) {
 #endif
 
 /* the syscall's arguments from the saved user registers; returns orig_ax (the syscall number).
- * x86_64 pt_regs from r10 on: r10 r9 r8 ax cx dx si di orig_ax (the loader checks this layout). */
+ * x86_64 pt_regs from r10 on: r10 r9 r8 ax cx dx si di orig_ax (the loader checks this layout).
+ * PG_BTF_REGS (kernels with bpf_task_pt_regs, 5.15): the registers through the task's BTF pointer
+ * are plain loads, about 45 ns less per run than the two copies below (bpf_stats, the same
+ * values on every event of a 2,287-event comparison) */
 static __always_inline s64 pg_regs_args(char *task, u64 *a) {
+#ifdef PG_BTF_REGS
+    const u64 *r = (const u64 *)bpf_task_pt_regs(bpf_get_current_task_btf()) + OFF_PT_REGS_R10 / 8;
+#else
     char *stack = 0;
     u64 r[9] = {};
     RD(stack, task + OFF_TASK_STACK);
     if (!stack)
         return -1;
     bpf_probe_read_kernel(r, sizeof(r), stack + PG_THREAD_SIZE - SIZE_PT_REGS + OFF_PT_REGS_R10);
+#endif
     a[0] = r[7];
     a[1] = r[6];
     a[2] = r[5];

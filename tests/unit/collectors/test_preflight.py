@@ -138,3 +138,11 @@ def test_generic_syscalls_compile_one_program_and_attach_where_the_kernel_has_th
     assert {"-DPG_GENERIC=1", "-DPG_GENERIC_NRS=472"} <= set(flags)  # x86_64's highest generic: 471
     # nothing per generic syscall on the compiler's command line
     assert not any("personality" in f or "syncfs" in f or "uname" in f for f in flags)
+
+
+@pytest.mark.parametrize(("release", "btf_regs"), [
+    ("6.18.44-fc-v1300", True), ("5.15.0-91-generic", True), ("5.14.21-150400.24-default", False),
+    ("4.18.0-553.el8_10.x86_64", False), ("10.1", True), ("weird", False),
+])
+def test_registers_through_btf_where_the_kernel_has_bpf_task_pt_regs(release: str, btf_regs: bool) -> None:
+    assert loader.regs_cflags(release) == (["-DPG_BTF_REGS=1"] if btf_regs else [])
