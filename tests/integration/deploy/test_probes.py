@@ -24,7 +24,9 @@ from test_prometheus_scrape import _role, _stop
 pytestmark = [pytest.mark.kafka, pytest.mark.k8s]
 DEADLINE_S = 90.0
 STARTING = (503, "waiting: start (the role has not declared its conditions yet)\n")
-WAITING_FOR_KAFKA = (503, "waiting: topic (not read back yet)\n")
+WAITING_FOR_KAFKA = (503, "waiting: pods listed (no list handled yet)\n"  # the lists wait for the topic
+                           "waiting: services listed (no list handled yet)\n"
+                           "waiting: topic (not read back yet)\n")
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> str:
