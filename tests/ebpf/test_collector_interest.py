@@ -260,6 +260,21 @@ def _random_paths(base: Path) -> list[str]:
     return [*out, f"{base}/P/" + "y" * 250, f"{base}/P/" + "y" * 250 + "/QZ9gram/"]  # too long for a key
 
 
+def _switch(collector: Collector, rules_file: Path, latest: list[int], text: str) -> tuple[int, int]:
+    """Rewrite the rules, SIGHUP the collector, wait for its interest to apply: the marker's last
+    index before the signal and once applied."""
+    rules_file.write_text(text)
+    before = latest[0]
+    assert collector.proc is not None
+    collector.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while "interest applied" not in collector.log() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    after = latest[0]
+    assert "interest applied" in collector.log(), collector.log()[-2000:]
+    return before, after
+
+
 def test_a_live_switch_widens_before_it_narrows(tmp_path: Path) -> None:
     work = Path(tempdir())
     marker = work / "pg-marker"
@@ -285,19 +300,11 @@ def test_a_live_switch_widens_before_it_narrows(tmp_path: Path) -> None:
     try:
         while latest[0] < 100:
             time.sleep(0.05)
-        rules_file.write_text(
+        before, after = _switch(collector, rules_file, latest, (
             RULE.format(name="B", condition=f"evt.type = openat and fd.name startswith {base}/B/")
             + RULE.format(name="M", condition="evt.type = mkdirat and proc.name = pg-marker")
             + AFFIX_RULES
-        )
-        before = latest[0]
-        assert collector.proc is not None
-        collector.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while "interest applied" not in collector.log() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        after = latest[0]
-        assert "interest applied" in collector.log(), collector.log()[-2000:]
+        ))
         while latest[0] < after + 100:
             time.sleep(0.05)
         subprocess.run([sys.executable, "-S", "-c", OPENER, *probe_paths], check=True, timeout=30)
@@ -387,15 +394,7 @@ def test_a_remembered_name_follows_exec_and_switches(tmp_path: Path) -> None:
         while latest[0] < 50:
             time.sleep(0.05)
         other = f"evt.type = openat and proc.name = pg-other and fd.name startswith {base}/"
-        rules_file.write_text(RULE.format(name="other", condition=other))
-        before = latest[0]
-        assert collector.proc is not None
-        collector.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while "interest applied" not in collector.log() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        after = latest[0]
-        assert "interest applied" in collector.log(), collector.log()[-2000:]
+        before, after = _switch(collector, rules_file, latest, RULE.format(name="other", condition=other))
         while latest[0] < after + 50:
             time.sleep(0.05)
     finally:
