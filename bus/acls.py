@@ -16,7 +16,9 @@ Why each grant:
 * Writing `peregrine.sink.suppressions` is an operator's act (`peregrine sink suppress`), not the
   sink service's: a sink only reads it.
 * `peregrine.control` is the workers' to write (their rules' interest) and the collectors' to read:
-  a compromised node cannot narrow what the other nodes capture.
+  a compromised node cannot narrow what the other nodes capture. A worker reads it too: its group's
+  leader sweeps the records of workers gone from the group (`streams.control_sweep`), whose
+  membership it looks up with the group's own Describe.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def bindings(
             + _topic(c.K8S, *_CONSUME, *_DECLARE)
             + _topic(c.ALERTS, *_PRODUCE, "Create")
             + _topic(c.EVENTS_DLQ, *_PRODUCE, "Create")
-            + _topic(c.CONTROL, *_PRODUCE, *_DECLARE)
+            # its own record; its group's leader reads the rest to sweep a dead worker's
+            + _topic(c.CONTROL, *_PRODUCE, "Read", *_DECLARE)
             + [Binding("topic", worker_app_id, "prefixed", op)
                for op in ("Read", "Write", "Describe", "Create", "DescribeConfigs")]  # fmt: skip
             + _group(worker_app_id, "literal")

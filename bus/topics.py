@@ -62,10 +62,11 @@ EVENTS_DLQ: Final = TopicSpec("peregrine.events.dlq", max_message_bytes=_SIZED) 
 ALERTS_DLQ: Final = TopicSpec("peregrine.alerts.dlq", partitions=1)  # alerts a sink gave up on (bus.dlq)
 # the sinks' suppressions (sinks.suppress), key = suppression id: every sink reads it whole
 SINK_SUPPRESSIONS: Final = TopicSpec("peregrine.sink.suppressions", partitions=1, compacted=True)
-# what the workers' rules need of the collectors (rules.interest_wire), key = interest/<worker group):
-# every collector reads it whole. One partition: the records of all keys in one order, whichever
-# client wrote them (librdkafka and aiokafka hash keys to partitions differently), for a handful of
-# records a day; the workers write partition 0 (streams.control).
+# what the workers' rules need of the collectors (rules.interest_wire), key =
+# interest/<worker group>/<replica>: every collector reads it whole. One partition: the records of
+# all keys in one order, whichever client wrote them (librdkafka and aiokafka hash keys to
+# partitions differently), for a handful of records a day; the workers write partition 0
+# (streams.control).
 CONTROL: Final = TopicSpec("peregrine.control", partitions=1, compacted=True)
 CATALOG: Final = (EVENTS, STATS, K8S, ALERTS, EVENTS_DLQ, ALERTS_DLQ, SINK_SUPPRESSIONS, CONTROL)
 

@@ -1,21 +1,23 @@
 """The collector's side of `peregrine.control`: follow what the workers' rules need of this node.
 
 A thread reads the topic from its beginning (group-less: nothing is committed, so every start sees
-the latest record of every key), keeps each worker group's latest good interest
-(`rules.interest_wire`), and computes the EFFECTIVE interest: the union over the groups (`union`),
-since a node must keep what any group's rules need. Only once it has read to the end of the topic
-does it hand the effective interest on, so a start never passes through one group's interest on its
-way to the union; after that every change goes on at once. `on_interest` is called, in the
-follower's thread, only when the effective interest changes.
+the latest record of every key), keeps the latest good interest of each key, one per worker process
+(`rules.interest_wire`), and computes the EFFECTIVE interest: the union over the records (`union`),
+since a node must keep what any running worker's rules need, whatever its group and whether or not
+its replicas agree (a rollout runs old and new rules side by side). Only once it has read to the
+end of the topic does it hand the effective interest on, so a start never passes through one
+worker's interest on its way to the union; after that every change goes on at once.
+`on_interest` is called, in the follower's thread, only when the effective interest changes.
 
-* No group has a record (a collector started before any worker, or every group tombstoned): the
+* No worker has a record (a collector started before any worker, or every record withdrawn): the
   fallback, the interest of the collector's own ``--rules`` files (None: every event of the traced
   types).
 * A record that does not decode is counted (`rejected`, peregrine.collector.control.rejected) and
-  logged (bounded), and its group keeps its last good interest: garbage never narrows the capture.
+  logged (bounded), and its key keeps its last good interest: garbage never narrows the capture.
   (Compaction may in time leave only the garbage of a key; a follower started after that has no
-  record of that group.)
-* A tombstone removes its group; a key of another kind (not ``interest/``) is not this module's.
+  record of that worker.)
+* A tombstone removes its record (a worker that stopped, or one its group's leader found gone); a
+  key of another kind (not ``interest/``) is not this module's.
 * The topic missing, the broker away, a read failing: the effective interest stays as it is and
   the follower tries again every few seconds, from the beginning of the topic.
 
@@ -41,7 +43,7 @@ from collectors.config import CollectorConfig
 from collectors.metrics import ControlMetrics, control_metrics
 from rules.errors import InterestRecordError
 from rules.interest import MAX_VALUES, Alternative, FieldInterest, TypeInterest, narrowed
-from rules.interest_wire import decode, group_of
+from rules.interest_wire import InterestRecord, decode, is_interest_key
 
 log = logging.getLogger("peregrine.collector.control")
 
@@ -151,8 +153,8 @@ class ControlFollower:
         return self
 
     def replace_fallback(self, fallback: Interest | None) -> None:
-        """A new fallback (the collector's rules files read again), handed on when no worker group
-        has a record."""
+        """A new fallback (the collector's rules files read again), handed on when no worker has a
+        record."""
         self.fallback = fallback
         self._refallback.set()
 
@@ -188,18 +190,18 @@ class ControlFollower:
             # found nothing, i.e. after the whole FETCH_WAIT_MS
             pending = self._ends(consumer, partitions)
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
-            groups: dict[str, Interest] = {}
+            records: dict[bytes, InterestRecord] = {}  # by key: one per worker process
             dirty = True
             while not self._stop.is_set():
                 for message in consumer.consume(500, timeout=_POLL_S):
-                    dirty = self._read(message, groups) or dirty
+                    dirty = self._read(message, records) or dirty
                 if self._refallback.is_set():
                     self._refallback.clear()
                     dirty = True
                 if pending:
                     self._advance(consumer, pending)
                 if dirty and not pending:
-                    dirty = not self._settle(groups)
+                    dirty = not self._settle(records)
         finally:
             consumer.close()
 
@@ -230,30 +232,31 @@ class ControlFollower:
             self._stop.wait(RETRY_S)
         return []
 
-    def _read(self, message: Message, groups: dict[str, Interest]) -> bool:
-        """Fold one message in; whether the groups' records changed."""
+    def _read(self, message: Message, records: dict[bytes, InterestRecord]) -> bool:
+        """Fold one message in; whether the records changed."""
         error = message.error()
         if error is not None:
             self._warn("reading %s: %s", self.topic, _shown(error.str()))
             return False
         key = message.key() or b""
         value = message.value()
+        if not is_interest_key(key):  # another kind of control record
+            return False
+        if value is None:  # a tombstone: the worker is gone
+            return records.pop(key, None) is not None
         try:
-            group = group_of(key)
-            if group is None:  # another kind of control record
-                return False
-            if value is None:  # a tombstone: the group is gone
-                return groups.pop(group, None) is not None
-            groups[group] = decode(key, value).interest
+            records[key] = decode(key, value)
         except InterestRecordError as exc:
             self._reject(message, exc)
             return False
         return True
 
-    def _settle(self, groups: Mapping[str, Interest]) -> bool:
+    def _settle(self, records: Mapping[bytes, InterestRecord]) -> bool:
         """Hand the effective interest on if it changed; False when `on_interest` failed (tried again
         at the next poll)."""
-        effective = union(groups.values()) if groups else self.fallback
+        # replicas with the same rules carry the same digest: one union per distinct interest
+        distinct = {r.digest: r.interest for r in records.values()}
+        effective = union(distinct.values()) if records else self.fallback
         if effective != self.effective:
             try:
                 self._on_interest(effective)
@@ -263,7 +266,9 @@ class ControlFollower:
                 return False
             self.effective = effective
         if not self.caught_up.is_set():
-            log.info("%s read to its end: %d worker groups", self.topic, len(groups))
+            groups = {r.group for r in records.values()}
+            log.info("%s read to its end: %d worker groups, %d worker records", self.topic, len(groups),
+                     len(records))  # fmt: skip
             self.caught_up.set()
         return True
 
@@ -272,7 +277,7 @@ class ControlFollower:
         if self._metrics is not None:
             self._metrics.rejected.add(1)
         if self.rejected == 1 or self.rejected % 100 == 0:
-            log.warning("%s: record at offset %d rejected (%d so far), its group keeps its last interest: %s",
+            log.warning("%s: record at offset %d rejected (%d so far), its key keeps its last interest: %s",
                         self.topic, message.offset() or 0, self.rejected, _shown(str(exc)))  # fmt: skip
 
     def _warn(self, text: str, *args: object) -> None:
@@ -295,7 +300,7 @@ def announcer(metrics: ControlMetrics) -> OnInterest:
     def announce(interest: Interest | None) -> None:
         metrics.updates.add(1)
         if interest is None:
-            log.info("capture interest: every event of the traced types (no worker group has a record)")
+            log.info("capture interest: every event of the traced types (no worker has a record)")
             return
         fields = [f for t in interest.values() for f in t.fields]
         values = sum(len(f.exact) + len(f.prefixes) + len(f.suffixes) + len(f.contains) for f in fields)

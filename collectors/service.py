@@ -335,7 +335,7 @@ class InterestReload:
 
     def apply(self, probe: loader.Probe, follower: control.ControlFollower | None) -> None:
         """Apply the files' interest; while the collector follows the workers' interest, the files'
-        is only the fallback, in effect when no worker group has a record."""
+        is only the fallback, in effect when no worker has a record."""
         interest, self._loaded = self._loaded, None
         if follower is not None:
             follower.replace_fallback(interest)

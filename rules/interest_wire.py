@@ -5,12 +5,19 @@ Workers write it (`streams.control`), collectors read it (`collectors.control`).
 interest it carries rather than in `bus/`, which imports no Peregrine package: both ends import
 `rules`, and the record is plain JSON, no Kafka.
 
-Key ``interest/<group>`` (UTF-8), the worker group (its app id): each group with its own rules has
-its own record, and compaction keeps the newest of each. A tombstone (no value) removes the group.
-Other key prefixes are other kinds of control records, not this module's (`group_of` says None).
-Value, JSON in UTF-8, schema version 2::
+Key ``interest/<group>/<replica>`` (UTF-8): the worker group (its app id) and the worker process
+that wrote it (`replica_name`: its host, which is its pod's name, and its process id). Each process
+writes its own record: replicas of one group may run different rules for a while (a rolling
+`helm upgrade`, a SIGHUP that reached some pods, an old pod restarting mid-rollout), and a reader
+must keep what any of them needs. Compaction keeps the newest record of each key; a tombstone (no
+value) removes it: the worker's own when it stops, or its group's leader's once the process has
+left the group (`streams.control_sweep`). Other key prefixes are other kinds of control records,
+not this module's (`is_interest_key`).
 
-    {"v": 2, "group": "peregrine-worker", "time_ns": 1787307330123456789,
+Value, JSON in UTF-8, schema version 3::
+
+    {"v": 3, "group": "peregrine-worker", "replica": "peregrine-worker-7d9f-x2x4q-1",
+     "time_ns": 1787307330123456789,
      "digest": "<sha256 hex of the interest's canonical JSON>",
      "interest": {"execve": {"fields": {"proc.name": {"exact": ["bash"], "prefixes": [], "suffixes": [],
                                                       "contains": []}},
@@ -28,12 +35,15 @@ mapped to no fields and no alternatives keeps all its events. The writer sorts t
 so the digest does not depend on their order. The digest covers the interest only, not the time,
 so replicas with the same rules write the same digest and a worker republishes only when it changes.
 
-Version 1, from workers before alternatives, maps each type straight to its fields (``"openat":
-{"fd.name": {...}}``); this build still reads it, so collectors can be upgraded first and read the
-old workers' records meanwhile. A collector from before version 2 refuses a version-2 record (its
-reading is strict), counts it as rejected and keeps the group's last interest it could read, or,
-with none, the interest of its own rules files: that is sound only while the group's rules are the
-ones it last read, so upgrade the collectors before the workers.
+Versions 1 and 2, from workers before replicas, have no ``replica`` and the key ``interest/<group>``:
+one record for all the group's processes, whichever wrote last (so replicas running different
+rules overwrote each other's needs). Version 1, from workers before alternatives, maps each type
+straight to its fields (``"openat": {"fd.name": {...}}``). This build reads both, so collectors can
+be upgraded first and read the old workers' records meanwhile (the group's leader removes such a
+record once no member of the group is a worker from before replicas). A collector from before a version
+refuses its records (its reading is strict), counts them as rejected and keeps the group's last
+interest it could read, or, with none, the interest of its own rules files: that is sound only
+while the group's rules are the ones it last read, so upgrade the collectors before the workers.
 
 Reading is strict: anything but this shape, within the bounds below, raises `InterestRecordError`
 naming the field. Writing never produces what reading refuses: a constraint past a bound is
@@ -63,8 +73,8 @@ from rules.interest import (
 )
 from rules.interest_classes import ACCMODES
 
-SCHEMA_VERSION: Final = 2
-READABLE_VERSIONS: Final = (1, 2)
+SCHEMA_VERSION: Final = 3
+READABLE_VERSIONS: Final = (1, 2, 3)
 KEY_PREFIX: Final = "interest/"
 # Half the topic's max.message.bytes (the broker's 1 MiB default), so the request around the value
 # always fits too. Falco's stable rules make 1,674 bytes (19 types, 3 constrained fields); with the
@@ -75,7 +85,9 @@ MAX_FIELDS: Final = 16  # constrained fields per type, and per alternative
 MAX_VALUE_BYTES: Final = 4096  # PATH_MAX: a longer path is never one the kernel hands over
 MAX_GROUP_BYTES: Final = 255  # Kafka group ids are free text: bounded here
 KINDS: Final = ("exact", "prefixes", "suffixes", "contains")
-_TOP: Final = frozenset({"v", "group", "time_ns", "digest", "interest"})
+_TOP: Final = frozenset({"v", "group", "replica", "time_ns", "digest", "interest"})
+_REPLICA: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")  # a host name's characters: no "/"
+_REPLICA_HOST_CHARS: Final = 100
 _TYPE_KEYS: Final = ("alternatives", "fields")
 _ALTERNATIVE_KEYS: Final = ("accmodes", "fields", "succeeded")
 _NAME: Final = re.compile(r"[a-z0-9_][a-z0-9_.]{0,63}")  # event type and field names
@@ -86,6 +98,7 @@ _MAX_TIME_NS: Final = 2**63
 @dataclass(frozen=True, slots=True)
 class InterestRecord:
     group: str
+    replica: str | None  # the process that wrote it; None in a version 1 or 2 record (the whole group)
     time_ns: int  # when the worker published it (epoch ns, the worker's clock)
     digest: str
     interest: dict[str, TypeInterest]
@@ -98,33 +111,41 @@ class Encoded:
     digest: str
 
 
-def key_of(group: str) -> bytes:
+def replica_name(host: str, pid: int) -> str:
+    """The replica a worker process writes as: its host (in Kubernetes, its pod's name) and its
+    process id (1 in a container, so a restarted container takes its own record over; two workers
+    on one host write two). Characters a key cannot carry become ``_``."""
+    shown = re.sub(r"[^A-Za-z0-9._-]", "_", host)[:_REPLICA_HOST_CHARS] or "host"
+    return f"{shown}-{pid}"
+
+
+def key_of(group: str, replica: str) -> bytes:
     _check_group(group, "group")
+    _check_replica(replica, "replica")
+    return f"{KEY_PREFIX}{group}/{replica}".encode()
+
+
+def _group_key(group: str) -> bytes:
+    """The key of a version 1 or 2 record: one per group."""
     return (KEY_PREFIX + group).encode()
 
 
-def group_of(key: bytes) -> str | None:
-    """The worker group an interest record's key names; None for a key of another kind."""
-    try:
-        text = key.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if not text.startswith(KEY_PREFIX):
-        return None
-    group = text[len(KEY_PREFIX):]
-    _check_group(group, "key")
-    return group
+def is_interest_key(key: bytes) -> bool:
+    """Whether `key` is an interest record's (a tombstone's too); other kinds are not this module's."""
+    return key.startswith(KEY_PREFIX.encode())
 
 
-def encode(group: str, interest: Mapping[str, TypeInterest], time_ns: int) -> Encoded:
-    """The record of `group`'s interest, fitted to the bounds (`fit`); InterestRecordError when it
-    cannot be (a bad group or type name, more than MAX_TYPES types)."""
-    key = key_of(group)
+def encode(group: str, replica: str, interest: Mapping[str, TypeInterest], time_ns: int) -> Encoded:
+    """The record of `group`'s interest as `replica` writes it, fitted to the bounds (`fit`);
+    InterestRecordError when it cannot be (a bad group, replica or type name, more than MAX_TYPES
+    types)."""
+    key = key_of(group, replica)
     if not 0 <= time_ns < _MAX_TIME_NS:
         raise InterestRecordError("time_ns", f"{time_ns} is not an epoch time in nanoseconds")
     fitted = fit(interest)
     body = _body(fitted)
-    doc = {"v": SCHEMA_VERSION, "group": group, "time_ns": time_ns, "digest": _digest(body), "interest": body}
+    doc = {"v": SCHEMA_VERSION, "group": group, "replica": replica, "time_ns": time_ns,
+           "digest": _digest(body), "interest": body}
     value = _canonical(doc)
     while len(value) > MAX_RECORD_BYTES:  # only widening is allowed: drop the largest constraint
         fitted = _without_largest(fitted)
@@ -236,9 +257,8 @@ def _digest(body: object) -> str:
 def decode(key: bytes, value: bytes) -> InterestRecord:
     """The record `key` and `value` hold, of either readable version; InterestRecordError naming
     the field otherwise."""
-    group = group_of(key)
-    if group is None:
-        raise InterestRecordError("key", f"not {KEY_PREFIX}<group>")
+    if not is_interest_key(key):
+        raise InterestRecordError("key", f"not {KEY_PREFIX}<group>/<replica>")
     if len(value) > MAX_RECORD_BYTES:
         raise InterestRecordError("value", f"{len(value)} bytes, more than {MAX_RECORD_BYTES}")
     try:
@@ -255,8 +275,18 @@ def decode(key: bytes, value: bytes) -> InterestRecord:
     version = _int(doc, "v")
     if version not in READABLE_VERSIONS:
         raise InterestRecordError("v", f"schema version {version}; this build reads {READABLE_VERSIONS}")
-    if _str(doc, "group") != group:
-        raise InterestRecordError("group", "not the group the key names")
+    group = _str(doc, "group")
+    _check_group(group, "group")
+    replica: str | None = None
+    if version >= 3:
+        replica = _str(doc, "replica")
+        _check_replica(replica, "replica")
+    elif "replica" in doc:
+        raise InterestRecordError("replica", f"not a key of schema version {version}")
+    if key != (_group_key(group) if replica is None else key_of(group, replica)):
+        # name the part of the value the key disagrees with
+        part = "replica" if replica is not None and key.startswith(key_of(group, "x")[:-1]) else "group"
+        raise InterestRecordError(part, "not the one the record's key names")
     time_ns = _int(doc, "time_ns")
     if not 0 <= time_ns < _MAX_TIME_NS:
         raise InterestRecordError("time_ns", "not an epoch time in nanoseconds")
@@ -266,7 +296,7 @@ def decode(key: bytes, value: bytes) -> InterestRecord:
     interest = _interest(_get(doc, "interest"), version)
     if _digest(_body(interest, version)) != declared:
         raise InterestRecordError("digest", "does not match the interest")
-    return InterestRecord(group, time_ns, declared, interest)
+    return InterestRecord(group, replica, time_ns, declared, interest)
 
 
 def _interest(raw: object, version: int) -> dict[str, TypeInterest]:
@@ -359,6 +389,11 @@ def _check_group(group: str, where: str) -> None:
     size = _utf8_len(group)
     if not group or size is None or size > MAX_GROUP_BYTES or not group.isprintable():
         raise InterestRecordError(where, f"the group must be 1 to {MAX_GROUP_BYTES} bytes of printable text")
+
+
+def _check_replica(replica: str, where: str) -> None:
+    if not _REPLICA.fullmatch(replica):
+        raise InterestRecordError(where, "the replica must be 1 to 128 of A-Z a-z 0-9 . _ -")
 
 
 def _check_name(name: str, where: str, what: str) -> None:

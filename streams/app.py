@@ -49,6 +49,7 @@ from bus import faust_auth
 from bus import topics as catalog
 from streams import fetchbound
 from streams.config import WorkerConfig
+from streams.control_sweep import client_id
 from streams.fetchbudget import FetchBudget
 from streams.logsafe import shown
 
@@ -421,6 +422,15 @@ class WorkerTopics:
     k8s: Any
 
 
+def member_id(app: faust.App) -> str:
+    """The worker's member id in its group (empty before it joined). A new one after a rebalance
+    means the broker had dropped the worker (its session expired), and its group's leader may have
+    swept its `peregrine.control` record meanwhile (`streams.control_sweep`)."""
+    consumer: Any = app.consumer
+    thread: Any = consumer._thread
+    return str(thread._ensure_consumer()._coordinator.member_id)
+
+
 def build_app(config: WorkerConfig) -> tuple[faust.App, WorkerTopics]:
     fetchbound.install()  # before any fetch: a compression bomb must not be decompressed whole
     app = _App(
@@ -435,6 +445,7 @@ def build_app(config: WorkerConfig) -> tuple[faust.App, WorkerTopics]:
         datadir=str(config.datadir),
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
+        broker_client_id=client_id(config.replica),  # whose record is live (streams.control_sweep)
         broker_session_timeout=config.session_timeout,
         broker_heartbeat_interval=config.heartbeat_interval,
         broker_commit_interval=config.commit_interval,

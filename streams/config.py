@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -24,6 +25,7 @@ from bus.connection import KafkaConnection
 from bus.errors import ConnectionConfigError
 from bus.security import KafkaSecurity
 from rules.evidence import EVIDENCE_EVENTS_LIMIT
+from rules.interest_wire import replica_name
 from streams.errors import WorkerError
 from streams.k8swait import DEFAULT_MAX_WAIT_S
 
@@ -75,6 +77,11 @@ class WorkerConfig:
     evidence_events: int = 16
     evidence_depth: int = 0  # earlier batches kept per node; 0: the alert's own batch (streams.evidence)
     evidence_max_events: int = 100_000  # across all nodes: ~100 MB at worst
+    # this process among its group's: its peregrine.control record's key and its Kafka client id
+    replica: str = field(default_factory=lambda: replica_name(socket.gethostname(), os.getpid()))
+    # seconds a worker may be missing from the group before the leader removes its rules' interest
+    # from peregrine.control (streams.control_sweep); long enough for a start or a rebalance
+    control_grace: float = 120.0
 
     def __post_init__(self) -> None:
         if not self.bootstrap:
@@ -96,6 +103,8 @@ class WorkerConfig:
         if not 0 <= self.k8s_wait_new <= MAX_K8S_WAIT_NEW_S:
             raise ConfigError(f"--k8s-wait-new (PEREGRINE_K8S_WAIT_NEW) must be 0 (off) to "
                               f"{MAX_K8S_WAIT_NEW_S:g} seconds, not {self.k8s_wait_new}")
+        if self.control_grace <= 0:
+            raise ConfigError("--control-grace (PEREGRINE_CONTROL_GRACE) must be more than 0 seconds")
         if self.partitions < 1 or self.replication < 1:
             raise ConfigError("--partitions and --replication must be at least 1")
 
@@ -146,6 +155,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--k8s-wait-new", type=float, metavar="S", help="seconds a batch with processes of a "
                    "container that has just started waits for its Kubernetes record, once per container; "
                    f"0 turns it off (default {DEFAULT_MAX_WAIT_S:g}; env PEREGRINE_K8S_WAIT_NEW)")
+    p.add_argument("--control-grace", type=float, metavar="S", help="seconds a worker may be missing from "
+                   "the group before its rules' interest is removed from the control topic (default 120; "
+                   "env PEREGRINE_CONTROL_GRACE)")
     kafka_connection.add_arguments(p)
     return p
 
@@ -191,6 +203,7 @@ def from_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Work
             evidence_depth=int(str(pick(a.evidence_depth, "PEREGRINE_EVIDENCE_DEPTH", d.evidence_depth))),
             evidence_max_events=int(str(pick(a.evidence_max_events, "PEREGRINE_EVIDENCE_MAX_EVENTS",
                                              d.evidence_max_events))),
+            control_grace=float(str(pick(a.control_grace, "PEREGRINE_CONTROL_GRACE", d.control_grace))),
         )
     except ValueError as exc:  # int() or float() of a PEREGRINE_* variable; ConfigError is not a ValueError
         raise ConfigError(f"invalid number in the worker options: {exc}") from None

@@ -129,8 +129,9 @@ def worker_metrics() -> WorkerMetrics:
         ),
         control_published=meter.create_counter(
             "peregrine.worker.control.published", unit="{record}",
-            description="Interest records written to peregrine.control (the rules' interest changed), "
-            "by outcome (ok, failed: retried)",
+            description="Records written to peregrine.control: this worker's interest and its tombstone "
+            "at stop, by outcome (ok, failed: retried), and the group leader's tombstones of workers gone "
+            "from the group (swept)",
         ),
         sizes=sizes,
         rules=_rule_counters(meter),

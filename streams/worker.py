@@ -29,6 +29,7 @@ from dataclasses import replace
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from faust.types import TP
 
 from bus import topics as catalog
 from bus.clients import aiokafka_kwargs
@@ -38,6 +39,7 @@ from enrichers.table import K8sTable
 from streams import app as worker_app
 from streams.config import ConfigError, WorkerConfig, from_args
 from streams.control import InterestPublisher
+from streams.control_sweep import Sweeper
 from streams.detect import Detector, install_detection
 from streams.drops import install_drops
 from streams.evidence import History
@@ -93,9 +95,13 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule], health: Health | None =
         print(f"peregrine worker: cannot load the rules: {exc}", file=sys.stderr)
         return 2
     app, topics = worker_app.build_app(config)
+    publisher = InterestPublisher(config.connection, config.topics.control, config.app_id, config.replica,
+                                  metrics.control_published)
+    rules.swapped.append(lambda: publisher.offer(rules.ruleset.interest))
 
     def assigned(sender: object, /, *args: object, signal: object, **kwargs: object) -> None:
         health.holds("consumer group")
+        publisher.joined(worker_app.member_id(app))
 
     app.on_partitions_assigned.connect(assigned)
 
@@ -117,9 +123,21 @@ def run(config: WorkerConfig, engine: RulesEngine[Rule], health: Health | None =
     emitter.letters_by(letters.letter_for)
     install_detection(app, topics, detector, emitter, letters, metrics, ready, config.k8s_wait, k8s_wait)
     install_drops(app, topics, emitter, letters, metrics)
-    publisher = InterestPublisher(config.connection, config.topics.control, config.app_id,
-                                  metrics.control_published)
-    rules.swapped.append(lambda: publisher.offer(rules.ruleset.interest))
+
+    async def withdraw(sender: object, /, *args: object, signal: object, **kwargs: object) -> None:
+        # after the consumer stopped: no event is evaluated by these rules any more
+        await publisher.withdraw()
+
+    app.on_before_shutdown.connect(withdraw)
+    events_head = TP(config.topics.events, 0)
+    sweeper = Sweeper(config.connection, config.topics.control, config.app_id, config.control_grace,
+                      # one member holds it when the group is stable: Faust's leader topic is off
+                      is_leader=lambda: events_head in app.consumer.assignment(),
+                      on_swept=lambda n: metrics.control_published.add(n, {"outcome": "swept"}))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def sweep_interest() -> None:
+        await sweeper.run()
 
     @app.task  # type: ignore[untyped-decorator]
     async def publish_interest() -> None:

@@ -35,6 +35,8 @@ from bus.connection import KafkaConnection, parse_bootstrap
 from bus.security import KafkaSecurity
 from devtools import localkafka
 from enrichers.topic import read_records
+from rules.interest import TypeInterest
+from rules.interest_wire import encode
 
 pytestmark = pytest.mark.kafka
 
@@ -210,11 +212,15 @@ def test_sink_reads_alerts_with_its_group_and_writes_the_alerts_dlq_only(broker:
 
 
 def keys(broker: Broker, role: str, topic: str) -> list[bytes | None]:
-    """The keys of every record on partition 0, read as ``role`` with assign() and a group it never
-    joins (as a collector follows `peregrine.control`)."""
+    return [key for key, _ in records(broker, role, topic)]
+
+
+def records(broker: Broker, role: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    """The keys and values of every record on partition 0, read as ``role`` with assign() and a
+    group it never joins (as a collector follows `peregrine.control`)."""
     consumer = Consumer({**broker.config(role), "group.id": "peregrine-collector-control",
                          "enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
-    found: list[bytes | None] = []
+    found: list[tuple[bytes | None, bytes | None]] = []
     try:
         consumer.assign([TopicPartition(topic, 0, -2)])
         deadline = time.monotonic() + 30
@@ -225,7 +231,7 @@ def keys(broker: Broker, role: str, topic: str) -> list[bytes | None]:
             if msg.error() is not None:
                 assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
                 return found
-            found.append(msg.key())
+            found.append((msg.key(), msg.value()))
     finally:
         consumer.close()
     raise AssertionError(f"{topic}: no end reached in 30 s as {role}")
@@ -272,12 +278,19 @@ def test_the_real_worker_runs_on_its_grants_alone(broker: Broker, tmp_path: Path
     topics, joins its group, reads a capture the `collector` identity published and writes alerts in
     exactly-once transactions that the `sink` identity reads. A grant missing from bus.acls shows
     here as a worker that never becomes ready."""
+    # a record of a worker of its group that died without withdrawing it: the worker, leading its
+    # group, sweeps it with its own grants (streams.control_sweep)
+    ghost = encode(acls.WORKER_APP_ID, "ghost-1", {"execve": TypeInterest("execve", ())}, time.time_ns())
+    ghost_writer = Producer(broker.config("worker"))
+    ghost_writer.produce(topics.CONTROL.name, ghost.value, ghost.key, partition=0)
+    assert ghost_writer.flush(30) == 0
     port = free_port()
     log = tmp_path / "worker.log"
     env = {**_role_env("worker"), "PEREGRINE_METRICS_PORT": str(port), "PEREGRINE_METRICS_ADDR": "127.0.0.1"}
     argv = [sys.executable, "-m", "cli.main", "worker", "--bootstrap", broker.secured, "--partitions", "1",
             "--replication", "1", "--guarantee", "exactly_once", "--datadir", str(tmp_path / "data"),
-            "--k8s-wait", "1", "--rules", str(REPO / "rules" / "data" / "peregrine_rules.yaml")]  # fmt: skip
+            "--k8s-wait", "1", "--rules", str(REPO / "rules" / "data" / "peregrine_rules.yaml"),
+            "--control-grace", "2"]  # fmt: skip
     worker = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
@@ -304,7 +317,12 @@ def test_the_real_worker_runs_on_its_grants_alone(broker: Broker, tmp_path: Path
             consumer.close()
         assert "Peregrine: Terminal Shell in Container" in rules, (rules, log.read_text()[-3000:])
         # its rules' interest, written with its grants and readable with a collector's
-        assert b"interest/peregrine-worker" in keys(broker, "collector", topics.CONTROL.name)
+        written = keys(broker, "collector", topics.CONTROL.name)
+        assert any(k is not None and k.startswith(b"interest/peregrine-worker/") for k in written), written
+        while (ghost.key, None) not in records(broker, "collector", topics.CONTROL.name):
+            assert time.monotonic() < deadline + 90, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert "sweeping" not in log.read_text()
         assert worker.poll() is None, log.read_text()[-3000:]
         assert "AUTHORIZATION_FAILED" not in log.read_text()
     finally:

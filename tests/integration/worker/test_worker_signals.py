@@ -1,7 +1,8 @@
 """What a worker reports besides rule alerts: drop alerts from `peregrine.stats` (Falco's rule and
 rate limit), sequence gaps (one log line per gap), a rules reload that keeps the running rules
-when the new file is bad, and its rules' interest on `peregrine.control`, at start and after the
-reload that changed it (one worker process, real broker, stand-in rule)."""
+when the new file is bad, and its rules' interest on `peregrine.control`, at start, after the
+reload that changed it, and withdrawn when SIGTERM stops it (one worker process, real broker,
+stand-in rule)."""
 
 from __future__ import annotations
 
@@ -79,5 +80,12 @@ def test_drop_alerts_gaps_and_reload(workers: WorkerProcs, tmp_path: Path) -> No
         time.sleep(0.2)
     interests = [decode(key, value or b"") for key, value in records]
     assert [r.group for r in interests] == [setup.app_id] * 2
+    assert interests[0].replica is not None and interests[0].replica == interests[1].replica  # its own key
     names = [r.interest["execve"].fields[0].exact for r in interests]
     assert names == [{"bash"}, {"bash", "zsh"}]
+
+    # stopped, it withdraws its record: the nodes stop capturing for rules no longer running
+    workers.procs[0].send_signal(signal.SIGTERM)
+    assert workers.procs[0].wait(60) == 0, workers.describe()
+    records = read_records(setup.bootstrap, setup.topic("control"))
+    assert records[-1] == (records[0][0], None), f"{records[-1]}\n{workers.describe()}"

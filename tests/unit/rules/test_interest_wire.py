@@ -4,7 +4,8 @@ Round trips of random interests; hostile input (random bytes, random JSON, a val
 part replaced, nesting, oversize lists and values) raises only `InterestRecordError`, naming the
 field; what the writer cannot fit is widened, never narrowed (checked with `passes`, built on
 `FieldInterest.admits`, on the interest before and after: an oracle the codec does not use); a
-version-1 record (fields only, from a worker before alternatives) still reads."""
+version-1 record (fields only, from a worker before alternatives) and a version-2 one (one record
+per group, from a worker before replicas) still read."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from rules.interest import (
 from rules.record import EVENT_TYPES
 
 GROUP = "peregrine-worker"
+REPLICA = "peregrine-worker-7d9f-x2x4q-1"
+GROUP_KEY = b"interest/peregrine-worker"  # versions 1 and 2
 T = 1_787_307_330_123_456_789
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -89,24 +92,29 @@ SAMPLE = {"openat": TypeInterest("openat", (SHADOW,), (WRITES, Alternative((TAR,
 
 
 def valid_doc() -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(wire.encode(GROUP, SAMPLE, T).value)
+    doc: dict[str, Any] = json.loads(wire.encode(GROUP, REPLICA, SAMPLE, T).value)
     return doc
 
 
-def decode_doc(doc: object, key: bytes = wire.key_of(GROUP)) -> wire.InterestRecord:
+def decode_doc(doc: object, key: bytes = wire.key_of(GROUP, REPLICA)) -> wire.InterestRecord:
     return wire.decode(key, json.dumps(doc).encode())
 
 
 @FAST
 @given(interest=interests, time_ns=st.integers(0, 2**63 - 1),
-       group=st.text(st.characters(categories=["L", "N", "P", "S"]), min_size=1, max_size=30))
-def test_a_record_reads_back_as_written(interest: dict[str, TypeInterest], time_ns: int, group: str) -> None:
-    encoded = wire.encode(group, interest, time_ns)
+       group=st.text(st.characters(categories=["L", "N", "P", "S"]), min_size=1, max_size=30),
+       replica=st.from_regex(r"[A-Za-z0-9._-]{1,30}", fullmatch=True))
+def test_a_record_reads_back_as_written(
+    interest: dict[str, TypeInterest], time_ns: int, group: str, replica: str
+) -> None:
+    encoded = wire.encode(group, replica, interest, time_ns)
     record = wire.decode(encoded.key, encoded.value)
-    assert (record.group, record.time_ns, record.digest) == (group, time_ns, encoded.digest)
+    assert (record.group, record.replica) == (group, replica)
+    assert (record.time_ns, record.digest) == (time_ns, encoded.digest)
     assert shape(record.interest) == shape(interest)
-    assert wire.group_of(encoded.key) == group
-    assert encoded.digest == wire.encode(group, interest, 0).digest  # the time is not in it: replicas agree
+    assert encoded.key == wire.key_of(group, replica) and wire.is_interest_key(encoded.key)
+    # the time is not in the digest: replicas with the same rules agree
+    assert encoded.digest == wire.encode(group, "other", interest, 0).digest
 
 
 def test_the_sample_record_is_the_documented_json() -> None:
@@ -114,7 +122,7 @@ def test_the_sample_record_is_the_documented_json() -> None:
     shadow = {"exact": ["/etc/shadow"], "prefixes": ["/etc/"], "suffixes": [], "contains": []}
     tar = {"exact": ["tar"], "prefixes": [], "suffixes": [], "contains": []}
     assert doc == {
-        "v": 2, "group": GROUP, "time_ns": T, "digest": doc["digest"],
+        "v": 3, "group": GROUP, "replica": REPLICA, "time_ns": T, "digest": doc["digest"],
         "interest": {
             "execve": {"fields": {}, "alternatives": []},
             "openat": {"fields": {"fd.name": shadow}, "alternatives": [
@@ -123,7 +131,24 @@ def test_the_sample_record_is_the_documented_json() -> None:
             ]},
         },
     }  # fmt: skip
-    assert wire.key_of(GROUP) == b"interest/peregrine-worker"
+    assert wire.key_of(GROUP, REPLICA) == b"interest/peregrine-worker/peregrine-worker-7d9f-x2x4q-1"
+
+
+def test_a_version_2_record_reads_as_its_whole_group() -> None:
+    """Written by a worker from before replicas: no replica, the group's key."""
+    doc = valid_doc()
+    del doc["replica"]
+    doc["v"] = 2
+    record = decode_doc(doc, GROUP_KEY)
+    assert (record.group, record.replica, shape(record.interest)) == (GROUP, None, shape(SAMPLE))
+    for key in (wire.key_of(GROUP, REPLICA), b"interest/other"):  # a version-2 record has the group's key
+        with pytest.raises(InterestRecordError) as caught:
+            decode_doc(doc, key)
+        assert caught.value.field == "group"
+    doc["replica"] = REPLICA
+    with pytest.raises(InterestRecordError) as caught:
+        decode_doc(doc, GROUP_KEY)
+    assert caught.value.field == "replica"
 
 
 def test_a_version_1_record_still_reads_as_fields_alone() -> None:
@@ -133,13 +158,13 @@ def test_a_version_1_record_still_reads_as_fields_alone() -> None:
                                                  "suffixes": [], "contains": []}}}  # fmt: skip
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     doc: dict[str, Any] = {"v": 1, "group": GROUP, "time_ns": T, "digest": digest, "interest": body}
-    record = decode_doc(doc)
+    record = decode_doc(doc, GROUP_KEY)
     fields_alone = {"openat": TypeInterest("openat", (SHADOW,)), "execve": TypeInterest("execve", ())}
     assert record.interest == fields_alone
     assert record.digest == digest
     doc["interest"]["openat"] = {"fields": {}, "alternatives": []}  # version 2's shape in a version-1 record
     with pytest.raises(InterestRecordError) as caught:
-        decode_doc(doc)
+        decode_doc(doc, GROUP_KEY)
     assert caught.value.field.startswith("interest/openat/")
 
 
@@ -147,7 +172,7 @@ def test_a_version_1_record_still_reads_as_fields_alone() -> None:
 @given(value=st.binary(max_size=400))
 def test_random_bytes_raise_only_the_record_error(value: bytes) -> None:
     with pytest.raises(InterestRecordError):
-        wire.decode(wire.key_of(GROUP), value)
+        wire.decode(wire.key_of(GROUP, REPLICA), value)
 
 
 _json = st.recursive(
@@ -206,9 +231,13 @@ def test_a_record_with_one_part_replaced_is_refused_naming_it(data: st.DataObjec
 
 
 @pytest.mark.parametrize(("change", "named"), [
-    (lambda d: d.update(v=3), "v"),
+    (lambda d: d.update(v=4), "v"),
     (lambda d: d.update(v=True), "v"),
     (lambda d: d.update(group="other"), "group"),
+    (lambda d: d.update(group=""), "group"),
+    (lambda d: d.update(replica="other"), "replica"),
+    (lambda d: d.update(replica="a/b"), "replica"),
+    (lambda d: d.pop("replica"), "replica"),
     (lambda d: d.update(time_ns=-1), "time_ns"),
     (lambda d: d.update(time_ns=2**63), "time_ns"),
     (lambda d: d.update(digest="0" * 64), "digest"),
@@ -251,7 +280,7 @@ def test_each_malformed_part_is_named(change: Any, named: str) -> None:
 
 
 def test_sizes_are_bounded_before_anything_is_parsed_deeply() -> None:
-    key = wire.key_of(GROUP)
+    key = wire.key_of(GROUP, REPLICA)
     for value, named in [
         (b"[" * 200_000, "value"),  # nesting past the parser's stack
         (b" " * (wire.MAX_RECORD_BYTES + 1), "value"),
@@ -276,17 +305,29 @@ def test_sizes_are_bounded_before_anything_is_parsed_deeply() -> None:
     assert caught.value.field == "interest"
 
 
-def test_keys_name_the_group_and_other_kinds_are_not_interest_records() -> None:
-    assert wire.group_of(b"interest/g1") == "g1"
-    assert wire.group_of(b"suppression/x") is None and wire.group_of(b"\xff") is None
-    for bad in (b"interest/", b"interest/a\nb", b"interest/" + b"g" * 256):
+def test_keys_name_group_and_replica_and_other_kinds_are_not_interest_records() -> None:
+    assert wire.key_of("g/1", "r") == b"interest/g/1/r"  # a group may hold "/", a replica may not
+    assert wire.is_interest_key(b"interest/g1/r") and wire.is_interest_key(b"interest/g1")
+    assert not wire.is_interest_key(b"suppression/x") and not wire.is_interest_key(b"\xff")
+    for group, replica, named in [("", "r", "group"), ("a\nb", "r", "group"), ("g" * 256, "r", "group"),
+                                  ("g", "", "replica"), ("g", "a/b", "replica"), ("g", "r" * 129, "replica"),
+                                  ("g", "pod é", "replica")]:  # fmt: skip
         with pytest.raises(InterestRecordError) as caught:
-            wire.group_of(bad)
-        assert caught.value.field == "key"
-    with pytest.raises(InterestRecordError):
-        wire.decode(b"interest/other", wire.encode(GROUP, SAMPLE, T).value)
-    with pytest.raises(InterestRecordError):
-        wire.encode("", SAMPLE, T)
+            wire.key_of(group, replica)
+        assert caught.value.field == named
+        with pytest.raises(InterestRecordError):
+            wire.encode(group, replica, SAMPLE, T)
+    value = wire.encode(GROUP, REPLICA, SAMPLE, T).value
+    for key in (b"interest/other", GROUP_KEY, b"interest/peregrine-worker/other", b"nope/x", b"\xff"):
+        with pytest.raises(InterestRecordError):
+            wire.decode(key, value)
+
+
+@given(host=st.text(max_size=300), pid=st.integers(0, 2**22))
+def test_any_host_name_makes_a_replica_a_key_can_carry(host: str, pid: int) -> None:
+    replica = wire.replica_name(host, pid)
+    assert wire.key_of(GROUP, replica).endswith(f"-{pid}".encode())
+    assert wire.replica_name("worker-7d9f-x2x4q", 1) == "worker-7d9f-x2x4q-1"  # a pod: its name, pid 1
 
 
 _any_values = st.frozensets(st.text(max_size=6) | st.just("/" * (wire.MAX_VALUE_BYTES + 1)), max_size=3)
@@ -312,7 +353,7 @@ def test_what_does_not_fit_is_widened_never_narrowed(
 ) -> None:
     """Fields with a value past the bound, a second constraint on one field, access modes no open
     has, and alternatives past their bound are dropped."""
-    encoded = wire.encode(GROUP, interest, T)
+    encoded = wire.encode(GROUP, REPLICA, interest, T)
     written = wire.decode(encoded.key, encoded.value).interest
     assert set(written) == set(interest)  # types are never dropped: that would narrow
     if passes(interest, event_type, values, accmode, succeeded):
@@ -325,7 +366,7 @@ def test_a_record_past_its_size_drops_its_largest_constraints_first() -> None:
     big = field("fd.name", prefixes=many)
     small = field("proc.name", exact=frozenset({"bash"}))
     interest = {"openat": TypeInterest("openat", (big, small)), "open": TypeInterest("open", (big,))}
-    encoded = wire.encode(GROUP, interest, T)
+    encoded = wire.encode(GROUP, REPLICA, interest, T)
     assert len(encoded.value) <= wire.MAX_RECORD_BYTES
     written = wire.decode(encoded.key, encoded.value).interest
     assert shape(written)["openat"] == ({"proc.name": small}, frozenset())  # the large went, the small stayed
@@ -337,7 +378,7 @@ def test_a_record_past_its_size_may_leave_a_type_to_its_fields() -> None:
     alternatives = tuple(Alternative((field("fd.name", prefixes=many - {p}),), frozenset({m}))
                          for m, p in enumerate(sorted(many)[:4]))  # fmt: skip
     small = field("proc.name", exact=frozenset({"bash"}))
-    encoded = wire.encode(GROUP, {"openat": TypeInterest("openat", (small,), alternatives)}, T)
+    encoded = wire.encode(GROUP, REPLICA, {"openat": TypeInterest("openat", (small,), alternatives)}, T)
     assert len(encoded.value) <= wire.MAX_RECORD_BYTES
     assert wire.decode(encoded.key, encoded.value).interest == {"openat": TypeInterest("openat", (small,))}
 
@@ -345,7 +386,7 @@ def test_a_record_past_its_size_may_leave_a_type_to_its_fields() -> None:
 def test_alternatives_past_their_bound_leave_the_type_to_its_fields() -> None:
     names = (field("proc.name", exact=frozenset({f"p{i}"})) for i in range(MAX_ALTERNATIVES + 1))
     many = tuple(Alternative((name,)) for name in names)
-    encoded = wire.encode(GROUP, {"openat": TypeInterest("openat", (SHADOW,), many)}, T)
+    encoded = wire.encode(GROUP, REPLICA, {"openat": TypeInterest("openat", (SHADOW,), many)}, T)
     assert wire.decode(encoded.key, encoded.value).interest == {"openat": TypeInterest("openat", (SHADOW,))}
     doc = json.loads(encoded.value)
     doc["interest"]["openat"]["alternatives"] = [{"fields": {}, "accmodes": None, "succeeded": True}] * 65
@@ -357,4 +398,5 @@ def test_alternatives_past_their_bound_leave_the_type_to_its_fields() -> None:
 def test_the_digest_does_not_depend_on_the_order_of_alternatives() -> None:
     forth = TypeInterest("openat", (), (WRITES, Alternative((TAR,))))
     back = TypeInterest("openat", (), (Alternative((TAR,)), WRITES))
-    assert wire.encode(GROUP, {"openat": forth}, T).value == wire.encode(GROUP, {"openat": back}, T).value
+    assert wire.encode(GROUP, REPLICA, {"openat": forth}, T).value == \
+        wire.encode(GROUP, REPLICA, {"openat": back}, T).value

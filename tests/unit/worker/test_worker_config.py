@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from rules.interest_wire import key_of
 from streams.config import ConfigError, from_args
 
 
@@ -104,3 +106,18 @@ def test_new_container_wait_from_flag_or_environment_bounded() -> None:
             from_args(["--rules", "r", "--k8s-wait-new", bad], env={})
     with pytest.raises(ConfigError, match="invalid number"):
         from_args(["--rules", "r"], env={"PEREGRINE_K8S_WAIT_NEW": "soon"})
+
+
+def test_control_grace_from_flag_or_environment_and_positive() -> None:
+    assert from_args(["--rules", "r"], env={}).control_grace == 120.0
+    assert from_args(["--rules", "r"], env={"PEREGRINE_CONTROL_GRACE": "30"}).control_grace == 30.0
+    flagged = from_args(["--rules", "r", "--control-grace", "5"], env={"PEREGRINE_CONTROL_GRACE": "30"})
+    assert flagged.control_grace == 5
+    with pytest.raises(ConfigError, match=r"--control-grace \(PEREGRINE_CONTROL_GRACE\)"):
+        from_args(["--rules", "r", "--control-grace", "0"], env={})
+
+
+def test_each_process_is_a_replica_a_control_key_can_carry() -> None:
+    """Its host (a pod's name) and process id: two workers on one host have two records."""
+    replica = from_args(["--rules", "r"], env={}).replica
+    assert replica.endswith(f"-{os.getpid()}") and key_of("peregrine-worker", replica)
