@@ -20,7 +20,9 @@ class CollectorConfig:
     # event types to capture and publish; None: every type of rules/record.py the kernel offers
     # but those traced only when asked for (collectors.loader.ONLY_WHEN_ASKED: close)
     event_types: frozenset[str] | None = None
-    fdtypes: bool = False  # capture each fd event's fd types (the rules name fd.types)
+    # without an interest (None below), capture each fd event's fd table (the rules name fd.types);
+    # with one, each type's interest says (TypeInterest.fd_table)
+    fdtypes: bool = False
     # follow the workers' interest on this topic (collectors.control); None: do not
     control_topic: str | None = None
     # what the rules need per event type, applied in the kernel (collectors.interest_maps): the

@@ -98,7 +98,7 @@ def _either(a: TypeInterest, b: TypeInterest) -> TypeInterest:
             fields.append(merged)
     left, right = _folded(a), _folded(b)  # () when one has none, or one requiring nothing
     alternatives = narrowed((*left, *right)) if left and right else ()
-    return TypeInterest(a.event_type, tuple(fields), alternatives)
+    return TypeInterest(a.event_type, tuple(fields), alternatives, a.fd_table or b.fd_table)
 
 
 class Handover:

@@ -48,10 +48,13 @@ REASONS = {PG_IR_KEPT: "kept", PG_IR_NO_RULE: "dropped-no-rule", PG_IR_PATH: "dr
            PG_IR_COMM: "dropped-comm", PG_IR_FLAGS: "dropped-flags"}  # fmt: skip
 
 
-def apply_interest(probe: Probe, interest: Mapping[str, TypeInterest] | None) -> None:
+def apply_interest(
+    probe: Probe, interest: Mapping[str, TypeInterest] | None, fd_tables: bool = False
+) -> None:
     """Make the probe keep what `interest` needs (None: every event of the types it traced at
-    start). Types the interest names that this kernel lacks are left out (logged)."""
-    target = plan(interest, probe.traced)
+    start, with the fd table when `fd_tables`). Types the interest names that this kernel lacks are
+    left out (logged)."""
+    target = plan(interest, probe.traced, fd_tables)
     lacking = sorted(set(target.types) - probe.compiled)
     if lacking:
         log.info("interest names event types this kernel cannot trace: %s", " ".join(lacking))

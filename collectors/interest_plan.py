@@ -52,6 +52,7 @@ from collectors.header import (
     PG_GRAM_MUL,
     PG_GRAM_SHIFT,
     PG_IM_COMM,
+    PG_IM_FDTABLE,
     PG_IM_KEEP,
     PG_IM_PATH,
     PG_LPM_DATA,
@@ -162,18 +163,24 @@ class KernelInterest:
         return struct.pack(f"<{len(words)}Q", *words)
 
 
-def plan(interest: Mapping[str, TypeInterest] | None, whole: Iterable[str] = ()) -> KernelInterest:
-    """The maps for `interest`; None keeps every event of the types in `whole` unchecked."""
+def plan(
+    interest: Mapping[str, TypeInterest] | None, whole: Iterable[str] = (), fd_tables: bool = False
+) -> KernelInterest:
+    """The maps for `interest`; None keeps every event of the types in `whole` unchecked, with the
+    fd table when `fd_tables`. A type some rule reads fd.types on carries the fd table."""
     if interest is None:
-        return KernelInterest(dict.fromkeys(whole, KEEP), {}, {})
+        keep = _with_fd_table(KEEP) if fd_tables else KEEP
+        return KernelInterest(dict.fromkeys(whole, keep), {}, {})
     types: dict[str, TypePlan] = {}
     checks: dict[tuple[str, int], dict[Entry, int]] = {}  # (type, the check's mode bit) -> own masks
     grams: dict[str, frozenset[int]] = {}
     for name, wanted in interest.items():
         if name in NEVER_FILTERED:
-            types[name] = KEEP
+            types[name] = _with_fd_table(KEEP) if wanted.fd_table else KEEP
             continue
         types[name], path, comm, grams[name] = _type_plan(name, _alternatives(wanted))
+        if wanted.fd_table:
+            types[name] = _with_fd_table(types[name])
         checks[name, PG_IM_PATH], checks[name, PG_IM_COMM] = path, comm
     # past the bound, the largest checks go first: each left out only keeps more events
     while sum(map(len, checks.values())) > MAX_KEYS:
@@ -184,6 +191,10 @@ def plan(interest: Mapping[str, TypeInterest] | None, whole: Iterable[str] = ())
     for own in checks.values():
         entries.update(_closed(own))
     return KernelInterest(types, entries, {n: g for n, g in grams.items() if types[n].grams})
+
+
+def _with_fd_table(record: TypePlan) -> TypePlan:
+    return replace(record, mode=record.mode | PG_IM_FDTABLE)
 
 
 def _alternatives(wanted: TypeInterest) -> Sequence[Alternative]:

@@ -164,12 +164,11 @@ def build_cflags(
     self_tgid: int,
     ring_bytes: int,
     tracefs: str = TRACEFS,
-    fdtypes: bool = False,
 ) -> tuple[list[str], frozenset[str], frozenset[str]]:
     """cflags for probe.bpf.c, the wanted event types this kernel has, and the wanted ones (or
     ALWAYS_TRACED ones) it lacks. Every type the kernel has is compiled in, so that an interest can
-    attach it later. With `fdtypes`, the fd events also carry the task's fd types (fd.types, probe.bpf.c
-    pg_put_fdtypes); without it that code is not compiled at all."""
+    attach it later; so is the walk of the task's fd table into the fd events' programs, run only
+    when an interest asks for it (fd.types, probe.bpf.c pg_put_fdtypes)."""
     page = os.sysconf("SC_PAGE_SIZE")
     pages = max(1, ring_bytes // page)
     if pages & (pages - 1):
@@ -187,7 +186,7 @@ def build_cflags(
     ]
     flags += [f"-DEV_{name}={i}" for i, name in enumerate(EVENT_TYPES) if i not in GENERIC_TYPE_IDS]
     flags.append(f"-DPG_NTYPES={len(EVENT_TYPES)}")
-    flags += fdtypes_cflags(fdtypes)
+    flags += fdtypes_cflags()
     flags += regs_cflags(os.uname().release)
     unknown = sorted(set(wanted) - set(EVENT_TYPE_IDS))
     if unknown:
@@ -208,17 +207,13 @@ def regs_cflags(release: str) -> list[str]:
     return ["-DPG_BTF_REGS=1"] if (int(version[1]), int(version[2])) >= BTF_REGS_SINCE else []
 
 
-def fdtypes_cflags(enabled: bool) -> list[str]:
-    """PG_FDTYPES and the type codes (1 + the index in FDTYPE_NAMES, "<NA>" as NA) when enabled;
+def fdtypes_cflags() -> list[str]:
+    """PG_FDTYPES and the type codes (1 + the index in FDTYPE_NAMES, "<NA>" as NA);
     FDTYPES_<tracepoint> 1 for the events libs gives fd fields, 0 for every other one."""
-    flags = [
-        f"-DFDTYPES_{tracepoint_name(n)}={int(enabled and n in FD_EVENT_TYPES)}"
-        for n in EVENT_TYPES
-        if n not in GENERIC_TYPES
-    ]
-    if enabled:
-        flags.append("-DPG_FDTYPES=1")
-        flags += [f"-DPG_FDT_{'NA' if n == '<NA>' else n}={i + 1}" for i, n in enumerate(FDTYPE_NAMES)]
+    flags = [f"-DFDTYPES_{tracepoint_name(n)}={int(n in FD_EVENT_TYPES)}" for n in EVENT_TYPES
+             if n not in GENERIC_TYPES]  # fmt: skip
+    flags.append("-DPG_FDTYPES=1")
+    flags += [f"-DPG_FDT_{'NA' if n == '<NA>' else n}={i + 1}" for i, n in enumerate(FDTYPE_NAMES)]
     return flags
 
 

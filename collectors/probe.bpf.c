@@ -829,8 +829,9 @@ static __always_inline void pg_put_path(struct pg_buf *b, char *task, char *file
  * file classified as libs classifies /proc/PID/fd (scap_fds.c handle_file, classify_anon_inode_file):
  * by the inode's type bits; a socket by its family; a regular file named memfd:* as memfd; an anon
  * inode (no type bits) by its name. Codes are 1 + the index in rules/record.py FDTYPE_NAMES, passed
- * by the loader as PG_FDT_<name>. Compiled in only when the rules name fd.types (the loader's
- * PG_FDTYPES), and run only on the events libs gives fd fields (HAVE_FDTYPES_<type>). */
+ * by the loader as PG_FDT_<name>. Compiled into the programs of the events libs gives fd fields
+ * (FDTYPES_<type>), and run there only when the type's interest record says some rule reads
+ * fd.types (PG_IM_FDTABLE): a rules change that starts or stops reading it needs no reload. */
 #define PG_S_IFMT 0170000
 #define PG_STR8(a, b, c, d, e, f, g, h) ((u64)(a) | (u64)(b) << 8 | (u64)(c) << 16 | (u64)(d) << 24 | \
     (u64)(e) << 32 | (u64)(f) << 40 | (u64)(g) << 48 | (u64)(h) << 56)
@@ -1057,7 +1058,7 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
     struct pg_itype *it = pg_itype(evt, &switches);
     u32 mode = pg_mode(it);
     if (kind == K_CWD) /* a constant: the checks are compiled out of these two programs */
-        mode &= PG_IM_KEEP;
+        mode &= PG_IM_KEEP | PG_IM_FDTABLE;
     else if (!(mode & PG_IM_KEEP)) {
         pg_icount(evt, PG_IR_NO_RULE);
         return 0;
@@ -1169,15 +1170,15 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
 #endif
     }
 #ifdef PG_FDTYPES
-    if (fdtypes)
+    if (fdtypes && (mode & PG_IM_FDTABLE))
         pg_put_fdtypes(b, task);
 #endif
     pg_icount(evt, PG_IR_KEPT);
     return pg_submit(b);
 }
 
-/* FDTYPES_<type> is 1 for the events libs gives fd fields (the loader defines it under
- * PG_FDTYPES), 0 otherwise: a constant, so the walk is compiled only into those programs */
+/* FDTYPES_<type> is 1 for the events libs gives fd fields, 0 otherwise: a constant, so the walk is
+ * compiled only into those programs, and run there only while the interest asks for it */
 #define PG_SYSCALL(tp, evt, strmask, kind)                                                       \
     TRACEPOINT_PROBE(syscalls, sys_exit_##tp) {                                                  \
         return pg_exit((const struct pg_sys_exit *)args, evt, strmask, kind, FDTYPES_##tp);      \

@@ -49,10 +49,12 @@
  * interest_grams' bitmap, for substrings, when the record's masks say an alternative needs them)
  * and PG_IM_COMM
  * (the process's name as the collector's process table holds it, pg_names, looked up in
- * interest_lpm). */
+ * interest_lpm). PG_IM_FDTABLE: a kept event of an fd type also carries the process's fd table
+ * (fd.types, probe.bpf.c pg_put_fdtypes), for the types some rule reads fd.types on. */
 #define PG_IM_KEEP 1
 #define PG_IM_PATH 2
 #define PG_IM_COMM 4
+#define PG_IM_FDTABLE 8
 /* interest_lpm keys: {u32 prefixlen; u8 data[PG_LPM_DATA]}, data = the event type (u16,
  * big-endian), one PG_FIELD_* byte, the generation byte, then the value's bytes (8-aligned, so the
  * probe copies words); an exact value ends with its NUL, a prefix does not. A PG_FIELD_RPATH value

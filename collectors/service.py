@@ -182,9 +182,7 @@ def _build(config: CollectorConfig) -> tuple[list[str], frozenset[str], frozense
     loader.preflight()
     btf = Btf.load()
     wanted = loader.wanted_types(config.event_types)
-    cflags, traced, missing = loader.build_cflags(
-        btf, wanted, os.getpid(), config.ring_bytes, fdtypes=config.fdtypes
-    )
+    cflags, traced, missing = loader.build_cflags(btf, wanted, os.getpid(), config.ring_bytes)
     if missing:
         log.info("not on this kernel, not traced: %s", " ".join(sorted(missing)))
     return cflags, traced, missing
@@ -202,7 +200,7 @@ def run(config: CollectorConfig, sink: Sink, health: Health | None = None) -> di
     n_seeded = procs.seed()
     probe = loader.load_probe(cflags, traced, missing)
     n_named = interest_maps.seed_names(probe, procs)
-    interest_maps.apply_interest(probe, config.interest)
+    interest_maps.apply_interest(probe, config.interest, config.fdtypes)
     health.holds("probe")
     from collectors import native
 
@@ -287,7 +285,7 @@ def _loop(config: CollectorConfig, flow: _Flow, procs: ProcTable, stop: _Stop, r
         if reload is not None and reload.ready():
             reload.apply(flow.probe, follower)
         if handed.ready():
-            interest_maps.apply_interest(flow.probe, handed.take())
+            interest_maps.apply_interest(flow.probe, handed.take(), config.fdtypes)
         if time.monotonic() >= next_sweep:
             procs.sweep()
             gc.collect()

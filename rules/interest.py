@@ -29,7 +29,7 @@ that sees another form (a relative path, a comm renamed since exec) must keep th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -90,6 +90,8 @@ class TypeInterest:
     event_type: str
     fields: tuple[FieldInterest, ...]
     alternatives: tuple[Alternative, ...] = ()
+    # some rule of the type reads fd.types: the collector captures each event's fd table with it
+    fd_table: bool = False
 
 
 def _reads(type_id: int) -> dict[str, str]:
@@ -99,11 +101,14 @@ def _reads(type_id: int) -> dict[str, str]:
 
 
 def derive(
-    trees: Mapping[int, Sequence[Node]], values: Mapping[int, Values], namespace: Mapping[str, object]
+    trees: Mapping[int, Sequence[Node]],
+    values: Mapping[int, Values],
+    namespace: Mapping[str, object],
+    fd_tables: Collection[str] = frozenset(),
 ) -> dict[str, TypeInterest]:
     """Each event type's interest, from its rules' condition trees (as `rules.ruleset` builds them,
     reading `values` of their type, the generated code's `namespace` at hand); types whose rules
-    can never match are absent."""
+    can never match are absent. `fd_tables`: the types some rule reads fd.types on."""
     out: dict[str, TypeInterest] = {}
     for type_id, conditions in sorted(trees.items()):
         live = [tree for tree in conditions if tree != FALSE]
@@ -115,7 +120,7 @@ def derive(
             classes = Classes(type_id, values[type_id], namespace)
             found = [_alternative(rule, classes.of(tree)) for rule, tree in zip(per_rule, live, strict=True)]
             alternatives = tuple(alt for alt in found if alt is not None)  # None: the rule matches nothing
-            out[name] = TypeInterest(name, _constraints(per_rule), narrowed(alternatives))
+            out[name] = TypeInterest(name, _constraints(per_rule), narrowed(alternatives), name in fd_tables)
     return out
 
 

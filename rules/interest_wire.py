@@ -21,29 +21,32 @@ Value, JSON in UTF-8, schema version 3::
      "digest": "<sha256 hex of the interest's canonical JSON>",
      "interest": {"execve": {"fields": {"proc.name": {"exact": ["bash"], "prefixes": [], "suffixes": [],
                                                       "contains": []}},
-                             "alternatives": []},
+                             "alternatives": [], "fd_table": false},
                   "openat": {"fields": {},
                              "alternatives": [{"fields": {}, "accmodes": [1, 2], "succeeded": true},
                                               {"fields": {"proc.name": {...}}, "accmodes": null,
-                                               "succeeded": null}]}}}
+                                               "succeeded": null}],
+                             "fd_table": true}}}
 
 An event type absent from ``interest`` has no rule (a filter keeps none of its events); otherwise an
 event must pass every field listed (`FieldInterest`) and, when there are ``alternatives``, one of
 them: each of its fields, its open access mode (flags & O_ACCMODE) one of ``accmodes`` unless that
 is null, and its outcome (returned >= 0) as ``succeeded`` says unless null (`Alternative`). A type
-mapped to no fields and no alternatives keeps all its events. The writer sorts the alternatives,
+mapped to no fields and no alternatives keeps all its events. ``fd_table``: some rule of the type
+reads fd.types, so its events must carry the process's fd table. The writer sorts the alternatives,
 so the digest does not depend on their order. The digest covers the interest only, not the time,
 so replicas with the same rules write the same digest and a worker republishes only when it changes.
 
 Versions 1 and 2, from workers before replicas, have no ``replica`` and the key ``interest/<group>``:
 one record for all the group's processes, whichever wrote last (so replicas running different
-rules overwrote each other's needs). Version 1, from workers before alternatives, maps each type
-straight to its fields (``"openat": {"fd.name": {...}}``). This build reads both, so collectors can
-be upgraded first and read the old workers' records meanwhile (the group's leader removes such a
-record once no member of the group is a worker from before replicas). A collector from before a version
-refuses its records (its reading is strict), counts them as rejected and keeps the group's last
-interest it could read, or, with none, the interest of its own rules files: that is sound only
-while the group's rules are the ones it last read, so upgrade the collectors before the workers.
+rules overwrote each other's needs), and no ``fd_table``: read as true, the safe side. Version 1,
+from workers before alternatives, maps each type straight to its fields (``"openat": {"fd.name":
+{...}}``). This build reads both, so collectors can be upgraded first and read the old workers'
+records meanwhile (the group's leader removes such a record once no member of the group is a
+worker from before replicas). A collector from before a version refuses its records (its reading
+is strict), counts them as rejected and keeps the group's last interest it could read, or, with
+none, the interest of its own rules files: that is sound only while the group's rules are the ones
+it last read, so upgrade the collectors before the workers.
 
 Reading is strict: anything but this shape, within the bounds below, raises `InterestRecordError`
 naming the field. Writing never produces what reading refuses: a constraint past a bound is
@@ -59,7 +62,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, cast
 
 from rules.errors import InterestRecordError
@@ -88,7 +91,8 @@ KINDS: Final = ("exact", "prefixes", "suffixes", "contains")
 _TOP: Final = frozenset({"v", "group", "replica", "time_ns", "digest", "interest"})
 _REPLICA: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")  # a host name's characters: no "/"
 _REPLICA_HOST_CHARS: Final = 100
-_TYPE_KEYS: Final = ("alternatives", "fields")
+_TYPE_KEYS: Final = ("alternatives", "fd_table", "fields")
+_TYPE_KEYS_V2: Final = ("alternatives", "fields")
 _ALTERNATIVE_KEYS: Final = ("accmodes", "fields", "succeeded")
 _NAME: Final = re.compile(r"[a-z0-9_][a-z0-9_.]{0,63}")  # event type and field names
 _DIGEST: Final = re.compile(r"[0-9a-f]{64}")
@@ -169,7 +173,8 @@ def fit(interest: Mapping[str, TypeInterest]) -> dict[str, TypeInterest]:
         alternatives = tuple(_fit_alternative(alt, f"{path}/alternatives") for alt in wanted.alternatives)
         if len(alternatives) > MAX_ALTERNATIVES or any(requires_nothing(alt) for alt in alternatives):
             alternatives = ()
-        out[name] = TypeInterest(name, _fit_fields(wanted.fields, f"{path}/fields"), alternatives)
+        fields = _fit_fields(wanted.fields, f"{path}/fields")
+        out[name] = TypeInterest(name, fields, alternatives, wanted.fd_table)
     return out
 
 
@@ -216,9 +221,9 @@ def _without_largest(interest: dict[str, TypeInterest]) -> dict[str, TypeInteres
     _, name, field = max(sizes)
     wanted = interest[name]
     if not field:  # the alternatives
-        return {**interest, name: TypeInterest(name, wanted.fields)}
+        return {**interest, name: replace(wanted, alternatives=())}
     fields = tuple(f for f in wanted.fields if f.field != field)
-    return {**interest, name: TypeInterest(name, fields, wanted.alternatives)}
+    return {**interest, name: replace(wanted, fields=fields)}
 
 
 def _field_body(field: FieldInterest) -> dict[str, list[str]]:
@@ -242,8 +247,14 @@ def _alternatives_body(wanted: TypeInterest) -> list[dict[str, object]]:
 def _body(interest: Mapping[str, TypeInterest], version: int = SCHEMA_VERSION) -> dict[str, object]:
     if version == 1:
         return {name: _fields_body(t.fields) for name, t in interest.items()}
-    return {name: {"fields": _fields_body(t.fields), "alternatives": _alternatives_body(t)}
-            for name, t in interest.items()}  # fmt: skip
+    bodies: dict[str, dict[str, object]] = {
+        name: {"fields": _fields_body(t.fields), "alternatives": _alternatives_body(t)}
+        for name, t in interest.items()
+    }
+    if version >= 3:
+        for name, t in interest.items():
+            bodies[name]["fd_table"] = t.fd_table
+    return dict(bodies)
 
 
 def _canonical(doc: object) -> bytes:
@@ -307,10 +318,11 @@ def _interest(raw: object, version: int) -> dict[str, TypeInterest]:
     for name, spec in types.items():
         _check_name(name, "interest", "event type")
         path = f"interest/{name}"
+        # before version 3 a record did not say whether the rules read fd.types: as if they did
         if version == 1:
-            out[name] = TypeInterest(name, _fields(spec, path))
+            out[name] = TypeInterest(name, _fields(spec, path), fd_table=True)
             continue
-        parts = _keys(spec, path, _TYPE_KEYS)
+        parts = _keys(spec, path, _TYPE_KEYS if version >= 3 else _TYPE_KEYS_V2)
         alternatives = parts["alternatives"]
         where = f"{path}/alternatives"
         if not isinstance(alternatives, list):
@@ -319,7 +331,10 @@ def _interest(raw: object, version: int) -> dict[str, TypeInterest]:
             problem = f"{len(alternatives)} alternatives, more than {MAX_ALTERNATIVES}"
             raise InterestRecordError(where, problem)
         parsed = tuple(_alternative(alt, f"{where}/{i}") for i, alt in enumerate(alternatives))
-        out[name] = TypeInterest(name, _fields(parts["fields"], f"{path}/fields"), parsed)
+        fd_table = parts.get("fd_table", True)
+        if not isinstance(fd_table, bool):
+            raise InterestRecordError(f"{path}/fd_table", f"a JSON {_kind(fd_table)}, not a boolean")
+        out[name] = TypeInterest(name, _fields(parts["fields"], f"{path}/fields"), parsed, fd_table)
     return out
 
 

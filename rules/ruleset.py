@@ -19,6 +19,7 @@ server IP so, where Falco would resolve the name and compare the addresses.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,7 +27,7 @@ from typing import Any, Final
 
 from rules import compiler as cc
 from rules import gate
-from rules.ast import Expr
+from rules.ast import Expr, FieldExpr
 from rules.batchcode import batch_function
 from rules.codegen import Bucket
 from rules.errors import CompileError, Location
@@ -162,6 +163,7 @@ def compile_rules(
     # others of the rest run.
     alike: list[tuple[int, str, LoadedRule, Location]] = []
     alone: set[int] = set()
+    fd_tables: set[str] = set()  # event types some rule reads fd.types on
     for loaded in result.rules:
         location = _rule_location(loaded)
         ctx = cc.Context(location=location, constants=constants, warnings=warnings)
@@ -208,6 +210,8 @@ def compile_rules(
             uncaptured = sorted(n for n in names if n not in EVENT_TYPE_IDS)
             if uncaptured:
                 warnings.append(_uncaptured_warning(uncaptured, matched, location))
+        if _reads_fd_types(loaded):
+            fd_tables.update(matched)
         compiled.append(
             CompiledRule(
                 name=loaded.name,
@@ -229,8 +233,27 @@ def compile_rules(
     in_order = {type_id: [(g, tree) for _, g, tree in sorted(entries, key=lambda e: e[0])]
                 for type_id, entries in per_type.items()}  # fmt: skip
     return _build(
-        tuple(compiled), tuple(warnings), in_order, values, constants, ip_names, all_matches, shared
+        tuple(compiled), tuple(warnings), in_order, values, constants, ip_names, all_matches, shared,
+        frozenset(fd_tables),
     )
+
+
+def _reads_fd_types(loaded: LoadedRule) -> bool:
+    """Whether the rule reads fd.types, in its condition (macros inlined) or its output: the
+    collector captures each event's fd table only for the types such a rule is evaluated on. The
+    output is searched as text, as Falco searches it for deprecated fields: a mention that is no
+    field only costs the capture."""
+    return _names_field(loaded.condition, "fd.types") or "fd.types" in loaded.output
+
+
+def _names_field(node: object, name: str) -> bool:
+    if isinstance(node, FieldExpr):
+        return node.name == name
+    if isinstance(node, tuple):
+        return any(_names_field(child, name) for child in node)
+    if dataclasses.is_dataclass(node):
+        return any(_names_field(getattr(node, f.name), name) for f in dataclasses.fields(node))
+    return False
 
 
 def _lowered(
@@ -278,6 +301,7 @@ def _build(
     ip_names: Mapping[str, str] | None,
     all_matches: bool,
     shared: Sequence[int],
+    fd_tables: frozenset[str],
 ) -> Ruleset:
     statements: list[ast.stmt] = []
     bucket_functions: dict[int, ast.FunctionDef] = {}
@@ -320,7 +344,7 @@ def _build(
     exec(compile(module, "<peregrine rules>", "exec"), namespace)  # noqa: S102 - our own generated code
     trees = {type_id: [tree for _, tree in per_type[type_id]] for type_id in per_type}
     programs = gate.programs(trees, values, namespace)
-    interest = derive_interest(trees, values, namespace)
+    interest = derive_interest(trees, values, namespace, fd_tables)
     if aliases:
         programs = tuple(programs[shared[0]] if i in aliases else p for i, p in enumerate(programs))
         base = interest[EVENT_TYPES[shared[0]]]

@@ -6,13 +6,16 @@ A child holding an IPv4 socket, a pipe and an eventfd (its standard fds on /dev/
 file: the rule `fd.types intersects (ipv4, pipe)` fires for it with the types libs would list,
 `fd.types[N]` names each fd's type, and a rule asking for types it does not hold stays silent;
 a second child holding the other kinds libs names (unix, netlink, ipv6, inotify, memfd,
-eventpoll, directory) fires that rule, with each fd classified as libs' /proc scan does.
+eventpoll, directory) fires that rule, with each fd classified as libs' /proc scan does. Rules that
+start reading fd.types get the table from the running probe.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -100,3 +103,46 @@ def _last_table(events: list[Event]) -> list[str | None]:
     opens = [e for e in of_type(events, "openat") if len(e) > EV_FDTYPES and e[EV_FDTYPES] is not None]
     assert opens, "the opens carry the fd table"
     return [FDTYPE_NAMES[c - 1] if c else None for c in opens[-1][EV_FDTYPES]]
+
+
+PLAIN = f"""
+- rule: {HOLDS}
+  desc: the same opens, without fd.types
+  condition: evt.type = openat and fd.name = /etc/hostname
+  output: cmd=%proc.cmdline
+  priority: NOTICE
+"""
+
+
+def test_rules_that_start_reading_fd_types_get_the_table_without_a_reload(tmp_path: Path) -> None:
+    """The walk is compiled into the fd events' programs and run only while the interest asks
+    (PG_IM_FDTABLE): rules that start reading fd.types get the table from the next event on, from
+    the same probe (a SIGHUP, as a worker's record on peregrine.control would)."""
+    rules_file = tmp_path / "fdtypes.yaml"
+    rules_file.write_text(PLAIN)
+    marker = f"pgfdswitch{os.getpid()}"
+    out = tmp_path / "switch.cap"
+    collector = Collector(["record", "--out", str(out), "--rules", str(rules_file)]).start()
+
+    def child(tag: str) -> None:
+        subprocess.run([PYTHON, "-c", CHILD + f"# {marker} {tag}\n"], check=True, close_fds=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    try:
+        child("before")
+        rules_file.write_text(RULES)
+        assert collector.proc is not None
+        collector.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "interest applied" not in collector.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "interest applied" in collector.log(), collector.log()[-2000:]
+        child("after")
+    finally:
+        collector.stop()
+    events, _ = capture_contents(str(out))
+    ours = _ours(events, marker)
+    before = of_type(_ours(ours, " before"), "openat")
+    assert before and all(len(e) == LEGACY_EVENT_LEN for e in before), "no table while no rule reads fd.types"
+    first = ["file", "file", "file", "ipv4", "pipe", "pipe", "event", "file"]
+    assert _last_table(_ours(ours, " after"))[:8] == first

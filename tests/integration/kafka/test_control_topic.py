@@ -126,10 +126,14 @@ def ctl(kafka_bootstrap: str, unique_topic: Callable[[str], str]) -> Iterator[Co
         follower.stop()
 
 
-def fit_digest(interest: Interest) -> str:
-    """The digest a version-2 worker wrote: the SHA-256 of the interest's canonical JSON."""
-    body = json.loads(encode("g", "r", interest, 0).value)["interest"]
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+def version_2(group: str, interest: Interest) -> bytes:
+    """The record a worker from before replicas wrote: no replica, no fd_table, its digest the
+    SHA-256 of that interest's canonical JSON."""
+    body = json.loads(encode(group, "r", interest, 1).value)["interest"]
+    for spec in body.values():
+        del spec["fd_table"]
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return json.dumps({"v": 2, "group": group, "time_ns": 1, "digest": digest, "interest": body}).encode()
 
 
 def publish(publisher: InterestPublisher, interest: Interest) -> None:
@@ -259,9 +263,7 @@ def test_the_leader_sweeps_the_records_of_workers_gone_from_its_group(
     publish(ctl.publisher("workers", "alive-1"), A)
     publish(ctl.publisher("workers", "dead-1"), B)  # killed outright: never withdrew it
     publish(ctl.publisher("others", "dead-2"), B_NARROWER)  # another group's: its own leader's to judge
-    legacy = {"v": 2, "group": "workers", "time_ns": 1, "digest": fit_digest(B_NARROWER),
-              "interest": json.loads(encode("workers", "x", B_NARROWER, 1).value)["interest"]}
-    ctl.produce([(b"interest/workers", json.dumps(legacy).encode())])  # a worker from before replicas
+    ctl.produce([(b"interest/workers", version_2("workers", B_NARROWER))])  # a worker from before replicas
     seen = Seen()
     ctl.follow(seen)
     seen.until(control.union([A, B, B_NARROWER]))

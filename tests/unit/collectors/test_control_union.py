@@ -124,3 +124,11 @@ def test_a_union_past_the_value_bound_frees_the_field() -> None:
     a = {"openat": TypeInterest("openat", (fd(*(f"/a{i}" for i in range(half))),))}
     b = {"openat": TypeInterest("openat", (fd(*(f"/b{i}" for i in range(half))),))}
     assert union([a, b]) == {"openat": TypeInterest("openat", ())}
+
+
+def test_the_union_carries_the_fd_table_when_any_interest_does() -> None:
+    reads = {"connect": TypeInterest("connect", (), (), fd_table=True)}
+    not_reads = {"connect": TypeInterest("connect", ()), "openat": TypeInterest("openat", ())}
+    merged = union([not_reads, reads])
+    assert merged["connect"].fd_table and not merged["openat"].fd_table
+    assert union([reads, not_reads]) == merged

@@ -27,6 +27,7 @@ from collectors.header import (
     PG_FIELD_RPATH,
     PG_GRAM_BITS,
     PG_IM_COMM,
+    PG_IM_FDTABLE,
     PG_IM_KEEP,
     PG_IM_PATH,
     PG_LPM_DATA,
@@ -210,6 +211,8 @@ def test_no_interest_keeps_the_types_whole_and_too_many_keys_drop_the_largest_ch
     whole = plan(None, {"openat", "connect"})
     assert set(whole.types) == {"openat", "connect"} and not whole.entries
     assert all(t.mode == PG_IM_KEEP for t in whole.types.values())
+    with_tables = plan(None, {"openat"}, fd_tables=True)
+    assert all(t.mode == PG_IM_KEEP | PG_IM_FDTABLE for t in with_tables.types.values())
     big = _field("fd.name", exact={f"/x/{i}" for i in range(MAX_KEYS)})
     small = _field("fd.name", prefixes={"/etc/"})
     planned = plan(_interest(("openat", (big,)), ("open", (small,))))
@@ -218,6 +221,16 @@ def test_no_interest_keeps_the_types_whole_and_too_many_keys_drop_the_largest_ch
     )
     assert len(planned.entries) == 1
     assert kernel_keeps(maps_of(planned), OPENAT, path=b"/y")
+
+
+def test_a_type_whose_rules_read_fd_types_carries_the_fd_table_whatever_its_checks() -> None:
+    fd = _field("fd.name", prefixes={"/etc/"})
+    planned = plan({"openat": TypeInterest("openat", (fd,), fd_table=True),
+                    "connect": TypeInterest("connect", ()),
+                    "execve": TypeInterest("execve", (), fd_table=True)})  # fmt: skip
+    assert planned.types["openat"].mode == PG_IM_KEEP | PG_IM_PATH | PG_IM_FDTABLE
+    assert planned.types["connect"].mode == PG_IM_KEEP
+    assert planned.types["execve"].mode == PG_IM_KEEP | PG_IM_FDTABLE  # never filtered, still asked
 
 
 def test_paths_longer_than_a_key_are_left_to_the_probe() -> None:

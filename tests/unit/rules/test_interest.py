@@ -73,6 +73,23 @@ def test_a_rule_that_does_not_constrain_a_field_frees_it_but_its_alternative_sti
     assert not interest.admits(both.interest, _event("openat", fd={"name": "/usr/x"}, proc={"name": "ls"}))
 
 
+def test_the_types_a_rule_reads_fd_types_on_carry_the_fd_table() -> None:
+    """In the condition through a macro, or in the output alone: the collector must capture the
+    table for the rule's types, and only for those."""
+    docs = [
+        {"macro": "holds_socket", "condition": "fd.types intersects (ipv4, ipv6)"},
+        {"rule": "by_macro", "desc": "d", "condition": "evt.type = connect and holds_socket", "output": "o",
+         "priority": "INFO"},
+        {"rule": "by_output", "desc": "d", "condition": "evt.type = openat and fd.name = /etc/shadow",
+         "output": "held %fd.types", "priority": "INFO"},
+        {"rule": "neither", "desc": "d", "condition": "evt.type in (openat, accept) and proc.name = nc",
+         "output": "o", "priority": "INFO"},
+    ]  # fmt: skip
+    loaded = compile_rules(load_sources([("r.yaml", yaml.safe_dump(docs))]))
+    tables = {name: t.fd_table for name, t in loaded.interest.items()}
+    assert tables == {"connect": True, "openat": True, "accept": False}
+
+
 def test_a_rule_that_requires_nothing_leaves_no_alternative() -> None:
     # a test of the flags other than their access mode is no requirement the classes know
     flags = "evt.type = openat and evt.arg.flags contains O_CREAT"

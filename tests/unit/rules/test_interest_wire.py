@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -47,8 +48,10 @@ _alternatives = st.builds(Alternative, _alt_fields.map(tuple), _modes, st.none()
     lambda a: bool(a.fields) or a.accmodes is not None or a.succeeded is not None  # none requiring nothing
 )
 interests = st.dictionaries(
-    st.sampled_from(EVENT_TYPES), st.tuples(_field_lists, st.lists(_alternatives, max_size=2)), max_size=5
-).map(lambda d: {name: TypeInterest(name, tuple(fields), tuple(alts)) for name, (fields, alts) in d.items()})
+    st.sampled_from(EVENT_TYPES), st.tuples(_field_lists, st.lists(_alternatives, max_size=2), st.booleans()),
+    max_size=5,
+).map(lambda d: {name: TypeInterest(name, tuple(fields), tuple(alts), fd_table)
+                 for name, (fields, alts, fd_table) in d.items()})  # fmt: skip
 
 
 def shape(interest: Mapping[str, TypeInterest]) -> dict[str, object]:
@@ -56,7 +59,7 @@ def shape(interest: Mapping[str, TypeInterest]) -> dict[str, object]:
     def alternative(a: Alternative) -> object:
         return frozenset(a.fields), a.accmodes, a.succeeded
 
-    return {name: ({f.field: f for f in t.fields}, frozenset(map(alternative, t.alternatives)))
+    return {name: ({f.field: f for f in t.fields}, frozenset(map(alternative, t.alternatives)), t.fd_table)
             for name, t in interest.items()}  # fmt: skip
 
 
@@ -87,7 +90,7 @@ def field(name: str = "fd.name", **kinds: frozenset[str]) -> FieldInterest:
 SHADOW = field(exact=frozenset({"/etc/shadow"}), prefixes=frozenset({"/etc/"}))
 TAR = field("proc.name", exact=frozenset({"tar"}))
 WRITES = Alternative((), frozenset({1, 2}), True)
-SAMPLE = {"openat": TypeInterest("openat", (SHADOW,), (WRITES, Alternative((TAR,)))),
+SAMPLE = {"openat": TypeInterest("openat", (SHADOW,), (WRITES, Alternative((TAR,))), fd_table=True),
           "execve": TypeInterest("execve", ())}  # fmt: skip
 
 
@@ -124,23 +127,29 @@ def test_the_sample_record_is_the_documented_json() -> None:
     assert doc == {
         "v": 3, "group": GROUP, "replica": REPLICA, "time_ns": T, "digest": doc["digest"],
         "interest": {
-            "execve": {"fields": {}, "alternatives": []},
+            "execve": {"fields": {}, "alternatives": [], "fd_table": False},
             "openat": {"fields": {"fd.name": shadow}, "alternatives": [
                 {"fields": {}, "accmodes": [1, 2], "succeeded": True},
                 {"fields": {"proc.name": tar}, "accmodes": None, "succeeded": None},
-            ]},
+            ], "fd_table": True},
         },
     }  # fmt: skip
     assert wire.key_of(GROUP, REPLICA) == b"interest/peregrine-worker/peregrine-worker-7d9f-x2x4q-1"
 
 
-def test_a_version_2_record_reads_as_its_whole_group() -> None:
-    """Written by a worker from before replicas: no replica, the group's key."""
+def test_a_version_2_record_reads_as_its_whole_group_reading_fd_types() -> None:
+    """Written by a worker from before replicas: no replica, the group's key, and no fd_table (read
+    as true: the rules may read fd.types); the digest as that worker computed it."""
     doc = valid_doc()
     del doc["replica"]
     doc["v"] = 2
+    for body in doc["interest"].values():
+        del body["fd_table"]
+    doc["digest"] = hashlib.sha256(json.dumps(doc["interest"], sort_keys=True, separators=(",", ":"))
+                                   .encode()).hexdigest()  # fmt: skip
     record = decode_doc(doc, GROUP_KEY)
-    assert (record.group, record.replica, shape(record.interest)) == (GROUP, None, shape(SAMPLE))
+    assert (record.group, record.replica) == (GROUP, None)
+    assert shape(record.interest) == shape({n: replace(t, fd_table=True) for n, t in SAMPLE.items()})
     for key in (wire.key_of(GROUP, REPLICA), b"interest/other"):  # a version-2 record has the group's key
         with pytest.raises(InterestRecordError) as caught:
             decode_doc(doc, key)
@@ -159,7 +168,8 @@ def test_a_version_1_record_still_reads_as_fields_alone() -> None:
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     doc: dict[str, Any] = {"v": 1, "group": GROUP, "time_ns": T, "digest": digest, "interest": body}
     record = decode_doc(doc, GROUP_KEY)
-    fields_alone = {"openat": TypeInterest("openat", (SHADOW,)), "execve": TypeInterest("execve", ())}
+    fields_alone = {"openat": TypeInterest("openat", (SHADOW,), fd_table=True),
+                    "execve": TypeInterest("execve", (), fd_table=True)}  # fmt: skip
     assert record.interest == fields_alone
     assert record.digest == digest
     doc["interest"]["openat"] = {"fields": {}, "alternatives": []}  # version 2's shape in a version-1 record
@@ -253,6 +263,8 @@ def test_a_record_with_one_part_replaced_is_refused_naming_it(data: st.DataObjec
     (lambda d: d["interest"]["openat"]["fields"]["fd.name"]["exact"].append("\ud800"),
      "interest/openat/fields/fd.name/exact/1"),
     (lambda d: d["interest"]["openat"].pop("alternatives"), "interest/openat/alternatives"),
+    (lambda d: d["interest"]["openat"].pop("fd_table"), "interest/openat/fd_table"),
+    (lambda d: d["interest"]["openat"].update(fd_table=1), "interest/openat/fd_table"),
     (lambda d: d["interest"]["openat"].update(alternatives={}), "interest/openat/alternatives"),
     (lambda d: d["interest"]["openat"]["alternatives"].append(None), "interest/openat/alternatives/2"),
     (lambda d: d["interest"]["openat"]["alternatives"][0].update(accmodes=[1, 4]),
@@ -369,7 +381,8 @@ def test_a_record_past_its_size_drops_its_largest_constraints_first() -> None:
     encoded = wire.encode(GROUP, REPLICA, interest, T)
     assert len(encoded.value) <= wire.MAX_RECORD_BYTES
     written = wire.decode(encoded.key, encoded.value).interest
-    assert shape(written)["openat"] == ({"proc.name": small}, frozenset())  # the large went, the small stayed
+    # the large went, the small stayed
+    assert shape(written)["openat"] == ({"proc.name": small}, frozenset(), False)
     assert set(written) == {"openat", "open"}
 
 
