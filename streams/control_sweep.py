@@ -3,12 +3,13 @@ are gone.
 
 A worker withdraws its own record when it stops (`streams.control`); one killed outright (kill -9,
 out of memory, its node lost) cannot, and its rules' interest would keep every node's capture wide
-for good. So every `interval` the group's leader (Faust's: one worker per group) reads the topic,
-asks the broker who the group's members are (each worker's Kafka client id names its replica,
-`client_id`), and writes a tombstone for each record of its group whose replica has not been a
-member for `grace` seconds: time for a worker that has written its record but not yet joined (a
-start, a rebalance), short enough that a dead worker's rules do not keep the nodes wide all day. A
-record from before replicas (version 2: the group's one key) goes once every member writes its own.
+for good. So every quarter of `grace` the group's leader (the member holding partition 0 of the
+events topic: Faust's own leader topic is off, `streams.app`) reads the topic, asks the broker who
+the group's members are (each worker's Kafka client id names its replica, `client_id`), and writes
+a tombstone for each record of its group whose replica has not been a member for `grace` seconds:
+time for a worker that has written its record but not yet joined (a start, a rebalance), short
+enough that a dead worker's rules do not keep the nodes wide all day. A record from before
+replicas (version 2: the group's one key) goes once every member writes its own.
 
 Nothing is swept while the group is not Stable (its member list is in flux during a rebalance), nor
 when a read fails: only the workers' presence narrows the capture, never an error. A group killed
