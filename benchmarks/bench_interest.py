@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.bench_collector import loadgen
@@ -82,9 +83,14 @@ def _loadgen_fate(interest: dict[str, TypeInterest], exe: str) -> str:
     return "kept" if admits(interest, ev) else "dropped"
 
 
-def run_load(exe: str, rate: int, seconds: float) -> dict[str, float]:
+def _pinned(cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    """A preexec_fn that binds the child to `cpus` (None: leave it where the scheduler puts it)."""
+    return None if cpus is None else lambda: os.sched_setaffinity(0, cpus)
+
+
+def run_load(exe: str, rate: int, seconds: float, cpus: frozenset[int] | None = None) -> dict[str, float]:
     out = subprocess.run([exe, str(rate), str(seconds), UNWATCHED, "4"], check=True, capture_output=True,
-                         text=True).stdout  # fmt: skip
+                         text=True, preexec_fn=_pinned(cpus)).stdout  # fmt: skip
     result: dict[str, float] = json.loads(out)
     return result
 
@@ -92,12 +98,13 @@ def run_load(exe: str, rate: int, seconds: float) -> dict[str, float]:
 class Collector:
     """`peregrine record` with the rules files, started and stopped around a measurement."""
 
-    def __init__(self, files: list[Path], out: str, *extra: str) -> None:
+    def __init__(self, files: list[Path], out: str, *extra: str, cpus: frozenset[int] | None = None) -> None:
         args = [a for f in files for a in ("--rules", str(f))]
         argv = [sys.executable, "-m", "collectors.service", "record", "--out", out, *args, *extra]
         self.proc = subprocess.Popen(
-            argv, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
-        )
+            argv, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            preexec_fn=_pinned(cpus),
+        )  # fmt: skip
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             if "collector ready" in line:
@@ -118,8 +125,15 @@ def per_op(r: dict[str, float]) -> float:
     return r["cpu"] / r["ops"]
 
 
-def floor_vs_collector(files: list[Path], exe: str, runs: int, seconds: float, tmp: Path) -> None:
+def floor_vs_collector(files: list[Path], exe: str, runs: int, seconds: float, tmp: Path, pin: bool) -> None:
+    """With `pin` (two CPUs or more), the workload runs on CPU 0 and the collector on the others, in
+    every round alike: the probe runs in the workload's context either way, and the rounds no
+    longer differ by where the scheduler put the two and what it migrated."""
     from bcc import BPF
+
+    count = os.cpu_count() or 1
+    load_cpus = frozenset({0}) if pin and count >= 2 else None
+    other_cpus = frozenset(range(1, count)) if load_cpus is not None else None
 
     interest = _interest(files)
     fate = _loadgen_fate(interest, exe)
@@ -131,17 +145,17 @@ def floor_vs_collector(files: list[Path], exe: str, runs: int, seconds: float, t
     empty.cleanup()
     starts = []
     for i in range(runs):
-        off.append(run_load(exe, RATE, seconds))
-        off_free.append(run_load(exe, 0, seconds))
+        off.append(run_load(exe, RATE, seconds, load_cpus))
+        off_free.append(run_load(exe, 0, seconds, load_cpus))
         empty = BPF(text=floor_source(interest))
-        floor.append(run_load(exe, RATE, seconds))
-        floor_free.append(run_load(exe, 0, seconds))
+        floor.append(run_load(exe, RATE, seconds, load_cpus))
+        floor_free.append(run_load(exe, 0, seconds, load_cpus))
         empty.cleanup()
         t0 = time.monotonic()
-        c = Collector(files, str(tmp / f"on{i}.cap"))
+        c = Collector(files, str(tmp / f"on{i}.cap"), cpus=other_cpus)
         starts.append(time.monotonic() - t0)
-        on.append(run_load(exe, RATE, seconds))
-        on_free.append(run_load(exe, 0, seconds))
+        on.append(run_load(exe, RATE, seconds, load_cpus))
+        on_free.append(run_load(exe, 0, seconds, load_cpus))
         counts = c.stop().get("interest", {})
         print(json.dumps({"round": i, "interest": counts.get("openat")}), file=sys.stderr)  # type: ignore[attr-defined]
     to_floor = [per_op(x) / per_op(f) for x, f in zip(on, floor, strict=True)]
@@ -156,6 +170,7 @@ def floor_vs_collector(files: list[Path], exe: str, runs: int, seconds: float, t
         "floor_compile_s": round(compile_floor, 1),
         "rules": [f.name for f in files],
         "loadgen_opens": fate,
+        "workload_cpus": None if load_cpus is None else sorted(load_cpus),
     }
     record(
         f"interest: workload CPU per op at 50k ev/s, collector with interest vs the tracepoint floor "
@@ -355,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--only", choices=("floor", "program", "no-rule", "node"), default=None)
+    p.add_argument("--no-pin", action="store_true", help="floor: leave the workload and the collector where "
+                   "the scheduler puts them (default: the workload on CPU 0, the collector on the others)")
     p.add_argument(
         "--rules",
         action="append",
@@ -370,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     files = args.rules or RULE_FILES
     with tempfile.TemporaryDirectory(prefix="pg-bench-interest-") as d:
         if args.only in (None, "floor"):
-            floor_vs_collector(files, exe, args.runs, args.seconds, Path(d))
+            floor_vs_collector(files, exe, args.runs, args.seconds, Path(d), pin=not args.no_pin)
         if args.only in (None, "program"):
             program_cost(files, exe, args.runs, min(args.seconds, 3.0), Path(d))
         if args.only in (None, "no-rule"):
