@@ -61,20 +61,26 @@ class Absences:
         whose writer has been missing for `grace` seconds by `now`, given the group's members'
         client ids."""
         clients = set(members)
-        older = any(not c.startswith(CLIENT_PREFIX) for c in clients)  # a worker from before replicas
         out = []
         for key in list(self.since):
             if key not in records:
                 del self.since[key]
         for key, replica in records.items():
-            present = older if replica is None else client_id(replica) in clients
-            if present:
+            if _present(replica, clients):
                 self.since.pop(key, None)
                 continue
             first = self.since.setdefault(key, now)
             if now - first >= grace:
                 out.append(key)
         return out
+
+
+def _present(replica: str | None, clients: set[str]) -> bool:
+    """Whether the writer of a record is a member (None, a version-2 record: whether some member is
+    a worker from before replicas)."""
+    if replica is None:
+        return any(not c.startswith(CLIENT_PREFIX) for c in clients)
+    return client_id(replica) in clients
 
 
 @dataclass
@@ -106,6 +112,10 @@ class Sweeper:
             return []
         records = await self._group_records()
         gone = self.absences.gone(records, members, time.monotonic(), self.grace)
+        if gone:  # asked again just before: a worker back meanwhile keeps its record
+            now = await _stable_members(self.connection, self.group)
+            clients = set(now or ())
+            gone = [] if now is None else [k for k in gone if not _present(records[k], clients)]
         for key in gone:
             await write_record(self.connection, self.topic, key, None)
             self.absences.since.pop(key, None)
