@@ -1008,13 +1008,23 @@ static __always_inline void pg_put_close(struct pg_buf *b) {
 }
 #endif
 
+/* The current task's BTF pointer (PG_BTF_REGS), which pg_current_ids and pg_regs_args share:
+ * fetched once per run, as each helper call costs (the second bpf_get_current_task_btf of a run
+ * ~8 ns, bpf_stats; the kernel does not inline it). 0 without PG_BTF_REGS. */
+#ifdef PG_BTF_REGS
+#define PG_TASK_BTF() bpf_get_current_task_btf()
+#else
+#define PG_TASK_BTF() 0
+#endif
+
 /* tgid << 32 | pid of the current task, as bpf_get_current_pid_tgid returns them; with
- * PG_BTF_REGS two loads through the task's BTF pointer, one helper call (~14 ns) less */
-static __always_inline u64 pg_current_ids(void) {
+ * PG_BTF_REGS two loads through the task's BTF pointer (tb, PG_TASK_BTF), one helper call (~14 ns)
+ * less */
+static __always_inline u64 pg_current_ids(struct task_struct *tb) {
 #ifdef PG_BTF_REGS
     /* volatile: else clang merges these loads with pg_copy_task's from the map copy into one
      * instruction, which the verifier refuses (one insn, two pointer types) */
-    const char *t = (const char *)bpf_get_current_task_btf();
+    const char *t = (const char *)tb;
     return (u64) * (const volatile u32 *)(t + OFF_TASK_TGID) << 32 | *(const volatile u32 *)(t + OFF_TASK_PID);
 #else
     return bpf_get_current_pid_tgid();
@@ -1026,9 +1036,9 @@ static __always_inline u64 pg_current_ids(void) {
  * PG_BTF_REGS (kernels with bpf_task_pt_regs, 5.15): the registers through the task's BTF pointer
  * are plain loads, about 45 ns less per run than the two copies below (bpf_stats, the same
  * values on every event of a 2,287-event comparison) */
-static __always_inline s64 pg_regs_args(char *task, u64 *a) {
+static __always_inline s64 pg_regs_args(char *task, struct task_struct *tb, u64 *a) {
 #ifdef PG_BTF_REGS
-    const u64 *r = (const u64 *)bpf_task_pt_regs(bpf_get_current_task_btf()) + OFF_PT_REGS_R10 / 8;
+    const u64 *r = (const u64 *)bpf_task_pt_regs(tb) + OFF_PT_REGS_R10 / 8;
 #else
     char *stack = 0;
     u64 r[9] = {};
@@ -1083,10 +1093,11 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
 #else
     char *task = (char *)bpf_get_current_task();
 #endif
-    u64 pt = checked ? pg_current_ids() : pg_copy_task(b, task);
+    struct task_struct *tb = PG_TASK_BTF();
+    u64 pt = checked ? pg_current_ids(tb) : pg_copy_task(b, task);
     if ((pt >> 32) == SELF_TGID)
         return 0;
-    if (!pt || pg_regs_args(task, b->h.a) != ctx->nr) {
+    if (!pt || pg_regs_args(task, tb, b->h.a) != ctx->nr) {
         pg_count(PG_CNT_BAD_REGS);
         return 0;
     }
@@ -1215,7 +1226,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     if (!b)
         return 0;
     char *task = (char *)bpf_get_current_task();
-    u16 evt = pg_regs_args(task, b->h.a) == PG_NR_EXECVEAT ? EV_execveat : EV_execve;
+    u16 evt = pg_regs_args(task, PG_TASK_BTF(), b->h.a) == PG_NR_EXECVEAT ? EV_execveat : EV_execve;
     u64 copied = pg_copy_task(b, task);
     pg_start(b);
     pg_context(b, pt, evt);
