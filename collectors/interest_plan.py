@@ -176,12 +176,11 @@ def plan(
     grams: dict[str, frozenset[int]] = {}
     for name, wanted in interest.items():
         if name in NEVER_FILTERED:
-            types[name] = _with_fd_table(KEEP) if wanted.fd_table else KEEP
-            continue
-        types[name], path, comm, grams[name] = _type_plan(name, _alternatives(wanted))
-        if wanted.fd_table:
-            types[name] = _with_fd_table(types[name])
-        checks[name, PG_IM_PATH], checks[name, PG_IM_COMM] = path, comm
+            record = KEEP
+        else:
+            record, path, comm, grams[name] = _type_plan(name, _alternatives(wanted))
+            checks[name, PG_IM_PATH], checks[name, PG_IM_COMM] = path, comm
+        types[name] = _with_fd_table(record) if wanted.fd_table else record
     # past the bound, the largest checks go first: each left out only keeps more events
     while sum(map(len, checks.values())) > MAX_KEYS:
         name, bit = max(checks, key=lambda c: len(checks[c]))

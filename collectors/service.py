@@ -343,33 +343,28 @@ class InterestReload:
         log.warning("interest applied: %d event types, %d keys", len(probe.live.types), len(probe.live.keys))
 
 
-def _selection(args: argparse.Namespace) -> tuple[frozenset[str] | None, Mapping[str, TypeInterest] | None]:
-    """The event types to capture and, with rules and the filter on, their interest."""
+def _selection(
+    args: argparse.Namespace,
+) -> tuple[frozenset[str] | None, Mapping[str, TypeInterest] | None, bool]:
+    """The event types to capture; with rules and the filter on, their interest; and whether the
+    rules read fd.types (`rules.interest`'s verdict per type: what the fd table follows when there
+    is no interest)."""
+    ruleset = None
+    if args.rules:
+        import rules
+
+        ruleset = rules.load(args.rules)
+    fd_tables = ruleset is not None and any(t.fd_table for t in ruleset.interest.values())
     if args.event_types:
         names = frozenset(n.strip() for n in args.event_types.split(",") if n.strip())
         unknown = names - set(EVENT_TYPES)
         if unknown:
             raise CollectorError(f"unknown event types: {', '.join(sorted(unknown))}")
-        return names, None
-    if args.rules:
-        import rules
-
-        ruleset = rules.load(args.rules)
+        return names, None, fd_tables
+    if ruleset is not None:
         names = frozenset(EVENT_TYPES[i] for i in ruleset.event_type_ids)
-        return names, None if args.no_interest else ruleset.interest
-    return None, None
-
-
-def _fdtypes(args: argparse.Namespace) -> bool:
-    """Whether the rules name fd.types, so the probe must classify each fd event's open fds.
-    A mention anywhere in a condition or an output counts (a quoted value too): capturing when
-    it was not needed costs time only."""
-    if not args.rules:
-        return False
-    from rules.collect import load_files
-
-    loaded = load_files(args.rules).rules
-    return any("fd.types" in r.condition.to_source() or "fd.types" in r.output for r in loaded if r.enabled)
+        return names, None if args.no_interest else ruleset.interest, fd_tables
+    return None, None, False
 
 
 def _fixed_selection(args: argparse.Namespace) -> bool:
@@ -410,13 +405,13 @@ def _capture_parser(role: str) -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace, kafka: KafkaConnection) -> CollectorConfig:
-    event_types, interest = _selection(args)
+    event_types, interest, fd_tables = _selection(args)
     c = CollectorConfig(
         kafka=kafka,
         event_types=event_types,
         interest=interest,
         rules_files=tuple(args.rules),
-        fdtypes=_fdtypes(args),
+        fdtypes=fd_tables,
         ring_bytes=(args.ring_kb << 10) if args.ring_kb else (args.ring_mb << 20),
         batch_max_events=args.batch_events,
         batch_max_age_ms=args.batch_ms,
