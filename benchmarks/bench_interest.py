@@ -8,7 +8,9 @@ leaves the node with and without the kernel's interest filter (issue #18 §3).
   back, each ratio the median of the rounds' ratios. The unpaced storm's ops/s is compared the same
   way.
 * Inside the kernel: the openat exit program's own time per run (bpf_stats), the collector's
-  against the empty program's, which the workload's CPU per op shows only through the noise.
+  against the empty program's, which the workload's CPU per op shows only through the noise; and
+  the least any filter of the path must run (LEAST_OPENAT), which splits the collector's cost into
+  what reading the open costs on this kernel and what the collector's tests add.
 * A type no rule names: detached (what the collector does) or attached with a mode that drops
   every event at once (the alternative), and what attaching and detaching a type live costs.
 * Leaving the node: two collectors record a node-like workload at once (compiles, shells, reading
@@ -52,11 +54,29 @@ def _interest(files: list[Path]) -> dict[str, TypeInterest]:
     return dict(rules.load(files).interest)
 
 
-def floor_source(interest: dict[str, TypeInterest]) -> str:
-    """An empty program on every tracepoint the collector attaches for this interest."""
+# What any filter that tests an open's path in the kernel must run before its first test: the
+# task, its saved registers, the path (openat's second argument, in si) copied onto the stack, the
+# way the probe reads them (probe.bpf.c pg_regs_args, pg_read_user_words). Nothing is tested.
+LEAST_OPENAT = """#include <uapi/linux/ptrace.h>
+TRACEPOINT_PROBE(syscalls, sys_exit_openat) {
+    u64 w[16];
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+    if (bpf_probe_read_user(w, sizeof(w), (const void *)regs->si) < 0)
+        return 1;
+    return 0;
+}"""
+
+
+def floor_source(interest: dict[str, TypeInterest], least: bool = False) -> str:
+    """An empty program on every tracepoint the collector attaches for this interest; with `least`,
+    openat's exit runs LEAST_OPENAT."""
     attached = (set(interest) | loader.ALWAYS_TRACED) & loader.available_types()
     tps = sorted(tp for name in attached - {"procexit"} for tp in loader.tracepoints(name))
-    progs = [f"TRACEPOINT_PROBE({tp.split(':')[0]}, {tp.split(':')[1]}) {{ return 0; }}" for tp in tps]
+    progs = [
+        LEAST_OPENAT if least and tp == "syscalls:sys_exit_openat" else
+        f"TRACEPOINT_PROBE({tp.split(':')[0]}, {tp.split(':')[1]}) {{ return 0; }}"
+        for tp in tps
+    ]  # fmt: skip
     progs += ["TRACEPOINT_PROBE(sched, sched_process_exec) { return 0; }",
               "TRACEPOINT_PROBE(sched, sched_process_exit) { return 0; }",
               "RAW_TRACEPOINT_PROBE(sched_process_fork) { return 0; }"]  # fmt: skip
@@ -237,13 +257,16 @@ def program_cost(files: list[Path], exe: str, runs: int, seconds: float, tmp: Pa
     interest = _interest(files)
     switch = Path("/proc/sys/kernel/bpf_stats_enabled")
     was = switch.read_text().strip()
-    on, empty_ns = [], []
+    on, empty_ns, least_ns = [], [], []
     switch.write_text("1")
     try:
         for i in range(runs):
             empty = BPF(text=floor_source(interest))
             empty_ns.append(_busiest_run_ns(os.getpid(), exe, seconds))
             empty.cleanup()
+            least = BPF(text=floor_source(interest, least=True))
+            least_ns.append(_busiest_run_ns(os.getpid(), exe, seconds))
+            least.cleanup()
             c = Collector(files, str(tmp / f"prog{i}.cap"))
             on.append(_busiest_run_ns(c.proc.pid, exe, seconds))
             c.stop()
@@ -260,6 +283,17 @@ def program_cost(files: list[Path], exe: str, runs: int, seconds: float, tmp: Pa
         runs,
         {"on_ns": [round(x) for x in on], "empty_ns": [round(x) for x in empty_ns],
          "extra_ns_per_open": round(on_ns - floor_ns), "loadavg": os.getloadavg()[0]},  # fmt: skip
+    )
+    least_med = statistics.median(least_ns)
+    record(
+        "interest: kernel ns per run of the openat exit program (bpf_stats), the least a path filter "
+        "runs (the task, its registers, the path copied; no test) vs an empty program; the collector's "
+        "tests are the rest",
+        f"{least_med:.0f} ns per run",
+        f"empty program {floor_ns:.0f} ns per run, collector {on_ns:.0f}",
+        least_med / floor_ns,
+        runs,
+        {"least_ns": [round(x) for x in least_ns], "collector_over_least_ns": round(on_ns - least_med)},
     )
 
 
