@@ -22,8 +22,10 @@ that check, which only keeps more:
   (4 bytes or more) screened: one 4-byte gram of each sets a bit of the type's bitmap (`grams`),
   a path with any gram whose bit is set passes the alternatives needing a substring. A path
   holding the substring holds its gram, so the screen never drops one; a collision only keeps
-  more. Values too long for a key are left out, because the probe keeps every path too long for
-  a key unchecked.
+  more. When every substring of the type has 5 bytes or more, each sets the bits of two
+  consecutive grams instead (PG_IM_GRAM_PAIRS): wherever the substring sits in a path, one of
+  the two starts at an even position, so the probe tests half the positions. Values too long for
+  a key are left out, because the probe keeps every path too long for a key unchecked.
 * proc.name: the process table's name (a comm: at most 15 bytes), which the probe holds per
   process in pg_names. A value longer than 15 bytes checks its first 15. Suffixes and substrings
   are not tested.
@@ -53,6 +55,7 @@ from collectors.header import (
     PG_GRAM_SHIFT,
     PG_IM_COMM,
     PG_IM_FDTABLE,
+    PG_IM_GRAM_PAIRS,
     PG_IM_KEEP,
     PG_IM_PATH,
     PG_LPM_DATA,
@@ -216,7 +219,7 @@ def _type_plan(
     type_id = EVENT_TYPE_IDS[name]
     free = {"fd.name": 0, "proc.name": 0}
     own: dict[str, dict[Entry, int]] = {"fd.name": {}, "proc.name": {}}
-    suffixed, screened, grams = 0, 0, set[int]()
+    suffixed, screened, needles = 0, 0, set[bytes]()
     acc, res = [0, 0, 0, 0], [0, 0]
     for i, alt in enumerate(alternatives):
         bit = 1 << i
@@ -233,7 +236,7 @@ def _type_plan(
                     suffixed |= bit
             if check[1]:
                 screened |= bit
-                grams |= check[1]
+                needles |= check[1]
         for mode in range(4):
             if alt.accmodes is None or name not in ACCMODE_TYPES or mode in alt.accmodes:
                 acc[mode] |= bit
@@ -246,6 +249,9 @@ def _type_plan(
         mode |= PG_IM_PATH
     if free["proc.name"] != every:
         mode |= PG_IM_COMM
+    pairs = bool(needles) and min(map(len, needles)) > _GRAM
+    if pairs:
+        mode |= PG_IM_GRAM_PAIRS
     record = TypePlan(
         mode,
         free["fd.name"],
@@ -255,14 +261,15 @@ def _type_plan(
         (acc[0], acc[1], acc[2], acc[3]),
         (res[0], res[1]),
     )
-    return record, own["fd.name"], own["proc.name"], frozenset(grams)
+    return record, own["fd.name"], own["proc.name"], _gram_bits(needles, pairs)
 
 
 def _unchecked(record: TypePlan, bit: int) -> TypePlan:
     """`record` without the check `bit` (PG_IM_PATH or PG_IM_COMM): every alternative passes it."""
     every = (1 << 64) - 1
     if bit == PG_IM_PATH:
-        return replace(record, mode=record.mode & ~PG_IM_PATH, path_free=every, suffixed=0, grams=0)
+        mode = record.mode & ~(PG_IM_PATH | PG_IM_GRAM_PAIRS)
+        return replace(record, mode=mode, path_free=every, suffixed=0, grams=0)
     return replace(record, mode=record.mode & ~PG_IM_COMM, comm_free=every)
 
 
@@ -278,39 +285,52 @@ def _closed(own: Mapping[Entry, int]) -> dict[Entry, int]:
     return out
 
 
-def _check(type_id: int, type_name: str, field: FieldInterest) -> tuple[list[Entry], frozenset[int]] | None:
-    """One field's check: its trie entries and gram bits, or None when the kernel cannot check it."""
+def _check(type_id: int, type_name: str, field: FieldInterest) -> tuple[list[Entry], frozenset[bytes]] | None:
+    """One field's check: its trie entries and the substrings its gram screen needs, or None when
+    the kernel cannot check it."""
     if field.field == "fd.name" and type_name in PATH_TYPES:
         found = _values(type_id, PG_FIELD_PATH, field, _fit_path)
         suffixes = _suffixes(type_id, field.suffixes)
-        grams = _grams(field.contains)
-        if found is None or suffixes is None or grams is None:
+        needles = _needles(field.contains)
+        if found is None or suffixes is None or needles is None:
             return None
-        return found + suffixes, grams
+        return found + suffixes, needles
     if field.field == "proc.name" and not field.suffixes and not field.contains:
         found = _values(type_id, PG_FIELD_COMM, field, _fit_comm)
         return None if found is None else (found, frozenset())
     return None
 
 
-def _grams(substrings: Iterable[str]) -> frozenset[int] | None:
-    """The screen's bits for `substrings`, one gram each; None when one is shorter than a gram or
-    has U+FFFD (a substring with a NUL is in no C string: it needs none)."""
+def _needles(substrings: Iterable[str]) -> frozenset[bytes] | None:
+    """The substrings' bytes the gram screen needs; None when one is shorter than a gram or has
+    U+FFFD (a substring with a NUL is in no C string: it needs none)."""
     out = set()
     for value in substrings:
         raw = value.encode()
         if len(raw) < _GRAM or _REPLACEMENT in value:
             return None
         if b"\0" not in raw:
-            out.add(_gram_hash(_rarest_gram(raw), PG_GRAM_SHIFT))
+            out.add(raw)
     return frozenset(out)
 
 
-def _rarest_gram(raw: bytes) -> bytes:
-    """The gram with the most bytes that are not lowercase letters (the first of those): paths are
-    mostly lowercase, so it hits fewer paths that lack the substring."""
-    grams = [raw[i : i + _GRAM] for i in range(len(raw) - _GRAM + 1)]
-    return max(grams, key=lambda g: sum(b not in _LOWER for b in g))
+def _gram_bits(needles: Iterable[bytes], pairs: bool) -> frozenset[int]:
+    """The screen's bits: per substring its rarest gram, or its rarest two consecutive (`pairs`)."""
+    out = set()
+    for raw in needles:
+        grams = [raw[i : i + _GRAM] for i in range(len(raw) - _GRAM + 1)]
+        if pairs:
+            k = max(range(len(grams) - 1), key=lambda i: _rarity(grams[i]) + _rarity(grams[i + 1]))
+            out |= {_gram_hash(grams[k], PG_GRAM_SHIFT), _gram_hash(grams[k + 1], PG_GRAM_SHIFT)}
+        else:
+            out.add(_gram_hash(max(grams, key=_rarity), PG_GRAM_SHIFT))
+    return frozenset(out)
+
+
+def _rarity(gram: bytes) -> int:
+    """Its bytes that are not lowercase letters: paths are mostly lowercase, so a gram with more
+    of them hits fewer paths that lack the substring."""
+    return sum(b not in _LOWER for b in gram)
 
 
 def _gram_hash(gram: bytes, shift: int) -> int:

@@ -280,13 +280,16 @@ static __always_inline u64 pg_screen_tail(const struct pg_screen *sc, const u8 *
 
 /* Whether one of the path's 4-byte grams (s: n bytes, its NUL included) has its bit in the slot's
  * bitmap: every substring some alternative needs has one gram there, so a path holding it hits
- * (a hash collision only keeps more). One map lookup, then one load per position. */
-static __always_inline int pg_grams_hit(const u8 *s, u32 n, u32 slot) {
+ * (a hash collision only keeps more). With PG_IM_GRAM_PAIRS (`pairs`), every substring has two
+ * consecutive grams there, one of which starts at an even position wherever the substring sits,
+ * so the odd positions are skipped. One map lookup, then one load per position. */
+static __always_inline int pg_grams_hit(const u8 *s, u32 n, u32 slot, u32 pairs) {
     struct pg_grams *g = interest_grams.lookup(&slot);
     if (!g)
         return 1;
+    u32 step = pairs ? 2 : 1;
 #pragma clang loop unroll(disable)
-    for (u32 p = 0; p < PG_LPM_STR - 4; p++) {
+    for (u32 p = 0; p < PG_LPM_STR - 4; p += step) {
         if (p + 5 > n)
             break;
         u32 h = (*(const u32 *)&s[p] * PG_GRAM_MUL) >> (32 - PG_GRAM_SHIFT);
@@ -331,7 +334,7 @@ static __always_inline u64 pg_path_mask(u8 *room, const u8 *s, u32 n, u32 evt, c
             *(u64 *)&k->data[PG_LPM_HEAD + i * 8] = __builtin_bswap64(*(const u64 *)&end[PG_SUFFIX_MAX - 8 - i * 8]);
         pass |= pg_lpm_mask(k);
     }
-    if ((m & it->grams) && !(m & pass) && pg_grams_hit(s, n, slot))
+    if ((m & it->grams) && !(m & pass) && pg_grams_hit(s, n, slot, it->mode & PG_IM_GRAM_PAIRS))
         pass |= it->grams;
     if (m & pass)
         return pass;
@@ -548,6 +551,31 @@ static __always_inline u32 pg_word32(const u64 *w, u32 k) {
     return (u32)(sh ? (lo >> sh) | (hi << (64 - sh)) : lo);
 }
 
+/* the longest path (its NUL counted) pg_path_drops_fast takes from its copy on the stack */
+#define PG_FAST_PATH (PG_SHORT_STR - 8)
+
+/* pg_grams_hit on the path's copy in words (n <= PG_FAST_PATH), eight positions a word, or the
+ * even four of them (`step` 2, PG_IM_GRAM_PAIRS); `step` is a constant at each call, so each is
+ * its own unrolled loop with constant shifts */
+static __always_inline int pg_grams_hit_words(const u64 *w, u32 n, const struct pg_grams *g, const u32 step) {
+#pragma clang loop unroll(disable)
+    for (u32 i = 0; i < PG_FAST_PATH / 8; i++) {
+        if (i * 8 + 5 > n)
+            break;
+        u64 lo = w[i], hi = w[i + 1];
+#pragma unroll
+        for (u32 j = 0; j < 8; j += step) {
+            if (i * 8 + j + 5 > n)
+                break;
+            u32 gram = (u32)(j ? (lo >> (8 * j)) | (hi << (64 - 8 * j)) : lo);
+            u32 h = (gram * PG_GRAM_MUL) >> (32 - PG_GRAM_SHIFT);
+            if ((g->w[(h >> 6) & (PG_GRAM_BITS / 64 - 1)] >> (h & 63)) & 1)
+                return 1;
+        }
+    }
+    return 0;
+}
+
 /* Whether pg_path_mask would drop the open for this path (its first PG_SHORT_STR bytes in w on the
  * stack, n bytes with its NUL, n <= PG_FAST_PATH) with nothing but the screens, the gram bitmap
  * and the "/." scan, the tests it runs on a path no trie entry can match: then the path never
@@ -556,7 +584,6 @@ static __always_inline u32 pg_word32(const u64 *w, u32 k) {
  * other (a lookup due, a gram hit, a "/.") is left to pg_path_mask on the record. The scratch
  * buffer's lines are mostly out of cache by the next open: in an otherwise empty program, 16 stores
  * of a path into it (3 lines) cost ~25 ns more than one store (bpf_stats, AMD EPYC VM). */
-#define PG_FAST_PATH (PG_SHORT_STR - 8)
 static __always_inline int pg_path_drops_fast(const u64 *w, u32 n, u32 evt, const struct pg_itype *it, u64 m) {
     if (n > PG_FAST_PATH || (w[0] & 0xff) != '/' || (m & it->path_free))
         return 0;
@@ -571,24 +598,8 @@ static __always_inline int pg_path_drops_fast(const u64 *w, u32 n, u32 evt, cons
         return 0;
     if (m & it->grams) {
         struct pg_grams *g = interest_grams.lookup(&slot);
-        if (!g)
+        if (!g || (it->mode & PG_IM_GRAM_PAIRS ? pg_grams_hit_words(w, n, g, 2) : pg_grams_hit_words(w, n, g, 1)))
             return 0;
-        /* pg_grams_hit's positions p, p + 5 <= n, eight a word */
-#pragma clang loop unroll(disable)
-        for (u32 i = 0; i < PG_FAST_PATH / 8; i++) {
-            if (i * 8 + 5 > n)
-                break;
-            u64 lo = w[i], hi = w[i + 1];
-#pragma unroll
-            for (u32 j = 0; j < 8; j++) {
-                if (i * 8 + j + 5 > n)
-                    break;
-                u32 gram = (u32)(j ? (lo >> (8 * j)) | (hi << (64 - 8 * j)) : lo);
-                u32 h = (gram * PG_GRAM_MUL) >> (32 - PG_GRAM_SHIFT);
-                if ((g->w[(h >> 6) & (PG_GRAM_BITS / 64 - 1)] >> (h & 63)) & 1)
-                    return 0;
-            }
-        }
     }
     for (int i = 0; i < PG_FAST_PATH / 8; i++) {
         if (i * 8 >= n)
@@ -1214,6 +1225,11 @@ static __always_inline int pg_exit(const struct pg_sys_exit *ctx, u16 evt, int s
         const void *src = (const void *)b->h.a[(strmask & 1) ? 0 : 1];
         u64 w[PG_SHORT_STR / 8];
         u32 n = src ? pg_read_user_words(w, src) : 0;
+        /* n through the record's memory (tgid, written later): pg_short_len leaves n a constant on
+         * each of its ~120 paths, and the verifier would check what follows once per length
+         * (764k instructions processed of its 1M limit, 86k this way) */
+        *(volatile u32 *)&b->h.tgid = n;
+        n = *(volatile u32 *)&b->h.tgid;
         if (n && pg_path_drops_fast(w, n, evt, it, m)) {
             pg_icount(evt, PG_IR_PATH);
             return 0;

@@ -50,11 +50,14 @@
  * and PG_IM_COMM
  * (the process's name as the collector's process table holds it, pg_names, looked up in
  * interest_lpm). PG_IM_FDTABLE: a kept event of an fd type also carries the process's fd table
- * (fd.types, probe.bpf.c pg_put_fdtypes), for the types some rule reads fd.types on. */
+ * (fd.types, probe.bpf.c pg_put_fdtypes), for the types some rule reads fd.types on.
+ * PG_IM_GRAM_PAIRS: interest_grams holds two consecutive grams of each substring, so the probe
+ * tests the grams at even positions only. */
 #define PG_IM_KEEP 1
 #define PG_IM_PATH 2
 #define PG_IM_COMM 4
 #define PG_IM_FDTABLE 8
+#define PG_IM_GRAM_PAIRS 16
 /* interest_lpm keys: {u32 prefixlen; u8 data[PG_LPM_DATA]}, data = the event type (u16,
  * big-endian), one PG_FIELD_* byte, the generation byte, then the value's bytes (8-aligned, so the
  * probe copies words); an exact value ends with its NUL, a prefix does not. A PG_FIELD_RPATH value
@@ -65,7 +68,7 @@
 #define PG_SUFFIX_MAX 64
 /* interest_grams: per generation and open-family type (PG_PATH_SLOTS of them), a bitmap of
  * PG_GRAM_BITS bits: bit (g * PG_GRAM_MUL) >> (32 - PG_GRAM_SHIFT) of each substring's chosen
- * 4-byte gram g (little-endian u32) */
+ * 4-byte gram g (little-endian u32), or of its two chosen consecutive grams (PG_IM_GRAM_PAIRS) */
 #define PG_PATH_SLOTS 4
 #define PG_GRAM_SHIFT 16
 #define PG_GRAM_BITS 65536

@@ -16,6 +16,7 @@ from collectors.header import (
     PG_FIELD_RPATH,
     PG_GRAM_BITS,
     PG_IM_COMM,
+    PG_IM_GRAM_PAIRS,
     PG_IM_KEEP,
     PG_IM_PATH,
     PG_LPM_DATA,
@@ -81,7 +82,7 @@ def kernel_keeps(maps: Maps, type_id: int, *, path: bytes | None = None, comm: b
     if m and mode & PG_IM_COMM and comm is not None:
         m &= comm_free | _lpm_mask(maps.lpm, _head(type_id, PG_FIELD_COMM, gen) + comm[:15].ljust(16, b"\0"))
     if m and mode & PG_IM_PATH and name in ("open", "openat", "openat2", "creat") and path is not None:
-        m &= _path_mask(maps, type_id, (gen, path_free, suffixed, grams), m, path)
+        m &= _path_mask(maps, type_id, (gen, path_free, suffixed, grams), m, path, mode & PG_IM_GRAM_PAIRS)
     return m != 0
 
 
@@ -102,7 +103,8 @@ def _screened(raw: bytes | None, item: bytes) -> tuple[int, int]:
     return head, tail
 
 
-def _path_mask(maps: Maps, type_id: int, record: tuple[int, int, int, int], m: int, path: bytes) -> int:
+def _path_mask(maps: Maps, type_id: int, record: tuple[int, int, int, int], m: int, path: bytes,
+               pairs: int) -> int:  # fmt: skip
     gen, free, suffixed, grams = record
     item = path.split(b"\0", 1)[0][: PG_MAX_STR - 1] + b"\0"
     if len(item) > PG_LPM_STR or item[:1] != b"/":
@@ -117,7 +119,7 @@ def _path_mask(maps: Maps, type_id: int, record: tuple[int, int, int, int], m: i
         found |= _lpm_mask(maps.lpm, rev[:PG_LPM_DATA])
     if m & grams and not m & found:
         bitmap = maps.grams.get(gen * 4 + SLOTS.index(EVENT_TYPES[type_id]), bytes(PG_GRAM_BITS // 8))
-        for p in range(len(item) - 1 - 3):
+        for p in range(0, len(item) - 1 - 3, 2 if pairs else 1):  # pairs: even positions only
             h = (int.from_bytes(item[p : p + 4], "little") * 0x9E3779B1 & 0xFFFFFFFF) >> 16
             if bitmap[h // 8] >> (h % 8) & 1:
                 found |= grams

@@ -54,8 +54,8 @@ def test_constants_match_probe_h() -> None:
     defines = dict(re.findall(r"#define (PG_\w+) (\w+)", PROBE_H.read_text()))
     for name in ("PG_EVT_FORK", "PG_FLAG_TRUNCATED", "PG_FLAG_UNWANTED", "PG_CNT_EVTS", "PG_CNT_RING_FULL",
                  "PG_CNT_BAD_REGS", "PG_CNT_PAGE_FAULT", "PG_CNT_N", "PG_MAX_STR", "PG_IM_KEEP", "PG_IM_PATH",
-                 "PG_IM_COMM", "PG_IM_FDTABLE", "PG_LPM_HEAD", "PG_LPM_STR", "PG_LPM_DATA", "PG_FIELD_PATH",
-                 "PG_FIELD_COMM",
+                 "PG_IM_COMM", "PG_IM_FDTABLE", "PG_IM_GRAM_PAIRS", "PG_LPM_HEAD", "PG_LPM_STR",
+                 "PG_LPM_DATA", "PG_FIELD_PATH", "PG_FIELD_COMM",
                  "PG_COMM_LEN", "PG_IR_KEPT", "PG_IR_NO_RULE", "PG_IR_PATH", "PG_IR_COMM",
                  "PG_IR_FLAGS", "PG_IR_N", "PG_FIELD_RPATH", "PG_SUFFIX_MAX",
                  "PG_PATH_SLOTS", "PG_GRAM_SHIFT", "PG_GRAM_BITS", "PG_SCREEN_SHIFT", "PG_SCREEN_SLOTS"):

@@ -28,6 +28,7 @@ from collectors.header import (
     PG_GRAM_BITS,
     PG_IM_COMM,
     PG_IM_FDTABLE,
+    PG_IM_GRAM_PAIRS,
     PG_IM_KEEP,
     PG_IM_PATH,
     PG_LPM_DATA,
@@ -122,6 +123,7 @@ def test_substrings_are_screened_by_one_gram_each() -> None:
         Alternative((_field("fd.name", contains={".pub"}),)),
     ))}  # fmt: skip
     planned = plan(interest)
+    # ".pub" has one gram: every position is tested
     assert planned.types["openat"].mode == PG_IM_KEEP | PG_IM_PATH and not planned.types["openat"].suffixed
     assert planned.types["openat"].grams == 0b111 and len(planned.grams["openat"]) == 4
     maps = maps_of(planned)
@@ -133,6 +135,34 @@ def test_substrings_are_screened_by_one_gram_each() -> None:
     assert kernel_keeps(maps, OPENAT, path=b"/usr/lib/liblzma.so.5.6.0", flags=1)
     assert not kernel_keeps(maps, OPENAT, path=b"/usr/lib/libc.so.6")
     assert not kernel_keeps(maps, OPENAT, path=b"/home/a/ssh/x")
+
+
+def test_substrings_of_five_bytes_or_more_are_screened_by_two_grams_at_even_positions() -> None:
+    """Each substring sets the bits of two consecutive grams, one of which starts at an even
+    position wherever the substring sits: the probe tests those positions only."""
+    interest = {"openat": TypeInterest("openat", (), (
+        Alternative((_field("fd.name", contains={"/.ssh/", "id_rsa"}),)),
+        Alternative((_field("proc.name", exact={"sshd"}),)),
+    ))}  # fmt: skip
+    planned = plan(interest)
+    assert planned.types["openat"].mode == PG_IM_KEEP | PG_IM_PATH | PG_IM_COMM | PG_IM_GRAM_PAIRS
+    assert len(planned.grams["openat"]) == 4
+    maps = maps_of(planned)
+    for pad in range(9):
+        assert kernel_keeps(maps, OPENAT, path=b"/" + b"x" * pad + b"/.ssh/k", comm=b"cat")
+        assert kernel_keeps(maps, OPENAT, path=b"/" + b"y" * pad + b"id_rsa", comm=b"cat")
+    assert not kernel_keeps(maps, OPENAT, path=b"/home/a/ssh/x", comm=b"cat")
+    # id_rsa's pair (its grams' non-letters tie: the first pair): a path holding the second gram
+    # alone, at an odd position, is not tested there
+    assert {_gram_bit(b"id_r"), _gram_bit(b"d_rs")} <= planned.grams["openat"]
+    assert not kernel_keeps(maps, OPENAT, path=b"/d_rszz", comm=b"cat")
+    assert kernel_keeps(maps, OPENAT, path=b"/d_rszz", comm=b"sshd")
+    assert kernel_keeps(maps, OPENAT, path=b"/xd_rszz", comm=b"cat")  # at an even position it hits
+
+
+def _gram_bit(gram: bytes) -> int:
+    """pg_grams_hit's bit for a gram, written again"""
+    return (int.from_bytes(gram, "little") * 0x9E3779B1 % 2**32) >> (32 - 16)
 
 
 def test_the_screen_holds_per_first_and_last_four_bytes_the_alternatives_an_entry_could_pass() -> None:
