@@ -10,7 +10,9 @@ leaves the node with and without the kernel's interest filter (issue #18 §3).
 * Inside the kernel: the openat exit program's own time per run (bpf_stats), the collector's
   against the empty program's, which the workload's CPU per op shows only through the noise; and
   the least any filter of the path must run (LEAST_OPENAT), which splits the collector's cost into
-  what reading the open costs on this kernel and what the collector's tests add.
+  what reading the open costs on this kernel and what the collector's tests add. A run of both
+  (`--only floor --only program`, or all) also gives the floor ratio the programs' time implies
+  at the floor's CPU per op.
 * A type no rule names: detached (what the collector does) or attached with a mode that drops
   every event at once (the alternative), and what attaching and detaching a type live costs.
 * Leaving the node: two collectors record a node-like workload at once (compiles, shells, reading
@@ -145,7 +147,7 @@ def per_op(r: dict[str, float]) -> float:
     return r["cpu"] / r["ops"]
 
 
-def floor_vs_collector(files: list[Path], exe: str, runs: int, seconds: float, tmp: Path, pin: bool) -> None:
+def floor_vs_collector(files: list[Path], exe: str, runs: int, seconds: float, tmp: Path, pin: bool) -> float:
     """With `pin` (two CPUs or more), the workload runs on CPU 0 and the collector on the others, in
     every round alike: the probe runs in the workload's context either way, and the rounds no
     longer differ by where the scheduler put the two and what it migrated."""
@@ -220,6 +222,7 @@ def floor_vs_collector(files: list[Path], exe: str, runs: int, seconds: float, t
         statistics.median(rate(x) / rate(f) for x, f in zip(on_free, floor_free, strict=True)),
         runs,
     )
+    return statistics.median(map(per_op, floor)) * 1e9
 
 
 def _program_times(pid: int) -> dict[str, tuple[int, int]]:
@@ -247,11 +250,14 @@ def _busiest_run_ns(pid: int, exe: str, seconds: float) -> float:
     return ns / max(n, 1)
 
 
-def program_cost(files: list[Path], exe: str, runs: int, seconds: float, tmp: Path) -> None:
+def program_cost(
+    files: list[Path], exe: str, runs: int, seconds: float, tmp: Path
+) -> tuple[float, float, float]:
     """What a loadgen open costs inside the kernel, which the workload's CPU per op measures only
     through the noise of a shared machine (its rounds' floor/no-tracing ratios vary by 0.15): the
     kernel's own time per run of the openat exit program (kernel.bpf_stats_enabled, which adds
-    its clock reads to both sides), the collector's with its interest against the empty one."""
+    its clock reads to both sides), the collector's with its interest against the empty one and
+    the least a path filter runs. Returns the three medians (ns per run)."""
     from bcc import BPF
 
     interest = _interest(files)
@@ -294,6 +300,24 @@ def program_cost(files: list[Path], exe: str, runs: int, seconds: float, tmp: Pa
         least_med / floor_ns,
         runs,
         {"least_ns": [round(x) for x in least_ns], "collector_over_least_ns": round(on_ns - least_med)},
+    )
+    return on_ns, floor_ns, least_med
+
+
+def implied_floor_ratio(
+    floor_op_ns: float, on_ns: float, empty_ns: float, least_ns: float, runs: int
+) -> None:
+    """The floor ratio the programs' own time implies (the loadgen runs the openat exit program once
+    per op, in its own context): what the workload's CPU per op cannot resolve through its noise,
+    for the collector and for the least a path filter runs."""
+    record(
+        "interest: floor ratio implied by the openat exit program's time (bpf_stats) at the floor's "
+        "CPU per op, collector vs the least a path filter runs",
+        f"{1 + (on_ns - empty_ns) / floor_op_ns:.3f} collector",
+        f"least path filter {1 + (least_ns - empty_ns) / floor_op_ns:.3f} (goal <= 1.05), "
+        f"floor {floor_op_ns:.0f} ns/op",
+        (floor_op_ns + on_ns - empty_ns) / (floor_op_ns + least_ns - empty_ns),
+        runs,
     )
 
 
@@ -403,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--only", choices=("floor", "program", "no-rule", "node"), default=None)
+    p.add_argument("--only", choices=("floor", "program", "no-rule", "node"), action="append",
+                   help="run only these parts (repeatable; default: all)")  # fmt: skip
     p.add_argument("--no-pin", action="store_true", help="floor: leave the workload and the collector where "
                    "the scheduler puts them (default: the workload on CPU 0, the collector on the others)")
     p.add_argument(
@@ -419,14 +444,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     exe = loadgen()
     files = args.rules or RULE_FILES
+    parts = set(args.only or ("floor", "program", "no-rule", "node"))
     with tempfile.TemporaryDirectory(prefix="pg-bench-interest-") as d:
-        if args.only in (None, "floor"):
-            floor_vs_collector(files, exe, args.runs, args.seconds, Path(d), pin=not args.no_pin)
-        if args.only in (None, "program"):
-            program_cost(files, exe, args.runs, min(args.seconds, 3.0), Path(d))
-        if args.only in (None, "no-rule"):
+        floor_op_ns = None
+        if "floor" in parts:
+            floor_op_ns = floor_vs_collector(files, exe, args.runs, args.seconds, Path(d), not args.no_pin)
+        if "program" in parts:
+            programs = program_cost(files, exe, args.runs, min(args.seconds, 3.0), Path(d))
+            if floor_op_ns is not None:
+                implied_floor_ratio(floor_op_ns, *programs, args.runs)
+        if "no-rule" in parts:
             no_rule_cost(exe, args.runs, args.seconds)
-        if args.only in (None, "node"):
+        if "node" in parts:
             leaving_the_node(files, args.seconds, Path(d))
     return 0
 
